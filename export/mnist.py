@@ -1,0 +1,130 @@
+"""Stage `export_mnist`: the Keras model as a SavedModel with an explicit named signature, and as ONNX.
+
+Triton's TensorFlow backend serves the SavedModel (images up to 25.02); newer images need the
+ONNX. Tensor names come from the network spec; each export is checked against the Keras model on
+real test digits and the max abs difference is recorded in `reports/export/mnist.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines import artifacts, data
+from pipelines.atomic import atomic_path, write_json
+from pipelines.cli import hydra_main
+from pipelines.errors import ArtifactError
+from pipelines.spec import network_tensors
+
+log = logging.getLogger(__name__)
+
+
+def load_keras_model(path: str | Path) -> Any:
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path} not found: run the train stage first (`dvc repro train`)")
+    import keras
+
+    return keras.saving.load_model(path)
+
+
+def write_savedmodel(model: Any, cfg: Any, target: Path) -> None:
+    """SavedModel whose signature `cfg.network.signature` maps the spec's input name to its output name."""
+    import keras
+    import tensorflow as tf
+
+    (image,), (probabilities,) = network_tensors(cfg.network)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=str(cfg.network.signature),
+        fn=lambda x: {probabilities.name: model(x, training=False)},
+        input_signature=[tf.TensorSpec((None, *image.dims), image.numpy_dtype, name=image.name)],
+    )
+    archive.write_out(str(target), verbose=False)
+
+
+def write_onnx(savedmodel: Path, cfg: Any, target: Path) -> None:
+    """tf2onnx on the SavedModel's signature (its CLI is the documented, stable interface)."""
+    import onnx
+
+    cmd = [
+        sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(savedmodel),
+        "--signature_def", str(cfg.network.signature), "--opset", str(cfg.opset), "--output", str(target),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise ArtifactError(f"tf2onnx failed (exit {proc.returncode}):\n{tail}")
+    model = onnx.load(str(target))
+    for value in [*model.graph.input, *model.graph.output]:  # tf2onnx names the batch dim unk__N
+        dim = value.type.tensor_type.shape.dim[0]
+        if not dim.HasField("dim_value"):
+            dim.dim_param = "batch"
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(target))
+
+
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def verify(model: Any, savedmodel: Path, onnx_path: Path, cfg: Any, digits: np.ndarray) -> dict[str, float]:
+    """Max abs difference of each export against Keras on the same real digits."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    (image,), (probabilities,) = network_tensors(cfg.network)
+    expected = np.asarray(model(digits, training=False))
+    served_sm = tf.saved_model.load(str(savedmodel)).signatures[str(cfg.network.signature)]
+    got_sm = served_sm(**{image.name: tf.constant(digits)})[probabilities.name].numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (got_onnx,) = session.run([probabilities.name], {image.name: digits})
+    return {"savedmodel": _max_abs_diff(got_sm, expected), "onnx": _max_abs_diff(got_onnx, expected)}
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Export both formats next to each other, check signatures and numerics, then move them into place."""
+    model = load_keras_model(cfg.network.artifacts.keras)
+    inputs, outputs = network_tensors(cfg.network)
+    digits = data.to_model_input(data.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])
+    targets = {"savedmodel": Path(cfg.network.artifacts.savedmodel), "onnx": Path(cfg.network.artifacts.onnx)}
+    with atomic_path(targets["savedmodel"], directory=True) as sm_tmp, atomic_path(targets["onnx"]) as onnx_tmp:
+        log.info("writing SavedModel (signature %r)", str(cfg.network.signature))
+        write_savedmodel(model, cfg, sm_tmp)
+        log.info("converting to ONNX (opset %s) with tf2onnx", cfg.opset)
+        write_onnx(sm_tmp, cfg, onnx_tmp)
+        signatures = {
+            "savedmodel": artifacts.savedmodel_signature(sm_tmp, str(cfg.network.signature)),
+            "onnx": artifacts.onnx_signature(onnx_tmp),
+        }
+        for fmt, signature in signatures.items():
+            problems = artifacts.mismatches(inputs, outputs, 1, signature)
+            if problems:
+                raise ArtifactError(f"exported {fmt} does not match network {cfg.network.name!r}: {'; '.join(problems)}")
+        diffs = verify(model, sm_tmp, onnx_tmp, cfg, digits)
+        limit = float(cfg.verify.max_abs_diff)
+        for fmt, diff in diffs.items():
+            log.info("%s vs Keras on %d test digits: max abs diff %.3g (limit %.1g)", fmt, len(digits), diff, limit)
+            if diff > limit:
+                raise ArtifactError(f"{fmt} export differs from Keras by {diff:.3g} > {limit:g}; nothing was written")
+    report = {
+        "network": str(cfg.network.name),
+        "verify_digits": len(digits),
+        "max_abs_diff": diffs,
+        "opset": int(cfg.opset),
+        "signature": str(cfg.network.signature),
+        "artifacts": {fmt: str(path) for fmt, path in targets.items()},
+    }
+    write_json(Path(cfg.paths.export_reports) / "mnist.json", report)
+    return report
+
+
+main = hydra_main("export_mnist", run)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Entry-point plumbing shared by every `python -m <stage>` command.
+
+Each stage module defines a pure `run(cfg)` (what tests call) and a thin `main` made here:
+Hydra composes the config, user errors become one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from pipelines.errors import PipelineError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("pipelines")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def group_options(group: str) -> list[str]:
+    """Option names of a config group directory under conf/ (empty if there is no such group)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Catch `group=unknown` before Hydra, whose own message is a multi-line dump with exit 1."""
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.lstrip("+~").split("=", 1)
+        options = group_options(key)
+        if "/" not in key and "." not in key and "@" not in key and options and value not in options:
+            raise PipelineError(f"unknown {key} {value!r}; choose one of: {', '.join(options)}")
+
+
+def hydra_main(config_name: str, run: Callable[[Any], Any]) -> Callable[[], None]:
+    """Build the `main()` of a stage: compose `conf/<config_name>.yaml`, call `run(cfg)`, map errors to exit codes.
+
+    `run` may return an int exit code; any other return value (what tests inspect) means success.
+    """
+    import hydra
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
+    def _task(cfg: Any) -> None:
+        from omegaconf.errors import MissingMandatoryValue
+
+        try:
+            code = run(cfg)
+        except PipelineError as exc:
+            _fail(exc)
+        except MissingMandatoryValue as exc:
+            key = getattr(exc, "full_key", "") or "a required value"
+            _fail(PipelineError(f"{key} is required: set it on the command line, e.g. {key}=..."))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+    def main() -> None:
+        try:
+            check_group_overrides(sys.argv[1:])
+        except PipelineError as exc:
+            _fail(exc)
+        _task()
+
+    return main
+
+
+def _fail(exc: BaseException) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)

@@ -1,0 +1,55 @@
+"""Inputs that exports and parity feed a model: real digits for MNIST, image-like tensors for ImageNet nets.
+
+Random noise hides or exaggerates differences (NVIDIA/TensorRT#1565), so MNIST uses real test
+digits; for classifiers without a shipped image set we use smooth, seeded, image-like tensors
+normalised with the network's own ImageNet statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipelines import data
+from pipelines.errors import ConfigError
+from pipelines.spec import TensorSpec
+
+
+@dataclass(frozen=True)
+class ParityInputs:
+    """One input tensor's samples (batch first) and, where known, their true labels."""
+
+    samples: np.ndarray
+    labels: np.ndarray | None = None
+
+
+def imagenet_like(tensor: TensorSpec, count: int, mean: list[float], std: list[float], seed: int = 0) -> np.ndarray:
+    """`count` NCHW float32 images: coarse colour fields plus fine texture in [0, 1], then normalised."""
+    channels, height, width = tensor.dims
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((count, channels, 8, 8))
+    ys = np.linspace(0, 7, height)
+    xs = np.linspace(0, 7, width)
+    y0, x0 = np.floor(ys).astype(int).clip(0, 6), np.floor(xs).astype(int).clip(0, 6)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = coarse[:, :, y0][:, :, :, x0] * (1 - fx) + coarse[:, :, y0][:, :, :, x0 + 1] * fx
+    bottom = coarse[:, :, y0 + 1][:, :, :, x0] * (1 - fx) + coarse[:, :, y0 + 1][:, :, :, x0 + 1] * fx
+    images = top * (1 - fy) + bottom * fy + rng.normal(0, 0.05, (count, channels, height, width))
+    images = images.clip(0, 1)
+    mean_a = np.asarray(mean, dtype=np.float64).reshape(1, channels, 1, 1)
+    std_a = np.asarray(std, dtype=np.float64).reshape(1, channels, 1, 1)
+    return ((images - mean_a) / std_a).astype(tensor.numpy_dtype)
+
+
+def for_network(network: Mapping[str, Any], tensor: TensorSpec, count: int, data_path: str) -> ParityInputs:
+    """The network's configured kind of inputs (`network.parity_inputs`), `count` samples."""
+    kind = network.get("parity_inputs")
+    if kind == "mnist_test":
+        mnist = data.load(data_path)
+        return ParityInputs(data.to_model_input(mnist.x_test[:count]), mnist.y_test[:count])
+    if kind == "imagenet_like":
+        pre = network["preprocessing"]
+        return ParityInputs(imagenet_like(tensor, count, list(pre["mean"]), list(pre["std"])))
+    raise ConfigError(f"network {network.get('name')!r}: unknown parity_inputs {kind!r}")

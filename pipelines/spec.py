@@ -1,0 +1,184 @@
+"""The declarative model spec: the one place tensor names, dtypes, dims and tolerances come from.
+
+Export, repository assembly, the Triton client and the parity check all read a `ModelSpec`
+built from the composed Hydra config (`conf/network/*.yaml` for tensors, `conf/model/*.yaml`
+for how a variant is served), so a tensor name is never typed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipelines.errors import ConfigError
+
+# Triton data type name (without TYPE_) -> numpy dtype. Only types our models use or may use.
+TRITON_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "INT8": np.dtype(np.int8),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+FORMATS = ("savedmodel", "onnx")
+PRECISIONS = ("fp32", "fp16")
+REFERENCES = ("keras", "torch")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor; `dims` exclude the batch dimension."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    labels: bool = False
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return TRITON_TO_NUMPY[self.dtype]
+
+    @property
+    def json_safe(self) -> bool:
+        """FP16 and BF16 cannot travel as JSON in the KServe v2 protocol."""
+        return self.dtype not in ("FP16", "BF16")
+
+    def batched_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self.dims)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria for one output; elementwise |served - ref| <= atol + rtol * |ref| (numpy.allclose)."""
+
+    atol: float
+    rtol: float
+    min_cosine: float
+    min_top1_agreement: float
+    min_top5_agreement: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A served model: the network's tensors plus how this variant is exported and served."""
+
+    name: str
+    network: str
+    reference: str
+    format: str
+    precision: str
+    artifact: Path
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    tolerance: Tolerance
+    labels_file: Path | None = None
+    signature: str = "serving_default"
+    dynamic_batching: Mapping[str, Any] = field(default_factory=dict)
+    instance_count: int = 1
+    parity: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tensors(self) -> tuple[TensorSpec, ...]:
+        return self.inputs + self.outputs
+
+    def input(self, name: str) -> TensorSpec:
+        for tensor in self.inputs:
+            if tensor.name == name:
+                return tensor
+        raise ConfigError(f"model {self.name!r} has no input {name!r}")
+
+
+def _tensors(items: Any, where: str) -> tuple[TensorSpec, ...]:
+    if not items:
+        raise ConfigError(f"{where}: at least one tensor is required")
+    tensors = []
+    for item in items:
+        dtype = str(item["dtype"]).upper()
+        if dtype not in TRITON_TO_NUMPY:
+            raise ConfigError(f"{where}: tensor {item['name']!r} has unknown dtype {dtype!r}")
+        dims = tuple(int(d) for d in item["dims"])
+        if any(d == 0 or d < -1 for d in dims):
+            raise ConfigError(f"{where}: tensor {item['name']!r} has invalid dims {list(dims)}")
+        tensors.append(TensorSpec(str(item["name"]), dtype, dims, bool(item.get("labels", False))))
+    names = [t.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: duplicate tensor names {names}")
+    return tuple(tensors)
+
+
+def network_tensors(network: Mapping[str, Any]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of a network config (`conf/network/*.yaml`)."""
+    where = f"network {network.get('name', '?')!r}"
+    return _tensors(network.get("inputs"), where), _tensors(network.get("outputs"), where)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], what: str, model: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"model {model!r}: {what} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def plain(cfg: Any) -> Any:
+    """A resolved plain-Python copy of an OmegaConf node (interpolations such as `${paths.x}` applied)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def _artifact(network: Mapping[str, Any], fmt: str, model: str) -> Path:
+    path = (network.get("artifacts") or {}).get(fmt)
+    if not path:
+        raise ConfigError(f"model {model!r}: network {network['name']!r} declares no {fmt!r} artifact")
+    return Path(str(path))
+
+
+def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
+    """Build and validate the spec of served model `name` from its composed config (`conf/model/<name>.yaml`)."""
+    cfg = plain(cfg)
+    network = cfg["network"]
+    inputs, outputs = network_tensors(network)
+    max_batch_size = int(cfg["max_batch_size"])
+    if max_batch_size < 0:
+        raise ConfigError(f"model {name!r}: max_batch_size must be >= 0, got {max_batch_size}")
+    instance_count = int(cfg.get("instance_count", 1))
+    if instance_count < 1:
+        raise ConfigError(f"model {name!r}: instance_count must be >= 1, got {instance_count}")
+    tol = cfg["tolerance"]
+    labels = network.get("labels_file")
+    return ModelSpec(
+        name=name,
+        network=str(network["name"]),
+        reference=_choice(network["reference"], REFERENCES, "network.reference", name),
+        format=_choice(cfg["format"], FORMATS, "format", name),
+        precision=_choice(cfg["precision"], PRECISIONS, "precision", name),
+        artifact=_artifact(network, cfg["format"], name),
+        inputs=inputs,
+        outputs=outputs,
+        max_batch_size=max_batch_size,
+        tolerance=Tolerance(
+            atol=float(tol["atol"]),
+            rtol=float(tol["rtol"]),
+            min_cosine=float(tol["min_cosine"]),
+            min_top1_agreement=float(tol["min_top1_agreement"]),
+            min_top5_agreement=float(tol["min_top5_agreement"]),
+        ),
+        labels_file=Path(str(labels)) if labels else None,
+        signature=str(network.get("signature", "serving_default")),
+        dynamic_batching=dict(cfg.get("dynamic_batching") or {}),
+        instance_count=instance_count,
+        parity=dict(cfg.get("parity") or {}),
+    )
+
+
+def served_specs(models_cfg: Mapping[str, Any]) -> dict[str, ModelSpec]:
+    """Specs of every served model in the `models` catalog (`conf/models.yaml`)."""
+    return {name: model_spec(name, cfg) for name, cfg in models_cfg.items()}

@@ -1,0 +1,58 @@
+"""torchvision classifiers: built from the network spec, with weights from one of three sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipelines.errors import ArtifactError, ConfigError
+from pipelines.torchvision_compat import import_torchvision
+
+
+def build(network: Mapping[str, Any], weights: str | None = None, seed: int = 0) -> Any:
+    """An eval-mode model: seeded random init (`weights=None`), a torchvision weight name, or a state-dict path."""
+    import torch
+
+    tv = import_torchvision()
+    arch = str(network["arch"])
+    try:
+        builder_weights = tv.models.get_model_weights(arch)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"network {network['name']!r}: unknown torchvision model {arch!r}") from exc
+    if weights is None:
+        torch.manual_seed(seed)
+        return tv.models.get_model(arch, weights=None).eval()
+    if Path(weights).suffix in (".pt", ".pth") or Path(weights).exists():
+        model = tv.models.get_model(arch, weights=None)
+        model.load_state_dict(load_state_dict(weights))
+        return model.eval()
+    try:
+        enum = builder_weights[weights]
+    except KeyError as exc:
+        names = ", ".join(w.name for w in builder_weights)
+        raise ConfigError(f"weights {weights!r} is neither a file nor a {arch} weight name ({names})") from exc
+    try:
+        return tv.models.get_model(arch, weights=enum).eval()
+    except Exception as exc:  # urllib errors, hash mismatches: the download is the user's environment
+        raise ArtifactError(
+            f"could not download {arch} {weights} weights ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "offline, use weights=null (seeded random) or a local state-dict path"
+        ) from exc
+
+
+def load_state_dict(path: str | Path) -> dict:
+    import torch
+
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path} not found: run the export stage first (`dvc repro`)")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors
+        raise ArtifactError(f"{path}: not a loadable state dict ({exc})") from exc
+
+
+def labels(network: Mapping[str, Any]) -> list[str]:
+    """Category names from the weight enum's metadata, which torchvision ships offline."""
+    tv = import_torchvision()
+    enum = tv.models.get_model_weights(str(network["arch"]))
+    return list(enum[str(network["labels_from"])].meta["categories"])

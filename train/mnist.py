@@ -1,0 +1,120 @@
+"""Stage `train`: the Keras MNIST CNN, seeded; writes the .keras model, DVC metrics and per-epoch plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from pipelines import data
+from pipelines.atomic import atomic_path, write_json, write_text
+from pipelines.cli import hydra_main
+from pipelines.errors import ConfigError
+from pipelines.spec import network_tensors
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: Any) -> Any:
+    """conv32-conv64-maxpool-dropout-dense128-dropout-softmax, named after the network spec's tensors."""
+    import keras
+
+    (image,), (probabilities,) = network_tensors(cfg.network)
+    inputs = keras.Input(shape=image.dims, name=image.name)
+    x = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
+    x = keras.layers.Conv2D(64, 3, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Dropout(0.25)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    outputs = keras.layers.Dense(probabilities.dims[0], activation="softmax", name=probabilities.name)(x)
+    return keras.Model(inputs, outputs, name=cfg.network.name)
+
+
+def _training_dataset(x: np.ndarray, y: np.ndarray, cfg: Any) -> Any:
+    import keras
+    import tensorflow as tf
+
+    layers = []
+    if cfg.augment.translate:
+        t = float(cfg.augment.translate)
+        layers.append(keras.layers.RandomTranslation(t, t, fill_mode="constant", seed=cfg.seed))
+    if cfg.augment.rotate:
+        layers.append(keras.layers.RandomRotation(float(cfg.augment.rotate), fill_mode="constant", seed=cfg.seed))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=cfg.seed).batch(int(cfg.batch_size))
+    if layers:
+        augment = keras.Sequential(layers)
+        ds = ds.map(lambda a, b: (augment(a, training=True), b))
+    return ds.prefetch(2)
+
+
+def _history_csv(history: dict[str, list[float]]) -> str:
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for epoch in range(len(history["loss"])):
+        writer.writerow([epoch + 1, *(f"{history[k][epoch]:.6f}" for k in keys)])
+    return buf.getvalue()
+
+
+def run(cfg: Any) -> dict[str, float]:
+    """Train on `paths.data`, evaluate on its test split, save model, metrics and history atomically."""
+    if int(cfg.epochs) < 1 or int(cfg.batch_size) < 1:
+        raise ConfigError("epochs and batch_size must be >= 1")
+    mnist = data.load(cfg.paths.data)
+    import keras
+
+    keras.utils.set_random_seed(int(cfg.seed))
+    x_train, x_test = data.to_model_input(mnist.x_train), data.to_model_input(mnist.x_test)
+    model = build_model(cfg)
+    steps = int(cfg.epochs) * -(-len(x_train) // int(cfg.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(float(cfg.learning_rate), steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    log.info("training %d epochs on %d digits (test %d)", cfg.epochs, len(x_train), len(x_test))
+    start = time.perf_counter()
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            log.info(
+                "epoch %d/%d  loss %.4f  accuracy %.4f  val_accuracy %.4f",
+                epoch + 1, cfg.epochs, logs.get("loss", 0), logs.get("accuracy", 0), logs.get("val_accuracy", 0),
+            )
+
+    history = model.fit(
+        _training_dataset(x_train, mnist.y_train, cfg),
+        epochs=int(cfg.epochs),
+        validation_data=(x_test, mnist.y_test),
+        verbose=0,
+        callbacks=[Progress()],
+    ).history
+    seconds = time.perf_counter() - start
+    loss, accuracy = model.evaluate(x_test, mnist.y_test, verbose=0)
+    with atomic_path(cfg.paths.keras_model, suffix=".keras") as tmp:
+        model.save(tmp)
+    metrics = {
+        "test_accuracy": round(float(accuracy), 6),
+        "test_loss": round(float(loss), 6),
+        "epochs": int(cfg.epochs),
+        "train_digits": len(x_train),
+        "test_digits": len(x_test),
+        "train_seconds": round(seconds, 1),
+    }
+    write_json(cfg.paths.train_metrics, metrics)
+    write_text(cfg.paths.train_history, _history_csv(history))
+    log.info("test accuracy %.4f, loss %.4f (%.1f s); saved %s", accuracy, loss, seconds, cfg.paths.keras_model)
+    return metrics
+
+
+main = hydra_main("train", run)
+
+if __name__ == "__main__":
+    main()
