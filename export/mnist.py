@@ -19,17 +19,10 @@ from pipelines import artifacts, data
 from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError
+from pipelines.reference import load_keras_model
 from pipelines.spec import network_tensors
 
 log = logging.getLogger(__name__)
-
-
-def load_keras_model(path: str | Path) -> Any:
-    if not Path(path).is_file():
-        raise ArtifactError(f"{path} not found: run the train stage first (`dvc repro train`)")
-    import keras
-
-    return keras.saving.load_model(path)
 
 
 def write_savedmodel(model: Any, cfg: Any, target: Path) -> None:

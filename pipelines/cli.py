@@ -42,8 +42,12 @@ def hydra_main(config_name: str, run: Callable[[Any], Any]) -> Callable[[], None
     """
     import hydra
 
+    started = False
+
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
     def _task(cfg: Any) -> None:
+        nonlocal started
+        started = True
         from omegaconf.errors import MissingMandatoryValue
 
         try:
@@ -63,7 +67,12 @@ def hydra_main(config_name: str, run: Callable[[Any], Any]) -> Callable[[], None
             check_group_overrides(sys.argv[1:])
         except PipelineError as exc:
             _fail(exc)
-        _task()
+        try:
+            _task()
+        except SystemExit as exc:
+            if not started and exc.code == 1:  # Hydra could not compose the config: a usage error
+                sys.exit(EXIT_USAGE)
+            raise
 
     return main
 

@@ -83,6 +83,7 @@ class ModelSpec:
     dynamic_batching: Mapping[str, Any] = field(default_factory=dict)
     instance_count: int = 1
     parity: Mapping[str, Any] = field(default_factory=dict)
+    network_cfg: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the resolved conf/network entry
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:
@@ -144,6 +145,8 @@ def _artifact(network: Mapping[str, Any], fmt: str, model: str) -> Path:
 def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """Build and validate the spec of served model `name` from its composed config (`conf/model/<name>.yaml`)."""
     cfg = plain(cfg)
+    if cfg.get("name", name) != name:
+        raise ConfigError(f"model {name!r}: its config names it {cfg['name']!r}; the two must agree")
     network = cfg["network"]
     inputs, outputs = network_tensors(network)
     max_batch_size = int(cfg["max_batch_size"])
@@ -176,6 +179,7 @@ def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
         dynamic_batching=dict(cfg.get("dynamic_batching") or {}),
         instance_count=instance_count,
         parity=dict(cfg.get("parity") or {}),
+        network_cfg=network,
     )
 
 

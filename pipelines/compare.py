@@ -1,0 +1,91 @@
+"""Compare served outputs with the framework's, then judge them against a tolerance (Polygraphy-style).
+
+run -> compare -> judge are separate: `compare_output` only measures, `judge` only decides, and
+both results serialise to JSON. The report also says which tolerance would have been needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pipelines.spec import Tolerance
+
+REL_EPSILON = 1e-6  # keeps the relative error finite where the reference is ~0
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    """How far served values are from the reference, over all samples of one output."""
+
+    samples: int
+    max_abs: float
+    mean_abs: float
+    max_rel: float
+    cosine: float
+    top1_agreement: float | None
+    top5_agreement: float | None
+    needed_atol: float  # smallest atol that passes at the configured rtol
+    needed_rtol: float  # smallest rtol that passes at the configured atol
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+
+def _topk(values: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-values, axis=-1, kind="stable")[..., :k]
+
+
+def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, classes: bool) -> OutputMetrics:
+    """Metrics of `served` against `reference` (same shape, batch first). `classes`: last axis is class scores."""
+    if served.shape != reference.shape:
+        raise ValueError(f"shape mismatch: served {served.shape} vs reference {reference.shape}")
+    s = served.astype(np.float64)
+    r = reference.astype(np.float64)
+    diff = np.abs(s - r)
+    mag = np.abs(r)
+    flat_s, flat_r = s.reshape(len(s), -1), r.reshape(len(r), -1)
+    norms = np.linalg.norm(flat_s, axis=1) * np.linalg.norm(flat_r, axis=1)
+    dots = np.sum(flat_s * flat_r, axis=1)
+    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(np.all(flat_s == flat_r, axis=1), 1.0, 0.0))
+    top1 = top5 = None
+    if classes:
+        top1 = float(np.mean(_topk(s, 1) == _topk(r, 1)))
+        k = min(5, s.shape[-1])
+        same5 = [set(a) == set(b) for a, b in zip(_topk(s, k).reshape(-1, k), _topk(r, k).reshape(-1, k))]
+        top5 = float(np.mean(same5))
+    return OutputMetrics(
+        samples=int(len(s)),
+        max_abs=float(diff.max(initial=0.0)),
+        mean_abs=float(diff.mean()) if diff.size else 0.0,
+        max_rel=float((diff / (mag + REL_EPSILON)).max(initial=0.0)),
+        cosine=float(cosine.min(initial=1.0)),
+        top1_agreement=top1,
+        top5_agreement=top5,
+        needed_atol=float(np.maximum(diff - tol.rtol * mag, 0).max(initial=0.0)),
+        needed_rtol=float((np.maximum(diff - tol.atol, 0) / (mag + REL_EPSILON)).max(initial=0.0)),
+    )
+
+
+def judge(metrics: OutputMetrics, tol: Tolerance) -> Verdict:
+    """Pass when every element is within atol + rtol*|ref| and the similarity and ranking gates hold."""
+    failures = []
+    if metrics.needed_atol > tol.atol:
+        failures.append(
+            f"values off by up to {metrics.max_abs:.3g} (needs atol {metrics.needed_atol:.3g} at rtol {tol.rtol:g}, "
+            f"or rtol {metrics.needed_rtol:.3g} at atol {tol.atol:g})"
+        )
+    if metrics.cosine < tol.min_cosine:
+        failures.append(f"cosine similarity {metrics.cosine:.6f} < {tol.min_cosine}")
+    if metrics.top1_agreement is not None and metrics.top1_agreement < tol.min_top1_agreement:
+        failures.append(f"top-1 agreement {metrics.top1_agreement:.4f} < {tol.min_top1_agreement}")
+    if metrics.top5_agreement is not None and metrics.top5_agreement < tol.min_top5_agreement:
+        failures.append(f"top-5 agreement {metrics.top5_agreement:.4f} < {tol.min_top5_agreement}")
+    return Verdict(passed=not failures, failures=failures)

@@ -1,0 +1,227 @@
+"""Accuracy parity between the framework and a running Triton: run, then compare, then judge.
+
+1. run: build the inputs (real digits / image-like tensors), run the framework reference, send
+   the same inputs to Triton over every protocol (several batch sizes, all samples in
+   max_batch_size chunks, and a concurrent burst the dynamic batcher can merge);
+2. compare: per protocol and output, error metrics against the reference (`pipelines.compare`);
+3. judge: tolerance gates, protocols agreeing bit for bit, served accuracy equal to the framework's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from pipelines import compare, parity_inputs, reference
+from pipelines.spec import ModelSpec
+from pipelines.triton_client import BURST, PROTOCOLS, ServedModel
+from pipelines.triton_server import Endpoints
+
+log = logging.getLogger(__name__)
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass
+class Case:
+    """One set of samples sent as `requests` (the batch sizes of the requests that carry them)."""
+
+    name: str
+    inputs: Arrays
+    requests: list[int]
+    reference: Arrays = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """Everything on the framework side of one model, ready before any server is involved."""
+
+    spec: ModelSpec
+    cases: list[Case]
+    burst: Case | None
+    labels: np.ndarray | None
+
+
+def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:
+    return {k: v[start:stop] for k, v in arrays.items()}
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+def prepare(spec: ModelSpec, data_path: str) -> Prepared:
+    """Inputs and framework outputs for every case of `spec.parity` (`conf/model/*.yaml`)."""
+    settings = spec.parity
+    max_batch = max(spec.max_batch_size, 1)
+    batch_sizes = sorted({int(b) for b in settings.get("batch_sizes", [1])} | {max_batch})
+    batch_sizes = [b for b in batch_sizes if 1 <= b <= max_batch]
+    burst = int(settings.get("concurrent_requests", 0))
+    count = max(int(settings.get("samples", max_batch)), max(batch_sizes), burst)
+    (tensor,) = spec.inputs  # our networks have one input; several need a multi-input sampler
+    sampled = parity_inputs.for_network(spec.network_cfg, tensor, count, data_path)
+    if len(sampled.samples) < max(batch_sizes):
+        raise ValueError(f"{spec.name}: only {len(sampled.samples)} samples for batch size {max(batch_sizes)}")
+    samples = {tensor.name: sampled.samples}
+    total = len(sampled.samples)
+    cases = [Case(f"batch_{b}", _slice(samples, 0, b), [b]) for b in batch_sizes]
+    cases.append(Case("all_samples", samples, _chunks(total, max_batch)))
+    burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
+    run_reference = reference.load(spec)
+    log.info("%s: framework (%s) reference on %d samples", spec.name, spec.reference, total)
+    for case in [*cases, *([burst_case] if burst_case else [])]:
+        case.reference = _concat([run_reference(part) for part in _parts(case)])
+    return Prepared(spec, cases, burst_case, sampled.labels)
+
+
+def _parts(case: Case) -> list[Arrays]:
+    parts, start = [], 0
+    for size in case.requests:
+        parts.append(_slice(case.inputs, start, start + size))
+        start += size
+    return parts
+
+
+def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> tuple[dict[str, dict[str, Arrays]], dict]:
+    """Send every case over every protocol; returns served[protocol][case] and the batching statistics."""
+    spec = prepared.spec
+    served: dict[str, dict[str, Arrays]] = {p: {} for p in protocols}
+    burst = prepared.burst
+    with ServedModel(spec, endpoints) as model:
+        model.check_ready()
+        for protocol in protocols:
+            start = time.perf_counter()
+            for case in prepared.cases:
+                served[protocol][case.name] = _concat([model.infer(protocol, part) for part in _parts(case)])
+            log.info("%s: %s, %d cases in %.2f s", spec.name, protocol, len(prepared.cases), time.perf_counter() - start)
+        batching: dict[str, Any] = {}
+        if burst is not None:
+            before = model.settled_counts()
+            outputs = model.burst(burst.inputs)
+            requests, executions = model.counts_after(before, len(outputs))
+            served[BURST] = {burst.name: _concat(outputs)}
+            batching = {"requests": requests, "executions": executions}
+            log.info("%s: burst of %d requests ran in %d executions", spec.name, batching["requests"], batching["executions"])
+    return served, batching
+
+
+def evaluate(prepared: Prepared, served: dict[str, dict[str, Arrays]], batching: dict, endpoints: Endpoints,
+             server_kind: str) -> dict[str, Any]:
+    """Compare and judge; the returned report is plain JSON data."""
+    spec, tol = prepared.spec, prepared.spec.tolerance
+    failures: list[str] = []
+    protocols: dict[str, Any] = {}
+    for protocol, by_case in served.items():
+        outputs = {}
+        for tensor in spec.outputs:
+            got = np.concatenate([by_case[c][tensor.name] for c in by_case])
+            ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in by_case])
+            metrics = compare.compare_output(got, ref, tol, classes=len(tensor.dims) == 1 and tensor.dims[0] > 1)
+            verdict = compare.judge(metrics, tol)
+            failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
+            outputs[tensor.name] = {**metrics.to_dict(), "passed": verdict.passed}
+        protocols[protocol] = {"cases": {c: len(next(iter(v.values()))) for c, v in by_case.items()}, "outputs": outputs}
+    agreement = _agreement(prepared, served)
+    failures += [f"{p} results differ from http binary" for p, same in agreement.items() if not same]
+    accuracy = _accuracy(prepared, served)
+    if accuracy:
+        failures += [
+            f"served accuracy over {p} is {acc:.4f}, framework {accuracy['framework']:.4f}"
+            for p, acc in accuracy.items() if p != "framework" and acc != accuracy["framework"]
+        ]
+    return {
+        "model": spec.name,
+        "network": spec.network,
+        "format": spec.format,
+        "precision": spec.precision,
+        "reference": spec.reference,
+        "passed": not failures,
+        "failures": failures,
+        "tolerance": tol.__dict__,
+        "server": {"kind": server_kind, "http": endpoints.http, "grpc": endpoints.grpc},
+        "protocols": protocols,
+        "protocol_agreement": agreement,
+        "accuracy": accuracy,
+        "dynamic_batching": batching,
+    }
+
+
+def _case(prepared: Prepared, name: str) -> Case:
+    for case in [*prepared.cases, *([prepared.burst] if prepared.burst else [])]:
+        if case.name == name:
+            return case
+    raise KeyError(name)
+
+
+def _agreement(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[str, bool]:
+    """Every protocol must return exactly what HTTP binary returned for the same requests."""
+    if "http" not in served:
+        return {}
+    base = served["http"]
+    return {
+        protocol: all(
+            np.array_equal(by_case[c.name][t.name], base[c.name][t.name])
+            for c in prepared.cases for t in prepared.spec.outputs
+        )
+        for protocol, by_case in served.items() if protocol not in ("http", BURST)
+    }
+
+
+def _accuracy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[str, float] | None:
+    if prepared.labels is None:
+        return None
+    labels = prepared.labels
+    name = prepared.spec.outputs[0].name
+    framework = _case(prepared, "all_samples").reference[name]
+    result = {"framework": float(np.mean(np.argmax(framework, axis=-1) == labels))}
+    for protocol, by_case in served.items():
+        if "all_samples" in by_case:
+            result[protocol] = float(np.mean(np.argmax(by_case["all_samples"][name], axis=-1) == labels))
+    return result
+
+
+def check_protocols(protocols: list[str]) -> list[str]:
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        from pipelines.errors import ConfigError
+
+        raise ConfigError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {protocols}")
+    return protocols
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """The human-readable summary printed after a check."""
+    tol = report["tolerance"]
+    lines = [
+        f"Parity: {report['model']} ({report['format']}, {report['precision']}) vs {report['reference']}"
+        f"   tolerance atol={tol['atol']:g} rtol={tol['rtol']:g} cosine>={tol['min_cosine']}",
+        f"{'protocol':<10} {'output':<14} {'samples':>7} {'max_abs':>9} {'mean_abs':>9} {'max_rel':>9} "
+        f"{'cosine':>10} {'top1':>6} {'top5':>6} {'need_atol':>9}  result",
+    ]
+    for protocol, entry in report["protocols"].items():
+        for output, m in entry["outputs"].items():
+            top1 = "-" if m["top1_agreement"] is None else f"{m['top1_agreement']:.3f}"
+            top5 = "-" if m["top5_agreement"] is None else f"{m['top5_agreement']:.3f}"
+            lines.append(
+                f"{protocol:<10} {output:<14} {m['samples']:>7} {m['max_abs']:>9.2e} {m['mean_abs']:>9.2e} "
+                f"{m['max_rel']:>9.2e} {m['cosine']:>10.7f} {top1:>6} {top5:>6} {m['needed_atol']:>9.2e}  "
+                f"{'ok' if m['passed'] else 'FAIL'}"
+            )
+    if report["protocol_agreement"]:
+        same = ", ".join(f"{p} {'identical' if ok else 'DIFFERENT'}" for p, ok in report["protocol_agreement"].items())
+        lines.append(f"vs http binary: {same}")
+    if report["accuracy"]:
+        lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in report["accuracy"].items()))
+    if report["dynamic_batching"]:
+        b = report["dynamic_batching"]
+        lines.append(f"dynamic batching: {b['requests']} concurrent requests ran in {b['executions']} executions")
+    lines.append(f"RESULT: {'PASS' if report['passed'] else 'FAIL'}")
+    lines += [f"  - {f}" for f in report["failures"]]
+    return "\n".join(lines)

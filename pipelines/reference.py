@@ -1,0 +1,58 @@
+"""The framework side of parity: run the trained model in its own framework (Keras, PyTorch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from pipelines.errors import ArtifactError, ConfigError
+from pipelines.spec import ModelSpec
+
+Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def load_keras_model(path: str | Path) -> Any:
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path} not found: run the train stage first (`dvc repro train`)")
+    import keras
+
+    return keras.saving.load_model(path)
+
+
+def _keras(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
+    model = load_keras_model(network["artifacts"]["keras"])
+    (inp,) = spec.inputs
+
+    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = model(arrays[inp.name], training=False)
+        if isinstance(out, dict):
+            return {t.name: np.asarray(out[t.name]) for t in spec.outputs}
+        return {spec.outputs[0].name: np.asarray(out)}
+
+    return run
+
+
+def _torch(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
+    import torch
+
+    from pipelines import torch_models
+
+    model = torch_models.build(network, str(network["artifacts"]["state_dict"]))
+    (inp,) = spec.inputs
+
+    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(arrays[inp.name])))
+        return {spec.outputs[0].name: out.numpy()}
+
+    return run
+
+
+def load(spec: ModelSpec) -> Runner:
+    """A function from input arrays to output arrays, keyed by the spec's tensor names."""
+    loaders = {"keras": _keras, "torch": _torch}
+    if spec.reference not in loaders:
+        raise ConfigError(f"model {spec.name!r}: no reference runner for {spec.reference!r}")
+    return loaders[spec.reference](spec, spec.network_cfg)

@@ -1,0 +1,80 @@
+"""Assemble the Triton model repository: one directory per served model, per flavour, written atomically.
+
+    model_repository/
+      native/<model>/config.pbtxt, 1/model.onnx | 1/model.savedmodel/, labels.txt
+      python/<model>/config.pbtxt, 1/model.py + the same artifact, labels.txt
+
+Every config is parsed back and checked against the spec, and every artifact's own signature is
+checked against the spec, before the new repository replaces the old one in a single rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+from pipelines import artifacts, triton_config
+from pipelines.atomic import atomic_path
+from pipelines.errors import ArtifactError, ConfigError
+from pipelines.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+PYTHON_BACKEND_MODEL = Path(__file__).resolve().parent.parent / "serve" / "python_backend" / "model.py"
+VERSION = "1"
+
+
+def _copy_artifact(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    elif src.is_file():
+        shutil.copy2(src, dst)
+    else:
+        raise ArtifactError(f"{src} not found: run the export stages first (`dvc repro`)")
+
+
+def write_model(spec: ModelSpec, flavour: str, root: Path, instance_kind: str = "KIND_AUTO") -> Path:
+    """Write one model directory under `root` and validate what was written."""
+    config = triton_config.build(spec, flavour, instance_kind)
+    model_dir = root / spec.name
+    version_dir = model_dir / VERSION
+    version_dir.mkdir(parents=True)
+    _copy_artifact(spec.artifact, version_dir / triton_config.artifact_filename(spec))
+    if flavour == "python":
+        shutil.copy2(PYTHON_BACKEND_MODEL, version_dir / triton_config.PYTHON_MODEL_FILENAME)
+    if any(t.labels for t in spec.outputs):
+        if spec.labels_file is None or not spec.labels_file.is_file():
+            raise ArtifactError(f"model {spec.name!r}: labels file {spec.labels_file} not found; run the export stage")
+        labels = spec.labels_file.read_text().splitlines()
+        classes = next(t.dims[-1] for t in spec.outputs if t.labels)
+        if len(labels) != classes:
+            raise ArtifactError(f"{spec.labels_file} has {len(labels)} labels for {classes} classes")
+        shutil.copy2(spec.labels_file, model_dir / triton_config.LABELS_FILENAME)
+    text = triton_config.to_text(config)
+    (model_dir / "config.pbtxt").write_text(text)
+    validate_model_dir(model_dir, spec)
+    return model_dir
+
+
+def validate_model_dir(model_dir: Path, spec: ModelSpec) -> None:
+    """The written config parses, agrees with the spec, and the served artifact agrees with both."""
+    config = triton_config.parse((model_dir / "config.pbtxt").read_text())
+    problems = triton_config.mismatches(config, spec)
+    if problems:
+        raise ConfigError(f"{model_dir}/config.pbtxt: " + "; ".join(problems))
+    served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / triton_config.artifact_filename(spec)})
+    artifacts.check(served)
+
+
+def assemble(specs: Iterable[ModelSpec], flavours: Iterable[str], target: Path, instance_kind: str) -> Path:
+    """Build every flavour of every model into a temporary directory, then swap it into `target`."""
+    specs = list(specs)
+    with atomic_path(target, directory=True) as tmp:
+        for flavour in flavours:
+            for spec in specs:
+                log.info("%s/%s: %s", flavour, spec.name, spec.artifact)
+                write_model(spec, flavour, tmp / flavour, instance_kind if flavour == "native" else "KIND_CPU")
+    log.info("model repository ready: %s (%s)", target, ", ".join(flavours))
+    return target

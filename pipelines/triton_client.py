@@ -1,0 +1,156 @@
+"""Talk to a served model over HTTP (binary tensors), HTTP (JSON tensors) and gRPC with the same inputs.
+
+Tensor names and dtypes come from the model spec; nothing here knows a model by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Mapping
+
+import numpy as np
+
+from pipelines import triton_config
+from pipelines.errors import ServerError
+from pipelines.spec import ModelSpec
+from pipelines.triton_server import Endpoints
+
+PROTOCOLS = ("http", "http_json", "grpc")  # http = binary tensors
+BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a protocol
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class ServedModel:
+    """A model on a running Triton, reachable by every protocol parity compares."""
+
+    def __init__(self, spec: ModelSpec, endpoints: Endpoints, timeout_s: float = 120.0):
+        import tritonclient.grpc as grpcclient
+        import tritonclient.http as httpclient
+
+        self.spec = spec
+        self.endpoints = endpoints
+        self._http_mod, self._grpc_mod = httpclient, grpcclient
+        self.http = httpclient.InferenceServerClient(
+            endpoints.http, connection_timeout=timeout_s, network_timeout=timeout_s
+        )
+        self.grpc = grpcclient.InferenceServerClient(endpoints.grpc)
+
+    def __enter__(self) -> "ServedModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+        self.grpc.close()
+
+    def check_ready(self) -> None:
+        """One-line errors for a server that is down and for a model it does not serve."""
+        try:
+            live = self.http.is_server_live()
+        except Exception as exc:  # connection refused, DNS, timeouts
+            raise ServerError(f"Triton at http://{self.endpoints.http} is unreachable: {_one_line(exc)}") from exc
+        if not live:
+            raise ServerError(f"Triton at http://{self.endpoints.http} is not live")
+        if not self.http.is_model_ready(self.spec.name):
+            served = [m.get("name") for m in self.http.get_model_repository_index() if m.get("state") == "READY"]
+            raise ServerError(f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r} (ready: {served})")
+        problems = triton_config.mismatches(self.grpc.get_model_config(self.spec.name).config, self.spec)
+        if problems:
+            raise ServerError(
+                f"Triton serves {self.spec.name!r} with a config that disagrees with the spec ({'; '.join(problems)}): "
+                "rebuild the repository (`dvc repro repository`) and restart the server"
+            )
+
+    def _inputs(self, module, arrays: Mapping[str, np.ndarray], binary: bool) -> list:
+        inputs = []
+        for tensor in self.spec.inputs:
+            array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
+            item = module.InferInput(tensor.name, list(array.shape), tensor.dtype)
+            if module is self._http_mod:
+                item.set_data_from_numpy(array, binary_data=binary)
+            else:
+                item.set_data_from_numpy(array)
+            inputs.append(item)
+        return inputs
+
+    def infer(self, protocol: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request; returns every output of the spec."""
+        try:
+            if protocol == "grpc":
+                outputs = [self._grpc_mod.InferRequestedOutput(t.name) for t in self.spec.outputs]
+                result = self.grpc.infer(self.spec.name, self._inputs(self._grpc_mod, arrays, True), outputs=outputs)
+            elif protocol in ("http", "http_json"):
+                binary = protocol == "http"
+                if not binary and not all(t.json_safe for t in self.spec.tensors):
+                    raise ServerError(f"model {self.spec.name!r} has FP16/BF16 tensors, which JSON cannot carry")
+                outputs = [self._http_mod.InferRequestedOutput(t.name, binary_data=binary) for t in self.spec.outputs]
+                result = self.http.infer(self.spec.name, self._inputs(self._http_mod, arrays, binary), outputs=outputs)
+            else:
+                raise ValueError(f"unknown protocol {protocol!r}")
+        except ServerError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ != "InferenceServerException":
+                raise
+            raise ServerError(f"{protocol} inference on {self.spec.name!r} failed: {_one_line(exc)}") from exc
+        return {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
+
+    def burst(self, arrays: Mapping[str, np.ndarray], timeout_s: float = 120.0) -> list[dict[str, np.ndarray]]:
+        """One gRPC request per sample, all in flight at once, so the dynamic batcher can merge them."""
+        count = len(next(iter(arrays.values())))
+        results: list = [None] * count
+        errors: list[str] = []
+        done = threading.Semaphore(0)
+
+        def callback(index: int, result: object, error: object) -> None:
+            if error is not None:
+                errors.append(_one_line(error))  # type: ignore[arg-type]
+            results[index] = result
+            done.release()
+
+        outputs = [self._grpc_mod.InferRequestedOutput(t.name) for t in self.spec.outputs]
+        for i in range(count):
+            inputs = self._inputs(self._grpc_mod, {k: v[i : i + 1] for k, v in arrays.items()}, True)
+            self.grpc.async_infer(self.spec.name, inputs, functools.partial(callback, i), outputs=outputs)
+        deadline = time.monotonic() + timeout_s
+        for _ in range(count):
+            if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise ServerError(f"burst on {self.spec.name!r}: no answer within {timeout_s:g} s")
+        if errors:
+            raise ServerError(f"burst on {self.spec.name!r} failed: {errors[0]}")
+        return [{t.name: r.as_numpy(t.name) for t in self.spec.outputs} for r in results]
+
+    def counts(self) -> tuple[int, int]:
+        """(successful requests, executions) so far: fewer executions than requests means the batcher merged them."""
+        stats = self.http.get_inference_statistics(self.spec.name)["model_stats"]
+        requests = sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
+        return requests, sum(int(s.get("execution_count", 0)) for s in stats)
+
+    def settled_counts(self, timeout_s: float = 5.0) -> tuple[int, int]:
+        """Counts once they stop moving (statistics land just after the responses to earlier requests)."""
+        deadline = time.monotonic() + timeout_s
+        last = self.counts()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.counts()
+            if now == last:
+                break
+            last = now
+        return last
+
+    def counts_after(self, before: tuple[int, int], requests: int, timeout_s: float = 5.0) -> tuple[int, int]:
+        """(requests, executions) since `before`, once `requests` more have been counted."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = self.counts()
+            if now[0] - before[0] >= requests or time.monotonic() > deadline:
+                return now[0] - before[0], now[1] - before[1]
+            time.sleep(0.05)

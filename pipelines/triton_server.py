@@ -1,0 +1,284 @@
+"""Launch, reach and stop Triton: `local` (the tritonserver in the nvidia-pytriton wheel), `docker`, `remote`.
+
+`serve(cfg, repository)` is a context manager in the style of Triton's QA scripts: the server
+logs to a file, readiness is polled while the process is checked for life, and the server is
+always stopped on the way out, also when the caller fails. The local server additionally dies
+with its parent (PR_SET_PDEATHSIG), so even a killed pipeline leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from pipelines.errors import ConfigError, ServerError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("local", "docker", "remote")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running Triton answers: `host:port` for HTTP and for gRPC, as tritonclient takes them."""
+
+    http: str
+    grpc: str
+    log_file: Path | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _port(value: Any, host: str) -> int:
+    port = int(value or 0)
+    return port if port > 0 else free_port(host)
+
+
+def is_ready(http: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{http}/v2/health/ready", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _last_log_line(log_file: Path) -> str:
+    try:
+        lines = [l for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return "(no log)"
+    errors = [l for l in lines if l[:1] == "E" or "error" in l.lower()]
+    return (errors or lines or ["(empty log)"])[-1].strip()
+
+
+def wait_until_ready(endpoints: Endpoints, proc: subprocess.Popen | None, timeout_s: float) -> None:
+    """Poll /v2/health/ready; fail fast if the process exits, fail with the log's last error on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            detail = _last_log_line(endpoints.log_file) if endpoints.log_file else ""
+            raise ServerError(
+                f"tritonserver exited with code {proc.returncode} while starting: {detail} (log: {endpoints.log_file})"
+            )
+        if is_ready(endpoints.http):
+            return
+        time.sleep(0.25)
+    detail = f": {_last_log_line(endpoints.log_file)} (log: {endpoints.log_file})" if endpoints.log_file else ""
+    raise ServerError(f"Triton at {endpoints.http} not ready after {timeout_s:g} s{detail}")
+
+
+# --------------------------------------------------------------------------- local
+
+
+@dataclass(frozen=True)
+class EmbeddedTriton:
+    """Locations inside the installed nvidia-pytriton wheel."""
+
+    binary: Path
+    libs: Path
+    backend_lib: Path
+    backend_utils: Path
+    stub: Path
+
+    @classmethod
+    def find(cls) -> "EmbeddedTriton":
+        try:
+            import pytriton
+        except ImportError as exc:
+            raise ServerError("server=local needs the nvidia-pytriton package: run `make setup`") from exc
+        root = Path(pytriton.__file__).resolve().parent / "tritonserver"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        found = cls(
+            binary=root / "bin" / "tritonserver",
+            libs=root.parent.parent / "nvidia_pytriton.libs",
+            backend_lib=root / "backends" / "python" / "libtriton_python.so",
+            backend_utils=root / "backends" / "python" / "triton_python_backend_utils.py",
+            stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
+        )
+        missing = [str(p) for p in found.__dict__.values() if not p.exists()]
+        if missing:
+            raise ServerError(f"the nvidia-pytriton install lacks {missing[0]} (Python {version} supported?)")
+        return found
+
+    def backend_directory(self, parent: Path) -> Path:
+        """A backend directory holding only the Python backend, with the stub for this interpreter."""
+        python = parent / "backends" / "python"
+        python.mkdir(parents=True)
+        for src in (self.backend_lib, self.backend_utils, self.stub):
+            (python / src.name).symlink_to(src)
+        return parent / "backends"
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(self.libs), env.get("LD_LIBRARY_PATH")]))
+        # the stub runs an isolated interpreter that finds our venv through `python3` on PATH
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the kernel sends SIGTERM to the server if the Python process that started it dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def local_command(embedded: EmbeddedTriton, repository: Path, backends: Path, host: str,
+                  http_port: int, grpc_port: int, cfg: Any) -> list[str]:
+    return [
+        str(embedded.binary),
+        f"--model-repository={repository.resolve()}",
+        f"--backend-directory={backends}",
+        f"--http-address={host}",
+        f"--http-port={http_port}",
+        f"--grpc-address={host}",
+        f"--grpc-port={grpc_port}",
+        "--allow-metrics=false",
+        "--disable-auto-complete-config",  # our configs are complete; 3x faster start
+        "--exit-on-error=true",
+        f"--exit-timeout-secs={int(cfg.get('exit_timeout_s', 10))}",  # a client left connected delays exit this long
+        f"--log-verbose={int(cfg.get('log_verbose', 0))}",
+        *[str(a) for a in cfg.get("extra_args") or []],
+    ]
+
+
+def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        log.warning("tritonserver ignored SIGTERM for %g s; killing it", grace_s)
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def _serve_local(cfg: Any, repository: Path) -> Iterator[Endpoints]:
+    embedded = EmbeddedTriton.find()
+    host = str(cfg.host)
+    http_port, grpc_port = _port(cfg.http_port, host), _port(cfg.grpc_port, host)
+    log_file = Path(str(cfg.log_file))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file)
+    with tempfile.TemporaryDirectory(prefix="triton-backends-") as tmp, open(log_file, "wb") as log_fh:
+        cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port, cfg)
+        log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=embedded.environment(), preexec_fn=_die_with_parent)
+        try:
+            wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
+            log.info("Triton ready in %.1f s", time.monotonic() - start)
+            yield endpoints
+        finally:
+            _stop(proc, float(cfg.get("stop_timeout_s", 30)))
+            log.info("tritonserver stopped")
+
+
+# --------------------------------------------------------------------------- docker
+
+
+def docker_command(cfg: Any, repository: Path, http_port: int, grpc_port: int, name: str) -> list[str]:
+    """`docker run` for the pinned NGC image serving the native flavour, ports published on loopback only."""
+    cmd = ["docker", "run", "--rm", "--name", name, "--shm-size", str(cfg.shm_size)]
+    if cfg.get("gpus"):
+        cmd += ["--gpus", str(cfg.gpus)]
+    cmd += [
+        "-p", f"127.0.0.1:{http_port}:8000",
+        "-p", f"127.0.0.1:{grpc_port}:8001",
+        "-v", f"{repository.resolve()}:/models:ro",
+        str(cfg.image),
+        "tritonserver",
+        "--model-repository=/models",
+        "--disable-auto-complete-config",
+        "--exit-on-error=true",
+        f"--log-verbose={int(cfg.get('log_verbose', 0))}",
+        *[str(a) for a in cfg.get("extra_args") or []],
+    ]
+    return cmd
+
+
+def _docker_engine_error() -> str | None:
+    if shutil.which("docker") is None:
+        return "the docker command is not installed"
+    try:
+        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                              capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "docker info timed out"
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return lines[-1] if lines else f"docker info exited {proc.returncode}"
+    return None
+
+
+@contextlib.contextmanager
+def _serve_docker(cfg: Any, repository: Path) -> Iterator[Endpoints]:
+    problem = _docker_engine_error()
+    if problem:
+        raise ServerError(f"server=docker needs a running Docker engine: {problem}")
+    http_port, grpc_port = _port(cfg.http_port, "127.0.0.1"), _port(cfg.grpc_port, "127.0.0.1")
+    name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
+    log_file = Path(str(cfg.log_file))
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file)
+    cmd = docker_command(cfg, repository, http_port, grpc_port, name)
+    log.info("starting %s as container %s; log %s", cfg.image, name, log_file)
+    with open(log_file, "wb") as log_fh:
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
+            yield endpoints
+        finally:
+            subprocess.run(["docker", "stop", "--time", "10", name], capture_output=True)
+            _stop(proc, float(cfg.get("stop_timeout_s", 30)))
+
+
+# --------------------------------------------------------------------------- remote
+
+
+@contextlib.contextmanager
+def _serve_remote(cfg: Any, repository: Path) -> Iterator[Endpoints]:
+    del repository  # the remote server has its own
+    endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url))
+    if not is_ready(endpoints.http, timeout=float(cfg.get("connect_timeout_s", 5))):
+        raise ServerError(f"no ready Triton at http://{endpoints.http} (server=remote launches nothing; start it first)")
+    yield endpoints
+
+
+def repository_for(cfg: Any, repository_root: Path) -> Path:
+    """The flavour directory this server kind serves from the assembled repository."""
+    path = Path(repository_root) / str(cfg.flavour)
+    if cfg.kind != "remote" and not (path.is_dir() and any(path.iterdir())):
+        raise ServerError(f"{path} is empty or missing: run `dvc repro repository` (or `python -m serve.repository`)")
+    return path
+
+
+def serve(cfg: Any, repository_root: str | Path) -> contextlib.AbstractContextManager[Endpoints]:
+    """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`)."""
+    kind = str(cfg.kind)
+    launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
+    if kind not in launchers:
+        raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return launchers[kind](cfg, repository_for(cfg, Path(repository_root)))

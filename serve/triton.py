@@ -1,0 +1,37 @@
+"""`python -m serve.triton`: launch Triton on the assembled repository and keep it up until interrupted."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from pipelines.cli import hydra_main
+from pipelines.triton_server import Endpoints, serve
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Any) -> Endpoints:
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    with serve(cfg.server, cfg.paths.model_repository) as endpoints:
+        print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
+        if cfg.server.kind != "remote":
+            print("Ctrl-C stops it.", flush=True)
+            deadline = None if cfg.duration_s is None else time.monotonic() + float(cfg.duration_s)
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                log.info("stopping")
+    return endpoints
+
+
+main = hydra_main("triton", run)
+
+if __name__ == "__main__":
+    main()
