@@ -38,7 +38,7 @@ def check(cfg: Any) -> list[dict[str, Any]]:
     with serve(cfg.server, cfg.paths.model_repository) as endpoints:
         for item in prepared:
             served, batching = parity.collect(item, endpoints, protocols)
-            reports.append(parity.evaluate(item, served, batching, endpoints, str(cfg.server.kind)))
+            reports.append(parity.evaluate(item, served, batching, str(cfg.server.kind)))
     for report in reports:
         write_json(Path(cfg.paths.parity_reports) / f"{report['model']}.json", report)
     return reports

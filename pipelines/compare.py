@@ -27,7 +27,7 @@ class OutputMetrics:
     top1_agreement: float | None
     top5_agreement: float | None
     needed_atol: float  # smallest atol that passes at the configured rtol
-    needed_rtol: float  # smallest rtol that passes at the configured atol
+    needed_rtol: float | None  # smallest rtol that passes at the configured atol (None: none does, ref is 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,17 +70,26 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         top1_agreement=top1,
         top5_agreement=top5,
         needed_atol=float(np.maximum(diff - tol.rtol * mag, 0).max(initial=0.0)),
-        needed_rtol=float((np.maximum(diff - tol.atol, 0) / (mag + REL_EPSILON)).max(initial=0.0)),
+        needed_rtol=_needed_rtol(diff, mag, tol.atol),
     )
+
+
+def _needed_rtol(diff: np.ndarray, mag: np.ndarray, atol: float) -> float | None:
+    excess = np.maximum(diff - atol, 0)
+    if np.any((excess > 0) & (mag == 0)):
+        return None  # an element off where the reference is exactly 0: no relative tolerance covers it
+    nonzero = mag > 0
+    return float((excess[nonzero] / mag[nonzero]).max(initial=0.0))
 
 
 def judge(metrics: OutputMetrics, tol: Tolerance) -> Verdict:
     """Pass when every element is within atol + rtol*|ref| and the similarity and ranking gates hold."""
     failures = []
     if metrics.needed_atol > tol.atol:
+        by_rtol = "no rtol suffices" if metrics.needed_rtol is None else f"or rtol {metrics.needed_rtol:.3g}"
         failures.append(
             f"values off by up to {metrics.max_abs:.3g} (needs atol {metrics.needed_atol:.3g} at rtol {tol.rtol:g}, "
-            f"or rtol {metrics.needed_rtol:.3g} at atol {tol.atol:g})"
+            f"{by_rtol} at atol {tol.atol:g})"
         )
     if metrics.cosine < tol.min_cosine:
         failures.append(f"cosine similarity {metrics.cosine:.6f} < {tol.min_cosine}")

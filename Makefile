@@ -1,0 +1,28 @@
+# make pipeline   set up .venv and run the whole pipeline (dvc repro)
+# make test       set up .venv and run the test suite (what CI runs)
+# make setup      only create/refresh .venv from the pinned requirements
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup pipeline test clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements-torch.txt requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+pipeline: setup
+	PATH="$(BIN):$$PATH" dvc repro
+
+test: setup
+	PATH="$(BIN):$$PATH" python -m pytest
+
+clean:
+	rm -rf data models model_repository reports logs

@@ -1,0 +1,85 @@
+"""Comparison metrics and the judge: what they measure, and that the reported needed tolerance is exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipelines.compare import compare_output, judge
+from pipelines.spec import Tolerance
+
+STRICT = Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1_agreement=1.0, min_top5_agreement=1.0)
+
+
+@pytest.fixture
+def logits() -> np.ndarray:
+    return np.random.default_rng(0).normal(0, 5, (16, 100)).astype(np.float32)
+
+
+def test_identical_outputs_pass_with_zero_error(logits: np.ndarray) -> None:
+    m = compare_output(logits.copy(), logits, STRICT, classes=True)
+    assert (m.max_abs, m.mean_abs, m.max_rel, m.needed_atol, m.needed_rtol) == (0, 0, 0, 0, 0)
+    assert m.cosine == pytest.approx(1.0) and m.top1_agreement == 1.0 and m.top5_agreement == 1.0
+    assert judge(m, STRICT).passed
+
+
+def test_error_where_reference_is_zero_has_no_sufficient_rtol() -> None:
+    m = compare_output(np.array([[1.0, 0.5]]), np.array([[0.0, 0.5]]), STRICT, classes=False)
+    assert m.needed_rtol is None
+    assert "no rtol suffices" in judge(m, STRICT).failures[0]
+
+
+def test_metrics_measure_a_known_offset(logits: np.ndarray) -> None:
+    served = logits.astype(np.float64) + 0.01
+    m = compare_output(served, logits, STRICT, classes=True)
+    assert m.max_abs == pytest.approx(0.01)
+    assert m.mean_abs == pytest.approx(0.01)
+    expected_atol = np.max(0.01 - STRICT.rtol * np.abs(logits.astype(np.float64)))
+    assert m.needed_atol == pytest.approx(max(expected_atol, 0))
+    verdict = judge(m, STRICT)
+    assert not verdict.passed
+    assert "needs atol" in verdict.failures[0]
+
+
+def test_needed_tolerances_are_exactly_sufficient(logits: np.ndarray) -> None:
+    served = logits + np.random.default_rng(1).normal(0, 1e-3, logits.shape).astype(np.float32)
+    m = compare_output(served, logits, STRICT, classes=True)
+    loose = Tolerance(m.needed_atol, STRICT.rtol, 0.0, 0.0, 0.0)
+    tight = Tolerance(m.needed_atol * 0.99, STRICT.rtol, 0.0, 0.0, 0.0)
+    assert judge(m, loose).passed
+    assert not judge(m, tight).passed
+    by_rtol = Tolerance(STRICT.atol, m.needed_rtol * 1.0001, 0.0, 0.0, 0.0)
+    assert judge(compare_output(served, logits, by_rtol, classes=True), by_rtol).passed
+
+
+def test_swapped_top_class_breaks_top1_agreement() -> None:
+    ref = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype=np.float32)
+    served = np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]], dtype=np.float32)
+    m = compare_output(served, ref, STRICT, classes=True)
+    assert m.top1_agreement == 0.5
+    assert m.top5_agreement == 1.0  # only 3 classes: the top-3 sets still agree
+    failures = judge(m, STRICT).failures
+    assert any("top-1 agreement 0.5000" in f for f in failures)
+
+
+def test_scaled_output_fails_cosine_free_but_value_gate(logits: np.ndarray) -> None:
+    m = compare_output(logits * 2, logits, STRICT, classes=True)
+    assert m.cosine == pytest.approx(1.0, abs=1e-9)  # same direction ...
+    assert not judge(m, STRICT).passed  # ... but not the same values
+
+
+def test_non_class_outputs_skip_ranking(logits: np.ndarray) -> None:
+    m = compare_output(logits, logits, STRICT, classes=False)
+    assert m.top1_agreement is None and m.top5_agreement is None
+
+
+def test_shape_mismatch_is_refused(logits: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="shape mismatch"):
+        compare_output(logits[:2], logits, STRICT, classes=True)
+
+
+def test_metrics_serialise_to_json(logits: np.ndarray) -> None:
+    m = compare_output(logits + 1e-5, logits, STRICT, classes=True)
+    assert json.loads(json.dumps(m.to_dict()))["max_abs"] == pytest.approx(m.max_abs)

