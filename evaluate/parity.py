@@ -56,7 +56,7 @@ def run(cfg: Any) -> int:
     return EXIT_OK
 
 
-main = hydra_main("parity", run)
+main = hydra_main("parity", run, __doc__)
 
 if __name__ == "__main__":
     main()

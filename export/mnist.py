@@ -117,7 +117,7 @@ def run(cfg: Any) -> dict[str, Any]:
     return report
 
 
-main = hydra_main("export_mnist", run)
+main = hydra_main("export_mnist", run, __doc__)
 
 if __name__ == "__main__":
     main()

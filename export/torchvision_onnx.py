@@ -87,7 +87,7 @@ def run(cfg: Any) -> dict[str, Any]:
     return report
 
 
-main = hydra_main("export_resnet50", run)
+main = hydra_main("export_resnet50", run, __doc__)
 
 if __name__ == "__main__":
     main()

@@ -35,7 +35,29 @@ def check_group_overrides(argv: list[str]) -> None:
             raise PipelineError(f"unknown {key} {value!r}; choose one of: {', '.join(options)}")
 
 
-def hydra_main(config_name: str, run: Callable[[Any], Any]) -> Callable[[], None]:
+def help_text(config_name: str, doc: str | None, module: str) -> str:
+    """Usage, the primary config with its comments, and the options of each config group it selects."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / f"{config_name}.yaml"
+    lines = [(doc or "").strip(), "", f"usage: python -m {module} [group=option ...] [key=value ...]", ""]
+    groups = []
+    defaults = OmegaConf.to_container(OmegaConf.load(path)).get("defaults", [])
+    for entry in defaults:
+        if isinstance(entry, str) or any(str(k).startswith("override") for k in entry):
+            continue
+        ((group, choice),) = entry.items()
+        default = "required" if choice == "???" else f"default: {choice}"
+        groups.append(f"  {group:<10} {', '.join(group_options(group))}   ({default})")
+    if groups:
+        lines += ["config groups:", *groups, ""]
+    body = [l for l in path.read_text().splitlines() if "override hydra/" not in l]
+    lines += [f"config ({path.relative_to(CONF_DIR.parent)}; paths in conf/common.yaml):", *("  " + l for l in body), ""]
+    lines.append("Print the composed config with --cfg job; Hydra's own help with --hydra-help.")
+    return "\n".join(lines)
+
+
+def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = None) -> Callable[[], None]:
     """Build the `main()` of a stage: compose `conf/<config_name>.yaml`, call `run(cfg)`, map errors to exit codes.
 
     `run` may return an int exit code; any other return value (what tests inspect) means success.
@@ -63,6 +85,10 @@ def hydra_main(config_name: str, run: Callable[[Any], Any]) -> Callable[[], None
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def main() -> None:
+        if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+            module = getattr(sys.modules.get("__main__"), "__spec__", None)
+            print(help_text(config_name, doc, module.name if module else config_name))
+            sys.exit(EXIT_OK)
         try:
             check_group_overrides(sys.argv[1:])
         except PipelineError as exc:

@@ -21,7 +21,7 @@ def run(cfg: Any) -> Path:
     return repository.assemble(specs, flavours, Path(cfg.paths.model_repository), str(cfg.native.instance_kind))
 
 
-main = hydra_main("repository", run)
+main = hydra_main("repository", run, __doc__)
 
 if __name__ == "__main__":
     main()

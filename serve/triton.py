@@ -31,7 +31,7 @@ def run(cfg: Any) -> Endpoints:
     return endpoints
 
 
-main = hydra_main("triton", run)
+main = hydra_main("triton", run, __doc__)
 
 if __name__ == "__main__":
     main()

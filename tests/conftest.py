@@ -18,11 +18,17 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 BIN = Path(sys.executable).parent
-# what never travels into the temporary project copy
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "data", "models", "model_repository", "reports", "logs", "__pycache__",
-    ".pytest_cache", "cache", "tmp", "outputs", "multirun",
-)
+# what never travels into the temporary project copy: environment, caches and pipeline outputs
+TOP_LEVEL_IGNORE = {".git", ".venv", "data", "models", "model_repository", "reports", "logs", "outputs", "multirun"}
+
+
+def copy_ignore(directory: str, names: list[str]) -> set[str]:
+    ignored = {n for n in names if n in ("__pycache__", ".pytest_cache")}
+    if Path(directory) == ROOT:
+        ignored |= TOP_LEVEL_IGNORE & set(names)
+    if Path(directory) == ROOT / ".dvc":
+        ignored |= {"cache", "tmp"} & set(names)
+    return ignored
 
 
 def compose_config(name: str, overrides: list[str] | tuple[str, ...] = ()):
@@ -44,7 +50,7 @@ def run_cmd(args: list[str], cwd: Path, timeout: float = 1200) -> subprocess.Com
 
 
 def copy_project(dest: Path) -> Path:
-    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
+    shutil.copytree(ROOT, dest, ignore=copy_ignore)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 

@@ -114,7 +114,7 @@ def run(cfg: Any) -> dict[str, float]:
     return metrics
 
 
-main = hydra_main("train", run)
+main = hydra_main("train", run, __doc__)
 
 if __name__ == "__main__":
     main()

@@ -125,7 +125,7 @@ def run(cfg: Any) -> data.Mnist:
     return mnist
 
 
-main = hydra_main("prepare", run)
+main = hydra_main("prepare", run, __doc__)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,73 @@
+"""The commands users type: one-line errors with exit code 2, and a --help that answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, tool_env
+
+
+def run_module(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=tool_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert lines and lines[-1].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def test_unknown_model_is_a_usage_error() -> None:
+    assert_one_line_error(run_module("evaluate.parity", "model=resnet51_onnx"), "unknown model 'resnet51_onnx'",
+                          "resnet50_onnx")
+
+
+def test_missing_model_choice_is_a_usage_error() -> None:
+    proc = run_module("evaluate.parity")
+    assert proc.returncode == 2
+    assert "model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_remote_server_is_one_line(tmp_path: Path) -> None:
+    proc = run_module("evaluate.parity", "model=mnist_onnx", "server=remote", "server.http_url=127.0.0.1:9",
+                      "server.connect_timeout_s=1")
+    assert_one_line_error(proc, "no ready Triton at http://127.0.0.1:9")
+
+
+def test_missing_artifacts_name_the_stage_to_run(tmp_path: Path) -> None:
+    proc = run_module("serve.repository", f"paths.model_repository={tmp_path / 'repo'}",
+                      f"paths.mnist_savedmodel={tmp_path / 'absent'}")
+    assert_one_line_error(proc, "run the export stage")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_required_value_is_named() -> None:
+    assert_one_line_error(run_module("train.prepare_data", "data=local"), "data.path is required")
+
+
+def test_unknown_group_option_lists_the_choices() -> None:
+    assert_one_line_error(run_module("train.prepare_data", "data=imagenet"), "mnist_offline")
+
+
+def test_offline_download_fails_with_the_offline_option(tmp_path: Path) -> None:
+    proc = run_module("export.torchvision_onnx", "weights=IMAGENET1K_V2", f"paths.resnet50_dir={tmp_path}")
+    if proc.returncode == 0:
+        pytest.skip("this machine can download torchvision weights")
+    assert_one_line_error(proc, "weights=null")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module", ["evaluate.parity", "serve.triton", "serve.repository", "train.mnist"])
+def test_help_answers(module: str) -> None:
+    proc = run_module(module, "--help")
+    assert proc.returncode == 0
+    assert "usage: python -m " + module in proc.stdout
+    assert "config (conf/" in proc.stdout

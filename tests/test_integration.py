@@ -1,0 +1,110 @@
+"""Parity against the real embedded Triton, on artifacts the pipeline built: pass, fail, protocols, remote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import compose_config
+from evaluate import parity as parity_cli
+from pipelines import repository
+from pipelines.spec import model_spec
+from pipelines.triton_client import ServedModel
+from pipelines.triton_server import serve
+
+pytestmark = pytest.mark.integration
+
+PROTOCOLS = {"http", "http_json", "grpc", "grpc_burst"}
+
+
+@pytest.mark.parametrize("model", ["mnist_savedmodel", "mnist_onnx", "resnet50_onnx"])
+def test_served_model_matches_its_framework(
+    in_workspace: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # reports go to tmp_path: the workspace's own reports are DVC outputs the pipeline test checks
+    cfg = compose_config("parity", [f"model={model}", f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
+    assert parity_cli.run(cfg) == 0
+    report = json.loads((tmp_path / f"{model}.json").read_text())
+    assert report["passed"] and report["failures"] == []
+    assert set(report["protocols"]) == PROTOCOLS
+    assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
+    batch_cases = report["protocols"]["grpc"]["cases"]
+    assert batch_cases["batch_1"] == 1 and batch_cases[f"batch_{cfg.model.max_batch_size}"] == cfg.model.max_batch_size
+    assert report["dynamic_batching"]["requests"] == cfg.model.parity.concurrent_requests
+    if model.startswith("mnist"):
+        accuracy = report["accuracy"]
+        assert accuracy["framework"] > 0.5
+        assert accuracy["http"] == accuracy["grpc"] == accuracy["http_json"] == accuracy["framework"]
+        assert report["protocols"]["http"]["outputs"]["probabilities"]["samples"] >= 1000
+    out = capsys.readouterr().out
+    assert "RESULT: PASS" in out and "http_json" in out and "grpc" in out
+
+
+def perturb_last_bias(src: Path, dst: Path, delta: float) -> None:
+    """A copy of the ONNX model whose 10-class output bias is nudged: same graph, wrong numbers."""
+    model = onnx.load(str(src))
+    biases = [i for i in model.graph.initializer if list(i.dims) == [10]]
+    assert biases, "no 10-element initializer to perturb"
+    values = numpy_helper.to_array(biases[-1]).copy()
+    values[3] += delta
+    biases[-1].CopyFrom(numpy_helper.from_array(values, biases[-1].name))
+    onnx.save(model, str(dst))
+
+
+def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    perturbed = tmp_path / "perturbed.onnx"
+    perturb_last_bias(in_workspace / "models" / "mnist" / "model.onnx", perturbed, delta=0.05)
+    overrides = [
+        "model=mnist_onnx",
+        f"paths.mnist_onnx={perturbed}",
+        f"paths.model_repository={tmp_path / 'repo'}",
+        f"paths.parity_reports={tmp_path / 'reports'}",
+        f"paths.logs={tmp_path}",
+    ]
+    cfg = compose_config("parity", overrides)
+    repository.assemble([model_spec("mnist_onnx", cfg.model)], ["python"], tmp_path / "repo", "KIND_CPU")
+    assert parity_cli.run(cfg) == 1
+    report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
+    assert not report["passed"]
+    http = report["protocols"]["http"]["outputs"]["probabilities"]
+    assert not http["passed"]
+    assert http["needed_atol"] > cfg.model.tolerance.atol  # the report says what would have been needed
+    assert any("needs atol" in f for f in report["failures"])
+    # the served copy is wrong identically over every protocol: the fault is the model, not the transport
+    assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
+    assert "RESULT: FAIL" in capsys.readouterr().out
+
+
+def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path) -> None:
+    """server=remote checks a Triton someone else started; the served config agrees with the spec."""
+    local = compose_config("triton", [f"paths.logs={tmp_path}"])
+    with serve(local.server, local.paths.model_repository) as endpoints:
+        cfg = compose_config("parity", [
+            "model=mnist_onnx", "server=remote", f"server.http_url={endpoints.http}",
+            f"server.grpc_url={endpoints.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
+        ])
+        (report,) = parity_cli.check(cfg)
+        assert report["passed"] and report["server"] == "remote"
+        spec = model_spec("mnist_onnx", cfg.model)
+        with ServedModel(spec, endpoints) as served:
+            served.check_ready()
+            digits = np.zeros((2, *spec.inputs[0].dims), dtype=np.float32)
+            out = served.infer("grpc", {spec.inputs[0].name: digits})[spec.outputs[0].name]
+            assert out.shape == (2, *spec.outputs[0].dims)
+            assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)  # softmax probabilities
+
+
+def test_spec_that_disagrees_with_the_served_config_is_refused(in_workspace: Path, tmp_path: Path) -> None:
+    local = compose_config("triton", [f"paths.logs={tmp_path}"])
+    cfg = compose_config("parity", ["model=resnet50_onnx", "model.max_batch_size=4"])
+    spec = model_spec("resnet50_onnx", cfg.model)
+    with serve(local.server, local.paths.model_repository) as endpoints, ServedModel(spec, endpoints) as served:
+        from pipelines.errors import ServerError
+
+        with pytest.raises(ServerError, match="max_batch_size is 8, spec says 4"):
+            served.check_ready()

@@ -1,0 +1,112 @@
+"""Server lifecycle against the real embedded tritonserver: readiness, failure, cleanup; docker command."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import compose_config
+from pipelines import triton_server
+from pipelines.errors import ServerError
+
+pytestmark = pytest.mark.integration
+
+BROKEN_MODEL = '''
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        raise pb_utils.TritonModelException("deliberately broken for the test")
+'''
+CONFIG = 'name: "broken"\nbackend: "python"\nmax_batch_size: 0\ninput { name: "x" data_type: TYPE_FP32 dims: [1] }\n' \
+         'output { name: "y" data_type: TYPE_FP32 dims: [1] }\ninstance_group { kind: KIND_CPU }\n'
+
+
+def local_cfg(tmp_path: Path, **changes):
+    cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}"]).server
+    for key, value in changes.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+def tritonservers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver"]
+
+
+def broken_repository(root: Path) -> Path:
+    model = root / "python" / "broken"
+    (model / "1").mkdir(parents=True)
+    (model / "1" / "model.py").write_text(BROKEN_MODEL)
+    (model / "config.pbtxt").write_text(CONFIG)
+    return root
+
+
+def test_server_that_fails_to_start_reports_its_log_line(tmp_path: Path) -> None:
+    cfg = local_cfg(tmp_path)
+    with pytest.raises(ServerError) as info:
+        with triton_server.serve(cfg, broken_repository(tmp_path / "repo")):
+            pytest.fail("a broken repository must not become ready")
+    message = str(info.value)
+    assert "exited with code" in message and "log:" in message
+    assert "\n" not in message
+    assert not tritonservers()
+
+
+def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path) -> None:
+    cfg = local_cfg(tmp_path)
+    repo = tmp_path / "repo"
+    shutil.copytree(workspace / "model_repository" / "python" / "mnist_onnx", repo / "python" / "mnist_onnx")
+    with pytest.raises(RuntimeError, match="caller failed"):
+        with triton_server.serve(cfg, repo) as endpoints:
+            assert triton_server.is_ready(endpoints.http)
+            assert len(tritonservers()) == 1
+            raise RuntimeError("caller failed")
+    assert not tritonservers()
+    assert not triton_server.is_ready(endpoints.http)
+    assert (tmp_path / "logs" / "triton.log").read_text()
+
+
+def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
+    (tmp_path / "python").mkdir()
+    with pytest.raises(ServerError, match="dvc repro repository"):
+        triton_server.serve(local_cfg(tmp_path), tmp_path)
+
+
+def test_docker_command_publishes_loopback_ports_and_mounts_native_flavour(tmp_path: Path) -> None:
+    cfg = compose_config("triton", ["server=docker", "server.gpus=all"]).server
+    cmd = triton_server.docker_command(cfg, tmp_path / "native", 8000, 8001, "ttt-test")
+    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert ["--gpus", "all"] == cmd[cmd.index("--gpus") : cmd.index("--gpus") + 2]
+    assert "127.0.0.1:8000:8000" in cmd and "127.0.0.1:8001:8001" in cmd
+    assert f"{(tmp_path / 'native').resolve()}:/models:ro" in cmd
+    assert cfg.image in cmd and cfg.image.startswith("nvcr.io/nvidia/tritonserver:")
+    assert cmd[cmd.index(cfg.image) + 1 :][:2] == ["tritonserver", "--model-repository=/models"]
+    assert "--disable-auto-complete-config" in cmd
+    assert cfg.flavour == "native"
+
+
+def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
+    cfg = compose_config("triton", ["server=docker"]).server
+    assert "--gpus" not in triton_server.docker_command(cfg, tmp_path, 1, 2, "n")
+
+
+def test_docker_without_an_engine_is_one_line(tmp_path: Path) -> None:
+    if triton_server._docker_engine_error() is None:
+        pytest.skip("a Docker engine runs here")
+    (tmp_path / "native" / "m").mkdir(parents=True)
+    cfg = compose_config("triton", ["server=docker", f"paths.logs={tmp_path}"]).server
+    with pytest.raises(ServerError, match="needs a running Docker engine"):
+        with triton_server.serve(cfg, tmp_path):
+            pass
+
+
+def test_remote_launches_nothing_and_checks_reachability(tmp_path: Path) -> None:
+    cfg = compose_config("triton", ["server=remote", "server.http_url=127.0.0.1:9", "server.connect_timeout_s=1"]).server
+    with pytest.raises(ServerError, match="no ready Triton"):
+        with triton_server.serve(cfg, tmp_path / "nowhere"):
+            pass
