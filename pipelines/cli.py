@@ -7,6 +7,7 @@ Hydra composes the config, user errors become one line on stderr with exit code 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from typing import Any, Callable
 from pipelines.errors import PipelineError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
 log = logging.getLogger("pipelines")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipelines import compare, parity_inputs, reference
+from pipelines.errors import ConfigError, DataError
 from pipelines.spec import ModelSpec
 from pipelines.triton_client import BURST, PROTOCOLS, ServedModel
 from pipelines.triton_server import Endpoints
@@ -64,7 +65,7 @@ def prepare(spec: ModelSpec, data_path: str) -> Prepared:
     (tensor,) = spec.inputs  # our networks have one input; several need a multi-input sampler
     sampled = parity_inputs.for_network(spec.network_cfg, tensor, count, data_path)
     if len(sampled.samples) < max(batch_sizes):
-        raise ValueError(f"{spec.name}: only {len(sampled.samples)} samples for batch size {max(batch_sizes)}")
+        raise DataError(f"{spec.name}: only {len(sampled.samples)} input samples for batch size {max(batch_sizes)}")
     samples = {tensor.name: sampled.samples}
     total = len(sampled.samples)
     cases = [Case(f"batch_{b}", _slice(samples, 0, b), [b]) for b in batch_sizes]
@@ -189,8 +190,6 @@ def _accuracy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[
 def check_protocols(protocols: list[str]) -> list[str]:
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
-        from pipelines.errors import ConfigError
-
         raise ConfigError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {protocols}")
     return protocols
 
