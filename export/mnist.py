@@ -20,7 +20,7 @@ from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError
 from pipelines.reference import load_keras_model
-from pipelines.spec import network_tensors
+from pipelines.spec import network_tensors, require_reference
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def verify(model: Any, savedmodel: Path, onnx_path: Path, cfg: Any, digits: np.n
 
 def run(cfg: Any) -> dict[str, Any]:
     """Export both formats next to each other, check signatures and numerics, then move them into place."""
+    require_reference(cfg.network, "keras", "export.mnist")
     model = load_keras_model(cfg.network.artifacts.keras)
     inputs, outputs = network_tensors(cfg.network)
     digits = data.to_model_input(data.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])
@@ -113,7 +114,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "signature": str(cfg.network.signature),
         "artifacts": {fmt: str(path) for fmt, path in targets.items()},
     }
-    write_json(Path(cfg.paths.export_reports) / "mnist.json", report)
+    write_json(Path(cfg.paths.export_reports) / f"{cfg.network.name}.json", report)
     return report
 
 

@@ -16,7 +16,7 @@ from pipelines import artifacts, parity_inputs, torch_models
 from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError
-from pipelines.spec import network_tensors
+from pipelines.spec import network_tensors, require_reference
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def export_onnx(model: Any, cfg: Any, target: Path, example: np.ndarray) -> None
 def run(cfg: Any) -> dict[str, Any]:
     import torch
 
+    require_reference(cfg.network, "torch", "export.torchvision_onnx")
     inputs, outputs = network_tensors(cfg.network)
     name = str(cfg.network.name)
     weights = None if cfg.weights is None else str(cfg.weights)

@@ -50,7 +50,11 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         _remove(old)
         os.replace(target, old)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old, target)  # put the previous directory back
+            raise
         _remove(old)
     else:
         os.replace(tmp, target)

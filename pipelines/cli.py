@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
 log = logging.getLogger("pipelines")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 
 
 def group_options(group: str) -> list[str]:
@@ -26,8 +27,20 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def check_group_overrides(argv: list[str]) -> None:
-    """Catch `group=unknown` before Hydra, whose own message is a multi-line dump with exit 1."""
+def required_groups(config_name: str) -> list[str]:
+    """Groups the primary config's defaults list leaves to the user (`- group: ???`)."""
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml")).get("defaults", [])
+    return [k for entry in defaults if isinstance(entry, dict) for k, v in entry.items() if v == "???"]
+
+
+def check_group_overrides(argv: list[str], config_name: str) -> None:
+    """Catch `group=unknown` and a missing required group before Hydra, whose own messages are multi-line."""
+    given = {arg.lstrip("+~").split("=", 1)[0] for arg in argv if "=" in arg}
+    for group in required_groups(config_name):
+        if group not in given:
+            raise PipelineError(f"choose a {group}: {group}=<{'|'.join(group_options(group))}>")
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -84,6 +97,10 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except Exception:  # a bug, not the user's doing: keep the traceback, but never exit 1 ("parity failed")
+            traceback.print_exc()
+            print("error: internal error (a bug in train-to-triton; the traceback above says where)", file=sys.stderr)
+            sys.exit(EXIT_BUG)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def main() -> None:
@@ -92,7 +109,7 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
             print(help_text(config_name, doc, module.name if module else config_name))
             sys.exit(EXIT_OK)
         try:
-            check_group_overrides(sys.argv[1:])
+            check_group_overrides(sys.argv[1:], config_name)
         except PipelineError as exc:
             _fail(exc)
         try:

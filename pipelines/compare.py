@@ -20,6 +20,7 @@ class OutputMetrics:
     """How far served values are from the reference, over all samples of one output."""
 
     samples: int
+    nonfinite: int  # NaN/inf elements, served or reference: always a failure; metrics cover the finite rest
     max_abs: float
     mean_abs: float
     max_rel: float
@@ -49,6 +50,10 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         raise ValueError(f"shape mismatch: served {served.shape} vs reference {reference.shape}")
     s = served.astype(np.float64)
     r = reference.astype(np.float64)
+    finite = np.isfinite(s) & np.isfinite(r)
+    nonfinite = int(finite.size - np.count_nonzero(finite))
+    if nonfinite:
+        s, r = np.where(finite, s, 0.0), np.where(finite, r, 0.0)
     diff = np.abs(s - r)
     mag = np.abs(r)
     flat_s, flat_r = s.reshape(len(s), -1), r.reshape(len(r), -1)
@@ -63,6 +68,7 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         top5 = float(np.mean(same5))
     return OutputMetrics(
         samples=int(len(s)),
+        nonfinite=nonfinite,
         max_abs=float(diff.max(initial=0.0)),
         mean_abs=float(diff.mean()) if diff.size else 0.0,
         max_rel=float((diff / (mag + REL_EPSILON)).max(initial=0.0)),
@@ -85,6 +91,8 @@ def _needed_rtol(diff: np.ndarray, mag: np.ndarray, atol: float) -> float | None
 def judge(metrics: OutputMetrics, tol: Tolerance) -> Verdict:
     """Pass when every element is within atol + rtol*|ref| and the similarity and ranking gates hold."""
     failures = []
+    if metrics.nonfinite:
+        failures.append(f"{metrics.nonfinite} NaN/inf values")
     if metrics.needed_atol > tol.atol:
         by_rtol = "no rtol suffices" if metrics.needed_rtol is None else f"or rtol {metrics.needed_rtol:.3g}"
         failures.append(

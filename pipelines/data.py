@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import zipfile
+
 import numpy as np
 
 from pipelines.errors import DataError
@@ -32,6 +34,18 @@ class Mnist:
         return self
 
 
+def as_pixels(images: np.ndarray, where: str) -> np.ndarray:
+    """uint8 pixels 0-255; other dtypes only if they hold exactly such values (never silently rescaled)."""
+    if images.dtype == np.uint8:
+        return images
+    values = np.asarray(images)
+    if values.size and (not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255
+                        or not np.all(values == np.round(values))):
+        hint = " (they look normalised to [0, 1]: store 0-255 pixels)" if values.max() <= 1.0 else ""
+        raise DataError(f"{where}: images must be integer pixels 0-255, got {values.dtype} values{hint}")
+    return values.astype(np.uint8)
+
+
 def to_model_input(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1]: what training, export and parity feed the CNN."""
     return (images.astype(np.float32) / 255.0)[..., np.newaxis]
@@ -54,11 +68,11 @@ def load(path: str | Path) -> Mnist:
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}; expected {list(SPLITS)}")
             arrays = {k: npz[k] for k in SPLITS}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
     return Mnist(
-        x_train=arrays["x_train"].astype(np.uint8),
+        x_train=as_pixels(arrays["x_train"], f"{path} x_train"),
         y_train=arrays["y_train"].astype(np.int64),
-        x_test=arrays["x_test"].astype(np.uint8),
+        x_test=as_pixels(arrays["x_test"], f"{path} x_test"),
         y_test=arrays["y_test"].astype(np.int64),
     ).validate(str(path))

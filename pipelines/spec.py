@@ -120,6 +120,15 @@ def network_tensors(network: Mapping[str, Any]) -> tuple[tuple[TensorSpec, ...],
     return _tensors(network.get("inputs"), where), _tensors(network.get("outputs"), where)
 
 
+def require_reference(network: Mapping[str, Any], reference: str, command: str) -> None:
+    """Stages are framework-specific: refuse a network of another framework with a pointer to the right one."""
+    if network.get("reference") != reference:
+        raise ConfigError(
+            f"{command} handles {reference} networks; network {network.get('name')!r} is a "
+            f"{network.get('reference')} network"
+        )
+
+
 def _choice(value: Any, allowed: tuple[str, ...], what: str, model: str) -> str:
     if value not in allowed:
         raise ConfigError(f"model {model!r}: {what} must be one of {', '.join(allowed)}, got {value!r}")
@@ -144,7 +153,14 @@ def _artifact(network: Mapping[str, Any], fmt: str, model: str) -> Path:
 
 def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """Build and validate the spec of served model `name` from its composed config (`conf/model/<name>.yaml`)."""
-    cfg = plain(cfg)
+    try:
+        return _model_spec(name, plain(cfg))
+    except (KeyError, TypeError, ValueError) as exc:  # a missing key or a value of the wrong type
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ConfigError(f"model {name!r}: invalid config ({what})") from exc
+
+
+def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
     if cfg.get("name", name) != name:
         raise ConfigError(f"model {name!r}: its config names it {cfg['name']!r}; the two must agree")
     network = cfg["network"]

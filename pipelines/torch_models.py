@@ -24,7 +24,10 @@ def build(network: Mapping[str, Any], weights: str | None = None, seed: int = 0)
         return tv.models.get_model(arch, weights=None).eval()
     if Path(weights).suffix in (".pt", ".pth") or Path(weights).exists():
         model = tv.models.get_model(arch, weights=None)
-        model.load_state_dict(load_state_dict(weights))
+        try:
+            model.load_state_dict(load_state_dict(weights))
+        except RuntimeError as exc:  # missing/unexpected keys, shape mismatches
+            raise ArtifactError(f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}") from exc
         return model.eval()
     try:
         enum = builder_weights[weights]

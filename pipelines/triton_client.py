@@ -5,10 +5,11 @@ Tensor names and dtypes come from the model spec; nothing here knows a model by 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -21,9 +22,20 @@ PROTOCOLS = ("http", "http_json", "grpc")  # http = binary tensors
 BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a protocol
 
 
-def _one_line(exc: Exception) -> str:
+INT32_MAX = 2**31 - 1
+
+
+def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _grpc_channel_args(url: str) -> list[tuple[str, int]]:
+    """tritonclient's own defaults (which custom channel_args replace), and no proxy for loopback servers."""
+    args = [("grpc.max_send_message_length", INT32_MAX), ("grpc.max_receive_message_length", INT32_MAX)]
+    if url.split(":")[0] in ("127.0.0.1", "localhost", "[::1]"):
+        args.append(("grpc.enable_http_proxy", 0))
+    return args
 
 
 class ServedModel:
@@ -36,10 +48,11 @@ class ServedModel:
         self.spec = spec
         self.endpoints = endpoints
         self._http_mod, self._grpc_mod = httpclient, grpcclient
+        self.timeout_s = timeout_s
         self.http = httpclient.InferenceServerClient(
             endpoints.http, connection_timeout=timeout_s, network_timeout=timeout_s
         )
-        self.grpc = grpcclient.InferenceServerClient(endpoints.grpc)
+        self.grpc = grpcclient.InferenceServerClient(endpoints.grpc, channel_args=_grpc_channel_args(endpoints.grpc))
 
     def __enter__(self) -> "ServedModel":
         return self
@@ -51,18 +64,31 @@ class ServedModel:
         self.http.close()
         self.grpc.close()
 
-    def check_ready(self) -> None:
-        """One-line errors for a server that is down and for a model it does not serve."""
+    @contextlib.contextmanager
+    def _talking(self, what: str) -> Iterator[None]:
+        """Any client-side failure (refused, timed out, rejected) becomes one ServerError line."""
         try:
+            yield
+        except ServerError:
+            raise
+        except Exception as exc:  # tritonclient, gevent, grpc and socket errors share no base class
+            raise ServerError(f"{what} on Triton ({self.endpoints.http} / {self.endpoints.grpc}) failed: {_one_line(exc)}") from exc
+
+    def check_ready(self) -> None:
+        """One-line errors for a server that is down, a model it does not serve, a config that disagrees."""
+        with self._talking("the liveness check"):
             live = self.http.is_server_live()
-        except Exception as exc:  # connection refused, DNS, timeouts
-            raise ServerError(f"Triton at http://{self.endpoints.http} is unreachable: {_one_line(exc)}") from exc
         if not live:
             raise ServerError(f"Triton at http://{self.endpoints.http} is not live")
-        if not self.http.is_model_ready(self.spec.name):
-            served = [m.get("name") for m in self.http.get_model_repository_index() if m.get("state") == "READY"]
-            raise ServerError(f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r} (ready: {served})")
-        problems = triton_config.mismatches(self.grpc.get_model_config(self.spec.name).config, self.spec)
+        with self._talking(f"the readiness check of {self.spec.name!r}"):
+            if not self.http.is_model_ready(self.spec.name):
+                index = self.http.get_model_repository_index()
+                served = [m.get("name") for m in index if m.get("state") == "READY"]
+                raise ServerError(
+                    f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r} (ready: {served})"
+                )
+            served_config = self.grpc.get_model_config(self.spec.name).config
+        problems = triton_config.mismatches(served_config, self.spec)
         if problems:
             raise ServerError(
                 f"Triton serves {self.spec.name!r} with a config that disagrees with the spec ({'; '.join(problems)}): "
@@ -83,24 +109,19 @@ class ServedModel:
 
     def infer(self, protocol: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One request; returns every output of the spec."""
-        try:
+        if protocol == "http_json" and not all(t.json_safe for t in self.spec.tensors):
+            raise ServerError(f"model {self.spec.name!r} has FP16/BF16 tensors, which JSON cannot carry")
+        with self._talking(f"{protocol} inference of {self.spec.name!r}"):
             if protocol == "grpc":
                 outputs = [self._grpc_mod.InferRequestedOutput(t.name) for t in self.spec.outputs]
-                result = self.grpc.infer(self.spec.name, self._inputs(self._grpc_mod, arrays, True), outputs=outputs)
+                result = self.grpc.infer(self.spec.name, self._inputs(self._grpc_mod, arrays, True), outputs=outputs,
+                                         client_timeout=self.timeout_s)
             elif protocol in ("http", "http_json"):
                 binary = protocol == "http"
-                if not binary and not all(t.json_safe for t in self.spec.tensors):
-                    raise ServerError(f"model {self.spec.name!r} has FP16/BF16 tensors, which JSON cannot carry")
                 outputs = [self._http_mod.InferRequestedOutput(t.name, binary_data=binary) for t in self.spec.outputs]
                 result = self.http.infer(self.spec.name, self._inputs(self._http_mod, arrays, binary), outputs=outputs)
             else:
                 raise ValueError(f"unknown protocol {protocol!r}")
-        except ServerError:
-            raise
-        except Exception as exc:
-            if type(exc).__name__ != "InferenceServerException":
-                raise
-            raise ServerError(f"{protocol} inference on {self.spec.name!r} failed: {_one_line(exc)}") from exc
         return {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
 
     def burst(self, arrays: Mapping[str, np.ndarray], timeout_s: float = 120.0) -> list[dict[str, np.ndarray]]:
@@ -117,9 +138,11 @@ class ServedModel:
             done.release()
 
         outputs = [self._grpc_mod.InferRequestedOutput(t.name) for t in self.spec.outputs]
-        for i in range(count):
-            inputs = self._inputs(self._grpc_mod, {k: v[i : i + 1] for k, v in arrays.items()}, True)
-            self.grpc.async_infer(self.spec.name, inputs, functools.partial(callback, i), outputs=outputs)
+        with self._talking(f"a burst of {count} requests to {self.spec.name!r}"):
+            for i in range(count):
+                inputs = self._inputs(self._grpc_mod, {k: v[i : i + 1] for k, v in arrays.items()}, True)
+                self.grpc.async_infer(self.spec.name, inputs, functools.partial(callback, i), outputs=outputs,
+                                      client_timeout=timeout_s)
         deadline = time.monotonic() + timeout_s
         for _ in range(count):
             if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -130,7 +153,8 @@ class ServedModel:
 
     def counts(self) -> tuple[int, int]:
         """(successful requests, executions) so far: fewer executions than requests means the batcher merged them."""
-        stats = self.http.get_inference_statistics(self.spec.name)["model_stats"]
+        with self._talking(f"reading the statistics of {self.spec.name!r}"):
+            stats = self.http.get_inference_statistics(self.spec.name)["model_stats"]
         requests = sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
         return requests, sum(int(s.get("execution_count", 0)) for s in stats)
 

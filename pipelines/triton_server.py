@@ -49,16 +49,35 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port(value: Any, host: str) -> int:
+    """The configured port, refused if something already listens there (its health answers would fool us)."""
     port = int(value or 0)
-    return port if port > 0 else free_port(host)
+    if port <= 0:
+        return free_port(host)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ServerError(f"port {port} on {host} is in use ({exc.strerror}); pick another or 0 for a free one") from exc
+    return port
+
+
+# health checks go straight to the server, never through an http_proxy from the environment
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def is_ready(http: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{http}/v2/health/ready", timeout=timeout) as resp:
+        with _DIRECT.open(f"http://{http}/v2/health/ready", timeout=timeout) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def run_log(configured: str | Path) -> Path:
+    """A log file of its own for this launch (`logs/triton.log` -> `logs/triton-<time>-<pid>.log`)."""
+    path = Path(str(configured))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{path.suffix}")
 
 
 def _last_log_line(log_file: Path) -> str:
@@ -80,6 +99,8 @@ def wait_until_ready(endpoints: Endpoints, proc: subprocess.Popen | None, timeou
                 f"tritonserver exited with code {proc.returncode} while starting: {detail} (log: {endpoints.log_file})"
             )
         if is_ready(endpoints.http):
+            if proc is not None and proc.poll() is not None:
+                continue  # something else answered; ours is gone: report its exit above
             return
         time.sleep(0.25)
     detail = f": {_last_log_line(endpoints.log_file)} (log: {endpoints.log_file})" if endpoints.log_file else ""
@@ -135,11 +156,16 @@ class EmbeddedTriton:
         return env
 
 
+try:  # loaded here, in the parent: the forked child may only call into it (no dlopen after fork)
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the kernel sends SIGTERM to the server if the Python process that started it dies."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def local_command(embedded: EmbeddedTriton, repository: Path, backends: Path, host: str,
@@ -178,8 +204,7 @@ def _serve_local(cfg: Any, repository: Path) -> Iterator[Endpoints]:
     embedded = EmbeddedTriton.find()
     host = str(cfg.host)
     http_port, grpc_port = _port(cfg.http_port, host), _port(cfg.grpc_port, host)
-    log_file = Path(str(cfg.log_file))
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file)
     with tempfile.TemporaryDirectory(prefix="triton-backends-") as tmp, open(log_file, "wb") as log_fh:
         cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port, cfg)
@@ -240,8 +265,7 @@ def _serve_docker(cfg: Any, repository: Path) -> Iterator[Endpoints]:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
     http_port, grpc_port = _port(cfg.http_port, "127.0.0.1"), _port(cfg.grpc_port, "127.0.0.1")
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
-    log_file = Path(str(cfg.log_file))
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file)
     cmd = docker_command(cfg, repository, http_port, grpc_port, name)
     log.info("starting %s as container %s; log %s", cfg.image, name, log_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,26 @@ def test_directory_swapped_whole(tmp_path: Path) -> None:
     with atomic_path(target, directory=True) as tmp:
         (tmp / "b").mkdir()
     assert [p.name for p in target.iterdir()] == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
+def test_failed_swap_puts_the_previous_directory_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "repo"
+    (target / "a").mkdir(parents=True)
+    real_replace = os.replace
+    calls = []
+
+    def replace_failing_on_swap(src, dst):  # the 2nd rename (new dir into place) fails, e.g. EXDEV/EIO
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError("simulated rename failure")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_failing_on_swap)
+    with pytest.raises(OSError, match="simulated"):
+        with atomic_path(target, directory=True) as tmp:
+            (tmp / "b").mkdir()
+    assert [p.name for p in target.iterdir()] == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
 
 

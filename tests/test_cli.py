@@ -31,9 +31,16 @@ def test_unknown_model_is_a_usage_error() -> None:
 
 
 def test_missing_model_choice_is_a_usage_error() -> None:
-    proc = run_module("evaluate.parity")
-    assert proc.returncode == 2
-    assert "model" in proc.stderr and "Traceback" not in proc.stderr
+    assert_one_line_error(run_module("evaluate.parity"), "choose a model: model=<all|mnist_onnx|")
+
+
+def test_bad_value_type_is_a_usage_error() -> None:
+    assert_one_line_error(run_module("evaluate.parity", "model=mnist_onnx", "model.max_batch_size=lots"),
+                          "model 'mnist_onnx': invalid config")
+
+
+def test_wrong_network_for_a_stage_points_to_the_right_one() -> None:
+    assert_one_line_error(run_module("train.mnist", "network=resnet50"), "handles keras networks")
 
 
 def test_unreachable_remote_server_is_one_line(tmp_path: Path) -> None:
@@ -58,7 +65,8 @@ def test_unknown_group_option_lists_the_choices() -> None:
 
 
 def test_offline_download_fails_with_the_offline_option(tmp_path: Path) -> None:
-    proc = run_module("export.torchvision_onnx", "weights=IMAGENET1K_V2", f"paths.resnet50_dir={tmp_path}")
+    proc = run_module("export.torchvision_onnx", "weights=IMAGENET1K_V2", f"paths.resnet50_onnx={tmp_path}/m.onnx",
+                      f"paths.resnet50_state_dict={tmp_path}/s.pt", f"paths.resnet50_labels={tmp_path}/l.txt")
     if proc.returncode == 0:
         pytest.skip("this machine can download torchvision weights")
     assert_one_line_error(proc, "weights=null")

@@ -20,7 +20,7 @@ def logits() -> np.ndarray:
 
 def test_identical_outputs_pass_with_zero_error(logits: np.ndarray) -> None:
     m = compare_output(logits.copy(), logits, STRICT, classes=True)
-    assert (m.max_abs, m.mean_abs, m.max_rel, m.needed_atol, m.needed_rtol) == (0, 0, 0, 0, 0)
+    assert (m.nonfinite, m.max_abs, m.mean_abs, m.max_rel, m.needed_atol, m.needed_rtol) == (0, 0, 0, 0, 0, 0)
     assert m.cosine == pytest.approx(1.0) and m.top1_agreement == 1.0 and m.top5_agreement == 1.0
     assert judge(m, STRICT).passed
 
@@ -78,6 +78,16 @@ def test_non_class_outputs_skip_ranking(logits: np.ndarray) -> None:
 def test_shape_mismatch_is_refused(logits: np.ndarray) -> None:
     with pytest.raises(ValueError, match="shape mismatch"):
         compare_output(logits[:2], logits, STRICT, classes=True)
+
+
+def test_nan_outputs_fail_and_stay_valid_json(logits: np.ndarray) -> None:
+    served = logits.copy()
+    served[0, 0] = np.nan
+    served[1, 1] = np.inf
+    m = compare_output(served, logits, STRICT, classes=True)
+    assert m.nonfinite == 2
+    assert "2 NaN/inf values" in judge(m, STRICT).failures[0]
+    assert "NaN" not in json.dumps(m.to_dict()) and "Infinity" not in json.dumps(m.to_dict())
 
 
 def test_metrics_serialise_to_json(logits: np.ndarray) -> None:

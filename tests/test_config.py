@@ -67,8 +67,12 @@ def test_catalog_lists_every_model_file() -> None:
 
 
 def test_model_all_selects_the_catalog() -> None:
-    cfg = compose_config("parity", ["model=all"])
-    assert cfg.model.name == "all"
+    from evaluate.parity import selected
+
+    assert [s.name for s in selected(compose_config("parity", ["model=all"]))] == list(
+        compose_config("repository").models
+    )
+    assert [s.name for s in selected(compose_config("parity", ["model=mnist_onnx"]))] == ["mnist_onnx"]
 
 
 def test_command_line_overrides_reach_the_spec() -> None:

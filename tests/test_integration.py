@@ -40,7 +40,10 @@ def test_served_model_matches_its_framework(
         accuracy = report["accuracy"]
         assert accuracy["framework"] > 0.5
         assert accuracy["http"] == accuracy["grpc"] == accuracy["http_json"] == accuracy["framework"]
-        assert report["protocols"]["http"]["outputs"]["probabilities"]["samples"] >= 1000
+        output = cfg.model.network.outputs[0].name
+        assert report["protocols"]["http"]["outputs"][output]["samples"] == cfg.model.parity.samples + sum(
+            int(case.split("_")[1]) for case in batch_cases if case.startswith("batch_")
+        )
     out = capsys.readouterr().out
     assert "RESULT: PASS" in out and "http_json" in out and "grpc" in out
 
@@ -58,7 +61,7 @@ def perturb_last_bias(src: Path, dst: Path, delta: float) -> None:
 
 def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     perturbed = tmp_path / "perturbed.onnx"
-    perturb_last_bias(in_workspace / "models" / "mnist" / "model.onnx", perturbed, delta=0.05)
+    perturb_last_bias(in_workspace / compose_config("parity", ["model=mnist_onnx"]).paths.mnist_onnx, perturbed, 0.05)
     overrides = [
         "model=mnist_onnx",
         f"paths.mnist_onnx={perturbed}",
@@ -71,7 +74,7 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
     assert parity_cli.run(cfg) == 1
     report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
     assert not report["passed"]
-    http = report["protocols"]["http"]["outputs"]["probabilities"]
+    http = report["protocols"]["http"]["outputs"][cfg.model.network.outputs[0].name]
     assert not http["passed"]
     assert http["needed_atol"] > cfg.model.tolerance.atol  # the report says what would have been needed
     assert any("needs atol" in f for f in report["failures"])

@@ -85,6 +85,21 @@ def test_wrong_image_shape_is_rejected(tmp_path: Path) -> None:
         data.load(src)
 
 
+def test_normalised_float_images_are_refused_not_zeroed(tmp_path: Path) -> None:
+    src = tmp_path / "in.npz"
+    np.savez(src, x_train=np.full((3, 28, 28), 0.5), y_train=np.zeros(3), x_test=np.full((1, 28, 28), 0.5),
+             y_test=np.zeros(1))
+    with pytest.raises(DataError, match="normalised"):
+        data.load(src)
+
+
+def test_corrupt_gzip_idx_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    cfg = compose_config("prepare", ["data=local", f"data.path={tmp_path}", f"paths.data={tmp_path / 'o.npz'}"])
+    with pytest.raises(DataError, match="cannot read"):
+        prepare_data.run(cfg)
+
+
 def test_missing_prepared_data_names_the_stage(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dvc repro prepare"):
         data.load(tmp_path / "absent.npz")

@@ -68,7 +68,21 @@ def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path) -> 
             raise RuntimeError("caller failed")
     assert not tritonservers()
     assert not triton_server.is_ready(endpoints.http)
-    assert (tmp_path / "logs" / "triton.log").read_text()
+    assert endpoints.log_file.parent == tmp_path / "logs"
+    assert "successfully loaded 'mnist_onnx'" in endpoints.log_file.read_text()
+
+
+def test_port_in_use_is_refused_not_mistaken_for_our_server(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "repo" / "python" / "m").mkdir(parents=True)
+        with pytest.raises(ServerError, match=f"port {port} on 127.0.0.1 is in use"):
+            with triton_server.serve(local_cfg(tmp_path, http_port=port), tmp_path / "repo"):
+                pass
 
 
 def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:

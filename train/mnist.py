@@ -14,7 +14,7 @@ from pipelines import data
 from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError
-from pipelines.spec import network_tensors
+from pipelines.spec import network_tensors, require_reference
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def _history_csv(history: dict[str, list[float]]) -> str:
 
 def run(cfg: Any) -> dict[str, float]:
     """Train on `paths.data`, evaluate on its test split, save model, metrics and history atomically."""
+    require_reference(cfg.network, "keras", "train.mnist")
     if int(cfg.epochs) < 1 or int(cfg.batch_size) < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
     mnist = data.load(cfg.paths.data)

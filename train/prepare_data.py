@@ -66,8 +66,11 @@ def _from_keras_download(cfg: Any) -> data.Mnist:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read ({exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -86,7 +89,7 @@ def _find_idx(directory: Path, stem: str) -> Path:
 
 
 def _from_local(cfg: Any) -> data.Mnist:
-    path = Path(str(cfg.path))
+    path = Path(str(cfg.path)).expanduser()
     if path.is_dir():
         names = {
             "x_train": "train-images-idx3-ubyte",
