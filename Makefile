@@ -1,13 +1,14 @@
-# make pipeline   set up .venv and run the whole pipeline (dvc repro)
-# make test       set up .venv and run the test suite (what CI runs)
-# make setup      only create/refresh .venv from the pinned requirements
+# make pipeline      set up .venv and run the whole pipeline (dvc repro): the CPU profile
+# make test          set up .venv and run the test suite (what CI runs)
+# make setup         only create/refresh .venv from the pinned requirements
+# make pipeline-gpu  on a GPU host with TensorRT 10: the CPU profile plus TensorRT engines (gpu/dvc.yaml)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline test clean
+.PHONY: setup pipeline pipeline-gpu test clean
 
 setup: $(STAMP)
 
@@ -21,8 +22,11 @@ $(STAMP): requirements-torch.txt requirements.txt
 pipeline: setup
 	PATH="$(BIN):$$PATH" dvc repro
 
+pipeline-gpu: setup
+	PATH="$(BIN):$$PATH" dvc repro gpu/dvc.yaml
+
 test: setup
 	PATH="$(BIN):$$PATH" python -m pytest
 
 clean:
-	rm -rf data models model_repository reports logs
+	rm -rf data models model_repository model_repository_gpu reports logs

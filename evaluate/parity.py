@@ -1,7 +1,8 @@
 """`python -m evaluate.parity model=<name>|all`: prove that Triton serves what the framework computes.
 
 Exit 0 when every checked model passes, 1 on a parity failure, 2 on usage or environment errors
-(unknown model, missing artifact, server unreachable). Reports: reports/parity/<model>.json.
+(unknown model, missing artifact, server unreachable, no GPU for a TensorRT model), 3 on a bug.
+Reports: reports/parity/<model>.json (reports/parity_gpu/ for the GPU profile).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines import parity
+from omegaconf import OmegaConf
+
+from pipelines import gpu_host, parity, tensorrt_plan
 from pipelines.atomic import write_json
-from pipelines.cli import EXIT_FAILED, EXIT_OK, hydra_main
-from pipelines.errors import ConfigError
+from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, hydra_main
+from pipelines.errors import HostError
 from pipelines.spec import ModelSpec, model_spec, served_specs
 from pipelines.triton_server import serve
 
@@ -21,33 +24,69 @@ log = logging.getLogger(__name__)
 
 
 def selected(cfg: Any) -> list[ModelSpec]:
-    """`model=all`: the whole catalog; otherwise the chosen model, with any command-line overrides."""
+    """`model=all`: the catalog's models; otherwise the chosen model, with any command-line overrides."""
     if cfg.model.name == "all":
         return list(served_specs(cfg.models).values())
-    if cfg.model.name not in cfg.models:
-        raise ConfigError(f"model {cfg.model.name!r} is not in the served catalog (conf/models.yaml)")
     return [model_spec(str(cfg.model.name), cfg.model)]
+
+
+def profile_paths(cfg: Any, specs: list[ModelSpec]) -> tuple[Path, Path]:
+    """Repository and reports: a TensorRT model chosen by name is served from the GPU profile's repository."""
+    if cfg.model.name != "all" and any(s.format == "tensorrt" for s in specs):
+        return Path(cfg.paths.model_repository_gpu), Path(cfg.paths.parity_reports_gpu)
+    return Path(cfg.model_repository), Path(cfg.parity_reports)
+
+
+def require_gpu_host(specs: list[ModelSpec], server_kind: str) -> None:
+    """TensorRT engines run on an NVIDIA GPU: say so in one line on any other host (a remote server may have one)."""
+    engines = [s.name for s in specs if s.format == "tensorrt"]
+    if not engines or server_kind == "remote":
+        return
+    reason = gpu_host.tensorrt_unavailable() if server_kind == "local" else (
+        None if gpu_host.local_gpu() else "this host has no NVIDIA GPU (nvidia-smi finds none)")
+    if reason:
+        raise HostError(
+            f"{', '.join(engines)}: TensorRT engines are served on GPU hosts and {reason}; they are not part of "
+            "the CPU profile (on a GPU host: `make pipeline-gpu`, or server=remote for a GPU Triton elsewhere)"
+        )
 
 
 def check(cfg: Any) -> list[dict[str, Any]]:
     """Run parity for the selected models against one server; write and return their reports."""
     specs = selected(cfg)
+    require_gpu_host(specs, str(cfg.server.kind))
     protocols = parity.check_protocols([str(p) for p in cfg.protocols])
+    repository, reports_dir = profile_paths(cfg, specs)
     prepared = [parity.prepare(spec, cfg.paths.data) for spec in specs]
     reports = []
-    with serve(cfg.server, cfg.paths.model_repository) as endpoints:
+    with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
         for item in prepared:
             served, batching = parity.collect(item, endpoints, protocols)
-            reports.append(parity.evaluate(item, served, batching, str(cfg.server.kind)))
+            report = parity.evaluate(item, served, batching, str(cfg.server.kind))
+            if item.spec.format == "tensorrt":  # the proof names the engines it was made with
+                report["engines"] = {cc: meta for cc, (_, meta) in tensorrt_plan.plans(item.spec.artifact).items()}
+            reports.append(report)
     for report in reports:
-        write_json(Path(cfg.paths.parity_reports) / f"{report['model']}.json", report)
+        write_json(reports_dir / f"{report['model']}.json", report)
     return reports
+
+
+def engines_outside(cfg: Any) -> list[str]:
+    """TensorRT models that exist in conf/model/ but not in the chosen catalog (the CPU profile's note)."""
+    names = []
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        if OmegaConf.load(path).get("format") == "tensorrt" and path.stem not in cfg.models:
+            names.append(path.stem)
+    return names
 
 
 def run(cfg: Any) -> int:
     reports = check(cfg)
     for report in reports:
         print(parity.format_table(report) + "\n", flush=True)
+    if cfg.model.name == "all" and (outside := engines_outside(cfg)):
+        print(f"note: the TensorRT models ({', '.join(outside)}) are not part of this (CPU) profile; "
+              "on a GPU host with TensorRT 10 run `make pipeline-gpu`", flush=True)
     failed = [r["model"] for r in reports if not r["passed"]]
     if failed:
         print(f"parity FAILED for: {', '.join(failed)}", flush=True)

@@ -19,3 +19,7 @@ class ArtifactError(PipelineError):
 
 class ServerError(PipelineError):
     """Triton cannot be launched or reached."""
+
+
+class HostError(PipelineError):
+    """This host lacks what the command needs (an NVIDIA GPU, TensorRT, a Docker engine)."""

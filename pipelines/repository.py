@@ -1,21 +1,24 @@
 """Assemble the Triton model repository: one directory per served model, per flavour, written atomically.
 
     model_repository/
-      native/<model>/config.pbtxt, 1/model.onnx | 1/model.savedmodel/, labels.txt
+      native/<model>/config.pbtxt, 1/model.onnx | 1/model.savedmodel/ | 1/model_sm<cc>.plan, labels.txt
       python/<model>/config.pbtxt, 1/model.py + the same artifact, labels.txt
 
 Every config is parsed back and checked against the spec, and every artifact's own signature is
-checked against the spec, before the new repository replaces the old one in a single rename.
+checked against the spec, before the new repository replaces the old one. TensorRT plans are
+checked through the metadata their build wrote (engine I/O, profile, versions), and refused
+where the flavour's server could not load them.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
-from pipelines import artifacts, triton_config
+from pipelines import artifacts, tensorrt_plan, triton_config
 from pipelines.atomic import atomic_path
 from pipelines.errors import ArtifactError, ConfigError
 from pipelines.spec import ModelSpec
@@ -35,13 +38,51 @@ def _copy_artifact(src: Path, dst: Path) -> None:
         raise ArtifactError(f"{src} not found: run the export stages first (`dvc repro`)")
 
 
-def write_model(spec: ModelSpec, flavour: str, root: Path, instance_kind: str = "KIND_AUTO") -> Path:
+@dataclass(frozen=True)
+class ServingTarget:
+    """What will load a flavour's TensorRT plans; None where unknown (then only the spec is checked)."""
+
+    where: str
+    tensorrt: str | None = None
+    compute_capability: str | None = None
+
+
+def plan_problems(spec: ModelSpec, meta: Mapping, target: ServingTarget | None = None) -> list[str]:
+    """How a plan's recorded I/O, profile and versions disagree with the spec and its server."""
+    problems = artifacts.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, tensorrt_plan.signature(meta))
+    problems += tensorrt_plan.profile_problems(spec, meta)
+    if meta.get("precision") != spec.precision:
+        problems.append(f"plan precision is {meta.get('precision')}, spec says {spec.precision}")
+    if target is not None:
+        version = tensorrt_plan.version_problem(meta, target.tensorrt, target.compute_capability, target.where)
+        problems += [version] if version else []
+    return problems
+
+
+def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None) -> dict[str, str]:
+    cc_plans = {}
+    for cc, (plan, meta) in tensorrt_plan.plans(spec.artifact).items():
+        problems = plan_problems(spec, meta, target)
+        if problems:
+            raise ArtifactError(f"{plan} cannot be served as {spec.name!r}: " + "; ".join(problems))
+        shutil.copy2(plan, version_dir / plan.name)
+        shutil.copy2(plan.with_suffix(".json"), version_dir / plan.with_suffix(".json").name)
+        cc_plans[cc] = plan.name
+    return cc_plans
+
+
+def write_model(spec: ModelSpec, flavour: str, root: Path, instance_kind: str = "KIND_AUTO",
+                target: ServingTarget | None = None) -> Path:
     """Write one model directory under `root` and validate what was written."""
-    config = triton_config.build(spec, flavour, instance_kind)
     model_dir = root / spec.name
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True)
-    _copy_artifact(spec.artifact, version_dir / triton_config.artifact_filename(spec))
+    cc_plans = None
+    if spec.format == "tensorrt":
+        cc_plans = _copy_plans(spec, version_dir, target)
+    else:
+        _copy_artifact(spec.artifact, version_dir / triton_config.artifact_filename(spec))
+    config = triton_config.build(spec, flavour, instance_kind, cc_plans)
     if flavour == "python":
         shutil.copy2(PYTHON_BACKEND_MODEL, version_dir / triton_config.PYTHON_MODEL_FILENAME)
     if any(t.labels for t in spec.outputs):
@@ -64,17 +105,28 @@ def validate_model_dir(model_dir: Path, spec: ModelSpec) -> None:
     problems = triton_config.mismatches(config, spec)
     if problems:
         raise ConfigError(f"{model_dir}/config.pbtxt: " + "; ".join(problems))
+    if spec.format == "tensorrt":
+        for cc, (plan, meta) in tensorrt_plan.plans(model_dir / VERSION).items():
+            problems = plan_problems(spec, meta)
+            if problems:
+                raise ArtifactError(f"{plan}: " + "; ".join(problems))
+        return
     served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / triton_config.artifact_filename(spec)})
     artifacts.check(served)
 
 
-def assemble(specs: Iterable[ModelSpec], flavours: Iterable[str], target: Path, instance_kind: str) -> Path:
-    """Build every flavour of every model into a temporary directory, then swap it into `target`."""
+def assemble(specs: Iterable[ModelSpec], flavours: Iterable[str], target: Path, instance_kind: str,
+             targets: Mapping[str, ServingTarget] | None = None) -> Path:
+    """Build every flavour of every model into a temporary directory, then swap it into `target`.
+
+    `targets`: per flavour, what will load its TensorRT plans (version guard).
+    """
     specs = list(specs)
+    targets = targets or {}
     with atomic_path(target, directory=True) as tmp:
         for flavour in flavours:
             for spec in specs:
                 log.info("%s/%s: %s", flavour, spec.name, spec.artifact)
-                write_model(spec, flavour, tmp / flavour, instance_kind if flavour == "native" else "KIND_CPU")
+                write_model(spec, flavour, tmp / flavour, instance_kind, targets.get(flavour))
     log.info("model repository ready: %s (%s)", target, ", ".join(flavours))
     return target

@@ -26,7 +26,7 @@ TRITON_TO_NUMPY: dict[str, np.dtype] = {
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
 }
-FORMATS = ("savedmodel", "onnx")
+FORMATS = ("savedmodel", "onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 REFERENCES = ("keras", "torch")
 
@@ -84,6 +84,7 @@ class ModelSpec:
     instance_count: int = 1
     parity: Mapping[str, Any] = field(default_factory=dict)
     network_cfg: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the resolved conf/network entry
+    tensorrt: Mapping[str, Any] = field(default_factory=dict)  # build settings of a TensorRT model
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:
@@ -144,8 +145,9 @@ def plain(cfg: Any) -> Any:
     return cfg
 
 
-def _artifact(network: Mapping[str, Any], fmt: str, model: str) -> Path:
-    path = (network.get("artifacts") or {}).get(fmt)
+def _artifact(cfg: Mapping[str, Any], network: Mapping[str, Any], fmt: str, model: str) -> Path:
+    """The model's own `artifact` (TensorRT plans are per served model), else the network's for its format."""
+    path = cfg.get("artifact") or (network.get("artifacts") or {}).get(fmt)
     if not path:
         raise ConfigError(f"model {model!r}: network {network['name']!r} declares no {fmt!r} artifact")
     return Path(str(path))
@@ -179,7 +181,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         reference=_choice(network["reference"], REFERENCES, "network.reference", name),
         format=_choice(cfg["format"], FORMATS, "format", name),
         precision=_choice(cfg["precision"], PRECISIONS, "precision", name),
-        artifact=_artifact(network, cfg["format"], name),
+        artifact=_artifact(cfg, network, cfg["format"], name),
         inputs=inputs,
         outputs=outputs,
         max_batch_size=max_batch_size,
@@ -196,6 +198,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         instance_count=instance_count,
         parity=dict(cfg.get("parity") or {}),
         network_cfg=network,
+        tensorrt=dict(cfg.get("tensorrt") or {}),
     )
 
 

@@ -9,6 +9,9 @@ Two flavours of the same model:
 
 from __future__ import annotations
 
+import json
+from typing import Mapping
+
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -20,6 +23,7 @@ FLAVOURS = ("native", "python")
 FORMATS = {
     "savedmodel": ("tensorflow_savedmodel", "model.savedmodel", "tensorflow"),
     "onnx": ("onnxruntime_onnx", "model.onnx", "onnxruntime"),
+    "tensorrt": ("tensorrt_plan", "model.plan", "tensorrt"),
 }
 LABELS_FILENAME = "labels.txt"
 PYTHON_MODEL_FILENAME = "model.py"
@@ -40,8 +44,13 @@ def _param(config: mc.ModelConfig, key: str, value: str) -> None:
     config.parameters[key].string_value = value
 
 
-def build(spec: ModelSpec, flavour: str, instance_kind: str = "KIND_AUTO") -> mc.ModelConfig:
-    """The complete config for `spec` in `flavour`; Triton needs no auto-completion for it."""
+def build(spec: ModelSpec, flavour: str, instance_kind: str = "KIND_AUTO",
+          cc_plans: Mapping[str, str] | None = None) -> mc.ModelConfig:
+    """The complete config for `spec` in `flavour`; Triton needs no auto-completion for it.
+
+    `cc_plans` (TensorRT only): compute capability -> plan file name, when plans for several GPU
+    architectures are served side by side (Triton picks one by `cc_model_filenames`).
+    """
     if flavour not in FLAVOURS:
         raise ConfigError(f"flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
     if instance_kind not in INSTANCE_KINDS:
@@ -53,13 +62,25 @@ def build(spec: ModelSpec, flavour: str, instance_kind: str = "KIND_AUTO") -> mc
         config.default_model_filename = filename
         if spec.format == "savedmodel":
             _param(config, "TF_SIGNATURE_DEF", spec.signature)
+        if spec.format == "tensorrt" and cc_plans:
+            if len(cc_plans) == 1:
+                config.default_model_filename = next(iter(cc_plans.values()))
+            else:
+                config.cc_model_filenames.update(dict(cc_plans))
     else:
         config.backend = "python"
         _param(config, "runtime", runtime)
         _param(config, "artifact", filename)
         if spec.format == "savedmodel":
             _param(config, "signature", spec.signature)
-        instance_kind = "KIND_CPU"  # the Python backend runs its runtime on the CPU here
+        if spec.format == "tensorrt":
+            if cc_plans and len(cc_plans) == 1:
+                _param(config, "artifact", next(iter(cc_plans.values())))
+            elif cc_plans:
+                _param(config, "cc_artifacts", json.dumps(dict(cc_plans), sort_keys=True))
+            instance_kind = "KIND_GPU"  # the Python backend drives the engine on the GPU itself
+        else:
+            instance_kind = "KIND_CPU"  # ONNX Runtime and TensorFlow run on the CPU in the stub
     for tensor in spec.inputs:
         _tensor(config.input.add(), tensor)
     for tensor in spec.outputs:

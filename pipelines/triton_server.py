@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from pipelines import gpu_host, tensorrt_plan
 from pipelines.errors import ConfigError, ServerError
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def _die_with_parent() -> None:
 
 
 def local_command(embedded: EmbeddedTriton, repository: Path, backends: Path, host: str,
-                  http_port: int, grpc_port: int, cfg: Any) -> list[str]:
+                  http_port: int, grpc_port: int, cfg: Any, extra: list[str] | None = None) -> list[str]:
     return [
         str(embedded.binary),
         f"--model-repository={repository.resolve()}",
@@ -183,6 +184,7 @@ def local_command(embedded: EmbeddedTriton, repository: Path, backends: Path, ho
         "--exit-on-error=true",
         f"--exit-timeout-secs={int(cfg.get('exit_timeout_s', 10))}",  # a client left connected delays exit this long
         f"--log-verbose={int(cfg.get('log_verbose', 0))}",
+        *(extra or []),
         *[str(a) for a in cfg.get("extra_args") or []],
     ]
 
@@ -200,14 +202,15 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
 
 
 @contextlib.contextmanager
-def _serve_local(cfg: Any, repository: Path) -> Iterator[Endpoints]:
+def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
     embedded = EmbeddedTriton.find()
     host = str(cfg.host)
     http_port, grpc_port = _port(cfg.http_port, host), _port(cfg.grpc_port, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file)
     with tempfile.TemporaryDirectory(prefix="triton-backends-") as tmp, open(log_file, "wb") as log_fh:
-        cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port, cfg)
+        cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port,
+                            cfg, extra)
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -224,7 +227,8 @@ def _serve_local(cfg: Any, repository: Path) -> Iterator[Endpoints]:
 # --------------------------------------------------------------------------- docker
 
 
-def docker_command(cfg: Any, repository: Path, http_port: int, grpc_port: int, name: str) -> list[str]:
+def docker_command(cfg: Any, repository: Path, http_port: int, grpc_port: int, name: str,
+                   extra: list[str] | None = None) -> list[str]:
     """`docker run` for the pinned NGC image serving the native flavour, ports published on loopback only."""
     cmd = ["docker", "run", "--rm", "--name", name, "--shm-size", str(cfg.shm_size)]
     if cfg.get("gpus"):
@@ -239,6 +243,7 @@ def docker_command(cfg: Any, repository: Path, http_port: int, grpc_port: int, n
         "--disable-auto-complete-config",
         "--exit-on-error=true",
         f"--log-verbose={int(cfg.get('log_verbose', 0))}",
+        *(extra or []),
         *[str(a) for a in cfg.get("extra_args") or []],
     ]
     return cmd
@@ -259,7 +264,7 @@ def _docker_engine_error() -> str | None:
 
 
 @contextlib.contextmanager
-def _serve_docker(cfg: Any, repository: Path) -> Iterator[Endpoints]:
+def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
     problem = _docker_engine_error()
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
@@ -267,7 +272,7 @@ def _serve_docker(cfg: Any, repository: Path) -> Iterator[Endpoints]:
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file)
-    cmd = docker_command(cfg, repository, http_port, grpc_port, name)
+    cmd = docker_command(cfg, repository, http_port, grpc_port, name, extra)
     log.info("starting %s as container %s; log %s", cfg.image, name, log_file)
     with open(log_file, "wb") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -283,8 +288,8 @@ def _serve_docker(cfg: Any, repository: Path) -> Iterator[Endpoints]:
 
 
 @contextlib.contextmanager
-def _serve_remote(cfg: Any, repository: Path) -> Iterator[Endpoints]:
-    del repository  # the remote server has its own
+def _serve_remote(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
+    del repository, extra  # the remote server has its own repository and options
     endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url))
     if not is_ready(endpoints.http, timeout=float(cfg.get("connect_timeout_s", 5))):
         raise ServerError(f"no ready Triton at http://{endpoints.http} (server=remote launches nothing; start it first)")
@@ -299,10 +304,47 @@ def repository_for(cfg: Any, repository_root: Path) -> Path:
     return path
 
 
-def serve(cfg: Any, repository_root: str | Path) -> contextlib.AbstractContextManager[Endpoints]:
-    """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`)."""
+def served_plans(repository: Path) -> list[tuple[str, dict]]:
+    """(model, metadata) of every TensorRT plan in a flavour directory of the repository."""
+    return [
+        (meta_file.parent.parent.name, tensorrt_plan.load_metadata(meta_file))
+        for meta_file in sorted(Path(repository).glob("*/*/model_sm*.json"))
+    ]
+
+
+def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
+    """Refuse, in one line naming both versions, plans this server cannot load; extra server args otherwise."""
+    plans = served_plans(repository) if cfg.kind != "remote" else []
+    if not plans:
+        return []
+    gpu = gpu_host.local_gpu()
+    model = plans[0][0]
+    if cfg.kind == "local":
+        reason = gpu_host.tensorrt_unavailable()
+        if reason:
+            raise ServerError(f"{model} is a TensorRT engine, which the embedded server runs with this host's "
+                              f"TensorRT on its GPU, but {reason}")
+        server_tensorrt, where = gpu_host.tensorrt_version(), "this host"
+    else:
+        if gpu is None or not cfg.get("gpus"):
+            raise ServerError(f"{model} is a TensorRT engine: serve it with server.gpus=all on a host with an NVIDIA GPU")
+        server_tensorrt = tensorrt_plan.tensorrt_in_image(str(cfg.image), releases or {})
+        where = f"the image {cfg.image}"
+    for name, meta in plans:
+        problem = tensorrt_plan.version_problem(meta, server_tensorrt, gpu.compute_capability if gpu else None, where)
+        if problem:
+            raise ServerError(f"{name}: {problem}")
+    return tensorrt_plan.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
+
+
+def serve(cfg: Any, repository_root: str | Path, releases: Any = None) -> contextlib.AbstractContextManager[Endpoints]:
+    """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`).
+
+    `releases` (conf/triton_versions.yaml) tells which TensorRT a Triton image carries, for the plan guard.
+    """
     kind = str(cfg.kind)
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
     if kind not in launchers:
         raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    return launchers[kind](cfg, repository_for(cfg, Path(repository_root)))
+    repository = repository_for(cfg, Path(repository_root))
+    return launchers[kind](cfg, repository, guard_plans(cfg, repository, releases))

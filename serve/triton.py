@@ -18,7 +18,7 @@ def run(cfg: Any) -> Endpoints:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    with serve(cfg.server, cfg.paths.model_repository) as endpoints:
+    with serve(cfg.server, cfg.model_repository, cfg.triton_releases) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
         if cfg.server.kind != "remote":
             print("Ctrl-C stops it.", flush=True)

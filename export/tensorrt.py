@@ -1,0 +1,146 @@
+"""`python -m export.tensorrt model=<TensorRT model>`: build a TensorRT engine from the ONNX export (GPU hosts).
+
+builder=python uses this host's TensorRT 10 Python API; builder=trtexec runs trtexec inside the
+NGC TensorRT container whose TensorRT matches the pinned Triton image (conf/triton_versions.yaml).
+Writes `<artifact dir>/model_sm<cc>.plan` for this GPU's compute capability, with the metadata
+(`.json`: TensorRT/CUDA versions, GPU, precision, profile, ONNX hash, engine I/O) and the engine
+inspector's layer report (`.layers.json`) beside it. Plans of other GPU architectures in the
+same directory are kept, so one model can be served to several (cc_model_filenames).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines import gpu_host, tensorrt_plan
+from pipelines.atomic import atomic_path, write_json, write_text
+from pipelines.cli import hydra_main
+from pipelines.errors import ArtifactError, ConfigError, HostError
+from pipelines.spec import ModelSpec, model_spec
+
+log = logging.getLogger(__name__)
+BUILDERS = ("python", "trtexec")
+
+
+def _spec(cfg: Any) -> ModelSpec:
+    spec = model_spec(str(cfg.model.name), cfg.model)
+    if spec.format != "tensorrt":
+        raise ConfigError(f"model {spec.name!r} is {spec.format}; choose a TensorRT model (format: tensorrt)")
+    return spec
+
+
+def _build_python(settings: tensorrt_plan.BuildSettings, cache_path: Path) -> tuple[bytes, str, list, str, str | None]:
+    from pipelines import tensorrt_engine
+
+    cache = cache_path.read_bytes() if cache_path.is_file() else None
+    engine = tensorrt_engine.build(settings, cache)
+    with atomic_path(cache_path) as tmp:
+        tmp.write_bytes(engine.timing_cache)
+    return engine.plan, engine.layers_json, engine.io, str(gpu_host.tensorrt_version()), tensorrt_engine.cuda_version()
+
+
+def _build_trtexec(cfg: Any, settings: tensorrt_plan.BuildSettings, cache_path: Path,
+                   stem: str) -> tuple[bytes, str, list, str, str | None]:
+    if shutil.which("docker") is None:
+        raise HostError("builder=trtexec needs Docker with the NVIDIA container toolkit; the docker command is missing")
+    image = str(cfg.tensorrt_image)
+    if tensorrt_plan.release_of(image) != tensorrt_plan.release_of(str(cfg.triton_image)):
+        raise ConfigError(f"tensorrt_image {image} and triton_image {cfg.triton_image} are different NGC releases: "
+                          "their TensorRT versions would differ (conf/triton_versions.yaml)")
+    with tempfile.TemporaryDirectory(prefix="trtexec-") as tmp:
+        work = Path(tmp)
+        shutil.copy2(settings.onnx, work / settings.onnx.name)
+        if cache_path.is_file():
+            shutil.copy2(cache_path, work / "timing.cache")
+        cmd = tensorrt_plan.trtexec_command(settings, image=image, workdir=work, plan_name=stem,
+                                            timing_cache="timing.cache", gpus=str(cfg.gpus))
+        log.info("running trtexec in %s", image)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+            raise ArtifactError(f"trtexec in {image} failed (exit {proc.returncode}):\n{tail}")
+        with atomic_path(cache_path) as tmp_cache:
+            shutil.copy2(work / "timing.cache", tmp_cache)
+        plan = (work / f"{stem}.plan").read_bytes()
+        layers = (work / f"{stem}.layers.json").read_text()
+        if gpu_host.tensorrt_version() is not None:  # read the engine's own I/O where TensorRT can load it
+            from pipelines import tensorrt_engine
+
+            io = tensorrt_engine.load_io(work / f"{stem}.plan")
+        else:
+            io = _io_without_tensorrt(settings)
+    # the container's TensorRT is the one the version table pins for the matching Triton image
+    version = tensorrt_plan.tensorrt_in_image(image, cfg.triton_releases) or "unknown"
+    return plan, layers, io, version, None
+
+
+def _io_without_tensorrt(settings: tensorrt_plan.BuildSettings) -> list[dict]:
+    """trtexec builds on hosts without TensorRT: record the I/O from the ONNX the engine was built from."""
+    from pipelines import artifacts
+
+    sig = artifacts.onnx_signature(settings.onnx)
+    return [{"name": t.name, "mode": mode, "dtype": t.dtype, "shape": list(t.shape)}
+            for mode, tensors in (("input", sig.inputs), ("output", sig.outputs)) for t in tensors]
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    spec = _spec(cfg)
+    if str(cfg.builder) not in BUILDERS:
+        raise ConfigError(f"builder must be one of {', '.join(BUILDERS)}, got {cfg.builder!r}")
+    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    gpu = gpu_host.local_gpu()
+    if gpu is None:
+        raise HostError(
+            f"{spec.name} is built on a GPU host: this host has no NVIDIA GPU (TensorRT engines are not part of "
+            "the CPU profile; on a GPU host run `make pipeline-gpu`)"
+        )
+    if cfg.builder == "python" and gpu_host.tensorrt_version() is None:
+        raise HostError(f"builder=python needs TensorRT 10 here ({gpu_host.tensorrt_unavailable()}); "
+                        "or use builder=trtexec (NGC TensorRT container)")
+    if not settings.onnx.is_file():
+        raise ArtifactError(f"{settings.onnx} not found: run the ONNX export first (`dvc repro`)")
+    stem = tensorrt_plan.plan_stem(gpu.compute_capability)
+    cache_path = Path(str(cfg.timing_cache))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("building %s (%s, profile %s) for %s (sm %s) with builder=%s", spec.name, spec.precision,
+             [(p.name, p.min[0], p.opt[0], p.max[0]) for p in settings.profiles], gpu.name,
+             gpu.compute_capability, cfg.builder)
+    start = time.perf_counter()
+    if cfg.builder == "python":
+        plan, layers, io, trt_version, cuda = _build_python(settings, cache_path)
+    else:
+        plan, layers, io, trt_version, cuda = _build_trtexec(cfg, settings, cache_path, stem)
+    meta = tensorrt_plan.metadata(
+        settings, tensorrt_version=trt_version, cuda_version=cuda, gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability, io=io, builder=str(cfg.builder),
+        onnx_sha256=tensorrt_plan.file_sha256(settings.onnx),
+    )
+    meta["build_seconds"] = round(time.perf_counter() - start, 1)
+    from pipelines.repository import plan_problems
+
+    problems = plan_problems(spec, meta)
+    if problems:
+        raise ArtifactError(f"the engine built for {spec.name!r} does not match its spec: " + "; ".join(problems))
+    out_dir = spec.artifact
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / f"{stem}.plan") as tmp:
+        tmp.write_bytes(plan)
+    write_text(out_dir / f"{stem}.layers.json", layers)
+    write_json(out_dir / f"{stem}.json", meta)  # last: a plan counts only once its metadata exists
+    log.info("wrote %s (%.1f MB, %d layers) in %.1f s", out_dir / f"{stem}.plan", len(plan) / 1e6,
+             len(json.loads(layers).get("Layers", [])) if layers.strip().startswith("{") else -1,
+             meta["build_seconds"])
+    return meta
+
+
+main = hydra_main("tensorrt", run, __doc__)
+
+if __name__ == "__main__":
+    main()
