@@ -203,5 +203,5 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
 
 
 def served_specs(models_cfg: Mapping[str, Any]) -> dict[str, ModelSpec]:
-    """Specs of every served model in the `models` catalog (`conf/models.yaml`)."""
+    """Specs of every model in a catalog's `models` (`conf/catalog/*.yaml`)."""
     return {name: model_spec(name, cfg) for name, cfg in models_cfg.items()}

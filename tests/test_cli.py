@@ -73,7 +73,19 @@ def test_offline_download_fails_with_the_offline_option(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("module", ["evaluate.parity", "serve.triton", "serve.repository", "train.mnist"])
+def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
+    from pipelines import gpu_host
+
+    if gpu_host.tensorrt_unavailable() is None:
+        pytest.skip("this host can build and serve TensorRT engines")
+    assert_one_line_error(run_module("export.tensorrt", "model=resnet50_trt"), "GPU host", "make pipeline-gpu")
+    assert_one_line_error(run_module("evaluate.parity", "model=resnet50_trt"), "resnet50_trt", "not part of the CPU profile")
+    assert_one_line_error(run_module("export.tensorrt", "model=resnet50_onnx"), "choose a TensorRT model")
+
+
+@pytest.mark.parametrize(
+    "module", ["evaluate.parity", "serve.triton", "serve.repository", "train.mnist", "export.tensorrt"]
+)
 def test_help_answers(module: str) -> None:
     proc = run_module(module, "--help")
     assert proc.returncode == 0

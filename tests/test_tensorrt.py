@@ -1,0 +1,315 @@
+"""TensorRT without TensorRT: profiles, precision, metadata, version guard, configs, trtexec, host checks.
+
+The repository tests use plan files whose bytes are opaque here: assembly never loads an engine,
+it copies plans and decides from the metadata their build recorded, which is what is tested.
+Building and serving real engines is in the `gpu` tests at the end, which skip without a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from conftest import compose_config
+from pipelines import gpu_host, repository, tensorrt_plan, triton_config, triton_server
+from pipelines.errors import ArtifactError, ConfigError, ServerError
+from pipelines.repository import ServingTarget
+from pipelines.spec import model_spec
+
+TRT_MODELS = ["mnist_trt", "resnet50_trt", "resnet50_trt_fp16"]
+
+
+def trt_spec(name: str = "mnist_trt", *overrides: str, artifact: Path | None = None):
+    spec = model_spec(name, compose_config("parity", [f"model={name}", *overrides]).model)
+    return dataclasses.replace(spec, artifact=artifact) if artifact else spec
+
+
+def recorded_io(spec) -> list[dict]:
+    """The I/O a correct engine for `spec` reports (what the build writes into the metadata)."""
+    return [{"name": t.name, "mode": mode, "dtype": t.dtype, "shape": [-1, *t.dims]}
+            for mode, tensors in (("input", spec.inputs), ("output", spec.outputs)) for t in tensors]
+
+
+def write_plan(directory: Path, spec, cc: str = "8.0", **meta_changes) -> Path:
+    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    meta = tensorrt_plan.metadata(
+        settings, tensorrt_version="10.4.0", cuda_version="12.6", gpu_name="NVIDIA A100", compute_capability=cc,
+        io=recorded_io(spec), builder="python", onnx_sha256="0" * 64,
+    )
+    meta.update(meta_changes)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = tensorrt_plan.plan_stem(cc)
+    (directory / f"{stem}.plan").write_bytes(b"opaque engine bytes")
+    (directory / f"{stem}.json").write_text(json.dumps(meta))
+    return directory / f"{stem}.plan"
+
+
+# --------------------------------------------------------------------------- profiles and settings
+
+
+def test_profile_max_batch_is_max_batch_size() -> None:
+    spec = trt_spec("resnet50_trt")
+    (profile,) = tensorrt_plan.profiles(spec, 1, 4)
+    assert profile.name == spec.inputs[0].name
+    assert profile.min == (1, 3, 224, 224) and profile.opt == (4, 3, 224, 224) and profile.max == (8, 3, 224, 224)
+    assert profile.trtexec("max") == f"{spec.inputs[0].name}:8x3x224x224"
+
+
+def test_default_opt_batch_is_half_the_max() -> None:
+    (profile,) = tensorrt_plan.profiles(trt_spec("mnist_trt"), 1, None)
+    assert profile.opt[0] == 32
+
+
+@pytest.mark.parametrize(("min_batch", "opt_batch"), [(0, 4), (5, 4), (1, 9)])
+def test_invalid_profile_order_is_a_config_error(min_batch: int, opt_batch: int) -> None:
+    with pytest.raises(ConfigError, match="min_batch"):
+        tensorrt_plan.profiles(trt_spec("resnet50_trt"), min_batch, opt_batch)
+
+
+def test_unbatched_tensorrt_model_is_refused() -> None:
+    with pytest.raises(ConfigError, match="max_batch_size >= 1"):
+        tensorrt_plan.profiles(dataclasses.replace(trt_spec(), max_batch_size=0), 1, 1)
+
+
+def test_precision_and_compatibility_become_builder_flags() -> None:
+    fp32 = tensorrt_plan.build_settings(trt_spec("resnet50_trt"), trt_spec("resnet50_trt").tensorrt)
+    fp16_spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
+    fp16 = tensorrt_plan.build_settings(fp16_spec, fp16_spec.tensorrt)
+    assert fp32.flags == [] and fp16.flags == ["FP16", "VERSION_COMPATIBLE"]
+    assert fp32.onnx == Path(compose_config("parity", ["model=resnet50_trt"]).paths.resnet50_onnx)
+    assert fp32.workspace_bytes == 2048 << 20
+
+
+def test_bad_build_settings_are_config_errors() -> None:
+    spec = trt_spec()
+    with pytest.raises(ConfigError, match="hardware_compatibility"):
+        tensorrt_plan.build_settings(spec, {**spec.tensorrt, "hardware_compatibility": "hopper"})
+    with pytest.raises(ConfigError, match="no 'keras_h5' artifact"):
+        tensorrt_plan.build_settings(spec, {**spec.tensorrt, "source": "keras_h5"})
+    with pytest.raises(ConfigError, match="not a TensorRT model"):
+        tensorrt_plan.build_settings(trt_spec("mnist_onnx"), {})
+
+
+def test_fp16_model_has_the_fp16_preset_with_a_top1_gate() -> None:
+    fp16, fp32 = trt_spec("resnet50_trt_fp16"), trt_spec("resnet50_trt")
+    assert fp16.tolerance.atol > fp32.tolerance.atol
+    assert fp16.tolerance.min_top1_agreement == 1.0
+
+
+def test_gpu_catalog_holds_every_tensorrt_model() -> None:
+    cfg = compose_config("repository", ["catalog=gpu"])
+    assert set(TRT_MODELS) <= set(cfg.models)
+    assert str(cfg.model_repository) != str(compose_config("repository").model_repository)
+    for name in TRT_MODELS:
+        assert Path(str(cfg.models[name].artifact)).name == name
+
+
+# --------------------------------------------------------------------------- metadata and version guard
+
+
+def test_plans_are_found_by_compute_capability(tmp_path: Path) -> None:
+    spec = trt_spec()
+    write_plan(tmp_path, spec, "8.0")
+    write_plan(tmp_path, spec, "9.0")
+    found = tensorrt_plan.plans(tmp_path)
+    assert sorted(found) == ["8.0", "9.0"]
+    assert found["9.0"][0].name == "model_sm90.plan"
+    assert found["8.0"][1]["gpu_name"] == "NVIDIA A100"
+
+
+def test_plan_without_metadata_or_plans_is_an_artifact_error(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="make pipeline-gpu"):
+        tensorrt_plan.plans(tmp_path / "absent")
+    with pytest.raises(ArtifactError, match="holds no .plan"):
+        tensorrt_plan.plans(tmp_path)
+    (tmp_path / "model_sm80.plan").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="model_sm80.json not found"):
+        tensorrt_plan.plans(tmp_path)
+
+
+def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
+    spec = trt_spec("resnet50_trt")
+    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    io = recorded_io(spec)
+    io[1]["dtype"] = "FP16"
+    meta = tensorrt_plan.metadata(settings, tensorrt_version="10.4.0", cuda_version=None, gpu_name="g",
+                                  compute_capability="8.0", io=io, builder="python", onnx_sha256="x")
+    meta["profile"][spec.inputs[0].name]["max"][0] = 4
+    problems = repository.plan_problems(spec, meta)
+    assert any("dtype is FP16, spec says FP32" in p for p in problems)
+    assert any("profile max batch 4 < max_batch_size 8" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("built", "compatible", "server", "ok"),
+    [
+        ("10.4.0", False, "10.4.0", True),
+        ("10.8.0.43", False, "10.8", True),      # the table names major.minor only
+        ("10.6.0", False, "10.4.0", False),
+        ("10.4.0", True, "10.8", True),           # version-compatible: later 10.x loads it
+        ("10.8.0", True, "10.4.0", False),        # ... but not an older one
+        ("10.4.0", True, "11.0", False),          # ... nor another major
+    ],
+)
+def test_version_guard(built: str, compatible: bool, server: str, ok: bool) -> None:
+    meta = {"tensorrt_version": built, "version_compatible": compatible, "compute_capability": "8.0"}
+    problem = tensorrt_plan.version_problem(meta, server, None, "the Triton image X")
+    assert (problem is None) == ok
+    if not ok:
+        assert built in problem and server in problem and "\n" not in problem
+
+
+def test_compute_capability_guard() -> None:
+    meta = {"tensorrt_version": "10.4.0", "compute_capability": "8.0"}
+    assert "compute capability 8.0" in tensorrt_plan.version_problem(meta, None, "9.0", "this host")
+    assert tensorrt_plan.version_problem(meta, None, "8.0", "this host") is None
+    ampere_plus = {**meta, "hardware_compatibility": "ampere_plus"}
+    assert tensorrt_plan.version_problem(ampere_plus, None, "9.0", "this host") is None
+    assert "7.5" in tensorrt_plan.version_problem(ampere_plus, None, "7.5", "this host")
+
+
+def test_version_table_maps_the_pinned_image() -> None:
+    cfg = compose_config("repository")
+    assert tensorrt_plan.tensorrt_in_image(cfg.triton_image, cfg.triton_releases) == "10.4.0"
+    assert tensorrt_plan.tensorrt_in_image("nvcr.io/nvidia/tritonserver:25.02-py3", cfg.triton_releases) == "10.8"
+    assert tensorrt_plan.tensorrt_in_image("tritonserver:latest", cfg.triton_releases) is None
+    assert tensorrt_plan.release_of(cfg.tensorrt_image) == tensorrt_plan.release_of(cfg.triton_image)
+
+
+def test_version_compatible_plans_get_the_backend_option() -> None:
+    assert tensorrt_plan.backend_args([{"version_compatible": False}]) == []
+    assert tensorrt_plan.backend_args([{}, {"version_compatible": True}]) == [
+        "--backend-config=tensorrt,version-compatible=true"
+    ]
+
+
+# --------------------------------------------------------------------------- configs and repository
+
+
+def test_native_config_for_one_and_several_architectures() -> None:
+    spec = trt_spec("resnet50_trt")
+    single = triton_config.build(spec, "native", "KIND_GPU", {"8.0": "model_sm80.plan"})
+    assert single.platform == "tensorrt_plan" and single.default_model_filename == "model_sm80.plan"
+    assert not single.cc_model_filenames
+    several = triton_config.build(spec, "native", "KIND_GPU", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
+    assert dict(several.cc_model_filenames) == {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"}
+    assert triton_config.parse(triton_config.to_text(several)) == several
+
+
+def test_python_flavour_runs_plans_on_the_gpu() -> None:
+    config = triton_config.build(trt_spec(), "python", "KIND_CPU", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
+    assert config.backend == "python" and config.parameters["runtime"].string_value == "tensorrt"
+    assert json.loads(config.parameters["cc_artifacts"].string_value) == {"8.0": "model_sm80.plan",
+                                                                          "9.0": "model_sm90.plan"}
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+
+
+def test_repository_serves_plans_it_can_load(tmp_path: Path) -> None:
+    spec = trt_spec(artifact=tmp_path / "plans")
+    write_plan(spec.artifact, spec, "8.0")
+    write_plan(spec.artifact, spec, "9.0")
+    target = ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
+    repository.assemble([spec], ["native", "python"], tmp_path / "repo", "KIND_GPU", {"native": target})
+    model = tmp_path / "repo" / "native" / spec.name
+    config = triton_config.parse((model / "config.pbtxt").read_text())
+    assert config.platform == "tensorrt_plan" and set(config.cc_model_filenames) == {"8.0", "9.0"}
+    assert (model / "1" / "model_sm90.plan").read_bytes() == b"opaque engine bytes"
+    assert (model / "1" / "model_sm90.json").is_file()
+    assert (tmp_path / "repo" / "python" / spec.name / "1" / "model.py").is_file()
+
+
+def test_repository_refuses_a_plan_the_image_cannot_load(tmp_path: Path) -> None:
+    spec = trt_spec(artifact=tmp_path / "plans")
+    write_plan(spec.artifact, spec, "8.0", tensorrt_version="10.6.0")
+    target = ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
+    with pytest.raises(ArtifactError) as info:
+        repository.assemble([spec], ["native"], tmp_path / "repo", "KIND_GPU", {"native": target})
+    assert "TensorRT 10.6.0" in str(info.value) and "TensorRT 10.4.0" in str(info.value)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_repository_refuses_a_plan_of_another_precision(tmp_path: Path) -> None:
+    spec = trt_spec(artifact=tmp_path / "plans")
+    write_plan(spec.artifact, spec, "8.0", precision="fp16")
+    with pytest.raises(ArtifactError, match="plan precision is fp16, spec says fp32"):
+        repository.assemble([spec], ["native"], tmp_path / "repo", "KIND_GPU")
+
+
+def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
+    if gpu_host.local_gpu() is not None:
+        pytest.skip("this host has a GPU")
+    spec = trt_spec(artifact=tmp_path / "plans")
+    write_plan(spec.artifact, spec)
+    repository.assemble([spec], ["native", "python"], tmp_path / "repo", "KIND_GPU")
+    local = compose_config("triton", [f"paths.logs={tmp_path}"])
+    with pytest.raises(ServerError, match="no NVIDIA GPU"):
+        triton_server.serve(local.server, tmp_path / "repo")
+    docker = compose_config("triton", ["server=docker", "server.gpus=all"])
+    with pytest.raises(ServerError, match="server.gpus=all on a host with an NVIDIA GPU"):
+        triton_server.serve(docker.server, tmp_path / "repo", docker.triton_releases)
+
+
+# --------------------------------------------------------------------------- trtexec in the NGC container
+
+
+def test_trtexec_command_matches_the_python_build(tmp_path: Path) -> None:
+    spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
+    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    cfg = compose_config("tensorrt", ["model=resnet50_trt_fp16"])
+    cmd = tensorrt_plan.trtexec_command(settings, image=cfg.tensorrt_image, workdir=tmp_path,
+                                        plan_name="model_sm80", timing_cache="timing.cache")
+    assert cmd[:5] == ["docker", "run", "--rm", "--gpus", "all"]
+    assert cfg.tensorrt_image in cmd and cmd[cmd.index(cfg.tensorrt_image) + 1] == "trtexec"
+    name = spec.inputs[0].name
+    assert f"--minShapes={name}:1x3x224x224" in cmd and f"--maxShapes={name}:8x3x224x224" in cmd
+    assert f"--optShapes={name}:4x3x224x224" in cmd
+    assert "--fp16" in cmd and "--versionCompatible" in cmd
+    assert "--memPoolSize=workspace:2048M" in cmd and "--timingCacheFile=/work/timing.cache" in cmd
+    assert "--saveEngine=/work/model_sm80.plan" in cmd and "--profilingVerbosity=detailed" in cmd
+    assert f"{tmp_path.resolve()}:/work" in cmd
+
+
+# --------------------------------------------------------------------------- real engines (GPU hosts)
+
+needs_tensorrt = pytest.mark.skipif(
+    gpu_host.tensorrt_unavailable() is not None,
+    reason=f"needs an NVIDIA GPU and TensorRT 10: {gpu_host.tensorrt_unavailable()}",
+)
+
+
+@pytest.mark.gpu
+@needs_tensorrt
+def test_build_a_real_engine_and_record_its_io(in_workspace: Path, tmp_path: Path) -> None:
+    from export import tensorrt as export_tensorrt
+
+    cfg = compose_config("tensorrt", ["model=mnist_trt", f"paths.tensorrt={tmp_path}"])
+    meta = export_tensorrt.run(cfg)
+    gpu = gpu_host.local_gpu()
+    assert meta["compute_capability"] == gpu.compute_capability
+    assert meta["tensorrt_version"] == gpu_host.tensorrt_version()
+    spec = model_spec("mnist_trt", cfg.model)
+    assert repository.plan_problems(spec, meta) == []
+    stem = tensorrt_plan.plan_stem(gpu.compute_capability)
+    assert json.loads((tmp_path / "mnist_trt" / f"{stem}.layers.json").read_text())["Layers"]
+    assert (tmp_path / "timing.cache").stat().st_size > 0
+
+
+@pytest.mark.gpu
+@needs_tensorrt
+def test_served_engine_matches_keras(in_workspace: Path, tmp_path: Path) -> None:
+    from evaluate import parity as parity_cli
+    from export import tensorrt as export_tensorrt
+
+    overrides = [f"paths.tensorrt={tmp_path / 'plans'}", f"paths.logs={tmp_path}"]
+    export_tensorrt.run(compose_config("tensorrt", ["model=mnist_trt", *overrides]))
+    cfg = compose_config("parity", ["model=mnist_trt", *overrides, f"paths.model_repository_gpu={tmp_path / 'repo'}",
+                                    f"paths.parity_reports_gpu={tmp_path / 'reports'}"])
+    repository.assemble([model_spec("mnist_trt", cfg.model)], ["python"], tmp_path / "repo", "KIND_GPU")
+    assert parity_cli.run(cfg) == 0
+    report = json.loads((tmp_path / "reports" / "mnist_trt.json").read_text())
+    assert report["accuracy"]["http"] == report["accuracy"]["framework"]
+    assert report["engines"]
