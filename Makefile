@@ -23,6 +23,7 @@ pipeline: setup
 	PATH="$(BIN):$$PATH" dvc repro
 
 pipeline-gpu: setup
+	@$(BIN)/python -m pipelines.gpu_host
 	PATH="$(BIN):$$PATH" dvc repro gpu/dvc.yaml
 
 test: setup

@@ -81,6 +81,7 @@ def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
     assert_one_line_error(run_module("export.tensorrt", "model=resnet50_trt"), "GPU host", "make pipeline-gpu")
     assert_one_line_error(run_module("evaluate.parity", "model=resnet50_trt"), "resnet50_trt", "not part of the CPU profile")
     assert_one_line_error(run_module("export.tensorrt", "model=resnet50_onnx"), "choose a TensorRT model")
+    assert_one_line_error(run_module("pipelines.gpu_host"), "GPU profile", "cannot run here")  # make pipeline-gpu
 
 
 @pytest.mark.parametrize(
