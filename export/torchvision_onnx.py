@@ -1,4 +1,4 @@
-"""Stage `export_resnet50`: a torchvision classifier to ONNX with a dynamic batch axis.
+"""Stage `export_classifier@<network>`: a torchvision classifier to ONNX with a dynamic batch axis.
 
 Writes the ONNX model, the exact state dict it came from (the PyTorch reference for parity) and
 the labels file, after `onnx.checker`'s full check and a comparison against PyTorch on a batch.
@@ -88,7 +88,7 @@ def run(cfg: Any) -> dict[str, Any]:
     return report
 
 
-main = hydra_main("export_resnet50", run, __doc__)
+main = hydra_main("export_classifier", run, __doc__)
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,7 @@ def build(network: Mapping[str, Any], weights: str | None = None, seed: int = 0)
         raise ConfigError(f"network {network['name']!r}: unknown torchvision model {arch!r}") from exc
     if weights is None:
         torch.manual_seed(seed)
-        return tv.models.get_model(arch, weights=None).eval()
+        return calibrate_batchnorm(tv.models.get_model(arch, weights=None), network)
     if Path(weights).suffix in (".pt", ".pth") or Path(weights).exists():
         model = tv.models.get_model(arch, weights=None)
         try:
@@ -41,6 +41,31 @@ def build(network: Mapping[str, Any], weights: str | None = None, seed: int = 0)
             f"could not download {arch} {weights} weights ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
             "offline, use weights=null (seeded random) or a local state-dict path"
         ) from exc
+
+
+def calibrate_batchnorm(model: Any, network: Mapping[str, Any], images: int = 16) -> Any:
+    """Give a randomly initialised net the BatchNorm statistics of image-like inputs, then eval mode.
+
+    Fresh BatchNorm layers assume unit-variance activations; without calibration a random
+    MobileNetV2 emits logits of ~1e-9 (every class tied) and parity would compare noise. With it,
+    logits spread like a trained net's, so ranking and tolerance checks mean something.
+    """
+    import torch
+
+    from pipelines.parity_inputs import imagenet_like
+    from pipelines.spec import network_tensors
+
+    (tensor,), _ = network_tensors(network)
+    pre = network["preprocessing"]
+    batch = torch.from_numpy(imagenet_like(tensor, images, list(pre["mean"]), list(pre["std"]), seed=12345))
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    return model.eval()
 
 
 def load_state_dict(path: str | Path) -> dict:

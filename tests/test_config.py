@@ -10,7 +10,7 @@ from pipelines import triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import model_spec, served_specs
 
-ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_resnet50", "repository", "triton", "parity", "tensorrt"]
+ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_classifier", "repository", "triton", "parity", "tensorrt"]
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "all")
 
 

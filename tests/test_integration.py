@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 PROTOCOLS = {"http", "http_json", "grpc", "grpc_burst"}
 
 
-@pytest.mark.parametrize("model", ["mnist_savedmodel", "mnist_onnx", "resnet50_onnx"])
+@pytest.mark.parametrize("model", list(compose_config("repository").models))
 def test_served_model_matches_its_framework(
     in_workspace: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, run_cmd
+from conftest import BIN, compose_config, run_cmd
 
 pytestmark = pytest.mark.pipeline
 
-STAGES = ["prepare", "train", "export_mnist", "export_resnet50", "repository", "parity"]
+CPU_MODELS = list(compose_config("repository").models)
+CLASSIFIERS = [m.removesuffix("_onnx") for m in CPU_MODELS if m.endswith("_onnx") and not m.startswith("mnist")]
+STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c in CLASSIFIERS], "repository", "parity"]
 
 
 def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> None:
@@ -20,7 +22,7 @@ def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.Complet
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in STAGES:
         assert f"Running stage '{stage}'" in result.stdout
-    assert "parity passed for: mnist_savedmodel, mnist_onnx, resnet50_onnx" in result.stdout
+    assert f"parity passed for: {', '.join(CPU_MODELS)}" in result.stdout
 
 
 def test_pipeline_outputs_and_metrics(workspace: Path) -> None:
@@ -30,10 +32,12 @@ def test_pipeline_outputs_and_metrics(workspace: Path) -> None:
     exports = json.loads((workspace / "reports/export/mnist.json").read_text())
     assert exports["max_abs_diff"]["savedmodel"] <= 1e-5 and exports["max_abs_diff"]["onnx"] <= 1e-5
     for flavour in ("native", "python"):
-        for model in ("mnist_savedmodel", "mnist_onnx", "resnet50_onnx"):
+        for model in CPU_MODELS:
             assert (workspace / "model_repository" / flavour / model / "config.pbtxt").is_file()
-    assert len((workspace / "model_repository/native/resnet50_onnx/labels.txt").read_text().splitlines()) == 1000
-    for model in ("mnist_savedmodel", "mnist_onnx", "resnet50_onnx"):
+    for classifier in CLASSIFIERS:
+        labels = workspace / "model_repository" / "native" / f"{classifier}_onnx" / "labels.txt"
+        assert len(labels.read_text().splitlines()) == 1000
+    for model in CPU_MODELS:
         assert json.loads((workspace / f"reports/parity/{model}.json").read_text())["passed"]
 
 

@@ -80,7 +80,7 @@ def test_precision_and_compatibility_become_builder_flags() -> None:
     fp16_spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
     fp16 = tensorrt_plan.build_settings(fp16_spec, fp16_spec.tensorrt)
     assert fp32.flags == [] and fp16.flags == ["FP16", "VERSION_COMPATIBLE"]
-    assert fp32.onnx == Path(compose_config("parity", ["model=resnet50_trt"]).paths.resnet50_onnx)
+    assert fp32.onnx == Path(compose_config("parity", ["model=resnet50_onnx"]).model.network.artifacts.onnx)
     assert fp32.workspace_bytes == 2048 << 20
 
 
