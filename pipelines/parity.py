@@ -24,6 +24,7 @@ from pipelines.triton_server import Endpoints
 
 log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
+CLASSIFICATION = "classification"  # pseudo-case in served[protocol]: classification-extension strings
 
 
 @dataclass
@@ -34,6 +35,9 @@ class Case:
     inputs: Arrays
     requests: list[int]
     reference: Arrays = field(default_factory=dict)
+
+
+CLASS_COUNT = 5  # top-k asked of Triton's classification extension
 
 
 @dataclass
@@ -91,7 +95,11 @@ def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
 
 
 def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> tuple[dict[str, dict[str, Arrays]], dict]:
-    """Send every case over every protocol; returns served[protocol][case] and the batching statistics."""
+    """Send every case over every protocol; returns served[protocol][case] and the batching statistics.
+
+    Outputs that carry labels are also asked for through the classification extension
+    (served[protocol]["classification"][output], strings "score:index:label").
+    """
     spec = prepared.spec
     served: dict[str, dict[str, Arrays]] = {p: {} for p in protocols}
     burst = prepared.burst
@@ -102,6 +110,11 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> t
             for case in prepared.cases:
                 served[protocol][case.name] = _concat([model.infer(protocol, part) for part in _parts(case)])
             log.info("%s: %s, %d cases in %.2f s", spec.name, protocol, len(prepared.cases), time.perf_counter() - start)
+        all_samples = _case(prepared, "all_samples")
+        for tensor in (t for t in spec.outputs if t.labels):
+            for protocol in protocols:
+                classes = [model.classify(protocol, part, tensor.name, CLASS_COUNT) for part in _parts(all_samples)]
+                served[protocol].setdefault(CLASSIFICATION, {})[tensor.name] = np.concatenate(classes)
         batching: dict[str, Any] = {}
         if burst is not None:
             before = model.settled_counts()
@@ -120,14 +133,21 @@ def evaluate(prepared: Prepared, served: dict[str, dict[str, Arrays]], batching:
     protocols: dict[str, Any] = {}
     for protocol, by_case in served.items():
         outputs = {}
+        cases = [c for c in by_case if c != CLASSIFICATION]
         for tensor in spec.outputs:
-            got = np.concatenate([by_case[c][tensor.name] for c in by_case])
-            ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in by_case])
+            got = np.concatenate([by_case[c][tensor.name] for c in cases])
+            ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in cases])
             metrics = compare.compare_output(got, ref, tol, classes=len(tensor.dims) == 1 and tensor.dims[0] > 1)
             verdict = compare.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = {**metrics.to_dict(), "passed": verdict.passed}
-        protocols[protocol] = {"cases": {c: len(next(iter(v.values()))) for c, v in by_case.items()}, "outputs": outputs}
+        protocols[protocol] = {"cases": {c: len(next(iter(by_case[c].values()))) for c in cases}, "outputs": outputs}
+    classification = _classification(prepared, served)
+    for protocol, entry in (classification or {}).items():
+        for output, check in entry.items():
+            if not check["passed"]:
+                failures.append(f"{protocol} {output}: classification extension disagrees with the raw output "
+                                f"({check['problem']})")
     agreement = _agreement(prepared, served)
     failures += [f"{p} results differ from http binary" for p, same in agreement.items() if not same]
     accuracy = _accuracy(prepared, served)
@@ -148,9 +168,42 @@ def evaluate(prepared: Prepared, served: dict[str, dict[str, Arrays]], batching:
         "server": server_kind,  # ports are left out so reruns give comparable metrics
         "protocols": protocols,
         "protocol_agreement": agreement,
+        "classification": classification,
         "accuracy": accuracy,
         "dynamic_batching": batching,
     }
+
+
+def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[str, dict] | None:
+    """Triton's top-k strings must name the same classes, labels and scores as the raw served output."""
+    labelled = [t for t in prepared.spec.outputs if t.labels]
+    if not labelled:
+        return None
+    labels = prepared.spec.labels_file.read_text().splitlines() if prepared.spec.labels_file else []
+    result: dict[str, dict] = {}
+    for protocol, by_case in served.items():
+        if CLASSIFICATION not in by_case:
+            continue
+        for tensor in labelled:
+            strings = by_case[CLASSIFICATION][tensor.name]
+            raw = by_case["all_samples"][tensor.name]
+            parsed = [[(s.decode() if isinstance(s, bytes) else str(s)).split(":", 2) for s in row] for row in strings]
+            scores = np.array([[float(p[0]) for p in row] for row in parsed])
+            indices = np.array([[int(p[1]) for p in row] for row in parsed])
+            expected = np.argsort(-raw, axis=-1, kind="stable")[:, :CLASS_COUNT]
+            problem = ""
+            if not np.array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1)):
+                problem = "top-k classes differ"
+            elif labels and any(p[2] != labels[int(p[1])] for row in parsed for p in row):
+                problem = "labels differ from the labels file"
+            score_diff = float(np.max(np.abs(scores - np.take_along_axis(raw, indices, axis=1))))
+            if not problem and score_diff > 1e-6 * max(1.0, float(np.abs(raw).max())):  # printed with 6 decimals
+                problem = f"scores differ from the raw values by {score_diff:.3g}"
+            result.setdefault(protocol, {})[tensor.name] = {
+                "k": CLASS_COUNT, "samples": len(strings), "max_score_diff": score_diff,
+                "passed": not problem, "problem": problem,
+            }
+    return result
 
 
 def _case(prepared: Prepared, name: str) -> Case:
@@ -212,6 +265,10 @@ def format_table(report: Mapping[str, Any]) -> str:
                 f"{m['max_rel']:>9.2e} {m['cosine']:>10.7f} {top1:>6} {top5:>6} {m['needed_atol']:>9.2e}  "
                 f"{'ok' if m['passed'] else 'FAIL'}"
             )
+    for protocol, entry in (report.get("classification") or {}).items():
+        for output, check in entry.items():
+            lines.append(f"classification {protocol} {output}: top-{check['k']} labels and scores "
+                         f"{'match the raw output' if check['passed'] else 'DIFFER: ' + check['problem']}")
     if report["protocol_agreement"]:
         same = ", ".join(f"{p} {'identical' if ok else 'DIFFERENT'}" for p, ok in report["protocol_agreement"].items())
         lines.append(f"vs http binary: {same}")

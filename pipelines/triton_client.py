@@ -124,6 +124,20 @@ class ServedModel:
                 raise ValueError(f"unknown protocol {protocol!r}")
         return {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
 
+    def classify(self, protocol: str, arrays: Mapping[str, np.ndarray], output: str, k: int) -> np.ndarray:
+        """Triton's classification extension: [batch, k] of b"score:index:label", best first."""
+        module = self._grpc_mod if protocol == "grpc" else self._http_mod
+        with self._talking(f"{protocol} classification by {self.spec.name!r}"):
+            if protocol == "grpc":
+                result = self.grpc.infer(self.spec.name, self._inputs(module, arrays, True),
+                                         outputs=[module.InferRequestedOutput(output, class_count=k)],
+                                         client_timeout=self.timeout_s)
+            else:
+                binary = protocol == "http"
+                result = self.http.infer(self.spec.name, self._inputs(module, arrays, binary),
+                                         outputs=[module.InferRequestedOutput(output, binary_data=binary, class_count=k)])
+        return result.as_numpy(output).reshape(-1, k)
+
     def burst(self, arrays: Mapping[str, np.ndarray], timeout_s: float = 120.0) -> list[dict[str, np.ndarray]]:
         """One gRPC request per sample, all in flight at once, so the dynamic batcher can merge them."""
         count = len(next(iter(arrays.values())))

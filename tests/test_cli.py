@@ -31,7 +31,7 @@ def test_unknown_model_is_a_usage_error() -> None:
 
 
 def test_missing_model_choice_is_a_usage_error() -> None:
-    assert_one_line_error(run_module("evaluate.parity"), "choose a model: model=<all|mnist_onnx|")
+    assert_one_line_error(run_module("evaluate.parity"), "choose a model: model=<all|", "|mnist_onnx|")
 
 
 def test_bad_value_type_is_a_usage_error() -> None:

@@ -36,6 +36,14 @@ def test_served_model_matches_its_framework(
     batch_cases = report["protocols"]["grpc"]["cases"]
     assert batch_cases["batch_1"] == 1 and batch_cases[f"batch_{cfg.model.max_batch_size}"] == cfg.model.max_batch_size
     assert report["dynamic_batching"]["requests"] == cfg.model.parity.concurrent_requests
+    labelled = [o["name"] for o in cfg.model.network.outputs if o.get("labels")]
+    if labelled:  # Triton's classification extension agrees with the raw logits, over every protocol
+        assert {p: sorted(e) for p, e in report["classification"].items()} == {
+            p: labelled for p in ("http", "http_json", "grpc")
+        }
+        assert all(check["passed"] for entry in report["classification"].values() for check in entry.values())
+    else:
+        assert report["classification"] is None
     if model.startswith("mnist"):
         accuracy = report["accuracy"]
         assert accuracy["framework"] > 0.5
