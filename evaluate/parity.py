@@ -57,12 +57,12 @@ def check(cfg: Any) -> list[dict[str, Any]]:
     require_gpu_host(specs, str(cfg.server.kind))
     protocols = parity.check_protocols([str(p) for p in cfg.protocols])
     repository, reports_dir = profile_paths(cfg, specs)
-    prepared = [parity.prepare(spec, cfg.paths.data) for spec in specs]
+    catalog = served_specs(cfg.models)
+    prepared = [parity.prepare(spec, cfg.paths.data, catalog) for spec in specs]
     reports = []
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
         for item in prepared:
-            served, batching = parity.collect(item, endpoints, protocols)
-            report = parity.evaluate(item, served, batching, str(cfg.server.kind))
+            report = parity.evaluate(item, parity.collect(item, endpoints, protocols), str(cfg.server.kind))
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 report["engines"] = {cc: meta for cc, (_, meta) in tensorrt_plan.plans(item.spec.artifact).items()}
             reports.append(report)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines import compare, parity_inputs, reference
+from pipelines import compare, ensemble, images, parity_inputs, reference
 from pipelines.errors import ConfigError, DataError
 from pipelines.spec import ModelSpec
 from pipelines.triton_client import BURST, PROTOCOLS, ServedModel
@@ -48,6 +48,7 @@ class Prepared:
     cases: list[Case]
     burst: Case | None
     labels: np.ndarray | None
+    parts: ensemble.Parts | None = None  # an ensemble's steps, to check its server-side pre-processing
 
 
 def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:
@@ -58,8 +59,11 @@ def _chunks(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
-def prepare(spec: ModelSpec, data_path: str) -> Prepared:
-    """Inputs and framework outputs for every case of `spec.parity` (`conf/model/*.yaml`)."""
+def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | None = None) -> Prepared:
+    """Inputs and framework outputs for every case of `spec.parity` (`conf/model/*.yaml`).
+
+    `catalog`: the served models, where an ensemble finds its classifier.
+    """
     settings = spec.parity
     max_batch = max(spec.max_batch_size, 1)
     batch_sizes = sorted({int(b) for b in settings.get("batch_sizes", [1])} | {max_batch})
@@ -67,7 +71,7 @@ def prepare(spec: ModelSpec, data_path: str) -> Prepared:
     burst = int(settings.get("concurrent_requests", 0))
     count = max(int(settings.get("samples", max_batch)), max(batch_sizes), burst)
     (tensor,) = spec.inputs  # our networks have one input; several need a multi-input sampler
-    sampled = parity_inputs.for_network(spec.network_cfg, tensor, count, data_path)
+    sampled = parity_inputs.for_network(spec.network_cfg, tensor, count, data_path, settings.get("inputs"))
     if len(sampled.samples) < max(batch_sizes):
         raise DataError(f"{spec.name}: only {len(sampled.samples)} input samples for batch size {max(batch_sizes)}")
     samples = {tensor.name: sampled.samples}
@@ -75,11 +79,12 @@ def prepare(spec: ModelSpec, data_path: str) -> Prepared:
     cases = [Case(f"batch_{b}", _slice(samples, 0, b), [b]) for b in batch_sizes]
     cases.append(Case("all_samples", samples, _chunks(total, max_batch)))
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
-    run_reference = reference.load(spec)
+    parts = ensemble.parts(spec, catalog or {}) if spec.format == "ensemble" else None
+    run_reference = reference.load_ensemble(parts) if parts else reference.load(spec)
     log.info("%s: framework (%s) reference on %d samples", spec.name, spec.reference, total)
     for case in [*cases, *([burst_case] if burst_case else [])]:
         case.reference = _concat([run_reference(part) for part in _parts(case)])
-    return Prepared(spec, cases, burst_case, sampled.labels)
+    return Prepared(spec, cases, burst_case, sampled.labels, parts)
 
 
 def _parts(case: Case) -> list[Arrays]:
@@ -94,15 +99,36 @@ def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> tuple[dict[str, dict[str, Arrays]], dict]:
-    """Send every case over every protocol; returns served[protocol][case] and the batching statistics.
+@dataclass
+class Served:
+    """What Triton returned: outputs[protocol][case][tensor], plus what else was measured on the way.
 
-    Outputs that carry labels are also asked for through the classification extension
-    (served[protocol]["classification"][output], strings "score:index:label").
+    Outputs that carry labels were also asked for through the classification extension
+    (outputs[protocol]["classification"][output]: strings "score:index:label").
     """
+
+    outputs: dict[str, dict[str, Arrays]]
+    batching: dict[str, int]
+    skipped: dict[str, str]
+    preprocessing: dict[str, Any] | None = None
+
+
+def skipped_protocols(spec: ModelSpec, protocols: list[str]) -> dict[str, str]:
+    """Protocols a model's tensors cannot use, with the reason (JSON carries no FP16/BF16 or raw bytes)."""
+    unsafe = [t.name for t in spec.tensors if not t.json_safe]
+    if "http_json" in protocols and unsafe:
+        return {"http_json": f"tensors {unsafe} cannot travel as JSON"}
+    return {}
+
+
+def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> Served:
+    """Send every case over every usable protocol, ask for classifications, burst, check pre-processing."""
     spec = prepared.spec
+    skipped = skipped_protocols(spec, protocols)
+    protocols = [p for p in protocols if p not in skipped]
     served: dict[str, dict[str, Arrays]] = {p: {} for p in protocols}
     burst = prepared.burst
+    preprocessing = _check_preprocessing(prepared, endpoints) if prepared.parts is not None else None
     with ServedModel(spec, endpoints) as model:
         model.check_ready()
         for protocol in protocols:
@@ -123,12 +149,46 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> t
             served[BURST] = {burst.name: _concat(outputs)}
             batching = {"requests": requests, "executions": executions}
             log.info("%s: burst of %d requests ran in %d executions", spec.name, batching["requests"], batching["executions"])
-    return served, batching
+    return Served(served, batching, skipped, preprocessing)
 
 
-def evaluate(prepared: Prepared, served: dict[str, dict[str, Arrays]], batching: dict, server_kind: str) -> dict[str, Any]:
+def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, Any]:
+    """The ensemble's server-side pre-processing step against the client-side one, on the same image bytes."""
+    parts = prepared.parts
+    assert parts is not None
+    settings = parts.ensemble.network_cfg["preprocessing"]
+    images_in = _case(prepared, "all_samples").inputs[parts.image.name]
+    expected = np.stack([
+        images.imagenet_tensor(images.decode(bytes(item)), settings["resize"], settings["crop"],
+                               list(settings["mean"]), list(settings["std"]))
+        for item in images_in.reshape(-1)
+    ])
+    (out,) = parts.preprocess.outputs
+    with ServedModel(parts.preprocess, endpoints) as step:
+        got = np.concatenate([
+            step.infer("grpc", {parts.image.name: images_in[i : i + parts.ensemble.max_batch_size]})[out.name]
+            for i in range(0, len(images_in), parts.ensemble.max_batch_size)
+        ])
+    max_abs = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    return {"model": parts.preprocess.name, "samples": len(got), "max_abs": max_abs,
+            "passed": bool(max_abs <= prepared.spec.tolerance.atol)}
+
+
+def _is_scores(spec: ModelSpec, tensor: Any) -> bool:
+    """Per-class scores get ranking metrics; an ensemble's outputs are already its top-k."""
+    return spec.format != "ensemble" and len(tensor.dims) == 1 and tensor.dims[0] > 1
+
+
+def _exact(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """BYTES outputs (labels) are compared for equality, row by row."""
+    rows = np.array([np.array_equal(a, b) for a, b in zip(got.reshape(len(got), -1), ref.reshape(len(ref), -1))])
+    return {"samples": int(len(rows)), "mismatched_samples": int(np.sum(~rows)), "passed": bool(rows.all())}
+
+
+def evaluate(prepared: Prepared, result: Served, server_kind: str) -> dict[str, Any]:
     """Compare and judge; the returned report is plain JSON data."""
     spec, tol = prepared.spec, prepared.spec.tolerance
+    served = result.outputs
     failures: list[str] = []
     protocols: dict[str, Any] = {}
     for protocol, by_case in served.items():
@@ -137,11 +197,19 @@ def evaluate(prepared: Prepared, served: dict[str, dict[str, Arrays]], batching:
         for tensor in spec.outputs:
             got = np.concatenate([by_case[c][tensor.name] for c in cases])
             ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in cases])
-            metrics = compare.compare_output(got, ref, tol, classes=len(tensor.dims) == 1 and tensor.dims[0] > 1)
+            if tensor.dtype == "BYTES":
+                outputs[tensor.name] = _exact(got, ref)
+                if not outputs[tensor.name]["passed"]:
+                    failures.append(f"{protocol} {tensor.name}: {outputs[tensor.name]['mismatched_samples']} "
+                                    "samples differ from the framework's")
+                continue
+            metrics = compare.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
             verdict = compare.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = {**metrics.to_dict(), "passed": verdict.passed}
         protocols[protocol] = {"cases": {c: len(next(iter(by_case[c].values()))) for c in cases}, "outputs": outputs}
+    if result.preprocessing and not result.preprocessing["passed"]:
+        failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing['max_abs']:.3g}")
     classification = _classification(prepared, served)
     for protocol, entry in (classification or {}).items():
         for output, check in entry.items():
@@ -170,7 +238,9 @@ def evaluate(prepared: Prepared, served: dict[str, dict[str, Arrays]], batching:
         "protocol_agreement": agreement,
         "classification": classification,
         "accuracy": accuracy,
-        "dynamic_batching": batching,
+        "dynamic_batching": result.batching,
+        "skipped_protocols": result.skipped,
+        "preprocessing": result.preprocessing,
     }
 
 
@@ -258,6 +328,10 @@ def format_table(report: Mapping[str, Any]) -> str:
     ]
     for protocol, entry in report["protocols"].items():
         for output, m in entry["outputs"].items():
+            if "mismatched_samples" in m:  # BYTES output, compared exactly
+                lines.append(f"{protocol:<10} {output:<14} {m['samples']:>7} {'exact match' if m['passed'] else 'mismatched: ' + str(m['mismatched_samples']):>49}"
+                             f"{'':>28}{'ok' if m['passed'] else 'FAIL'}")
+                continue
             top1 = "-" if m["top1_agreement"] is None else f"{m['top1_agreement']:.3f}"
             top5 = "-" if m["top5_agreement"] is None else f"{m['top5_agreement']:.3f}"
             lines.append(
@@ -269,6 +343,12 @@ def format_table(report: Mapping[str, Any]) -> str:
         for output, check in entry.items():
             lines.append(f"classification {protocol} {output}: top-{check['k']} labels and scores "
                          f"{'match the raw output' if check['passed'] else 'DIFFER: ' + check['problem']}")
+    for protocol, why in (report.get("skipped_protocols") or {}).items():
+        lines.append(f"{protocol} skipped: {why}")
+    if report.get("preprocessing"):
+        p = report["preprocessing"]
+        lines.append(f"server-side pre-processing ({p['model']}) vs client-side on {p['samples']} images: "
+                     f"max abs {p['max_abs']:.3g} {'ok' if p['passed'] else 'FAIL'}")
     if report["protocol_agreement"]:
         same = ", ".join(f"{p} {'identical' if ok else 'DIFFERENT'}" for p, ok in report["protocol_agreement"].items())
         lines.append(f"vs http binary: {same}")

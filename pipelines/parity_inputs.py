@@ -43,9 +43,35 @@ def imagenet_like(tensor: TensorSpec, count: int, mean: list[float], std: list[f
     return ((images - mean_a) / std_a).astype(tensor.numpy_dtype)
 
 
-def for_network(network: Mapping[str, Any], tensor: TensorSpec, count: int, data_path: str) -> ParityInputs:
-    """The network's configured kind of inputs (`network.parity_inputs`), `count` samples."""
-    kind = network.get("parity_inputs")
+# photographs that scikit-image ships (no download): JPEG and PNG, colour and one greyscale
+SAMPLE_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png",
+                 "hubble_deep_field.jpg", "retina.jpg", "camera.png")
+
+
+def sample_photo_paths() -> list[Any]:
+    try:
+        import skimage
+    except ImportError as exc:
+        raise ConfigError("sample images come from scikit-image: run `make setup`") from exc
+    from pathlib import Path
+
+    folder = Path(skimage.__file__).parent / "data"
+    return [folder / name for name in SAMPLE_PHOTOS]
+
+
+def sample_images(count: int) -> np.ndarray:
+    """`count` encoded photographs (the list repeats if needed) as a [count, 1] BYTES array."""
+    paths = sample_photo_paths()
+    encoded = [paths[i % len(paths)].read_bytes() for i in range(count)]
+    return np.array(encoded, dtype=np.object_).reshape(count, 1)
+
+
+def for_network(network: Mapping[str, Any], tensor: TensorSpec, count: int, data_path: str,
+                kind: str | None = None) -> ParityInputs:
+    """The configured kind of inputs (`kind`, else `network.parity_inputs`), `count` samples."""
+    kind = kind or network.get("parity_inputs")
+    if kind == "sample_images":
+        return ParityInputs(sample_images(count))
     if kind == "mnist_test":
         mnist = data.load(data_path)
         return ParityInputs(data.to_model_input(mnist.x_test[:count]), mnist.y_test[:count])

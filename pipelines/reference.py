@@ -50,6 +50,28 @@ def _torch(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
     return run
 
 
+def load_ensemble(parts: Any) -> Runner:
+    """The client-side pipeline an ensemble must reproduce: Pillow pre-processing, the framework, softmax, top-k."""
+    from pipelines import ensemble, images
+
+    classify = load(parts.classifier)
+    settings = parts.ensemble.network_cfg["preprocessing"]
+    (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
+    labels = np.array([l.encode() for l in parts.classifier.labels_file.read_text().splitlines()], dtype=np.object_)
+    k = ensemble.top_k(parts.ensemble)
+
+    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = np.stack([
+            images.imagenet_tensor(images.decode(bytes(item)), settings["resize"], settings["crop"],
+                                   list(settings["mean"]), list(settings["std"]))
+            for item in arrays[parts.image.name].reshape(-1)
+        ])
+        scores, indices = images.top_k(images.softmax(classify({cls_in.name: batch})[cls_out.name]), k)
+        return {parts.probabilities.name: scores, parts.labels.name: labels[indices]}
+
+    return run
+
+
 def load(spec: ModelSpec) -> Runner:
     """A function from input arrays to output arrays, keyed by the spec's tensor names."""
     loaders = {"keras": _keras, "torch": _torch}

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from pipelines import artifacts, tensorrt_plan, triton_config
+from pipelines import artifacts, ensemble, tensorrt_plan, triton_config
 from pipelines.atomic import atomic_path
 from pipelines.errors import ArtifactError, ConfigError
 from pipelines.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-PYTHON_BACKEND_MODEL = Path(__file__).resolve().parent.parent / "serve" / "python_backend" / "model.py"
+PYTHON_BACKEND = Path(__file__).resolve().parent.parent / "serve" / "python_backend"
+PYTHON_BACKEND_MODEL = PYTHON_BACKEND / "model.py"
+IMAGES_MODULE = Path(__file__).resolve().parent / "images.py"  # shared with the client-side reference
 VERSION = "1"
 
 
@@ -99,6 +101,36 @@ def write_model(spec: ModelSpec, flavour: str, root: Path, instance_kind: str = 
     return model_dir
 
 
+def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
+    """The ensemble's pre- and post-processing models and the ensemble itself (its classifier is served on its own)."""
+    written = []
+    for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess")):
+        version_dir = root / step.name / VERSION
+        version_dir.mkdir(parents=True)
+        shutil.copy2(PYTHON_BACKEND / f"{role}.py", version_dir / triton_config.PYTHON_MODEL_FILENAME)
+        shutil.copy2(IMAGES_MODULE, version_dir / IMAGES_MODULE.name)
+        if role == "postprocess":
+            shutil.copy2(_labels(parts.classifier), version_dir / triton_config.LABELS_FILENAME)
+        _write_config(root / step.name, ensemble.step_config(step, role, parts), step)
+        written.append(root / step.name)
+    (root / parts.ensemble.name / VERSION).mkdir(parents=True)  # Triton wants a version even for an ensemble
+    _write_config(root / parts.ensemble.name, ensemble.ensemble_config(parts), parts.ensemble)
+    return [*written, root / parts.ensemble.name]
+
+
+def _labels(spec: ModelSpec) -> Path:
+    if spec.labels_file is None or not spec.labels_file.is_file():
+        raise ArtifactError(f"model {spec.name!r}: labels file {spec.labels_file} not found; run the export stage")
+    return spec.labels_file
+
+
+def _write_config(model_dir: Path, config, spec: ModelSpec) -> None:
+    (model_dir / "config.pbtxt").write_text(triton_config.to_text(config))
+    problems = triton_config.mismatches(triton_config.parse((model_dir / "config.pbtxt").read_text()), spec)
+    if problems:
+        raise ConfigError(f"{model_dir}/config.pbtxt: " + "; ".join(problems))
+
+
 def validate_model_dir(model_dir: Path, spec: ModelSpec) -> None:
     """The written config parses, agrees with the spec, and the served artifact agrees with both."""
     config = triton_config.parse((model_dir / "config.pbtxt").read_text())
@@ -123,9 +155,15 @@ def assemble(specs: Iterable[ModelSpec], flavours: Iterable[str], target: Path, 
     """
     specs = list(specs)
     targets = targets or {}
+    served = {spec.name: spec for spec in specs}
     with atomic_path(target, directory=True) as tmp:
         for flavour in flavours:
             for spec in specs:
+                if spec.format == "ensemble":
+                    parts = ensemble.parts(spec, served)
+                    log.info("%s/%s: ensemble over %s", flavour, spec.name, parts.classifier.name)
+                    write_ensemble(parts, tmp / flavour)
+                    continue
                 log.info("%s/%s: %s", flavour, spec.name, spec.artifact)
                 write_model(spec, flavour, tmp / flavour, instance_kind, targets.get(flavour))
     log.info("model repository ready: %s (%s)", target, ", ".join(flavours))

@@ -25,8 +25,9 @@ TRITON_TO_NUMPY: dict[str, np.dtype] = {
     "FP16": np.dtype(np.float16),
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(np.object_),  # Triton's TYPE_STRING: encoded images, label strings
 }
-FORMATS = ("savedmodel", "onnx", "tensorrt")
+FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble")
 PRECISIONS = ("fp32", "fp16")
 REFERENCES = ("keras", "torch")
 
@@ -46,8 +47,8 @@ class TensorSpec:
 
     @property
     def json_safe(self) -> bool:
-        """FP16 and BF16 cannot travel as JSON in the KServe v2 protocol."""
-        return self.dtype not in ("FP16", "BF16")
+        """FP16/BF16 cannot travel as JSON in the KServe v2 protocol, nor can arbitrary (non-UTF-8) bytes."""
+        return self.dtype not in ("FP16", "BF16", "BYTES")
 
     def batched_shape(self, batch: int) -> tuple[int, ...]:
         return (batch, *self.dims)
@@ -85,6 +86,7 @@ class ModelSpec:
     parity: Mapping[str, Any] = field(default_factory=dict)
     network_cfg: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the resolved conf/network entry
     tensorrt: Mapping[str, Any] = field(default_factory=dict)  # build settings of a TensorRT model
+    ensemble: Mapping[str, Any] = field(default_factory=dict)  # classifier and top_k of an ensemble
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:
@@ -147,6 +149,8 @@ def plain(cfg: Any) -> Any:
 
 def _artifact(cfg: Mapping[str, Any], network: Mapping[str, Any], fmt: str, model: str) -> Path:
     """The model's own `artifact` (TensorRT plans are per served model), else the network's for its format."""
+    if fmt == "ensemble":
+        return Path()  # an ensemble has no artifact of its own: its steps do
     path = cfg.get("artifact") or (network.get("artifacts") or {}).get(fmt)
     if not path:
         raise ConfigError(f"model {model!r}: network {network['name']!r} declares no {fmt!r} artifact")
@@ -167,6 +171,8 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         raise ConfigError(f"model {name!r}: its config names it {cfg['name']!r}; the two must agree")
     network = cfg["network"]
     inputs, outputs = network_tensors(network)
+    if cfg.get("inputs") or cfg.get("outputs"):  # a model with its own interface (an ensemble)
+        inputs, outputs = network_tensors({"name": name, "inputs": cfg.get("inputs"), "outputs": cfg.get("outputs")})
     max_batch_size = int(cfg["max_batch_size"])
     if max_batch_size < 0:
         raise ConfigError(f"model {name!r}: max_batch_size must be >= 0, got {max_batch_size}")
@@ -199,6 +205,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         parity=dict(cfg.get("parity") or {}),
         network_cfg=network,
         tensorrt=dict(cfg.get("tensorrt") or {}),
+        ensemble=dict(cfg.get("ensemble") or {}),
     )
 
 

@@ -124,6 +124,16 @@ class ServedModel:
                 raise ValueError(f"unknown protocol {protocol!r}")
         return {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
 
+    def metadata(self) -> dict:
+        """What Triton reports of the model: versions, platform, inputs and outputs."""
+        with self._talking(f"reading the metadata of {self.spec.name!r}"):
+            return self.http.get_model_metadata(self.spec.name)
+
+    def config_text(self) -> str:
+        """The model's configuration as Triton loaded it, in config.pbtxt syntax."""
+        with self._talking(f"reading the config of {self.spec.name!r}"):
+            return triton_config.to_text(self.grpc.get_model_config(self.spec.name).config)
+
     def classify(self, protocol: str, arrays: Mapping[str, np.ndarray], output: str, k: int) -> np.ndarray:
         """Triton's classification extension: [batch, k] of b"score:index:label", best first."""
         module = self._grpc_mod if protocol == "grpc" else self._http_mod

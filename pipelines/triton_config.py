@@ -34,9 +34,19 @@ def artifact_filename(spec: ModelSpec) -> str:
     return FORMATS[spec.format][1]
 
 
+def data_type(dtype: str) -> int:
+    """Spec dtype -> model-config enum (the protocol's BYTES is TYPE_STRING in model configs)."""
+    return mc.DataType.Value("TYPE_STRING" if dtype == "BYTES" else f"TYPE_{dtype}")
+
+
+def dtype_name(data_type_: int) -> str:
+    name = mc.DataType.Name(data_type_).removeprefix("TYPE_")
+    return "BYTES" if name == "STRING" else name
+
+
 def _tensor(message: mc.ModelInput | mc.ModelOutput, tensor: TensorSpec) -> None:
     message.name = tensor.name
-    message.data_type = mc.DataType.Value(f"TYPE_{tensor.dtype}")
+    message.data_type = data_type(tensor.dtype)
     message.dims.extend(tensor.dims)
 
 
@@ -122,7 +132,7 @@ def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
     if config.max_batch_size != spec.max_batch_size:
         problems.append(f"max_batch_size is {config.max_batch_size}, spec says {spec.max_batch_size}")
     for kind, messages, tensors in (("input", config.input, spec.inputs), ("output", config.output, spec.outputs)):
-        got = {m.name: (mc.DataType.Name(m.data_type).removeprefix("TYPE_"), tuple(m.dims)) for m in messages}
+        got = {m.name: (dtype_name(m.data_type), tuple(m.dims)) for m in messages}
         want = {t.name: (t.dtype, t.dims) for t in tensors}
         if got != want:
             problems.append(f"{kind}s are {got}, spec says {want}")

@@ -1,0 +1,42 @@
+"""Ensemble step: encoded images (BYTES) -> normalised float32 CHW tensors, with pipelines/images.py.
+
+Copied into `<ensemble>_preprocess/1/model.py`; `images.py` is copied beside it, the very file
+the client-side reference uses. Settings (resize, crop, mean, std) come from the config's
+parameters, tensor names from its input and output.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        sys.path.insert(0, os.path.join(args["model_repository"], args["model_version"]))
+        import images  # the shared pre-processing, copied beside this file
+
+        self.images = images
+        config = json.loads(args["model_config"])
+        self.settings = json.loads(config["parameters"]["config"]["string_value"])
+        (self.input,) = [t["name"] for t in config["input"]]
+        (self.output,) = [t["name"] for t in config["output"]]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            encoded = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy().reshape(-1)
+            try:
+                tensors = [
+                    self.images.imagenet_tensor(self.images.decode(bytes(item)), self.settings["resize"],
+                                                self.settings["crop"], self.settings["mean"], self.settings["std"])
+                    for item in encoded
+                ]
+            except self.images.ImageDecodeError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"image {exc}")))
+                continue
+            batch = np.stack(tensors).astype(np.float32)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, batch)]))
+        return responses
