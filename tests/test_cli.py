@@ -91,3 +91,17 @@ def test_help_answers(module: str) -> None:
     assert proc.returncode == 0
     assert "usage: python -m " + module in proc.stdout
     assert "config (conf/" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model=resnet50_ensemble", "image=/nonexistent/mug.jpg"], "image /nonexistent/mug.jpg not found"),
+        (["model=resnet50_ensemble", "image=README.md"], "not an image Pillow can decode"),
+        (["model=resnet50_ensemble", "image=sample:dog.png"], "chelsea.png"),
+        (["model=resnet50_ensemble"], "image=<file> is required"),
+        (["model=mug_classifier", "image=x.jpg"], "unknown model 'mug_classifier'"),
+    ],
+)
+def test_client_errors_are_one_line(args: list[str], message: str) -> None:
+    assert_one_line_error(run_module("serve.client", *args), message)

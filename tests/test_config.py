@@ -6,11 +6,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, compose_config
-from pipelines import triton_config
+from pipelines import ensemble, triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import model_spec, served_specs
 
-ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_classifier", "repository", "triton", "parity", "tensorrt"]
+ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_classifier", "repository", "triton", "parity", "tensorrt",
+                "client"]
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "all")
 
 
@@ -20,7 +21,8 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_every_entry_point_composes_and_resolves(name: str) -> None:
-    overrides = {"parity": ["model=mnist_onnx"], "tensorrt": ["model=resnet50_trt"]}.get(name, [])
+    overrides = {"parity": ["model=mnist_onnx"], "tensorrt": ["model=resnet50_trt"],
+                 "client": ["model=resnet50_ensemble"]}.get(name, [])
     cfg = compose_config(name, overrides)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=name != "prepare")
     assert cfg.paths.model_repository
@@ -61,8 +63,13 @@ def test_every_tolerance_preset_is_complete(option: str) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_option_gives_a_spec_and_both_flavours(model: str) -> None:
-    cfg = compose_config("parity", [f"model={model}"])
+    cfg = compose_config("parity", [f"model={model}", "catalog=gpu"])
     spec = model_spec(model, cfg.model)
+    if spec.format == "ensemble":  # its configs come from its parts, in the catalog that serves its classifier
+        parts = ensemble.parts(spec, served_specs(cfg.models))
+        config = ensemble.ensemble_config(parts)
+        assert triton_config.mismatches(triton_config.parse(triton_config.to_text(config)), spec) == []
+        return
     for flavour in triton_config.FLAVOURS:
         config = triton_config.build(spec, flavour)
         assert triton_config.mismatches(triton_config.parse(triton_config.to_text(config)), spec) == []

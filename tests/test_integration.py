@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from conftest import compose_config
 from evaluate import parity as parity_cli
 from pipelines import repository
-from pipelines.spec import model_spec
+from pipelines.spec import model_spec, served_specs
 from pipelines.triton_client import ServedModel
 from pipelines.triton_server import serve
 
@@ -31,12 +31,19 @@ def test_served_model_matches_its_framework(
     assert parity_cli.run(cfg) == 0
     report = json.loads((tmp_path / f"{model}.json").read_text())
     assert report["passed"] and report["failures"] == []
-    assert set(report["protocols"]) == PROTOCOLS
-    assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
+    if cfg.model.format == "ensemble":  # raw image bytes cannot travel as JSON
+        assert set(report["protocols"]) == PROTOCOLS - {"http_json"} and "http_json" in report["skipped_protocols"]
+        assert report["protocol_agreement"] == {"grpc": True}
+        labels = next(o.name for o in cfg.model.outputs if o.dtype == "BYTES")
+        assert all(p["outputs"][labels]["mismatched_samples"] == 0 for p in report["protocols"].values())
+        assert report["preprocessing"]["passed"] and report["preprocessing"]["max_abs"] == 0.0
+    else:
+        assert set(report["protocols"]) == PROTOCOLS
+        assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
     batch_cases = report["protocols"]["grpc"]["cases"]
     assert batch_cases["batch_1"] == 1 and batch_cases[f"batch_{cfg.model.max_batch_size}"] == cfg.model.max_batch_size
     assert report["dynamic_batching"]["requests"] == cfg.model.parity.concurrent_requests
-    labelled = [o["name"] for o in cfg.model.network.outputs if o.get("labels")]
+    labelled = [t.name for t in model_spec(model, cfg.model).outputs if t.labels]
     if labelled:  # Triton's classification extension agrees with the raw logits, over every protocol
         assert {p: sorted(e) for p, e in report["classification"].items()} == {
             p: labelled for p in ("http", "http_json", "grpc")
@@ -54,6 +61,62 @@ def test_served_model_matches_its_framework(
         )
     out = capsys.readouterr().out
     assert "RESULT: PASS" in out and "http_json" in out and "grpc" in out
+
+
+def test_ensemble_fails_when_server_side_preprocessing_drifts(in_workspace: Path, tmp_path: Path) -> None:
+    """Serve an ensemble whose pre-processing normalises with other means; the client-side reference does not."""
+    drifted = compose_config("repository", ["models.resnet50_ensemble.network.preprocessing.mean=[0.5,0.5,0.5]"])
+    specs = served_specs(drifted.models)
+    repository.assemble([specs["resnet50_ensemble"], specs["resnet50_onnx"]], ["python"], tmp_path / "repo", "KIND_CPU")
+    cfg = compose_config("parity", ["model=resnet50_ensemble", f"paths.model_repository={tmp_path / 'repo'}",
+                                    f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
+    assert parity_cli.run(cfg) == 1
+    report = json.loads((tmp_path / "resnet50_ensemble.json").read_text())
+    assert not report["preprocessing"]["passed"] and report["preprocessing"]["max_abs"] > 0.1
+    assert any("pre-processing differs" in f for f in report["failures"])
+
+
+@pytest.fixture(scope="module")
+def running_triton(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One embedded Triton on the workspace's CPU repository, shared by the client tests (server=remote)."""
+    local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('logs')}"])
+    with serve(local.server, workspace / local.model_repository) as endpoints:
+        yield endpoints
+
+
+def client_cfg(endpoints, *overrides: str):
+    return compose_config("client", ["server=remote", f"server.http_url={endpoints.http}",
+                                     f"server.grpc_url={endpoints.grpc}", *overrides])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_classifies_a_photograph_like_the_framework(in_workspace: Path, running_triton, protocol: str) -> None:
+    from pipelines import parity_inputs, reference
+    from pipelines import ensemble as ensemble_parts
+    from serve import client
+
+    rows = client.run(client_cfg(running_triton, "model=resnet50_ensemble", "image=sample:chelsea.png",
+                                 f"protocol={protocol}"))
+    catalog = served_specs(compose_config("repository").models)
+    parts = ensemble_parts.parts(catalog["resnet50_ensemble"], catalog)
+    photo = next(p for p in parity_inputs.sample_photo_paths() if p.name == "chelsea.png").read_bytes()
+    expected = reference.load_ensemble(parts)({parts.image.name: np.array([[photo]], dtype=object)})
+    assert [label for label, _ in rows] == [l.decode() for l in expected[parts.labels.name][0]]
+    np.testing.assert_allclose([p for _, p in rows], expected[parts.probabilities.name][0], atol=1e-4)
+    # the plain classifier, pre-processed client-side, labelled by Triton's classification extension, agrees
+    direct = client.run(client_cfg(running_triton, "model=resnet50_onnx", "image=sample:chelsea.png",
+                                   f"protocol={protocol}"))
+    assert [label for label, _ in direct] == [label for label, _ in rows]
+    np.testing.assert_allclose([p for _, p in direct], [p for _, p in rows], atol=1e-4)
+
+
+def test_client_shows_metadata_and_config(in_workspace: Path, running_triton) -> None:
+    from serve import client
+
+    metadata = json.loads(client.run(client_cfg(running_triton, "model=resnet50_ensemble", "show=metadata")))
+    assert metadata["platform"] == "ensemble" and metadata["inputs"][0]["datatype"] == "BYTES"
+    config = client.run(client_cfg(running_triton, "model=mnist_onnx", "show=config"))
+    assert 'name: "mnist_onnx"' in config and "max_batch_size: 64" in config
 
 
 def perturb_last_bias(src: Path, dst: Path, delta: float) -> None:

@@ -1,0 +1,68 @@
+"""The ensemble's parts and configs, derived from the specs (no server needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import compose_config
+from pipelines import ensemble, triton_config
+from pipelines.errors import ConfigError
+from pipelines.spec import served_specs
+
+
+@pytest.fixture
+def catalog():
+    return served_specs(compose_config("repository").models)
+
+
+def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
+    parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
+    classifier = catalog[parts.ensemble.ensemble["classifier"]]
+    assert parts.classifier is classifier
+    assert parts.preprocess.outputs[0].name == classifier.inputs[0].name
+    assert parts.postprocess.inputs[0].name == classifier.outputs[0].name
+    assert parts.image.dtype == "BYTES" and parts.labels.dtype == "BYTES" and parts.probabilities.dtype == "FP32"
+
+
+def test_ensemble_config_wires_image_to_labels(catalog) -> None:
+    parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
+    config = ensemble.ensemble_config(parts)
+    assert config.platform == "ensemble" and config.input[0].data_type == triton_config.data_type("BYTES")
+    steps = config.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == [parts.preprocess.name, parts.classifier.name, parts.postprocess.name]
+    # each step reads what the previous one wrote
+    assert steps[0].output_map[parts.classifier.inputs[0].name] == steps[1].input_map[parts.classifier.inputs[0].name]
+    assert steps[1].output_map[parts.classifier.outputs[0].name] == steps[2].input_map[parts.classifier.outputs[0].name]
+    assert set(steps[2].output_map.values()) == {t.name for t in parts.ensemble.outputs}
+    assert triton_config.parse(triton_config.to_text(config)) == config
+    assert triton_config.mismatches(config, parts.ensemble) == []
+
+
+def test_step_configs_carry_their_settings(catalog) -> None:
+    parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
+    pre = json.loads(ensemble.step_config(parts.preprocess, "preprocess", parts).parameters["config"].string_value)
+    assert pre == {**{k: parts.ensemble.network_cfg["preprocessing"][k] for k in ("resize", "crop", "mean", "std")}}
+    post = ensemble.step_config(parts.postprocess, "postprocess", parts)
+    assert json.loads(post.parameters["config"].string_value)["top_k"] == 5
+    assert post.backend == "python" and triton_config.mismatches(post, parts.postprocess) == []
+
+
+def test_ensemble_needs_its_classifier_in_the_catalog(catalog) -> None:
+    without = {k: v for k, v in catalog.items() if k != "resnet50_onnx"}
+    with pytest.raises(ConfigError, match="does not serve"):
+        ensemble.parts(catalog["resnet50_ensemble"], without)
+
+
+def test_top_k_must_match_output_dims(catalog) -> None:
+    spec = dataclasses.replace(catalog["resnet50_ensemble"], ensemble={"classifier": "resnet50_onnx", "top_k": 3})
+    with pytest.raises(ConfigError, match=r"dims \[3\]"):
+        ensemble.parts(spec, catalog)
+
+
+def test_batch_beyond_the_classifier_is_refused(catalog) -> None:
+    spec = dataclasses.replace(catalog["resnet50_ensemble"], max_batch_size=64)
+    with pytest.raises(ConfigError, match="exceeds"):
+        ensemble.parts(spec, catalog)

@@ -1,0 +1,48 @@
+"""Image pre-processing: identical to torchvision's ImageNet transform, on real photographs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines import images, parity_inputs
+from pipelines.torchvision_compat import import_torchvision
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+@pytest.mark.parametrize("path", parity_inputs.sample_photo_paths(), ids=lambda p: p.name)
+def test_matches_torchvision_transform_exactly(path) -> None:
+    transforms = import_torchvision().transforms
+    reference = transforms.Compose([
+        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(MEAN, STD),
+    ])
+    image = images.decode(path.read_bytes())
+    ours = images.imagenet_tensor(image, 256, 224, MEAN, STD)
+    assert ours.shape == (3, 224, 224) and ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, reference(image).numpy())
+
+
+def test_greyscale_photos_become_rgb() -> None:
+    camera = next(p for p in parity_inputs.sample_photo_paths() if p.name == "camera.png")
+    assert images.decode(camera.read_bytes()).mode == "RGB"
+
+
+def test_undecodable_bytes_are_a_decode_error() -> None:
+    with pytest.raises(images.ImageDecodeError, match="not an image Pillow can decode"):
+        images.decode(b"%PDF-1.4 not an image")
+
+
+def test_softmax_and_top_k() -> None:
+    logits = np.array([[1.0, 3.0, 2.0, 3.0]], dtype=np.float32)
+    probabilities = images.softmax(logits)
+    assert probabilities.sum() == pytest.approx(1.0)
+    scores, indices = images.top_k(probabilities, 3)
+    assert indices.tolist() == [[1, 3, 2]]  # ties keep the lower index first
+    assert scores[0, 0] == pytest.approx(np.exp(3) / np.exp([1, 3, 2, 3]).sum())
+
+
+def test_sample_images_are_encoded_photographs() -> None:
+    batch = parity_inputs.sample_images(10)
+    assert batch.shape == (10, 1) and batch.dtype == object
+    assert bytes(batch[0, 0])[:4] == b"\x89PNG" and bytes(batch[8, 0]) == bytes(batch[0, 0])  # list repeats
