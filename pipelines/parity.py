@@ -25,6 +25,7 @@ from pipelines.triton_server import Endpoints
 log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
 CLASSIFICATION = "classification"  # pseudo-case in served[protocol]: classification-extension strings
+CLASS_COUNT = 5  # top-k asked of Triton's classification extension
 
 
 @dataclass
@@ -35,9 +36,6 @@ class Case:
     inputs: Arrays
     requests: list[int]
     reference: Arrays = field(default_factory=dict)
-
-
-CLASS_COUNT = 5  # top-k asked of Triton's classification extension
 
 
 @dataclass
@@ -83,16 +81,17 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     run_reference = reference.load_ensemble(parts) if parts else reference.load(spec)
     log.info("%s: framework (%s) reference on %d samples", spec.name, spec.reference, total)
     for case in [*cases, *([burst_case] if burst_case else [])]:
-        case.reference = _concat([run_reference(part) for part in _parts(case)])
+        case.reference = _concat([run_reference(part) for part in _requests(case)])
     return Prepared(spec, cases, burst_case, sampled.labels, parts)
 
 
-def _parts(case: Case) -> list[Arrays]:
-    parts, start = [], 0
+def _requests(case: Case) -> list[Arrays]:
+    """The case's inputs split into the requests that carry them."""
+    requests, start = [], 0
     for size in case.requests:
-        parts.append(_slice(case.inputs, start, start + size))
+        requests.append(_slice(case.inputs, start, start + size))
         start += size
-    return parts
+    return requests
 
 
 def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
@@ -134,12 +133,12 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> S
         for protocol in protocols:
             start = time.perf_counter()
             for case in prepared.cases:
-                served[protocol][case.name] = _concat([model.infer(protocol, part) for part in _parts(case)])
+                served[protocol][case.name] = _concat([model.infer(protocol, part) for part in _requests(case)])
             log.info("%s: %s, %d cases in %.2f s", spec.name, protocol, len(prepared.cases), time.perf_counter() - start)
         all_samples = _case(prepared, "all_samples")
         for tensor in (t for t in spec.outputs if t.labels):
             for protocol in protocols:
-                classes = [model.classify(protocol, part, tensor.name, CLASS_COUNT) for part in _parts(all_samples)]
+                classes = [model.classify(protocol, part, tensor.name, CLASS_COUNT) for part in _requests(all_samples)]
                 served[protocol].setdefault(CLASSIFICATION, {})[tensor.name] = np.concatenate(classes)
         batching: dict[str, Any] = {}
         if burst is not None:
