@@ -70,14 +70,15 @@ def _build_trtexec(cfg: Any, settings: tensorrt_plan.BuildSettings, cache_path: 
             shutil.copy2(work / "timing.cache", tmp_cache)
         plan = (work / f"{stem}.plan").read_bytes()
         layers = (work / f"{stem}.layers.json").read_text()
-        if gpu_host.tensorrt_version() is not None:  # read the engine's own I/O where TensorRT can load it
-            from pipelines import tensorrt_engine
+        # the container's TensorRT is the one the version table pins for the matching Triton image
+        version = tensorrt_plan.tensorrt_in_image(image, cfg.triton_releases) or "unknown"
+        local = gpu_host.tensorrt_version()
+        if local is not None and (settings.version_compatible or tensorrt_plan.same_version(version, local)):
+            from pipelines import tensorrt_engine  # read the engine's own I/O where this TensorRT can load it
 
-            io = tensorrt_engine.load_io(work / f"{stem}.plan")
+            io = tensorrt_engine.load_io(work / f"{stem}.plan", settings.version_compatible)
         else:
             io = _io_without_tensorrt(settings)
-    # the container's TensorRT is the one the version table pins for the matching Triton image
-    version = tensorrt_plan.tensorrt_in_image(image, cfg.triton_releases) or "unknown"
     return plan, layers, io, version, None
 
 

@@ -64,6 +64,8 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     if name not in served:
         raise ConfigError(f"ensemble {spec.name!r} calls {name!r}, which this catalog does not serve")
     classifier = served[name]
+    if classifier.format == "ensemble" or len(classifier.inputs) != 1 or len(classifier.outputs) != 1:
+        raise ConfigError(f"ensemble {spec.name!r}: classifier {name!r} must be a model with one input and one output")
     if len(spec.inputs) != 1 or spec.inputs[0].dtype != "BYTES":
         raise ConfigError(f"ensemble {spec.name!r}: its one input must be BYTES (encoded images)")
     kinds = sorted(t.dtype == "BYTES" for t in spec.outputs)

@@ -8,17 +8,23 @@ needs only numpy and Pillow (torchvision.io cannot decode images on CPU torch bu
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image Pillow can decode."""
 
 
-def decode(data: bytes) -> Image.Image:
-    """Encoded JPEG/PNG/... bytes -> an RGB image (greyscale and palette images are converted)."""
+def decode(data: bytes) -> Any:
+    """Encoded JPEG/PNG/... bytes -> an RGB PIL image (greyscale and palette images are converted).
+
+    Pillow is imported here, not at the top: the post-processing step uses only softmax/top_k and
+    so loads in a Triton image without Pillow.
+    """
+    from PIL import Image, UnidentifiedImageError
+
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
@@ -28,8 +34,10 @@ def decode(data: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
-def imagenet_tensor(image: Image.Image, resize: int, crop: int, mean: list[float], std: list[float]) -> np.ndarray:
+def imagenet_tensor(image: Any, resize: int, crop: int, mean: list[float], std: list[float]) -> np.ndarray:
     """Shorter side to `resize` (bilinear), centre crop `crop`, scale to [0, 1], normalise: float32 CHW."""
+    from PIL import Image
+
     width, height = image.size  # sizes and offsets rounded as torchvision's Resize and CenterCrop do
     if width <= height:
         size = (resize, int(resize * height / width))

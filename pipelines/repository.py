@@ -49,22 +49,25 @@ class ServingTarget:
     compute_capability: str | None = None
 
 
-def plan_problems(spec: ModelSpec, meta: Mapping, target: ServingTarget | None = None) -> list[str]:
-    """How a plan's recorded I/O, profile and versions disagree with the spec and its server."""
+def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
+    """How a plan's recorded I/O, profile and precision disagree with the spec."""
     problems = artifacts.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, tensorrt_plan.signature(meta))
     problems += tensorrt_plan.profile_problems(spec, meta)
     if meta.get("precision") != spec.precision:
         problems.append(f"plan precision is {meta.get('precision')}, spec says {spec.precision}")
-    if target is not None:
-        version = tensorrt_plan.version_problem(meta, target.tensorrt, target.compute_capability, target.where)
-        problems += [version] if version else []
     return problems
 
 
 def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None) -> dict[str, str]:
+    found = tensorrt_plan.plans(spec.artifact)
+    if target is not None:
+        problem = tensorrt_plan.servable_problem([m for _, m in found.values()], target.tensorrt,
+                                                 target.compute_capability, target.where)
+        if problem:
+            raise ArtifactError(f"{spec.name} cannot be served: {problem}")
     cc_plans = {}
-    for cc, (plan, meta) in tensorrt_plan.plans(spec.artifact).items():
-        problems = plan_problems(spec, meta, target)
+    for cc, (plan, meta) in found.items():
+        problems = plan_problems(spec, meta)
         if problems:
             raise ArtifactError(f"{plan} cannot be served as {spec.name!r}: " + "; ".join(problems))
         shutil.copy2(plan, version_dir / plan.name)

@@ -80,11 +80,14 @@ def build(settings: BuildSettings, timing_cache: bytes | None = None) -> Engine:
         profile.set_shape(p.name, p.min, p.opt, p.max)
     config.add_optimization_profile(profile)
     cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):  # made by another GPU or TensorRT: start afresh
+        logger.log(trt.Logger.WARNING, "timing cache does not match this GPU/TensorRT; building a new one")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ArtifactError(f"TensorRT could not build an engine from {settings.onnx} (see the log above)")
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    engine = _deserialize(bytes(plan), settings.version_compatible, str(settings.onnx))
     layers = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
     return Engine(bytes(plan), layers, bytes(cache.serialize()), io_of(engine))
 
@@ -98,14 +101,21 @@ def cuda_version() -> str | None:
         return None
 
 
-def load_io(plan_path: Path) -> list[dict[str, Any]]:
-    """The I/O of an existing plan file (GPU hosts only)."""
+def _deserialize(plan: bytes, version_compatible: bool, what: str) -> Any:
     import tensorrt as trt
 
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(Path(plan_path).read_bytes())
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if version_compatible:  # such plans embed the lean runtime, which runs only when allowed
+        runtime.engine_host_code_allowed = True
+    engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        raise ArtifactError(f"{plan_path}: this TensorRT cannot load the plan")
-    return io_of(engine)
+        raise ArtifactError(f"{what}: TensorRT {trt.__version__} cannot load the engine")
+    return engine
+
+
+def load_io(plan_path: Path, version_compatible: bool = False) -> list[dict[str, Any]]:
+    """The I/O of an existing plan file (GPU hosts only)."""
+    return io_of(_deserialize(Path(plan_path).read_bytes(), version_compatible, str(plan_path)))
 
 
 def layers_summary(layers_json: str) -> int:

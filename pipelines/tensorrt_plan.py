@@ -215,26 +215,56 @@ def tensorrt_in_image(image: str, releases: Mapping[str, Mapping[str, Any]]) -> 
     return str(entry["tensorrt"]) if entry else None
 
 
-def _same_version(built: str, server: str) -> bool:
+def same_version(built: str, server: str) -> bool:
     """Equal on every component both name ('10.8' matches '10.8.0.43'; '10.4.0' does not match '10.4.1')."""
     a, b = built.split("."), server.split(".")
     n = min(len(a), len(b))
     return a[:n] == b[:n]
 
 
+def servable_problem(metas: list[Mapping[str, Any]], server_tensorrt: str | None, server_cc: str | None,
+                     where: str) -> str | None:
+    """Why a model's plans (one per GPU architecture) cannot serve on a server; None when they can.
+
+    Triton picks the plan for its GPU's compute capability, so one loadable plan suffices; plans
+    for other architectures are served to other GPUs. The plan that will load must match the
+    server's TensorRT.
+    """
+    candidates = [m for m in metas if cc_problem(m, server_cc, where) is None]
+    if not candidates:
+        built_for = ", ".join(sorted(str(m["compute_capability"]) for m in metas))
+        if len(metas) == 1:
+            return cc_problem(metas[0], server_cc, where)
+        return (f"no plan for {where}'s GPU (compute capability {server_cc}); plans exist for {built_for}: "
+                "build one on that GPU")
+    for meta in candidates:
+        problem = tensorrt_problem(meta, server_tensorrt, where)
+        if problem:
+            return problem
+    return None
+
+
 def version_problem(meta: Mapping[str, Any], server_tensorrt: str | None, server_cc: str | None,
                     where: str) -> str | None:
-    """Why a plan cannot load on a server (None when it can, or when the server's side is unknown)."""
+    """Why one plan cannot load on a server (None when it can, or when the server's side is unknown)."""
+    return tensorrt_problem(meta, server_tensorrt, where) or cc_problem(meta, server_cc, where)
+
+
+def tensorrt_problem(meta: Mapping[str, Any], server_tensorrt: str | None, where: str) -> str | None:
     built = str(meta["tensorrt_version"])
     if server_tensorrt is not None:
         if meta.get("version_compatible"):
             if built.split(".")[0] != server_tensorrt.split(".")[0] or _older(server_tensorrt, built):
                 return (f"plan built with TensorRT {built} (version-compatible) cannot load in {where}'s "
                         f"TensorRT {server_tensorrt}: it needs the same major version, {built} or newer")
-        elif not _same_version(built, server_tensorrt):
+        elif not same_version(built, server_tensorrt):
             return (f"plan built with TensorRT {built} cannot load in {where}'s TensorRT {server_tensorrt}; "
                     f"rebuild it with TensorRT {server_tensorrt} (builder=trtexec uses the matching container) "
                     "or build it version-compatible")
+    return None
+
+
+def cc_problem(meta: Mapping[str, Any], server_cc: str | None, where: str) -> str | None:
     if server_cc is not None:
         cc = str(meta["compute_capability"])
         if meta.get("hardware_compatibility") == "ampere_plus":

@@ -73,9 +73,8 @@ def build(spec: ModelSpec, flavour: str, instance_kind: str = "KIND_AUTO",
         if spec.format == "savedmodel":
             _param(config, "TF_SIGNATURE_DEF", spec.signature)
         if spec.format == "tensorrt" and cc_plans:
-            if len(cc_plans) == 1:
-                config.default_model_filename = next(iter(cc_plans.values()))
-            else:
+            config.default_model_filename = cc_plans[sorted(cc_plans)[0]]  # a real file, also for unlisted GPUs
+            if len(cc_plans) > 1:
                 config.cc_model_filenames.update(dict(cc_plans))
     else:
         config.backend = "python"

@@ -330,8 +330,11 @@ def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
             raise ServerError(f"{model} is a TensorRT engine: serve it with server.gpus=all on a host with an NVIDIA GPU")
         server_tensorrt = tensorrt_plan.tensorrt_in_image(str(cfg.image), releases or {})
         where = f"the image {cfg.image}"
+    by_model: dict[str, list[dict]] = {}
     for name, meta in plans:
-        problem = tensorrt_plan.version_problem(meta, server_tensorrt, gpu.compute_capability if gpu else None, where)
+        by_model.setdefault(name, []).append(meta)
+    for name, metas in by_model.items():
+        problem = tensorrt_plan.servable_problem(metas, server_tensorrt, gpu.compute_capability if gpu else None, where)
         if problem:
             raise ServerError(f"{name}: {problem}")
     return tensorrt_plan.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []

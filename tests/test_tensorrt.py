@@ -172,9 +172,19 @@ def test_compute_capability_guard() -> None:
     assert "7.5" in tensorrt_plan.version_problem(ampere_plus, None, "7.5", "this host")
 
 
+def test_several_architectures_serve_where_one_plan_fits() -> None:
+    plans = [{"tensorrt_version": "10.5.0", "compute_capability": cc} for cc in ("8.0", "9.0")]
+    assert tensorrt_plan.servable_problem(plans, "10.5", "9.0", "this host") is None
+    problem = tensorrt_plan.servable_problem(plans, "10.5", "7.5", "this host")
+    assert "compute capability 7.5" in problem and "8.0, 9.0" in problem
+    older = [plans[0], {**plans[1], "tensorrt_version": "10.4.0"}]
+    assert "TensorRT 10.4.0" in tensorrt_plan.servable_problem(older, "10.5", "9.0", "this host")
+    assert tensorrt_plan.servable_problem(older, "10.5", "8.0", "this host") is None  # the 9.0 plan is not loaded
+
+
 def test_version_table_maps_the_pinned_image() -> None:
     cfg = compose_config("repository")
-    assert tensorrt_plan.tensorrt_in_image(cfg.triton_image, cfg.triton_releases) == "10.4.0"
+    assert tensorrt_plan.tensorrt_in_image(cfg.triton_image, cfg.triton_releases) == "10.5"
     assert tensorrt_plan.tensorrt_in_image("nvcr.io/nvidia/tritonserver:25.02-py3", cfg.triton_releases) == "10.8"
     assert tensorrt_plan.tensorrt_in_image("tritonserver:latest", cfg.triton_releases) is None
     assert tensorrt_plan.release_of(cfg.tensorrt_image) == tensorrt_plan.release_of(cfg.triton_image)
@@ -212,11 +222,13 @@ def test_repository_serves_plans_it_can_load(tmp_path: Path) -> None:
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec, "8.0")
     write_plan(spec.artifact, spec, "9.0")
-    target = ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
-    repository.assemble([spec], ["native", "python"], tmp_path / "repo", "KIND_GPU", {"native": target})
+    targets = {"native": ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0"),
+               "python": ServingTarget("this host", "10.4.0.26", "9.0")}
+    repository.assemble([spec], ["native", "python"], tmp_path / "repo", "KIND_GPU", targets)
     model = tmp_path / "repo" / "native" / spec.name
     config = triton_config.parse((model / "config.pbtxt").read_text())
     assert config.platform == "tensorrt_plan" and set(config.cc_model_filenames) == {"8.0", "9.0"}
+    assert (model / "1" / config.default_model_filename).is_file()
     assert (model / "1" / "model_sm90.plan").read_bytes() == b"opaque engine bytes"
     assert (model / "1" / "model_sm90.json").is_file()
     assert (tmp_path / "repo" / "python" / spec.name / "1" / "model.py").is_file()
@@ -230,6 +242,15 @@ def test_repository_refuses_a_plan_the_image_cannot_load(tmp_path: Path) -> None
         repository.assemble([spec], ["native"], tmp_path / "repo", "KIND_GPU", {"native": target})
     assert "TensorRT 10.6.0" in str(info.value) and "TensorRT 10.4.0" in str(info.value)
     assert not (tmp_path / "repo").exists()
+
+
+def test_repository_refuses_plans_none_of_which_fits_this_gpu(tmp_path: Path) -> None:
+    spec = trt_spec(artifact=tmp_path / "plans")
+    write_plan(spec.artifact, spec, "8.0")
+    write_plan(spec.artifact, spec, "9.0")
+    with pytest.raises(ArtifactError, match="no plan for this host's GPU"):
+        repository.assemble([spec], ["python"], tmp_path / "repo", "KIND_GPU",
+                            {"python": ServingTarget("this host", "10.4.0", "7.5")})
 
 
 def test_repository_refuses_a_plan_of_another_precision(tmp_path: Path) -> None:
@@ -287,13 +308,16 @@ def test_build_a_real_engine_and_record_its_io(in_workspace: Path, tmp_path: Pat
     from export import tensorrt as export_tensorrt
 
     cfg = compose_config("tensorrt", ["model=mnist_trt", f"paths.tensorrt={tmp_path}"])
+    from pipelines import tensorrt_engine
+
     meta = export_tensorrt.run(cfg)
     gpu = gpu_host.local_gpu()
     assert meta["compute_capability"] == gpu.compute_capability
-    assert meta["tensorrt_version"] == gpu_host.tensorrt_version()
-    spec = model_spec("mnist_trt", cfg.model)
-    assert repository.plan_problems(spec, meta) == []
     stem = tensorrt_plan.plan_stem(gpu.compute_capability)
+    # the recorded I/O is what a fresh load of the written plan reports
+    assert [{k: t[k] for k in ("name", "mode", "dtype", "shape")} for t in tensorrt_engine.load_io(
+        tmp_path / "mnist_trt" / f"{stem}.plan")] == [{k: t[k] for k in ("name", "mode", "dtype", "shape")}
+                                                      for t in meta["io"]]
     assert json.loads((tmp_path / "mnist_trt" / f"{stem}.layers.json").read_text())["Layers"]
     assert (tmp_path / "timing.cache").stat().st_size > 0
 

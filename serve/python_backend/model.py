@@ -22,6 +22,9 @@ class TritonPythonModel:
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         runtime = params["runtime"]
         if runtime == "tensorrt":
+            import torch
+
+            torch.cuda.set_device(int(args["model_instance_device_id"]))  # the GPU Triton gave this instance
             self._run = self._tensorrt(version_dir, params)
             return
         artifact = os.path.join(version_dir, params["artifact"])
