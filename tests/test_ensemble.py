@@ -66,3 +66,10 @@ def test_batch_beyond_the_classifier_is_refused(catalog) -> None:
     spec = dataclasses.replace(catalog["resnet50_ensemble"], max_batch_size=64)
     with pytest.raises(ConfigError, match="exceeds"):
         ensemble.parts(spec, catalog)
+
+
+def test_gpu_profile_ensemble_classifies_with_the_tensorrt_engine() -> None:
+    gpu = served_specs(compose_config("repository", ["catalog=gpu"]).models)
+    parts = ensemble.parts(gpu["resnet50_ensemble"], gpu)
+    assert parts.classifier.format == "tensorrt"
+    assert parts.preprocess.outputs[0].name == parts.classifier.inputs[0].name
