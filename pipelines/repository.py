@@ -91,13 +91,7 @@ def write_model(spec: ModelSpec, flavour: str, root: Path, instance_kind: str = 
     if flavour == "python":
         shutil.copy2(PYTHON_BACKEND_MODEL, version_dir / triton_config.PYTHON_MODEL_FILENAME)
     if any(t.labels for t in spec.outputs):
-        if spec.labels_file is None or not spec.labels_file.is_file():
-            raise ArtifactError(f"model {spec.name!r}: labels file {spec.labels_file} not found; run the export stage")
-        labels = spec.labels_file.read_text().splitlines()
-        classes = next(t.dims[-1] for t in spec.outputs if t.labels)
-        if len(labels) != classes:
-            raise ArtifactError(f"{spec.labels_file} has {len(labels)} labels for {classes} classes")
-        shutil.copy2(spec.labels_file, model_dir / triton_config.LABELS_FILENAME)
+        shutil.copy2(_labels(spec), model_dir / triton_config.LABELS_FILENAME)
     text = triton_config.to_text(config)
     (model_dir / "config.pbtxt").write_text(text)
     validate_model_dir(model_dir, spec)
@@ -122,8 +116,13 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
 
 
 def _labels(spec: ModelSpec) -> Path:
+    """The model's labels file, one label per class of its labelled output."""
     if spec.labels_file is None or not spec.labels_file.is_file():
         raise ArtifactError(f"model {spec.name!r}: labels file {spec.labels_file} not found; run the export stage")
+    count = len(spec.labels_file.read_text().splitlines())
+    classes = next(t.dims[-1] for t in spec.outputs if t.labels)
+    if count != classes:
+        raise ArtifactError(f"{spec.labels_file} has {count} labels for {classes} classes")
     return spec.labels_file
 
 

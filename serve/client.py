@@ -72,7 +72,8 @@ def _classify_tensor(model: ServedModel, spec: ModelSpec, data: bytes, protocol:
     (tensor,), (output,) = spec.inputs, spec.outputs
     arrays = {tensor.name: _input_tensor(spec, data)}
     raw = model.infer(protocol, arrays)[output.name][0]
-    probabilities = raw if spec.network == "mnist" else images.softmax(raw)  # the MNIST CNN ends in softmax
+    # a network whose output is already a softmax says so (`scores: probabilities` in conf/network/)
+    probabilities = raw if spec.network_cfg.get("scores") == "probabilities" else images.softmax(raw)
     if output.labels:  # labels from Triton itself: the classification extension
         strings = model.classify(protocol, arrays, output.name, k)[0]
         picked = [(s.decode() if isinstance(s, bytes) else str(s)).split(":", 2) for s in strings]
@@ -94,6 +95,8 @@ def run(cfg: Any) -> list[tuple[str, float]] | str:
             raise ConfigError("image=<file> is required (or image=sample:chelsea.png, or show=metadata|config)")
         path, data = read_image(str(cfg.image))
     k = int(cfg.top_k)
+    if k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {k}")
     repository = cfg.paths.model_repository_gpu if spec.format == "tensorrt" else cfg.model_repository
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints, ServedModel(spec, endpoints) as model:
         model.check_ready()
