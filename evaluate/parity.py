@@ -7,7 +7,6 @@ Reports: reports/parity/<model>.json (reports/parity_gpu/ for the GPU profile).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from pipelines.errors import HostError
 from pipelines.spec import ModelSpec, model_spec, served_specs
 from pipelines.triton_server import serve
 
-log = logging.getLogger(__name__)
 
 
 def selected(cfg: Any) -> list[ModelSpec]:

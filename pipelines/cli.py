@@ -6,7 +6,6 @@ Hydra composes the config, user errors become one line on stderr with exit code 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -17,7 +16,6 @@ from pipelines.errors import PipelineError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
-log = logging.getLogger("pipelines")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 
