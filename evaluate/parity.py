@@ -56,9 +56,10 @@ def check(cfg: Any) -> list[dict[str, Any]]:
     protocols = parity.check_protocols([str(p) for p in cfg.protocols])
     repository, reports_dir = profile_paths(cfg, specs)
     catalog = served_specs(cfg.models)
-    prepared = [parity.prepare(spec, cfg.paths.data, catalog) for spec in specs]
     reports = []
+    # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
+        prepared = [parity.prepare(spec, cfg.paths.data, catalog) for spec in specs]
         for item in prepared:
             report = parity.evaluate(item, parity.collect(item, endpoints, protocols), str(cfg.server.kind))
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
