@@ -21,10 +21,10 @@ from pipelines.triton_server import serve
 
 
 
-def selected(cfg: Any) -> list[ModelSpec]:
+def selected(cfg: Any, catalog: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:
     """`model=all`: the catalog's models; otherwise the chosen model, with any command-line overrides."""
     if cfg.model.name == "all":
-        return list(served_specs(cfg.models).values())
+        return list((catalog if catalog is not None else served_specs(cfg.models)).values())
     return [model_spec(str(cfg.model.name), cfg.model)]
 
 
@@ -51,11 +51,11 @@ def require_gpu_host(specs: list[ModelSpec], server_kind: str) -> None:
 
 def check(cfg: Any) -> list[dict[str, Any]]:
     """Run parity for the selected models against one server; write and return their reports."""
-    specs = selected(cfg)
+    catalog = served_specs(cfg.models)
+    specs = selected(cfg, catalog)
     require_gpu_host(specs, str(cfg.server.kind))
     protocols = parity.check_protocols([str(p) for p in cfg.protocols])
     repository, reports_dir = profile_paths(cfg, specs)
-    catalog = served_specs(cfg.models)
     reports = []
     # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:

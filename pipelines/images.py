@@ -8,7 +8,7 @@ needs only numpy and Pillow (torchvision.io cannot decode images on CPU torch bu
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -49,6 +49,12 @@ def imagenet_tensor(image: Any, resize: int, crop: int, mean: list[float], std: 
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     normalised = (pixels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
+
+
+def preprocess(data: bytes, settings: Mapping[str, Any]) -> np.ndarray:
+    """Encoded bytes -> model input, with a network's `preprocessing` settings (resize, crop, mean, std)."""
+    return imagenet_tensor(decode(bytes(data)), int(settings["resize"]), int(settings["crop"]),
+                           list(settings["mean"]), list(settings["std"]))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from pipelines import compare, ensemble, images, parity_inputs, reference
 from pipelines.errors import ConfigError, DataError
 from pipelines.spec import ModelSpec
-from pipelines.triton_client import BURST, PROTOCOLS, ServedModel
+from pipelines.triton_client import BURST, PROTOCOLS, ServedModel, parse_classes
 from pipelines.triton_server import Endpoints
 
 log = logging.getLogger(__name__)
@@ -157,11 +157,7 @@ def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, 
     assert parts is not None
     settings = parts.ensemble.network_cfg["preprocessing"]
     images_in = _case(prepared, "all_samples").inputs[parts.image.name]
-    expected = np.stack([
-        images.imagenet_tensor(images.decode(bytes(item)), settings["resize"], settings["crop"],
-                               list(settings["mean"]), list(settings["std"]))
-        for item in images_in.reshape(-1)
-    ])
+    expected = np.stack([images.preprocess(item, settings) for item in images_in.reshape(-1)])
     (out,) = parts.preprocess.outputs
     with ServedModel(parts.preprocess, endpoints) as step:
         got = np.concatenate([
@@ -256,14 +252,14 @@ def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]]) ->
         for tensor in labelled:
             strings = by_case[CLASSIFICATION][tensor.name]
             raw = by_case["all_samples"][tensor.name]
-            parsed = [[(s.decode() if isinstance(s, bytes) else str(s)).split(":", 2) for s in row] for row in strings]
-            scores = np.array([[float(p[0]) for p in row] for row in parsed])
-            indices = np.array([[int(p[1]) for p in row] for row in parsed])
+            parsed = [parse_classes(row) for row in strings]
+            scores = np.array([[score for score, _, _ in row] for row in parsed])
+            indices = np.array([[index for _, index, _ in row] for row in parsed])
             expected = np.argsort(-raw, axis=-1, kind="stable")[:, :CLASS_COUNT]
             problem = ""
             if not np.array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1)):
                 problem = "top-k classes differ"
-            elif labels and any(p[2] != labels[int(p[1])] for row in parsed for p in row):
+            elif labels and any(label != labels[index] for row in parsed for _, index, label in row):
                 problem = "labels differ from the labels file"
             score_diff = float(np.max(np.abs(scores - np.take_along_axis(raw, indices, axis=1))))
             if not problem and score_diff > 1e-6 * max(1.0, float(np.abs(raw).max())):  # printed with 6 decimals

@@ -62,9 +62,7 @@ def load_ensemble(parts: Any) -> Runner:
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = np.stack([
-            images.imagenet_tensor(images.decode(bytes(item)), settings["resize"], settings["crop"],
-                                   list(settings["mean"]), list(settings["std"]))
-            for item in arrays[parts.image.name].reshape(-1)
+            images.preprocess(item, settings) for item in arrays[parts.image.name].reshape(-1)
         ])
         scores, indices = images.top_k(images.softmax(classify({cls_in.name: batch})[cls_out.name]), k)
         return {parts.probabilities.name: scores, parts.labels.name: labels[indices]}

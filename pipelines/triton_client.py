@@ -30,6 +30,20 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def as_text(value: bytes | str) -> str:
+    """BYTES elements arrive as bytes over binary protocols and as str over JSON."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_classes(row: np.ndarray) -> list[tuple[float, int, str]]:
+    """One sample's classification-extension strings "score:index:label" as (score, index, label)."""
+    parsed = []
+    for item in row:
+        score, index, label = as_text(item).split(":", 2)
+        parsed.append((float(score), int(index), label))
+    return parsed
+
+
 def _grpc_channel_args(url: str) -> list[tuple[str, int]]:
     """tritonclient's own defaults (which custom channel_args replace), and no proxy for loopback servers."""
     args = [("grpc.max_send_message_length", INT32_MAX), ("grpc.max_receive_message_length", INT32_MAX)]

@@ -19,7 +19,7 @@ from pipelines import images, parity_inputs
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError, DataError
 from pipelines.spec import ModelSpec, model_spec
-from pipelines.triton_client import ServedModel
+from pipelines.triton_client import ServedModel, as_text, parse_classes
 from pipelines.triton_server import serve
 
 PROTOCOLS = ("http", "grpc")
@@ -51,7 +51,7 @@ def _classify_ensemble(model: ServedModel, spec: ModelSpec, data: bytes, protoco
     out = model.infer(protocol, {image.name: np.array([[data]], dtype=np.object_)})
     scores = next(out[t.name] for t in spec.outputs if t.dtype != "BYTES")[0]
     labels = next(out[t.name] for t in spec.outputs if t.dtype == "BYTES")[0]
-    return [(l.decode() if isinstance(l, bytes) else str(l), float(s)) for l, s in zip(labels, scores)]
+    return [(as_text(label), float(score)) for label, score in zip(labels, scores)]
 
 
 def _input_tensor(spec: ModelSpec, data: bytes) -> np.ndarray:
@@ -59,8 +59,7 @@ def _input_tensor(spec: ModelSpec, data: bytes) -> np.ndarray:
     (tensor,) = spec.inputs
     pre = spec.network_cfg.get("preprocessing")
     if pre:
-        return images.imagenet_tensor(images.decode(data), pre["resize"], pre["crop"], list(pre["mean"]),
-                                      list(pre["std"]))[None]
+        return images.preprocess(data, pre)[None]
     height, width, channels = tensor.dims
     if channels != 1:
         raise ConfigError(f"model {spec.name!r}: no client-side pre-processing for input dims {list(tensor.dims)}")
@@ -75,9 +74,8 @@ def _classify_tensor(model: ServedModel, spec: ModelSpec, data: bytes, protocol:
     # a network whose output is already a softmax says so (`scores: probabilities` in conf/network/)
     probabilities = raw if spec.network_cfg.get("scores") == "probabilities" else images.softmax(raw)
     if output.labels:  # labels from Triton itself: the classification extension
-        strings = model.classify(protocol, arrays, output.name, k)[0]
-        picked = [(s.decode() if isinstance(s, bytes) else str(s)).split(":", 2) for s in strings]
-        return [(label, float(probabilities[int(index)])) for _, index, label in picked]
+        picked = parse_classes(model.classify(protocol, arrays, output.name, k)[0])
+        return [(label, float(probabilities[index])) for _, index, label in picked]
     scores, indices = images.top_k(probabilities[None], k)
     return [(str(i), float(s)) for i, s in zip(indices[0], scores[0])]
 

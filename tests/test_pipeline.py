@@ -30,7 +30,8 @@ def test_pipeline_outputs_and_metrics(workspace: Path) -> None:
     assert metrics["epochs"] == 2 and 0 < metrics["test_accuracy"] <= 1
     assert (workspace / "reports/train/history.csv").read_text().splitlines()[0].startswith("epoch,")
     exports = json.loads((workspace / "reports/export/mnist.json").read_text())
-    assert exports["max_abs_diff"]["savedmodel"] <= 1e-5 and exports["max_abs_diff"]["onnx"] <= 1e-5
+    limit = compose_config("export_mnist").verify.max_abs_diff
+    assert exports["max_abs_diff"]["savedmodel"] <= limit and exports["max_abs_diff"]["onnx"] <= limit
     for flavour in ("native", "python"):
         for model in CPU_MODELS:
             assert (workspace / "model_repository" / flavour / model / "config.pbtxt").is_file()

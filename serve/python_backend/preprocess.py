@@ -29,11 +29,7 @@ class TritonPythonModel:
         for request in requests:
             encoded = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy().reshape(-1)
             try:
-                tensors = [
-                    self.images.imagenet_tensor(self.images.decode(bytes(item)), self.settings["resize"],
-                                                self.settings["crop"], self.settings["mean"], self.settings["std"])
-                    for item in encoded
-                ]
+                tensors = [self.images.preprocess(item, self.settings) for item in encoded]
             except self.images.ImageDecodeError as exc:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"image {exc}")))
                 continue
