@@ -17,6 +17,7 @@ from pipelines.atomic import write_json
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, hydra_main
 from pipelines.errors import HostError
 from pipelines.spec import ModelSpec, model_spec, served_specs
+from pipelines.triton_client import server_version
 from pipelines.triton_server import serve
 
 
@@ -59,9 +60,11 @@ def check(cfg: Any) -> list[dict[str, Any]]:
     reports = []
     # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
+        kind = str(cfg.server.kind)
+        server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
         prepared = [parity.prepare(spec, cfg.paths.data, catalog) for spec in specs]
         for item in prepared:
-            report = parity.evaluate(item, parity.collect(item, endpoints, protocols), str(cfg.server.kind))
+            report = parity.evaluate(item, parity.collect(item, endpoints, protocols, kind == "local"), server)
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 report["engines"] = {cc: meta for cc, (_, meta) in tensorrt_plan.plans(item.spec.artifact).items()}
             reports.append(report)

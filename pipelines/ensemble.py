@@ -12,14 +12,11 @@ model config, the classifier's tensors from its network.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Mapping
-
-from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.errors import ConfigError
 from pipelines.spec import ModelSpec, TensorSpec
-from pipelines.triton_config import data_type
+from pipelines.triton_config import LABELS_FILENAME
 
 PREPROCESS, POSTPROCESS = "_preprocess", "_postprocess"
 
@@ -81,7 +78,7 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
         raise ConfigError(f"ensemble {spec.name!r}: max_batch_size {spec.max_batch_size} exceeds "
                           f"{name!r}'s {classifier.max_batch_size}")
     common = dict(max_batch_size=spec.max_batch_size, dynamic_batching={}, instance_count=1, parity={},
-                  format="python", ensemble={}, tensorrt={})
+                  format="python", ensemble={}, tensorrt={}, extra_config="")
     pre = dataclasses.replace(spec, name=spec.name + PREPROCESS, inputs=spec.inputs,
                               outputs=(dataclasses.replace(cls_in, labels=False),), **common)
     post = dataclasses.replace(spec, name=spec.name + POSTPROCESS, inputs=(dataclasses.replace(cls_out, labels=False),),
@@ -89,42 +86,9 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     return Parts(spec, pre, classifier, post)
 
 
-def _io(config: mc.ModelConfig, spec: ModelSpec) -> None:
-    for tensor in spec.inputs:
-        config.input.add(name=tensor.name, data_type=data_type(tensor.dtype)).dims.extend(tensor.dims)
-    for tensor in spec.outputs:
-        config.output.add(name=tensor.name, data_type=data_type(tensor.dtype)).dims.extend(tensor.dims)
-
-
-def step_config(step: ModelSpec, role: str, parts_: Parts) -> mc.ModelConfig:
-    """Config of a Python-backend step; its parameters carry everything the step's code needs."""
-    config = mc.ModelConfig(name=step.name, backend="python", max_batch_size=step.max_batch_size)
-    _io(config, step)
-    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+def step_settings(parts_: Parts, role: str) -> dict[str, object]:
+    """What a step's code needs beyond its tensors: the image transform, or k and the labels file."""
     if role == "preprocess":
         pre = parts_.ensemble.network_cfg["preprocessing"]
-        params = {"resize": pre["resize"], "crop": pre["crop"], "mean": list(pre["mean"]), "std": list(pre["std"])}
-    else:
-        params = {"top_k": top_k(parts_.ensemble), "labels": "labels.txt"}
-    config.parameters["config"].string_value = json.dumps(params, sort_keys=True)
-    return config
-
-
-def ensemble_config(parts_: Parts) -> mc.ModelConfig:
-    """platform "ensemble": image -> preprocess -> classifier -> postprocess -> probabilities, labels."""
-    spec = parts_.ensemble
-    config = mc.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=spec.max_batch_size)
-    _io(config, spec)
-    (cls_in,), (cls_out,) = parts_.classifier.inputs, parts_.classifier.outputs
-    scheduling = config.ensemble_scheduling
-    pre = scheduling.step.add(model_name=parts_.preprocess.name, model_version=-1)
-    pre.input_map[parts_.image.name] = parts_.image.name
-    pre.output_map[cls_in.name] = f"{cls_in.name}_preprocessed"
-    classify = scheduling.step.add(model_name=parts_.classifier.name, model_version=-1)
-    classify.input_map[cls_in.name] = f"{cls_in.name}_preprocessed"
-    classify.output_map[cls_out.name] = f"{cls_out.name}_raw"
-    post = scheduling.step.add(model_name=parts_.postprocess.name, model_version=-1)
-    post.input_map[cls_out.name] = f"{cls_out.name}_raw"
-    for tensor in spec.outputs:
-        post.output_map[tensor.name] = tensor.name
-    return config
+        return {"resize": pre["resize"], "crop": pre["crop"], "mean": list(pre["mean"]), "std": list(pre["std"])}
+    return {"top_k": top_k(parts_.ensemble), "labels": LABELS_FILENAME}  # the repository copies it beside model.py

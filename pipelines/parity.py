@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines import compare, ensemble, images, parity_inputs, reference
+from pipelines import compare, ensemble, images, parity_inputs, reference, standins
 from pipelines.errors import ConfigError, DataError
 from pipelines.spec import ModelSpec
 from pipelines.triton_client import BURST, PROTOCOLS, ServedModel, parse_classes
@@ -110,6 +110,7 @@ class Served:
     batching: dict[str, int]
     skipped: dict[str, str]
     preprocessing: dict[str, Any] | None = None
+    backend: dict[str, Any] = field(default_factory=dict)  # what ran the model, from the config Triton serves
 
 
 def skipped_protocols(spec: ModelSpec, protocols: list[str]) -> dict[str, str]:
@@ -120,8 +121,20 @@ def skipped_protocols(spec: ModelSpec, protocols: list[str]) -> dict[str, str]:
     return {}
 
 
-def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> Served:
-    """Send every case over every usable protocol, ask for classifications, burst, check pre-processing."""
+def served_by(model: ServedModel, config: Any, local: bool) -> dict[str, Any]:
+    """What ran a model (and, for an ensemble, each of its steps), as Triton reports it."""
+    backend = standins.served_by(config, local)
+    if config.platform == "ensemble":
+        backend["steps"] = {step.model_name: standins.served_by(model.served_config(step.model_name), local)
+                            for step in config.ensemble_scheduling.step}
+    return backend
+
+
+def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], local: bool = False) -> Served:
+    """Send every case over every usable protocol, ask for classifications, burst, check pre-processing.
+
+    `local`: the server runs in this environment (its stand-ins' runtime versions are ours).
+    """
     spec = prepared.spec
     skipped = skipped_protocols(spec, protocols)
     protocols = [p for p in protocols if p not in skipped]
@@ -129,7 +142,7 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> S
     burst = prepared.burst
     preprocessing = _check_preprocessing(prepared, endpoints) if prepared.parts is not None else None
     with ServedModel(spec, endpoints) as model:
-        model.check_ready()
+        backend = served_by(model, model.check_ready(), local)
         for protocol in protocols:
             start = time.perf_counter()
             for case in prepared.cases:
@@ -148,7 +161,7 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str]) -> S
             served[BURST] = {burst.name: _concat(outputs)}
             batching = {"requests": requests, "executions": executions}
             log.info("%s: burst of %d requests ran in %d executions", spec.name, batching["requests"], batching["executions"])
-    return Served(served, batching, skipped, preprocessing)
+    return Served(served, batching, skipped, preprocessing, backend)
 
 
 def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, Any]:
@@ -180,8 +193,11 @@ def _exact(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
     return {"samples": int(len(rows)), "mismatched_samples": int(np.sum(~rows)), "passed": bool(rows.all())}
 
 
-def evaluate(prepared: Prepared, result: Served, server_kind: str) -> dict[str, Any]:
-    """Compare and judge; the returned report is plain JSON data."""
+def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> dict[str, Any]:
+    """Compare and judge; the returned report is plain JSON data.
+
+    `server`: what served (kind, description, Triton's version), recorded with the proof.
+    """
     spec, tol = prepared.spec, prepared.spec.tolerance
     served = result.outputs
     failures: list[str] = []
@@ -228,7 +244,8 @@ def evaluate(prepared: Prepared, result: Served, server_kind: str) -> dict[str, 
         "passed": not failures,
         "failures": failures,
         "tolerance": tol.__dict__,
-        "server": server_kind,  # ports are left out so reruns give comparable metrics
+        "server": dict(server),  # ports are left out so reruns give comparable metrics
+        "served_by": result.backend,
         "protocols": protocols,
         "protocol_agreement": agreement,
         "classification": classification,
@@ -315,9 +332,12 @@ def check_protocols(protocols: list[str]) -> list[str]:
 def format_table(report: Mapping[str, Any]) -> str:
     """The human-readable summary printed after a check."""
     tol = report["tolerance"]
+    server, backend = report["server"], report["served_by"]
     lines = [
         f"Parity: {report['model']} ({report['format']}, {report['precision']}) vs {report['reference']}"
         f"   tolerance atol={tol['atol']:g} rtol={tol['rtol']:g} cosine>={tol['min_cosine']}",
+        f"served by: {backend['implementation']} (platform {backend['platform']}) on "
+        f"{server['description']}, Triton {server['triton_version']}",
         f"{'protocol':<10} {'output':<14} {'samples':>7} {'max_abs':>9} {'mean_abs':>9} {'max_rel':>9} "
         f"{'cosine':>10} {'top1':>6} {'top5':>6} {'need_atol':>9}  result",
     ]
@@ -347,6 +367,8 @@ def format_table(report: Mapping[str, Any]) -> str:
     if report["protocol_agreement"]:
         same = ", ".join(f"{p} {'identical' if ok else 'DIFFERENT'}" for p, ok in report["protocol_agreement"].items())
         lines.append(f"vs http binary: {same}")
+    for step, step_backend in (backend.get("steps") or {}).items():
+        lines.append(f"ensemble step {step}: {step_backend['implementation']}")
     if report["accuracy"]:
         lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in report["accuracy"].items()))
     if report["dynamic_batching"]:

@@ -1,13 +1,15 @@
-"""Assemble the Triton model repository: one directory per served model, per flavour, written atomically.
+"""Assemble the Triton model repository: one directory per served model, written atomically.
 
     model_repository/
-      native/<model>/config.pbtxt, 1/model.onnx | 1/model.savedmodel/ | 1/model_sm<cc>.plan, labels.txt
-      python/<model>/config.pbtxt, 1/model.py + the same artifact, labels.txt
+      <model>/config.pbtxt, labels.txt, 1/model.onnx | 1/model.savedmodel/ | 1/model_sm<cc>.plan (+ .json)
+      <ensemble>_preprocess/ and _postprocess/: config.pbtxt, 1/model.py, 1/images.py (, 1/labels.txt)
+      <ensemble>/config.pbtxt, 1/
 
-Every config is parsed back and checked against the spec, and every artifact's own signature is
-checked against the spec, before the new repository replaces the old one. TensorRT plans are
-checked through the metadata their build wrote (engine I/O, profile, versions), and refused
-where the flavour's server could not load them.
+This is what `tritonserver` in the pinned NGC image loads, and the embedded server, `server=docker`
+and a remote server serve this same directory. Every config is parsed back and checked against
+the spec and against what the embedded server's stand-in backends can honour; every artifact's
+own signature is checked against the spec; TensorRT plans are checked through the metadata their
+build wrote, and refused where the pinned image could not load them.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from pipelines import artifacts, ensemble, tensorrt_plan, triton_config
+from tritonclient.grpc import model_config_pb2 as mc
+
+from pipelines import artifacts, ensemble, standins, tensorrt_plan, triton_config
 from pipelines.atomic import atomic_path
 from pipelines.errors import ArtifactError, ConfigError
 from pipelines.spec import ModelSpec
+from pipelines.triton_config import CONFIG_FILENAME, LABELS_FILENAME, PYTHON_MODEL_FILENAME, VERSION
 
 log = logging.getLogger(__name__)
 
-PYTHON_BACKEND = Path(__file__).resolve().parent.parent / "serve" / "python_backend"
-PYTHON_BACKEND_MODEL = PYTHON_BACKEND / "model.py"
+ENSEMBLE_STEPS = Path(__file__).resolve().parent.parent / "serve" / "ensemble_steps"  # preprocess.py, postprocess.py
 IMAGES_MODULE = Path(__file__).resolve().parent / "images.py"  # shared with the client-side reference
-VERSION = "1"
 
 
 def _copy_artifact(src: Path, dst: Path) -> None:
@@ -42,7 +45,7 @@ def _copy_artifact(src: Path, dst: Path) -> None:
 
 @dataclass(frozen=True)
 class ServingTarget:
-    """What will load a flavour's TensorRT plans; None where unknown (then only the spec is checked)."""
+    """What will load the repository's TensorRT plans; None where unknown (then only the spec is checked)."""
 
     where: str
     tensorrt: str | None = None
@@ -76,25 +79,22 @@ def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None
     return cc_plans
 
 
-def write_model(spec: ModelSpec, flavour: str, root: Path, instance_kind: str = "KIND_AUTO",
+def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO",
                 target: ServingTarget | None = None) -> Path:
     """Write one model directory under `root` and validate what was written."""
+    config = triton_config.build(spec, instance_kind)  # config errors before any copying
+    _refuse_what_standins_cannot_honour(config)
     model_dir = root / spec.name
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True)
-    cc_plans = None
     if spec.format == "tensorrt":
-        cc_plans = _copy_plans(spec, version_dir, target)
+        config = triton_config.build(spec, instance_kind, _copy_plans(spec, version_dir, target))
     else:
-        _copy_artifact(spec.artifact, version_dir / triton_config.artifact_filename(spec))
-    config = triton_config.build(spec, flavour, instance_kind, cc_plans)
-    if flavour == "python":
-        shutil.copy2(PYTHON_BACKEND_MODEL, version_dir / triton_config.PYTHON_MODEL_FILENAME)
+        _copy_artifact(spec.artifact, version_dir / config.default_model_filename)
     if any(t.labels for t in spec.outputs):
-        shutil.copy2(_labels(spec), model_dir / triton_config.LABELS_FILENAME)
-    text = triton_config.to_text(config)
-    (model_dir / "config.pbtxt").write_text(text)
-    validate_model_dir(model_dir, spec)
+        shutil.copy2(_labels(spec), model_dir / LABELS_FILENAME)
+    _write_config(model_dir, config, spec)
+    _check_artifact(model_dir, spec, config)
     return model_dir
 
 
@@ -104,15 +104,21 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
     for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess")):
         version_dir = root / step.name / VERSION
         version_dir.mkdir(parents=True)
-        shutil.copy2(PYTHON_BACKEND / f"{role}.py", version_dir / triton_config.PYTHON_MODEL_FILENAME)
+        shutil.copy2(ENSEMBLE_STEPS / f"{role}.py", version_dir / PYTHON_MODEL_FILENAME)
         shutil.copy2(IMAGES_MODULE, version_dir / IMAGES_MODULE.name)
         if role == "postprocess":
-            shutil.copy2(_labels(parts.classifier), version_dir / triton_config.LABELS_FILENAME)
-        _write_config(root / step.name, ensemble.step_config(step, role, parts), step)
+            shutil.copy2(_labels(parts.classifier), version_dir / LABELS_FILENAME)
+        _write_config(root / step.name, triton_config.ensemble_step(step, ensemble.step_settings(parts, role)), step)
         written.append(root / step.name)
     (root / parts.ensemble.name / VERSION).mkdir(parents=True)  # Triton wants a version even for an ensemble
-    _write_config(root / parts.ensemble.name, ensemble.ensemble_config(parts), parts.ensemble)
+    _write_config(root / parts.ensemble.name, triton_config.ensemble(parts), parts.ensemble)
     return [*written, root / parts.ensemble.name]
+
+
+def _refuse_what_standins_cannot_honour(config: mc.ModelConfig) -> None:
+    problem = standins.refusal_message(config)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _labels(spec: ModelSpec) -> Path:
@@ -126,47 +132,43 @@ def _labels(spec: ModelSpec) -> Path:
     return spec.labels_file
 
 
-def _write_config(model_dir: Path, config, spec: ModelSpec) -> None:
-    (model_dir / "config.pbtxt").write_text(triton_config.to_text(config))
-    problems = triton_config.mismatches(triton_config.parse((model_dir / "config.pbtxt").read_text()), spec)
+def _write_config(model_dir: Path, config: mc.ModelConfig, spec: ModelSpec) -> None:
+    """Write the config, then check what was written: it parses and agrees with the spec."""
+    path = model_dir / CONFIG_FILENAME
+    path.write_text(triton_config.to_text(config))
+    problems = triton_config.mismatches(triton_config.parse(path.read_text()), spec)
     if problems:
-        raise ConfigError(f"{model_dir}/config.pbtxt: " + "; ".join(problems))
+        raise ConfigError(f"{path}: " + "; ".join(problems))
 
 
-def validate_model_dir(model_dir: Path, spec: ModelSpec) -> None:
-    """The written config parses, agrees with the spec, and the served artifact agrees with both."""
-    config = triton_config.parse((model_dir / "config.pbtxt").read_text())
-    problems = triton_config.mismatches(config, spec)
-    if problems:
-        raise ConfigError(f"{model_dir}/config.pbtxt: " + "; ".join(problems))
+def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) -> None:
+    """The served copy of the artifact agrees with the spec (and so with the config)."""
     if spec.format == "tensorrt":
-        for cc, (plan, meta) in tensorrt_plan.plans(model_dir / VERSION).items():
+        for plan, meta in tensorrt_plan.plans(model_dir / VERSION).values():
             problems = plan_problems(spec, meta)
             if problems:
                 raise ArtifactError(f"{plan}: " + "; ".join(problems))
         return
-    served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / triton_config.artifact_filename(spec)})
+    served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / config.default_model_filename})
     artifacts.check(served)
 
 
-def assemble(specs: Iterable[ModelSpec], flavours: Iterable[str], target: Path, instance_kind: str,
-             targets: Mapping[str, ServingTarget] | None = None) -> Path:
-    """Build every flavour of every model into a temporary directory, then swap it into `target`.
+def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIND_AUTO",
+             serving: ServingTarget | None = None) -> Path:
+    """Build every model into a temporary directory, then swap it into `target`.
 
-    `targets`: per flavour, what will load its TensorRT plans (version guard).
+    `serving`: what will load the TensorRT plans (the pinned image), for the version guard.
     """
     specs = list(specs)
-    targets = targets or {}
     served = {spec.name: spec for spec in specs}
     with atomic_path(target, directory=True) as tmp:
-        for flavour in flavours:
-            for spec in specs:
-                if spec.format == "ensemble":
-                    parts = ensemble.parts(spec, served)
-                    log.info("%s/%s: ensemble over %s", flavour, spec.name, parts.classifier.name)
-                    write_ensemble(parts, tmp / flavour)
-                    continue
-                log.info("%s/%s: %s", flavour, spec.name, spec.artifact)
-                write_model(spec, flavour, tmp / flavour, instance_kind, targets.get(flavour))
-    log.info("model repository ready: %s (%s)", target, ", ".join(flavours))
+        for spec in specs:
+            if spec.format == "ensemble":
+                parts = ensemble.parts(spec, served)
+                log.info("%s: ensemble over %s", spec.name, parts.classifier.name)
+                write_ensemble(parts, tmp)
+                continue
+            log.info("%s: %s", spec.name, spec.artifact)
+            write_model(spec, tmp, instance_kind, serving)
+    log.info("model repository ready: %s (%d models)", target, len(list(target.iterdir())))
     return target

@@ -28,18 +28,23 @@ TRITON_TO_NUMPY: dict[str, np.dtype] = {
     "BYTES": np.dtype(np.object_),  # Triton's TYPE_STRING: encoded images, label strings
 }
 FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble")
+LAYOUTS = ("NCHW", "NHWC")  # Triton's input `format`: how image clients lay out pixels
 PRECISIONS = ("fp32", "fp16")
 REFERENCES = ("keras", "torch")
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output tensor; `dims` exclude the batch dimension."""
+    """One input or output tensor; `dims` exclude the batch dimension.
+
+    `layout` (NCHW, NHWC) is an image input's pixel layout, served as Triton's input `format`.
+    """
 
     name: str
     dtype: str
     dims: tuple[int, ...]
     labels: bool = False
+    layout: str | None = None
 
     @property
     def numpy_dtype(self) -> np.dtype:
@@ -87,6 +92,7 @@ class ModelSpec:
     network_cfg: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the resolved conf/network entry
     tensorrt: Mapping[str, Any] = field(default_factory=dict)  # build settings of a TensorRT model
     ensemble: Mapping[str, Any] = field(default_factory=dict)  # classifier and top_k of an ensemble
+    extra_config: str = ""  # config.pbtxt fields merged into the generated config (checked by protobuf)
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:
@@ -110,7 +116,11 @@ def _tensors(items: Any, where: str) -> tuple[TensorSpec, ...]:
         dims = tuple(int(d) for d in item["dims"])
         if any(d == 0 or d < -1 for d in dims):
             raise ConfigError(f"{where}: tensor {item['name']!r} has invalid dims {list(dims)}")
-        tensors.append(TensorSpec(str(item["name"]), dtype, dims, bool(item.get("labels", False))))
+        layout = item.get("layout")
+        if layout is not None and (layout not in LAYOUTS or len(dims) != 3):
+            raise ConfigError(f"{where}: tensor {item['name']!r} layout must be one of {', '.join(LAYOUTS)} "
+                              f"on 3 dims, got {layout!r} on {list(dims)}")
+        tensors.append(TensorSpec(str(item["name"]), dtype, dims, bool(item.get("labels", False)), layout))
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: duplicate tensor names {names}")
@@ -206,6 +216,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         network_cfg=network,
         tensorrt=dict(cfg.get("tensorrt") or {}),
         ensemble=dict(cfg.get("ensemble") or {}),
+        extra_config=str(cfg.get("extra_config") or ""),
     )
 
 

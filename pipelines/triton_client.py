@@ -12,6 +12,7 @@ import time
 from typing import Iterator, Mapping
 
 import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines import triton_config
 from pipelines.errors import ServerError
@@ -52,6 +53,19 @@ def _grpc_channel_args(url: str) -> list[tuple[str, int]]:
     return args
 
 
+def server_version(endpoints: Endpoints) -> str:
+    """Triton's version, as the server reports it in its metadata."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(endpoints.http, connection_timeout=30, network_timeout=30)
+    try:
+        return str(client.get_server_metadata().get("version", "unknown"))
+    except Exception as exc:  # tritonclient, gevent and socket errors share no base class
+        raise ServerError(f"reading Triton's metadata at {endpoints.http} failed: {_one_line(exc)}") from exc
+    finally:
+        client.close()
+
+
 class ServedModel:
     """A model on a running Triton, reachable by every protocol parity compares."""
 
@@ -88,8 +102,11 @@ class ServedModel:
         except Exception as exc:  # tritonclient, gevent, grpc and socket errors share no base class
             raise ServerError(f"{what} on Triton ({self.endpoints.http} / {self.endpoints.grpc}) failed: {_one_line(exc)}") from exc
 
-    def check_ready(self) -> None:
-        """One-line errors for a server that is down, a model it does not serve, a config that disagrees."""
+    def check_ready(self) -> mc.ModelConfig:
+        """One-line errors for a server that is down, a model it does not serve, a config that disagrees.
+
+        Returns the model's config as Triton serves it.
+        """
         with self._talking("the liveness check"):
             live = self.http.is_server_live()
         if not live:
@@ -101,13 +118,20 @@ class ServedModel:
                 raise ServerError(
                     f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r} (ready: {served})"
                 )
-            served_config = self.grpc.get_model_config(self.spec.name).config
-        problems = triton_config.mismatches(served_config, self.spec)
+            config = self.grpc.get_model_config(self.spec.name).config
+        problems = triton_config.mismatches(config, self.spec)
         if problems:
             raise ServerError(
                 f"Triton serves {self.spec.name!r} with a config that disagrees with the spec ({'; '.join(problems)}): "
                 "rebuild the repository (`dvc repro repository`) and restart the server"
             )
+        return config
+
+    def served_config(self, name: str | None = None) -> mc.ModelConfig:
+        """The config Triton serves for this model (or for another model `name` of the same server)."""
+        name = name or self.spec.name
+        with self._talking(f"reading the config of {name!r}"):
+            return self.grpc.get_model_config(name).config
 
     def _inputs(self, module, arrays: Mapping[str, np.ndarray], binary: bool) -> list:
         inputs = []
@@ -145,8 +169,7 @@ class ServedModel:
 
     def config_text(self) -> str:
         """The model's configuration as Triton loaded it, in config.pbtxt syntax."""
-        with self._talking(f"reading the config of {self.spec.name!r}"):
-            return triton_config.to_text(self.grpc.get_model_config(self.spec.name).config)
+        return triton_config.to_text(self.served_config())
 
     def classify(self, protocol: str, arrays: Mapping[str, np.ndarray], output: str, k: int) -> np.ndarray:
         """Triton's classification extension: [batch, k] of b"score:index:label", best first."""

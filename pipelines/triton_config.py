@@ -1,16 +1,15 @@
 """Triton `config.pbtxt` generated from the model spec through Triton's model-config protobuf.
 
-Two flavours of the same model:
-- `native`: the canonical layout for NGC images (`tensorflow_savedmodel`, `onnxruntime_onnx`).
-- `python`: the same artifact served by Triton's Python backend running ONNX Runtime or
-  TensorFlow (`serve/python_backend/model.py`): what the tritonserver bundled in the
-  nvidia-pytriton wheel can run, since it ships only that backend.
+One config per served model, exactly what `tritonserver` in the pinned NGC image loads:
+`onnxruntime_onnx`, `tensorflow_savedmodel`, `tensorrt_plan`, the Python-backend steps of the
+ensemble and the ensemble itself. The embedded server loads the same files, serving the first
+three through stand-in backends (`pipelines/standins.py`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -18,16 +17,21 @@ from tritonclient.grpc import model_config_pb2 as mc
 from pipelines.errors import ConfigError
 from pipelines.spec import ModelSpec, TensorSpec
 
-FLAVOURS = ("native", "python")
-# format -> (native platform, file or directory name inside the version directory, runtime in the python flavour)
+if TYPE_CHECKING:
+    from pipelines.ensemble import Parts
+
+# format -> (platform, the file or directory Triton's backend loads from the version directory)
 FORMATS = {
-    "savedmodel": ("tensorflow_savedmodel", "model.savedmodel", "tensorflow"),
-    "onnx": ("onnxruntime_onnx", "model.onnx", "onnxruntime"),
-    "tensorrt": ("tensorrt_plan", "model.plan", "tensorrt"),
+    "savedmodel": ("tensorflow_savedmodel", "model.savedmodel"),
+    "onnx": ("onnxruntime_onnx", "model.onnx"),
+    "tensorrt": ("tensorrt_plan", "model.plan"),
 }
+VERSION = "1"  # the one version directory every model is served from
+CONFIG_FILENAME = "config.pbtxt"
 LABELS_FILENAME = "labels.txt"
 PYTHON_MODEL_FILENAME = "model.py"
 INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
+STEP_SETTINGS = "config"  # parameter key under which an ensemble step's settings travel (JSON)
 
 
 def artifact_filename(spec: ModelSpec) -> str:
@@ -44,59 +48,42 @@ def dtype_name(data_type_: int) -> str:
     return "BYTES" if name == "STRING" else name
 
 
-def _tensor(message: mc.ModelInput | mc.ModelOutput, tensor: TensorSpec) -> None:
-    message.name = tensor.name
-    message.data_type = data_type(tensor.dtype)
-    message.dims.extend(tensor.dims)
+def _io(config: mc.ModelConfig, spec: ModelSpec, labels: bool = True) -> None:
+    """Inputs (with their declared layout) and outputs (with the labels file where one applies)."""
+    for tensor in spec.inputs:
+        message = config.input.add(name=tensor.name, data_type=data_type(tensor.dtype))
+        message.dims.extend(tensor.dims)
+        if tensor.layout:
+            message.format = mc.ModelInput.Format.Value(f"FORMAT_{tensor.layout}")
+    for tensor in spec.outputs:
+        message = config.output.add(name=tensor.name, data_type=data_type(tensor.dtype))
+        message.dims.extend(tensor.dims)
+        if labels and tensor.labels:
+            message.label_filename = LABELS_FILENAME
 
 
-def _param(config: mc.ModelConfig, key: str, value: str) -> None:
-    config.parameters[key].string_value = value
-
-
-def build(spec: ModelSpec, flavour: str, instance_kind: str = "KIND_AUTO",
-          cc_plans: Mapping[str, str] | None = None) -> mc.ModelConfig:
-    """The complete config for `spec` in `flavour`; Triton needs no auto-completion for it.
+def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[str, str] | None = None) -> mc.ModelConfig:
+    """The complete config of a model served from its artifact; Triton needs no auto-completion for it.
 
     `cc_plans` (TensorRT only): compute capability -> plan file name, when plans for several GPU
     architectures are served side by side (Triton picks one by `cc_model_filenames`).
     """
-    if flavour not in FLAVOURS:
-        raise ConfigError(f"flavour must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
     if instance_kind not in INSTANCE_KINDS:
         raise ConfigError(f"instance_kind must be one of {', '.join(INSTANCE_KINDS)}, got {instance_kind!r}")
-    platform, filename, runtime = FORMATS[spec.format]
-    config = mc.ModelConfig(name=spec.name, max_batch_size=spec.max_batch_size)
-    if flavour == "native":
-        config.platform = platform
-        config.default_model_filename = filename
-        if spec.format == "savedmodel":
-            _param(config, "TF_SIGNATURE_DEF", spec.signature)
-        if spec.format == "tensorrt" and cc_plans:
+    if spec.format not in FORMATS:
+        raise ConfigError(f"model {spec.name!r}: format {spec.format!r} has no Triton platform")
+    platform, filename = FORMATS[spec.format]
+    config = mc.ModelConfig(name=spec.name, platform=platform, max_batch_size=spec.max_batch_size,
+                            default_model_filename=filename)
+    if spec.format == "savedmodel":
+        config.parameters["TF_SIGNATURE_DEF"].string_value = spec.signature
+    if spec.format == "tensorrt":
+        instance_kind = "KIND_GPU"  # an engine runs on the GPU it was built for
+        if cc_plans:
             config.default_model_filename = cc_plans[sorted(cc_plans)[0]]  # a real file, also for unlisted GPUs
             if len(cc_plans) > 1:
                 config.cc_model_filenames.update(dict(cc_plans))
-    else:
-        config.backend = "python"
-        _param(config, "runtime", runtime)
-        _param(config, "artifact", filename)
-        if spec.format == "savedmodel":
-            _param(config, "signature", spec.signature)
-        if spec.format == "tensorrt":
-            if cc_plans and len(cc_plans) == 1:
-                _param(config, "artifact", next(iter(cc_plans.values())))
-            elif cc_plans:
-                _param(config, "cc_artifacts", json.dumps(dict(cc_plans), sort_keys=True))
-            instance_kind = "KIND_GPU"  # the Python backend drives the engine on the GPU itself
-        else:
-            instance_kind = "KIND_CPU"  # ONNX Runtime and TensorFlow run on the CPU in the stub
-    for tensor in spec.inputs:
-        _tensor(config.input.add(), tensor)
-    for tensor in spec.outputs:
-        out = config.output.add()
-        _tensor(out, tensor)
-        if tensor.labels:
-            out.label_filename = LABELS_FILENAME
+    _io(config, spec)
     if spec.max_batch_size > 0 and spec.dynamic_batching:
         batching = spec.dynamic_batching
         preferred = [int(b) for b in batching.get("preferred_batch_size", [])]
@@ -105,9 +92,46 @@ def build(spec: ModelSpec, flavour: str, instance_kind: str = "KIND_AUTO",
             raise ConfigError(f"model {spec.name!r}: preferred_batch_size {too_big} outside 1..{spec.max_batch_size}")
         config.dynamic_batching.preferred_batch_size.extend(preferred)
         config.dynamic_batching.max_queue_delay_microseconds = int(batching.get("max_queue_delay_microseconds", 0))
-    group = config.instance_group.add()
-    group.count = spec.instance_count
-    group.kind = mc.ModelInstanceGroup.Kind.Value(instance_kind)
+    config.instance_group.add(count=spec.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(instance_kind))
+    return _with_extra(config, spec)
+
+
+def _with_extra(config: mc.ModelConfig, spec: ModelSpec) -> mc.ModelConfig:
+    """Merge the model's `extra_config` (config.pbtxt syntax, checked by the protobuf parser)."""
+    if spec.extra_config.strip():
+        try:
+            text_format.Merge(spec.extra_config, config)
+        except text_format.ParseError as exc:
+            raise ConfigError(f"model {spec.name!r}: extra_config does not parse: {exc}") from exc
+    return config
+
+
+def ensemble_step(step: ModelSpec, settings: Mapping[str, object]) -> mc.ModelConfig:
+    """A Python-backend step of an ensemble; its settings travel as one JSON parameter."""
+    config = mc.ModelConfig(name=step.name, backend="python", max_batch_size=step.max_batch_size)
+    _io(config, step, labels=False)
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+    config.parameters[STEP_SETTINGS].string_value = json.dumps(dict(settings), sort_keys=True)
+    return config
+
+
+def ensemble(parts: Parts) -> mc.ModelConfig:
+    """platform "ensemble": image -> preprocess -> classifier -> postprocess -> probabilities, labels."""
+    spec = parts.ensemble
+    config = mc.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=spec.max_batch_size)
+    _io(config, spec, labels=False)
+    (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
+    scheduling = config.ensemble_scheduling
+    pre = scheduling.step.add(model_name=parts.preprocess.name, model_version=-1)
+    pre.input_map[parts.image.name] = parts.image.name
+    pre.output_map[cls_in.name] = f"{cls_in.name}_preprocessed"
+    classify = scheduling.step.add(model_name=parts.classifier.name, model_version=-1)
+    classify.input_map[cls_in.name] = f"{cls_in.name}_preprocessed"
+    classify.output_map[cls_out.name] = f"{cls_out.name}_raw"
+    post = scheduling.step.add(model_name=parts.postprocess.name, model_version=-1)
+    post.input_map[cls_out.name] = f"{cls_out.name}_raw"
+    for tensor in spec.outputs:
+        post.output_map[tensor.name] = tensor.name
     return config
 
 
@@ -124,7 +148,7 @@ def parse(text: str) -> mc.ModelConfig:
 
 
 def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
-    """Where a (parsed) config disagrees with the spec: names, dtypes, dims, max_batch_size."""
+    """Where a (parsed or served) config disagrees with the spec: names, dtypes, dims, layout, max_batch_size."""
     problems = []
     if config.name != spec.name:
         problems.append(f"name is {config.name!r}, spec says {spec.name!r}")
@@ -135,4 +159,9 @@ def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
         want = {t.name: (t.dtype, t.dims) for t in tensors}
         if got != want:
             problems.append(f"{kind}s are {got}, spec says {want}")
+    for message in config.input:
+        tensor = next((t for t in spec.inputs if t.name == message.name), None)
+        layout = mc.ModelInput.Format.Name(message.format).removeprefix("FORMAT_")
+        if tensor is not None and (tensor.layout or "NONE") != layout:
+            problems.append(f"input {message.name!r} format is {layout}, spec says {tensor.layout or 'NONE'}")
     return problems

@@ -1,5 +1,10 @@
 """Launch, reach and stop Triton: `local` (the tritonserver in the nvidia-pytriton wheel), `docker`, `remote`.
 
+Every kind serves the one model repository as it is. The embedded server ships only Triton's
+Python backend, so its backend directory also holds the stand-in backends
+(`serve/standin_backends/`): Triton serves each ONNX, SavedModel and TensorRT model of the
+repository through the stand-in named like the backend its platform maps to.
+
 `serve(cfg, repository)` is a context manager in the style of Triton's QA scripts: the server
 logs to a file, readiness is polled while the process is checked for life, and the server is
 always stopped on the way out, also when the caller fails. The local server additionally dies
@@ -12,6 +17,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -26,21 +32,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines import gpu_host, tensorrt_plan
+from pipelines import gpu_host, standins, tensorrt_plan
 from pipelines.errors import ConfigError, ServerError
 
 log = logging.getLogger(__name__)
 
 KINDS = ("local", "docker", "remote")
+STANDIN_BACKENDS = Path(__file__).resolve().parent.parent / "serve" / "standin_backends"
+STANDIN_BASE = STANDIN_BACKENDS / "standin_base.py"
+STANDIN_RULES = Path(standins.__file__)
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where a running Triton answers: `host:port` for HTTP and for gRPC, as tritonclient takes them."""
+    """Where a running Triton answers: `host:port` for HTTP and for gRPC, as tritonclient takes them.
+
+    `server` says what was launched or reached, for the reports (no ports: reruns stay comparable).
+    """
 
     http: str
     grpc: str
     log_file: Path | None = None
+    server: str = ""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,11 +94,21 @@ def run_log(configured: str | Path) -> Path:
     return path.with_name(f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{path.suffix}")
 
 
+# Triton's line for a model that did not load: `failed to load 'mnist_onnx' version 1: Internal: <reason>\n\nAt: ...`
+_LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version \d+: (.*)")
+
+
 def _last_log_line(log_file: Path) -> str:
+    """The log's most telling error: the first model that failed to load and why, else the last error line."""
     try:
         lines = [l for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
     except OSError:
         return "(no log)"
+    for line in lines:
+        match = _LOAD_FAILURE.search(line)
+        if match:
+            reason = match.group(2).split("\\n")[0].strip().rstrip('"')  # the log escapes newlines as \n
+            return f"model {match.group(1)!r} failed to load: {reason}"
     errors = [l for l in lines if l[:1] == "E" or "error" in l.lower()]
     return (errors or lines or ["(empty log)"])[-1].strip()
 
@@ -142,12 +165,28 @@ class EmbeddedTriton:
         return found
 
     def backend_directory(self, parent: Path) -> Path:
-        """A backend directory holding only the Python backend, with the stub for this interpreter."""
-        python = parent / "backends" / "python"
+        """The Python backend (with the stub for this interpreter) and one Python-based stand-in per backend.
+
+        Copies, not links: Triton refuses a backend library that resolves outside the directory.
+        """
+        backends = parent / "backends"
+        python = backends / "python"
         python.mkdir(parents=True)
         for src in (self.backend_lib, self.backend_utils, self.stub):
-            (python / src.name).symlink_to(src)
-        return parent / "backends"
+            shutil.copy2(src, python / src.name)
+        for name in standins.STANDINS:
+            standin = backends / name
+            standin.mkdir()
+            shutil.copy2(STANDIN_BACKENDS / name / "model.py", standin / "model.py")
+            shutil.copy2(STANDIN_BASE, standin / STANDIN_BASE.name)
+            shutil.copy2(STANDIN_RULES, standin / STANDIN_RULES.name)
+        return backends
+
+    @staticmethod
+    def description() -> str:
+        from importlib.metadata import version
+
+        return f"embedded tritonserver (nvidia-pytriton {version('nvidia-pytriton')})"
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -207,7 +246,7 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpo
     host = str(cfg.host)
     http_port, grpc_port = _port(cfg.http_port, host), _port(cfg.grpc_port, host)
     log_file = run_log(cfg.log_file)
-    endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file)
+    endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
     with tempfile.TemporaryDirectory(prefix="triton-backends-") as tmp, open(log_file, "wb") as log_fh:
         cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port,
                             cfg, extra)
@@ -229,7 +268,7 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpo
 
 def docker_command(cfg: Any, repository: Path, http_port: int, grpc_port: int, name: str,
                    extra: list[str] | None = None) -> list[str]:
-    """`docker run` for the pinned NGC image serving the native flavour, ports published on loopback only."""
+    """`docker run` for the pinned NGC image serving the repository (read-only), ports published on loopback only."""
     cmd = ["docker", "run", "--rm", "--name", name, "--shm-size", str(cfg.shm_size)]
     if cfg.get("gpus"):
         cmd += ["--gpus", str(cfg.gpus)]
@@ -271,7 +310,7 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endp
     http_port, grpc_port = _port(cfg.http_port, "127.0.0.1"), _port(cfg.grpc_port, "127.0.0.1")
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
     log_file = run_log(cfg.log_file)
-    endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file)
+    endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file, f"docker {cfg.image}")
     cmd = docker_command(cfg, repository, http_port, grpc_port, name, extra)
     log.info("starting %s as container %s; log %s", cfg.image, name, log_file)
     with open(log_file, "wb") as log_fh:
@@ -290,22 +329,22 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endp
 @contextlib.contextmanager
 def _serve_remote(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
     del repository, extra  # the remote server has its own repository and options
-    endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url))
+    endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url), server=f"remote http://{cfg.http_url}")
     if not is_ready(endpoints.http, timeout=float(cfg.get("connect_timeout_s", 5))):
         raise ServerError(f"no ready Triton at http://{endpoints.http} (server=remote launches nothing; start it first)")
     yield endpoints
 
 
-def repository_for(cfg: Any, repository_root: Path) -> Path:
-    """The flavour directory this server kind serves from the assembled repository."""
-    path = Path(repository_root) / str(cfg.flavour)
+def repository_for(cfg: Any, repository: Path) -> Path:
+    """The repository a launched server serves (a remote server has its own)."""
+    path = Path(repository)
     if cfg.kind != "remote" and not (path.is_dir() and any(path.iterdir())):
         raise ServerError(f"{path} is empty or missing: run `dvc repro repository` (or `python -m serve.repository`)")
     return path
 
 
 def served_plans(repository: Path) -> list[tuple[str, dict]]:
-    """(model, metadata) of every TensorRT plan in a flavour directory of the repository."""
+    """(model, metadata) of every TensorRT plan in the repository."""
     return [
         (meta_file.parent.parent.name, tensorrt_plan.load_metadata(meta_file))
         for meta_file in sorted(Path(repository).glob("*/*/model_sm*.json"))
@@ -340,7 +379,7 @@ def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
     return tensorrt_plan.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
 
 
-def serve(cfg: Any, repository_root: str | Path, releases: Any = None) -> contextlib.AbstractContextManager[Endpoints]:
+def serve(cfg: Any, repository: str | Path, releases: Any = None) -> contextlib.AbstractContextManager[Endpoints]:
     """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`).
 
     `releases` (conf/triton_versions.yaml) tells which TensorRT a Triton image carries, for the plan guard.
@@ -349,5 +388,5 @@ def serve(cfg: Any, repository_root: str | Path, releases: Any = None) -> contex
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
     if kind not in launchers:
         raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    repository = repository_for(cfg, Path(repository_root))
-    return launchers[kind](cfg, repository, guard_plans(cfg, repository, releases))
+    path = repository_for(cfg, Path(repository))
+    return launchers[kind](cfg, path, guard_plans(cfg, path, releases))

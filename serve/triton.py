@@ -1,4 +1,8 @@
-"""`python -m serve.triton`: launch Triton on the assembled repository and keep it up until interrupted."""
+"""`python -m serve.triton`: launch Triton on the model repository and keep it up until interrupted.
+
+Every server kind serves the catalog's repository as it is: the embedded server (through stand-in
+backends), the pinned NGC image (server=docker, mounted read-only), or a remote server (server=remote).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ def run(cfg: Any) -> Endpoints:
     signal.signal(signal.SIGTERM, _terminate)
     with serve(cfg.server, cfg.model_repository, cfg.triton_releases) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
+        if cfg.server.kind != "remote":
+            print(f"serving {cfg.model_repository}/ ({endpoints.server})", flush=True)
         if cfg.server.kind != "remote":
             print("Ctrl-C stops it.", flush=True)
             deadline = None if cfg.duration_s is None else time.monotonic() + float(cfg.duration_s)

@@ -29,7 +29,7 @@ def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
 
 def test_ensemble_config_wires_image_to_labels(catalog) -> None:
     parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
-    config = ensemble.ensemble_config(parts)
+    config = triton_config.ensemble(parts)
     assert config.platform == "ensemble" and config.input[0].data_type == triton_config.data_type("BYTES")
     steps = config.ensemble_scheduling.step
     assert [s.model_name for s in steps] == [parts.preprocess.name, parts.classifier.name, parts.postprocess.name]
@@ -43,11 +43,13 @@ def test_ensemble_config_wires_image_to_labels(catalog) -> None:
 
 def test_step_configs_carry_their_settings(catalog) -> None:
     parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
-    pre = json.loads(ensemble.step_config(parts.preprocess, "preprocess", parts).parameters["config"].string_value)
-    assert pre == {**{k: parts.ensemble.network_cfg["preprocessing"][k] for k in ("resize", "crop", "mean", "std")}}
-    post = ensemble.step_config(parts.postprocess, "postprocess", parts)
-    assert json.loads(post.parameters["config"].string_value)["top_k"] == 5
-    assert post.backend == "python" and triton_config.mismatches(post, parts.postprocess) == []
+    pre = triton_config.ensemble_step(parts.preprocess, ensemble.step_settings(parts, "preprocess"))
+    # torchvision's ImageNet evaluation transform, as the network config states it
+    assert json.loads(pre.parameters[triton_config.STEP_SETTINGS].string_value) == {
+        "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    post = triton_config.ensemble_step(parts.postprocess, ensemble.step_settings(parts, "postprocess"))
+    assert json.loads(post.parameters[triton_config.STEP_SETTINGS].string_value) == {"top_k": 5, "labels": "labels.txt"}
+    assert post.backend == "python" and [o.name for o in post.output] == ["probabilities", "labels"]
 
 
 def test_ensemble_needs_its_classifier_in_the_catalog(catalog) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from tritonclient.grpc import model_config_pb2 as mc
 
 from conftest import compose_config
 from evaluate import parity as parity_cli
@@ -20,6 +21,19 @@ from pipelines.triton_server import serve
 pytestmark = pytest.mark.integration
 
 PROTOCOLS = {"http", "http_json", "grpc", "grpc_burst"}
+# Written by hand: what an NGC Triton reports for each model of the CPU catalog (metadata platform,
+# config backend). Here the embedded server must report the same, its stand-ins marked runtime "model.py".
+NATIVE = {
+    "mnist_savedmodel": ("tensorflow_savedmodel", "tensorflow"),
+    "mnist_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "resnet50_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "densenet121_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "mobilenet_v2_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "resnet50_ensemble": ("ensemble", ""),
+    "resnet50_ensemble_preprocess": ("python", "python"),
+    "resnet50_ensemble_postprocess": ("python", "python"),
+}
+EMBEDDED_TRITON = "2.51.0"  # the tritonserver inside nvidia-pytriton 0.7.0 (NGC 24.10)
 
 
 @pytest.mark.parametrize("model", list(compose_config("repository").models))
@@ -31,6 +45,17 @@ def test_served_model_matches_its_framework(
     assert parity_cli.run(cfg) == 0
     report = json.loads((tmp_path / f"{model}.json").read_text())
     assert report["passed"] and report["failures"] == []
+    # the proof says what served it: the embedded Triton, and the stand-in for the model's native backend
+    assert report["server"]["kind"] == "local" and report["server"]["triton_version"] == EMBEDDED_TRITON
+    assert report["server"]["description"].startswith("embedded tritonserver (nvidia-pytriton ")
+    platform, backend = NATIVE[model]
+    assert (report["served_by"]["platform"], report["served_by"]["backend"]) == (platform, backend)
+    if backend:
+        assert report["served_by"]["runtime"] == "model.py" and "stand-in" in report["served_by"]["implementation"]
+    else:
+        assert {step: b["backend"] for step, b in report["served_by"]["steps"].items()} == {
+            "resnet50_ensemble_preprocess": "python", "resnet50_onnx": "onnxruntime",
+            "resnet50_ensemble_postprocess": "python"}
     if cfg.model.format == "ensemble":  # raw image bytes cannot travel as JSON
         assert set(report["protocols"]) == PROTOCOLS - {"http_json"} and "http_json" in report["skipped_protocols"]
         assert report["protocol_agreement"] == {"grpc": True}
@@ -67,7 +92,7 @@ def test_ensemble_fails_when_server_side_preprocessing_drifts(in_workspace: Path
     """Serve an ensemble whose pre-processing normalises with other means; the client-side reference does not."""
     drifted = compose_config("repository", ["models.resnet50_ensemble.network.preprocessing.mean=[0.5,0.5,0.5]"])
     specs = served_specs(drifted.models)
-    repository.assemble([specs["resnet50_ensemble"], specs["resnet50_onnx"]], ["python"], tmp_path / "repo", "KIND_CPU")
+    repository.assemble([specs["resnet50_ensemble"], specs["resnet50_onnx"]], tmp_path / "repo")
     cfg = compose_config("parity", ["model=resnet50_ensemble", f"paths.model_repository={tmp_path / 'repo'}",
                                     f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
     assert parity_cli.run(cfg) == 1
@@ -82,6 +107,40 @@ def running_triton(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
     local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('logs')}"])
     with serve(local.server, workspace / local.model_repository) as endpoints:
         yield endpoints
+
+
+def test_every_model_answers_as_on_an_ngc_server(running_triton) -> None:
+    """Metadata, config and statistics of every served model (ensemble steps too), as Triton reports them."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    http = httpclient.InferenceServerClient(running_triton.http)
+    grpc = grpcclient.InferenceServerClient(running_triton.grpc)
+    index = {m["name"]: m["state"] for m in http.get_model_repository_index()}
+    assert index == {name: "READY" for name in NATIVE}
+    for name, (platform, backend) in NATIVE.items():
+        assert http.get_model_metadata(name)["platform"] == platform, name
+        config = grpc.get_model_config(name).config
+        assert config.backend == backend, name
+        assert config.runtime == ("model.py" if backend in ("onnxruntime", "tensorflow") else ""), name
+        (stats,) = http.get_inference_statistics(name)["model_stats"]
+        assert stats["name"] == name and "inference_stats" in stats
+
+
+@pytest.mark.parametrize("model", ["resnet50_onnx", "densenet121_onnx", "mobilenet_v2_onnx"])
+def test_classifiers_meet_what_tritons_image_client_requires(running_triton, model: str) -> None:
+    """The stock image_client's model checks (parse_model): one input with a layout and 3 dims, one FP32 output
+    with at most one dim > 1, labels for its classification request."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    metadata = httpclient.InferenceServerClient(running_triton.http).get_model_metadata(model)
+    config = grpcclient.InferenceServerClient(running_triton.grpc).get_model_config(model).config
+    (inp,), (out,) = metadata["inputs"], metadata["outputs"]
+    assert len(config.input) == 1 and config.input[0].format == mc.ModelInput.FORMAT_NCHW
+    assert config.max_batch_size > 0 and len(inp["shape"]) == 4 and inp["shape"][1] in (1, 3)
+    assert out["datatype"] == "FP32" and sum(d > 1 for d in out["shape"][1:]) <= 1
+    assert config.output[0].label_filename
 
 
 def client_cfg(endpoints, *overrides: str):
@@ -141,7 +200,7 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
         f"paths.logs={tmp_path}",
     ]
     cfg = compose_config("parity", overrides)
-    repository.assemble([model_spec("mnist_onnx", cfg.model)], ["python"], tmp_path / "repo", "KIND_CPU")
+    repository.assemble([model_spec("mnist_onnx", cfg.model)], tmp_path / "repo")
     assert parity_cli.run(cfg) == 1
     report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
     assert not report["passed"]
@@ -163,7 +222,11 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path) -> 
             f"server.grpc_url={endpoints.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
         ])
         (report,) = parity_cli.check(cfg)
-        assert report["passed"] and report["server"] == "remote"
+        assert report["passed"] and report["server"]["kind"] == "remote"
+        assert report["server"]["description"] == f"remote http://{endpoints.http}"
+        assert report["server"]["triton_version"] == EMBEDDED_TRITON
+        # Triton itself says a Python-based backend stood in; which runtime version runs there is not ours to know
+        assert report["served_by"]["implementation"] == "onnxruntime stand-in (model.py): ONNX Runtime on the CPU"
         spec = model_spec("mnist_onnx", cfg.model)
         with ServedModel(spec, endpoints) as served:
             served.check_ready()

@@ -32,11 +32,11 @@ def test_pipeline_outputs_and_metrics(workspace: Path) -> None:
     exports = json.loads((workspace / "reports/export/mnist.json").read_text())
     limit = compose_config("export_mnist").verify.max_abs_diff
     assert exports["max_abs_diff"]["savedmodel"] <= limit and exports["max_abs_diff"]["onnx"] <= limit
-    for flavour in ("native", "python"):
-        for model in CPU_MODELS:
-            assert (workspace / "model_repository" / flavour / model / "config.pbtxt").is_file()
+    for model in CPU_MODELS:  # one repository, the models at its top level, as Triton expects
+        assert (workspace / "model_repository" / model / "config.pbtxt").is_file()
+    assert not (workspace / "model_repository" / "python").exists()
     for classifier in CLASSIFIERS:
-        labels = workspace / "model_repository" / "native" / f"{classifier}_onnx" / "labels.txt"
+        labels = workspace / "model_repository" / f"{classifier}_onnx" / "labels.txt"
         assert len(labels.read_text().splitlines()) == 1000
     for model in CPU_MODELS:
         assert json.loads((workspace / f"reports/parity/{model}.json").read_text())["passed"]

@@ -39,7 +39,7 @@ def tritonservers() -> list[psutil.Process]:
 
 
 def broken_repository(root: Path) -> Path:
-    model = root / "python" / "broken"
+    model = root / "broken"
     (model / "1").mkdir(parents=True)
     (model / "1" / "model.py").write_text(BROKEN_MODEL)
     (model / "config.pbtxt").write_text(CONFIG)
@@ -53,6 +53,7 @@ def test_server_that_fails_to_start_reports_its_log_line(tmp_path: Path) -> None
             pytest.fail("a broken repository must not become ready")
     message = str(info.value)
     assert "exited with code" in message and "log:" in message
+    assert "model 'broken' failed to load: Internal: TritonModelException: deliberately broken for the test" in message
     assert "\n" not in message
     assert not tritonservers()
 
@@ -60,7 +61,7 @@ def test_server_that_fails_to_start_reports_its_log_line(tmp_path: Path) -> None
 def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path) -> None:
     cfg = local_cfg(tmp_path)
     repo = tmp_path / "repo"
-    shutil.copytree(workspace / "model_repository" / "python" / "mnist_onnx", repo / "python" / "mnist_onnx")
+    shutil.copytree(workspace / "model_repository" / "mnist_onnx", repo / "mnist_onnx")
     with pytest.raises(RuntimeError, match="caller failed"):
         with triton_server.serve(cfg, repo) as endpoints:
             assert triton_server.is_ready(endpoints.http)
@@ -79,29 +80,55 @@ def test_port_in_use_is_refused_not_mistaken_for_our_server(tmp_path: Path) -> N
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        (tmp_path / "repo" / "python" / "m").mkdir(parents=True)
+        (tmp_path / "repo" / "m").mkdir(parents=True)
         with pytest.raises(ServerError, match=f"port {port} on 127.0.0.1 is in use"):
             with triton_server.serve(local_cfg(tmp_path, http_port=port), tmp_path / "repo"):
                 pass
 
 
 def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
-    (tmp_path / "python").mkdir()
+    (tmp_path / "repo").mkdir()
     with pytest.raises(ServerError, match="dvc repro repository"):
-        triton_server.serve(local_cfg(tmp_path), tmp_path)
+        triton_server.serve(local_cfg(tmp_path), tmp_path / "repo")
 
 
-def test_docker_command_publishes_loopback_ports_and_mounts_native_flavour(tmp_path: Path) -> None:
+def test_docker_command_publishes_loopback_ports_and_mounts_the_repository_read_only(tmp_path: Path) -> None:
     cfg = compose_config("triton", ["server=docker", "server.gpus=all"]).server
-    cmd = triton_server.docker_command(cfg, tmp_path / "native", 8000, 8001, "ttt-test")
+    cmd = triton_server.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test")
     assert cmd[:3] == ["docker", "run", "--rm"]
     assert ["--gpus", "all"] == cmd[cmd.index("--gpus") : cmd.index("--gpus") + 2]
     assert "127.0.0.1:8000:8000" in cmd and "127.0.0.1:8001:8001" in cmd
-    assert f"{(tmp_path / 'native').resolve()}:/models:ro" in cmd
+    assert f"{(tmp_path / 'repo').resolve()}:/models:ro" in cmd
     assert cfg.image in cmd and cfg.image.startswith("nvcr.io/nvidia/tritonserver:")
     assert cmd[cmd.index(cfg.image) + 1 :][:2] == ["tritonserver", "--model-repository=/models"]
     assert "--disable-auto-complete-config" in cmd
-    assert cfg.flavour == "native"
+
+
+def test_the_embedded_server_loads_the_directory_docker_mounts(tmp_path: Path) -> None:
+    """One repository: every launcher is handed the catalog's model_repository itself, nothing derived from it."""
+    repo = tmp_path / "model_repository"
+    (repo / "m").mkdir(parents=True)
+    mounted, loaded = {}, {}
+    for kind in ("local", "docker"):
+        cfg = compose_config("triton", [f"server={kind}", f"paths.model_repository={repo}"])
+        served = triton_server.repository_for(cfg.server, cfg.model_repository)
+        if kind == "docker":
+            cmd = triton_server.docker_command(cfg.server, served, 1, 2, "n")
+            mounted[kind] = cmd[cmd.index("-v") + 1].removesuffix(":/models:ro")
+        else:
+            embedded = triton_server.EmbeddedTriton.find()
+            cmd = triton_server.local_command(embedded, served, tmp_path, "127.0.0.1", 1, 2, cfg.server)
+            loaded[kind] = next(a for a in cmd if a.startswith("--model-repository=")).split("=", 1)[1]
+    assert loaded["local"] == mounted["docker"] == str(repo.resolve())
+
+
+def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(tmp_path: Path) -> None:
+    backends = triton_server.EmbeddedTriton.find().backend_directory(tmp_path)
+    files = {str(p.relative_to(backends)) for p in backends.rglob("*") if p.is_file()}
+    for name in ("onnxruntime", "tensorflow", "tensorrt"):
+        assert {f"{name}/model.py", f"{name}/standin_base.py", f"{name}/standins.py"} <= files
+    assert {"python/libtriton_python.so", "python/triton_python_backend_stub"} <= files
+    assert not [p for p in backends.rglob("*") if p.is_symlink()]  # Triton refuses libraries that escape the dir
 
 
 def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
@@ -112,10 +139,10 @@ def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
 def test_docker_without_an_engine_is_one_line(tmp_path: Path) -> None:
     if triton_server._docker_engine_error() is None:
         pytest.skip("a Docker engine runs here")
-    (tmp_path / "native" / "m").mkdir(parents=True)
+    (tmp_path / "repo" / "m").mkdir(parents=True)
     cfg = compose_config("triton", ["server=docker", f"paths.logs={tmp_path}"]).server
     with pytest.raises(ServerError, match="needs a running Docker engine"):
-        with triton_server.serve(cfg, tmp_path):
+        with triton_server.serve(cfg, tmp_path / "repo"):
             pass
 
 
@@ -124,3 +151,42 @@ def test_remote_launches_nothing_and_checks_reachability(tmp_path: Path) -> None
     with pytest.raises(ServerError, match="no ready Triton"):
         with triton_server.serve(cfg, tmp_path / "nowhere"):
             pass
+
+
+def mnist_onnx_copy(workspace: Path, repo: Path) -> Path:
+    shutil.copytree(workspace / "model_repository" / "mnist_onnx", repo / "mnist_onnx")
+    return repo / "mnist_onnx"
+
+
+def test_standin_refuses_a_hand_edited_field_at_load(tmp_path: Path, workspace: Path) -> None:
+    """A config edited after assembly still never serves differently: the stand-in refuses it, naming the field."""
+    model = mnist_onnx_copy(workspace, tmp_path / "repo")
+    with open(model / "config.pbtxt", "a") as fh:
+        fh.write('parameters { key: "enable_mem_arena" value { string_value: "0" } }\n')
+    with pytest.raises(ServerError) as info:
+        with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo"):
+            pytest.fail("a refused config must not become ready")
+    assert "cannot honour parameters ['enable_mem_arena']" in str(info.value)
+    assert not tritonservers()
+
+
+def test_onnxruntime_standin_reads_default_model_filename(tmp_path: Path, workspace: Path) -> None:
+    """A hand-written change: the model file renamed, and named by default_model_filename as Triton's backend reads it."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from pipelines.triton_client import ServedModel
+    from pipelines.spec import model_spec
+
+    model = mnist_onnx_copy(workspace, tmp_path / "repo")
+    (model / "1" / "model.onnx").rename(model / "1" / "digits.onnx")
+    config = (model / "config.pbtxt").read_text().replace('default_model_filename: "model.onnx"',
+                                                          'default_model_filename: "digits.onnx"')
+    assert "digits.onnx" in config
+    (model / "config.pbtxt").write_text(config)
+    spec = model_spec("mnist_onnx", compose_config("parity", ["model=mnist_onnx"]).model)
+    digits = np.random.default_rng(0).random((3, *spec.inputs[0].dims), dtype=np.float32)
+    direct = ort.InferenceSession(str(model / "1" / "digits.onnx")).run(None, {spec.inputs[0].name: digits})[0]
+    with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo") as endpoints, ServedModel(spec, endpoints) as m:
+        served = m.infer("grpc", {spec.inputs[0].name: digits})[spec.outputs[0].name]
+    np.testing.assert_array_equal(served, direct)

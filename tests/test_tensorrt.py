@@ -200,64 +200,56 @@ def test_version_compatible_plans_get_the_backend_option() -> None:
 # --------------------------------------------------------------------------- configs and repository
 
 
-def test_native_config_for_one_and_several_architectures() -> None:
+def test_config_for_one_and_several_architectures() -> None:
     spec = trt_spec("resnet50_trt")
-    single = triton_config.build(spec, "native", "KIND_GPU", {"8.0": "model_sm80.plan"})
+    single = triton_config.build(spec, "KIND_AUTO", {"8.0": "model_sm80.plan"})
     assert single.platform == "tensorrt_plan" and single.default_model_filename == "model_sm80.plan"
     assert not single.cc_model_filenames
-    several = triton_config.build(spec, "native", "KIND_GPU", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
+    assert single.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU  # an engine runs on a GPU
+    several = triton_config.build(spec, "KIND_AUTO", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
     assert dict(several.cc_model_filenames) == {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"}
     assert triton_config.parse(triton_config.to_text(several)) == several
 
 
-def test_python_flavour_runs_plans_on_the_gpu() -> None:
-    config = triton_config.build(trt_spec(), "python", "KIND_CPU", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
-    assert config.backend == "python" and config.parameters["runtime"].string_value == "tensorrt"
-    assert json.loads(config.parameters["cc_artifacts"].string_value) == {"8.0": "model_sm80.plan",
-                                                                          "9.0": "model_sm90.plan"}
-    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+IMAGE = ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
 
 
-def test_repository_serves_plans_it_can_load(tmp_path: Path) -> None:
+def test_repository_serves_plans_the_image_can_load(tmp_path: Path) -> None:
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec, "8.0")
     write_plan(spec.artifact, spec, "9.0")
-    targets = {"native": ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0"),
-               "python": ServingTarget("this host", "10.4.0.26", "9.0")}
-    repository.assemble([spec], ["native", "python"], tmp_path / "repo", "KIND_GPU", targets)
-    model = tmp_path / "repo" / "native" / spec.name
+    repository.assemble([spec], tmp_path / "repo", "KIND_AUTO", IMAGE)
+    model = tmp_path / "repo" / spec.name
     config = triton_config.parse((model / "config.pbtxt").read_text())
     assert config.platform == "tensorrt_plan" and set(config.cc_model_filenames) == {"8.0", "9.0"}
     assert (model / "1" / config.default_model_filename).is_file()
     assert (model / "1" / "model_sm90.plan").read_bytes() == b"opaque engine bytes"
     assert (model / "1" / "model_sm90.json").is_file()
-    assert (tmp_path / "repo" / "python" / spec.name / "1" / "model.py").is_file()
+    assert not (model / "1" / "model.py").exists()  # served by the platform's backend, nothing of ours inside
 
 
 def test_repository_refuses_a_plan_the_image_cannot_load(tmp_path: Path) -> None:
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec, "8.0", tensorrt_version="10.6.0")
-    target = ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
     with pytest.raises(ArtifactError) as info:
-        repository.assemble([spec], ["native"], tmp_path / "repo", "KIND_GPU", {"native": target})
+        repository.assemble([spec], tmp_path / "repo", "KIND_AUTO", IMAGE)
     assert "TensorRT 10.6.0" in str(info.value) and "TensorRT 10.4.0" in str(info.value)
     assert not (tmp_path / "repo").exists()
 
 
-def test_repository_refuses_plans_none_of_which_fits_this_gpu(tmp_path: Path) -> None:
+def test_repository_refuses_plans_none_of_which_fits_the_gpu(tmp_path: Path) -> None:
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec, "8.0")
     write_plan(spec.artifact, spec, "9.0")
     with pytest.raises(ArtifactError, match="no plan for this host's GPU"):
-        repository.assemble([spec], ["python"], tmp_path / "repo", "KIND_GPU",
-                            {"python": ServingTarget("this host", "10.4.0", "7.5")})
+        repository.assemble([spec], tmp_path / "repo", "KIND_AUTO", ServingTarget("this host", "10.4.0", "7.5"))
 
 
 def test_repository_refuses_a_plan_of_another_precision(tmp_path: Path) -> None:
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec, "8.0", precision="fp16")
     with pytest.raises(ArtifactError, match="plan precision is fp16, spec says fp32"):
-        repository.assemble([spec], ["native"], tmp_path / "repo", "KIND_GPU")
+        repository.assemble([spec], tmp_path / "repo")
 
 
 def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
@@ -265,7 +257,7 @@ def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
         pytest.skip("this host has a GPU")
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec)
-    repository.assemble([spec], ["native", "python"], tmp_path / "repo", "KIND_GPU")
+    repository.assemble([spec], tmp_path / "repo")
     local = compose_config("triton", [f"paths.logs={tmp_path}"])
     with pytest.raises(ServerError, match="no NVIDIA GPU"):
         triton_server.serve(local.server, tmp_path / "repo")
@@ -332,7 +324,7 @@ def test_served_engine_matches_keras(in_workspace: Path, tmp_path: Path) -> None
     export_tensorrt.run(compose_config("tensorrt", ["model=mnist_trt", *overrides]))
     cfg = compose_config("parity", ["model=mnist_trt", *overrides, f"paths.model_repository_gpu={tmp_path / 'repo'}",
                                     f"paths.parity_reports_gpu={tmp_path / 'reports'}"])
-    repository.assemble([model_spec("mnist_trt", cfg.model)], ["python"], tmp_path / "repo", "KIND_GPU")
+    repository.assemble([model_spec("mnist_trt", cfg.model)], tmp_path / "repo")
     assert parity_cli.run(cfg) == 0
     report = json.loads((tmp_path / "reports" / "mnist_trt.json").read_text())
     assert report["accuracy"]["http"] == report["accuracy"]["framework"]

@@ -1,8 +1,9 @@
-"""config.pbtxt generation through the model-config protobuf, and its validation against the spec."""
+"""config.pbtxt generation through the model-config protobuf, checked against hand-written configs."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
@@ -12,60 +13,52 @@ from pipelines import triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import model_spec
 
+EXPECTED = Path(__file__).resolve().parent / "expected"
+
 
 def spec_of(model: str, *overrides: str):
     return model_spec(model, compose_config("parity", [f"model={model}", *overrides]).model)
 
 
-def test_native_onnx_config_matches_triton_platform_and_spec() -> None:
-    spec = spec_of("resnet50_onnx")
-    config = triton_config.build(spec, "native", "KIND_GPU")
-    assert config.platform == "onnxruntime_onnx"
-    assert config.default_model_filename == "model.onnx"
-    assert config.max_batch_size == spec.max_batch_size
-    assert [i.name for i in config.input] == [t.name for t in spec.inputs]
-    assert list(config.input[0].dims) == list(spec.inputs[0].dims)
-    assert config.input[0].data_type == mc.TYPE_FP32
-    assert config.output[0].label_filename == triton_config.LABELS_FILENAME
-    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
-    assert list(config.dynamic_batching.preferred_batch_size) == list(spec.dynamic_batching["preferred_batch_size"])
+@pytest.mark.parametrize("model", ["resnet50_onnx", "mnist_savedmodel"])
+def test_generated_config_equals_the_hand_written_one(model: str) -> None:
+    expected = triton_config.parse((EXPECTED / f"{model}.config.pbtxt").read_text())
+    generated = triton_config.build(spec_of(model))
+    assert generated == expected, triton_config.to_text(generated)
 
 
-def test_native_savedmodel_names_its_signature() -> None:
-    spec = spec_of("mnist_savedmodel")
-    config = triton_config.build(spec, "native")
-    assert config.platform == "tensorflow_savedmodel"
-    assert config.default_model_filename == "model.savedmodel"
-    assert config.parameters["TF_SIGNATURE_DEF"].string_value == spec.signature
-    assert not config.output[0].label_filename  # MNIST has no labels file
-
-
-def test_python_flavour_runs_the_same_artifact_on_cpu() -> None:
-    spec = spec_of("mnist_savedmodel")
-    config = triton_config.build(spec, "python", "KIND_GPU")
-    assert config.backend == "python" and not config.platform
-    assert config.parameters["runtime"].string_value == "tensorflow"
-    assert config.parameters["artifact"].string_value == "model.savedmodel"
-    assert config.parameters["signature"].string_value == spec.signature
+def test_instance_kind_is_set_as_asked() -> None:
+    config = triton_config.build(spec_of("resnet50_onnx"), "KIND_CPU")
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
 
 
 def test_text_round_trips_through_the_parser() -> None:
-    spec = spec_of("mnist_onnx")
-    config = triton_config.build(spec, "native")
+    config = triton_config.build(spec_of("mnist_onnx"))
     assert triton_config.parse(triton_config.to_text(config)) == config
 
 
+def test_extra_config_is_merged_and_checked_by_the_protobuf_parser() -> None:
+    extra = 'parameters { key: "intra_op_thread_count" value { string_value: "1" } }\nmodel_warmup { name: "w" }'
+    config = triton_config.build(spec_of("mnist_onnx", f"+model.extra_config='{extra}'"))
+    assert config.parameters["intra_op_thread_count"].string_value == "1"
+    assert config.model_warmup[0].name == "w"
+    with pytest.raises(ConfigError, match="extra_config does not parse"):
+        triton_config.build(spec_of("mnist_onnx", "+model.extra_config='no_such_field: 1'"))
+
+
 def test_mismatches_name_every_difference() -> None:
-    spec = spec_of("mnist_onnx")
-    config = triton_config.build(spec, "native")
-    config.max_batch_size = 8
+    spec = spec_of("resnet50_onnx")
+    config = triton_config.build(spec)
+    config.max_batch_size = 4
     config.input[0].name = "pixels"
     config.output[0].data_type = mc.TYPE_FP16
     problems = triton_config.mismatches(config, spec)
-    assert any("max_batch_size is 8" in p for p in problems)
+    assert any("max_batch_size is 4" in p for p in problems)
     assert any("inputs are" in p and "pixels" in p for p in problems)
     assert any("outputs are" in p and "FP16" in p for p in problems)
+    config = triton_config.build(spec)
+    config.input[0].format = mc.ModelInput.FORMAT_NHWC
+    assert triton_config.mismatches(config, spec) == ["input 'input' format is NHWC, spec says NCHW"]
 
 
 def test_unparseable_text_is_a_config_error() -> None:
@@ -74,18 +67,20 @@ def test_unparseable_text_is_a_config_error() -> None:
 
 
 def test_preferred_batch_beyond_max_is_rejected() -> None:
-    spec = spec_of("resnet50_onnx", "model.max_batch_size=2")
     with pytest.raises(ConfigError, match="preferred_batch_size"):
-        triton_config.build(spec, "native")
+        triton_config.build(spec_of("resnet50_onnx", "model.max_batch_size=2"))
 
 
 def test_unbatched_model_gets_no_dynamic_batching() -> None:
     spec = dataclasses.replace(spec_of("mnist_onnx"), max_batch_size=0)
-    config = triton_config.build(spec, "native")
-    assert not config.HasField("dynamic_batching")
+    assert not triton_config.build(spec).HasField("dynamic_batching")
 
 
-@pytest.mark.parametrize(("flavour", "kind"), [("docker", "KIND_AUTO"), ("native", "KIND_TPU")])
-def test_unknown_flavour_or_kind_is_rejected(flavour: str, kind: str) -> None:
-    with pytest.raises(ConfigError):
-        triton_config.build(spec_of("mnist_onnx"), flavour, kind)
+def test_unknown_instance_kind_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="instance_kind"):
+        triton_config.build(spec_of("mnist_onnx"), "KIND_TPU")
+
+
+def test_a_layout_needs_three_dims() -> None:
+    with pytest.raises(ConfigError, match="layout must be one of NCHW, NHWC on 3 dims"):
+        spec_of("mnist_onnx", "model.network.inputs.0.layout=NCW")

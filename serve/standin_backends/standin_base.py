@@ -1,0 +1,143 @@
+"""What every stand-in backend shares: read the model's config as Triton's backends do, batch, split.
+
+Copied beside each stand-in's `model.py` in the embedded server's backend directory, with
+`standins.py` (the refusal rules). A stand-in subclass only loads its artifact, reports the
+artifact's own I/O and runs one batch; the rest is here:
+
+- the model file is `default_model_filename` (or the backend's default) in the version directory;
+- the config's tensors (names, dtypes, dims, batch axis) must match the artifact's, as Triton's
+  backends check at load time;
+- a config field the stand-in cannot honour refuses the load (repository assembly refuses it first);
+- the requests the dynamic batcher hands over run as one batch and are split back per request.
+"""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+import standins
+
+# numpy dtype name -> Triton data type (what an artifact's own tensors are compared in)
+NUMPY_TO_TRITON = {
+    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
+    "object": "TYPE_STRING",
+}
+
+
+class StandInError(Exception):
+    """The model cannot be served as configured: a one-line reason, raised as Triton's model exception."""
+
+
+class StandIn:
+    """Base of a stand-in backend's `TritonPythonModel`; subclasses set `backend` and implement the hooks."""
+
+    backend = ""
+
+    # ------------------------------------------------------------------ hooks
+
+    def load(self, path):
+        """Load the artifact at `path` (the version directory's model file)."""
+        raise NotImplementedError
+
+    def artifact_io(self):
+        """{'inputs': {name: (triton type, shape)}, 'outputs': {...}} as the artifact declares them;
+        shapes include the batch axis, -1 where dynamic."""
+        raise NotImplementedError
+
+    def run(self, feeds):
+        """One batch: {input name: array} -> {output name: array}."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ Triton's entry points
+
+    def initialize(self, args):
+        config = json_format.ParseDict(json.loads(args["model_config"]), mc.ModelConfig(), ignore_unknown_fields=True)
+        try:
+            problem = standins.refusal_message(config)
+            if problem:
+                raise StandInError(problem)
+            self.config = config
+            self.args = args
+            self.parameters = {k: v.string_value for k, v in config.parameters.items()}
+            self.inputs = [(t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type))) for t in config.input]
+            self.outputs = [(t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type)))
+                            for t in config.output]
+            self.version_dir = os.path.join(args["model_repository"], args["model_version"])
+            path = os.path.join(self.version_dir, self.model_filename())
+            if not os.path.exists(path):
+                raise StandInError(f"model {config.name!r}: {path} not found")
+            self.load(path)
+            self.check_io()
+        except StandInError as exc:
+            raise pb_utils.TritonModelException(str(exc)) from exc
+        pb_utils.Logger.log_info(f"{args['model_instance_name']}: {self.backend} stand-in serving "
+                                 f"{os.path.basename(path)} with {standins.describe(self.backend)}")
+
+    def execute(self, requests):
+        feeds = [
+            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name, _ in self.inputs}
+            for r in requests
+        ]
+        try:
+            if self.config.max_batch_size > 0 and len(feeds) > 1:
+                sizes = [len(next(iter(f.values()))) for f in feeds]
+                merged = self.run({name: np.concatenate([f[name] for f in feeds]) for name, _ in self.inputs})
+                results, start = [], 0
+                for size in sizes:
+                    results.append({k: v[start : start + size] for k, v in merged.items()})
+                    start += size
+            else:
+                results = [self.run(f) for f in feeds]
+        except Exception as exc:  # the runtime refused the batch: every request gets the reason, the server lives on
+            error = pb_utils.TritonError(f"{self.backend} stand-in: {str(exc).strip().splitlines()[0]}")
+            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+        return [
+            pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(name, np.ascontiguousarray(result[name], dtype=dtype)) for name, dtype in self.outputs
+            ])
+            for result in results
+        ]
+
+    # ------------------------------------------------------------------ helpers for subclasses
+
+    def model_filename(self):
+        """`default_model_filename`, else the backend's default name (model.onnx, model.savedmodel, model.plan)."""
+        return self.config.default_model_filename or standins.STANDINS[self.backend]["default_model_filename"]
+
+    def parameter(self, key, default):
+        return self.parameters.get(key, default)
+
+    def int_parameter(self, key, default):
+        value = self.parameter(key, str(default))
+        try:
+            return int(value)
+        except ValueError:
+            raise StandInError(f"model {self.config.name!r}: parameter {key} must be an integer, got {value!r}")
+
+    def check_io(self):
+        """The config's tensors must be the artifact's: names, dtypes, and dims (batch axis included)."""
+        declared = self.artifact_io()
+        batch = [-1] if self.config.max_batch_size > 0 else []
+        problems = []
+        for kind, tensors in (("input", self.config.input), ("output", self.config.output)):
+            have = declared[kind + "s"]
+            for tensor in tensors:
+                if tensor.name not in have:
+                    problems.append(f"{kind} {tensor.name!r} is not in the model (it has {sorted(have)})")
+                    continue
+                dtype, shape = have[tensor.name]
+                want_dtype = mc.DataType.Name(tensor.data_type)
+                if dtype != want_dtype:
+                    problems.append(f"{kind} {tensor.name!r} is {dtype} in the model, {want_dtype} in the config")
+                want = batch + list(tensor.dims)
+                if shape is not None and (len(shape) != len(want) or any(
+                        s != w and s != -1 and w != -1 for s, w in zip(shape, want))):
+                    problems.append(f"{kind} {tensor.name!r} has shape {list(shape)} in the model, "
+                                    f"{want} by the config")
+        if problems:
+            raise StandInError(f"model {self.config.name!r}: " + "; ".join(problems))

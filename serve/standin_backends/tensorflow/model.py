@@ -1,0 +1,67 @@
+"""Stand-in for Triton's tensorflow backend: serves `platform: "tensorflow_savedmodel"` models with TensorFlow.
+
+Placed in the embedded server's backend directory as `tensorflow/model.py`. Like Triton's
+TensorFlow backend it loads the SavedModel in the version directory (`default_model_filename`,
+default `model.savedmodel`) with the MetaGraph tag `TF_GRAPH_TAG` (default `serve`) and serves the
+signature `TF_SIGNATURE_DEF` (default `serving_default`; when absent, the first other signature,
+with a warning, as the real backend does), whose input and output keys are the config's tensor
+names. `TF_NUM_INTRA_THREADS` and `TF_NUM_INTER_THREADS` (0: TensorFlow's default) size its
+thread pools.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.py and standins.py sit beside us
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+from standin_base import NUMPY_TO_TRITON, StandIn, StandInError  # noqa: E402
+
+INTERNAL_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
+
+
+class TritonPythonModel(StandIn):
+    backend = "tensorflow"
+
+    def load(self, path):
+        for key, setter in (("TF_NUM_INTRA_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
+                            ("TF_NUM_INTER_THREADS", tf.config.threading.set_inter_op_parallelism_threads)):
+            threads = self.int_parameter(key, 0)
+            if threads < 0:
+                raise StandInError(f"model {self.config.name!r}: {key} must be >= 0, got {threads}")
+            setter(threads)  # this stub process runs one instance, so its TensorFlow is ours alone
+        tag = self.parameter("TF_GRAPH_TAG", "serve")
+        name = self.parameter("TF_SIGNATURE_DEF", "serving_default")
+        try:
+            loaded = tf.saved_model.load(path, tags=[tag])
+        except Exception as exc:  # TensorFlow raises several unrelated types for unreadable SavedModels
+            raise StandInError(f"model {self.config.name!r}: TensorFlow cannot load {path} with tag {tag!r}: "
+                               f"{str(exc).strip().splitlines()[0]}") from exc
+        if name not in loaded.signatures:
+            others = [key for key in loaded.signatures.keys() if key not in INTERNAL_SIGNATURES]
+            if not others:
+                raise StandInError(f"model {self.config.name!r}: {path} has no signature to serve")
+            pb_utils.Logger.log_warn(f"{self.config.name}: no signature {name!r}; serving {others[0]!r} instead")
+            name = others[0]
+        self.loaded = loaded  # keeps the signature's variables alive
+        self.signature = loaded.signatures[name]
+
+    def artifact_io(self):
+        def triton_type(dtype):
+            name = "object" if dtype == tf.string else np.dtype(dtype.as_numpy_dtype).name
+            return NUMPY_TO_TRITON.get(name, dtype.name)
+
+        def tensors(specs):
+            return {key: (triton_type(s.dtype), None if s.shape.rank is None else [-1 if d is None else int(d)
+                                                                                 for d in s.shape])
+                    for key, s in specs.items()}
+
+        return {"inputs": tensors(self.signature.structured_input_signature[1]),
+                "outputs": tensors(self.signature.structured_outputs)}
+
+    def run(self, feeds):
+        outputs = self.signature(**{name: tf.constant(array) for name, array in feeds.items()})
+        return {name: outputs[name].numpy() for name, _ in self.outputs}
