@@ -45,11 +45,13 @@ def _copy_artifact(src: Path, dst: Path) -> None:
 
 @dataclass(frozen=True)
 class ServingTarget:
-    """What will load the repository's TensorRT plans; None where unknown (then only the spec is checked)."""
+    """The Triton image that will load the repository's TensorRT plans, and its TensorRT (None: unknown).
+
+    Which GPU will load them is known only at launch, where `triton_server.guard_plans` checks it.
+    """
 
     where: str
     tensorrt: str | None = None
-    compute_capability: str | None = None
 
 
 def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
@@ -64,8 +66,7 @@ def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
 def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None) -> dict[str, str]:
     found = tensorrt_plan.plans(spec.artifact)
     if target is not None:
-        problem = tensorrt_plan.servable_problem([m for _, m in found.values()], target.tensorrt,
-                                                 target.compute_capability, target.where)
+        problem = tensorrt_plan.servable_problem([m for _, m in found.values()], target.tensorrt, None, target.where)
         if problem:
             raise ArtifactError(f"{spec.name} cannot be served: {problem}")
     cc_plans = {}

@@ -30,20 +30,22 @@ PYTHON_BASED_RUNTIME = "model.py"  # what Triton reports as `runtime` for a Pyth
 
 # Done by Triton's core for every backend, so a stand-in gets their effect without reading them.
 CORE_FIELDS = (
-    "name", "platform", "backend", "version_policy", "max_batch_size",
+    "name", "backend", "version_policy", "max_batch_size",
     "input.name", "input.data_type", "input.dims", "input.format",
     "output.name", "output.data_type", "output.dims", "output.label_filename",
     "dynamic_batching", "instance_group.name", "instance_group.count", "instance_group.kind", "instance_group.gpus",
     "optimization.priority", "optimization.input_pinned_memory", "optimization.output_pinned_memory",
     "model_warmup", "response_cache", "metric_tags",
 )
-INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
+INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")  # those a config may ask for (KIND_MODEL: never)
 
 # Read by the stand-in the way the real backend reads them. Parameters: key -> what it does.
 STANDINS: dict[str, dict[str, Any]] = {
     "onnxruntime": {
         "runs": ("ONNX Runtime", "on the CPU"),
         "package": "onnxruntime",
+        "platforms": ("onnxruntime_onnx",),
+        "kinds": INSTANCE_KINDS,  # a GPU instance only where ONNX Runtime has its CUDA provider (checked at load)
         "default_model_filename": "model.onnx",
         "fields": ("default_model_filename", "optimization.graph.level"),
         "parameters": {
@@ -55,6 +57,8 @@ STANDINS: dict[str, dict[str, Any]] = {
     "tensorflow": {
         "runs": ("TensorFlow", "on the CPU"),
         "package": "tensorflow-cpu",
+        "platforms": ("tensorflow_savedmodel",),
+        "kinds": INSTANCE_KINDS,  # a GPU instance only where TensorFlow sees a GPU (checked at load)
         "default_model_filename": "model.savedmodel",
         "fields": ("default_model_filename",),
         "parameters": {
@@ -67,11 +71,18 @@ STANDINS: dict[str, dict[str, Any]] = {
     "tensorrt": {
         "runs": ("the TensorRT runtime", "on the instance's GPU"),
         "package": "tensorrt",
+        "platforms": ("tensorrt_plan",),
+        "kinds": ("KIND_AUTO", "KIND_GPU"),  # Triton's TensorRT backend runs on GPUs only
         "default_model_filename": "model.plan",
         "fields": ("default_model_filename", "cc_model_filenames"),
         "parameters": {},
     },
 }
+
+
+def default_filename(platform: str) -> str:
+    """The file Triton's backend for `platform` loads when the config names none (model.onnx, ...)."""
+    return STANDINS[PLATFORM_BACKENDS[platform]]["default_model_filename"]
 
 
 def backend_of(config: mc.ModelConfig) -> str:
@@ -120,8 +131,11 @@ def refusals(config: mc.ModelConfig) -> list[str]:
                 problems.append(f"runtime {value!r} (it picks another backend library)")
         elif path == "instance_group.kind":
             kind = mc.ModelInstanceGroup.Kind.Name(value)
-            if kind not in INSTANCE_KINDS:
+            if kind not in rules["kinds"]:
                 problems.append(f"instance_group.kind {kind}")
+        elif path == "platform":
+            if value not in rules["platforms"]:
+                problems.append(f"platform {value} (it serves {', '.join(rules['platforms'])})")
         elif not _covered(path, allowed):
             problems.append(path)
     return sorted(set(problems))

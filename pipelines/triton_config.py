@@ -15,27 +15,23 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.errors import ConfigError
-from pipelines.spec import ModelSpec, TensorSpec
+from pipelines.spec import ModelSpec
+from pipelines.standins import INSTANCE_KINDS, default_filename
 
 if TYPE_CHECKING:
     from pipelines.ensemble import Parts
 
-# format -> (platform, the file or directory Triton's backend loads from the version directory)
-FORMATS = {
-    "savedmodel": ("tensorflow_savedmodel", "model.savedmodel"),
-    "onnx": ("onnxruntime_onnx", "model.onnx"),
-    "tensorrt": ("tensorrt_plan", "model.plan"),
-}
+PLATFORMS = {"savedmodel": "tensorflow_savedmodel", "onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 VERSION = "1"  # the one version directory every model is served from
 CONFIG_FILENAME = "config.pbtxt"
 LABELS_FILENAME = "labels.txt"
 PYTHON_MODEL_FILENAME = "model.py"
-INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")
 STEP_SETTINGS = "config"  # parameter key under which an ensemble step's settings travel (JSON)
 
 
 def artifact_filename(spec: ModelSpec) -> str:
-    return FORMATS[spec.format][1]
+    """Where the artifact goes in the version directory: the name Triton's backend loads by default."""
+    return default_filename(PLATFORMS[spec.format])
 
 
 def data_type(dtype: str) -> int:
@@ -70,11 +66,10 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
     """
     if instance_kind not in INSTANCE_KINDS:
         raise ConfigError(f"instance_kind must be one of {', '.join(INSTANCE_KINDS)}, got {instance_kind!r}")
-    if spec.format not in FORMATS:
+    if spec.format not in PLATFORMS:
         raise ConfigError(f"model {spec.name!r}: format {spec.format!r} has no Triton platform")
-    platform, filename = FORMATS[spec.format]
-    config = mc.ModelConfig(name=spec.name, platform=platform, max_batch_size=spec.max_batch_size,
-                            default_model_filename=filename)
+    config = mc.ModelConfig(name=spec.name, platform=PLATFORMS[spec.format], max_batch_size=spec.max_batch_size,
+                            default_model_filename=artifact_filename(spec))
     if spec.format == "savedmodel":
         config.parameters["TF_SIGNATURE_DEF"].string_value = spec.signature
     if spec.format == "tensorrt":
@@ -96,13 +91,26 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
     return _with_extra(config, spec)
 
 
+# Fields the spec sets: extra_config may not set them too (a repeated one would be appended, not replaced)
+SPEC_FIELDS = ("name", "platform", "backend", "max_batch_size", "input", "output", "default_model_filename",
+               "cc_model_filenames", "dynamic_batching", "instance_group", "ensemble_scheduling")
+
+
 def _with_extra(config: mc.ModelConfig, spec: ModelSpec) -> mc.ModelConfig:
-    """Merge the model's `extra_config` (config.pbtxt syntax, checked by the protobuf parser)."""
-    if spec.extra_config.strip():
-        try:
-            text_format.Merge(spec.extra_config, config)
-        except text_format.ParseError as exc:
-            raise ConfigError(f"model {spec.name!r}: extra_config does not parse: {exc}") from exc
+    """Add the model's `extra_config` (config.pbtxt syntax, checked by the protobuf parser)."""
+    if not spec.extra_config.strip():
+        return config
+    try:
+        extra = text_format.Parse(spec.extra_config, mc.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ConfigError(f"model {spec.name!r}: extra_config does not parse: {exc}") from exc
+    owned = [field.name for field, _ in extra.ListFields() if field.name in SPEC_FIELDS]
+    if owned:
+        raise ConfigError(f"model {spec.name!r}: extra_config sets {', '.join(owned)}, which come from the model's "
+                          "spec (conf/model/, conf/network/): change them there")
+    for key in set(extra.parameters) & set(config.parameters):
+        raise ConfigError(f"model {spec.name!r}: extra_config sets parameter {key}, which comes from the spec")
+    config.MergeFrom(extra)
     return config
 
 

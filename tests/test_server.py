@@ -190,3 +190,93 @@ def test_onnxruntime_standin_reads_default_model_filename(tmp_path: Path, worksp
     with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo") as endpoints, ServedModel(spec, endpoints) as m:
         served = m.infer("grpc", {spec.inputs[0].name: digits})[spec.outputs[0].name]
     np.testing.assert_array_equal(served, direct)
+
+
+def test_tensorflow_standin_refuses_a_hand_edited_field_at_load(tmp_path: Path, workspace: Path) -> None:
+    shutil.copytree(workspace / "model_repository" / "mnist_savedmodel", tmp_path / "repo" / "mnist_savedmodel")
+    with open(tmp_path / "repo" / "mnist_savedmodel" / "config.pbtxt", "a") as fh:
+        fh.write('parameters { key: "MAX_SESSION_SHARE_COUNT" value { string_value: "2" } }\n')
+    with pytest.raises(ServerError, match=r"model 'mnist_savedmodel' failed to load: .*the tensorflow stand-in .*"
+                                          r"cannot honour parameters \['MAX_SESSION_SHARE_COUNT'\]"):
+        with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo"):
+            pytest.fail("a refused config must not become ready")
+
+
+TF_CONFIG = """name: "{name}"
+platform: "tensorflow_savedmodel"
+max_batch_size: 4
+{parameters}
+input {{ name: "x" data_type: TYPE_FP32 dims: [3] }}
+output {{ name: "y" data_type: TYPE_FP32 dims: [3] }}
+instance_group {{ kind: KIND_CPU }}
+"""
+
+
+def test_tensorflow_standin_chooses_the_signature_as_tritons_backend_does(tmp_path: Path) -> None:
+    """TF_SIGNATURE_DEF picks the signature; without it, serving_default; where that is missing, the first other."""
+    import numpy as np
+    import tensorflow as tf
+    import tritonclient.grpc as grpcclient
+
+    spec = tf.TensorSpec([None, 3], tf.float32)
+
+    class Arithmetic(tf.Module):
+        @tf.function(input_signature=[spec])
+        def plus_one(self, x):
+            return {"y": x + 1.0}
+
+        @tf.function(input_signature=[spec])
+        def double(self, x):
+            return {"y": x * 2.0}
+
+    module = Arithmetic()
+    repo = tmp_path / "repo"
+    models = {  # served model -> (signatures in its SavedModel, TF_SIGNATURE_DEF, what it must compute)
+        "asks_double": ({"serving_default": module.plus_one, "double": module.double}, "double", lambda x: x * 2),
+        "asks_nothing": ({"serving_default": module.plus_one, "double": module.double}, None, lambda x: x + 1),
+        "has_no_default": ({"only": module.double}, None, lambda x: x * 2),
+    }
+    for name, (signatures, chosen, _) in models.items():
+        tf.saved_model.save(module, str(repo / name / "1" / "model.savedmodel"), signatures=signatures)
+        parameters = f'parameters {{ key: "TF_SIGNATURE_DEF" value {{ string_value: "{chosen}" }} }}' if chosen else ""
+        (repo / name / "config.pbtxt").write_text(TF_CONFIG.format(name=name, parameters=parameters))
+    x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]], dtype=np.float32)
+    with triton_server.serve(local_cfg(tmp_path), repo) as endpoints:
+        client = grpcclient.InferenceServerClient(endpoints.grpc)
+        for name, (_, _, expected) in models.items():
+            request = grpcclient.InferInput("x", list(x.shape), "FP32")
+            request.set_data_from_numpy(x)
+            np.testing.assert_array_equal(client.infer(name, [request]).as_numpy("y"), expected(x), err_msg=name)
+    assert "has_no_default: no signature 'serving_default'; serving 'only' instead" in endpoints.log_file.read_text()
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def test_the_embedded_server_serves_the_repository_files_unchanged(tmp_path: Path, workspace: Path) -> None:
+    """Every model directory loads with the config on disk (Triton's own answer), and serving changes no file.
+
+    Triton's Python-backend stub compiles a Python model's model.py into __pycache__/ beside it (on NGC images
+    too, unless the repository is mounted read-only); nothing else may appear.
+    """
+    import tritonclient.grpc as grpcclient
+
+    from pipelines import standins, triton_config
+
+    repo = tmp_path / "model_repository"
+    shutil.copytree(workspace / "model_repository", repo)
+    before = file_hashes(repo)
+    with triton_server.serve(local_cfg(tmp_path), repo) as endpoints:
+        client = grpcclient.InferenceServerClient(endpoints.grpc)
+        served = {m.name: m.state for m in client.get_model_repository_index().models}
+        assert served == {p.name: "READY" for p in repo.iterdir()}
+        for model in repo.iterdir():
+            on_disk = {(path, str(value)) for path, value in
+                       standins.set_fields(triton_config.parse((model / "config.pbtxt").read_text()))}
+            loaded = {(path, str(value)) for path, value in standins.set_fields(client.get_model_config(model.name).config)}
+            assert on_disk <= loaded, f"{model.name}: Triton serves {on_disk - loaded} otherwise"
+    assert file_hashes(repo) == before

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from google.protobuf import text_format
 from omegaconf import OmegaConf
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -24,16 +25,13 @@ REFUSED = [
     ("mnist_onnx", 'optimization { execution_accelerators { cpu_execution_accelerator { name: "openvino" } } }',
      "optimization.execution_accelerators.cpu_execution_accelerator.name"),
     ("mnist_onnx", 'parameters { key: "enable_mem_arena" value { string_value: "0" } }', "['enable_mem_arena']"),
-    ("mnist_onnx", "input { name: \"image\" reshape { shape: [784] } }", "input.reshape.shape"),
     ("mnist_onnx", "sequence_batching { max_sequence_idle_microseconds: 1000 }", "sequence_batching"),
-    ("mnist_onnx", 'cc_model_filenames { key: "8.0" value: "model_sm80.onnx" }', "cc_model_filenames"),
     ("mnist_savedmodel", "optimization { graph { level: 1 } }", "optimization.graph.level"),
     ("mnist_savedmodel", 'parameters { key: "MAX_SESSION_SHARE_COUNT" value { string_value: "2" } }',
      "['MAX_SESSION_SHARE_COUNT']"),
     ("mnist_savedmodel", "batch_input { kind: BATCH_ELEMENT_COUNT target_name: \"n\" data_type: TYPE_FP32 }",
      "batch_input"),
     ("mnist_trt", "optimization { cuda { graphs: true } }", "optimization.cuda.graphs"),
-    ("mnist_trt", 'instance_group { profile: "1" }', "instance_group.profile"),
     ("mnist_trt", 'parameters { key: "execution_context_allocation_strategy" value { string_value: "STATIC" } }',
      "['execution_context_allocation_strategy']"),
     ("mnist_trt", 'model_transaction_policy { decoupled: true }', "model_transaction_policy.decoupled"),
@@ -45,7 +43,6 @@ HONOURED = [
                          'parameters { key: "TF_GRAPH_TAG" value { string_value: "serve" } }'),
     ("mnist_onnx", 'model_warmup { name: "zeros" batch_size: 1 inputs { key: "image" value { data_type: TYPE_FP32 '
                    'dims: [28, 28, 1] zero_data: true } } } response_cache { enable: true }'),
-    ("mnist_trt", 'cc_model_filenames { key: "8.0" value: "model_sm80.plan" }'),
 ]
 
 
@@ -69,6 +66,34 @@ def test_assembly_refuses_what_the_standin_cannot_honour(tmp_path: Path, model: 
 @pytest.mark.parametrize(("model", "extra"), HONOURED)
 def test_fields_the_standin_honours_are_not_refused(model: str, extra: str) -> None:
     assert standins.refusals(triton_config.build(spec_with(model, extra))) == []
+
+
+# Fields extra_config may not set (the spec owns them), so only a hand-edited config.pbtxt reaches a stand-in with them
+HAND_EDITED = [
+    ("mnist_onnx", 'cc_model_filenames { key: "8.0" value: "model_sm80.onnx" }', ["cc_model_filenames"]),
+    ("mnist_onnx", "instance_group { kind: KIND_MODEL }", ["instance_group.kind KIND_MODEL"]),
+    ("mnist_trt", 'instance_group { kind: KIND_GPU profile: "1" }', ["instance_group.profile"]),
+    ("mnist_trt", "instance_group { kind: KIND_CPU }", ["instance_group.kind KIND_CPU"]),
+    ("mnist_savedmodel", 'platform: "tensorflow_graphdef"', ["platform tensorflow_graphdef (it serves tensorflow_savedmodel)"]),
+    ("mnist_trt", 'cc_model_filenames { key: "8.0" value: "model_sm80.plan" }', []),  # honoured
+]
+
+
+@pytest.mark.parametrize(("model", "edit", "refused"), HAND_EDITED)
+def test_rules_for_hand_edited_fields(model: str, edit: str, refused: list[str]) -> None:
+    config = triton_config.build(spec_with(model, ""))
+    if edit.startswith("instance_group"):
+        config.ClearField("instance_group")
+    text_format.Merge(edit, config)
+    assert standins.refusals(config) == refused
+
+
+def test_a_reshape_is_refused() -> None:
+    """Triton's backends apply an output reshape themselves; the stand-ins do not, so both reshapes are refused."""
+    config = triton_config.build(spec_with("mnist_onnx", ""))
+    config.input[0].reshape.shape.extend([784])
+    config.output[0].reshape.shape.extend([10, 1])
+    assert standins.refusals(config) == ["input.reshape.shape", "output.reshape.shape"]
 
 
 def test_every_generated_config_is_servable_by_its_standin() -> None:

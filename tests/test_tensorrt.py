@@ -237,14 +237,6 @@ def test_repository_refuses_a_plan_the_image_cannot_load(tmp_path: Path) -> None
     assert not (tmp_path / "repo").exists()
 
 
-def test_repository_refuses_plans_none_of_which_fits_the_gpu(tmp_path: Path) -> None:
-    spec = trt_spec(artifact=tmp_path / "plans")
-    write_plan(spec.artifact, spec, "8.0")
-    write_plan(spec.artifact, spec, "9.0")
-    with pytest.raises(ArtifactError, match="no plan for this host's GPU"):
-        repository.assemble([spec], tmp_path / "repo", "KIND_AUTO", ServingTarget("this host", "10.4.0", "7.5"))
-
-
 def test_repository_refuses_a_plan_of_another_precision(tmp_path: Path) -> None:
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec, "8.0", precision="fp16")

@@ -46,6 +46,17 @@ def test_extra_config_is_merged_and_checked_by_the_protobuf_parser() -> None:
         triton_config.build(spec_of("mnist_onnx", "+model.extra_config='no_such_field: 1'"))
 
 
+@pytest.mark.parametrize(("extra", "field"), [
+    ("instance_group { count: 2 }", "instance_group"),  # would add a second group, not change the count
+    ('input { name: "image" data_type: TYPE_FP32 dims: [784] }', "input"),
+    ("max_batch_size: 4", "max_batch_size"),
+    ('parameters { key: "TF_SIGNATURE_DEF" value { string_value: "other" } }', "parameter TF_SIGNATURE_DEF"),
+])
+def test_extra_config_cannot_set_what_the_spec_owns(extra: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=f"extra_config sets {field}, which come"):
+        triton_config.build(spec_of("mnist_savedmodel", f"+model.extra_config='{extra}'"))
+
+
 def test_mismatches_name_every_difference() -> None:
     spec = spec_of("resnet50_onnx")
     config = triton_config.build(spec)

@@ -7,6 +7,8 @@ artifact's own I/O and runs one batch; the rest is here:
 - the model file is `default_model_filename` (or the backend's default) in the version directory;
 - the config's tensors (names, dtypes, dims, batch axis) must match the artifact's, as Triton's
   backends check at load time;
+- the instance runs where Triton's backend would run it: a GPU instance (KIND_GPU, or KIND_AUTO
+  resolved to a GPU) only where the stand-in's runtime has the GPU, else the load is refused;
 - a config field the stand-in cannot honour refuses the load (repository assembly refuses it first);
 - the requests the dynamic batcher hands over run as one batch and are split back per request.
 """
@@ -23,10 +25,16 @@ import standins
 
 # numpy dtype name -> Triton data type (what an artifact's own tensors are compared in)
 NUMPY_TO_TRITON = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
-    "object": "TYPE_STRING",
+    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64", "object": "TYPE_STRING",
 }
+
+
+def first_line(exc):
+    """An exception as one line (its type where it has no message)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 class StandInError(Exception):
@@ -53,16 +61,25 @@ class StandIn:
         """One batch: {input name: array} -> {output name: array}."""
         raise NotImplementedError
 
+    def gpu_problem(self):
+        """Why this stand-in cannot run a GPU instance here (None: it can, on `self.device_id`)."""
+        return "it has no GPU runtime"
+
     # ------------------------------------------------------------------ Triton's entry points
 
     def initialize(self, args):
-        config = json_format.ParseDict(json.loads(args["model_config"]), mc.ModelConfig(), ignore_unknown_fields=True)
         try:
+            try:
+                config = json_format.ParseDict(json.loads(args["model_config"]), mc.ModelConfig())
+            except json_format.ParseError as exc:  # a field this stand-in's protobuf does not know: cannot honour it
+                raise StandInError(f"model {args['model_name']!r}: config not understood: {first_line(exc)}") from exc
             problem = standins.refusal_message(config)
             if problem:
                 raise StandInError(problem)
             self.config = config
             self.args = args
+            self.device_id = int(args["model_instance_device_id"])
+            self.check_instance_kind(args["model_instance_kind"])
             self.parameters = {k: v.string_value for k, v in config.parameters.items()}
             self.inputs = [(t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type))) for t in config.input]
             self.outputs = [(t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type)))
@@ -94,7 +111,7 @@ class StandIn:
             else:
                 results = [self.run(f) for f in feeds]
         except Exception as exc:  # the runtime refused the batch: every request gets the reason, the server lives on
-            error = pb_utils.TritonError(f"{self.backend} stand-in: {str(exc).strip().splitlines()[0]}")
+            error = pb_utils.TritonError(f"{self.backend} stand-in: {first_line(exc)}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         return [
             pb_utils.InferenceResponse(output_tensors=[
@@ -119,11 +136,28 @@ class StandIn:
         except ValueError:
             raise StandInError(f"model {self.config.name!r}: parameter {key} must be an integer, got {value!r}")
 
+    def check_instance_kind(self, kind):
+        """KIND_AUTO is resolved by now: refuse a device the real backend would use and this stand-in cannot."""
+        allowed = standins.STANDINS[self.backend]["kinds"]
+        if kind == "GPU" and "KIND_GPU" in allowed:
+            problem = self.gpu_problem()
+            if problem:
+                raise StandInError(
+                    f"model {self.config.name!r}: instance {self.args['model_instance_name']} is a GPU instance, "
+                    f"which Triton's {self.backend} backend runs on the GPU, but the stand-in cannot: {problem} "
+                    "(assemble the repository with instance_kind=KIND_CPU to serve it on the CPU)")
+        elif f"KIND_{kind}" not in allowed:
+            raise StandInError(f"model {self.config.name!r}: the {self.backend} stand-in cannot run a {kind} instance")
+
     def check_io(self):
-        """The config's tensors must be the artifact's: names, dtypes, and dims (batch axis included)."""
+        """The config's tensors must be the artifact's, as Triton's backends check at load time: the same
+        inputs, outputs among the artifact's, equal dtypes and dims, and a dynamic batch axis when batching."""
         declared = self.artifact_io()
-        batch = [-1] if self.config.max_batch_size > 0 else []
+        batching = self.config.max_batch_size > 0
         problems = []
+        extra = sorted(set(declared["inputs"]) - {t.name for t in self.config.input})
+        if extra:
+            problems.append(f"the model has inputs {extra} that the config does not declare")
         for kind, tensors in (("input", self.config.input), ("output", self.config.output)):
             have = declared[kind + "s"]
             for tensor in tensors:
@@ -134,10 +168,14 @@ class StandIn:
                 want_dtype = mc.DataType.Name(tensor.data_type)
                 if dtype != want_dtype:
                     problems.append(f"{kind} {tensor.name!r} is {dtype} in the model, {want_dtype} in the config")
-                want = batch + list(tensor.dims)
-                if shape is not None and (len(shape) != len(want) or any(
-                        s != w and s != -1 and w != -1 for s, w in zip(shape, want))):
-                    problems.append(f"{kind} {tensor.name!r} has shape {list(shape)} in the model, "
-                                    f"{want} by the config")
+                if shape is None:  # the artifact leaves the shape open: the config's dims apply
+                    continue
+                if batching and (not shape or shape[0] != -1):
+                    problems.append(f"{kind} {tensor.name!r} has shape {list(shape)} in the model: max_batch_size "
+                                    f"{self.config.max_batch_size} needs a dynamic (-1) first dimension")
+                    continue
+                dims, want = list(shape[1:] if batching else shape), list(tensor.dims)
+                if len(dims) != len(want) or any(d != w and d != -1 and w != -1 for d, w in zip(dims, want)):
+                    problems.append(f"{kind} {tensor.name!r} has dims {dims} in the model, {want} in the config")
         if problems:
             raise StandInError(f"model {self.config.name!r}: " + "; ".join(problems))

@@ -4,7 +4,8 @@ Placed in the embedded server's backend directory as `onnxruntime/model.py`, so 
 ONNX model of the repository through it, with the model's own unchanged config. It reads
 `default_model_filename`, the thread-count and execution-mode parameters, and
 `optimization.graph.level` as the real backend does; anything else that backend would honour
-differently is refused (`standins.py`).
+differently is refused (`standins.py`). A GPU instance runs with the CUDA execution provider, as
+in Triton's backend, where the installed ONNX Runtime has it (onnxruntime-gpu); else it is refused.
 """
 
 import os
@@ -13,13 +14,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.py and standins.py sit beside us
 
 import onnxruntime as ort  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-from standin_base import StandIn, StandInError  # noqa: E402
+from standin_base import StandIn, StandInError, first_line  # noqa: E402
 
 ORT_TYPES = {
-    "tensor(bool)": "TYPE_BOOL", "tensor(uint8)": "TYPE_UINT8", "tensor(int8)": "TYPE_INT8",
-    "tensor(int32)": "TYPE_INT32", "tensor(int64)": "TYPE_INT64", "tensor(float16)": "TYPE_FP16",
-    "tensor(float)": "TYPE_FP32", "tensor(double)": "TYPE_FP64", "tensor(string)": "TYPE_STRING",
+    "tensor(bool)": "TYPE_BOOL", "tensor(uint8)": "TYPE_UINT8", "tensor(uint16)": "TYPE_UINT16",
+    "tensor(uint32)": "TYPE_UINT32", "tensor(uint64)": "TYPE_UINT64", "tensor(int8)": "TYPE_INT8",
+    "tensor(int16)": "TYPE_INT16", "tensor(int32)": "TYPE_INT32", "tensor(int64)": "TYPE_INT64",
+    "tensor(float16)": "TYPE_FP16", "tensor(bfloat16)": "TYPE_BF16", "tensor(float)": "TYPE_FP32",
+    "tensor(double)": "TYPE_FP64", "tensor(string)": "TYPE_STRING",
 }
 # optimization.graph.level -> ONNX Runtime level, as Triton's onnxruntime backend maps it; any other value
 # (0 or unset included) enables all optimizations
@@ -43,15 +45,20 @@ class TritonPythonModel(StandIn):
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode else ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = GRAPH_LEVELS.get(self.config.optimization.graph.level,
                                                             ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        if self.args["model_instance_kind"] == "GPU":
-            pb_utils.Logger.log_warn(f"{self.config.name}: a KIND_GPU instance; the onnxruntime stand-in runs it on "
-                                     "the CPU (Triton's backend would use the CUDA execution provider)")
+        providers = ["CPUExecutionProvider"]
+        if self.args["model_instance_kind"] == "GPU":  # as Triton's backend: CUDA first, the CPU for what it lacks
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device_id}))
         try:
-            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(path, options, providers=providers)
         except Exception as exc:  # ONNX Runtime's load errors share no base class
             raise StandInError(f"model {self.config.name!r}: ONNX Runtime cannot load {path}: "
-                               f"{str(exc).strip().splitlines()[0]}") from exc
+                               f"{first_line(exc)}") from exc
         self.output_names = [name for name, _ in self.outputs]
+
+    def gpu_problem(self):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return f"ONNX Runtime {ort.__version__} here has no CUDA execution provider (install onnxruntime-gpu)"
+        return None
 
     def artifact_io(self):
         def tensors(items):

@@ -6,7 +6,7 @@ default `model.savedmodel`) with the MetaGraph tag `TF_GRAPH_TAG` (default `serv
 signature `TF_SIGNATURE_DEF` (default `serving_default`; when absent, the first other signature,
 with a warning, as the real backend does), whose input and output keys are the config's tensor
 names. `TF_NUM_INTRA_THREADS` and `TF_NUM_INTER_THREADS` (0: TensorFlow's default) size its
-thread pools.
+thread pools. A GPU instance runs on its GPU where this TensorFlow sees one; else it is refused.
 """
 
 import os
@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from standin_base import NUMPY_TO_TRITON, StandIn, StandInError  # noqa: E402
+from standin_base import NUMPY_TO_TRITON, StandIn, StandInError, first_line  # noqa: E402
 
 INTERNAL_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
 
@@ -39,7 +39,7 @@ class TritonPythonModel(StandIn):
             loaded = tf.saved_model.load(path, tags=[tag])
         except Exception as exc:  # TensorFlow raises several unrelated types for unreadable SavedModels
             raise StandInError(f"model {self.config.name!r}: TensorFlow cannot load {path} with tag {tag!r}: "
-                               f"{str(exc).strip().splitlines()[0]}") from exc
+                               f"{first_line(exc)}") from exc
         if name not in loaded.signatures:
             others = [key for key in loaded.signatures.keys() if key not in INTERNAL_SIGNATURES]
             if not others:
@@ -48,6 +48,13 @@ class TritonPythonModel(StandIn):
             name = others[0]
         self.loaded = loaded  # keeps the signature's variables alive
         self.signature = loaded.signatures[name]
+        gpu = self.args["model_instance_kind"] == "GPU"
+        self.device = f"/GPU:{self.device_id}" if gpu else "/CPU:0"
+
+    def gpu_problem(self):
+        if not tf.config.list_physical_devices("GPU"):
+            return f"TensorFlow {tf.__version__} here sees no GPU"
+        return None
 
     def artifact_io(self):
         def triton_type(dtype):
@@ -63,5 +70,6 @@ class TritonPythonModel(StandIn):
                 "outputs": tensors(self.signature.structured_outputs)}
 
     def run(self, feeds):
-        outputs = self.signature(**{name: tf.constant(array) for name, array in feeds.items()})
+        with tf.device(self.device):
+            outputs = self.signature(**{name: tf.constant(array) for name, array in feeds.items()})
         return {name: outputs[name].numpy() for name, _ in self.outputs}

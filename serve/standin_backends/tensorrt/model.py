@@ -19,10 +19,17 @@ from standin_base import NUMPY_TO_TRITON, StandIn, StandInError  # noqa: E402
 class TritonPythonModel(StandIn):
     backend = "tensorrt"
 
+    def gpu_problem(self):
+        import torch
+
+        if not torch.cuda.is_available():
+            return "torch here sees no CUDA device"
+        return None
+
     def model_filename(self):
         import torch
 
-        torch.cuda.set_device(int(self.args["model_instance_device_id"]))
+        torch.cuda.set_device(self.device_id)
         major, minor = torch.cuda.get_device_capability()
         return self.config.cc_model_filenames.get(f"{major}.{minor}") or super().model_filename()
 
