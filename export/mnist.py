@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import artifacts, data
+from pipelines import artifacts, data, keras_models
 from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError
-from pipelines.reference import load_keras_model
 from pipelines.spec import network_tensors, require_reference
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def verify(model: Any, savedmodel: Path, onnx_path: Path, cfg: Any, digits: np.n
 def run(cfg: Any) -> dict[str, Any]:
     """Export both formats next to each other, check signatures and numerics, then move them into place."""
     require_reference(cfg.network, "keras", "export.mnist")
-    model = load_keras_model(cfg.network.artifacts.keras)
+    model = keras_models.load(cfg.network.artifacts.keras)
     inputs, outputs = network_tensors(cfg.network)
     digits = data.to_model_input(data.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])
     targets = {"savedmodel": Path(cfg.network.artifacts.savedmodel), "onnx": Path(cfg.network.artifacts.onnx)}

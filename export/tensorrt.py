@@ -124,9 +124,8 @@ def run(cfg: Any) -> dict[str, Any]:
         onnx_sha256=tensorrt_plan.file_sha256(settings.onnx),
     )
     meta["build_seconds"] = round(time.perf_counter() - start, 1)
-    from pipelines.repository import plan_problems
 
-    problems = plan_problems(spec, meta)
+    problems = tensorrt_plan.plan_problems(spec, meta)
     if problems:
         raise ArtifactError(f"the engine built for {spec.name!r} does not match its spec: " + "; ".join(problems))
     out_dir = spec.artifact

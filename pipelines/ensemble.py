@@ -16,7 +16,6 @@ from typing import Mapping
 
 from pipelines.errors import ConfigError
 from pipelines.spec import ModelSpec, TensorSpec
-from pipelines.triton_config import LABELS_FILENAME
 
 PREPROCESS, POSTPROCESS = "_preprocess", "_postprocess"
 
@@ -84,11 +83,3 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     post = dataclasses.replace(spec, name=spec.name + POSTPROCESS, inputs=(dataclasses.replace(cls_out, labels=False),),
                                outputs=spec.outputs, labels_file=classifier.labels_file, **common)
     return Parts(spec, pre, classifier, post)
-
-
-def step_settings(parts_: Parts, role: str) -> dict[str, object]:
-    """What a step's code needs beyond its tensors: the image transform, or k and the labels file."""
-    if role == "preprocess":
-        pre = parts_.ensemble.network_cfg["preprocessing"]
-        return {"resize": pre["resize"], "crop": pre["crop"], "mean": list(pre["mean"]), "std": list(pre["std"])}
-    return {"top_k": top_k(parts_.ensemble), "labels": LABELS_FILENAME}  # the repository copies it beside model.py

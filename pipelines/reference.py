@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pipelines.errors import ArtifactError, ConfigError
+from pipelines import keras_models
+from pipelines.errors import ConfigError
 from pipelines.spec import ModelSpec
 
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def load_keras_model(path: str | Path) -> Any:
-    if not Path(path).is_file():
-        raise ArtifactError(f"{path} not found: run the train stage first (`dvc repro train`)")
-    import keras
-
-    return keras.saving.load_model(path)
-
-
 def _keras(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
-    model = load_keras_model(network["artifacts"]["keras"])
+    model = keras_models.load(network["artifacts"]["keras"])
     (inp,) = spec.inputs
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -54,15 +54,6 @@ class ServingTarget:
     tensorrt: str | None = None
 
 
-def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
-    """How a plan's recorded I/O, profile and precision disagree with the spec."""
-    problems = artifacts.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, tensorrt_plan.signature(meta))
-    problems += tensorrt_plan.profile_problems(spec, meta)
-    if meta.get("precision") != spec.precision:
-        problems.append(f"plan precision is {meta.get('precision')}, spec says {spec.precision}")
-    return problems
-
-
 def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None) -> dict[str, str]:
     found = tensorrt_plan.plans(spec.artifact)
     if target is not None:
@@ -71,7 +62,7 @@ def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None
             raise ArtifactError(f"{spec.name} cannot be served: {problem}")
     cc_plans = {}
     for cc, (plan, meta) in found.items():
-        problems = plan_problems(spec, meta)
+        problems = tensorrt_plan.plan_problems(spec, meta)
         if problems:
             raise ArtifactError(f"{plan} cannot be served as {spec.name!r}: " + "; ".join(problems))
         shutil.copy2(plan, version_dir / plan.name)
@@ -109,11 +100,19 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
         shutil.copy2(IMAGES_MODULE, version_dir / IMAGES_MODULE.name)
         if role == "postprocess":
             shutil.copy2(_labels(parts.classifier), version_dir / LABELS_FILENAME)
-        _write_config(root / step.name, triton_config.ensemble_step(step, ensemble.step_settings(parts, role)), step)
+        _write_config(root / step.name, triton_config.ensemble_step(step, step_settings(parts, role)), step)
         written.append(root / step.name)
     (root / parts.ensemble.name / VERSION).mkdir(parents=True)  # Triton wants a version even for an ensemble
     _write_config(root / parts.ensemble.name, triton_config.ensemble(parts), parts.ensemble)
     return [*written, root / parts.ensemble.name]
+
+
+def step_settings(parts_: ensemble.Parts, role: str) -> dict[str, object]:
+    """What a step's code needs beyond its tensors: the image transform, or k and the labels file."""
+    if role == "preprocess":
+        pre = parts_.ensemble.network_cfg["preprocessing"]
+        return {"resize": pre["resize"], "crop": pre["crop"], "mean": list(pre["mean"]), "std": list(pre["std"])}
+    return {"top_k": ensemble.top_k(parts_.ensemble), "labels": LABELS_FILENAME}  # the repository copies it beside model.py
 
 
 def _refuse_what_standins_cannot_honour(config: mc.ModelConfig) -> None:
@@ -146,7 +145,7 @@ def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) ->
     """The served copy of the artifact agrees with the spec (and so with the config)."""
     if spec.format == "tensorrt":
         for plan, meta in tensorrt_plan.plans(model_dir / VERSION).values():
-            problems = plan_problems(spec, meta)
+            problems = tensorrt_plan.plan_problems(spec, meta)
             if problems:
                 raise ArtifactError(f"{plan}: " + "; ".join(problems))
         return

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipelines import artifacts
 from pipelines.artifacts import ArtifactSignature, ArtifactTensor
 from pipelines.errors import ArtifactError, ConfigError
 from pipelines.spec import ModelSpec
@@ -181,6 +182,15 @@ def signature(meta: Mapping[str, Any]) -> ArtifactSignature:
         )
 
     return ArtifactSignature(tensors("input"), tensors("output"))
+
+
+def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
+    """How a plan's recorded I/O, profile and precision disagree with the spec."""
+    problems = artifacts.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, signature(meta))
+    problems += profile_problems(spec, meta)
+    if meta.get("precision") != spec.precision:
+        problems.append(f"plan precision is {meta.get('precision')}, spec says {spec.precision}")
+    return problems
 
 
 def profile_problems(spec: ModelSpec, meta: Mapping[str, Any]) -> list[str]:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import compose_config
-from pipelines import ensemble, triton_config
+from pipelines import ensemble, repository, triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import served_specs
 
@@ -43,11 +43,11 @@ def test_ensemble_config_wires_image_to_labels(catalog) -> None:
 
 def test_step_configs_carry_their_settings(catalog) -> None:
     parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
-    pre = triton_config.ensemble_step(parts.preprocess, ensemble.step_settings(parts, "preprocess"))
+    pre = triton_config.ensemble_step(parts.preprocess, repository.step_settings(parts, "preprocess"))
     # torchvision's ImageNet evaluation transform, as the network config states it
     assert json.loads(pre.parameters[triton_config.STEP_SETTINGS].string_value) == {
         "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    post = triton_config.ensemble_step(parts.postprocess, ensemble.step_settings(parts, "postprocess"))
+    post = triton_config.ensemble_step(parts.postprocess, repository.step_settings(parts, "postprocess"))
     assert json.loads(post.parameters[triton_config.STEP_SETTINGS].string_value) == {"top_k": 5, "labels": "labels.txt"}
     assert post.backend == "python" and [o.name for o in post.output] == ["probabilities", "labels"]
 

@@ -139,7 +139,7 @@ def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
     meta = tensorrt_plan.metadata(settings, tensorrt_version="10.4.0", cuda_version=None, gpu_name="g",
                                   compute_capability="8.0", io=io, builder="python", onnx_sha256="x")
     meta["profile"][spec.inputs[0].name]["max"][0] = 4
-    problems = repository.plan_problems(spec, meta)
+    problems = tensorrt_plan.plan_problems(spec, meta)
     assert any("dtype is FP16, spec says FP32" in p for p in problems)
     assert any("profile max batch 4 < max_batch_size 8" in p for p in problems)
 
