@@ -19,34 +19,34 @@ from pipelines import artifacts, data, keras_models
 from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError
-from pipelines.spec import network_tensors, require_reference
+from pipelines.spec import NetworkSpec, network_spec
 
 log = logging.getLogger(__name__)
 
 
-def write_savedmodel(model: Any, cfg: Any, target: Path) -> None:
-    """SavedModel whose signature `cfg.network.signature` maps the spec's input name to its output name."""
+def write_savedmodel(model: Any, network: NetworkSpec, target: Path) -> None:
+    """SavedModel whose signature `network.signature` maps the spec's input name to its output name."""
     import keras
     import tensorflow as tf
 
-    (image,), (probabilities,) = network_tensors(cfg.network)
+    (image,), (probabilities,) = network.inputs, network.outputs
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        name=str(cfg.network.signature),
+        name=network.signature,
         fn=lambda x: {probabilities.name: model(x, training=False)},
         input_signature=[tf.TensorSpec((None, *image.dims), image.numpy_dtype, name=image.name)],
     )
     archive.write_out(str(target), verbose=False)
 
 
-def write_onnx(savedmodel: Path, cfg: Any, target: Path) -> None:
+def write_onnx(savedmodel: Path, signature: str, opset: int, target: Path) -> None:
     """tf2onnx on the SavedModel's signature (its CLI is the documented, stable interface)."""
     import onnx
 
     cmd = [
         sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(savedmodel),
-        "--signature_def", str(cfg.network.signature), "--opset", str(cfg.opset), "--output", str(target),
+        "--signature_def", signature, "--opset", str(opset), "--output", str(target),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -65,14 +65,14 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
-def verify(model: Any, savedmodel: Path, onnx_path: Path, cfg: Any, digits: np.ndarray) -> dict[str, float]:
+def verify(model: Any, savedmodel: Path, onnx_path: Path, network: NetworkSpec, digits: np.ndarray) -> dict[str, float]:
     """Max abs difference of each export against Keras on the same real digits."""
     import onnxruntime as ort
     import tensorflow as tf
 
-    (image,), (probabilities,) = network_tensors(cfg.network)
+    (image,), (probabilities,) = network.inputs, network.outputs
     expected = np.asarray(model(digits, training=False))
-    served_sm = tf.saved_model.load(str(savedmodel)).signatures[str(cfg.network.signature)]
+    served_sm = tf.saved_model.load(str(savedmodel)).signatures[network.signature]
     got_sm = served_sm(**{image.name: tf.constant(digits)})[probabilities.name].numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (got_onnx,) = session.run([probabilities.name], {image.name: digits})
@@ -81,39 +81,40 @@ def verify(model: Any, savedmodel: Path, onnx_path: Path, cfg: Any, digits: np.n
 
 def run(cfg: Any) -> dict[str, Any]:
     """Export both formats next to each other, check signatures and numerics, then move them into place."""
-    require_reference(cfg.network, "keras", "export.mnist")
-    model = keras_models.load(cfg.network.artifacts.keras)
-    inputs, outputs = network_tensors(cfg.network)
+    network = network_spec(cfg.network)
+    network.require_reference("keras", "export.mnist")
+    model = keras_models.load(network.artifact("keras"))
+    inputs, outputs = network.inputs, network.outputs
     digits = data.to_model_input(data.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])
-    targets = {"savedmodel": Path(cfg.network.artifacts.savedmodel), "onnx": Path(cfg.network.artifacts.onnx)}
+    targets = {"savedmodel": network.artifact("savedmodel"), "onnx": network.artifact("onnx")}
     with atomic_path(targets["savedmodel"], directory=True) as sm_tmp, atomic_path(targets["onnx"]) as onnx_tmp:
-        log.info("writing SavedModel (signature %r)", str(cfg.network.signature))
-        write_savedmodel(model, cfg, sm_tmp)
+        log.info("writing SavedModel (signature %r)", network.signature)
+        write_savedmodel(model, network, sm_tmp)
         log.info("converting to ONNX (opset %s) with tf2onnx", cfg.opset)
-        write_onnx(sm_tmp, cfg, onnx_tmp)
+        write_onnx(sm_tmp, network.signature, int(cfg.opset), onnx_tmp)
         signatures = {
-            "savedmodel": artifacts.savedmodel_signature(sm_tmp, str(cfg.network.signature)),
+            "savedmodel": artifacts.savedmodel_signature(sm_tmp, network.signature),
             "onnx": artifacts.onnx_signature(onnx_tmp),
         }
         for fmt, signature in signatures.items():
             problems = artifacts.mismatches(inputs, outputs, 1, signature)
             if problems:
-                raise ArtifactError(f"exported {fmt} does not match network {cfg.network.name!r}: {'; '.join(problems)}")
-        diffs = verify(model, sm_tmp, onnx_tmp, cfg, digits)
+                raise ArtifactError(f"exported {fmt} does not match network {network.name!r}: {'; '.join(problems)}")
+        diffs = verify(model, sm_tmp, onnx_tmp, network, digits)
         limit = float(cfg.verify.max_abs_diff)
         for fmt, diff in diffs.items():
             log.info("%s vs Keras on %d test digits: max abs diff %.3g (limit %.1g)", fmt, len(digits), diff, limit)
             if diff > limit:
                 raise ArtifactError(f"{fmt} export differs from Keras by {diff:.3g} > {limit:g}; nothing was written")
     report = {
-        "network": str(cfg.network.name),
+        "network": network.name,
         "verify_digits": len(digits),
         "max_abs_diff": diffs,
         "opset": int(cfg.opset),
-        "signature": str(cfg.network.signature),
+        "signature": network.signature,
         "artifacts": {fmt: str(path) for fmt, path in targets.items()},
     }
-    write_json(Path(cfg.paths.export_reports) / f"{cfg.network.name}.json", report)
+    write_json(Path(cfg.paths.export_reports) / f"{network.name}.json", report)
     return report
 
 

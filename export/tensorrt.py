@@ -95,7 +95,7 @@ def run(cfg: Any) -> dict[str, Any]:
     spec = _spec(cfg)
     if str(cfg.builder) not in BUILDERS:
         raise ConfigError(f"builder must be one of {', '.join(BUILDERS)}, got {cfg.builder!r}")
-    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    settings = tensorrt_plan.build_settings(spec)
     gpu = gpu_host.local_gpu()
     if gpu is None:
         raise HostError(

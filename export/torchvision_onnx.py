@@ -15,17 +15,17 @@ import numpy as np
 from pipelines import artifacts, parity_inputs, torch_models
 from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError
-from pipelines.spec import network_tensors, require_reference
+from pipelines.errors import ArtifactError, ConfigError
+from pipelines.spec import NetworkSpec, network_spec
 
 log = logging.getLogger(__name__)
 
 
-def export_onnx(model: Any, cfg: Any, target: Path, example: np.ndarray) -> None:
+def export_onnx(model: Any, network: NetworkSpec, opset: int, target: Path, example: np.ndarray) -> None:
     import onnx
     import torch
 
-    inputs, outputs = network_tensors(cfg.network)
+    inputs, outputs = network.inputs, network.outputs
     names = [t.name for t in (*inputs, *outputs)]
     torch.onnx.export(
         model,
@@ -34,7 +34,7 @@ def export_onnx(model: Any, cfg: Any, target: Path, example: np.ndarray) -> None
         input_names=[t.name for t in inputs],
         output_names=[t.name for t in outputs],
         dynamic_axes={name: {0: "batch"} for name in names},
-        opset_version=int(cfg.opset),
+        opset_version=opset,
         dynamo=False,  # the TorchScript exporter: 7x faster here and what Triton's examples use
     )
     onnx.checker.check_model(str(target), full_check=True)
@@ -43,20 +43,22 @@ def export_onnx(model: Any, cfg: Any, target: Path, example: np.ndarray) -> None
 def run(cfg: Any) -> dict[str, Any]:
     import torch
 
-    require_reference(cfg.network, "torch", "export.torchvision_onnx")
-    inputs, outputs = network_tensors(cfg.network)
-    name = str(cfg.network.name)
+    network = network_spec(cfg.network)
+    network.require_reference("torch", "export.torchvision_onnx")
+    inputs, outputs = network.inputs, network.outputs
+    name = network.name
     weights = None if cfg.weights is None else str(cfg.weights)
-    log.info("building %s (%s)", cfg.network.arch, weights or f"seeded random init, seed {cfg.seed}")
-    model = torch_models.build(cfg.network, weights, int(cfg.seed))
-    example = parity_inputs.imagenet_like(
-        inputs[0], int(cfg.verify.batch_size), list(cfg.network.preprocessing.mean), list(cfg.network.preprocessing.std)
-    )
-    paths = cfg.network.artifacts
-    with atomic_path(paths.onnx) as onnx_tmp, atomic_path(paths.state_dict) as sd_tmp, \
-            atomic_path(cfg.network.labels_file) as labels_tmp:
+    log.info("building %s (%s)", network.arch, weights or f"seeded random init, seed {cfg.seed}")
+    model = torch_models.build(network, weights, int(cfg.seed))
+    pre = network.require_preprocessing("the export check")
+    example = parity_inputs.imagenet_like(inputs[0], int(cfg.verify.batch_size), list(pre.mean), list(pre.std))
+    onnx_path, state_dict_path = network.artifact("onnx"), network.artifact("state_dict")
+    if network.labels_file is None:
+        raise ConfigError(f"network {name!r} declares no labels_file")
+    with atomic_path(onnx_path) as onnx_tmp, atomic_path(state_dict_path) as sd_tmp, \
+            atomic_path(network.labels_file) as labels_tmp:
         log.info("exporting ONNX (opset %s, dynamic batch)", cfg.opset)
-        export_onnx(model, cfg, onnx_tmp, example)
+        export_onnx(model, network, int(cfg.opset), onnx_tmp, example)
         problems = artifacts.mismatches(inputs, outputs, 1, artifacts.onnx_signature(onnx_tmp))
         if problems:
             raise ArtifactError(f"exported ONNX does not match network {name!r}: {'; '.join(problems)}")
@@ -72,17 +74,17 @@ def run(cfg: Any) -> dict[str, Any]:
         if diff > limit:
             raise ArtifactError(f"ONNX export differs from PyTorch by {diff:.3g} > {limit:g}; nothing was written")
         torch.save(model.state_dict(), str(sd_tmp))
-        labels = torch_models.labels(cfg.network)
+        labels = torch_models.labels(network)
         labels_tmp.write_text("\n".join(labels) + "\n")
     report = {
         "network": name,
-        "arch": str(cfg.network.arch),
+        "arch": network.arch,
         "weights": weights or f"random(seed={cfg.seed})",
         "opset": int(cfg.opset),
         "verify_batch_size": len(example),
         "max_abs_diff": {"onnx": diff},
         "labels": len(labels),
-        "artifacts": {"onnx": str(paths.onnx), "state_dict": str(paths.state_dict), "labels": str(cfg.network.labels_file)},
+        "artifacts": {"onnx": str(onnx_path), "state_dict": str(state_dict_path), "labels": str(network.labels_file)},
     }
     write_json(Path(cfg.paths.export_reports) / f"{name}.json", report)
     return report

@@ -84,7 +84,7 @@ def read_signature(spec: ModelSpec) -> ArtifactSignature:
     if spec.format == "onnx":
         return onnx_signature(spec.artifact)
     if spec.format == "savedmodel":
-        return savedmodel_signature(spec.artifact, spec.signature)
+        return savedmodel_signature(spec.artifact, spec.network.signature)
     raise ArtifactError(f"model {spec.name!r}: no signature reader for format {spec.format!r}")
 
 

@@ -15,7 +15,7 @@ import dataclasses
 from typing import Mapping
 
 from pipelines.errors import ConfigError
-from pipelines.spec import ModelSpec, TensorSpec
+from pipelines.spec import ModelSpec, ParitySettings, TensorSpec
 
 PREPROCESS, POSTPROCESS = "_preprocess", "_postprocess"
 
@@ -43,20 +43,11 @@ class Parts:
         return next(t for t in self.ensemble.outputs if t.dtype == "BYTES")
 
 
-def classifier_name(spec: ModelSpec) -> str:
-    name = spec.ensemble.get("classifier")
-    if not name:
-        raise ConfigError(f"ensemble {spec.name!r}: ensemble.classifier (a served model) is required")
-    return str(name)
-
-
-def top_k(spec: ModelSpec) -> int:
-    return int(spec.ensemble.get("top_k", 5))
-
-
 def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     """Derive the pre/post-processing specs; the classifier must be served in the same repository."""
-    name = classifier_name(spec)
+    if spec.ensemble is None:
+        raise ConfigError(f"model {spec.name!r} is not an ensemble")
+    name = spec.ensemble.classifier
     if name not in served:
         raise ConfigError(f"ensemble {spec.name!r} calls {name!r}, which this catalog does not serve")
     classifier = served[name]
@@ -68,7 +59,7 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     if kinds != [False, True]:
         raise ConfigError(f"ensemble {spec.name!r}: outputs must be one score tensor and one BYTES label tensor")
     (cls_in,), (cls_out,) = classifier.inputs, classifier.outputs
-    k = top_k(spec)
+    k = spec.ensemble.top_k
     if any(t.dims != (k,) for t in spec.outputs):
         raise ConfigError(f"ensemble {spec.name!r}: outputs must have dims [{k}] (top_k)")
     if not cls_out.labels or classifier.labels_file is None:
@@ -76,10 +67,10 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     if spec.max_batch_size > classifier.max_batch_size:
         raise ConfigError(f"ensemble {spec.name!r}: max_batch_size {spec.max_batch_size} exceeds "
                           f"{name!r}'s {classifier.max_batch_size}")
-    common = dict(max_batch_size=spec.max_batch_size, dynamic_batching={}, instance_count=1, parity={},
-                  format="python", ensemble={}, tensorrt={}, extra_config="")
+    common = dict(max_batch_size=spec.max_batch_size, dynamic_batching=None, instance_count=1,
+                  parity=ParitySettings(), format="python", ensemble=None, tensorrt=None, extra_config="")
     pre = dataclasses.replace(spec, name=spec.name + PREPROCESS, inputs=spec.inputs,
                               outputs=(dataclasses.replace(cls_in, labels=False),), **common)
     post = dataclasses.replace(spec, name=spec.name + POSTPROCESS, inputs=(dataclasses.replace(cls_out, labels=False),),
-                               outputs=spec.outputs, labels_file=classifier.labels_file, **common)
+                               outputs=spec.outputs, network=classifier.network, **common)
     return Parts(spec, pre, classifier, post)

@@ -64,12 +64,12 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     """
     settings = spec.parity
     max_batch = max(spec.max_batch_size, 1)
-    batch_sizes = sorted({int(b) for b in settings.get("batch_sizes", [1])} | {max_batch})
+    batch_sizes = sorted(set(settings.batch_sizes) | {max_batch})
     batch_sizes = [b for b in batch_sizes if 1 <= b <= max_batch]
-    burst = int(settings.get("concurrent_requests", 0))
-    count = max(int(settings.get("samples", max_batch)), max(batch_sizes), burst)
+    burst = settings.concurrent_requests
+    count = max(settings.samples or max_batch, max(batch_sizes), burst)
     (tensor,) = spec.inputs  # our networks have one input; several need a multi-input sampler
-    sampled = parity_inputs.for_network(spec.network_cfg, tensor, count, data_path, settings.get("inputs"))
+    sampled = parity_inputs.for_network(spec.network, tensor, count, data_path, settings.inputs)
     if len(sampled.samples) < max(batch_sizes):
         raise DataError(f"{spec.name}: only {len(sampled.samples)} input samples for batch size {max(batch_sizes)}")
     samples = {tensor.name: sampled.samples}
@@ -168,7 +168,7 @@ def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, 
     """The ensemble's server-side pre-processing step against the client-side one, on the same image bytes."""
     parts = prepared.parts
     assert parts is not None
-    settings = parts.ensemble.network_cfg["preprocessing"]
+    settings = parts.ensemble.network.require_preprocessing("the ensemble's pre-processing check").settings()
     images_in = _case(prepared, "all_samples").inputs[parts.image.name]
     expected = np.stack([images.preprocess(item, settings) for item in images_in.reshape(-1)])
     (out,) = parts.preprocess.outputs
@@ -237,7 +237,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> d
         ]
     return {
         "model": spec.name,
-        "network": spec.network,
+        "network": spec.network.name,
         "format": spec.format,
         "precision": spec.precision,
         "reference": spec.reference,

@@ -8,13 +8,13 @@ normalised with the network's own ImageNet statistics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from pipelines import data
 from pipelines.errors import ConfigError
-from pipelines.spec import TensorSpec
+from pipelines.spec import NetworkSpec, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,16 @@ def sample_images(count: int) -> np.ndarray:
     return np.array(encoded, dtype=np.object_).reshape(count, 1)
 
 
-def for_network(network: Mapping[str, Any], tensor: TensorSpec, count: int, data_path: str,
+def for_network(network: NetworkSpec, tensor: TensorSpec, count: int, data_path: str,
                 kind: str | None = None) -> ParityInputs:
     """The configured kind of inputs (`kind`, else `network.parity_inputs`), `count` samples."""
-    kind = kind or network.get("parity_inputs")
+    kind = kind or network.parity_inputs
     if kind == "sample_images":
         return ParityInputs(sample_images(count))
     if kind == "mnist_test":
         mnist = data.load(data_path)
         return ParityInputs(data.to_model_input(mnist.x_test[:count]), mnist.y_test[:count])
     if kind == "imagenet_like":
-        pre = network["preprocessing"]
-        return ParityInputs(imagenet_like(tensor, count, list(pre["mean"]), list(pre["std"])))
-    raise ConfigError(f"network {network.get('name')!r}: unknown parity_inputs {kind!r}")
+        pre = network.require_preprocessing("image-like parity inputs")
+        return ParityInputs(imagenet_like(tensor, count, list(pre.mean), list(pre.std)))
+    raise ConfigError(f"network {network.name!r}: unknown parity_inputs {kind!r}")

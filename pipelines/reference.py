@@ -13,8 +13,8 @@ from pipelines.spec import ModelSpec
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def _keras(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
-    model = keras_models.load(network["artifacts"]["keras"])
+def _keras(spec: ModelSpec) -> Runner:
+    model = keras_models.load(spec.network.artifact("keras"))
     (inp,) = spec.inputs
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -26,12 +26,12 @@ def _keras(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
     return run
 
 
-def _torch(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
+def _torch(spec: ModelSpec) -> Runner:
     import torch
 
     from pipelines import torch_models
 
-    model = torch_models.build(network, str(network["artifacts"]["state_dict"]))
+    model = torch_models.build(spec.network, str(spec.network.artifact("state_dict")))
     (inp,) = spec.inputs
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -44,13 +44,13 @@ def _torch(spec: ModelSpec, network: Mapping[str, Any]) -> Runner:
 
 def load_ensemble(parts: Any) -> Runner:
     """The client-side pipeline an ensemble must reproduce: Pillow pre-processing, the framework, softmax, top-k."""
-    from pipelines import ensemble, images
+    from pipelines import images
 
     classify = load(parts.classifier)
-    settings = parts.ensemble.network_cfg["preprocessing"]
+    settings = parts.ensemble.network.require_preprocessing("the ensemble's reference").settings()
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
     labels = np.array([l.encode() for l in parts.classifier.labels_file.read_text().splitlines()], dtype=np.object_)
-    k = ensemble.top_k(parts.ensemble)
+    k = parts.ensemble.ensemble.top_k
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = np.stack([
@@ -67,4 +67,4 @@ def load(spec: ModelSpec) -> Runner:
     loaders = {"keras": _keras, "torch": _torch}
     if spec.reference not in loaders:
         raise ConfigError(f"model {spec.name!r}: no reference runner for {spec.reference!r}")
-    return loaders[spec.reference](spec, spec.network_cfg)
+    return loaders[spec.reference](spec)

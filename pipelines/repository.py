@@ -110,9 +110,9 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
 def step_settings(parts_: ensemble.Parts, role: str) -> dict[str, object]:
     """What a step's code needs beyond its tensors: the image transform, or k and the labels file."""
     if role == "preprocess":
-        pre = parts_.ensemble.network_cfg["preprocessing"]
-        return {"resize": pre["resize"], "crop": pre["crop"], "mean": list(pre["mean"]), "std": list(pre["std"])}
-    return {"top_k": ensemble.top_k(parts_.ensemble), "labels": LABELS_FILENAME}  # the repository copies it beside model.py
+        return parts_.ensemble.network.require_preprocessing("the ensemble's pre-processing step").settings()
+    assert parts_.ensemble.ensemble is not None  # ensemble.parts checked it
+    return {"top_k": parts_.ensemble.ensemble.top_k, "labels": LABELS_FILENAME}  # the labels are copied beside it
 
 
 def _refuse_what_standins_cannot_honour(config: mc.ModelConfig) -> None:

@@ -1,8 +1,10 @@
 """The declarative model spec: the one place tensor names, dtypes, dims and tolerances come from.
 
-Export, repository assembly, the Triton client and the parity check all read a `ModelSpec`
-built from the composed Hydra config (`conf/network/*.yaml` for tensors, `conf/model/*.yaml`
-for how a variant is served), so a tensor name is never typed twice.
+Training and export read a `NetworkSpec` (`conf/network/*.yaml`: tensors, artifacts,
+pre-processing, what the output means); repository assembly, the Triton client, parity and the
+TensorRT build read a `ModelSpec` (`conf/model/*.yaml`: how a variant of a network is served and
+checked). Both are built and validated here, and no other module reads a YAML key of theirs, so a
+tensor name or setting is never typed twice.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ TRITON_TO_NUMPY: dict[str, np.dtype] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(np.object_),  # Triton's TYPE_STRING: encoded images, label strings
 }
-FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble")
+FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble", "python")  # python: an ensemble's own steps
 LAYOUTS = ("NCHW", "NHWC")  # Triton's input `format`: how image clients lay out pixels
 PRECISIONS = ("fp32", "fp16")
 REFERENCES = ("keras", "torch")
+SCORES = ("logits", "probabilities")  # what a classifier's output holds
+PARITY_INPUTS = ("mnist_test", "imagenet_like", "sample_images")  # pipelines/parity_inputs.py
+HARDWARE_LEVELS = ("none", "ampere_plus")  # TensorRT hardware compatibility
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,6 @@ class TensorSpec:
         """FP16/BF16 cannot travel as JSON in the KServe v2 protocol, nor can arbitrary (non-UTF-8) bytes."""
         return self.dtype not in ("FP16", "BF16", "BYTES")
 
-    def batched_shape(self, batch: int) -> tuple[int, ...]:
-        return (batch, *self.dims)
-
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -71,12 +73,93 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """A served model: the network's tensors plus how this variant is exported and served."""
+class Preprocessing:
+    """torchvision's ImageNet evaluation transform: shorter side to `resize`, centre crop, normalise."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def settings(self) -> dict[str, Any]:
+        """Plain values for `images.preprocess`, on the client and in the ensemble's step (as JSON)."""
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A trained network: its tensors, artifacts by kind (keras, savedmodel, onnx, state_dict) and semantics."""
 
     name: str
-    network: str
-    reference: str
+    reference: str  # the framework that parity compares against: keras | torch
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    artifacts: Mapping[str, Path]
+    signature: str = "serving_default"  # the SavedModel signature export writes and Triton serves
+    scores: str = "logits"  # logits | probabilities (already a softmax)
+    parity_inputs: str = "imagenet_like"
+    preprocessing: Preprocessing | None = None
+    labels_file: Path | None = None
+    arch: str | None = None  # torchvision architecture
+    labels_from: str | None = None  # torchvision weight enum whose metadata names the classes
+
+    def artifact(self, kind: str) -> Path:
+        if kind not in self.artifacts:
+            raise ConfigError(f"network {self.name!r} declares no {kind!r} artifact")
+        return self.artifacts[kind]
+
+    def require_reference(self, reference: str, command: str) -> None:
+        """Stages are framework-specific: refuse a network of another framework with a pointer to the right one."""
+        if self.reference != reference:
+            raise ConfigError(f"{command} handles {reference} networks; network {self.name!r} is a "
+                              f"{self.reference} network")
+
+    def require_preprocessing(self, what: str) -> Preprocessing:
+        if self.preprocessing is None:
+            raise ConfigError(f"network {self.name!r} declares no preprocessing, which {what} needs")
+        return self.preprocessing
+
+
+@dataclass(frozen=True)
+class DynamicBatching:
+    preferred_batch_size: tuple[int, ...] = ()
+    max_queue_delay_microseconds: int = 0
+
+
+@dataclass(frozen=True)
+class ParitySettings:
+    """What parity sends: batch sizes (max_batch_size is always added), samples, a concurrent burst."""
+
+    batch_sizes: tuple[int, ...] = (1,)
+    samples: int | None = None  # None: max_batch_size
+    concurrent_requests: int = 0
+    inputs: str | None = None  # another kind than the network's parity_inputs
+
+
+@dataclass(frozen=True)
+class TensorRTSettings:
+    """How a TensorRT model's engine is built from its network's artifact."""
+
+    source: str = "onnx"
+    min_batch: int = 1
+    opt_batch: int | None = None  # None: half of max_batch_size
+    workspace_mib: int = 2048
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    classifier: str  # a served model of the same catalog
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A served model: a network, and how this variant is exported, served and checked."""
+
+    name: str
+    network: NetworkSpec
     format: str
     precision: str
     artifact: Path
@@ -84,25 +167,24 @@ class ModelSpec:
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
     tolerance: Tolerance
-    labels_file: Path | None = None
-    signature: str = "serving_default"
-    dynamic_batching: Mapping[str, Any] = field(default_factory=dict)
+    dynamic_batching: DynamicBatching | None = None
     instance_count: int = 1
-    parity: Mapping[str, Any] = field(default_factory=dict)
-    network_cfg: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the resolved conf/network entry
-    tensorrt: Mapping[str, Any] = field(default_factory=dict)  # build settings of a TensorRT model
-    ensemble: Mapping[str, Any] = field(default_factory=dict)  # classifier and top_k of an ensemble
-    extra_config: str = ""  # config.pbtxt fields merged into the generated config (checked by protobuf)
+    parity: ParitySettings = field(default_factory=ParitySettings)
+    tensorrt: TensorRTSettings | None = None
+    ensemble: EnsembleSettings | None = None
+    extra_config: str = ""  # config.pbtxt fields added to the generated config (checked by protobuf)
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:
         return self.inputs + self.outputs
 
-    def input(self, name: str) -> TensorSpec:
-        for tensor in self.inputs:
-            if tensor.name == name:
-                return tensor
-        raise ConfigError(f"model {self.name!r} has no input {name!r}")
+    @property
+    def reference(self) -> str:
+        return self.network.reference
+
+    @property
+    def labels_file(self) -> Path | None:
+        return self.network.labels_file
 
 
 def _tensors(items: Any, where: str) -> tuple[TensorSpec, ...]:
@@ -127,24 +209,9 @@ def _tensors(items: Any, where: str) -> tuple[TensorSpec, ...]:
     return tuple(tensors)
 
 
-def network_tensors(network: Mapping[str, Any]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Inputs and outputs of a network config (`conf/network/*.yaml`)."""
-    where = f"network {network.get('name', '?')!r}"
-    return _tensors(network.get("inputs"), where), _tensors(network.get("outputs"), where)
-
-
-def require_reference(network: Mapping[str, Any], reference: str, command: str) -> None:
-    """Stages are framework-specific: refuse a network of another framework with a pointer to the right one."""
-    if network.get("reference") != reference:
-        raise ConfigError(
-            f"{command} handles {reference} networks; network {network.get('name')!r} is a "
-            f"{network.get('reference')} network"
-        )
-
-
-def _choice(value: Any, allowed: tuple[str, ...], what: str, model: str) -> str:
+def _choice(value: Any, allowed: tuple[str, ...], what: str, where: str) -> str:
     if value not in allowed:
-        raise ConfigError(f"model {model!r}: {what} must be one of {', '.join(allowed)}, got {value!r}")
+        raise ConfigError(f"{where}: {what} must be one of {', '.join(allowed)}, got {value!r}")
     return str(value)
 
 
@@ -157,65 +224,100 @@ def plain(cfg: Any) -> Any:
     return cfg
 
 
-def _artifact(cfg: Mapping[str, Any], network: Mapping[str, Any], fmt: str, model: str) -> Path:
-    """The model's own `artifact` (TensorRT plans are per served model), else the network's for its format."""
-    if fmt == "ensemble":
-        return Path()  # an ensemble has no artifact of its own: its steps do
-    path = cfg.get("artifact") or (network.get("artifacts") or {}).get(fmt)
-    if not path:
-        raise ConfigError(f"model {model!r}: network {network['name']!r} declares no {fmt!r} artifact")
-    return Path(str(path))
+def _validated(what: str, build: Any, cfg: Any) -> Any:
+    """Run a builder on a plain copy; a missing key or a value of the wrong type is a one-line ConfigError."""
+    try:
+        return build(plain(cfg))
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ConfigError(f"{what}: invalid config ({detail})") from exc
+
+
+def network_spec(cfg: Mapping[str, Any]) -> NetworkSpec:
+    """Build and validate a network's spec from its composed config (`conf/network/<name>.yaml`)."""
+    return _validated(f"network {plain(cfg).get('name', '?')!r}", _network_spec, cfg)
+
+
+def _network_spec(cfg: dict[str, Any]) -> NetworkSpec:
+    where = f"network {cfg['name']!r}"
+    pre = cfg.get("preprocessing")
+    labels = cfg.get("labels_file")
+    return NetworkSpec(
+        name=str(cfg["name"]),
+        reference=_choice(cfg["reference"], REFERENCES, "reference", where),
+        inputs=_tensors(cfg.get("inputs"), where),
+        outputs=_tensors(cfg.get("outputs"), where),
+        artifacts={str(k): Path(str(v)) for k, v in (cfg.get("artifacts") or {}).items()},
+        signature=str(cfg.get("signature", "serving_default")),
+        scores=_choice(cfg.get("scores", "logits"), SCORES, "scores", where),
+        parity_inputs=_choice(cfg.get("parity_inputs", "imagenet_like"), PARITY_INPUTS, "parity_inputs", where),
+        preprocessing=None if pre is None else Preprocessing(
+            int(pre["resize"]), int(pre["crop"]), tuple(float(m) for m in pre["mean"]),
+            tuple(float(s) for s in pre["std"])),
+        labels_file=Path(str(labels)) if labels else None,
+        arch=str(cfg["arch"]) if cfg.get("arch") else None,
+        labels_from=str(cfg["labels_from"]) if cfg.get("labels_from") else None,
+    )
 
 
 def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
     """Build and validate the spec of served model `name` from its composed config (`conf/model/<name>.yaml`)."""
-    try:
-        return _model_spec(name, plain(cfg))
-    except (KeyError, TypeError, ValueError) as exc:  # a missing key or a value of the wrong type
-        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ConfigError(f"model {name!r}: invalid config ({what})") from exc
+    return _validated(f"model {name!r}", lambda plain_cfg: _model_spec(name, plain_cfg), cfg)
 
 
 def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
+    where = f"model {name!r}"
     if cfg.get("name", name) != name:
-        raise ConfigError(f"model {name!r}: its config names it {cfg['name']!r}; the two must agree")
-    network = cfg["network"]
-    inputs, outputs = network_tensors(network)
+        raise ConfigError(f"{where}: its config names it {cfg['name']!r}; the two must agree")
+    network = _network_spec(cfg["network"])
+    inputs, outputs = network.inputs, network.outputs
     if cfg.get("inputs") or cfg.get("outputs"):  # a model with its own interface (an ensemble)
-        inputs, outputs = network_tensors({"name": name, "inputs": cfg.get("inputs"), "outputs": cfg.get("outputs")})
+        inputs, outputs = _tensors(cfg.get("inputs"), where), _tensors(cfg.get("outputs"), where)
+    fmt = _choice(cfg["format"], FORMATS, "format", where)
     max_batch_size = int(cfg["max_batch_size"])
     if max_batch_size < 0:
-        raise ConfigError(f"model {name!r}: max_batch_size must be >= 0, got {max_batch_size}")
+        raise ConfigError(f"{where}: max_batch_size must be >= 0, got {max_batch_size}")
     instance_count = int(cfg.get("instance_count", 1))
     if instance_count < 1:
-        raise ConfigError(f"model {name!r}: instance_count must be >= 1, got {instance_count}")
-    tol = cfg["tolerance"]
-    labels = network.get("labels_file")
+        raise ConfigError(f"{where}: instance_count must be >= 1, got {instance_count}")
+    tol, batching, parity = cfg["tolerance"], cfg.get("dynamic_batching"), cfg.get("parity") or {}
+    trt, ens = cfg.get("tensorrt"), cfg.get("ensemble")
+    if fmt == "tensorrt" and not trt:
+        raise ConfigError(f"{where}: a TensorRT model needs its `tensorrt:` build settings")
+    if fmt == "ensemble" and not (ens and ens.get("classifier")):
+        raise ConfigError(f"{where}: ensemble.classifier (a served model) is required")
+    samples = parity.get("samples")
     return ModelSpec(
         name=name,
-        network=str(network["name"]),
-        reference=_choice(network["reference"], REFERENCES, "network.reference", name),
-        format=_choice(cfg["format"], FORMATS, "format", name),
-        precision=_choice(cfg["precision"], PRECISIONS, "precision", name),
-        artifact=_artifact(cfg, network, cfg["format"], name),
+        network=network,
+        format=fmt,
+        precision=_choice(cfg["precision"], PRECISIONS, "precision", where),
+        artifact=Path() if fmt == "ensemble" else (  # an ensemble's steps have the artifacts
+            Path(str(cfg["artifact"])) if cfg.get("artifact") else network.artifact(fmt)),
         inputs=inputs,
         outputs=outputs,
         max_batch_size=max_batch_size,
-        tolerance=Tolerance(
-            atol=float(tol["atol"]),
-            rtol=float(tol["rtol"]),
-            min_cosine=float(tol["min_cosine"]),
-            min_top1_agreement=float(tol["min_top1_agreement"]),
-            min_top5_agreement=float(tol["min_top5_agreement"]),
-        ),
-        labels_file=Path(str(labels)) if labels else None,
-        signature=str(network.get("signature", "serving_default")),
-        dynamic_batching=dict(cfg.get("dynamic_batching") or {}),
+        tolerance=Tolerance(float(tol["atol"]), float(tol["rtol"]), float(tol["min_cosine"]),
+                            float(tol["min_top1_agreement"]), float(tol["min_top5_agreement"])),
+        dynamic_batching=None if not batching else DynamicBatching(
+            tuple(int(b) for b in batching.get("preferred_batch_size", [])),
+            int(batching.get("max_queue_delay_microseconds", 0))),
         instance_count=instance_count,
-        parity=dict(cfg.get("parity") or {}),
-        network_cfg=network,
-        tensorrt=dict(cfg.get("tensorrt") or {}),
-        ensemble=dict(cfg.get("ensemble") or {}),
+        parity=ParitySettings(
+            batch_sizes=tuple(int(b) for b in parity.get("batch_sizes", [1])),
+            samples=None if samples is None else int(samples),
+            concurrent_requests=int(parity.get("concurrent_requests", 0)),
+            inputs=None if parity.get("inputs") is None else _choice(parity["inputs"], PARITY_INPUTS,
+                                                                      "parity.inputs", where)),
+        tensorrt=None if not trt else TensorRTSettings(
+            source=str(trt.get("source", "onnx")),
+            min_batch=int(trt.get("min_batch", 1)),
+            opt_batch=None if trt.get("opt_batch") is None else int(trt["opt_batch"]),
+            workspace_mib=int(trt.get("workspace_mib", 2048)),
+            version_compatible=bool(trt.get("version_compatible", False)),
+            hardware_compatibility=_choice(str(trt.get("hardware_compatibility", "none")), HARDWARE_LEVELS,
+                                           "tensorrt.hardware_compatibility", where)),
+        ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), int(ens.get("top_k", 5))),
         extra_config=str(cfg.get("extra_config") or ""),
     )
 

@@ -76,27 +76,20 @@ def profiles(spec: ModelSpec, min_batch: int, opt_batch: int | None) -> tuple[Pr
     )
 
 
-def build_settings(spec: ModelSpec, trt: Mapping[str, Any]) -> BuildSettings:
-    if spec.format != "tensorrt":
+def build_settings(spec: ModelSpec) -> BuildSettings:
+    """The build of a TensorRT model, from its spec's `tensorrt` settings and its network's source artifact."""
+    trt = spec.tensorrt
+    if spec.format != "tensorrt" or trt is None:
         raise ConfigError(f"model {spec.name!r} is {spec.format}, not a TensorRT model")
-    level = str(trt.get("hardware_compatibility", "none"))
-    if level not in HARDWARE_LEVELS:
-        raise ConfigError(f"tensorrt.hardware_compatibility must be one of {', '.join(HARDWARE_LEVELS)}, got {level!r}")
-    workspace = int(trt.get("workspace_mib", 2048))
-    if workspace < 16:
-        raise ConfigError(f"tensorrt.workspace_mib must be >= 16, got {workspace}")
-    source = str(trt.get("source", "onnx"))
-    onnx = (spec.network_cfg.get("artifacts") or {}).get(source)
-    if not onnx:
-        raise ConfigError(f"model {spec.name!r}: network {spec.network!r} has no {source!r} artifact to build from")
-    opt = trt.get("opt_batch")
+    if trt.workspace_mib < 16:
+        raise ConfigError(f"tensorrt.workspace_mib must be >= 16, got {trt.workspace_mib}")
     return BuildSettings(
-        onnx=Path(str(onnx)),
+        onnx=spec.network.artifact(trt.source),
         precision=spec.precision,
-        profiles=profiles(spec, int(trt.get("min_batch", 1)), None if opt is None else int(opt)),
-        workspace_bytes=workspace * MIB,
-        version_compatible=bool(trt.get("version_compatible", False)),
-        hardware_compatibility=level,
+        profiles=profiles(spec, trt.min_batch, trt.opt_batch),
+        workspace_bytes=trt.workspace_mib * MIB,
+        version_compatible=trt.version_compatible,
+        hardware_compatibility=trt.hardware_compatibility,
     )
 
 

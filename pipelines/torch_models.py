@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pipelines.errors import ArtifactError, ConfigError
+from pipelines.spec import NetworkSpec
 from pipelines.torchvision_compat import import_torchvision
 
 
-def build(network: Mapping[str, Any], weights: str | None = None, seed: int = 0) -> Any:
+def build(network: NetworkSpec, weights: str | None = None, seed: int = 0) -> Any:
     """An eval-mode model: seeded random init (`weights=None`), a torchvision weight name, or a state-dict path."""
     import torch
 
     tv = import_torchvision()
-    arch = str(network["arch"])
+    arch = network.arch
+    if arch is None:
+        raise ConfigError(f"network {network.name!r} names no torchvision `arch`")
     try:
         builder_weights = tv.models.get_model_weights(arch)
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"network {network['name']!r}: unknown torchvision model {arch!r}") from exc
+        raise ConfigError(f"network {network.name!r}: unknown torchvision model {arch!r}") from exc
     if weights is None:
         torch.manual_seed(seed)
         return calibrate_batchnorm(tv.models.get_model(arch, weights=None), network)
@@ -43,7 +46,7 @@ def build(network: Mapping[str, Any], weights: str | None = None, seed: int = 0)
         ) from exc
 
 
-def calibrate_batchnorm(model: Any, network: Mapping[str, Any], images: int = 16) -> Any:
+def calibrate_batchnorm(model: Any, network: NetworkSpec, images: int = 16) -> Any:
     """Give a randomly initialised net the BatchNorm statistics of image-like inputs, then eval mode.
 
     Fresh BatchNorm layers assume unit-variance activations; without calibration a random
@@ -53,11 +56,10 @@ def calibrate_batchnorm(model: Any, network: Mapping[str, Any], images: int = 16
     import torch
 
     from pipelines.parity_inputs import imagenet_like
-    from pipelines.spec import network_tensors
 
-    (tensor,), _ = network_tensors(network)
-    pre = network["preprocessing"]
-    batch = torch.from_numpy(imagenet_like(tensor, images, list(pre["mean"]), list(pre["std"]), seed=12345))
+    (tensor,) = network.inputs
+    pre = network.require_preprocessing("BatchNorm calibration")
+    batch = torch.from_numpy(imagenet_like(tensor, images, list(pre.mean), list(pre.std), seed=12345))
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
@@ -79,8 +81,8 @@ def load_state_dict(path: str | Path) -> dict:
         raise ArtifactError(f"{path}: not a loadable state dict ({exc})") from exc
 
 
-def labels(network: Mapping[str, Any]) -> list[str]:
+def labels(network: NetworkSpec) -> list[str]:
     """Category names from the weight enum's metadata, which torchvision ships offline."""
     tv = import_torchvision()
-    enum = tv.models.get_model_weights(str(network["arch"]))
-    return list(enum[str(network["labels_from"])].meta["categories"])
+    enum = tv.models.get_model_weights(str(network.arch))
+    return list(enum[str(network.labels_from)].meta["categories"])

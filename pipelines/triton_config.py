@@ -71,7 +71,7 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
     config = mc.ModelConfig(name=spec.name, platform=PLATFORMS[spec.format], max_batch_size=spec.max_batch_size,
                             default_model_filename=artifact_filename(spec))
     if spec.format == "savedmodel":
-        config.parameters["TF_SIGNATURE_DEF"].string_value = spec.signature
+        config.parameters["TF_SIGNATURE_DEF"].string_value = spec.network.signature
     if spec.format == "tensorrt":
         instance_kind = "KIND_GPU"  # an engine runs on the GPU it was built for
         if cc_plans:
@@ -79,14 +79,13 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
             if len(cc_plans) > 1:
                 config.cc_model_filenames.update(dict(cc_plans))
     _io(config, spec)
-    if spec.max_batch_size > 0 and spec.dynamic_batching:
-        batching = spec.dynamic_batching
-        preferred = [int(b) for b in batching.get("preferred_batch_size", [])]
-        too_big = [b for b in preferred if b > spec.max_batch_size or b < 1]
+    batching = spec.dynamic_batching
+    if spec.max_batch_size > 0 and batching is not None:
+        too_big = [b for b in batching.preferred_batch_size if b > spec.max_batch_size or b < 1]
         if too_big:
             raise ConfigError(f"model {spec.name!r}: preferred_batch_size {too_big} outside 1..{spec.max_batch_size}")
-        config.dynamic_batching.preferred_batch_size.extend(preferred)
-        config.dynamic_batching.max_queue_delay_microseconds = int(batching.get("max_queue_delay_microseconds", 0))
+        config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_size)
+        config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_microseconds
     config.instance_group.add(count=spec.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(instance_kind))
     return _with_extra(config, spec)
 

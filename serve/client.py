@@ -57,9 +57,9 @@ def _classify_ensemble(model: ServedModel, spec: ModelSpec, data: bytes, protoco
 def _input_tensor(spec: ModelSpec, data: bytes) -> np.ndarray:
     """Client-side pre-processing: ImageNet transform, or greyscale pixels for an MNIST-style HWC input."""
     (tensor,) = spec.inputs
-    pre = spec.network_cfg.get("preprocessing")
-    if pre:
-        return images.preprocess(data, pre)[None]
+    pre = spec.network.preprocessing
+    if pre is not None:
+        return images.preprocess(data, pre.settings())[None]
     height, width, channels = tensor.dims
     if channels != 1:
         raise ConfigError(f"model {spec.name!r}: no client-side pre-processing for input dims {list(tensor.dims)}")
@@ -72,7 +72,7 @@ def _classify_tensor(model: ServedModel, spec: ModelSpec, data: bytes, protocol:
     arrays = {tensor.name: _input_tensor(spec, data)}
     raw = model.infer(protocol, arrays)[output.name][0]
     # a network whose output is already a softmax says so (`scores: probabilities` in conf/network/)
-    probabilities = raw if spec.network_cfg.get("scores") == "probabilities" else images.softmax(raw)
+    probabilities = raw if spec.network.scores == "probabilities" else images.softmax(raw)
     if output.labels:  # labels from Triton itself: the classification extension
         picked = parse_classes(model.classify(protocol, arrays, output.name, k)[0])
         return [(label, float(probabilities[index])) for _, index, label in picked]

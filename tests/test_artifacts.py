@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 from pipelines import artifacts
 from pipelines.errors import ArtifactError
-from pipelines.spec import ModelSpec, TensorSpec, Tolerance
+from pipelines.spec import ModelSpec, NetworkSpec, TensorSpec, Tolerance
 
 
 def identity_onnx(path: Path, batch: str | int = "batch", elem: int = TensorProto.FLOAT) -> Path:
@@ -26,8 +26,9 @@ def identity_onnx(path: Path, batch: str | int = "batch", elem: int = TensorProt
 
 
 def spec_for(path: Path, **changes) -> ModelSpec:
+    network = NetworkSpec("identity", "torch", (TensorSpec("x", "FP32", (4,)),), (TensorSpec("y", "FP32", (4,)),), {})
     spec = ModelSpec(
-        name="identity", network="identity", reference="torch", format="onnx", precision="fp32", artifact=path,
+        name="identity", network=network, format="onnx", precision="fp32", artifact=path,
         inputs=(TensorSpec("x", "FP32", (4,)),), outputs=(TensorSpec("y", "FP32", (4,)),), max_batch_size=8,
         tolerance=Tolerance(1e-4, 1e-3, 0.9999, 1.0, 1.0),
     )

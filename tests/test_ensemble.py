@@ -10,7 +10,7 @@ import pytest
 from conftest import compose_config
 from pipelines import ensemble, repository, triton_config
 from pipelines.errors import ConfigError
-from pipelines.spec import served_specs
+from pipelines.spec import EnsembleSettings, served_specs
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def catalog():
 
 def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
     parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
-    classifier = catalog[parts.ensemble.ensemble["classifier"]]
+    classifier = catalog[parts.ensemble.ensemble.classifier]
     assert parts.classifier is classifier
     assert parts.preprocess.outputs[0].name == classifier.inputs[0].name
     assert parts.postprocess.inputs[0].name == classifier.outputs[0].name
@@ -59,7 +59,7 @@ def test_ensemble_needs_its_classifier_in_the_catalog(catalog) -> None:
 
 
 def test_top_k_must_match_output_dims(catalog) -> None:
-    spec = dataclasses.replace(catalog["resnet50_ensemble"], ensemble={"classifier": "resnet50_onnx", "top_k": 3})
+    spec = dataclasses.replace(catalog["resnet50_ensemble"], ensemble=EnsembleSettings("resnet50_onnx", top_k=3))
     with pytest.raises(ConfigError, match=r"dims \[3\]"):
         ensemble.parts(spec, catalog)
 

@@ -22,7 +22,8 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
     (image,) = spec.inputs
     assert image.name == mnist_cfg["network"]["inputs"][0]["name"]
     assert image.numpy_dtype == np.float32
-    assert image.batched_shape(3) == (3, 28, 28, 1)
+    assert image.dims == (28, 28, 1) and image.layout == "NHWC"
+    assert spec.network.scores == "probabilities" and spec.network.preprocessing is None
     assert spec.artifact.name == "model.onnx"
     assert spec.tolerance.atol == mnist_cfg["tolerance"]["atol"]
 
@@ -36,7 +37,10 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
         (("precision",), "int4", "precision must be one of"),
         (("max_batch_size",), -1, "max_batch_size"),
         (("instance_count",), 0, "instance_count"),
-        (("network", "reference"), "jax", "network.reference"),
+        (("network", "reference"), "jax", "network 'mnist': reference must be one of keras, torch"),
+        (("network", "scores"), "logprobs", "scores must be one of logits, probabilities"),
+        (("parity", "inputs"), "noise", "parity.inputs must be one of"),
+        (("parity", "samples"), "many", "invalid config"),
     ],
 )
 def test_invalid_values_are_config_errors(mnist_cfg: dict, path: tuple, value: object, message: str) -> None:

@@ -35,7 +35,7 @@ def recorded_io(spec) -> list[dict]:
 
 
 def write_plan(directory: Path, spec, cc: str = "8.0", **meta_changes) -> Path:
-    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    settings = tensorrt_plan.build_settings(spec)
     meta = tensorrt_plan.metadata(
         settings, tensorrt_version="10.4.0", cuda_version="12.6", gpu_name="NVIDIA A100", compute_capability=cc,
         io=recorded_io(spec), builder="python", onnx_sha256="0" * 64,
@@ -76,9 +76,9 @@ def test_unbatched_tensorrt_model_is_refused() -> None:
 
 
 def test_precision_and_compatibility_become_builder_flags() -> None:
-    fp32 = tensorrt_plan.build_settings(trt_spec("resnet50_trt"), trt_spec("resnet50_trt").tensorrt)
+    fp32 = tensorrt_plan.build_settings(trt_spec("resnet50_trt"))
     fp16_spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
-    fp16 = tensorrt_plan.build_settings(fp16_spec, fp16_spec.tensorrt)
+    fp16 = tensorrt_plan.build_settings(fp16_spec)
     assert fp32.flags == [] and fp16.flags == ["FP16", "VERSION_COMPATIBLE"]
     assert fp32.onnx == Path(compose_config("parity", ["model=resnet50_onnx"]).model.network.artifacts.onnx)
     assert fp32.workspace_bytes == 2048 << 20
@@ -86,12 +86,12 @@ def test_precision_and_compatibility_become_builder_flags() -> None:
 
 def test_bad_build_settings_are_config_errors() -> None:
     spec = trt_spec()
-    with pytest.raises(ConfigError, match="hardware_compatibility"):
-        tensorrt_plan.build_settings(spec, {**spec.tensorrt, "hardware_compatibility": "hopper"})
+    with pytest.raises(ConfigError, match="hardware_compatibility must be one of none, ampere_plus"):
+        trt_spec("mnist_trt", "model.tensorrt.hardware_compatibility=hopper")
     with pytest.raises(ConfigError, match="no 'keras_h5' artifact"):
-        tensorrt_plan.build_settings(spec, {**spec.tensorrt, "source": "keras_h5"})
+        tensorrt_plan.build_settings(trt_spec("mnist_trt", "model.tensorrt.source=keras_h5"))
     with pytest.raises(ConfigError, match="not a TensorRT model"):
-        tensorrt_plan.build_settings(trt_spec("mnist_onnx"), {})
+        tensorrt_plan.build_settings(trt_spec("mnist_onnx"))
 
 
 def test_fp16_model_has_the_fp16_preset_with_a_top1_gate() -> None:
@@ -133,7 +133,7 @@ def test_plan_without_metadata_or_plans_is_an_artifact_error(tmp_path: Path) -> 
 
 def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
     spec = trt_spec("resnet50_trt")
-    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    settings = tensorrt_plan.build_settings(spec)
     io = recorded_io(spec)
     io[1]["dtype"] = "FP16"
     meta = tensorrt_plan.metadata(settings, tensorrt_version="10.4.0", cuda_version=None, gpu_name="g",
@@ -263,7 +263,7 @@ def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
 
 def test_trtexec_command_matches_the_python_build(tmp_path: Path) -> None:
     spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
-    settings = tensorrt_plan.build_settings(spec, spec.tensorrt)
+    settings = tensorrt_plan.build_settings(spec)
     cfg = compose_config("tensorrt", ["model=resnet50_trt_fp16"])
     cmd = tensorrt_plan.trtexec_command(settings, image=cfg.tensorrt_image, workdir=tmp_path,
                                         plan_name="model_sm80", timing_cache="timing.cache")

@@ -14,16 +14,16 @@ from pipelines import data
 from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError
-from pipelines.spec import network_tensors, require_reference
+from pipelines.spec import NetworkSpec, network_spec
 
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: Any) -> Any:
+def build_model(network: NetworkSpec) -> Any:
     """conv32-conv64-maxpool-dropout-dense128-dropout-softmax, named after the network spec's tensors."""
     import keras
 
-    (image,), (probabilities,) = network_tensors(cfg.network)
+    (image,), (probabilities,) = network.inputs, network.outputs
     inputs = keras.Input(shape=image.dims, name=image.name)
     x = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
     x = keras.layers.Conv2D(64, 3, activation="relu")(x)
@@ -33,7 +33,7 @@ def build_model(cfg: Any) -> Any:
     x = keras.layers.Dense(128, activation="relu")(x)
     x = keras.layers.Dropout(0.5)(x)
     outputs = keras.layers.Dense(probabilities.dims[0], activation="softmax", name=probabilities.name)(x)
-    return keras.Model(inputs, outputs, name=cfg.network.name)
+    return keras.Model(inputs, outputs, name=network.name)
 
 
 def _training_dataset(x: np.ndarray, y: np.ndarray, cfg: Any) -> Any:
@@ -65,7 +65,8 @@ def _history_csv(history: dict[str, list[float]]) -> str:
 
 def run(cfg: Any) -> dict[str, float]:
     """Train on `paths.data`, evaluate on its test split, save model, metrics and history atomically."""
-    require_reference(cfg.network, "keras", "train.mnist")
+    network = network_spec(cfg.network)
+    network.require_reference("keras", "train.mnist")
     if int(cfg.epochs) < 1 or int(cfg.batch_size) < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
     mnist = data.load(cfg.paths.data)
@@ -73,7 +74,7 @@ def run(cfg: Any) -> dict[str, float]:
 
     keras.utils.set_random_seed(int(cfg.seed))
     x_train, x_test = data.to_model_input(mnist.x_train), data.to_model_input(mnist.x_test)
-    model = build_model(cfg)
+    model = build_model(network)
     steps = int(cfg.epochs) * -(-len(x_train) // int(cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(float(cfg.learning_rate), steps)
     model.compile(
