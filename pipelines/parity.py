@@ -17,25 +17,32 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipelines import compare, ensemble, images, parity_inputs, reference, standins
-from pipelines.errors import ConfigError, DataError
+from pipelines.errors import ArtifactError, ConfigError, DataError
 from pipelines.spec import ModelSpec
 from pipelines.triton_client import BURST, PROTOCOLS, ServedModel, parse_classes
 from pipelines.triton_server import Endpoints
 
 log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
-CLASSIFICATION = "classification"  # pseudo-case in served[protocol]: classification-extension strings
 CLASS_COUNT = 5  # top-k asked of Triton's classification extension
+ALL_SAMPLES = "all_samples"  # the case that sends every sample in max_batch_size chunks
 
 
 @dataclass
 class Case:
-    """One set of samples sent as `requests` (the batch sizes of the requests that carry them)."""
+    """The first samples of a model's inputs, sent as `requests` (the batch sizes of the requests that carry them).
+
+    Every case is a prefix of the same samples, so one framework run over all of them is every case's reference.
+    """
 
     name: str
     inputs: Arrays
     requests: list[int]
     reference: Arrays = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return sum(self.requests)
 
 
 @dataclass
@@ -43,10 +50,11 @@ class Prepared:
     """Everything on the framework side of one model, ready before any server is involved."""
 
     spec: ModelSpec
-    cases: list[Case]
+    cases: list[Case]  # the last one is ALL_SAMPLES
     burst: Case | None
-    labels: np.ndarray | None
+    truth: np.ndarray | None  # the samples' true classes, where known (served accuracy)
     parts: ensemble.Parts | None = None  # an ensemble's steps, to check its server-side pre-processing
+    class_names: list[str] | None = None  # the labels file of a labelled output, one name per class
 
 
 def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:
@@ -75,14 +83,20 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     samples = {tensor.name: sampled.samples}
     total = len(sampled.samples)
     cases = [Case(f"batch_{b}", _slice(samples, 0, b), [b]) for b in batch_sizes]
-    cases.append(Case("all_samples", samples, _chunks(total, max_batch)))
+    cases.append(Case(ALL_SAMPLES, samples, _chunks(total, max_batch)))
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
     parts = ensemble.parts(spec, catalog or {}) if spec.format == "ensemble" else None
+    names = None
+    if any(t.labels for t in spec.outputs) and spec.labels_file is not None:
+        if not spec.labels_file.is_file():
+            raise ArtifactError(f"{spec.labels_file} not found: run the export stage (`dvc repro`)")
+        names = spec.labels_file.read_text().splitlines()
     run_reference = reference.load_ensemble(parts) if parts else reference.load(spec)
     log.info("%s: framework (%s) reference on %d samples", spec.name, spec.reference, total)
+    everything = _concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
     for case in [*cases, *([burst_case] if burst_case else [])]:
-        case.reference = _concat([run_reference(part) for part in _requests(case)])
-    return Prepared(spec, cases, burst_case, sampled.labels, parts)
+        case.reference = _slice(everything, 0, case.size)
+    return Prepared(spec, cases, burst_case, sampled.labels, parts, names)
 
 
 def _requests(case: Case) -> list[Arrays]:
@@ -100,15 +114,18 @@ def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
 
 @dataclass
 class Served:
-    """What Triton returned: outputs[protocol][case][tensor], plus what else was measured on the way.
+    """What Triton returned, and what else was measured on the way.
 
-    Outputs that carry labels were also asked for through the classification extension
-    (outputs[protocol]["classification"][output]: strings "score:index:label").
+    outputs[protocol][case][tensor]: each case's outputs over each protocol;
+    classifications[protocol][output]: the classification extension's "score:index:label" strings
+    for every sample of a labelled output; burst: the concurrent single-sample gRPC requests' outputs.
     """
 
     outputs: dict[str, dict[str, Arrays]]
-    batching: dict[str, int]
-    skipped: dict[str, str]
+    classifications: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    burst: Arrays | None = None
+    batching: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
     preprocessing: dict[str, Any] | None = None
     backend: dict[str, Any] = field(default_factory=dict)  # what ran the model, from the config Triton serves
 
@@ -148,20 +165,22 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
             for case in prepared.cases:
                 served[protocol][case.name] = _concat([model.infer(protocol, part) for part in _requests(case)])
             log.info("%s: %s, %d cases in %.2f s", spec.name, protocol, len(prepared.cases), time.perf_counter() - start)
-        all_samples = _case(prepared, "all_samples")
+        all_samples = _case(prepared, ALL_SAMPLES)
+        classifications: dict[str, dict[str, np.ndarray]] = {}
         for tensor in (t for t in spec.outputs if t.labels):
             for protocol in protocols:
                 classes = [model.classify(protocol, part, tensor.name, CLASS_COUNT) for part in _requests(all_samples)]
-                served[protocol].setdefault(CLASSIFICATION, {})[tensor.name] = np.concatenate(classes)
+                classifications.setdefault(protocol, {})[tensor.name] = np.concatenate(classes)
         batching: dict[str, Any] = {}
+        burst_outputs = None
         if burst is not None:
             before = model.settled_counts()
             outputs = model.burst(burst.inputs)
             requests, executions = model.counts_after(before, len(outputs))
-            served[BURST] = {burst.name: _concat(outputs)}
+            burst_outputs = _concat(outputs)
             batching = {"requests": requests, "executions": executions}
             log.info("%s: burst of %d requests ran in %d executions", spec.name, batching["requests"], batching["executions"])
-    return Served(served, batching, skipped, preprocessing, backend)
+    return Served(served, classifications, burst_outputs, batching, skipped, preprocessing, backend)
 
 
 def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, Any]:
@@ -169,7 +188,7 @@ def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, 
     parts = prepared.parts
     assert parts is not None
     settings = parts.ensemble.network.require_preprocessing("the ensemble's pre-processing check").settings()
-    images_in = _case(prepared, "all_samples").inputs[parts.image.name]
+    images_in = _case(prepared, ALL_SAMPLES).inputs[parts.image.name]
     expected = np.stack([images.preprocess(item, settings) for item in images_in.reshape(-1)])
     (out,) = parts.preprocess.outputs
     with ServedModel(parts.preprocess, endpoints) as step:
@@ -202,9 +221,12 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> d
     served = result.outputs
     failures: list[str] = []
     protocols: dict[str, Any] = {}
-    for protocol, by_case in served.items():
+    compared = dict(served)
+    if result.burst is not None and prepared.burst is not None:  # reported beside the protocols
+        compared[BURST] = {prepared.burst.name: result.burst}
+    for protocol, by_case in compared.items():
         outputs = {}
-        cases = [c for c in by_case if c != CLASSIFICATION]
+        cases = list(by_case)
         for tensor in spec.outputs:
             got = np.concatenate([by_case[c][tensor.name] for c in cases])
             ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in cases])
@@ -221,7 +243,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> d
         protocols[protocol] = {"cases": {c: len(next(iter(by_case[c].values()))) for c in cases}, "outputs": outputs}
     if result.preprocessing and not result.preprocessing["passed"]:
         failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing['max_abs']:.3g}")
-    classification = _classification(prepared, served)
+    classification = _classification(prepared, served, result.classifications)
     for protocol, entry in (classification or {}).items():
         for output, check in entry.items():
             if not check["passed"]:
@@ -256,19 +278,18 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> d
     }
 
 
-def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[str, dict] | None:
+def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
+                    classifications: dict[str, dict[str, np.ndarray]]) -> dict[str, dict] | None:
     """Triton's top-k strings must name the same classes, labels and scores as the raw served output."""
     labelled = [t for t in prepared.spec.outputs if t.labels]
     if not labelled:
         return None
-    labels = prepared.spec.labels_file.read_text().splitlines() if prepared.spec.labels_file else []
+    labels = prepared.class_names or []
     result: dict[str, dict] = {}
-    for protocol, by_case in served.items():
-        if CLASSIFICATION not in by_case:
-            continue
+    for protocol, by_output in classifications.items():
         for tensor in labelled:
-            strings = by_case[CLASSIFICATION][tensor.name]
-            raw = by_case["all_samples"][tensor.name]
+            strings = by_output[tensor.name]
+            raw = served[protocol][ALL_SAMPLES][tensor.name]
             parsed = [parse_classes(row) for row in strings]
             scores = np.array([[score for score, _, _ in row] for row in parsed])
             indices = np.array([[index for _, index, _ in row] for row in parsed])
@@ -305,20 +326,19 @@ def _agreement(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict
             np.array_equal(by_case[c.name][t.name], base[c.name][t.name])
             for c in prepared.cases for t in prepared.spec.outputs
         )
-        for protocol, by_case in served.items() if protocol not in ("http", BURST)
+        for protocol, by_case in served.items() if protocol != "http"
     }
 
 
 def _accuracy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[str, float] | None:
-    if prepared.labels is None:
+    if prepared.truth is None:
         return None
-    labels = prepared.labels
+    truth = prepared.truth
     name = prepared.spec.outputs[0].name
-    framework = _case(prepared, "all_samples").reference[name]
-    result = {"framework": float(np.mean(np.argmax(framework, axis=-1) == labels))}
+    framework = _case(prepared, ALL_SAMPLES).reference[name]
+    result = {"framework": float(np.mean(np.argmax(framework, axis=-1) == truth))}
     for protocol, by_case in served.items():
-        if "all_samples" in by_case:
-            result[protocol] = float(np.mean(np.argmax(by_case["all_samples"][name], axis=-1) == labels))
+        result[protocol] = float(np.mean(np.argmax(by_case[ALL_SAMPLES][name], axis=-1) == truth))
     return result
 
 

@@ -1,0 +1,149 @@
+"""Parity's compare-and-judge step and its report, on hand-made served outputs (no server, no framework).
+
+Each served result below is built by hand from the reference, so what must pass and what must fail,
+and why, is known independently of the code under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from pipelines import parity
+from pipelines.parity import ALL_SAMPLES, Case, Prepared, Served
+from pipelines.spec import model_spec
+
+SERVER = {"kind": "local", "description": "test", "triton_version": "2.51.0"}
+BACKEND = {"platform": "onnxruntime_onnx", "backend": "onnxruntime", "runtime": "model.py", "implementation": "test"}
+
+
+def mnist_like() -> Prepared:
+    """Four samples of a 10-class softmax output, sent as batch_1 and as all samples in two requests."""
+    spec = model_spec("mnist_onnx", compose_config("parity", ["model=mnist_onnx"]).model)
+    (inp,), (out,) = spec.inputs, spec.outputs
+    probabilities = np.full((4, 10), 0.01, dtype=np.float32)
+    for row, digit in enumerate([3, 1, 4, 1]):
+        probabilities[row, digit] = 0.91
+    inputs = {inp.name: np.zeros((4, *inp.dims), dtype=np.float32)}
+    cases = [Case("batch_1", {inp.name: inputs[inp.name][:1]}, [1], {out.name: probabilities[:1]}),
+             Case(ALL_SAMPLES, inputs, [2, 2], {out.name: probabilities})]
+    burst = Case("burst_2", {inp.name: inputs[inp.name][:2]}, [1, 1], {out.name: probabilities[:2]})
+    return Prepared(spec, cases, burst, truth=np.array([3, 1, 4, 7]))
+
+
+def served_copy(prepared: Prepared, protocols=("http", "http_json", "grpc")) -> Served:
+    outputs = {p: {c.name: {k: v.copy() for k, v in c.reference.items()} for c in prepared.cases} for p in protocols}
+    burst = {k: v.copy() for k, v in prepared.burst.reference.items()}
+    return Served(outputs, burst=burst, batching={"requests": 2, "executions": 1}, backend=BACKEND)
+
+
+def test_exact_copies_pass_with_framework_accuracy() -> None:
+    prepared = mnist_like()
+    report = parity.evaluate(prepared, served_copy(prepared), SERVER)
+    assert report["passed"] and report["failures"] == []
+    assert report["accuracy"] == {"framework": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}  # 3 of 4 right
+    assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
+    assert set(report["protocols"]) == {"http", "http_json", "grpc", "grpc_burst"}
+    assert report["protocols"]["http"]["cases"] == {"batch_1": 1, ALL_SAMPLES: 4}
+    assert report["protocols"]["grpc_burst"]["outputs"]["probabilities"]["samples"] == 2
+    text = parity.format_table(report)
+    assert "RESULT: PASS" in text and "served by: test" in text and "accuracy: framework 0.7500" in text
+
+
+def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
+    prepared = mnist_like()
+    served = served_copy(prepared)
+    served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
+    report = parity.evaluate(prepared, served, SERVER)
+    assert not report["passed"]
+    grpc = report["protocols"]["grpc"]["outputs"]["probabilities"]
+    assert grpc["max_abs"] == pytest.approx(0.01, rel=1e-3) and not grpc["passed"]
+    assert grpc["needed_atol"] == pytest.approx(0.01 - 1e-3 * 0.91, rel=1e-3)  # atol that rtol 1e-3 leaves to cover
+    assert report["protocols"]["http"]["outputs"]["probabilities"]["passed"]
+    assert report["protocol_agreement"] == {"http_json": True, "grpc": False}
+    assert "grpc results differ from http binary" in report["failures"]
+    assert any(f.startswith("grpc probabilities: values off by up to 0.01") for f in report["failures"])
+    assert "RESULT: FAIL" in parity.format_table(report)
+
+
+def test_served_accuracy_below_the_framework_fails() -> None:
+    prepared = mnist_like()
+    served = served_copy(prepared)
+    for protocol in served.outputs.values():  # every protocol predicts 0 instead of 3 for the first digit
+        protocol[ALL_SAMPLES]["probabilities"][0] = np.roll(protocol[ALL_SAMPLES]["probabilities"][0], -3)
+    report = parity.evaluate(prepared, served, SERVER)
+    assert report["accuracy"]["grpc"] == 0.5 and report["accuracy"]["framework"] == 0.75
+    assert "served accuracy over grpc is 0.5000, framework 0.7500" in report["failures"]
+
+
+def labelled_prepared() -> Prepared:
+    """A 6-class labelled output (a ResNet50 spec with its logits cut to 6 classes)."""
+    spec = model_spec("resnet50_onnx", compose_config("parity", ["model=resnet50_onnx"]).model)
+    out = dataclasses.replace(spec.outputs[0], dims=(6,))
+    spec = dataclasses.replace(spec, outputs=(out,))
+    logits = np.array([[0.5, 3.0, -1.0, 2.0, 1.0, 0.0], [4.0, 1.5, 2.5, -2.0, 0.25, 3.5]], dtype=np.float32)
+    inputs = {spec.inputs[0].name: np.zeros((2, 3, 224, 224), dtype=np.float32)}
+    cases = [Case(ALL_SAMPLES, inputs, [2], {out.name: logits})]
+    return Prepared(spec, cases, None, None, class_names=["ant", "bee", "cat", "dog", "eel", "fox"])
+
+
+def strings(rows: list[list[str]]) -> np.ndarray:
+    return np.array([[s.encode() for s in row] for row in rows], dtype=np.object_)
+
+
+# Triton's classification extension for the logits above: "score:index:label", best first, k = 5
+TOP5 = [["3.000000:1:bee", "2.000000:3:dog", "1.000000:4:eel", "0.500000:0:ant", "0.000000:5:fox"],
+        ["4.000000:0:ant", "3.500000:5:fox", "2.500000:2:cat", "1.500000:1:bee", "0.250000:4:eel"]]
+
+
+def test_classification_strings_that_match_the_raw_logits_pass() -> None:
+    prepared = labelled_prepared()
+    served = served_copy_without_burst(prepared)
+    served.classifications = {"http": {"logits": strings(TOP5)}}
+    report = parity.evaluate(prepared, served, SERVER)
+    assert report["passed"], report["failures"]
+    assert report["classification"]["http"]["logits"]["passed"]
+
+
+@pytest.mark.parametrize(("row", "position", "wrong", "problem"), [
+    (0, 0, "3.000000:1:cat", "labels differ from the labels file"),
+    (1, 0, "4.000000:2:cat", "top-k classes differ"),
+    (1, 1, "3.400000:5:fox", "scores differ from the raw values by 0.1"),
+])
+def test_classification_strings_that_disagree_fail(row: int, position: int, wrong: str, problem: str) -> None:
+    prepared = labelled_prepared()
+    served = served_copy_without_burst(prepared)
+    rows = [list(r) for r in TOP5]
+    rows[row][position] = wrong
+    served.classifications = {"http": {"logits": strings(rows)}}
+    report = parity.evaluate(prepared, served, SERVER)
+    assert not report["passed"]
+    assert report["classification"]["http"]["logits"]["problem"].startswith(problem)
+
+
+def served_copy_without_burst(prepared: Prepared) -> Served:
+    outputs = {"http": {c.name: {k: v.copy() for k, v in c.reference.items()} for c in prepared.cases}}
+    return Served(outputs, backend=BACKEND)
+
+
+def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every case is a prefix of the same samples: one framework pass per max_batch_size chunk serves them all."""
+    from pipelines import reference
+
+    spec = model_spec("resnet50_onnx", compose_config("parity", ["model=resnet50_onnx"]).model)
+    calls: list[int] = []
+
+    def fake_framework(arrays):  # a sample's "logits": its mean pixel in every class, known without a framework
+        (x,) = arrays.values()
+        calls.append(len(x))
+        return {"logits": np.repeat(x.reshape(len(x), -1).mean(axis=1, keepdims=True), 1000, axis=1)}
+
+    monkeypatch.setattr(reference, "load", lambda _spec: fake_framework)
+    prepared = parity.prepare(spec, "unused.npz")
+    assert calls == [spec.max_batch_size]  # 8 samples, max_batch_size 8: one pass (before: one per request per case)
+    for case in [*prepared.cases, prepared.burst]:
+        (x,) = case.inputs.values()
+        np.testing.assert_array_equal(case.reference["logits"][:, 0], x.reshape(len(x), -1).mean(axis=1))
