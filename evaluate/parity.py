@@ -12,13 +12,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import gpu_host, parity, tensorrt_plan
+from pipelines import comparator, gpu_host, tensorrt_plan
 from pipelines.atomic import write_json
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, hydra_main
 from pipelines.errors import HostError
 from pipelines.spec import ModelSpec, model_spec, served_specs
-from pipelines.triton_client import server_version
-from pipelines.triton_server import serve
+from pipelines.served_model import server_version
+from pipelines.launcher import serve
 
 
 
@@ -55,16 +55,16 @@ def check(cfg: Any) -> list[dict[str, Any]]:
     catalog = served_specs(cfg.models)
     specs = selected(cfg, catalog)
     require_gpu_host(specs, str(cfg.server.kind))
-    protocols = parity.check_protocols([str(p) for p in cfg.protocols])
+    protocols = comparator.check_protocols([str(p) for p in cfg.protocols])
     repository, reports_dir = profile_paths(cfg, specs)
     reports = []
     # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
         kind = str(cfg.server.kind)
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
-        prepared = [parity.prepare(spec, cfg.paths.data, catalog) for spec in specs]
+        prepared = [comparator.prepare(spec, cfg.paths.data, catalog) for spec in specs]
         for item in prepared:
-            report = parity.evaluate(item, parity.collect(item, endpoints, protocols, kind == "local"), server)
+            report = comparator.evaluate(item, comparator.collect(item, endpoints, protocols, kind == "local"), server)
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 report["engines"] = {cc: meta for cc, (_, meta) in tensorrt_plan.plans(item.spec.artifact).items()}
             reports.append(report)
@@ -85,7 +85,7 @@ def engines_outside(cfg: Any) -> list[str]:
 def run(cfg: Any) -> int:
     reports = check(cfg)
     for report in reports:
-        print(parity.format_table(report) + "\n", flush=True)
+        print(comparator.format_table(report) + "\n", flush=True)
     if cfg.model.name == "all" and (outside := engines_outside(cfg)):
         print(f"note: the TensorRT models ({', '.join(outside)}) are not part of this (CPU) profile; "
               "on a GPU host with TensorRT 10 run `make pipeline-gpu`", flush=True)

@@ -7,7 +7,6 @@ no `max_workspace_size`, no binding indices). Every decision around it is in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,3 @@ def _deserialize(plan: bytes, version_compatible: bool, what: str) -> Any:
 def load_io(plan_path: Path, version_compatible: bool = False) -> list[dict[str, Any]]:
     """The I/O of an existing plan file (GPU hosts only)."""
     return io_of(_deserialize(Path(plan_path).read_bytes(), version_compatible, str(plan_path)))
-
-
-def layers_summary(layers_json: str) -> int:
-    return len(json.loads(layers_json).get("Layers", []))

@@ -247,12 +247,6 @@ def servable_problem(metas: list[Mapping[str, Any]], server_tensorrt: str | None
     return None
 
 
-def version_problem(meta: Mapping[str, Any], server_tensorrt: str | None, server_cc: str | None,
-                    where: str) -> str | None:
-    """Why one plan cannot load on a server (None when it can, or when the server's side is unknown)."""
-    return tensorrt_problem(meta, server_tensorrt, where) or cc_problem(meta, server_cc, where)
-
-
 def tensorrt_problem(meta: Mapping[str, Any], server_tensorrt: str | None, where: str) -> str | None:
     built = str(meta["tensorrt_version"])
     if server_tensorrt is not None:

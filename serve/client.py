@@ -19,8 +19,8 @@ from pipelines import images, parity_inputs
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError, DataError
 from pipelines.spec import ModelSpec, model_spec
-from pipelines.triton_client import ServedModel, as_text, parse_classes
-from pipelines.triton_server import serve
+from pipelines.served_model import ServedModel, as_text, parse_classes
+from pipelines.launcher import serve
 
 PROTOCOLS = ("http", "grpc")
 SHOW = ("metadata", "config")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines import repository, tensorrt_plan
+from pipelines import assembly, tensorrt_plan
 from pipelines.cli import hydra_main
-from pipelines.repository import ServingTarget
+from pipelines.assembly import ServingTarget
 from pipelines.spec import served_specs
 
 
@@ -20,7 +20,7 @@ def run(cfg: Any) -> Path:
     # TensorRT plans must load in the pinned image's TensorRT (the embedded server re-checks this host's at launch)
     serving = ServingTarget(f"the Triton image {cfg.triton_image}",
                             tensorrt_plan.tensorrt_in_image(cfg.triton_image, cfg.triton_releases))
-    return repository.assemble(specs, Path(cfg.model_repository), str(cfg.instance_kind), serving)
+    return assembly.assemble(specs, Path(cfg.model_repository), str(cfg.instance_kind), serving)
 
 
 main = hydra_main("repository", run, __doc__)

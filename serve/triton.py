@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from pipelines.cli import hydra_main
-from pipelines.triton_server import Endpoints, serve
+from pipelines.launcher import Endpoints, serve
 
 log = logging.getLogger(__name__)
 

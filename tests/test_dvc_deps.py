@@ -22,8 +22,8 @@ PIPELINES = [ROOT / "dvc.yaml", ROOT / "gpu" / "dvc.yaml"]
 PACKAGES = ("pipelines", "train", "export", "serve", "evaluate")
 # Files a module copies or serves at run time rather than imports; each key must still name its files.
 RUNTIME_FILES = {
-    "pipelines/triton_server.py": ["serve/standin_backends"],
-    "pipelines/repository.py": ["serve/ensemble_steps", "pipelines/images.py"],
+    "pipelines/launcher.py": ["serve/standin_backends"],
+    "pipelines/assembly.py": ["serve/ensemble_steps", "pipelines/images.py"],
 }
 
 
@@ -111,7 +111,7 @@ def test_runtime_files_are_still_named_by_their_modules() -> None:
 
 
 @pytest.mark.parametrize(("pipeline", "name", "dep"), [
-    (ROOT / "dvc.yaml", "parity", "pipelines/triton_server.py"),
+    (ROOT / "dvc.yaml", "parity", "pipelines/launcher.py"),
     (ROOT / "dvc.yaml", "parity", "serve/standin_backends"),
     (ROOT / "dvc.yaml", "export_mnist", "pipelines/artifacts.py"),
     (ROOT / "gpu" / "dvc.yaml", "tensorrt_resnet50", "pipelines/tensorrt_engine.py"),

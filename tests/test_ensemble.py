@@ -7,10 +7,13 @@ import json
 
 import pytest
 
-from conftest import compose_config
-from pipelines import ensemble, repository, triton_config
+from conftest import ROOT, compose_config
+from pipelines import assembly, ensemble, triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import EnsembleSettings, served_specs
+
+
+EXPECTED = ROOT / "tests" / "expected"
 
 
 @pytest.fixture
@@ -27,27 +30,19 @@ def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
     assert parts.image.dtype == "BYTES" and parts.labels.dtype == "BYTES" and parts.probabilities.dtype == "FP32"
 
 
-def test_ensemble_config_wires_image_to_labels(catalog) -> None:
-    parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
-    config = triton_config.ensemble(parts)
-    assert config.platform == "ensemble" and config.input[0].data_type == triton_config.data_type("BYTES")
-    steps = config.ensemble_scheduling.step
-    assert [s.model_name for s in steps] == [parts.preprocess.name, parts.classifier.name, parts.postprocess.name]
-    # each step reads what the previous one wrote
-    assert steps[0].output_map[parts.classifier.inputs[0].name] == steps[1].input_map[parts.classifier.inputs[0].name]
-    assert steps[1].output_map[parts.classifier.outputs[0].name] == steps[2].input_map[parts.classifier.outputs[0].name]
-    assert set(steps[2].output_map.values()) == {t.name for t in parts.ensemble.outputs}
-    assert triton_config.parse(triton_config.to_text(config)) == config
-    assert triton_config.mismatches(config, parts.ensemble) == []
+def test_ensemble_config_equals_the_hand_written_one(catalog) -> None:
+    expected = triton_config.parse((EXPECTED / "resnet50_ensemble.config.pbtxt").read_text())
+    generated = triton_config.ensemble(ensemble.parts(catalog["resnet50_ensemble"], catalog))
+    assert generated == expected, triton_config.to_text(generated)
 
 
 def test_step_configs_carry_their_settings(catalog) -> None:
     parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
-    pre = triton_config.ensemble_step(parts.preprocess, repository.step_settings(parts, "preprocess"))
+    pre = triton_config.ensemble_step(parts.preprocess, assembly.step_settings(parts, "preprocess"))
     # torchvision's ImageNet evaluation transform, as the network config states it
     assert json.loads(pre.parameters[triton_config.STEP_SETTINGS].string_value) == {
         "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-    post = triton_config.ensemble_step(parts.postprocess, repository.step_settings(parts, "postprocess"))
+    post = triton_config.ensemble_step(parts.postprocess, assembly.step_settings(parts, "postprocess"))
     assert json.loads(post.parameters[triton_config.STEP_SETTINGS].string_value) == {"top_k": 5, "labels": "labels.txt"}
     assert post.backend == "python" and [o.name for o in post.output] == ["probabilities", "labels"]
 

@@ -13,10 +13,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from conftest import compose_config
 from evaluate import parity as parity_cli
-from pipelines import repository
+from pipelines import assembly
 from pipelines.spec import model_spec, served_specs
-from pipelines.triton_client import ServedModel
-from pipelines.triton_server import serve
+from pipelines.served_model import ServedModel
+from pipelines.launcher import serve
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def test_ensemble_fails_when_server_side_preprocessing_drifts(in_workspace: Path
     """Serve an ensemble whose pre-processing normalises with other means; the client-side reference does not."""
     drifted = compose_config("repository", ["models.resnet50_ensemble.network.preprocessing.mean=[0.5,0.5,0.5]"])
     specs = served_specs(drifted.models)
-    repository.assemble([specs["resnet50_ensemble"], specs["resnet50_onnx"]], tmp_path / "repo")
+    assembly.assemble([specs["resnet50_ensemble"], specs["resnet50_onnx"]], tmp_path / "repo")
     cfg = compose_config("parity", ["model=resnet50_ensemble", f"paths.model_repository={tmp_path / 'repo'}",
                                     f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
     assert parity_cli.run(cfg) == 1
@@ -200,7 +200,7 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
         f"paths.logs={tmp_path}",
     ]
     cfg = compose_config("parity", overrides)
-    repository.assemble([model_spec("mnist_onnx", cfg.model)], tmp_path / "repo")
+    assembly.assemble([model_spec("mnist_onnx", cfg.model)], tmp_path / "repo")
     assert parity_cli.run(cfg) == 1
     report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
     assert not report["passed"]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
-from pipelines import parity
-from pipelines.parity import ALL_SAMPLES, Case, Prepared, Served
+from pipelines import comparator
+from pipelines.comparator import ALL_SAMPLES, Case, Prepared, Served
 from pipelines.spec import model_spec
 
 SERVER = {"kind": "local", "description": "test", "triton_version": "2.51.0"}
@@ -42,14 +42,14 @@ def served_copy(prepared: Prepared, protocols=("http", "http_json", "grpc")) -> 
 
 def test_exact_copies_pass_with_framework_accuracy() -> None:
     prepared = mnist_like()
-    report = parity.evaluate(prepared, served_copy(prepared), SERVER)
+    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
     assert report["passed"] and report["failures"] == []
     assert report["accuracy"] == {"framework": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}  # 3 of 4 right
     assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
     assert set(report["protocols"]) == {"http", "http_json", "grpc", "grpc_burst"}
     assert report["protocols"]["http"]["cases"] == {"batch_1": 1, ALL_SAMPLES: 4}
     assert report["protocols"]["grpc_burst"]["outputs"]["probabilities"]["samples"] == 2
-    text = parity.format_table(report)
+    text = comparator.format_table(report)
     assert "RESULT: PASS" in text and "served by: test" in text and "accuracy: framework 0.7500" in text
 
 
@@ -57,7 +57,7 @@ def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
     prepared = mnist_like()
     served = served_copy(prepared)
     served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
-    report = parity.evaluate(prepared, served, SERVER)
+    report = comparator.evaluate(prepared, served, SERVER)
     assert not report["passed"]
     grpc = report["protocols"]["grpc"]["outputs"]["probabilities"]
     assert grpc["max_abs"] == pytest.approx(0.01, rel=1e-3) and not grpc["passed"]
@@ -66,7 +66,7 @@ def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
     assert report["protocol_agreement"] == {"http_json": True, "grpc": False}
     assert "grpc results differ from http binary" in report["failures"]
     assert any(f.startswith("grpc probabilities: values off by up to 0.01") for f in report["failures"])
-    assert "RESULT: FAIL" in parity.format_table(report)
+    assert "RESULT: FAIL" in comparator.format_table(report)
 
 
 def test_served_accuracy_below_the_framework_fails() -> None:
@@ -74,7 +74,7 @@ def test_served_accuracy_below_the_framework_fails() -> None:
     served = served_copy(prepared)
     for protocol in served.outputs.values():  # every protocol predicts 0 instead of 3 for the first digit
         protocol[ALL_SAMPLES]["probabilities"][0] = np.roll(protocol[ALL_SAMPLES]["probabilities"][0], -3)
-    report = parity.evaluate(prepared, served, SERVER)
+    report = comparator.evaluate(prepared, served, SERVER)
     assert report["accuracy"]["grpc"] == 0.5 and report["accuracy"]["framework"] == 0.75
     assert "served accuracy over grpc is 0.5000, framework 0.7500" in report["failures"]
 
@@ -103,7 +103,7 @@ def test_classification_strings_that_match_the_raw_logits_pass() -> None:
     prepared = labelled_prepared()
     served = served_copy_without_burst(prepared)
     served.classifications = {"http": {"logits": strings(TOP5)}}
-    report = parity.evaluate(prepared, served, SERVER)
+    report = comparator.evaluate(prepared, served, SERVER)
     assert report["passed"], report["failures"]
     assert report["classification"]["http"]["logits"]["passed"]
 
@@ -119,7 +119,7 @@ def test_classification_strings_that_disagree_fail(row: int, position: int, wron
     rows = [list(r) for r in TOP5]
     rows[row][position] = wrong
     served.classifications = {"http": {"logits": strings(rows)}}
-    report = parity.evaluate(prepared, served, SERVER)
+    report = comparator.evaluate(prepared, served, SERVER)
     assert not report["passed"]
     assert report["classification"]["http"]["logits"]["problem"].startswith(problem)
 
@@ -129,11 +129,14 @@ def served_copy_without_burst(prepared: Prepared) -> Served:
     return Served(outputs, backend=BACKEND)
 
 
-def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Every case is a prefix of the same samples: one framework pass per max_batch_size chunk serves them all."""
     from pipelines import reference
 
     spec = model_spec("resnet50_onnx", compose_config("parity", ["model=resnet50_onnx"]).model)
+    labels = tmp_path / "labels.txt"  # the export stage writes it; this test runs without one
+    labels.write_text("".join(f"class {i}\n" for i in range(1000)))
+    spec = dataclasses.replace(spec, network=dataclasses.replace(spec.network, labels_file=labels))
     calls: list[int] = []
 
     def fake_framework(arrays):  # a sample's "logits": its mean pixel in every class, known without a framework
@@ -142,7 +145,7 @@ def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPa
         return {"logits": np.repeat(x.reshape(len(x), -1).mean(axis=1, keepdims=True), 1000, axis=1)}
 
     monkeypatch.setattr(reference, "load", lambda _spec: fake_framework)
-    prepared = parity.prepare(spec, "unused.npz")
+    prepared = comparator.prepare(spec, "unused.npz")
     assert calls == [spec.max_batch_size]  # 8 samples, max_batch_size 8: one pass (before: one per request per case)
     for case in [*prepared.cases, prepared.burst]:
         (x,) = case.inputs.values()

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from pipelines import triton_server
+from pipelines import launcher
 from pipelines.errors import ServerError
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def broken_repository(root: Path) -> Path:
 def test_server_that_fails_to_start_reports_its_log_line(tmp_path: Path) -> None:
     cfg = local_cfg(tmp_path)
     with pytest.raises(ServerError) as info:
-        with triton_server.serve(cfg, broken_repository(tmp_path / "repo")):
+        with launcher.serve(cfg, broken_repository(tmp_path / "repo")):
             pytest.fail("a broken repository must not become ready")
     message = str(info.value)
     assert "exited with code" in message and "log:" in message
@@ -63,12 +63,12 @@ def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path) -> 
     repo = tmp_path / "repo"
     shutil.copytree(workspace / "model_repository" / "mnist_onnx", repo / "mnist_onnx")
     with pytest.raises(RuntimeError, match="caller failed"):
-        with triton_server.serve(cfg, repo) as endpoints:
-            assert triton_server.is_ready(endpoints.http)
+        with launcher.serve(cfg, repo) as endpoints:
+            assert launcher.is_ready(endpoints.http)
             assert len(tritonservers()) == 1
             raise RuntimeError("caller failed")
     assert not tritonservers()
-    assert not triton_server.is_ready(endpoints.http)
+    assert not launcher.is_ready(endpoints.http)
     assert endpoints.log_file.parent == tmp_path / "logs"
     assert "successfully loaded 'mnist_onnx'" in endpoints.log_file.read_text()
 
@@ -82,19 +82,19 @@ def test_port_in_use_is_refused_not_mistaken_for_our_server(tmp_path: Path) -> N
         port = busy.getsockname()[1]
         (tmp_path / "repo" / "m").mkdir(parents=True)
         with pytest.raises(ServerError, match=f"port {port} on 127.0.0.1 is in use"):
-            with triton_server.serve(local_cfg(tmp_path, http_port=port), tmp_path / "repo"):
+            with launcher.serve(local_cfg(tmp_path, http_port=port), tmp_path / "repo"):
                 pass
 
 
 def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     with pytest.raises(ServerError, match="dvc repro repository"):
-        triton_server.serve(local_cfg(tmp_path), tmp_path / "repo")
+        launcher.serve(local_cfg(tmp_path), tmp_path / "repo")
 
 
 def test_docker_command_publishes_loopback_ports_and_mounts_the_repository_read_only(tmp_path: Path) -> None:
     cfg = compose_config("triton", ["server=docker", "server.gpus=all"]).server
-    cmd = triton_server.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test")
+    cmd = launcher.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test")
     assert cmd[:3] == ["docker", "run", "--rm"]
     assert ["--gpus", "all"] == cmd[cmd.index("--gpus") : cmd.index("--gpus") + 2]
     assert "127.0.0.1:8000:8000" in cmd and "127.0.0.1:8001:8001" in cmd
@@ -111,19 +111,19 @@ def test_the_embedded_server_loads_the_directory_docker_mounts(tmp_path: Path) -
     mounted, loaded = {}, {}
     for kind in ("local", "docker"):
         cfg = compose_config("triton", [f"server={kind}", f"paths.model_repository={repo}"])
-        served = triton_server.repository_for(cfg.server, cfg.model_repository)
+        served = launcher.repository_for(cfg.server, cfg.model_repository)
         if kind == "docker":
-            cmd = triton_server.docker_command(cfg.server, served, 1, 2, "n")
+            cmd = launcher.docker_command(cfg.server, served, 1, 2, "n")
             mounted[kind] = cmd[cmd.index("-v") + 1].removesuffix(":/models:ro")
         else:
-            embedded = triton_server.EmbeddedTriton.find()
-            cmd = triton_server.local_command(embedded, served, tmp_path, "127.0.0.1", 1, 2, cfg.server)
+            embedded = launcher.EmbeddedTriton.find()
+            cmd = launcher.local_command(embedded, served, tmp_path, "127.0.0.1", 1, 2, cfg.server)
             loaded[kind] = next(a for a in cmd if a.startswith("--model-repository=")).split("=", 1)[1]
     assert loaded["local"] == mounted["docker"] == str(repo.resolve())
 
 
 def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(tmp_path: Path) -> None:
-    backends = triton_server.EmbeddedTriton.find().backend_directory(tmp_path)
+    backends = launcher.EmbeddedTriton.find().backend_directory(tmp_path)
     files = {str(p.relative_to(backends)) for p in backends.rglob("*") if p.is_file()}
     for name in ("onnxruntime", "tensorflow", "tensorrt"):
         assert {f"{name}/model.py", f"{name}/standin_base.py", f"{name}/standins.py"} <= files
@@ -133,23 +133,23 @@ def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(
 
 def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
     cfg = compose_config("triton", ["server=docker"]).server
-    assert "--gpus" not in triton_server.docker_command(cfg, tmp_path, 1, 2, "n")
+    assert "--gpus" not in launcher.docker_command(cfg, tmp_path, 1, 2, "n")
 
 
 def test_docker_without_an_engine_is_one_line(tmp_path: Path) -> None:
-    if triton_server._docker_engine_error() is None:
+    if launcher._docker_engine_error() is None:
         pytest.skip("a Docker engine runs here")
     (tmp_path / "repo" / "m").mkdir(parents=True)
     cfg = compose_config("triton", ["server=docker", f"paths.logs={tmp_path}"]).server
     with pytest.raises(ServerError, match="needs a running Docker engine"):
-        with triton_server.serve(cfg, tmp_path / "repo"):
+        with launcher.serve(cfg, tmp_path / "repo"):
             pass
 
 
 def test_remote_launches_nothing_and_checks_reachability(tmp_path: Path) -> None:
     cfg = compose_config("triton", ["server=remote", "server.http_url=127.0.0.1:9", "server.connect_timeout_s=1"]).server
     with pytest.raises(ServerError, match="no ready Triton"):
-        with triton_server.serve(cfg, tmp_path / "nowhere"):
+        with launcher.serve(cfg, tmp_path / "nowhere"):
             pass
 
 
@@ -164,7 +164,7 @@ def test_standin_refuses_a_hand_edited_field_at_load(tmp_path: Path, workspace: 
     with open(model / "config.pbtxt", "a") as fh:
         fh.write('parameters { key: "enable_mem_arena" value { string_value: "0" } }\n')
     with pytest.raises(ServerError) as info:
-        with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo"):
+        with launcher.serve(local_cfg(tmp_path), tmp_path / "repo"):
             pytest.fail("a refused config must not become ready")
     assert "cannot honour parameters ['enable_mem_arena']" in str(info.value)
     assert not tritonservers()
@@ -175,7 +175,7 @@ def test_onnxruntime_standin_reads_default_model_filename(tmp_path: Path, worksp
     import numpy as np
     import onnxruntime as ort
 
-    from pipelines.triton_client import ServedModel
+    from pipelines.served_model import ServedModel
     from pipelines.spec import model_spec
 
     model = mnist_onnx_copy(workspace, tmp_path / "repo")
@@ -187,7 +187,7 @@ def test_onnxruntime_standin_reads_default_model_filename(tmp_path: Path, worksp
     spec = model_spec("mnist_onnx", compose_config("parity", ["model=mnist_onnx"]).model)
     digits = np.random.default_rng(0).random((3, *spec.inputs[0].dims), dtype=np.float32)
     direct = ort.InferenceSession(str(model / "1" / "digits.onnx")).run(None, {spec.inputs[0].name: digits})[0]
-    with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo") as endpoints, ServedModel(spec, endpoints) as m:
+    with launcher.serve(local_cfg(tmp_path), tmp_path / "repo") as endpoints, ServedModel(spec, endpoints) as m:
         served = m.infer("grpc", {spec.inputs[0].name: digits})[spec.outputs[0].name]
     np.testing.assert_array_equal(served, direct)
 
@@ -198,7 +198,7 @@ def test_tensorflow_standin_refuses_a_hand_edited_field_at_load(tmp_path: Path, 
         fh.write('parameters { key: "MAX_SESSION_SHARE_COUNT" value { string_value: "2" } }\n')
     with pytest.raises(ServerError, match=r"model 'mnist_savedmodel' failed to load: .*the tensorflow stand-in .*"
                                           r"cannot honour parameters \['MAX_SESSION_SHARE_COUNT'\]"):
-        with triton_server.serve(local_cfg(tmp_path), tmp_path / "repo"):
+        with launcher.serve(local_cfg(tmp_path), tmp_path / "repo"):
             pytest.fail("a refused config must not become ready")
 
 
@@ -241,7 +241,7 @@ def test_tensorflow_standin_chooses_the_signature_as_tritons_backend_does(tmp_pa
         parameters = f'parameters {{ key: "TF_SIGNATURE_DEF" value {{ string_value: "{chosen}" }} }}' if chosen else ""
         (repo / name / "config.pbtxt").write_text(TF_CONFIG.format(name=name, parameters=parameters))
     x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]], dtype=np.float32)
-    with triton_server.serve(local_cfg(tmp_path), repo) as endpoints:
+    with launcher.serve(local_cfg(tmp_path), repo) as endpoints:
         client = grpcclient.InferenceServerClient(endpoints.grpc)
         for name, (_, _, expected) in models.items():
             request = grpcclient.InferInput("x", list(x.shape), "FP32")
@@ -270,7 +270,7 @@ def test_the_embedded_server_serves_the_repository_files_unchanged(tmp_path: Pat
     repo = tmp_path / "model_repository"
     shutil.copytree(workspace / "model_repository", repo)
     before = file_hashes(repo)
-    with triton_server.serve(local_cfg(tmp_path), repo) as endpoints:
+    with launcher.serve(local_cfg(tmp_path), repo) as endpoints:
         client = grpcclient.InferenceServerClient(endpoints.grpc)
         served = {m.name: m.state for m in client.get_model_repository_index().models}
         assert served == {p.name: "READY" for p in repo.iterdir()}

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from tritonclient.grpc import model_config_pb2 as mc
 
 from conftest import compose_config
-from pipelines import repository, standins, triton_config
+from pipelines import assembly, standins, triton_config
 from pipelines.errors import ConfigError
 from pipelines.spec import model_spec
 
@@ -57,7 +57,7 @@ def test_assembly_refuses_what_the_standin_cannot_honour(tmp_path: Path, model: 
     spec = spec_with(model, extra)
     backend = standins.backend_of(triton_config.build(spec))
     with pytest.raises(ConfigError) as info:
-        repository.assemble([spec], tmp_path / "repo")
+        assembly.assemble([spec], tmp_path / "repo")
     message = str(info.value)
     assert field in message and f"the {backend} stand-in" in message and "\n" not in message
     assert not (tmp_path / "repo").exists()

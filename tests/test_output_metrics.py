@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.compare import compare_output, judge
+from pipelines.output_metrics import compare_output, judge
 from pipelines.spec import Tolerance
 
 STRICT = Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1_agreement=1.0, min_top5_agreement=1.0)

@@ -3,7 +3,7 @@
 1. run: build the inputs (real digits / image-like tensors), run the framework reference, send
    the same inputs to Triton over every protocol (several batch sizes, all samples in
    max_batch_size chunks, and a concurrent burst the dynamic batcher can merge);
-2. compare: per protocol and output, error metrics against the reference (`pipelines.compare`);
+2. compare: per protocol and output, error metrics against the reference (`pipelines.output_metrics`);
 3. judge: tolerance gates, protocols agreeing bit for bit, served accuracy equal to the framework's.
 """
 
@@ -16,11 +16,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines import compare, ensemble, images, parity_inputs, reference, standins
+from pipelines import ensemble, images, output_metrics, parity_inputs, reference, standins
 from pipelines.errors import ArtifactError, ConfigError, DataError
 from pipelines.spec import ModelSpec
-from pipelines.triton_client import BURST, PROTOCOLS, ServedModel, parse_classes
-from pipelines.triton_server import Endpoints
+from pipelines.served_model import BURST, PROTOCOLS, ServedModel, parse_classes
+from pipelines.launcher import Endpoints
 
 log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
@@ -236,8 +236,8 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> d
                     failures.append(f"{protocol} {tensor.name}: {outputs[tensor.name]['mismatched_samples']} "
                                     "samples differ from the framework's")
                 continue
-            metrics = compare.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
-            verdict = compare.judge(metrics, tol)
+            metrics = output_metrics.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
+            verdict = output_metrics.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = {**metrics.to_dict(), "passed": verdict.passed}
         protocols[protocol] = {"cases": {c: len(next(iter(by_case[c].values()))) for c in cases}, "outputs": outputs}

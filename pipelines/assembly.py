@@ -47,7 +47,7 @@ def _copy_artifact(src: Path, dst: Path) -> None:
 class ServingTarget:
     """The Triton image that will load the repository's TensorRT plans, and its TensorRT (None: unknown).
 
-    Which GPU will load them is known only at launch, where `triton_server.guard_plans` checks it.
+    Which GPU will load them is known only at launch, where `launcher.guard_plans` checks it.
     """
 
     where: str

@@ -17,7 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from pipelines import triton_config
 from pipelines.errors import ServerError
 from pipelines.spec import ModelSpec
-from pipelines.triton_server import Endpoints
+from pipelines.launcher import Endpoints
 
 PROTOCOLS = ("http", "http_json", "grpc")  # http = binary tensors
 BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a protocol
