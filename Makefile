@@ -23,7 +23,7 @@ pipeline: setup
 	PATH="$(BIN):$$PATH" dvc repro
 
 pipeline-gpu: setup
-	@$(BIN)/python -m pipelines.gpu_host
+	@$(BIN)/python -m pipelines.trt.host
 	PATH="$(BIN):$$PATH" dvc repro gpu/dvc.yaml
 
 test: setup

@@ -12,13 +12,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import comparator, gpu_host, tensorrt_plan
+from pipelines import comparator
 from pipelines.atomic import write_json
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, hydra_main
-from pipelines.errors import HostError
+from pipelines.errors import HostError, ServerError
 from pipelines.spec import ModelSpec, model_spec, served_specs
 from pipelines.served_model import server_version
 from pipelines.launcher import serve
+from pipelines.trt import loadability, plans
 
 
 
@@ -36,25 +37,26 @@ def profile_paths(cfg: Any, specs: list[ModelSpec]) -> tuple[Path, Path]:
     return Path(cfg.model_repository), Path(cfg.parity_reports)
 
 
-def require_gpu_host(specs: list[ModelSpec], server_kind: str) -> None:
+def require_gpu_host(specs: list[ModelSpec], cfg: Any) -> None:
     """TensorRT engines run on an NVIDIA GPU: say so in one line on any other host (a remote server may have one)."""
     engines = [s.name for s in specs if s.format == "tensorrt"]
-    if not engines or server_kind == "remote":
+    if not engines or cfg.server.kind == "remote":
         return
-    reason = gpu_host.tensorrt_unavailable() if server_kind == "local" else (
-        None if gpu_host.local_gpu() else "this host has no NVIDIA GPU (nvidia-smi finds none)")
-    if reason:
+    try:
+        loadability.server_loader(str(cfg.server.kind), str(cfg.server.get("image", "")),
+                                  bool(cfg.server.get("gpus")), cfg.triton_releases)
+    except ServerError as exc:
         raise HostError(
-            f"{', '.join(engines)}: TensorRT engines are served on GPU hosts and {reason}; they are not part of "
+            f"{', '.join(engines)} cannot be served here: {exc}; TensorRT engines are not part of "
             "the CPU profile (on a GPU host: `make pipeline-gpu`, or server=remote for a GPU Triton elsewhere)"
-        )
+        ) from None
 
 
 def check(cfg: Any) -> list[dict[str, Any]]:
     """Run parity for the selected models against one server; write and return their reports."""
     catalog = served_specs(cfg.models)
     specs = selected(cfg, catalog)
-    require_gpu_host(specs, str(cfg.server.kind))
+    require_gpu_host(specs, cfg)
     protocols = comparator.check_protocols([str(p) for p in cfg.protocols])
     repository, reports_dir = profile_paths(cfg, specs)
     reports = []
@@ -66,7 +68,7 @@ def check(cfg: Any) -> list[dict[str, Any]]:
         for item in prepared:
             report = comparator.evaluate(item, comparator.collect(item, endpoints, protocols, kind == "local"), server)
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
-                report["engines"] = {cc: meta for cc, (_, meta) in tensorrt_plan.plans(item.spec.artifact).items()}
+                report["engines"] = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
             reports.append(report)
     for report in reports:
         write_json(reports_dir / f"{report['model']}.json", report)

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines import gpu_host, tensorrt_plan
 from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError, ConfigError, HostError
 from pipelines.spec import ModelSpec, model_spec
+from pipelines.trt import build, host, loadability, plans
 
 log = logging.getLogger(__name__)
 BUILDERS = ("python", "trtexec")
@@ -36,22 +36,22 @@ def _spec(cfg: Any) -> ModelSpec:
     return spec
 
 
-def _build_python(settings: tensorrt_plan.BuildSettings, cache_path: Path) -> tuple[bytes, str, list, str, str | None]:
-    from pipelines import tensorrt_engine
+def _build_python(settings: build.BuildSettings, cache_path: Path) -> tuple[bytes, str, list, str, str | None]:
+    from pipelines.trt import engine
 
     cache = cache_path.read_bytes() if cache_path.is_file() else None
-    engine = tensorrt_engine.build(settings, cache)
+    built = engine.build(settings, cache)
     with atomic_path(cache_path) as tmp:
-        tmp.write_bytes(engine.timing_cache)
-    return engine.plan, engine.layers_json, engine.io, str(gpu_host.tensorrt_version()), tensorrt_engine.cuda_version()
+        tmp.write_bytes(built.timing_cache)
+    return built.plan, built.layers_json, built.io, str(host.tensorrt_version()), engine.cuda_version()
 
 
-def _build_trtexec(cfg: Any, settings: tensorrt_plan.BuildSettings, cache_path: Path,
+def _build_trtexec(cfg: Any, settings: build.BuildSettings, cache_path: Path,
                    stem: str) -> tuple[bytes, str, list, str, str | None]:
     if shutil.which("docker") is None:
         raise HostError("builder=trtexec needs Docker with the NVIDIA container toolkit; the docker command is missing")
     image = str(cfg.tensorrt_image)
-    if tensorrt_plan.release_of(image) != tensorrt_plan.release_of(str(cfg.triton_image)):
+    if loadability.release_of(image) != loadability.release_of(str(cfg.triton_image)):
         raise ConfigError(f"tensorrt_image {image} and triton_image {cfg.triton_image} are different NGC releases: "
                           "their TensorRT versions would differ (conf/triton_versions.yaml)")
     with tempfile.TemporaryDirectory(prefix="trtexec-") as tmp:
@@ -59,7 +59,7 @@ def _build_trtexec(cfg: Any, settings: tensorrt_plan.BuildSettings, cache_path: 
         shutil.copy2(settings.onnx, work / settings.onnx.name)
         if cache_path.is_file():
             shutil.copy2(cache_path, work / "timing.cache")
-        cmd = tensorrt_plan.trtexec_command(settings, image=image, workdir=work, plan_name=stem,
+        cmd = build.trtexec_command(settings, image=image, workdir=work, plan_name=stem,
                                             timing_cache="timing.cache", gpus=str(cfg.gpus))
         log.info("running trtexec in %s", image)
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -71,18 +71,18 @@ def _build_trtexec(cfg: Any, settings: tensorrt_plan.BuildSettings, cache_path: 
         plan = (work / f"{stem}.plan").read_bytes()
         layers = (work / f"{stem}.layers.json").read_text()
         # the container's TensorRT is the one the version table pins for the matching Triton image
-        version = tensorrt_plan.tensorrt_in_image(image, cfg.triton_releases) or "unknown"
-        local = gpu_host.tensorrt_version()
-        if local is not None and (settings.version_compatible or tensorrt_plan.same_version(version, local)):
-            from pipelines import tensorrt_engine  # read the engine's own I/O where this TensorRT can load it
+        version = loadability.tensorrt_in_image(image, cfg.triton_releases) or "unknown"
+        local = host.tensorrt_version()
+        if local is not None and (settings.version_compatible or loadability.same_version(version, local)):
+            from pipelines.trt import engine  # read the engine's own I/O where this TensorRT can load it
 
-            io = tensorrt_engine.load_io(work / f"{stem}.plan", settings.version_compatible)
+            io = engine.load_io(work / f"{stem}.plan", settings.version_compatible)
         else:
             io = _io_without_tensorrt(settings)
     return plan, layers, io, version, None
 
 
-def _io_without_tensorrt(settings: tensorrt_plan.BuildSettings) -> list[dict]:
+def _io_without_tensorrt(settings: build.BuildSettings) -> list[dict]:
     """trtexec builds on hosts without TensorRT: record the I/O from the ONNX the engine was built from."""
     from pipelines import artifacts
 
@@ -95,19 +95,19 @@ def run(cfg: Any) -> dict[str, Any]:
     spec = _spec(cfg)
     if str(cfg.builder) not in BUILDERS:
         raise ConfigError(f"builder must be one of {', '.join(BUILDERS)}, got {cfg.builder!r}")
-    settings = tensorrt_plan.build_settings(spec)
-    gpu = gpu_host.local_gpu()
+    settings = build.build_settings(spec)
+    gpu = host.local_gpu()
     if gpu is None:
         raise HostError(
             f"{spec.name} is built on a GPU host: this host has no NVIDIA GPU (TensorRT engines are not part of "
             "the CPU profile; on a GPU host run `make pipeline-gpu`)"
         )
-    if cfg.builder == "python" and gpu_host.tensorrt_version() is None:
-        raise HostError(f"builder=python needs TensorRT 10 here ({gpu_host.tensorrt_unavailable()}); "
+    if cfg.builder == "python" and host.tensorrt_version() is None:
+        raise HostError(f"builder=python needs TensorRT 10 here ({host.tensorrt_unavailable()}); "
                         "or use builder=trtexec (NGC TensorRT container)")
     if not settings.onnx.is_file():
         raise ArtifactError(f"{settings.onnx} not found: run the ONNX export first (`dvc repro`)")
-    stem = tensorrt_plan.plan_stem(gpu.compute_capability)
+    stem = plans.plan_stem(gpu.compute_capability)
     cache_path = Path(str(cfg.timing_cache))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("building %s (%s, profile %s) for %s (sm %s) with builder=%s", spec.name, spec.precision,
@@ -118,14 +118,14 @@ def run(cfg: Any) -> dict[str, Any]:
         plan, layers, io, trt_version, cuda = _build_python(settings, cache_path)
     else:
         plan, layers, io, trt_version, cuda = _build_trtexec(cfg, settings, cache_path, stem)
-    meta = tensorrt_plan.metadata(
+    meta = plans.metadata(
         settings, tensorrt_version=trt_version, cuda_version=cuda, gpu_name=gpu.name,
         compute_capability=gpu.compute_capability, io=io, builder=str(cfg.builder),
-        onnx_sha256=tensorrt_plan.file_sha256(settings.onnx),
+        onnx_sha256=plans.file_sha256(settings.onnx),
     )
     meta["build_seconds"] = round(time.perf_counter() - start, 1)
 
-    problems = tensorrt_plan.plan_problems(spec, meta)
+    problems = plans.plan_problems(spec, meta)
     if problems:
         raise ArtifactError(f"the engine built for {spec.name!r} does not match its spec: " + "; ".join(problems))
     out_dir = spec.artifact

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines import artifacts, ensemble, standins, tensorrt_plan, triton_config
+from pipelines import artifacts, ensemble, standins, triton_config
 from pipelines.atomic import atomic_path
 from pipelines.errors import ArtifactError, ConfigError
 from pipelines.spec import ModelSpec
+from pipelines.trt import plans as trt_plans
+from pipelines.trt.loadability import Loader
 from pipelines.triton_config import CONFIG_FILENAME, LABELS_FILENAME, PYTHON_MODEL_FILENAME, VERSION
 
 log = logging.getLogger(__name__)
@@ -43,26 +44,15 @@ def _copy_artifact(src: Path, dst: Path) -> None:
         raise ArtifactError(f"{src} not found: run the export stages first (`dvc repro`)")
 
 
-@dataclass(frozen=True)
-class ServingTarget:
-    """The Triton image that will load the repository's TensorRT plans, and its TensorRT (None: unknown).
-
-    Which GPU will load them is known only at launch, where `launcher.guard_plans` checks it.
-    """
-
-    where: str
-    tensorrt: str | None = None
-
-
-def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None) -> dict[str, str]:
-    found = tensorrt_plan.plans(spec.artifact)
-    if target is not None:
-        problem = tensorrt_plan.servable_problem([m for _, m in found.values()], target.tensorrt, None, target.where)
+def _copy_plans(spec: ModelSpec, version_dir: Path, loader: Loader | None) -> dict[str, str]:
+    found = trt_plans.plans(spec.artifact)
+    if loader is not None:  # which GPU will load them is known only at launch, where the launcher asks again
+        problem = loader.problem([m for _, m in found.values()])
         if problem:
             raise ArtifactError(f"{spec.name} cannot be served: {problem}")
     cc_plans = {}
     for cc, (plan, meta) in found.items():
-        problems = tensorrt_plan.plan_problems(spec, meta)
+        problems = trt_plans.plan_problems(spec, meta)
         if problems:
             raise ArtifactError(f"{plan} cannot be served as {spec.name!r}: " + "; ".join(problems))
         shutil.copy2(plan, version_dir / plan.name)
@@ -72,7 +62,7 @@ def _copy_plans(spec: ModelSpec, version_dir: Path, target: ServingTarget | None
 
 
 def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO",
-                target: ServingTarget | None = None) -> Path:
+                loader: Loader | None = None) -> Path:
     """Write one model directory under `root` and validate what was written."""
     config = triton_config.build(spec, instance_kind)  # config errors before any copying
     _refuse_what_standins_cannot_honour(config)
@@ -80,7 +70,7 @@ def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO",
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True)
     if spec.format == "tensorrt":
-        config = triton_config.build(spec, instance_kind, _copy_plans(spec, version_dir, target))
+        config = triton_config.build(spec, instance_kind, _copy_plans(spec, version_dir, loader))
     else:
         _copy_artifact(spec.artifact, version_dir / config.default_model_filename)
     if any(t.labels for t in spec.outputs):
@@ -144,8 +134,8 @@ def _write_config(model_dir: Path, config: mc.ModelConfig, spec: ModelSpec) -> N
 def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) -> None:
     """The served copy of the artifact agrees with the spec (and so with the config)."""
     if spec.format == "tensorrt":
-        for plan, meta in tensorrt_plan.plans(model_dir / VERSION).values():
-            problems = tensorrt_plan.plan_problems(spec, meta)
+        for plan, meta in trt_plans.plans(model_dir / VERSION).values():
+            problems = trt_plans.plan_problems(spec, meta)
             if problems:
                 raise ArtifactError(f"{plan}: " + "; ".join(problems))
         return
@@ -154,10 +144,10 @@ def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) ->
 
 
 def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIND_AUTO",
-             serving: ServingTarget | None = None) -> Path:
+             loader: Loader | None = None) -> Path:
     """Build every model into a temporary directory, then swap it into `target`.
 
-    `serving`: what will load the TensorRT plans (the pinned image), for the version guard.
+    `loader`: what will load the TensorRT plans (the pinned image), for the version guard.
     """
     specs = list(specs)
     served = {spec.name: spec for spec in specs}
@@ -169,6 +159,6 @@ def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIN
                 write_ensemble(parts, tmp)
                 continue
             log.info("%s: %s", spec.name, spec.artifact)
-            write_model(spec, tmp, instance_kind, serving)
+            write_model(spec, tmp, instance_kind, loader)
     log.info("model repository ready: %s (%d models)", target, len(list(target.iterdir())))
     return target

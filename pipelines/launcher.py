@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines import gpu_host, standins, tensorrt_plan
+from pipelines import standins
 from pipelines.errors import ConfigError, ServerError
+from pipelines.trt import loadability
+from pipelines.trt.plans import load_metadata
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +348,7 @@ def repository_for(cfg: Any, repository: Path) -> Path:
 def served_plans(repository: Path) -> list[tuple[str, dict]]:
     """(model, metadata) of every TensorRT plan in the repository."""
     return [
-        (meta_file.parent.parent.name, tensorrt_plan.load_metadata(meta_file))
+        (meta_file.parent.parent.name, load_metadata(meta_file))
         for meta_file in sorted(Path(repository).glob("*/*/model_sm*.json"))
     ]
 
@@ -356,27 +358,18 @@ def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
     plans = served_plans(repository) if cfg.kind != "remote" else []
     if not plans:
         return []
-    gpu = gpu_host.local_gpu()
-    model = plans[0][0]
-    if cfg.kind == "local":
-        reason = gpu_host.tensorrt_unavailable()
-        if reason:
-            raise ServerError(f"{model} is a TensorRT engine, which the embedded server runs with this host's "
-                              f"TensorRT on its GPU, but {reason}")
-        server_tensorrt, where = gpu_host.tensorrt_version(), "this host"
-    else:
-        if gpu is None or not cfg.get("gpus"):
-            raise ServerError(f"{model} is a TensorRT engine: serve it with server.gpus=all on a host with an NVIDIA GPU")
-        server_tensorrt = tensorrt_plan.tensorrt_in_image(str(cfg.image), releases or {})
-        where = f"the image {cfg.image}"
     by_model: dict[str, list[dict]] = {}
     for name, meta in plans:
         by_model.setdefault(name, []).append(meta)
+    try:
+        loader = loadability.server_loader(str(cfg.kind), str(cfg.get("image", "")), bool(cfg.get("gpus")), releases)
+    except ServerError as exc:
+        raise ServerError(f"{next(iter(by_model))} is a TensorRT engine: {exc}") from None
     for name, metas in by_model.items():
-        problem = tensorrt_plan.servable_problem(metas, server_tensorrt, gpu.compute_capability if gpu else None, where)
+        problem = loader.problem(metas)
         if problem:
             raise ServerError(f"{name}: {problem}")
-    return tensorrt_plan.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
+    return loadability.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
 
 
 def serve(cfg: Any, repository: str | Path, releases: Any = None) -> contextlib.AbstractContextManager[Endpoints]:

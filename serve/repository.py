@@ -9,18 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines import assembly, tensorrt_plan
+from pipelines import assembly
 from pipelines.cli import hydra_main
-from pipelines.assembly import ServingTarget
 from pipelines.spec import served_specs
+from pipelines.trt import loadability
 
 
 def run(cfg: Any) -> Path:
     specs = list(served_specs(cfg.models).values())
     # TensorRT plans must load in the pinned image's TensorRT (the embedded server re-checks this host's at launch)
-    serving = ServingTarget(f"the Triton image {cfg.triton_image}",
-                            tensorrt_plan.tensorrt_in_image(cfg.triton_image, cfg.triton_releases))
-    return assembly.assemble(specs, Path(cfg.model_repository), str(cfg.instance_kind), serving)
+    loader = loadability.image_loader(str(cfg.triton_image), cfg.triton_releases)
+    return assembly.assemble(specs, Path(cfg.model_repository), str(cfg.instance_kind), loader)
 
 
 main = hydra_main("repository", run, __doc__)

@@ -73,14 +73,14 @@ def test_offline_download_fails_with_the_offline_option(tmp_path: Path) -> None:
 
 
 def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
-    from pipelines import gpu_host
+    from pipelines.trt import host
 
-    if gpu_host.tensorrt_unavailable() is None:
+    if host.tensorrt_unavailable() is None:
         pytest.skip("this host can build and serve TensorRT engines")
     assert_one_line_error(run_module("export.tensorrt", "model=resnet50_trt"), "GPU host", "make pipeline-gpu")
     assert_one_line_error(run_module("evaluate.parity", "model=resnet50_trt"), "resnet50_trt", "not part of the CPU profile")
     assert_one_line_error(run_module("export.tensorrt", "model=resnet50_onnx"), "choose a TensorRT model")
-    assert_one_line_error(run_module("pipelines.gpu_host"), "GPU profile", "cannot run here")  # make pipeline-gpu
+    assert_one_line_error(run_module("pipelines.trt.host"), "GPU profile", "cannot run here")  # make pipeline-gpu
 
 
 @pytest.mark.parametrize(

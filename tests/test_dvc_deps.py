@@ -114,7 +114,7 @@ def test_runtime_files_are_still_named_by_their_modules() -> None:
     (ROOT / "dvc.yaml", "parity", "pipelines/launcher.py"),
     (ROOT / "dvc.yaml", "parity", "serve/standin_backends"),
     (ROOT / "dvc.yaml", "export_mnist", "pipelines/artifacts.py"),
-    (ROOT / "gpu" / "dvc.yaml", "tensorrt_resnet50", "pipelines/tensorrt_engine.py"),
+    (ROOT / "gpu" / "dvc.yaml", "tensorrt_resnet50", "pipelines/trt/engine.py"),
 ])
 def test_a_removed_dependency_is_reported(pipeline: Path, name: str, dep: str) -> None:
     stage = copy.deepcopy(stages(pipeline)[name])

@@ -15,10 +15,11 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from conftest import compose_config
-from pipelines import assembly, gpu_host, launcher, tensorrt_plan, triton_config
+from pipelines import assembly, launcher, triton_config
 from pipelines.errors import ArtifactError, ConfigError, ServerError
-from pipelines.assembly import ServingTarget
 from pipelines.spec import model_spec
+from pipelines.trt import build, host, loadability, plans
+from pipelines.trt.loadability import Loader
 
 TRT_MODELS = ["mnist_trt", "resnet50_trt", "resnet50_trt_fp16"]
 
@@ -43,14 +44,14 @@ def recorded_io(spec) -> list[dict]:
 
 
 def write_plan(directory: Path, spec, cc: str = "8.0", **meta_changes) -> Path:
-    settings = tensorrt_plan.build_settings(spec)
-    meta = tensorrt_plan.metadata(
+    settings = build.build_settings(spec)
+    meta = plans.metadata(
         settings, tensorrt_version="10.4.0", cuda_version="12.6", gpu_name="NVIDIA A100", compute_capability=cc,
         io=recorded_io(spec), builder="python", onnx_sha256="0" * 64,
     )
     meta.update(meta_changes)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = tensorrt_plan.plan_stem(cc)
+    stem = plans.plan_stem(cc)
     (directory / f"{stem}.plan").write_bytes(b"opaque engine bytes")
     (directory / f"{stem}.json").write_text(json.dumps(meta))
     return directory / f"{stem}.plan"
@@ -61,32 +62,32 @@ def write_plan(directory: Path, spec, cc: str = "8.0", **meta_changes) -> Path:
 
 def test_profile_max_batch_is_max_batch_size() -> None:
     spec = trt_spec("resnet50_trt")
-    (profile,) = tensorrt_plan.profiles(spec, 1, 4)
+    (profile,) = build.profiles(spec, 1, 4)
     assert profile.name == spec.inputs[0].name
     assert profile.min == (1, 3, 224, 224) and profile.opt == (4, 3, 224, 224) and profile.max == (8, 3, 224, 224)
     assert profile.trtexec("max") == f"{spec.inputs[0].name}:8x3x224x224"
 
 
 def test_default_opt_batch_is_half_the_max() -> None:
-    (profile,) = tensorrt_plan.profiles(trt_spec("mnist_trt"), 1, None)
+    (profile,) = build.profiles(trt_spec("mnist_trt"), 1, None)
     assert profile.opt[0] == 32
 
 
 @pytest.mark.parametrize(("min_batch", "opt_batch"), [(0, 4), (5, 4), (1, 9)])
 def test_invalid_profile_order_is_a_config_error(min_batch: int, opt_batch: int) -> None:
     with pytest.raises(ConfigError, match="min_batch"):
-        tensorrt_plan.profiles(trt_spec("resnet50_trt"), min_batch, opt_batch)
+        build.profiles(trt_spec("resnet50_trt"), min_batch, opt_batch)
 
 
 def test_unbatched_tensorrt_model_is_refused() -> None:
     with pytest.raises(ConfigError, match="max_batch_size >= 1"):
-        tensorrt_plan.profiles(dataclasses.replace(trt_spec(), max_batch_size=0), 1, 1)
+        build.profiles(dataclasses.replace(trt_spec(), max_batch_size=0), 1, 1)
 
 
 def test_precision_and_compatibility_become_builder_flags() -> None:
-    fp32 = tensorrt_plan.build_settings(trt_spec("resnet50_trt"))
+    fp32 = build.build_settings(trt_spec("resnet50_trt"))
     fp16_spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
-    fp16 = tensorrt_plan.build_settings(fp16_spec)
+    fp16 = build.build_settings(fp16_spec)
     assert fp32.flags == [] and fp16.flags == ["FP16", "VERSION_COMPATIBLE"]
     assert fp32.onnx == Path(compose_config("parity", ["model=resnet50_onnx"]).model.network.artifacts.onnx)
     assert fp32.workspace_bytes == 2048 << 20
@@ -96,9 +97,9 @@ def test_bad_build_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="hardware_compatibility must be one of none, ampere_plus"):
         trt_spec("mnist_trt", "model.tensorrt.hardware_compatibility=hopper")
     with pytest.raises(ConfigError, match="no 'keras_h5' artifact"):
-        tensorrt_plan.build_settings(trt_spec("mnist_trt", "model.tensorrt.source=keras_h5"))
+        build.build_settings(trt_spec("mnist_trt", "model.tensorrt.source=keras_h5"))
     with pytest.raises(ConfigError, match="not a TensorRT model"):
-        tensorrt_plan.build_settings(trt_spec("mnist_onnx"))
+        build.build_settings(trt_spec("mnist_onnx"))
 
 
 def test_fp16_model_has_the_fp16_preset_with_a_top1_gate() -> None:
@@ -122,7 +123,7 @@ def test_plans_are_found_by_compute_capability(tmp_path: Path) -> None:
     spec = trt_spec()
     write_plan(tmp_path, spec, "8.0")
     write_plan(tmp_path, spec, "9.0")
-    found = tensorrt_plan.plans(tmp_path)
+    found = plans.plans(tmp_path)
     assert sorted(found) == ["8.0", "9.0"]
     assert found["9.0"][0].name == "model_sm90.plan"
     assert found["8.0"][1]["gpu_name"] == "NVIDIA A100"
@@ -130,23 +131,23 @@ def test_plans_are_found_by_compute_capability(tmp_path: Path) -> None:
 
 def test_plan_without_metadata_or_plans_is_an_artifact_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="make pipeline-gpu"):
-        tensorrt_plan.plans(tmp_path / "absent")
+        plans.plans(tmp_path / "absent")
     with pytest.raises(ArtifactError, match="holds no .plan"):
-        tensorrt_plan.plans(tmp_path)
+        plans.plans(tmp_path)
     (tmp_path / "model_sm80.plan").write_bytes(b"x")
     with pytest.raises(ArtifactError, match="model_sm80.json not found"):
-        tensorrt_plan.plans(tmp_path)
+        plans.plans(tmp_path)
 
 
 def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
     spec = trt_spec("resnet50_trt")
-    settings = tensorrt_plan.build_settings(spec)
+    settings = build.build_settings(spec)
     io = recorded_io(spec)
     io[1]["dtype"] = "FP16"
-    meta = tensorrt_plan.metadata(settings, tensorrt_version="10.4.0", cuda_version=None, gpu_name="g",
+    meta = plans.metadata(settings, tensorrt_version="10.4.0", cuda_version=None, gpu_name="g",
                                   compute_capability="8.0", io=io, builder="python", onnx_sha256="x")
     meta["profile"][spec.inputs[0].name]["max"][0] = 4
-    problems = tensorrt_plan.plan_problems(spec, meta)
+    problems = plans.plan_problems(spec, meta)
     assert any("dtype is FP16, spec says FP32" in p for p in problems)
     assert any("profile max batch 4 < max_batch_size 8" in p for p in problems)
 
@@ -164,7 +165,7 @@ def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
 )
 def test_version_guard(built: str, compatible: bool, server: str, ok: bool) -> None:
     meta = {"tensorrt_version": built, "version_compatible": compatible, "compute_capability": "8.0"}
-    problem = tensorrt_plan.tensorrt_problem(meta, server, "the Triton image X")
+    problem = loadability.tensorrt_problem(meta, server, "the Triton image X")
     assert (problem is None) == ok
     if not ok:
         assert built in problem and server in problem and "\n" not in problem
@@ -172,34 +173,46 @@ def test_version_guard(built: str, compatible: bool, server: str, ok: bool) -> N
 
 def test_compute_capability_guard() -> None:
     meta = {"tensorrt_version": "10.4.0", "compute_capability": "8.0"}
-    assert "compute capability 8.0" in tensorrt_plan.cc_problem(meta, "9.0", "this host")
-    assert tensorrt_plan.cc_problem(meta, "8.0", "this host") is None
+    assert "compute capability 8.0" in loadability.cc_problem(meta, "9.0", "this host")
+    assert loadability.cc_problem(meta, "8.0", "this host") is None
     ampere_plus = {**meta, "hardware_compatibility": "ampere_plus"}
-    assert tensorrt_plan.cc_problem(ampere_plus, "9.0", "this host") is None
-    assert "7.5" in tensorrt_plan.cc_problem(ampere_plus, "7.5", "this host")
+    assert loadability.cc_problem(ampere_plus, "9.0", "this host") is None
+    assert "7.5" in loadability.cc_problem(ampere_plus, "7.5", "this host")
 
 
 def test_several_architectures_serve_where_one_plan_fits() -> None:
-    plans = [{"tensorrt_version": "10.5.0", "compute_capability": cc} for cc in ("8.0", "9.0")]
-    assert tensorrt_plan.servable_problem(plans, "10.5", "9.0", "this host") is None
-    problem = tensorrt_plan.servable_problem(plans, "10.5", "7.5", "this host")
+    metas = [{"tensorrt_version": "10.5.0", "compute_capability": cc} for cc in ("8.0", "9.0")]
+    assert Loader("this host", "10.5", "9.0").problem(metas) is None
+    problem = Loader("this host", "10.5", "7.5").problem(metas)
     assert "compute capability 7.5" in problem and "8.0, 9.0" in problem
-    older = [plans[0], {**plans[1], "tensorrt_version": "10.4.0"}]
-    assert "TensorRT 10.4.0" in tensorrt_plan.servable_problem(older, "10.5", "9.0", "this host")
-    assert tensorrt_plan.servable_problem(older, "10.5", "8.0", "this host") is None  # the 9.0 plan is not loaded
+    older = [metas[0], {**metas[1], "tensorrt_version": "10.4.0"}]
+    assert "TensorRT 10.4.0" in Loader("this host", "10.5", "9.0").problem(older)
+    assert Loader("this host", "10.5", "8.0").problem(older) is None  # the 9.0 plan is not loaded
 
 
 def test_version_table_maps_the_pinned_image() -> None:
     cfg = compose_config("repository")
-    assert tensorrt_plan.tensorrt_in_image(cfg.triton_image, cfg.triton_releases) == "10.5"
-    assert tensorrt_plan.tensorrt_in_image("nvcr.io/nvidia/tritonserver:25.02-py3", cfg.triton_releases) == "10.8"
-    assert tensorrt_plan.tensorrt_in_image("tritonserver:latest", cfg.triton_releases) is None
-    assert tensorrt_plan.release_of(cfg.tensorrt_image) == tensorrt_plan.release_of(cfg.triton_image)
+    assert loadability.tensorrt_in_image(cfg.triton_image, cfg.triton_releases) == "10.5"
+    assert loadability.tensorrt_in_image("nvcr.io/nvidia/tritonserver:25.02-py3", cfg.triton_releases) == "10.8"
+    assert loadability.tensorrt_in_image("tritonserver:latest", cfg.triton_releases) is None
+    assert loadability.release_of(cfg.tensorrt_image) == loadability.release_of(cfg.triton_image)
+    image = loadability.image_loader(cfg.triton_image, cfg.triton_releases)
+    assert (image.tensorrt, image.compute_capability) == ("10.5", None)  # its GPU is known only at launch
+    assert "TensorRT 10.4.0" in image.problem([{"tensorrt_version": "10.4.0", "compute_capability": "8.0"}])
+
+
+def test_servers_on_a_host_without_a_gpu_load_no_plan() -> None:
+    if host.local_gpu() is not None:
+        pytest.skip("this host has a GPU")
+    with pytest.raises(ServerError, match="no NVIDIA GPU"):
+        loadability.server_loader("local")
+    with pytest.raises(ServerError, match="server.gpus=all on a host with an NVIDIA GPU"):
+        loadability.server_loader("docker", "nvcr.io/nvidia/tritonserver:24.10-py3", gpus=True)
 
 
 def test_version_compatible_plans_get_the_backend_option() -> None:
-    assert tensorrt_plan.backend_args([{"version_compatible": False}]) == []
-    assert tensorrt_plan.backend_args([{}, {"version_compatible": True}]) == [
+    assert loadability.backend_args([{"version_compatible": False}]) == []
+    assert loadability.backend_args([{}, {"version_compatible": True}]) == [
         "--backend-config=tensorrt,version-compatible=true"
     ]
 
@@ -218,7 +231,7 @@ def test_config_for_one_and_several_architectures() -> None:
     assert triton_config.parse(triton_config.to_text(several)) == several
 
 
-IMAGE = ServingTarget("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
+IMAGE = Loader("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
 
 
 def test_repository_serves_plans_the_image_can_load(tmp_path: Path) -> None:
@@ -252,7 +265,7 @@ def test_repository_refuses_a_plan_of_another_precision(tmp_path: Path) -> None:
 
 
 def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
-    if gpu_host.local_gpu() is not None:
+    if host.local_gpu() is not None:
         pytest.skip("this host has a GPU")
     spec = trt_spec(artifact=tmp_path / "plans")
     write_plan(spec.artifact, spec)
@@ -270,9 +283,9 @@ def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
 
 def test_trtexec_command_matches_the_python_build(tmp_path: Path) -> None:
     spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
-    settings = tensorrt_plan.build_settings(spec)
+    settings = build.build_settings(spec)
     cfg = compose_config("tensorrt", ["model=resnet50_trt_fp16"])
-    cmd = tensorrt_plan.trtexec_command(settings, image=cfg.tensorrt_image, workdir=tmp_path,
+    cmd = build.trtexec_command(settings, image=cfg.tensorrt_image, workdir=tmp_path,
                                         plan_name="model_sm80", timing_cache="timing.cache")
     assert cmd[:5] == ["docker", "run", "--rm", "--gpus", "all"]
     assert cfg.tensorrt_image in cmd and cmd[cmd.index(cfg.tensorrt_image) + 1] == "trtexec"
@@ -288,8 +301,8 @@ def test_trtexec_command_matches_the_python_build(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- real engines (GPU hosts)
 
 needs_tensorrt = pytest.mark.skipif(
-    gpu_host.tensorrt_unavailable() is not None,
-    reason=f"needs an NVIDIA GPU and TensorRT 10: {gpu_host.tensorrt_unavailable()}",
+    host.tensorrt_unavailable() is not None,
+    reason=f"needs an NVIDIA GPU and TensorRT 10: {host.tensorrt_unavailable()}",
 )
 
 
@@ -299,14 +312,14 @@ def test_build_a_real_engine_and_record_its_io(in_workspace: Path, tmp_path: Pat
     from export import tensorrt as export_tensorrt
 
     cfg = compose_config("tensorrt", ["model=mnist_trt", f"paths.tensorrt={tmp_path}"])
-    from pipelines import tensorrt_engine
+    from pipelines.trt import engine
 
     meta = export_tensorrt.run(cfg)
-    gpu = gpu_host.local_gpu()
+    gpu = host.local_gpu()
     assert meta["compute_capability"] == gpu.compute_capability
-    stem = tensorrt_plan.plan_stem(gpu.compute_capability)
+    stem = plans.plan_stem(gpu.compute_capability)
     # the recorded I/O is what a fresh load of the written plan reports
-    assert [{k: t[k] for k in ("name", "mode", "dtype", "shape")} for t in tensorrt_engine.load_io(
+    assert [{k: t[k] for k in ("name", "mode", "dtype", "shape")} for t in engine.load_io(
         tmp_path / "mnist_trt" / f"{stem}.plan")] == [{k: t[k] for k in ("name", "mode", "dtype", "shape")}
                                                       for t in meta["io"]]
     assert json.loads((tmp_path / "mnist_trt" / f"{stem}.layers.json").read_text())["Layers"]

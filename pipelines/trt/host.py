@@ -58,7 +58,7 @@ def tensorrt_unavailable() -> str | None:
 
 
 def main() -> None:
-    """`python -m pipelines.gpu_host`: can this host run the GPU profile? (exit 0 yes, 2 no, with why)."""
+    """`python -m pipelines.trt.host`: can this host run the GPU profile? (exit 0 yes, 2 no, with why)."""
     import sys
 
     reason = tensorrt_unavailable()

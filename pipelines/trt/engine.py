@@ -2,7 +2,7 @@
 
 Only this module imports `tensorrt` (10.x API: explicit batch is implicit, no `build_engine`,
 no `max_workspace_size`, no binding indices). Every decision around it is in
-`pipelines.tensorrt_plan`, tested on CPU machines.
+`pipelines.trt` (build, plans, loadability), tested on CPU machines.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import ArtifactError
-from pipelines.tensorrt_plan import BuildSettings
+from pipelines.trt.build import BuildSettings
 
 TRT_TO_TRITON = {"FLOAT": "FP32", "HALF": "FP16", "INT8": "INT8", "INT32": "INT32", "INT64": "INT64",
                  "BOOL": "BOOL", "UINT8": "UINT8", "BF16": "BF16"}
