@@ -7,6 +7,7 @@ Reports: reports/parity/<model>.json (reports/parity_gpu/ for the GPU profile).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,11 @@ from pipelines import comparator
 from pipelines.atomic import write_json
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, hydra_main
 from pipelines.errors import HostError, ServerError
-from pipelines.spec import ModelSpec, model_spec, served_specs
-from pipelines.served_model import server_version
 from pipelines.launcher import serve
+from pipelines.parity_report import ParityReport
+from pipelines.served_model import server_version
+from pipelines.spec import ModelSpec, model_spec, served_specs
 from pipelines.trt import loadability, plans
-
 
 
 def selected(cfg: Any, catalog: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:
@@ -52,7 +53,7 @@ def require_gpu_host(specs: list[ModelSpec], cfg: Any) -> None:
         ) from None
 
 
-def check(cfg: Any) -> list[dict[str, Any]]:
+def check(cfg: Any) -> list[ParityReport]:
     """Run parity for the selected models against one server; write and return their reports."""
     catalog = served_specs(cfg.models)
     specs = selected(cfg, catalog)
@@ -68,10 +69,11 @@ def check(cfg: Any) -> list[dict[str, Any]]:
         for item in prepared:
             report = comparator.evaluate(item, comparator.collect(item, endpoints, protocols, kind == "local"), server)
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
-                report["engines"] = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
+                engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
+                report = dataclasses.replace(report, engines=engines)
             reports.append(report)
     for report in reports:
-        write_json(reports_dir / f"{report['model']}.json", report)
+        write_json(reports_dir / f"{report.model}.json", report.to_dict())
     return reports
 
 
@@ -87,15 +89,15 @@ def engines_outside(cfg: Any) -> list[str]:
 def run(cfg: Any) -> int:
     reports = check(cfg)
     for report in reports:
-        print(comparator.format_table(report) + "\n", flush=True)
+        print(report.table() + "\n", flush=True)
     if cfg.model.name == "all" and (outside := engines_outside(cfg)):
         print(f"note: the TensorRT models ({', '.join(outside)}) are not part of this (CPU) profile; "
               "on a GPU host with TensorRT 10 run `make pipeline-gpu`", flush=True)
-    failed = [r["model"] for r in reports if not r["passed"]]
+    failed = [r.model for r in reports if not r.passed]
     if failed:
         print(f"parity FAILED for: {', '.join(failed)}", flush=True)
         return EXIT_FAILED
-    print(f"parity passed for: {', '.join(r['model'] for r in reports)}", flush=True)
+    print(f"parity passed for: {', '.join(r.model for r in reports)}", flush=True)
     return EXIT_OK
 
 

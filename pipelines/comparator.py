@@ -18,9 +18,11 @@ import numpy as np
 
 from pipelines import ensemble, images, output_metrics, parity_inputs, reference, standins
 from pipelines.errors import ArtifactError, ConfigError, DataError
-from pipelines.spec import ModelSpec
-from pipelines.served_model import BURST, PROTOCOLS, ServedModel, parse_classes
 from pipelines.launcher import Endpoints
+from pipelines.parity_report import (ClassificationCheck, OutputResult, ParityReport, PreprocessingCheck,
+                                     ProtocolResult)
+from pipelines.served_model import BURST, PROTOCOLS, ServedModel, parse_classes
+from pipelines.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
@@ -126,7 +128,7 @@ class Served:
     burst: Arrays | None = None
     batching: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    preprocessing: dict[str, Any] | None = None
+    preprocessing: PreprocessingCheck | None = None
     backend: dict[str, Any] = field(default_factory=dict)  # what ran the model, from the config Triton serves
 
 
@@ -183,7 +185,7 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
     return Served(served, classifications, burst_outputs, batching, skipped, preprocessing, backend)
 
 
-def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, Any]:
+def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> PreprocessingCheck:
     """The ensemble's server-side pre-processing step against the client-side one, on the same image bytes."""
     parts = prepared.parts
     assert parts is not None
@@ -197,8 +199,7 @@ def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> dict[str, 
             for i in range(0, len(images_in), parts.ensemble.max_batch_size)
         ])
     max_abs = float(np.max(np.abs(got.astype(np.float64) - expected)))
-    return {"model": parts.preprocess.name, "samples": len(got), "max_abs": max_abs,
-            "passed": bool(max_abs <= prepared.spec.tolerance.atol)}
+    return PreprocessingCheck(parts.preprocess.name, len(got), max_abs, bool(max_abs <= prepared.spec.tolerance.atol))
 
 
 def _is_scores(spec: ModelSpec, tensor: Any) -> bool:
@@ -206,49 +207,49 @@ def _is_scores(spec: ModelSpec, tensor: Any) -> bool:
     return spec.format != "ensemble" and len(tensor.dims) == 1 and tensor.dims[0] > 1
 
 
-def _exact(got: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+def _exact(got: np.ndarray, ref: np.ndarray) -> OutputResult:
     """BYTES outputs (labels) are compared for equality, row by row."""
     rows = np.array([np.array_equal(a, b) for a, b in zip(got.reshape(len(got), -1), ref.reshape(len(ref), -1))])
-    return {"samples": int(len(rows)), "mismatched_samples": int(np.sum(~rows)), "passed": bool(rows.all())}
+    return OutputResult(int(len(rows)), bool(rows.all()), mismatched_samples=int(np.sum(~rows)))
 
 
-def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> dict[str, Any]:
-    """Compare and judge; the returned report is plain JSON data.
+def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> ParityReport:
+    """Compare and judge, in one place: every failure of the model is listed in the report's `failures`.
 
     `server`: what served (kind, description, Triton's version), recorded with the proof.
     """
     spec, tol = prepared.spec, prepared.spec.tolerance
     served = result.outputs
     failures: list[str] = []
-    protocols: dict[str, Any] = {}
+    protocols: dict[str, ProtocolResult] = {}
     compared = dict(served)
     if result.burst is not None and prepared.burst is not None:  # reported beside the protocols
         compared[BURST] = {prepared.burst.name: result.burst}
     for protocol, by_case in compared.items():
-        outputs = {}
+        outputs: dict[str, OutputResult] = {}
         cases = list(by_case)
         for tensor in spec.outputs:
             got = np.concatenate([by_case[c][tensor.name] for c in cases])
             ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in cases])
             if tensor.dtype == "BYTES":
                 outputs[tensor.name] = _exact(got, ref)
-                if not outputs[tensor.name]["passed"]:
-                    failures.append(f"{protocol} {tensor.name}: {outputs[tensor.name]['mismatched_samples']} "
+                if not outputs[tensor.name].passed:
+                    failures.append(f"{protocol} {tensor.name}: {outputs[tensor.name].mismatched_samples} "
                                     "samples differ from the framework's")
                 continue
             metrics = output_metrics.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
             verdict = output_metrics.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
-            outputs[tensor.name] = {**metrics.to_dict(), "passed": verdict.passed}
-        protocols[protocol] = {"cases": {c: len(next(iter(by_case[c].values()))) for c in cases}, "outputs": outputs}
-    if result.preprocessing and not result.preprocessing["passed"]:
-        failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing['max_abs']:.3g}")
+            outputs[tensor.name] = OutputResult(metrics.samples, verdict.passed, metrics)
+        protocols[protocol] = ProtocolResult({c: len(next(iter(by_case[c].values()))) for c in cases}, outputs)
+    if result.preprocessing and not result.preprocessing.passed:
+        failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing.max_abs:.3g}")
     classification = _classification(prepared, served, result.classifications)
-    for protocol, entry in (classification or {}).items():
-        for output, check in entry.items():
-            if not check["passed"]:
+    for protocol, by_output in (classification or {}).items():
+        for output, check in by_output.items():
+            if not check.passed:
                 failures.append(f"{protocol} {output}: classification extension disagrees with the raw output "
-                                f"({check['problem']})")
+                                f"({check.problem})")
     agreement = _agreement(prepared, served)
     failures += [f"{p} results differ from http binary" for p, same in agreement.items() if not same]
     accuracy = _accuracy(prepared, served)
@@ -257,35 +258,23 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> d
             f"served accuracy over {p} is {acc:.4f}, framework {accuracy['framework']:.4f}"
             for p, acc in accuracy.items() if p != "framework" and acc != accuracy["framework"]
         ]
-    return {
-        "model": spec.name,
-        "network": spec.network.name,
-        "format": spec.format,
-        "precision": spec.precision,
-        "reference": spec.reference,
-        "passed": not failures,
-        "failures": failures,
-        "tolerance": tol.__dict__,
-        "server": dict(server),  # ports are left out so reruns give comparable metrics
-        "served_by": result.backend,
-        "protocols": protocols,
-        "protocol_agreement": agreement,
-        "classification": classification,
-        "accuracy": accuracy,
-        "dynamic_batching": result.batching,
-        "skipped_protocols": result.skipped,
-        "preprocessing": result.preprocessing,
-    }
+    return ParityReport(
+        model=spec.name, network=spec.network.name, format=spec.format, precision=spec.precision,
+        reference=spec.reference, tolerance=tol, server=dict(server), served_by=result.backend,
+        protocols=protocols, protocol_agreement=agreement, classification=classification, accuracy=accuracy,
+        dynamic_batching=result.batching, skipped_protocols=result.skipped, preprocessing=result.preprocessing,
+        failures=failures,
+    )
 
 
 def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
-                    classifications: dict[str, dict[str, np.ndarray]]) -> dict[str, dict] | None:
+                    classifications: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, ClassificationCheck]] | None:
     """Triton's top-k strings must name the same classes, labels and scores as the raw served output."""
     labelled = [t for t in prepared.spec.outputs if t.labels]
     if not labelled:
         return None
     labels = prepared.class_names or []
-    result: dict[str, dict] = {}
+    result: dict[str, dict[str, ClassificationCheck]] = {}
     for protocol, by_output in classifications.items():
         for tensor in labelled:
             strings = by_output[tensor.name]
@@ -302,10 +291,8 @@ def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
             score_diff = float(np.max(np.abs(scores - np.take_along_axis(raw, indices, axis=1))))
             if not problem and score_diff > 1e-6 * max(1.0, float(np.abs(raw).max())):  # printed with 6 decimals
                 problem = f"scores differ from the raw values by {score_diff:.3g}"
-            result.setdefault(protocol, {})[tensor.name] = {
-                "k": CLASS_COUNT, "samples": len(strings), "max_score_diff": score_diff,
-                "passed": not problem, "problem": problem,
-            }
+            result.setdefault(protocol, {})[tensor.name] = ClassificationCheck(
+                k=CLASS_COUNT, samples=len(strings), max_score_diff=score_diff, passed=not problem, problem=problem)
     return result
 
 
@@ -347,53 +334,3 @@ def check_protocols(protocols: list[str]) -> list[str]:
     if unknown or not protocols:
         raise ConfigError(f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {protocols}")
     return protocols
-
-
-def format_table(report: Mapping[str, Any]) -> str:
-    """The human-readable summary printed after a check."""
-    tol = report["tolerance"]
-    server, backend = report["server"], report["served_by"]
-    lines = [
-        f"Parity: {report['model']} ({report['format']}, {report['precision']}) vs {report['reference']}"
-        f"   tolerance atol={tol['atol']:g} rtol={tol['rtol']:g} cosine>={tol['min_cosine']}",
-        f"served by: {backend['implementation']} (platform {backend['platform']}) on "
-        f"{server['description']}, Triton {server['triton_version']}",
-        f"{'protocol':<10} {'output':<14} {'samples':>7} {'max_abs':>9} {'mean_abs':>9} {'max_rel':>9} "
-        f"{'cosine':>10} {'top1':>6} {'top5':>6} {'need_atol':>9}  result",
-    ]
-    for protocol, entry in report["protocols"].items():
-        for output, m in entry["outputs"].items():
-            if "mismatched_samples" in m:  # BYTES output, compared exactly
-                lines.append(f"{protocol:<10} {output:<14} {m['samples']:>7} {'exact match' if m['passed'] else 'mismatched: ' + str(m['mismatched_samples']):>49}"
-                             f"{'':>28}{'ok' if m['passed'] else 'FAIL'}")
-                continue
-            top1 = "-" if m["top1_agreement"] is None else f"{m['top1_agreement']:.3f}"
-            top5 = "-" if m["top5_agreement"] is None else f"{m['top5_agreement']:.3f}"
-            lines.append(
-                f"{protocol:<10} {output:<14} {m['samples']:>7} {m['max_abs']:>9.2e} {m['mean_abs']:>9.2e} "
-                f"{m['max_rel']:>9.2e} {m['cosine']:>10.7f} {top1:>6} {top5:>6} {m['needed_atol']:>9.2e}  "
-                f"{'ok' if m['passed'] else 'FAIL'}"
-            )
-    for protocol, entry in (report.get("classification") or {}).items():
-        for output, check in entry.items():
-            lines.append(f"classification {protocol} {output}: top-{check['k']} labels and scores "
-                         f"{'match the raw output' if check['passed'] else 'DIFFER: ' + check['problem']}")
-    for protocol, why in (report.get("skipped_protocols") or {}).items():
-        lines.append(f"{protocol} skipped: {why}")
-    if report.get("preprocessing"):
-        p = report["preprocessing"]
-        lines.append(f"server-side pre-processing ({p['model']}) vs client-side on {p['samples']} images: "
-                     f"max abs {p['max_abs']:.3g} {'ok' if p['passed'] else 'FAIL'}")
-    if report["protocol_agreement"]:
-        same = ", ".join(f"{p} {'identical' if ok else 'DIFFERENT'}" for p, ok in report["protocol_agreement"].items())
-        lines.append(f"vs http binary: {same}")
-    for step, step_backend in (backend.get("steps") or {}).items():
-        lines.append(f"ensemble step {step}: {step_backend['implementation']}")
-    if report["accuracy"]:
-        lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in report["accuracy"].items()))
-    if report["dynamic_batching"]:
-        b = report["dynamic_batching"]
-        lines.append(f"dynamic batching: {b['requests']} concurrent requests ran in {b['executions']} executions")
-    lines.append(f"RESULT: {'PASS' if report['passed'] else 'FAIL'}")
-    lines += [f"  - {f}" for f in report["failures"]]
-    return "\n".join(lines)

@@ -222,11 +222,11 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path) -> 
             f"server.grpc_url={endpoints.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
         ])
         (report,) = parity_cli.check(cfg)
-        assert report["passed"] and report["server"]["kind"] == "remote"
-        assert report["server"]["description"] == f"remote http://{endpoints.http}"
-        assert report["server"]["triton_version"] == EMBEDDED_TRITON
+        assert report.passed and report.server["kind"] == "remote"
+        assert report.server["description"] == f"remote http://{endpoints.http}"
+        assert report.server["triton_version"] == EMBEDDED_TRITON
         # Triton itself says a Python-based backend stood in; which runtime version runs there is not ours to know
-        assert report["served_by"]["implementation"] == "onnxruntime stand-in (model.py): ONNX Runtime on the CPU"
+        assert report.served_by["implementation"] == "onnxruntime stand-in (model.py): ONNX Runtime on the CPU"
         spec = model_spec("mnist_onnx", cfg.model)
         with ServedModel(spec, endpoints) as served:
             served.check_ready()

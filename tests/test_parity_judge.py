@@ -43,13 +43,13 @@ def served_copy(prepared: Prepared, protocols=("http", "http_json", "grpc")) -> 
 def test_exact_copies_pass_with_framework_accuracy() -> None:
     prepared = mnist_like()
     report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
-    assert report["passed"] and report["failures"] == []
-    assert report["accuracy"] == {"framework": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}  # 3 of 4 right
-    assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
-    assert set(report["protocols"]) == {"http", "http_json", "grpc", "grpc_burst"}
-    assert report["protocols"]["http"]["cases"] == {"batch_1": 1, ALL_SAMPLES: 4}
-    assert report["protocols"]["grpc_burst"]["outputs"]["probabilities"]["samples"] == 2
-    text = comparator.format_table(report)
+    assert report.passed and report.failures == []
+    assert report.accuracy == {"framework": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}  # 3 of 4 right
+    assert report.protocol_agreement == {"http_json": True, "grpc": True}
+    assert set(report.protocols) == {"http", "http_json", "grpc", "grpc_burst"}
+    assert report.protocols["http"].cases == {"batch_1": 1, ALL_SAMPLES: 4}
+    assert report.protocols["grpc_burst"].outputs["probabilities"].samples == 2
+    text = report.table()
     assert "RESULT: PASS" in text and "served by: test" in text and "accuracy: framework 0.7500" in text
 
 
@@ -58,15 +58,15 @@ def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
     served = served_copy(prepared)
     served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
     report = comparator.evaluate(prepared, served, SERVER)
-    assert not report["passed"]
-    grpc = report["protocols"]["grpc"]["outputs"]["probabilities"]
-    assert grpc["max_abs"] == pytest.approx(0.01, rel=1e-3) and not grpc["passed"]
-    assert grpc["needed_atol"] == pytest.approx(0.01 - 1e-3 * 0.91, rel=1e-3)  # atol that rtol 1e-3 leaves to cover
-    assert report["protocols"]["http"]["outputs"]["probabilities"]["passed"]
-    assert report["protocol_agreement"] == {"http_json": True, "grpc": False}
-    assert "grpc results differ from http binary" in report["failures"]
-    assert any(f.startswith("grpc probabilities: values off by up to 0.01") for f in report["failures"])
-    assert "RESULT: FAIL" in comparator.format_table(report)
+    assert not report.passed
+    grpc = report.protocols["grpc"].outputs["probabilities"]
+    assert grpc.metrics.max_abs == pytest.approx(0.01, rel=1e-3) and not grpc.passed
+    assert grpc.metrics.needed_atol == pytest.approx(0.01 - 1e-3 * 0.91, rel=1e-3)  # atol that rtol 1e-3 leaves to cover
+    assert report.protocols["http"].outputs["probabilities"].passed
+    assert report.protocol_agreement == {"http_json": True, "grpc": False}
+    assert "grpc results differ from http binary" in report.failures
+    assert any(f.startswith("grpc probabilities: values off by up to 0.01") for f in report.failures)
+    assert "RESULT: FAIL" in report.table()
 
 
 def test_served_accuracy_below_the_framework_fails() -> None:
@@ -75,8 +75,8 @@ def test_served_accuracy_below_the_framework_fails() -> None:
     for protocol in served.outputs.values():  # every protocol predicts 0 instead of 3 for the first digit
         protocol[ALL_SAMPLES]["probabilities"][0] = np.roll(protocol[ALL_SAMPLES]["probabilities"][0], -3)
     report = comparator.evaluate(prepared, served, SERVER)
-    assert report["accuracy"]["grpc"] == 0.5 and report["accuracy"]["framework"] == 0.75
-    assert "served accuracy over grpc is 0.5000, framework 0.7500" in report["failures"]
+    assert report.accuracy["grpc"] == 0.5 and report.accuracy["framework"] == 0.75
+    assert "served accuracy over grpc is 0.5000, framework 0.7500" in report.failures
 
 
 def labelled_prepared() -> Prepared:
@@ -104,8 +104,8 @@ def test_classification_strings_that_match_the_raw_logits_pass() -> None:
     served = served_copy_without_burst(prepared)
     served.classifications = {"http": {"logits": strings(TOP5)}}
     report = comparator.evaluate(prepared, served, SERVER)
-    assert report["passed"], report["failures"]
-    assert report["classification"]["http"]["logits"]["passed"]
+    assert report.passed, report.failures
+    assert report.classification["http"]["logits"].passed
 
 
 @pytest.mark.parametrize(("row", "position", "wrong", "problem"), [
@@ -120,8 +120,8 @@ def test_classification_strings_that_disagree_fail(row: int, position: int, wron
     rows[row][position] = wrong
     served.classifications = {"http": {"logits": strings(rows)}}
     report = comparator.evaluate(prepared, served, SERVER)
-    assert not report["passed"]
-    assert report["classification"]["http"]["logits"]["problem"].startswith(problem)
+    assert not report.passed
+    assert report.classification["http"]["logits"].problem.startswith(problem)
 
 
 def served_copy_without_burst(prepared: Prepared) -> Served:
@@ -150,3 +150,29 @@ def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPa
     for case in [*prepared.cases, prepared.burst]:
         (x,) = case.inputs.values()
         np.testing.assert_array_equal(case.reference["logits"][:, 0], x.reshape(len(x), -1).mean(axis=1))
+
+
+def test_reports_survive_json_both_ways() -> None:
+    """What the parity stage writes reads back as the same typed report (a CI gate reads these files)."""
+    import json
+
+    from pipelines.parity_report import ParityReport
+
+    prepared = labelled_prepared()
+    served = served_copy_without_burst(prepared)
+    rows = [list(r) for r in TOP5]
+    rows[0][0] = "3.000000:1:cat"
+    served.classifications = {"http": {"logits": strings(rows)}}
+    report = comparator.evaluate(prepared, served, SERVER)
+    data = json.loads(json.dumps(report.to_dict()))
+    # the file's layout, as written by hand: what reports/parity/<model>.json holds
+    assert set(data) == {"model", "network", "format", "precision", "reference", "passed", "failures", "tolerance",
+                         "server", "served_by", "protocols", "protocol_agreement", "classification", "accuracy",
+                         "dynamic_batching", "skipped_protocols", "preprocessing"}
+    assert data["passed"] is False and data["classification"]["http"]["logits"]["problem"] == \
+        "labels differ from the labels file"
+    assert set(data["protocols"]["http"]["outputs"]["logits"]) == {
+        "samples", "nonfinite", "max_abs", "mean_abs", "max_rel", "cosine", "top1_agreement", "top5_agreement",
+        "needed_atol", "needed_rtol", "passed"}
+    again = ParityReport.from_dict(data)
+    assert again == report and again.table() == report.table()
