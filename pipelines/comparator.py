@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipelines import ensemble, images, output_metrics, parity_inputs, reference, standins
-from pipelines.errors import ArtifactError, ConfigError, DataError
+from pipelines.errors import ConfigError, DataError
 from pipelines.launcher import Endpoints
 from pipelines.parity_report import (ClassificationCheck, OutputResult, ParityReport, PreprocessingCheck,
                                      ProtocolResult)
@@ -88,11 +88,7 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     cases.append(Case(ALL_SAMPLES, samples, _chunks(total, max_batch)))
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
     parts = ensemble.parts(spec, catalog or {}) if spec.format == "ensemble" else None
-    names = None
-    if any(t.labels for t in spec.outputs) and spec.labels_file is not None:
-        if not spec.labels_file.is_file():
-            raise ArtifactError(f"{spec.labels_file} not found: run the export stage (`dvc repro`)")
-        names = spec.labels_file.read_text().splitlines()
+    names = spec.network.class_names() if any(t.labels for t in spec.outputs) and spec.labels_file else None
     run_reference = reference.load_ensemble(parts) if parts else reference.load(spec)
     log.info("%s: framework (%s) reference on %d samples", spec.name, spec.reference, total)
     everything = _concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
@@ -282,7 +278,7 @@ def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
             parsed = [parse_classes(row) for row in strings]
             scores = np.array([[score for score, _, _ in row] for row in parsed])
             indices = np.array([[index for _, index, _ in row] for row in parsed])
-            expected = np.argsort(-raw, axis=-1, kind="stable")[:, :CLASS_COUNT]
+            expected = images.top_k(raw, CLASS_COUNT)[1]
             problem = ""
             if not np.array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1)):
                 problem = "top-k classes differ"

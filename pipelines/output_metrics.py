@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from pipelines.images import top_k
 from pipelines.spec import Tolerance
 
 REL_EPSILON = 1e-6  # keeps the relative error finite where the reference is ~0
@@ -41,7 +42,7 @@ class Verdict:
 
 
 def _topk(values: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-values, axis=-1, kind="stable")[..., :k]
+    return top_k(values, k)[1]
 
 
 def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, classes: bool) -> OutputMetrics:

@@ -49,7 +49,7 @@ def load_ensemble(parts: Any) -> Runner:
     classify = load(parts.classifier)
     settings = parts.ensemble.network.require_preprocessing("the ensemble's reference").settings()
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
-    labels = np.array([l.encode() for l in parts.classifier.labels_file.read_text().splitlines()], dtype=np.object_)
+    labels = np.array([name.encode() for name in parts.classifier.network.class_names()], dtype=np.object_)
     k = parts.ensemble.ensemble.top_k
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

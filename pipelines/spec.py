@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ArtifactError, ConfigError
 
 # Triton data type name (without TYPE_) -> numpy dtype. Only types our models use or may use.
 TRITON_TO_NUMPY: dict[str, np.dtype] = {
@@ -118,6 +118,18 @@ class NetworkSpec:
         if self.preprocessing is None:
             raise ConfigError(f"network {self.name!r} declares no preprocessing, which {what} needs")
         return self.preprocessing
+
+    def class_names(self) -> list[str]:
+        """The labels file (written by the export stage): one name per class of the labelled output."""
+        labelled = [t for t in self.outputs if t.labels]
+        if not labelled or self.labels_file is None:
+            raise ConfigError(f"network {self.name!r} declares no labelled output with a labels file")
+        if not self.labels_file.is_file():
+            raise ArtifactError(f"{self.labels_file} not found: run the export stage (`dvc repro`)")
+        names = self.labels_file.read_text(encoding="utf-8").splitlines()
+        if len(names) != labelled[0].dims[-1]:
+            raise ArtifactError(f"{self.labels_file} has {len(names)} labels for {labelled[0].dims[-1]} classes")
+        return names
 
 
 @dataclass(frozen=True)
