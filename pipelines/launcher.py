@@ -221,6 +221,13 @@ def local_command(embedded: EmbeddedTriton, repository: Path, backends: Path, ho
         f"--grpc-address={host}",
         f"--grpc-port={grpc_port}",
         "--allow-metrics=false",
+        *server_flags(cfg, extra),
+    ]
+
+
+def server_flags(cfg: Any, extra: list[str] | None = None) -> list[str]:
+    """The tritonserver options every launch shares (embedded and Docker), then the plan guard's and the user's."""
+    return [
         "--disable-auto-complete-config",  # our configs are complete; 3x faster start
         "--exit-on-error=true",
         f"--exit-timeout-secs={int(cfg.get('exit_timeout_s', 10))}",  # a client left connected delays exit this long
@@ -281,11 +288,7 @@ def docker_command(cfg: Any, repository: Path, http_port: int, grpc_port: int, n
         str(cfg.image),
         "tritonserver",
         "--model-repository=/models",
-        "--disable-auto-complete-config",
-        "--exit-on-error=true",
-        f"--log-verbose={int(cfg.get('log_verbose', 0))}",
-        *(extra or []),
-        *[str(a) for a in cfg.get("extra_args") or []],
+        *server_flags(cfg, extra),
     ]
     return cmd
 
