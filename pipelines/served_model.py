@@ -9,7 +9,7 @@ import contextlib
 import functools
 import threading
 import time
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
@@ -145,21 +145,25 @@ class ServedModel:
             inputs.append(item)
         return inputs
 
+    def _send(self, protocol: str, arrays: Mapping[str, np.ndarray], outputs: Mapping[str, int], what: str) -> Any:
+        """One request over `protocol` asking for `outputs` (name -> class_count; 0: the raw tensor)."""
+        with self._talking(f"{protocol} {what} of {self.spec.name!r}"):
+            if protocol == "grpc":
+                requested = [self._grpc_mod.InferRequestedOutput(n, class_count=k) for n, k in outputs.items()]
+                return self.grpc.infer(self.spec.name, self._inputs(self._grpc_mod, arrays, True), outputs=requested,
+                                       client_timeout=self.timeout_s)
+            if protocol in ("http", "http_json"):
+                binary = protocol == "http"
+                requested = [self._http_mod.InferRequestedOutput(n, binary_data=binary, class_count=k)
+                             for n, k in outputs.items()]
+                return self.http.infer(self.spec.name, self._inputs(self._http_mod, arrays, binary), outputs=requested)
+        raise ValueError(f"unknown protocol {protocol!r}")
+
     def infer(self, protocol: str, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One request; returns every output of the spec."""
         if protocol == "http_json" and not all(t.json_safe for t in self.spec.tensors):
             raise ServerError(f"model {self.spec.name!r} has FP16/BF16 tensors, which JSON cannot carry")
-        with self._talking(f"{protocol} inference of {self.spec.name!r}"):
-            if protocol == "grpc":
-                outputs = [self._grpc_mod.InferRequestedOutput(t.name) for t in self.spec.outputs]
-                result = self.grpc.infer(self.spec.name, self._inputs(self._grpc_mod, arrays, True), outputs=outputs,
-                                         client_timeout=self.timeout_s)
-            elif protocol in ("http", "http_json"):
-                binary = protocol == "http"
-                outputs = [self._http_mod.InferRequestedOutput(t.name, binary_data=binary) for t in self.spec.outputs]
-                result = self.http.infer(self.spec.name, self._inputs(self._http_mod, arrays, binary), outputs=outputs)
-            else:
-                raise ValueError(f"unknown protocol {protocol!r}")
+        result = self._send(protocol, arrays, {t.name: 0 for t in self.spec.outputs}, "inference")
         return {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
 
     def metadata(self) -> dict:
@@ -173,17 +177,7 @@ class ServedModel:
 
     def classify(self, protocol: str, arrays: Mapping[str, np.ndarray], output: str, k: int) -> np.ndarray:
         """Triton's classification extension: [batch, k] of b"score:index:label", best first."""
-        module = self._grpc_mod if protocol == "grpc" else self._http_mod
-        with self._talking(f"{protocol} classification by {self.spec.name!r}"):
-            if protocol == "grpc":
-                result = self.grpc.infer(self.spec.name, self._inputs(module, arrays, True),
-                                         outputs=[module.InferRequestedOutput(output, class_count=k)],
-                                         client_timeout=self.timeout_s)
-            else:
-                binary = protocol == "http"
-                result = self.http.infer(self.spec.name, self._inputs(module, arrays, binary),
-                                         outputs=[module.InferRequestedOutput(output, binary_data=binary, class_count=k)])
-        return result.as_numpy(output).reshape(-1, k)
+        return self._send(protocol, arrays, {output: k}, "classification").as_numpy(output).reshape(-1, k)
 
     def burst(self, arrays: Mapping[str, np.ndarray], timeout_s: float = 120.0) -> list[dict[str, np.ndarray]]:
         """One gRPC request per sample, all in flight at once, so the dynamic batcher can merge them."""

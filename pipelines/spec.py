@@ -329,7 +329,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
             version_compatible=bool(trt.get("version_compatible", False)),
             hardware_compatibility=_choice(str(trt.get("hardware_compatibility", "none")), HARDWARE_LEVELS,
                                            "tensorrt.hardware_compatibility", where)),
-        ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), int(ens.get("top_k", 5))),
+        ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), int(ens.get("top_k", EnsembleSettings.top_k))),
         extra_config=str(cfg.get("extra_config") or ""),
     )
 
