@@ -98,10 +98,11 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
 
 
 def step_settings(parts_: ensemble.Parts, role: str) -> dict[str, object]:
-    """What a step's code needs beyond its tensors: the image transform, or k and the labels file."""
-    if role == "preprocess":
-        return parts_.ensemble.network.require_preprocessing("the ensemble's pre-processing step").settings()
+    """What a step's code needs beyond its tensors: the image transform and limits, or k and the labels file."""
     assert parts_.ensemble.ensemble is not None  # ensemble.parts checked it
+    if role == "preprocess":
+        pre = parts_.ensemble.network.require_preprocessing("the ensemble's pre-processing step")
+        return {**pre.settings(), "limits": parts_.ensemble.ensemble.image_limits.settings()}
     return {"top_k": parts_.ensemble.ensemble.top_k, "labels": LABELS_FILENAME}  # the labels are copied beside it
 
 

@@ -14,24 +14,49 @@ import numpy as np
 
 
 class ImageDecodeError(ValueError):
-    """The bytes are not an image Pillow can decode."""
+    """The bytes are not an image Pillow can decode within the limits: the sender's error, not the server's."""
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes, limits: Mapping[str, Any] | None = None) -> Any:
     """Encoded JPEG/PNG/... bytes -> an RGB PIL image (greyscale and palette images are converted).
 
-    Pillow is imported here, not at the top: the post-processing step uses only softmax/top_k and
-    so loads in a Triton image without Pillow.
+    `limits` (max_bytes, max_width, max_height, max_pixels, max_aspect; `image_limits` in
+    conf/common.yaml) are checked on the encoded size and on the header's dimensions, before any
+    pixel is decoded. Pillow is imported here, not at the top: the post-processing step uses only
+    softmax/top_k and so loads in a Triton image without Pillow.
     """
     from PIL import Image, UnidentifiedImageError
 
+    if not data:
+        raise ImageDecodeError("is empty")
+    if limits and len(data) > int(limits["max_bytes"]):
+        raise ImageDecodeError(f"is {len(data)} bytes, over the limit of {int(limits['max_bytes'])}")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if limits:
+            _check_size(image.size, limits)
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, met at the header, before ours
+        raise ImageDecodeError(f"is too large to decode ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         detail = "unknown format" if isinstance(exc, UnidentifiedImageError) else str(exc)
-        raise ImageDecodeError(f"not an image Pillow can decode ({detail})") from exc
+        raise ImageDecodeError(f"is not an image Pillow can decode ({detail})") from exc
     return image.convert("RGB")
+
+
+def _check_size(size: tuple[int, int], limits: Mapping[str, Any]) -> None:
+    width, height = size
+    problems = []
+    if width > int(limits["max_width"]) or height > int(limits["max_height"]):
+        problems.append(f"over {int(limits['max_width'])}x{int(limits['max_height'])}")
+    if width * height > int(limits["max_pixels"]):
+        problems.append(f"over {int(limits['max_pixels'])} pixels")
+    if min(width, height) < 1 or max(width, height) / min(width, height) > float(limits["max_aspect"]):
+        problems.append(f"an aspect ratio over {float(limits['max_aspect']):g}")
+    if problems:
+        raise ImageDecodeError(f"is {width}x{height}: {' and '.join(problems)}")
 
 
 def imagenet_tensor(image: Any, resize: int, crop: int, mean: list[float], std: list[float]) -> np.ndarray:
@@ -52,9 +77,10 @@ def imagenet_tensor(image: Any, resize: int, crop: int, mean: list[float], std: 
 
 
 def preprocess(data: bytes, settings: Mapping[str, Any]) -> np.ndarray:
-    """Encoded bytes -> model input, with a network's `preprocessing` settings (resize, crop, mean, std)."""
-    return imagenet_tensor(decode(bytes(data)), int(settings["resize"]), int(settings["crop"]),
-                           list(settings["mean"]), list(settings["std"]))
+    """Encoded bytes -> model input, with a network's `preprocessing` settings (resize, crop, mean, std)
+    and, where given, the image `limits`."""
+    return imagenet_tensor(decode(bytes(data), settings.get("limits")), int(settings["resize"]),
+                           int(settings["crop"]), list(settings["mean"]), list(settings["std"]))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -161,8 +161,41 @@ class TensorRTSettings:
 
 
 @dataclass(frozen=True)
+class ImageLimits:
+    """What image decoding accepts (`image_limits` in conf/common.yaml), checked from the header before decoding.
+
+    A tiny file can declare a huge or extremely elongated image (a 138-byte PNG of 1x20000 pixels
+    resizes to 256x5,120,000): every limit bounds the work one request can cause.
+    """
+
+    max_bytes: int  # encoded size
+    max_width: int
+    max_height: int
+    max_pixels: int  # width * height
+    max_aspect: float  # longer side / shorter side
+
+    def settings(self) -> dict[str, Any]:
+        """Plain values for `images.decode`, on the client and in the ensemble's step (as JSON)."""
+        return dict(self.__dict__)
+
+
+def image_limits(cfg: Mapping[str, Any]) -> ImageLimits:
+    """Build and validate the limits (`image_limits` in conf/common.yaml): every one must be positive."""
+    def build(c: dict[str, Any]) -> ImageLimits:
+        limits = ImageLimits(int(c["max_bytes"]), int(c["max_width"]), int(c["max_height"]), int(c["max_pixels"]),
+                             float(c["max_aspect"]))
+        bad = [f"{k}={v}" for k, v in limits.__dict__.items() if not v > 0]
+        if bad or limits.max_aspect < 1:
+            raise ConfigError(f"image_limits must be positive (max_aspect >= 1), got {', '.join(bad) or limits.max_aspect}")
+        return limits
+
+    return _validated("image_limits", build, cfg)
+
+
+@dataclass(frozen=True)
 class EnsembleSettings:
     classifier: str  # a served model of the same catalog
+    image_limits: ImageLimits  # what its pre-processing step accepts
     top_k: int = 5
 
 
@@ -299,7 +332,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
     if fmt == "ensemble" and not (ens and ens.get("classifier")):
         raise ConfigError(f"{where}: ensemble.classifier (a served model) is required")
     samples = parity.get("samples")
-    return ModelSpec(
+    spec = ModelSpec(
         name=name,
         network=network,
         format=fmt,
@@ -329,9 +362,31 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
             version_compatible=bool(trt.get("version_compatible", False)),
             hardware_compatibility=_choice(str(trt.get("hardware_compatibility", "none")), HARDWARE_LEVELS,
                                            "tensorrt.hardware_compatibility", where)),
-        ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), int(ens.get("top_k", EnsembleSettings.top_k))),
+        ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), image_limits(ens["image_limits"]),
+                                                       int(ens.get("top_k", EnsembleSettings.top_k))),
         extra_config=str(cfg.get("extra_config") or ""),
     )
+    _check_numbers(spec, where)
+    return spec
+
+
+def _check_numbers(spec: ModelSpec, where: str) -> None:
+    """Settings that would weaken or skip the check are refused here, where every entry point builds the spec."""
+    tol, parity = spec.tolerance, spec.parity
+    problems = [f"tolerance.{k} must be >= 0, got {v}" for k, v in (("atol", tol.atol), ("rtol", tol.rtol)) if not v >= 0]
+    problems += [f"tolerance.{k} must be within 0..1, got {v}" for k, v in tol.__dict__.items()
+                 if k.startswith("min_") and not 0 <= v <= 1]
+    if parity.samples is not None and parity.samples < 1:
+        problems.append(f"parity.samples must be >= 1, got {parity.samples}")
+    limit = spec.max_batch_size or 1  # max_batch_size 0: one unbatched request at a time
+    bad = [b for b in parity.batch_sizes if not 1 <= b <= limit]
+    if bad or not parity.batch_sizes:
+        problems.append(f"parity.batch_sizes must be non-empty, each within 1..{limit} (max_batch_size), "
+                        f"got {list(parity.batch_sizes)}")
+    if parity.concurrent_requests < 0:
+        problems.append(f"parity.concurrent_requests must be >= 0, got {parity.concurrent_requests}")
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
 
 
 def served_specs(models_cfg: Mapping[str, Any]) -> dict[str, ModelSpec]:

@@ -18,16 +18,16 @@ import numpy as np
 from pipelines import images, parity_inputs
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError, DataError
-from pipelines.spec import ModelSpec, model_spec
-from pipelines.served_model import ServedModel, as_text, parse_classes
 from pipelines.launcher import serve
+from pipelines.served_model import ServedModel, as_text, parse_classes
+from pipelines.spec import ImageLimits, ModelSpec, image_limits, model_spec
 
 PROTOCOLS = ("http", "grpc")
 SHOW = ("metadata", "config")
 
 
-def read_image(ref: str) -> tuple[str, bytes]:
-    """A file path, or sample:<name> for a photograph scikit-image ships; checked to decode here."""
+def read_image(ref: str, limits: ImageLimits) -> tuple[str, bytes]:
+    """A file path, or sample:<name> for a photograph scikit-image ships; checked to decode within `limits` here."""
     if ref.startswith("sample:"):
         name = ref.removeprefix("sample:")
         paths = {p.name: p for p in parity_inputs.sample_photo_paths()}
@@ -38,11 +38,14 @@ def read_image(ref: str) -> tuple[str, bytes]:
         path = Path(ref).expanduser()
     if not path.is_file():
         raise DataError(f"image {ref} not found")
+    if path.stat().st_size > limits.max_bytes:
+        raise DataError(f"image {ref} is {path.stat().st_size} bytes, over the limit of {limits.max_bytes} "
+                        "(image_limits in conf/common.yaml)")
     data = path.read_bytes()
     try:
-        images.decode(data)
+        images.decode(data, limits.settings())
     except images.ImageDecodeError as exc:
-        raise DataError(f"{ref}: {exc}") from exc
+        raise DataError(f"image {ref} {exc} (image_limits in conf/common.yaml)") from exc
     return str(path), data
 
 
@@ -91,7 +94,7 @@ def run(cfg: Any) -> list[tuple[str, float]] | str:
     if cfg.show is None:
         if not cfg.image:
             raise ConfigError("image=<file> is required (or image=sample:chelsea.png, or show=metadata|config)")
-        path, data = read_image(str(cfg.image))
+        path, data = read_image(str(cfg.image), image_limits(cfg.image_limits))
     k = int(cfg.top_k)
     if k < 1:
         raise ConfigError(f"top_k must be >= 1, got {k}")

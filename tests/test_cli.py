@@ -101,6 +101,10 @@ def test_help_answers(module: str) -> None:
         (["model=resnet50_ensemble", "image=sample:dog.png"], "chelsea.png"),
         (["model=resnet50_ensemble"], "image=<file> is required"),
         (["model=mug_classifier", "image=x.jpg"], "unknown model 'mug_classifier'"),
+        (["model=resnet50_ensemble", "image=sample:chelsea.png", "image_limits.max_pixels=1000"],
+         "image sample:chelsea.png is 451x300: over 1000 pixels (image_limits in conf/common.yaml)"),
+        (["model=resnet50_ensemble", "image=sample:chelsea.png", "image_limits.max_aspect=0.5"],
+         "image_limits must be positive"),
     ],
 )
 def test_client_errors_are_one_line(args: list[str], message: str) -> None:

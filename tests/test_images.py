@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import compose_config
+from hostile_images import HOSTILE
 from pipelines import images, parity_inputs
+from pipelines.spec import image_limits
 from pipelines.torchvision_compat import import_torchvision
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -31,6 +34,25 @@ def test_greyscale_photos_become_rgb() -> None:
 def test_undecodable_bytes_are_a_decode_error() -> None:
     with pytest.raises(images.ImageDecodeError, match="not an image Pillow can decode"):
         images.decode(b"%PDF-1.4 not an image")
+
+
+LIMITS = image_limits(compose_config("client", ["model=resnet50_ensemble"]).image_limits).settings()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_images_are_refused_from_the_header(name: str) -> None:
+    make, says = HOSTILE[name]
+    with pytest.raises(images.ImageDecodeError, match=says):
+        images.decode(make(), LIMITS)
+
+
+def test_limits_are_checked_before_decoding() -> None:
+    photo = next(p for p in parity_inputs.sample_photo_paths() if p.name == "chelsea.png").read_bytes()
+    assert images.decode(photo, LIMITS).size == (451, 300)
+    with pytest.raises(images.ImageDecodeError, match=f"is {len(photo)} bytes, over the limit of 1000"):
+        images.decode(photo, {**LIMITS, "max_bytes": 1000})
+    with pytest.raises(images.ImageDecodeError, match="is 451x300: over 135000 pixels"):
+        images.decode(photo, {**LIMITS, "max_pixels": 135000})
 
 
 def test_softmax_and_top_k() -> None:

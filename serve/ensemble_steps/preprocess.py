@@ -1,8 +1,8 @@
 """Ensemble step: encoded images (BYTES) -> normalised float32 CHW tensors, with pipelines/images.py.
 
 Copied into `<ensemble>_preprocess/1/model.py`; `images.py` is copied beside it, the very file
-the client-side reference uses. Settings (resize, crop, mean, std) come from the config's
-parameters, tensor names from its input and output.
+the client-side reference uses. Settings (resize, crop, mean, std, and the image limits) come from
+the config's parameters, tensor names from its input and output.
 """
 
 import json
@@ -25,14 +25,21 @@ class TritonPythonModel:
         (self.output,) = [t["name"] for t in config["output"]]
 
     def execute(self, requests):
+        """Each request on its own: one bad image fails its own request, fast, and no other."""
         responses = []
         for request in requests:
             encoded = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy().reshape(-1)
             try:
                 tensors = [self.images.preprocess(item, self.settings) for item in encoded]
             except self.images.ImageDecodeError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"image {exc}")))
+                responses.append(pb_utils.InferenceResponse(error=client_error(f"input {self.input!r} {exc}")))
                 continue
             batch = np.stack(tensors).astype(np.float32)
             responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, batch)]))
         return responses
+
+
+def client_error(message):
+    """The sender's fault: INVALID_ARGUMENT (HTTP 400), not INTERNAL (500)."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)

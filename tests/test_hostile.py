@@ -1,0 +1,85 @@
+"""Hostile requests against the real Triton: refused as the sender's error, fast, and harmless to good requests.
+
+The good answers are Triton's own: each photograph is classified once on a quiet server, and every
+later answer for it, sent among hostile requests, must be identical.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import compose_config
+from hostile_images import HOSTILE
+from pipelines import parity_inputs
+from pipelines.launcher import serve
+
+pytestmark = pytest.mark.integration
+MODEL = "resnet50_ensemble"
+
+
+def http_infer(client: httpclient.InferenceServerClient, data: bytes) -> np.ndarray:
+    item = httpclient.InferInput("image", [1, 1], "BYTES")
+    item.set_data_from_numpy(np.array([[data]], dtype=np.object_))
+    return client.infer(MODEL, [item], outputs=[httpclient.InferRequestedOutput("labels")]).as_numpy("labels")
+
+
+def grpc_infer(client: grpcclient.InferenceServerClient, data: bytes) -> np.ndarray:
+    item = grpcclient.InferInput("image", [1, 1], "BYTES")
+    item.set_data_from_numpy(np.array([[data]], dtype=np.object_))
+    return client.infer(MODEL, [item], outputs=[grpcclient.InferRequestedOutput("labels")]).as_numpy("labels")
+
+
+@pytest.fixture(scope="module")
+def server(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
+    logs = tmp_path_factory.mktemp("hostile-logs")
+    cfg = compose_config("triton", [f"paths.logs={logs}"])
+    with serve(cfg.server, workspace / "model_repository") as endpoints:
+        yield endpoints
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_image_is_a_client_error(server, name: str) -> None:
+    make, says = HOSTILE[name]
+    data = make()
+    with pytest.raises(InferenceServerException) as http_error:
+        http_infer(httpclient.InferenceServerClient(server.http), data)
+    assert http_error.value.status() == "400" and says in http_error.value.message()
+    with pytest.raises(InferenceServerException) as grpc_error:
+        grpc_infer(grpcclient.InferenceServerClient(server.grpc), data)
+    assert grpc_error.value.status() == "StatusCode.INVALID_ARGUMENT" and says in grpc_error.value.message()
+
+
+def test_hostile_requests_mixed_with_good_ones_leave_every_good_answer_intact(server) -> None:
+    photos = [p.read_bytes() for p in parity_inputs.sample_photo_paths()]
+    quiet = [grpc_infer(grpcclient.InferenceServerClient(server.grpc), data) for data in photos]
+    hostile = [make() for make, _ in HOSTILE.values()]
+    jobs = [("good", i) for i in range(len(photos))] * 3 + [("hostile", i) for i in range(len(hostile))] * 3
+    jobs = jobs[::2] + jobs[1::2]  # interleave the kinds
+
+    def send(job: tuple[str, int]) -> tuple[str, int, object]:
+        kind, index = job
+        data = photos[index] if kind == "good" else hostile[index]
+        try:
+            if index % 2:
+                return kind, index, http_infer(httpclient.InferenceServerClient(server.http), data)
+            return kind, index, grpc_infer(grpcclient.InferenceServerClient(server.grpc), data)
+        except InferenceServerException as exc:
+            return kind, index, exc
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(send, jobs))
+    good = [(i, r) for kind, i, r in results if kind == "good"]
+    bad = [r for kind, _, r in results if kind == "hostile"]
+    assert len(good) == 3 * len(photos) and len(bad) == 3 * len(hostile)
+    for index, result in good:
+        assert isinstance(result, np.ndarray), f"a good request failed among hostile ones: {result}"
+        np.testing.assert_array_equal(result, quiet[index])
+    assert all(isinstance(r, InferenceServerException) and r.status() in ("400", "StatusCode.INVALID_ARGUMENT")
+               for r in bad)
