@@ -13,9 +13,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import comparator
+from pipelines import assembly, comparator
 from pipelines.atomic import write_json
-from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, hydra_main
+from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
 from pipelines.errors import HostError, ServerError
 from pipelines.launcher import serve
 from pipelines.parity_report import ParityReport
@@ -60,14 +60,18 @@ def check(cfg: Any) -> list[ParityReport]:
     require_gpu_host(specs, cfg)
     protocols = comparator.check_protocols([str(p) for p in cfg.protocols])
     repository, reports_dir = profile_paths(cfg, specs)
+    reports_dir = tracked_or_adhoc(cfg, specs, reports_dir)
+    kind = str(cfg.server.kind)
+    # what the repository serves must be the current export: checked before anything is started
+    provenance = {s.name: assembly.provenance(s, catalog, None if kind == "remote" else repository) for s in specs}
     reports = []
     # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
-        kind = str(cfg.server.kind)
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
         prepared = [comparator.prepare(spec, cfg.paths.data, catalog) for spec in specs]
         for item in prepared:
             report = comparator.evaluate(item, comparator.collect(item, endpoints, protocols, kind == "local"), server)
+            report = dataclasses.replace(report, artifacts=provenance[item.spec.name])
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
                 report = dataclasses.replace(report, engines=engines)
@@ -75,6 +79,39 @@ def check(cfg: Any) -> list[ParityReport]:
     for report in reports:
         write_json(reports_dir / f"{report.model}.json", report.to_dict())
     return reports
+
+
+def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports_dir: Path) -> Path:
+    """Where reports go: the tracked directory only when the check is the one conf/ defines.
+
+    A run whose model settings, protocols or data differ from conf/ (command-line overrides) proves
+    something else: its reports go to `paths.parity_adhoc`, never over the recorded proof.
+    """
+    configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
+    configured = {s.name: s for s in selected(configured_cfg)}
+    changes = [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"] \
+        if list(cfg.protocols) != list(configured_cfg.protocols) else []
+    if str(cfg.paths.data) != str(configured_cfg.paths.data):
+        changes.append(f"paths.data {configured_cfg.paths.data} -> {cfg.paths.data}")
+    for spec in specs:
+        changes += differences(configured[spec.name], spec, f"{spec.name}.") if spec.name in configured else [
+            f"{spec.name} (not in conf/)"]
+    if not changes or Path(reports_dir).resolve() != Path(profile_paths(configured_cfg, specs)[1]).resolve():
+        return reports_dir  # as configured, or the user chose another directory already
+    adhoc = Path(cfg.paths.parity_adhoc)
+    print(f"note: settings differ from conf/ ({'; '.join(changes)}): reports go to {adhoc}/, not to the "
+          f"tracked {reports_dir}/", flush=True)
+    return adhoc
+
+
+def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:
+    """'name.field: configured -> run' for every field of two specs (nested dataclasses followed) that differs."""
+    if configured == run:
+        return []
+    if not (dataclasses.is_dataclass(configured) and type(configured) is type(run)):
+        return [f"{prefix.rstrip('.')}: {configured!r} -> {run!r}"]
+    return [change for f in dataclasses.fields(configured)
+            for change in differences(getattr(configured, f.name), getattr(run, f.name), f"{prefix}{f.name}.")]
 
 
 def engines_outside(cfg: Any) -> list[str]:

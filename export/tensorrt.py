@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipelines import artifacts
 from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError, ConfigError, HostError
@@ -84,8 +85,6 @@ def _build_trtexec(cfg: Any, settings: build.BuildSettings, cache_path: Path,
 
 def _io_without_tensorrt(settings: build.BuildSettings) -> list[dict]:
     """trtexec builds on hosts without TensorRT: record the I/O from the ONNX the engine was built from."""
-    from pipelines import artifacts
-
     sig = artifacts.onnx_signature(settings.onnx)
     return [{"name": t.name, "mode": mode, "dtype": t.dtype, "shape": list(t.shape)}
             for mode, tensors in (("input", sig.inputs), ("output", sig.outputs)) for t in tensors]
@@ -121,7 +120,7 @@ def run(cfg: Any) -> dict[str, Any]:
     meta = plans.metadata(
         settings, tensorrt_version=trt_version, cuda_version=cuda, gpu_name=gpu.name,
         compute_capability=gpu.compute_capability, io=io, builder=str(cfg.builder),
-        onnx_sha256=plans.file_sha256(settings.onnx),
+        onnx_sha256=artifacts.sha256(settings.onnx),
     )
     meta["build_seconds"] = round(time.perf_counter() - start, 1)
 

@@ -36,6 +36,22 @@ class ArtifactSignature:
     outputs: tuple[ArtifactTensor, ...]
 
 
+def sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a directory's files (relative names and contents, in sorted order)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def onnx_signature(path: Path) -> ArtifactSignature:
     import onnx
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -138,6 +138,52 @@ def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) ->
         return
     served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / config.default_model_filename})
     artifacts.check(served)
+
+
+def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tuple[Path, Path]]:
+    """(path in the repository, the file it was copied from) for every file that carries a model's behaviour.
+
+    What parity checks before it vouches for a model: the repository serves the current exports
+    and the current step code, not an older copy.
+    """
+    if spec.format == "ensemble":
+        parts = ensemble.parts(spec, served)
+        return [pair for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
+                for pair in ((Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
+                             (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE))]
+    if spec.format == "tensorrt":
+        return [(Path(spec.name, VERSION, plan.name), plan) for plan, _ in trt_plans.plans(spec.artifact).values()]
+    return [(Path(spec.name, VERSION, triton_config.artifact_filename(spec)), spec.artifact)]
+
+
+def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path | None) -> list[dict[str, str]]:
+    """SHA-256 of every file that carries a model's behaviour, checked against the repository's copy.
+
+    ArtifactError (one line) when the repository serves another file than the current export or step
+    code. `repository` None: a remote server's, which cannot be read here; only the sources are recorded.
+    """
+    records = []
+    for relative, source in served_copies(spec, served):
+        if not source.exists():
+            raise ArtifactError(f"{source} not found: run the export stages first (`dvc repro`)")
+        digest = artifacts.sha256(source)
+        if repository is not None:
+            copy = Path(repository) / relative
+            if not copy.exists():
+                raise ArtifactError(f"{copy} not found: rebuild the repository (`dvc repro repository`)")
+            if (served_digest := artifacts.sha256(copy)) != digest:
+                raise ArtifactError(
+                    f"{copy} is not the current {_shown(source)} (sha256 {served_digest[:12]} vs {digest[:12]}): "
+                    "Triton would serve an older copy; rebuild the repository (`dvc repro repository`)")
+        records.append({"served": relative.as_posix(), "source": _shown(source), "sha256": digest})
+    return records
+
+
+def _shown(path: Path) -> str:
+    """A path as the report records it: relative to the project, so two runs' reports compare equal."""
+    root = ENSEMBLE_STEPS.parent.parent
+    resolved = Path(path).resolve()
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()
 
 
 def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIND_AUTO",

@@ -70,6 +70,18 @@ def help_text(config_name: str, doc: str | None, module: str) -> str:
     return "\n".join(lines)
 
 
+def compose(config_name: str, overrides: list[str]) -> Any:
+    """`conf/<config_name>.yaml` with only these overrides: what conf/ says, whatever this run was given."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is ours
+        return hydra_compose(config_name=config_name, overrides=overrides)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
 def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = None) -> Callable[[], None]:
     """Build the `main()` of a stage: compose `conf/<config_name>.yaml`, call `run(cfg)`, map errors to exit codes.
 

@@ -93,6 +93,7 @@ class ParityReport:
     preprocessing: PreprocessingCheck | None = None
     failures: list[str] = field(default_factory=list)
     engines: dict[str, Any] | None = None  # TensorRT plans' metadata, per compute capability
+    artifacts: list[dict[str, str]] = field(default_factory=list)  # served path, source, SHA-256 of each
 
     @property
     def passed(self) -> bool:
@@ -111,6 +112,7 @@ class ParityReport:
             "accuracy": self.accuracy, "dynamic_batching": dict(self.dynamic_batching),
             "skipped_protocols": dict(self.skipped_protocols),
             "preprocessing": None if self.preprocessing is None else asdict(self.preprocessing),
+            "artifacts": [dict(a) for a in self.artifacts],
         }
         if self.engines is not None:
             data["engines"] = self.engines
@@ -132,6 +134,7 @@ class ParityReport:
             skipped_protocols=dict(data.get("skipped_protocols") or {}),
             preprocessing=None if preprocessing is None else PreprocessingCheck(**preprocessing),
             failures=list(data.get("failures") or []), engines=data.get("engines"),
+            artifacts=[dict(a) for a in data.get("artifacts") or []],
         )
 
     def table(self) -> str:

@@ -168,7 +168,7 @@ def test_reports_survive_json_both_ways() -> None:
     # the file's layout, as written by hand: what reports/parity/<model>.json holds
     assert set(data) == {"model", "network", "format", "precision", "reference", "passed", "failures", "tolerance",
                          "server", "served_by", "protocols", "protocol_agreement", "classification", "accuracy",
-                         "dynamic_batching", "skipped_protocols", "preprocessing"}
+                         "dynamic_batching", "skipped_protocols", "preprocessing", "artifacts"}
     assert data["passed"] is False and data["classification"]["http"]["logits"]["problem"] == \
         "labels differ from the labels file"
     assert set(data["protocols"]["http"]["outputs"]["logits"]) == {

@@ -7,7 +7,6 @@ hash, engine I/O) and `model_sm<cc>.layers.json` (the engine inspector's report)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -26,14 +25,6 @@ def plan_stem(compute_capability: str) -> str:
     if not re.fullmatch(r"\d+\.\d+", compute_capability):
         raise ArtifactError(f"compute capability must look like 8.0, got {compute_capability!r}")
     return "model_sm" + compute_capability.replace(".", "")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def metadata(settings: BuildSettings, *, tensorrt_version: str, cuda_version: str | None, gpu_name: str,

@@ -1,0 +1,82 @@
+"""Parity vouches only for what it checked: the current exports, with the checks conf/ defines."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config
+from evaluate import parity as parity_cli
+from pipelines import assembly
+from pipelines.errors import ArtifactError
+from pipelines.spec import model_spec, served_specs
+
+
+def onnx_spec(tmp_path: Path):
+    export = tmp_path / "models" / "model.onnx"
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"the current export")
+    return dataclasses.replace(model_spec("mnist_onnx", compose_config("parity", ["model=mnist_onnx"]).model),
+                               artifact=export)
+
+
+def test_the_served_copy_must_be_the_current_export(tmp_path: Path) -> None:
+    spec = onnx_spec(tmp_path)
+    served = tmp_path / "repo" / "mnist_onnx" / "1" / "model.onnx"
+    served.parent.mkdir(parents=True)
+    served.write_bytes(b"the current export")
+    (record,) = assembly.provenance(spec, {}, tmp_path / "repo")
+    assert record == {"served": "mnist_onnx/1/model.onnx", "source": spec.artifact.as_posix(),
+                      "sha256": hashlib.sha256(b"the current export").hexdigest()}
+    spec.artifact.write_bytes(b"a newer export")  # exported again, repository not rebuilt
+    with pytest.raises(ArtifactError, match=r"model.onnx is not the current .*rebuild the repository"):
+        assembly.provenance(spec, {}, tmp_path / "repo")
+    served.unlink()
+    with pytest.raises(ArtifactError, match="not found: rebuild the repository"):
+        assembly.provenance(spec, {}, tmp_path / "repo")
+    # a remote server's repository cannot be read: the source is recorded, nothing compared
+    assert assembly.provenance(spec, {}, None)[0]["sha256"] == hashlib.sha256(b"a newer export").hexdigest()
+
+
+def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
+    catalog = served_specs(compose_config("repository").models)
+    sources = {rel.as_posix(): src for rel, src in assembly.served_copies(catalog["resnet50_ensemble"], catalog)}
+    assert set(sources) == {"resnet50_ensemble_preprocess/1/model.py", "resnet50_ensemble_preprocess/1/images.py",
+                            "resnet50_ensemble_postprocess/1/model.py", "resnet50_ensemble_postprocess/1/images.py"}
+    assert sources["resnet50_ensemble_preprocess/1/model.py"].name == "preprocess.py"
+    for rel, src in sources.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(src.read_bytes())
+    records = assembly.provenance(catalog["resnet50_ensemble"], catalog, tmp_path)
+    assert {r["source"] for r in records} == {"serve/ensemble_steps/preprocess.py", "serve/ensemble_steps/postprocess.py",
+                                              "pipelines/images.py"}  # relative: reports compare across clones
+    (tmp_path / "resnet50_ensemble_postprocess/1/model.py").write_text("# edited by hand\n")
+    with pytest.raises(ArtifactError, match="postprocess/1/model.py is not the current serve/ensemble_steps"):
+        assembly.provenance(catalog["resnet50_ensemble"], catalog, tmp_path)
+
+
+@pytest.mark.parametrize(("overrides", "change"), [
+    (["model.tolerance.atol=1.0"], "mnist_onnx.tolerance.atol: 0.0001 -> 1.0"),
+    (["model.parity.samples=64"], "mnist_onnx.parity.samples: 1000 -> 64"),
+    (["model.parity.concurrent_requests=0"], "mnist_onnx.parity.concurrent_requests: 32 -> 0"),
+    (["protocols=[grpc]"], "protocols ['http', 'http_json', 'grpc'] -> ['grpc']"),
+])
+def test_a_changed_check_never_writes_the_tracked_reports(overrides: list[str], change: str,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
+    specs = parity_cli.selected(cfg)
+    where = parity_cli.tracked_or_adhoc(cfg, specs, Path(cfg.parity_reports))
+    assert where == Path("reports/parity_adhoc")
+    out = capsys.readouterr().out
+    assert change in out and "not to the tracked reports/parity/" in out
+
+
+def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:
+    cfg = compose_config("parity", ["model=all"])
+    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), Path(cfg.parity_reports)) == Path("reports/parity")
+    # a directory of the user's choosing is theirs: a changed check is written where they said
+    cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}"])
+    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), tmp_path) == tmp_path
