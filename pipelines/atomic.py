@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from pipelines import scratch
 
 
 @contextlib.contextmanager
@@ -20,10 +21,13 @@ def atomic_path(target: str | Path, *, directory: bool = False, suffix: str = ".
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{target.name}."  # hidden siblings, git-ignored (.gitignore: .*.tmp, .*.old-*)
+    scratch.sweep(target.parent, prefix)  # what a killed writer left
+    scratch.sweep(target.parent, prefix + "old-")
     if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=scratch.owned_prefix(prefix), suffix=suffix, dir=target.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=scratch.owned_prefix(prefix), suffix=suffix, dir=target.parent)
         os.close(fd)
         tmp = Path(name)
     try:
@@ -34,7 +38,7 @@ def atomic_path(target: str | Path, *, directory: bool = False, suffix: str = ".
         else:
             os.replace(tmp, target)
     except BaseException:
-        _remove(tmp)
+        scratch.remove(tmp)
         raise
 
 
@@ -47,25 +51,17 @@ def _umask() -> int:
 def _replace_dir(tmp: Path, target: Path) -> None:
     """Swap a finished directory into place; the old one is removed only after the swap."""
     if target.exists() or target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        _remove(old)
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-")
+        scratch.remove(old)
         os.replace(target, old)
         try:
             os.replace(tmp, target)
         except BaseException:
             os.replace(old, target)  # put the previous directory back
             raise
-        _remove(old)
+        scratch.remove(old)
     else:
         os.replace(tmp, target)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def write_text(target: str | Path, text: str) -> Path:

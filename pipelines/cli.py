@@ -7,17 +7,39 @@ Hydra composes the config, user errors become one line on stderr with exit code 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from pipelines import lifeline
 from pipelines.errors import PipelineError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (or an ancestor that ended): unwind like an interruption, so every `with` cleans up."""
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM raises Terminated in the main thread; an ancestor's end (pipelines.lifeline) sends SIGTERM."""
+    reason = ["terminated (SIGTERM)"]
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(reason[0])
+
+    def ancestor_ended(pid: int) -> None:
+        reason[0] = f"an ancestor process (pid {pid}) ended"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+    lifeline.watch(ancestor_ended)
 
 
 def group_options(group: str) -> list[str]:
@@ -97,8 +119,12 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
         started = True
         from omegaconf.errors import MissingMandatoryValue
 
+        _terminate_on_sigterm()
         try:
             code = run(cfg)
+        except Terminated as exc:
+            print(f"error: {exc}: stopped", file=sys.stderr)
+            sys.exit(EXIT_TERMINATED)
         except PipelineError as exc:
             _fail(exc)
         except MissingMandatoryValue as exc:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines import standins
+from pipelines import scratch, standins
 from pipelines.errors import ConfigError, ServerError
 from pipelines.trt import loadability
 from pipelines.trt.plans import load_metadata
@@ -256,7 +256,7 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpo
     http_port, grpc_port = _port(cfg.http_port, host), _port(cfg.grpc_port, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
-    with tempfile.TemporaryDirectory(prefix="triton-backends-") as tmp, open(log_file, "wb") as log_fh:
+    with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-") as tmp, open(log_file, "wb") as log_fh:
         cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port,
                             cfg, extra)
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)

@@ -69,3 +69,37 @@ def test_suffix_is_kept_for_picky_writers(tmp_path: Path) -> None:
         assert tmp.suffix == ".keras"
         tmp.write_text("x")
     assert (tmp_path / "model.keras").read_text() == "x"
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (it is not reused within a test's lifetime in practice)."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_what_a_killed_writer_left_is_swept_by_the_next_one(tmp_path: Path) -> None:
+    target = tmp_path / "model_repository"
+    stale = tmp_path / f".model_repository.{dead_pid()}-k1ll3d.tmp"  # a writer killed with SIGKILL left this
+    (stale / "mnist_onnx").mkdir(parents=True)
+    alive = tmp_path / f".model_repository.{os.getpid()}-w0rk1ng.tmp"  # a writer still at work: untouched
+    alive.mkdir()
+    with atomic_path(target, directory=True) as tmp:
+        (tmp / "x").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, alive.name])
+
+
+def test_scratch_dirs_are_removed_and_swept(tmp_path: Path) -> None:
+    from pipelines import scratch
+
+    stale = tmp_path / f"triton-backends-{dead_pid()}-abc"
+    stale.mkdir()
+    with scratch.scratch_dir(tmp_path, "triton-backends-") as work:
+        assert work.name.startswith(f"triton-backends-{os.getpid()}-") and not stale.exists()
+        with pytest.raises(RuntimeError):
+            with scratch.scratch_dir(tmp_path, "other-") as inner:
+                raise RuntimeError("boom")
+        assert not inner.exists()
+    assert list(tmp_path.iterdir()) == []

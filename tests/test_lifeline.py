@@ -1,0 +1,78 @@
+"""The whole process tree goes together: killing any ancestor stops the run and its Triton, with no report."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tool_env
+from pipelines import lifeline
+
+pytestmark = pytest.mark.integration
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_ancestors_are_this_process_chain() -> None:
+    chain = lifeline.ancestors()
+    assert chain and chain[0][0] == os.getppid()
+    assert lifeline.ended(chain) is None
+
+
+def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, tmp_path: Path) -> None:
+    """grandparent (killed with SIGKILL) -> parent shell (alive) -> parity -> tritonserver."""
+    reports, logs = tmp_path / "reports", tmp_path / "logs"
+    parity = (f"{sys.executable} -m evaluate.parity model=all paths.parity_reports={reports} paths.logs={logs}"
+              f" > {tmp_path / 'out.txt'} 2>&1; true")
+    grandparent = subprocess.Popen(["bash", "-c", f"bash -c '{parity}'; true"], cwd=in_workspace, env=tool_env(),
+                                   start_new_session=True)
+    try:
+        parent = wait_for(lambda: children(grandparent.pid), 30, "the parent shell")[0]
+        python = wait_for(lambda: children(parent), 30, "the parity process")[0]
+        triton = wait_for(lambda: [c for c in children(python) if "tritonserver" in command(c)], 120, "tritonserver")[0]
+        os.kill(grandparent.pid, signal.SIGKILL)
+        grandparent.wait()
+        started = time.monotonic()
+        wait_for(lambda: not command(python) and not command(triton), 30, "parity and tritonserver to stop")
+        stopped_in = time.monotonic() - started
+    finally:  # whatever happened, nothing of the test outlives it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(grandparent.pid, signal.SIGKILL)
+    out = (tmp_path / "out.txt").read_text()
+    assert f"an ancestor process (pid {grandparent.pid}) ended: stopped" in out, out[-2000:]
+    assert not reports.exists() or not list(reports.iterdir())  # no report vouches for an unfinished run
+    print(f"parity and its Triton stopped {stopped_in:.1f} s after the grandparent was killed")
