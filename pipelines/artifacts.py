@@ -81,7 +81,12 @@ def savedmodel_signature(path: Path, signature: str) -> ArtifactSignature:
         raise ArtifactError(f"{path} is not a SavedModel directory: run the export stage first (`dvc repro`)")
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # TensorFlow's errors (missing variables, corrupt protobuf) share no useful base
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{path}: TensorFlow cannot load this SavedModel ({detail}); "
+                            "run its export stage again (`dvc repro`)") from exc
     if signature not in loaded.signatures:
         raise ArtifactError(f"{path}: no signature {signature!r}; it has {sorted(loaded.signatures.keys())}")
     fn = loaded.signatures[signature]

@@ -70,6 +70,23 @@ def check_group_overrides(argv: list[str], config_name: str) -> None:
             raise PipelineError(f"unknown {key} {value!r}; choose one of: {', '.join(options)}")
 
 
+def check_composes(argv: list[str], config_name: str) -> None:
+    """Compose once before Hydra runs, so a misspelled key or a malformed override is one line, not six."""
+    from hydra.errors import HydraException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        compose(config_name, overrides)
+    except HydraException as exc:
+        text = str(exc).strip()
+        cause = str(exc.__cause__ or "")
+        if text.startswith("Could not override") and "is not in struct" in cause:
+            key = text.split("'")[1]
+            given = next((o for o in overrides if o.split("=", 1)[0] == key), key)
+            raise PipelineError(f"unknown key {key!r} (see --help for the config; a new key needs a +: +{given})")
+        raise PipelineError(text.splitlines()[0] if text else type(exc).__name__) from None
+
+
 def help_text(config_name: str, doc: str | None, module: str) -> str:
     """Usage, the primary config with its comments, and the options of each config group it selects."""
     from omegaconf import OmegaConf
@@ -146,6 +163,7 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
             sys.exit(EXIT_OK)
         try:
             check_group_overrides(sys.argv[1:], config_name)
+            check_composes(sys.argv[1:], config_name)
         except PipelineError as exc:
             _fail(exc)
         try:

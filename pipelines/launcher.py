@@ -64,17 +64,44 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _port(value: Any, host: str) -> int:
+def configured_port(value: Any, what: str) -> int:
+    """A port setting: 0 (a free one) or 1..65535; anything else is a one-line ConfigError."""
+    try:
+        port = int(value or 0)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} must be a port number 1..65535, or 0 for a free one; got {value!r}")
+    return port
+
+
+def _port(port: int, host: str) -> int:
     """The configured port, refused if something already listens there (its health answers would fool us)."""
-    port = int(value or 0)
-    if port <= 0:
+    if port == 0:
         return free_port(host)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as Triton binds: a port whose last connection is only in TIME_WAIT is free, one with a listener is not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
             raise ServerError(f"port {port} on {host} is in use ({exc.strerror}); pick another or 0 for a free one") from exc
     return port
+
+
+def configured_ports(cfg: Any) -> tuple[int, int]:
+    """(HTTP, gRPC) ports of a server to launch, as configured (0: a free one); one-line errors when invalid."""
+    http_port = configured_port(cfg.http_port, "server.http_port")
+    grpc_port = configured_port(cfg.grpc_port, "server.grpc_port")
+    if http_port and http_port == grpc_port:
+        raise ConfigError(f"server.http_port and server.grpc_port are both {http_port}: each needs its own port")
+    return http_port, grpc_port
+
+
+def _ports(cfg: Any, host: str) -> tuple[int, int]:
+    """(HTTP, gRPC) ports to launch on: the configured ones, checked to be free, or free ones."""
+    http_port, grpc_port = configured_ports(cfg)
+    return _port(http_port, host), _port(grpc_port, host)
 
 
 # health checks go straight to the server, never through an http_proxy from the environment
@@ -253,7 +280,7 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
 def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
     embedded = EmbeddedTriton.find()
     host = str(cfg.host)
-    http_port, grpc_port = _port(cfg.http_port, host), _port(cfg.grpc_port, host)
+    http_port, grpc_port = _ports(cfg, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
     with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-") as tmp, open(log_file, "wb") as log_fh:
@@ -312,7 +339,7 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endp
     problem = _docker_engine_error()
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
-    http_port, grpc_port = _port(cfg.http_port, "127.0.0.1"), _port(cfg.grpc_port, "127.0.0.1")
+    http_port, grpc_port = _ports(cfg, "127.0.0.1")
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file, f"docker {cfg.image}")
@@ -384,5 +411,7 @@ def serve(cfg: Any, repository: str | Path, releases: Any = None) -> contextlib.
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
     if kind not in launchers:
         raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind != "remote":
+        configured_ports(cfg)  # settings first: a typo is named before anything is looked for
     path = repository_for(cfg, Path(repository))
     return launchers[kind](cfg, path, guard_plans(cfg, path, releases))

@@ -95,9 +95,9 @@ def run(cfg: Any) -> list[tuple[str, float]] | str:
         if not cfg.image:
             raise ConfigError("image=<file> is required (or image=sample:chelsea.png, or show=metadata|config)")
         path, data = read_image(str(cfg.image), image_limits(cfg.image_limits))
-    k = int(cfg.top_k)
-    if k < 1:
-        raise ConfigError(f"top_k must be >= 1, got {k}")
+    k = cfg.top_k
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"top_k must be a whole number >= 1, got {k!r}")
     repository = cfg.paths.model_repository_gpu if spec.format == "tensorrt" else cfg.model_repository
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints, ServedModel(spec, endpoints) as model:
         model.check_ready()

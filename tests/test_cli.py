@@ -109,3 +109,21 @@ def test_help_answers(module: str) -> None:
 )
 def test_client_errors_are_one_line(args: list[str], message: str) -> None:
     assert_one_line_error(run_module("serve.client", *args), message)
+
+
+@pytest.mark.parametrize(("module", "args", "message"), [
+    ("evaluate.parity", ["model=mnist_onnx", "modle.tolerance.atol=1"],
+     "unknown key 'modle.tolerance.atol' (see --help for the config; a new key needs a +: +modle.tolerance.atol=1)"),
+    ("evaluate.parity", ["model=mnist_onnx", "model.tolerance.atol=[1"], "no viable alternative at input '[1'"),
+    ("serve.triton", ["server.http_port=70000"], "server.http_port must be a port number 1..65535"),
+    ("serve.triton", ["server.grpc_port=eighty"], "server.grpc_port must be a port number"),
+    ("serve.triton", ["server.http_port=8000", "server.grpc_port=8000"],
+     "server.http_port and server.grpc_port are both 8000: each needs its own port"),
+    ("serve.client", ["model=resnet50_ensemble", "image=sample:chelsea.png", "top_k=abc"],
+     "top_k must be a whole number >= 1, got 'abc'"),
+])
+def test_user_errors_are_exactly_one_line(module: str, args: list[str], message: str) -> None:
+    """Each of these once ended in a traceback (exit 3) or in Hydra's six-line message."""
+    proc = run_module(module, *args)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {message}"), proc.stderr

@@ -16,9 +16,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.p
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 from standin_base import NUMPY_TO_TRITON, StandIn, StandInError, first_line  # noqa: E402
+
+
+def _import_tensorflow():
+    """TensorFlow imports `ssl` first. The stub's embedded interpreter cannot load this host's `_ssl`
+    extension (undefined symbol: an ABI mismatch), and TensorFlow then prints that traceback to
+    stdout, into every Triton log, and goes on without ssl, which loading a SavedModel never needs.
+    That one message is dropped; anything else TensorFlow prints is kept."""
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        import tensorflow
+    text = printed.getvalue()
+    marker = "Warning: Failed to load ssl module. Continuing without ssl support."
+    if marker in text:
+        text = text.split(marker, 1)[1].lstrip("\n")
+    sys.stdout.write(text)
+    return tensorflow
+
+
+tf = _import_tensorflow()
 
 INTERNAL_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
 
