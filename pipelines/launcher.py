@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import logging
 import os
 import re
@@ -109,11 +110,21 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def is_ready(http: str, timeout: float = 2.0) -> bool:
+    return readiness(http, timeout) is None
+
+
+def readiness(http: str, timeout: float = 2.0) -> str | None:
+    """None when a Triton answers ready at `http` (host:port); else why not, in words."""
     try:
         with _DIRECT.open(f"http://{http}/v2/health/ready", timeout=timeout) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+            return None if resp.status == 200 else f"it answers {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"it answers HTTP {exc.code} (not ready, or not Triton)"
+    except http.client.HTTPException:  # e.g. an HTTP/2-only gRPC port answering in binary frames
+        return "something answers there, but not over HTTP/1.1: is it the gRPC port?"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"nothing answers ({reason})"
 
 
 def run_log(configured: str | Path) -> Path:
@@ -362,9 +373,29 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endp
 def _serve_remote(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
     del repository, extra  # the remote server has its own repository and options
     endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url), server=f"remote http://{cfg.http_url}")
-    if not is_ready(endpoints.http, timeout=float(cfg.get("connect_timeout_s", 5))):
-        raise ServerError(f"no ready Triton at http://{endpoints.http} (server=remote launches nothing; start it first)")
+    timeout = float(cfg.get("connect_timeout_s", 5))
+    problem = readiness(endpoints.http, timeout)
+    if problem is not None:
+        raise ServerError(f"no ready Triton at http://{endpoints.http} (server.http_url): {problem}; "
+                          "server=remote launches nothing, start it first")
+    problem = _grpc_problem(endpoints.grpc, timeout)
+    if problem is not None:
+        raise ServerError(f"no Triton gRPC endpoint at {endpoints.grpc} (server.grpc_url): {problem}")
     yield endpoints
+
+
+def _grpc_problem(grpc: str, timeout: float) -> str | None:
+    """None when Triton answers over gRPC at `grpc`; else why not, in one printable line."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        live = grpcclient.InferenceServerClient(grpc).is_server_live(client_timeout=timeout)
+    except InferenceServerException as exc:
+        text = (exc.message() or type(exc).__name__).strip().splitlines()[0]
+        hint = "; is it the HTTP port?" if text.startswith(("Socket closed", "failed to connect", "Trying to connect an http1.x")) else ""
+        return "".join(c if c.isprintable() else "?" for c in text)[:200] + hint
+    return None if live else "it is not live"
 
 
 def repository_for(cfg: Any, repository: Path) -> Path:

@@ -153,6 +153,30 @@ def test_remote_launches_nothing_and_checks_reachability(tmp_path: Path) -> None
             pass
 
 
+def test_remote_urls_swapped_are_named_in_one_line(tmp_path: Path, workspace: Path) -> None:
+    """HTTP pointed at the gRPC port (and the reverse) once printed binary HTTP/2 frames in a traceback."""
+    mnist_onnx_copy(workspace, tmp_path / "repo")
+    with launcher.serve(local_cfg(tmp_path), tmp_path / "repo") as endpoints:
+        for http, grpc, says in ((endpoints.grpc, endpoints.http, "not over HTTP/1.1: is it the gRPC port?"),
+                                 (endpoints.http, endpoints.http, "(server.grpc_url)")):
+            cfg = compose_config("triton", ["server=remote", f"server.http_url={http}", f"server.grpc_url={grpc}",
+                                            "server.connect_timeout_s=3"]).server
+            with pytest.raises(ServerError) as info:
+                with launcher.serve(cfg, tmp_path / "nowhere"):
+                    pass
+            message = str(info.value)
+            assert says in message and "\n" not in message and message.isprintable(), message
+
+
+def test_a_corrupt_config_is_named_with_its_model_and_file(tmp_path: Path, workspace: Path) -> None:
+    model = mnist_onnx_copy(workspace, tmp_path / "repo")
+    (model / "config.pbtxt").write_text('name: "mnist_onnx"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 64\ninput {\n')
+    with pytest.raises(ServerError) as info:
+        with launcher.serve(local_cfg(tmp_path), tmp_path / "repo"):
+            pytest.fail("a corrupt config must not become ready")
+    assert "mnist_onnx" in str(info.value) and "config.pbtxt" in str(info.value), str(info.value)
+
+
 def mnist_onnx_copy(workspace: Path, repo: Path) -> Path:
     shutil.copytree(workspace / "model_repository" / "mnist_onnx", repo / "mnist_onnx")
     return repo / "mnist_onnx"
