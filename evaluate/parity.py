@@ -62,16 +62,21 @@ def check(cfg: Any) -> list[ParityReport]:
     repository, reports_dir = profile_paths(cfg, specs)
     reports_dir = tracked_or_adhoc(cfg, specs, reports_dir)
     kind = str(cfg.server.kind)
-    # what the repository serves must be the current export: checked before anything is started
-    provenance = {s.name: assembly.provenance(s, catalog, None if kind == "remote" else repository) for s in specs}
+
+    def provenance() -> dict[str, list[dict[str, str]]]:
+        """SHA-256 of what is served; a repository copy that is not the current export is refused."""
+        return {s.name: assembly.provenance(s, catalog, None if kind == "remote" else repository) for s in specs}
+
+    checked = None if kind == "remote" else provenance()  # before a server is started on a stale repository
     reports = []
     # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
+        checked = checked or provenance()
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
         prepared = [comparator.prepare(spec, cfg.paths.data, catalog) for spec in specs]
         for item in prepared:
             report = comparator.evaluate(item, comparator.collect(item, endpoints, protocols, kind == "local"), server)
-            report = dataclasses.replace(report, artifacts=provenance[item.spec.name])
+            report = dataclasses.replace(report, artifacts=checked[item.spec.name])
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
                 report = dataclasses.replace(report, engines=engines)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import http.client
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -120,7 +120,7 @@ def readiness(http: str, timeout: float = 2.0) -> str | None:
             return None if resp.status == 200 else f"it answers {resp.status}"
     except urllib.error.HTTPError as exc:
         return f"it answers HTTP {exc.code} (not ready, or not Triton)"
-    except http.client.HTTPException:  # e.g. an HTTP/2-only gRPC port answering in binary frames
+    except HTTPException:  # e.g. an HTTP/2-only gRPC port answering in binary frames
         return "something answers there, but not over HTTP/1.1: is it the gRPC port?"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)

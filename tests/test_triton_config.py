@@ -79,7 +79,7 @@ def test_unparseable_text_is_a_config_error() -> None:
 
 def test_preferred_batch_beyond_max_is_rejected() -> None:
     with pytest.raises(ConfigError, match="preferred_batch_size"):
-        triton_config.build(spec_of("resnet50_onnx", "model.max_batch_size=2"))
+        triton_config.build(spec_of("resnet50_onnx", "model.max_batch_size=2", "model.parity.batch_sizes=[1]"))
 
 
 def test_unbatched_model_gets_no_dynamic_batching() -> None:
