@@ -136,6 +136,9 @@ def run_log(configured: str | Path) -> Path:
 
 # Triton's line for a model that did not load: `failed to load 'mnist_onnx' version 1: Internal: <reason>\n\nAt: ...`
 _LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version \d+: (.*)")
+# ... and for a directory whose config.pbtxt it cannot parse (after protobuf's own line giving the position)
+_POLL_FAILURE = re.compile(r"Poll failed for model directory '([^']+)': (.*)")
+_PARSE_ERROR = re.compile(r"Error parsing text-format inference\.ModelConfig: (.*)")
 
 
 def _last_log_line(log_file: Path) -> str:
@@ -144,11 +147,16 @@ def _last_log_line(log_file: Path) -> str:
         lines = [l for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
     except OSError:
         return "(no log)"
-    for line in lines:
+    for index, line in enumerate(lines):
         match = _LOAD_FAILURE.search(line)
         if match:
             reason = match.group(2).split("\\n")[0].strip().rstrip('"')  # the log escapes newlines as \n
             return f"model {match.group(1)!r} failed to load: {reason}"
+        match = _POLL_FAILURE.search(line)
+        if match:  # a config.pbtxt Triton could not parse: protobuf said where, just before
+            parse = next((_PARSE_ERROR.search(l) for l in reversed(lines[:index]) if _PARSE_ERROR.search(l)), None)
+            detail = f" (line:column {parse.group(1)})" if parse else ""
+            return f"model {match.group(1)!r} failed to load: {match.group(2).strip().rstrip(chr(34))}{detail}"
     errors = [l for l in lines if l[:1] == "E" or "error" in l.lower()]
     return (errors or lines or ["(empty log)"])[-1].strip()
 
