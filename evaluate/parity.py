@@ -31,11 +31,24 @@ def selected(cfg: Any, catalog: dict[str, ModelSpec] | None = None) -> list[Mode
     return [model_spec(str(cfg.model.name), cfg.model)]
 
 
-def profile_paths(cfg: Any, specs: list[ModelSpec]) -> tuple[Path, Path]:
+def profile_paths(cfg: Any, specs: list[ModelSpec]) -> tuple[Path, Reports]:
     """Repository and reports: a TensorRT model chosen by name is served from the GPU profile's repository."""
     if cfg.model.name != "all" and any(s.format == "tensorrt" for s in specs):
-        return Path(cfg.paths.model_repository_gpu), Path(cfg.paths.parity_reports_gpu)
-    return Path(cfg.model_repository), Path(cfg.parity_reports)
+        return Path(cfg.paths.model_repository_gpu), Reports(Path(cfg.paths.parity_reports_gpu),
+                                                             Path(cfg.paths.parity_metrics_gpu))
+    return Path(cfg.model_repository), Reports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
+
+
+@dataclasses.dataclass(frozen=True)
+class Reports:
+    """Where a run's reports go: one full report per model, and its headline figures (the DVC metrics)."""
+
+    full: Path
+    metrics: Path
+
+    def write(self, report: ParityReport) -> None:
+        write_json(self.full / f"{report.model}.json", report.to_dict())
+        write_json(self.metrics / f"{report.model}.json", report.headline())
 
 
 def require_gpu_host(specs: list[ModelSpec], cfg: Any) -> None:
@@ -59,8 +72,8 @@ def check(cfg: Any) -> list[ParityReport]:
     specs = selected(cfg, catalog)
     require_gpu_host(specs, cfg)
     protocols = comparator.check_protocols([str(p) for p in cfg.protocols])
-    repository, reports_dir = profile_paths(cfg, specs)
-    reports_dir = tracked_or_adhoc(cfg, specs, reports_dir)
+    repository, reports = profile_paths(cfg, specs)
+    reports = tracked_or_adhoc(cfg, specs, reports)
     kind = str(cfg.server.kind)
 
     def provenance() -> dict[str, list[dict[str, str]]]:
@@ -68,7 +81,7 @@ def check(cfg: Any) -> list[ParityReport]:
         return {s.name: assembly.provenance(s, catalog, None if kind == "remote" else repository) for s in specs}
 
     checked = None if kind == "remote" else provenance()  # before a server is started on a stale repository
-    reports = []
+    results = []
     # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
         checked = checked or provenance()
@@ -80,13 +93,13 @@ def check(cfg: Any) -> list[ParityReport]:
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
                 report = dataclasses.replace(report, engines=engines)
-            reports.append(report)
-    for report in reports:
-        write_json(reports_dir / f"{report.model}.json", report.to_dict())
-    return reports
+            results.append(report)
+    for report in results:
+        reports.write(report)
+    return results
 
 
-def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports_dir: Path) -> Path:
+def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Reports:
     """Where reports go: the tracked directory only when the check is the one conf/ defines.
 
     A run whose model settings, protocols or data differ from conf/ (command-line overrides) proves
@@ -101,12 +114,12 @@ def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports_dir: Path) -> Pat
     for spec in specs:
         changes += differences(configured[spec.name], spec, f"{spec.name}.") if spec.name in configured else [
             f"{spec.name} (not in conf/)"]
-    if not changes or Path(reports_dir).resolve() != Path(profile_paths(configured_cfg, specs)[1]).resolve():
-        return reports_dir  # as configured, or the user chose another directory already
+    if not changes or reports.full.resolve() != profile_paths(configured_cfg, specs)[1].full.resolve():
+        return reports  # as configured, or the user chose another directory already
     adhoc = Path(cfg.paths.parity_adhoc)
     print(f"note: settings differ from conf/ ({'; '.join(changes)}): reports go to {adhoc}/, not to the "
-          f"tracked {reports_dir}/", flush=True)
-    return adhoc
+          f"tracked {reports.full}/", flush=True)
+    return Reports(adhoc, adhoc / "metrics")
 
 
 def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:

@@ -137,6 +137,23 @@ class ParityReport:
             artifacts=[dict(a) for a in data.get("artifacts") or []],
         )
 
+    def headline(self) -> dict[str, Any]:
+        """The few figures declared as DVC metrics, so `dvc metrics show` and `diff` fit a pull-request comment.
+
+        Worst cases over every protocol and numeric output; accuracies where the inputs carry labels.
+        """
+        numeric = [o.metrics for p in self.protocols.values() for o in p.outputs.values() if o.metrics is not None]
+        figures: dict[str, Any] = {
+            "passed": self.passed,
+            "protocols_agree": all(self.protocol_agreement.values()),
+            "max_abs": max((m.max_abs for m in numeric), default=0.0),
+            "needed_atol": max((m.needed_atol for m in numeric), default=0.0),
+        }
+        if self.accuracy:
+            figures["framework_accuracy"] = self.accuracy["framework"]
+            figures["served_accuracy"] = min(v for k, v in self.accuracy.items() if k != "framework")
+        return figures
+
     def table(self) -> str:
         """The human-readable summary printed after a check."""
         tol, server, backend = self.tolerance, self.server, self.served_by

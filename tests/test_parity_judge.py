@@ -176,3 +176,17 @@ def test_reports_survive_json_both_ways() -> None:
         "needed_atol", "needed_rtol", "passed"}
     again = ParityReport.from_dict(data)
     assert again == report and again.table() == report.table()
+
+
+def test_headline_figures_are_the_worst_cases() -> None:
+    """What `dvc metrics show` and the gate see of a report: a handful of figures, worst over protocols."""
+    prepared = mnist_like()
+    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    assert report.headline() == {"passed": True, "protocols_agree": True, "max_abs": 0.0, "needed_atol": 0.0,
+                                 "framework_accuracy": 0.75, "served_accuracy": 0.75}
+    served = served_copy(prepared)
+    served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
+    figures = comparator.evaluate(prepared, served, SERVER).headline()
+    assert figures["passed"] is False and figures["protocols_agree"] is False
+    assert figures["max_abs"] == pytest.approx(0.01, rel=1e-3)
+    assert figures["needed_atol"] == pytest.approx(0.01 - 1e-3 * 0.91, rel=1e-3)

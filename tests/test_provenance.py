@@ -68,15 +68,17 @@ def test_a_changed_check_never_writes_the_tracked_reports(overrides: list[str], 
                                                           capsys: pytest.CaptureFixture) -> None:
     cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
     specs = parity_cli.selected(cfg)
-    where = parity_cli.tracked_or_adhoc(cfg, specs, Path(cfg.parity_reports))
-    assert where == Path("reports/parity_adhoc")
+    where = parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1])
+    assert where == parity_cli.Reports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
     out = capsys.readouterr().out
     assert change in out and "not to the tracked reports/parity/" in out
 
 
 def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:
     cfg = compose_config("parity", ["model=all"])
-    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), Path(cfg.parity_reports)) == Path("reports/parity")
+    tracked = parity_cli.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
+    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), tracked) == tracked
     # a directory of the user's choosing is theirs: a changed check is written where they said
     cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}"])
-    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), tmp_path) == tmp_path
+    chosen = parity_cli.Reports(tmp_path, tmp_path / "metrics")
+    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), chosen) == chosen

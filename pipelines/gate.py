@@ -1,0 +1,107 @@
+"""The merge gate: this run's parity headline figures against a baseline's, judged by thresholds.
+
+DVC's `metrics diff` shows differences but never fails (DVC issue 10408); this is the part that
+fails. Inputs are the headline figures the parity stage writes (`ParityReport.headline`), one
+mapping per model; the verdict and a Markdown table come out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+Headlines = Mapping[str, Mapping[str, Any]]  # model -> its headline figures
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How much worse than the baseline a run may be (`thresholds` in conf/gate.yaml)."""
+
+    accuracy_drop: float  # framework accuracy may fall this much below the baseline's
+    tolerance_growth: float  # needed_atol may grow to this factor of the baseline's ...
+    tolerance_floor: float  # ... counted from at least this (from a baseline of 0 any noise is infinite growth)
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    figure: str
+    baseline: Any
+    now: Any
+    verdict: str = "ok"  # ok | FAIL
+
+
+@dataclass
+class Verdict:
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def markdown(self, title: str) -> str:
+        lines = [f"### {title}: {'PASS' if self.passed else 'FAIL'}", "",
+                 "| model | figure | baseline | now | change | |", "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lines.append(f"| {r.model} | {r.figure} | {_shown(r.baseline)} | {_shown(r.now)} | "
+                         f"{_change(r.baseline, r.now)} | {'' if r.verdict == 'ok' else '**' + r.verdict + '**'} |")
+        if self.failures:
+            lines += ["", "Failed because:", *[f"- {f}" for f in self.failures]]
+        return "\n".join(lines) + "\n"
+
+
+FIGURES = ("passed", "protocols_agree", "framework_accuracy", "served_accuracy", "needed_atol", "max_abs")
+
+
+def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
+    """Every figure of every model in either run, and why the run fails (if it does)."""
+    verdict = Verdict()
+    for model in sorted(set(baseline) | set(now)):
+        before, after = baseline.get(model), now.get(model)
+        if after is None:
+            verdict.failures.append(f"{model}: served in the baseline, gone now")
+            verdict.rows.append(Row(model, "served", True, False, "FAIL"))
+            continue
+        failed: dict[str, str] = {}
+        if not after.get("passed", False):
+            failed["passed"] = "fails parity"
+        if after.get("protocols_agree") is False:
+            failed["protocols_agree"] = "protocols disagree"
+        if "served_accuracy" in after and after["served_accuracy"] != after.get("framework_accuracy"):
+            failed["served_accuracy"] = (f"served accuracy {after['served_accuracy']:.4f} differs from the "
+                                         f"framework's {after.get('framework_accuracy')}")
+        if before is not None:
+            if "framework_accuracy" in before and "framework_accuracy" in after:
+                drop = before["framework_accuracy"] - after["framework_accuracy"]
+                if drop > limits.accuracy_drop:
+                    failed["framework_accuracy"] = (f"framework accuracy fell by {drop:.4f} "
+                                                    f"(more than {limits.accuracy_drop:g})")
+            if "needed_atol" in before and "needed_atol" in after:
+                allowed = max(float(before["needed_atol"]), limits.tolerance_floor) * limits.tolerance_growth
+                if float(after["needed_atol"]) > allowed:
+                    failed["needed_atol"] = (f"needed tolerance {after['needed_atol']:.3g} is over {allowed:.3g} "
+                                             f"({limits.tolerance_growth:g}x the baseline's {before['needed_atol']:.3g})")
+        for figure in FIGURES:
+            if figure in after or (before and figure in before):
+                verdict.rows.append(Row(model, figure, None if before is None else before.get(figure),
+                                        after.get(figure), "FAIL" if figure in failed else "ok"))
+        verdict.failures += [f"{model}: {reason}" for reason in failed.values()]
+    return verdict
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _change(before: Any, after: Any) -> str:
+    if isinstance(before, bool) or isinstance(after, bool) or before is None or after is None:
+        return "" if before == after or before is None else "changed"
+    delta = float(after) - float(before)
+    return "0" if delta == 0 else f"{delta:+.3g}"

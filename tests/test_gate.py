@@ -1,0 +1,106 @@
+"""The merge gate: this run's parity figures against a baseline's, on hand-made figures and a real git+DVC repo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, compose_config, tool_env
+from evaluate import gate as gate_cli
+from pipelines.gate import Thresholds, judge
+
+LIMITS = Thresholds(accuracy_drop=0.005, tolerance_growth=2.0, tolerance_floor=1e-6)
+MNIST = {"passed": True, "protocols_agree": True, "max_abs": 6e-7, "needed_atol": 0.0,
+         "framework_accuracy": 0.976, "served_accuracy": 0.976}
+RESNET = {"passed": True, "protocols_agree": True, "max_abs": 3.2e-5, "needed_atol": 2.0e-5}
+BASELINE = {"mnist_onnx": MNIST, "resnet50_onnx": RESNET}
+
+
+def test_the_same_figures_pass() -> None:
+    verdict = judge(BASELINE, BASELINE, LIMITS)
+    assert verdict.passed and verdict.failures == []
+    text = verdict.markdown("gate")
+    assert text.startswith("### gate: PASS") and "| mnist_onnx | framework_accuracy | 0.976 | 0.976 | 0 |" in text
+
+
+@pytest.mark.parametrize(("model", "change", "reason"), [
+    ("resnet50_onnx", {"passed": False}, "resnet50_onnx: fails parity"),
+    ("mnist_onnx", {"served_accuracy": 0.975}, "mnist_onnx: served accuracy 0.9750 differs from the framework's 0.976"),
+    ("mnist_onnx", {"framework_accuracy": 0.96, "served_accuracy": 0.96},
+     "mnist_onnx: framework accuracy fell by 0.0160 (more than 0.005)"),
+    ("resnet50_onnx", {"needed_atol": 4.5e-5}, "resnet50_onnx: needed tolerance 4.5e-05 is over 4e-05"),
+    ("mnist_onnx", {"needed_atol": 3e-6}, "mnist_onnx: needed tolerance 3e-06 is over 2e-06"),  # from 0: the floor
+    ("mnist_onnx", {"protocols_agree": False}, "mnist_onnx: protocols disagree"),
+])
+def test_a_worse_run_fails_for_its_reason(model: str, change: dict, reason: str) -> None:
+    now = {**BASELINE, model: {**BASELINE[model], **change}}
+    verdict = judge(BASELINE, now, LIMITS)
+    assert not verdict.passed and any(f.startswith(reason) for f in verdict.failures), verdict.failures
+    assert "**FAIL**" in verdict.markdown("gate")
+
+
+def test_small_changes_within_thresholds_pass() -> None:
+    now = {"mnist_onnx": {**MNIST, "framework_accuracy": 0.972, "served_accuracy": 0.972, "needed_atol": 1.9e-6},
+           "resnet50_onnx": {**RESNET, "needed_atol": 3.9e-5}}
+    assert judge(BASELINE, now, LIMITS).passed
+
+
+def test_a_model_gone_fails_and_a_new_one_passes() -> None:
+    verdict = judge(BASELINE, {"mnist_onnx": MNIST, "densenet121_onnx": RESNET}, LIMITS)
+    assert verdict.failures == ["resnet50_onnx: served in the baseline, gone now"]
+    assert "| densenet121_onnx | needed_atol | - | 2e-05 |" in verdict.markdown("gate")
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def write(repo: Path, figures: dict) -> None:
+    directory = repo / "reports" / "parity_metrics"
+    directory.mkdir(parents=True, exist_ok=True)
+    for model, values in figures.items():
+        (directory / f"{model}.json").write_text(json.dumps(values))
+
+
+def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """A real repository: main commits accepted figures; a branch's run got worse; the gate says so (exit 1)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=repo, check=True, env=tool_env())
+    write(repo, BASELINE)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "accepted run")
+    git(repo, "checkout", "-q", "-b", "feature")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "a change")
+    write(repo, {"mnist_onnx": {**MNIST, "framework_accuracy": 0.95, "served_accuracy": 0.95}})
+    (repo / "reports" / "parity_metrics" / "resnet50_onnx.json").unlink()  # and resnet50 no longer served
+    monkeypatch.chdir(repo)
+    cfg = compose_config("gate", [f"output={tmp_path / 'gate.md'}"])
+    assert gate_cli.run(cfg) == 1
+    table = (tmp_path / "gate.md").read_text()
+    assert table.startswith("### Parity gate against merge-base (") and ": FAIL" in table.splitlines()[0]
+    assert "mnist_onnx: framework accuracy fell by 0.0260" in table and "resnet50_onnx: served in the baseline" in table
+    assert table in capsys.readouterr().out
+    write(repo, BASELINE)  # the branch's run as good as main's
+    assert gate_cli.run(cfg) == 0
+    # a directory of figures works as a baseline too (e.g. a downloaded CI artifact)
+    cfg = compose_config("gate", [f"baseline_dir={repo / 'reports' / 'parity_metrics'}", f"output={tmp_path / 'g.md'}"])
+    assert gate_cli.run(cfg) == 0
+
+
+def test_a_baseline_that_does_not_exist_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.errors import ConfigError
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "feature")
+    write(repo, BASELINE)
+    monkeypatch.chdir(repo)
+    with pytest.raises(ConfigError, match="no branch 'main' or origin/main"):
+        gate_cli.run(compose_config("gate", [f"output={tmp_path / 'g.md'}"]))
