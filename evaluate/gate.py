@@ -22,7 +22,17 @@ from pipelines.gate import Thresholds, judge
 
 def read_dir(directory: Path) -> dict[str, dict[str, Any]]:
     """model -> headline figures, from a directory of <model>.json."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(directory).glob("*.json"))}
+    return {p.stem: parse(p.read_text(), str(p)) for p in sorted(Path(directory).glob("*.json"))}
+
+
+def parse(text: str, where: str) -> dict[str, Any]:
+    try:
+        figures = json.loads(text)
+    except ValueError as exc:
+        raise ArtifactError(f"{where} is not readable JSON ({exc})") from None
+    if not isinstance(figures, dict):
+        raise ArtifactError(f"{where} holds no headline figures (a JSON object)")
+    return figures
 
 
 def current(cfg: Any) -> dict[str, dict[str, Any]]:
@@ -68,7 +78,7 @@ def at_revision(rev: str, directories: list[str]) -> dict[str, dict[str, Any]]:
             continue
         for path in sorted(fs.find(directory)):
             if path.endswith(".json"):
-                figures[Path(path).stem] = json.loads(fs.read_text(path))
+                figures[Path(path).stem] = parse(fs.read_text(path), f"{path} at {rev[:12]}")
     return figures
 
 

@@ -49,11 +49,11 @@ def make_targets(text: str) -> set[str]:
 def test_every_ci_step_is_a_make_target_that_runs_the_same_on_a_laptop() -> None:
     github = "\n".join(p.read_text() for p in WORKFLOWS)
     gitlab = (ROOT / ".gitlab-ci.yml").read_text()
-    assert make_targets(github) == make_targets(gitlab) == {"ci", "ci-gpu"}
-    for target in ("ci", "ci-gpu"):
+    assert make_targets(github) == make_targets(gitlab) == {"ci", "ci-gpu", "push"}
+    for target, runs in (("ci", "python -m evaluate.gate"), ("ci-gpu", "python -m evaluate.gate"), ("push", "dvc")):
         proc = subprocess.run(["make", "-n", target, "GATE_ARGS=main_branch=main"], cwd=ROOT, capture_output=True,
                               text=True, env=tool_env())
-        assert proc.returncode == 0 and "python -m evaluate.gate" in proc.stdout, proc.stderr
+        assert proc.returncode == 0 and runs in proc.stdout, proc.stderr
 
 
 def test_the_workflows_gate_pull_requests_and_skip_the_gpu_job_cleanly() -> None:
