@@ -104,3 +104,75 @@ def test_a_change_reruns_exactly_what_depends_on_it(
     finally:
         conf.write_text(original)
     assert stages_to_run(workspace) == []
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_ci(repo: Path) -> subprocess.CompletedProcess:
+    return run_cmd(["make", "ci", f"VENV={BIN.parent}"], repo, timeout=900)
+
+
+def test_make_ci_passes_then_fails_on_a_perturbed_model(workspace: Path, tmp_path: Path) -> None:
+    """The CI job on the real pipeline: the accepted run on main passes the gate; a change that makes the
+    ensemble's server-side pre-processing drift fails it, and the table names the model and the figure."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(workspace, repo, symlinks=True)
+    git(repo, "checkout", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "the accepted run, reports committed with the code")
+    accepted = make_ci(repo)
+    assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
+    table = (repo / "reports" / "gate" / "gate.md").read_text()
+    assert table.startswith("### Parity gate against merge-base (") and "PASS" in table.splitlines()[0]
+    assert "dvc metrics diff" in table
+
+    git(repo, "checkout", "-q", "-b", "drift")
+    step = repo / "serve" / "ensemble_steps" / "preprocess.py"
+    text = step.read_text()
+    assert "batch = np.stack(tensors).astype(np.float32)" in text
+    step.write_text(text.replace("batch = np.stack(tensors).astype(np.float32)",
+                                 "batch = np.stack(tensors).astype(np.float32) * 1.01"))
+    git(repo, "commit", "-qam", "a change that perturbs a served model")
+    perturbed = make_ci(repo)
+    assert perturbed.returncode != 0
+    table = (repo / "reports" / "gate" / "gate.md").read_text()
+    assert "FAIL" in table.splitlines()[0]
+    assert "| resnet50_ensemble | passed | yes | no |" in table and "resnet50_ensemble: fails parity" in table
+
+
+def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unchanged passes; a parity failure or a missing model fails (exit 1); a missing or unreadable baseline is
+    one line (exit 2 from the command)."""
+    import shutil
+
+    from evaluate import gate as gate_cli
+    from pipelines.errors import ArtifactError, ConfigError
+
+    real = workspace / "reports" / "parity_metrics"
+    baseline, now = tmp_path / "baseline", tmp_path / "now"
+    shutil.copytree(real, baseline)
+    monkeypatch.chdir(workspace)
+
+    def gate(*overrides: str) -> int:
+        cfg = compose_config("gate", [f"baseline_dir={baseline}", f"metrics_dirs=[{now}]",
+                                      f"output={tmp_path / 'gate.md'}", *overrides])
+        return gate_cli.run(cfg)
+
+    shutil.copytree(real, now)
+    assert gate() == 0
+    failing = json.loads((now / "mnist_onnx.json").read_text())
+    (now / "mnist_onnx.json").write_text(json.dumps({**failing, "passed": False}))
+    assert gate() == 1 and "mnist_onnx: fails parity" in (tmp_path / "gate.md").read_text()
+    (now / "mnist_onnx.json").write_text(json.dumps(failing))
+    (now / "densenet121_onnx.json").unlink()
+    assert gate() == 1 and "densenet121_onnx: served in the baseline, gone now" in (tmp_path / "gate.md").read_text()
+    with pytest.raises(ConfigError, match="is not a directory"):
+        gate(f"baseline_dir={tmp_path / 'nowhere'}")
+    (baseline / "mnist_onnx.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="mnist_onnx.json is not readable JSON"):
+        gate()
