@@ -100,10 +100,11 @@ def check(cfg: Any) -> list[ParityReport]:
 
 
 def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Reports:
-    """Where reports go: the tracked directory only when the check is the one conf/ defines.
+    """Where reports go: the tracked directories only when the check is the one conf/ defines.
 
     A run whose model settings, protocols or data differ from conf/ (command-line overrides) proves
-    something else: its reports go to `paths.parity_adhoc`, never over the recorded proof.
+    something else: its reports go to `paths.parity_adhoc`, never over the recorded proof. Reports
+    sent elsewhere by the user take their headline figures with them.
     """
     configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
     configured = {s.name: s for s in selected(configured_cfg)}
@@ -114,8 +115,13 @@ def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Repo
     for spec in specs:
         changes += differences(configured[spec.name], spec, f"{spec.name}.") if spec.name in configured else [
             f"{spec.name} (not in conf/)"]
-    if not changes or reports.full.resolve() != profile_paths(configured_cfg, specs)[1].full.resolve():
-        return reports  # as configured, or the user chose another directory already
+    tracked = profile_paths(configured_cfg, specs)[1]
+    if reports.full.resolve() != tracked.full.resolve():  # the user chose where reports go: the figures go along,
+        if reports.metrics.resolve() == tracked.metrics.resolve():  # never into the tracked metrics alone
+            return Reports(reports.full, reports.full / "metrics")
+        return reports
+    if not changes:
+        return reports
     adhoc = Path(cfg.paths.parity_adhoc)
     print(f"note: settings differ from conf/ ({'; '.join(changes)}): reports go to {adhoc}/, not to the "
           f"tracked {reports.full}/", flush=True)

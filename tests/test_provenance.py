@@ -82,3 +82,7 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
     cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}"])
     chosen = parity_cli.Reports(tmp_path, tmp_path / "metrics")
     assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), chosen) == chosen
+    # only the full reports' directory chosen: the headline figures go along, not into the tracked metrics
+    cfg = compose_config("parity", ["model=mnist_onnx", f"paths.parity_reports={tmp_path}"])
+    specs = parity_cli.selected(cfg)
+    assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
