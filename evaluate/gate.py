@@ -20,9 +20,14 @@ from pipelines.errors import ArtifactError, ConfigError, HostError
 from pipelines.gate import Thresholds, judge
 
 
-def read_dir(directory: Path) -> dict[str, dict[str, Any]]:
-    """model -> headline figures, from a directory of <model>.json."""
-    return {p.stem: parse(p.read_text(), str(p)) for p in sorted(Path(directory).glob("*.json"))}
+def read_dirs(root: Path, directories: list[str]) -> dict[str, dict[str, Any]]:
+    """'<metrics dir>/<model>' -> headline figures, for each metrics directory under `root` (the profile in
+    the key: the CPU and GPU catalogs serve models of the same names)."""
+    figures: dict[str, dict[str, Any]] = {}
+    for directory in directories:
+        for path in sorted((root / directory).glob("*.json")):
+            figures[f"{Path(directory).name}/{path.stem}"] = parse(path.read_text(), str(path))
+    return figures
 
 
 def parse(text: str, where: str) -> dict[str, Any]:
@@ -36,9 +41,7 @@ def parse(text: str, where: str) -> dict[str, Any]:
 
 
 def current(cfg: Any) -> dict[str, dict[str, Any]]:
-    figures: dict[str, dict[str, Any]] = {}
-    for directory in cfg.metrics_dirs:
-        figures.update(read_dir(Path(str(directory))))
+    figures = read_dirs(Path("."), [str(d) for d in cfg.metrics_dirs])
     if not figures:
         raise ArtifactError(f"no parity figures in {', '.join(map(str, cfg.metrics_dirs))}: run the pipeline first "
                             "(`dvc repro`)")
@@ -71,28 +74,34 @@ def at_revision(rev: str, directories: list[str]) -> dict[str, dict[str, Any]]:
     """The headline figures committed at `rev`, read through DVC (git-tracked or DVC-tracked alike)."""
     from dvc.api import DVCFileSystem
 
-    fs = DVCFileSystem(".", rev=rev)
-    figures: dict[str, dict[str, Any]] = {}
-    for directory in directories:
-        if not fs.isdir(directory):
-            continue
-        for path in sorted(fs.find(directory)):
-            if path.endswith(".json"):
-                figures[Path(path).stem] = parse(fs.read_text(path), f"{path} at {rev[:12]}")
-    return figures
+    try:
+        fs = DVCFileSystem(".", rev=rev)
+        found = {d: sorted(p for p in fs.find(d) if p.endswith(".json")) for d in directories if fs.isdir(d)}
+        return {f"{Path(d).name}/{Path(p).stem}": parse(fs.read_text(p), f"{p} at {rev[:12]}")
+                for d, paths in found.items() for p in paths}
+    except ArtifactError:
+        raise
+    except Exception as exc:  # DVC's errors (no DVC repository at that revision, unreadable objects)
+        raise ConfigError(f"cannot read the baseline at {rev[:12]} through DVC: {str(exc).splitlines()[0]}") from exc
 
 
 def run(cfg: Any) -> int:
     now = current(cfg)
     directories = [str(d) for d in cfg.metrics_dirs]
     if cfg.baseline_dir:
-        if not Path(str(cfg.baseline_dir)).is_dir():
-            raise ConfigError(f"baseline_dir {cfg.baseline_dir} is not a directory")
-        where, baseline = str(cfg.baseline_dir), read_dir(Path(str(cfg.baseline_dir)))
+        root = Path(str(cfg.baseline_dir))
+        if not root.is_dir():
+            raise ConfigError(f"baseline_dir {root} is not a directory")
+        # laid out as this project: the metrics directories relative to it (a CI run's uploaded project tree)
+        where, baseline = str(root), read_dirs(root, directories)
     else:
         rev = baseline_revision(cfg)
         where, baseline = f"{cfg.baseline} ({rev[:12]})", at_revision(rev, directories)
-    thresholds = Thresholds(**{k: float(v) for k, v in cfg.thresholds.items()})
+    try:
+        thresholds = Thresholds(**{str(k): float(v) for k, v in cfg.thresholds.items()})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"thresholds must be accuracy_drop, tolerance_growth, tolerance_floor (numbers): {exc}") \
+            from None
     verdict = judge(baseline, now, thresholds)
     title = f"Parity gate against {where}" + ("" if baseline else " (no reports there: nothing to compare)")
     text = verdict.markdown(title)
@@ -105,13 +114,25 @@ def run(cfg: Any) -> int:
 
 def dvc_diffs(rev: str, plots_dir: Path) -> str:
     """DVC's own view for the job summary: `dvc metrics diff --md` as Markdown, `dvc plots diff` as HTML."""
-    metrics = subprocess.run(["dvc", "metrics", "diff", "--md", rev], capture_output=True, text=True, timeout=300)
-    plots = subprocess.run(["dvc", "plots", "diff", rev, "-o", str(plots_dir)], capture_output=True, text=True,
-                           timeout=300)
-    parts = ["", f"#### `dvc metrics diff {rev[:12]}`", "", metrics.stdout.strip() or "(no changes)"]
-    if plots.returncode == 0:
-        parts += ["", f"Training curves against {rev[:12]}: `{plots_dir}/index.html` (`dvc plots diff`)"]
+    parts = ["", f"#### `dvc metrics diff {rev[:12]}`", ""]
+    metrics = _dvc("metrics", "diff", "--md", rev)
+    parts.append(metrics.stdout.strip() or "(no changes)" if metrics.returncode == 0 else f"(failed: {_why(metrics)})")
+    plots = _dvc("plots", "diff", rev, "-o", str(plots_dir))
+    parts += ["", f"Training curves against {rev[:12]} (`dvc plots diff`): "
+              + (f"`{plots_dir}/index.html`" if plots.returncode == 0 else f"failed: {_why(plots)}")]
     return "\n".join(parts) + "\n"
+
+
+def _dvc(*args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["dvc", *args], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(["dvc", *args], 1, "", str(exc))
+
+
+def _why(proc: subprocess.CompletedProcess) -> str:
+    lines = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
+    return lines[-1].strip() if lines else f"exit {proc.returncode}"
 
 
 main = hydra_main("gate", run, __doc__)

@@ -1,8 +1,9 @@
 """`python -m evaluate.parity model=<name>|all`: prove that Triton serves what the framework computes.
 
 Exit 0 when every checked model passes, 1 on a parity failure, 2 on usage or environment errors
-(unknown model, missing artifact, server unreachable, no GPU for a TensorRT model), 3 on a bug.
-Reports: reports/parity/<model>.json (reports/parity_gpu/ for the GPU profile).
+(unknown model, missing artifact, stale repository, server unreachable, no GPU for a TensorRT model),
+3 on a bug. Reports: reports/parity/<model>.json and its headline figures reports/parity_metrics/<model>.json
+(reports/parity_gpu*/ for the GPU profile); a run whose settings differ from conf/ writes reports/parity_adhoc/.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 from pipelines import assembly, comparator
 from pipelines.atomic import write_json
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
-from pipelines.errors import HostError, ServerError
+from pipelines.errors import ConfigError, HostError, ServerError
 from pipelines.launcher import serve
 from pipelines.parity_report import ParityReport
 from pipelines.served_model import server_version
@@ -75,14 +76,16 @@ def check(cfg: Any) -> list[ParityReport]:
     repository, reports = profile_paths(cfg, specs)
     reports = tracked_or_adhoc(cfg, specs, reports)
     kind = str(cfg.server.kind)
+    served = None if kind == "remote" else repository  # a remote server's repository cannot be read here
 
     def provenance() -> dict[str, list[dict[str, str]]]:
         """SHA-256 of what is served; a repository copy that is not the current export is refused."""
-        return {s.name: assembly.provenance(s, catalog, None if kind == "remote" else repository) for s in specs}
+        return {s.name: assembly.provenance(s, catalog, served) for s in specs}
 
-    checked = None if kind == "remote" else provenance()  # before a server is started on a stale repository
+    # a stale repository is refused before a server is started on it; for a remote server the server comes
+    # first: an unreachable one fails in seconds, before any local artifact is read
+    checked = provenance() if served is not None else {}
     results = []
-    # the server first: an unreachable one fails in seconds, before the framework references are computed
     with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
         checked = checked or provenance()
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
@@ -106,6 +109,8 @@ def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Repo
     something else: its reports go to `paths.parity_adhoc`, never over the recorded proof. Reports
     sent elsewhere by the user take their headline figures with them.
     """
+    if not cfg.get("profile"):
+        raise ConfigError("the catalog names no `profile:` (its own name, as conf/catalog/cpu.yaml does)")
     configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
     configured = {s.name: s for s in selected(configured_cfg)}
     changes = [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"] \

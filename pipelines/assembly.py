@@ -141,19 +141,28 @@ def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) ->
 
 
 def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tuple[Path, Path]]:
-    """(path in the repository, the file it was copied from) for every file that carries a model's behaviour.
+    """(path in the repository, the file it was copied from) for every file that carries a model's behaviour:
+    its artifact (each plan with its metadata), its labels; for an ensemble, its steps' code and labels and
+    everything of the classifier it calls.
 
     What parity checks before it vouches for a model: the repository serves the current exports
     and the current step code, not an older copy.
     """
     if spec.format == "ensemble":
         parts = ensemble.parts(spec, served)
-        return [pair for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
-                for pair in ((Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
-                             (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE))]
+        steps = [pair for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
+                 for pair in ((Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
+                              (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE))]
+        labels = (Path(parts.postprocess.name, VERSION, LABELS_FILENAME), _labels(parts.classifier))
+        return [*steps, labels, *served_copies(parts.classifier, served)]
     if spec.format == "tensorrt":
-        return [(Path(spec.name, VERSION, plan.name), plan) for plan, _ in trt_plans.plans(spec.artifact).values()]
-    return [(Path(spec.name, VERSION, triton_config.artifact_filename(spec)), spec.artifact)]
+        copies = [(Path(spec.name, VERSION, f.name), f) for plan, _ in trt_plans.plans(spec.artifact).values()
+                  for f in (plan, plan.with_suffix(".json"))]
+    else:
+        copies = [(Path(spec.name, VERSION, triton_config.artifact_filename(spec)), spec.artifact)]
+    if any(t.labels for t in spec.outputs):
+        copies.append((Path(spec.name, LABELS_FILENAME), _labels(spec)))
+    return copies
 
 
 def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path | None) -> list[dict[str, str]]:

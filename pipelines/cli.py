@@ -28,18 +28,35 @@ class Terminated(BaseException):
 
 
 def _terminate_on_sigterm() -> None:
-    """SIGTERM raises Terminated in the main thread; an ancestor's end (pipelines.lifeline) sends SIGTERM."""
-    reason = ["terminated (SIGTERM)"]
+    """SIGTERM raises Terminated in the main thread; an ancestor's end (pipelines.lifeline) sends SIGTERM.
 
-    def handler(signum: int, frame: Any) -> None:
+    Once unwinding starts (the first SIGTERM or Ctrl-C), the watch stops and further SIGTERMs are
+    ignored: the clean-up itself (stopping Triton, restoring a repository) must not be interrupted.
+    """
+    reason = ["terminated (SIGTERM)"]
+    stop: list[Any] = [None]
+
+    def unwinding() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stop[0] is not None:
+            stop[0].set()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        unwinding()
         raise Terminated(reason[0])
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        unwinding()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C still interrupts
+        raise KeyboardInterrupt
 
     def ancestor_ended(pid: int) -> None:
         reason[0] = f"an ancestor process (pid {pid}) ended"
         os.kill(os.getpid(), signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, handler)
-    lifeline.watch(ancestor_ended)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigint)
+    stop[0] = lifeline.watch(ancestor_ended)
 
 
 def group_options(group: str) -> list[str]:

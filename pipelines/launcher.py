@@ -244,16 +244,19 @@ class EmbeddedTriton:
         return env
 
 
-try:  # loaded here, in the parent: the forked child may only call into it (no dlopen after fork)
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    _LIBC = None
+def die_with_parent(cmd: list[str]) -> tuple[list[str], Any]:
+    """(command, preexec_fn) so that the kernel sends SIGTERM to the server if the Python process that started
+    it dies. util-linux's `setpriv --pdeathsig` sets it in the exec'd server itself; only without setpriv is a
+    preexec_fn used (Python code between fork and exec, which a thread of ours makes less safe)."""
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--", *cmd], None
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded in the parent: no dlopen after fork
 
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the server if the Python process that started it dies."""
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    return cmd, preexec
 
 
 def local_command(embedded: EmbeddedTriton, repository: Path, backends: Path, host: str,
@@ -307,8 +310,9 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpo
                             cfg, extra)
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)
         start = time.monotonic()
+        cmd, preexec = die_with_parent(cmd)
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=embedded.environment(), preexec_fn=_die_with_parent)
+                                env=embedded.environment(), preexec_fn=preexec)
         try:
             wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
             log.info("Triton ready in %.1f s", time.monotonic() - start)

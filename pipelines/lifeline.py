@@ -4,6 +4,7 @@ The kernel's parent-death signal covers only the direct parent, and `dvc repro` 
 grandchild or deeper. So every entry point notes its ancestors at start (pid and start time, from
 /proc) and a daemon thread checks them once a second; when one has ended, the main thread gets
 SIGTERM, which unwinds as an interruption: servers are stopped, scratch removed, no report written.
+A process started to outlive its launcher (nohup, setsid, TRAIN_TO_TRITON_LIFELINE=0) is not watched.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Callable
 
 POLL_S = 1.0
 
@@ -50,23 +52,29 @@ def ended(chain: list[tuple[int, int]]) -> int | None:
     return None
 
 
-def watch(on_end=None) -> threading.Thread | None:
-    """Start the watch (Linux only; elsewhere a no-op). `on_end(pid)` defaults to SIGTERM to this process."""
-    if not Path("/proc/self/stat").exists():
+def detached() -> bool:
+    """Started to outlive its launcher: under nohup (SIGHUP ignored), as a session leader (setsid), or
+    opted out with TRAIN_TO_TRITON_LIFELINE=0. Such a process (a server left running) is not watched."""
+    return (signal.getsignal(signal.SIGHUP) == signal.SIG_IGN or os.getsid(0) == os.getpid()
+            or os.environ.get("TRAIN_TO_TRITON_LIFELINE") == "0")
+
+
+def watch(on_end: Callable[[int], None]) -> threading.Event | None:
+    """Call `on_end(pid)` (from a daemon thread) when an ancestor has ended; set the returned event to stop.
+
+    None where there is nothing to watch: no /proc (not Linux), or a detached process.
+    """
+    if not Path("/proc/self/stat").exists() or detached():
         return None
     chain = ancestors()
-
-    def notify(pid: int) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+    stop = threading.Event()
 
     def loop() -> None:
-        stop = threading.Event()
         while not stop.wait(POLL_S):
             pid = ended(chain)
             if pid is not None:
-                (on_end or notify)(pid)
-                return
+                stop.set()
+                on_end(pid)
 
-    thread = threading.Thread(target=loop, name="lifeline", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=loop, name="lifeline", daemon=True).start()
+    return stop

@@ -1,8 +1,9 @@
 """The parity report: typed results per model, protocol and output; JSON both ways; the printed table.
 
 `comparator.evaluate` builds a `ParityReport` (compare and judge in one place); the parity stage
-writes `to_dict()` as `reports/parity/<model>.json`, and `ParityReport.from_dict` reads such a file
-back, so anything that consumes reports (a CI gate, a dashboard) works with the same types.
+writes `to_dict()` as `reports/parity/<model>.json` and `headline()` (the DVC metrics the gate reads)
+as `reports/parity_metrics/<model>.json`; `ParityReport.from_dict` reads a full report back, so a
+tool that consumes them works with the same types.
 """
 
 from __future__ import annotations
@@ -149,9 +150,10 @@ class ParityReport:
             "max_abs": max((m.max_abs for m in numeric), default=0.0),
             "needed_atol": max((m.needed_atol for m in numeric), default=0.0),
         }
-        if self.accuracy:
+        served = [v for k, v in (self.accuracy or {}).items() if k != "framework"]
+        if self.accuracy and served:
             figures["framework_accuracy"] = self.accuracy["framework"]
-            figures["served_accuracy"] = min(v for k, v in self.accuracy.items() if k != "framework")
+            figures["served_accuracy"] = min(served)
         return figures
 
     def table(self) -> str:

@@ -7,7 +7,6 @@ backends), the pinned NGC image (server=docker, mounted read-only), or a remote 
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
@@ -18,10 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> Endpoints:
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    """Serve until Ctrl-C (exit 0) or SIGTERM (exit 143, as every entry point: pipelines.cli)."""
     with serve(cfg.server, cfg.model_repository, cfg.triton_releases) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
         if cfg.server.kind != "remote":

@@ -59,8 +59,8 @@ def git(repo: Path, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def write(repo: Path, figures: dict) -> None:
-    directory = repo / "reports" / "parity_metrics"
+def write(repo: Path, figures: dict, profile: str = "parity_metrics") -> None:
+    directory = repo / "reports" / profile
     directory.mkdir(parents=True, exist_ok=True)
     for model, values in figures.items():
         (directory / f"{model}.json").write_text(json.dumps(values))
@@ -74,6 +74,7 @@ def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monke
     git(repo, "init", "-q", "-b", "main")
     subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=repo, check=True, env=tool_env())
     write(repo, BASELINE)
+    write(repo, {"mnist_onnx": {**MNIST, "needed_atol": 1e-3}}, "parity_gpu_metrics")  # same name, GPU profile
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "accepted run")
     git(repo, "checkout", "-q", "-b", "feature")
@@ -85,12 +86,15 @@ def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monke
     assert gate_cli.run(cfg) == 1
     table = (tmp_path / "gate.md").read_text()
     assert table.startswith("### Parity gate against merge-base (") and ": FAIL" in table.splitlines()[0]
-    assert "mnist_onnx: framework accuracy fell by 0.0260" in table and "resnet50_onnx: served in the baseline" in table
+    assert "parity_metrics/mnist_onnx: framework accuracy fell by 0.0260" in table
+    assert "parity_metrics/resnet50_onnx: served in the baseline, gone now" in table
+    # the GPU profile's figures for a model of the same name are their own rows, judged against their own baseline
+    assert "| parity_gpu_metrics/mnist_onnx | needed_atol | 0.001 | 0.001 | 0 |" in table
     assert table in capsys.readouterr().out
     write(repo, BASELINE)  # the branch's run as good as main's
     assert gate_cli.run(cfg) == 0
-    # a directory of figures works as a baseline too (e.g. a downloaded CI artifact)
-    cfg = compose_config("gate", [f"baseline_dir={repo / 'reports' / 'parity_metrics'}", f"output={tmp_path / 'g.md'}"])
+    # another run's project tree works as a baseline too (e.g. a downloaded CI artifact)
+    cfg = compose_config("gate", [f"baseline_dir={repo}", f"output={tmp_path / 'g.md'}"])
     assert gate_cli.run(cfg) == 0
 
 

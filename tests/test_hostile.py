@@ -60,8 +60,9 @@ def test_hostile_requests_mixed_with_good_ones_leave_every_good_answer_intact(se
     photos = [p.read_bytes() for p in parity_inputs.sample_photo_paths()]
     quiet = [grpc_infer(grpcclient.InferenceServerClient(server.grpc), data) for data in photos]
     hostile = [make() for make, _ in HOSTILE.values()]
-    jobs = [("good", i) for i in range(len(photos))] * 3 + [("hostile", i) for i in range(len(hostile))] * 3
-    jobs = jobs[::2] + jobs[1::2]  # interleave the kinds
+    good_jobs = [("good", i) for i in range(len(photos))] * 3
+    bad_jobs = [("hostile", i) for i in range(len(hostile))] * 3
+    jobs = [job for pair in zip(good_jobs, bad_jobs) for job in pair] + good_jobs[len(bad_jobs):] + bad_jobs[len(good_jobs):]
 
     def send(job: tuple[str, int]) -> tuple[str, int, object]:
         kind, index = job

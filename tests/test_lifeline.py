@@ -15,7 +15,7 @@ import pytest
 from conftest import tool_env
 from pipelines import lifeline
 
-pytestmark = pytest.mark.integration
+# the grandparent test starts the real parity and Triton: integration; the others are quick
 
 
 def children(pid: int) -> list[int]:
@@ -37,6 +37,11 @@ def command(pid: int) -> str:
         return ""
 
 
+def attached() -> None:
+    """preexec_fn: SIGHUP back to its default, in case this test runs under nohup (then every child is detached)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,13 +58,14 @@ def test_ancestors_are_this_process_chain() -> None:
     assert lifeline.ended(chain) is None
 
 
+@pytest.mark.integration
 def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, tmp_path: Path) -> None:
     """grandparent (killed with SIGKILL) -> parent shell (alive) -> parity -> tritonserver."""
     reports, logs = tmp_path / "reports", tmp_path / "logs"
     parity = (f"{sys.executable} -m evaluate.parity model=all paths.parity_reports={reports} paths.logs={logs}"
               f" > {tmp_path / 'out.txt'} 2>&1; true")
     grandparent = subprocess.Popen(["bash", "-c", f"bash -c '{parity}'; true"], cwd=in_workspace, env=tool_env(),
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=attached)
     try:
         parent = wait_for(lambda: children(grandparent.pid), 30, "the parent shell")[0]
         python = wait_for(lambda: children(parent), 30, "the parity process")[0]
@@ -76,3 +82,36 @@ def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, t
     assert f"an ancestor process (pid {grandparent.pid}) ended: stopped" in out, out[-2000:]
     assert not reports.exists() or not list(reports.iterdir())  # no report vouches for an unfinished run
     print(f"parity and its Triton stopped {stopped_in:.1f} s after the grandparent was killed")
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short(tmp_path: Path) -> None:
+    """The whole tree gets SIGTERM from a CI cancel, then the ancestors' end sends another: clean-up runs on."""
+    from conftest import ROOT
+
+    code = ("import time\nfrom pipelines import cli\ncli._terminate_on_sigterm()\n"
+            "try:\n    print('ready', flush=True)\n    time.sleep(30)\n"
+            "except cli.Terminated:\n    print('unwinding', flush=True)\n    time.sleep(1.5)\n"
+            "    print('cleaned up', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "unwinding"
+    proc.send_signal(signal.SIGTERM)  # during the clean-up
+    out, _ = proc.communicate(timeout=30)
+    assert out.strip() == "cleaned up"
+
+
+def test_a_detached_process_is_not_watched() -> None:
+    """A server meant to outlive its shell (nohup, setsid, or the opt-out) keeps running when the shell ends."""
+    from conftest import ROOT
+
+    probe = [sys.executable, "-c", "from pipelines import lifeline; print(lifeline.detached())"]
+
+    def run(cmd: list[str], **env: str) -> str:
+        return subprocess.run(cmd, cwd=ROOT, env={**tool_env(), **env}, capture_output=True, text=True, timeout=60,
+                              preexec_fn=attached).stdout.strip()
+
+    assert run(probe) == "False"
+    assert run(["nohup", *probe]) == "True"
+    assert run(["setsid", "--wait", *probe]) == "True"
+    assert run(probe, TRAIN_TO_TRITON_LIFELINE="0") == "True"

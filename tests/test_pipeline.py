@@ -142,7 +142,8 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(workspace: Path, tmp_pat
     assert perturbed.returncode != 0
     table = (repo / "reports" / "gate" / "gate.md").read_text()
     assert "FAIL" in table.splitlines()[0]
-    assert "| resnet50_ensemble | passed | yes | no |" in table and "resnet50_ensemble: fails parity" in table
+    assert "| parity_metrics/resnet50_ensemble | passed | yes | no |" in table
+    assert "parity_metrics/resnet50_ensemble: fails parity" in table
 
 
 def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,25 +155,26 @@ def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypat
     from pipelines.errors import ArtifactError, ConfigError
 
     real = workspace / "reports" / "parity_metrics"
-    baseline, now = tmp_path / "baseline", tmp_path / "now"
-    shutil.copytree(real, baseline)
-    monkeypatch.chdir(workspace)
+    baseline, now = tmp_path / "baseline", tmp_path / "now"  # two runs' project trees
+    shutil.copytree(real, baseline / "reports" / "parity_metrics")
+    shutil.copytree(real, now / "reports" / "parity_metrics")
+    figures = now / "reports" / "parity_metrics"
+    monkeypatch.chdir(now)
 
     def gate(*overrides: str) -> int:
-        cfg = compose_config("gate", [f"baseline_dir={baseline}", f"metrics_dirs=[{now}]",
-                                      f"output={tmp_path / 'gate.md'}", *overrides])
+        cfg = compose_config("gate", [f"baseline_dir={baseline}", f"output={tmp_path / 'gate.md'}", *overrides])
         return gate_cli.run(cfg)
 
-    shutil.copytree(real, now)
     assert gate() == 0
-    failing = json.loads((now / "mnist_onnx.json").read_text())
-    (now / "mnist_onnx.json").write_text(json.dumps({**failing, "passed": False}))
-    assert gate() == 1 and "mnist_onnx: fails parity" in (tmp_path / "gate.md").read_text()
-    (now / "mnist_onnx.json").write_text(json.dumps(failing))
-    (now / "densenet121_onnx.json").unlink()
-    assert gate() == 1 and "densenet121_onnx: served in the baseline, gone now" in (tmp_path / "gate.md").read_text()
+    failing = json.loads((figures / "mnist_onnx.json").read_text())
+    (figures / "mnist_onnx.json").write_text(json.dumps({**failing, "passed": False}))
+    assert gate() == 1 and "parity_metrics/mnist_onnx: fails parity" in (tmp_path / "gate.md").read_text()
+    (figures / "mnist_onnx.json").write_text(json.dumps(failing))
+    (figures / "densenet121_onnx.json").unlink()
+    assert gate() == 1
+    assert "parity_metrics/densenet121_onnx: served in the baseline, gone now" in (tmp_path / "gate.md").read_text()
     with pytest.raises(ConfigError, match="is not a directory"):
         gate(f"baseline_dir={tmp_path / 'nowhere'}")
-    (baseline / "mnist_onnx.json").write_text("{not json")
+    (baseline / "reports" / "parity_metrics" / "mnist_onnx.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="mnist_onnx.json is not readable JSON"):
         gate()

@@ -43,19 +43,35 @@ def test_the_served_copy_must_be_the_current_export(tmp_path: Path) -> None:
 
 def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
     catalog = served_specs(compose_config("repository").models)
+    # the classifier's export and labels exist only after the export stage: stand-ins for them here
+    classifier = catalog["resnet50_onnx"]
+    export, labels = tmp_path / "export" / "model.onnx", tmp_path / "export" / "labels.txt"
+    export.parent.mkdir()
+    export.write_bytes(b"resnet50 export")
+    labels.write_text("".join(f"class {i}\n" for i in range(1000)))
+    network = dataclasses.replace(classifier.network, labels_file=labels)
+    catalog = {**catalog, "resnet50_onnx": dataclasses.replace(classifier, artifact=export, network=network)}
+    repo = tmp_path / "repo"
     sources = {rel.as_posix(): src for rel, src in assembly.served_copies(catalog["resnet50_ensemble"], catalog)}
+    # by hand: what assembly copies for the ensemble (README, "The model repository")
     assert set(sources) == {"resnet50_ensemble_preprocess/1/model.py", "resnet50_ensemble_preprocess/1/images.py",
-                            "resnet50_ensemble_postprocess/1/model.py", "resnet50_ensemble_postprocess/1/images.py"}
+                            "resnet50_ensemble_postprocess/1/model.py", "resnet50_ensemble_postprocess/1/images.py",
+                            "resnet50_ensemble_postprocess/1/labels.txt", "resnet50_onnx/1/model.onnx",
+                            "resnet50_onnx/labels.txt"}
     assert sources["resnet50_ensemble_preprocess/1/model.py"].name == "preprocess.py"
     for rel, src in sources.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes(src.read_bytes())
-    records = assembly.provenance(catalog["resnet50_ensemble"], catalog, tmp_path)
-    assert {r["source"] for r in records} == {"serve/ensemble_steps/preprocess.py", "serve/ensemble_steps/postprocess.py",
-                                              "pipelines/images.py"}  # relative: reports compare across clones
-    (tmp_path / "resnet50_ensemble_postprocess/1/model.py").write_text("# edited by hand\n")
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(src.read_bytes())
+    records = assembly.provenance(catalog["resnet50_ensemble"], catalog, repo)
+    assert {r["source"] for r in records} >= {"serve/ensemble_steps/preprocess.py",
+                                              "serve/ensemble_steps/postprocess.py", "pipelines/images.py"}
+    (repo / "resnet50_onnx/labels.txt").write_text("relabelled\n")
+    with pytest.raises(ArtifactError, match="resnet50_onnx/labels.txt is not the current"):
+        assembly.provenance(catalog["resnet50_ensemble"], catalog, repo)
+    (repo / "resnet50_onnx/labels.txt").write_bytes(labels.read_bytes())
+    (repo / "resnet50_ensemble_postprocess/1/model.py").write_text("# edited by hand\n")
     with pytest.raises(ArtifactError, match="postprocess/1/model.py is not the current serve/ensemble_steps"):
-        assembly.provenance(catalog["resnet50_ensemble"], catalog, tmp_path)
+        assembly.provenance(catalog["resnet50_ensemble"], catalog, repo)
 
 
 @pytest.mark.parametrize(("overrides", "change"), [
@@ -79,9 +95,12 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
     tracked = parity_cli.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
     assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), tracked) == tracked
     # a directory of the user's choosing is theirs: a changed check is written where they said
-    cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}"])
+    cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}",
+                                    f"paths.parity_metrics={tmp_path / 'figures'}"])
+    specs = parity_cli.selected(cfg)
+    chosen = parity_cli.Reports(tmp_path, tmp_path / "figures")
+    assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
     chosen = parity_cli.Reports(tmp_path, tmp_path / "metrics")
-    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), chosen) == chosen
     # only the full reports' directory chosen: the headline figures go along, not into the tracked metrics
     cfg = compose_config("parity", ["model=mnist_onnx", f"paths.parity_reports={tmp_path}"])
     specs = parity_cli.selected(cfg)

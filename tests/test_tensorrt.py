@@ -195,6 +195,9 @@ def test_version_table_maps_the_pinned_image() -> None:
     assert loadability.tensorrt_in_image(cfg.triton_image, cfg.triton_releases) == "10.5"
     assert loadability.tensorrt_in_image("nvcr.io/nvidia/tritonserver:25.02-py3", cfg.triton_releases) == "10.8"
     assert loadability.tensorrt_in_image("tritonserver:latest", cfg.triton_releases) is None
+    unknown = loadability.image_loader("tritonserver:latest", cfg.triton_releases)
+    assert "add its NGC release to conf/triton_versions.yaml" in unknown.problem(
+        [{"tensorrt_version": "10.4.0", "compute_capability": "8.0"}])
     assert loadability.release_of(cfg.tensorrt_image) == loadability.release_of(cfg.triton_image)
     image = loadability.image_loader(cfg.triton_image, cfg.triton_releases)
     assert (image.tensorrt, image.compute_capability) == ("10.5", None)  # its GPU is known only at launch

@@ -28,6 +28,9 @@ class Loader:
 
     def problem(self, metas: list[Mapping[str, Any]]) -> str | None:
         """Why these plans (one model's, one per GPU architecture) cannot load here; None when one can."""
+        if self.tensorrt is None and not all(m.get("version_compatible") for m in metas):
+            return (f"which TensorRT {self.where} carries is unknown, so no plan can be shown to load there: "
+                    "add its NGC release to conf/triton_versions.yaml")
         return servable_problem(metas, self.tensorrt, self.compute_capability, self.where)
 
 

@@ -29,13 +29,16 @@ def _import_tensorflow():
     import io
 
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        import tensorflow
-    text = printed.getvalue()
-    marker = "Warning: Failed to load ssl module. Continuing without ssl support."
-    if marker in text:
-        text = text.split(marker, 1)[1].lstrip("\n")
-    sys.stdout.write(text)
+    try:
+        with contextlib.redirect_stdout(printed):
+            import tensorflow
+    finally:  # what TensorFlow printed, but for the ssl traceback and its warning (all of it if the import failed)
+        text = printed.getvalue()
+        marker = "Warning: Failed to load ssl module. Continuing without ssl support."
+        if marker in text:
+            before, after = text.split(marker, 1)
+            text = before.split("Traceback (most recent call last):", 1)[0] + after.lstrip("\n")
+        sys.stdout.write(text)
     return tensorflow
 
 
