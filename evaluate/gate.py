@@ -116,7 +116,10 @@ def dvc_diffs(rev: str, plots_dir: Path) -> str:
     """DVC's own view for the job summary: `dvc metrics diff --md` as Markdown, `dvc plots diff` as HTML."""
     parts = ["", f"#### `dvc metrics diff {rev[:12]}`", ""]
     metrics = _dvc("metrics", "diff", "--md", rev)
-    parts.append(metrics.stdout.strip() or "(no changes)" if metrics.returncode == 0 else f"(failed: {_why(metrics)})")
+    rows = [l for l in metrics.stdout.splitlines() if l.startswith("|")][2:]  # below the header and its rule
+    parts.append((metrics.stdout.strip() if rows else "(no metric changed)") if metrics.returncode == 0
+                 else f"(failed: {_why(metrics)})")
+    plots_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff wants the directory to exist
     plots = _dvc("plots", "diff", rev, "-o", str(plots_dir))
     parts += ["", f"Training curves against {rev[:12]} (`dvc plots diff`): "
               + (f"`{plots_dir}/index.html`" if plots.returncode == 0 else f"failed: {_why(plots)}")]
@@ -131,8 +134,9 @@ def _dvc(*args: str) -> subprocess.CompletedProcess:
 
 
 def _why(proc: subprocess.CompletedProcess) -> str:
-    lines = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
-    return lines[-1].strip() if lines else f"exit {proc.returncode}"
+    lines = [l.strip() for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("ERROR")]  # DVC ends with a support line; its error comes first
+    return (errors or lines or [f"exit {proc.returncode}"])[0]
 
 
 main = hydra_main("gate", run, __doc__)

@@ -176,8 +176,10 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
             outputs = model.burst(burst.inputs)
             requests, executions = model.counts_after(before, len(outputs))
             burst_outputs = _concat(outputs)
-            batching = {"requests": requests, "executions": executions}
-            log.info("%s: burst of %d requests ran in %d executions", spec.name, batching["requests"], batching["executions"])
+            # the report keeps whether the batcher merged them, not the count (timing decides it: 2 one run, 3
+            # the next), so identical runs leave the committed report unchanged; the log has the count
+            batching = {"requests": requests, "merged": executions < requests}
+            log.info("%s: burst of %d requests ran in %d executions", spec.name, requests, executions)
     return Served(served, classifications, burst_outputs, batching, skipped, preprocessing, backend)
 
 

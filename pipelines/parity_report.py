@@ -89,7 +89,7 @@ class ParityReport:
     protocol_agreement: dict[str, bool] = field(default_factory=dict)  # bit-identical to HTTP binary
     classification: dict[str, dict[str, ClassificationCheck]] | None = None
     accuracy: dict[str, float] | None = None  # "framework" and each protocol
-    dynamic_batching: dict[str, int] = field(default_factory=dict)
+    dynamic_batching: dict[str, Any] = field(default_factory=dict)  # requests, merged (fewer executions)
     skipped_protocols: dict[str, str] = field(default_factory=dict)
     preprocessing: PreprocessingCheck | None = None
     failures: list[str] = field(default_factory=list)
@@ -188,7 +188,8 @@ class ParityReport:
             lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items()))
         if self.dynamic_batching:
             b = self.dynamic_batching
-            lines.append(f"dynamic batching: {b['requests']} concurrent requests ran in {b['executions']} executions")
+            lines.append(f"dynamic batching: {b['requests']} concurrent requests "
+                         + ("merged into fewer executions" if b["merged"] else "ran one execution each"))
         lines.append(f"RESULT: {'PASS' if self.passed else 'FAIL'}")
         lines += [f"  - {f}" for f in self.failures]
         return "\n".join(lines)

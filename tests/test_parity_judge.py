@@ -37,7 +37,7 @@ def mnist_like() -> Prepared:
 def served_copy(prepared: Prepared, protocols=("http", "http_json", "grpc")) -> Served:
     outputs = {p: {c.name: {k: v.copy() for k, v in c.reference.items()} for c in prepared.cases} for p in protocols}
     burst = {k: v.copy() for k, v in prepared.burst.reference.items()}
-    return Served(outputs, burst=burst, batching={"requests": 2, "executions": 1}, backend=BACKEND)
+    return Served(outputs, burst=burst, batching={"requests": 2, "merged": True}, backend=BACKEND)
 
 
 def test_exact_copies_pass_with_framework_accuracy() -> None:

@@ -129,7 +129,8 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(workspace: Path, tmp_pat
     assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
     table = (repo / "reports" / "gate" / "gate.md").read_text()
     assert table.startswith("### Parity gate against merge-base (") and "PASS" in table.splitlines()[0]
-    assert "dvc metrics diff" in table
+    assert "#### `dvc metrics diff" in table and "(no metric changed)" in table  # the same run as the commit
+    assert (repo / "reports" / "gate" / "plots" / "index.html").is_file()  # dvc plots diff, for the artifacts
 
     git(repo, "checkout", "-q", "-b", "drift")
     step = repo / "serve" / "ensemble_steps" / "preprocess.py"
@@ -144,6 +145,7 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(workspace: Path, tmp_pat
     assert "FAIL" in table.splitlines()[0]
     assert "| parity_metrics/resnet50_ensemble | passed | yes | no |" in table
     assert "parity_metrics/resnet50_ensemble: fails parity" in table
+    assert "| reports/parity_metrics/resnet50_ensemble.json | passed" in table  # and dvc metrics diff shows it
 
 
 def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
