@@ -91,7 +91,8 @@ def check_composes(argv: list[str], config_name: str) -> None:
     """Compose once before Hydra runs, so a misspelled key or a malformed override is one line, not six."""
     from hydra.errors import HydraException
 
-    overrides = [a for a in argv if not a.startswith("-")]
+    # overrides only: `key=value`, `+key=value`, `~key`; not Hydra's flags nor their values (`--cfg job`)
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     try:
         compose(config_name, overrides)
     except HydraException as exc:
