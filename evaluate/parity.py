@@ -86,7 +86,7 @@ def check(cfg: Any) -> list[ParityReport]:
     # first: an unreachable one fails in seconds, before any local artifact is read
     checked = provenance() if served is not None else {}
     results = []
-    with serve(cfg.server, repository, cfg.triton_releases) as endpoints:
+    with serve(cfg.server, repository, cfg.triton_releases, cfg.balancer) as endpoints:
         checked = checked or provenance()
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
         prepared = [comparator.prepare(spec, cfg.paths.data, catalog) for spec in specs]

@@ -28,12 +28,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from pipelines import scratch, standins
+from pipelines import balancer, scratch, standins
 from pipelines.errors import ConfigError, ServerError
 from pipelines.trt import loadability
 from pipelines.trt.plans import load_metadata
@@ -51,12 +51,16 @@ class Endpoints:
     """Where a running Triton answers: `host:port` for HTTP and for gRPC, as tritonclient takes them.
 
     `server` says what was launched or reached, for the reports (no ports: reruns stay comparable).
+    `members`: the HTTP addresses of the replicas behind a balancer (their statistics add up).
+    `problem`: why a launched server can no longer serve (None while it can).
     """
 
     http: str
     grpc: str
     log_file: Path | None = None
     server: str = ""
+    members: tuple[str, ...] = ()
+    problem: Callable[[], str | None] = field(default=lambda: None, compare=False, repr=False)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -161,14 +165,15 @@ def _last_log_line(log_file: Path) -> str:
     return (errors or lines or ["(empty log)"])[-1].strip()
 
 
-def wait_until_ready(endpoints: Endpoints, proc: subprocess.Popen | None, timeout_s: float) -> None:
+def wait_until_ready(endpoints: Endpoints, proc: subprocess.Popen | None, timeout_s: float,
+                     what: str = "tritonserver") -> None:
     """Poll /v2/health/ready; fail fast if the process exits, fail with the log's last error on timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             detail = _last_log_line(endpoints.log_file) if endpoints.log_file else ""
             raise ServerError(
-                f"tritonserver exited with code {proc.returncode} while starting: {detail} (log: {endpoints.log_file})"
+                f"{what} exited with code {proc.returncode} while starting: {detail} (log: {endpoints.log_file})"
             )
         if is_ready(endpoints.http):
             if proc is not None and proc.poll() is not None:
@@ -286,6 +291,15 @@ def server_flags(cfg: Any, extra: list[str] | None = None) -> list[str]:
     ]
 
 
+def _exited(proc: subprocess.Popen, log_file: Path) -> str | None:
+    """Why a launched server's process is gone (its log's telling line), None while it runs."""
+    if proc.poll() is None:
+        return None
+    if proc.returncode < 0:  # killed from outside: its log's last error says nothing about why
+        return f"tritonserver was killed ({signal.Signals(-proc.returncode).name}; log: {log_file})"
+    return f"tritonserver exited with code {proc.returncode}: {_last_log_line(log_file)} (log: {log_file})"
+
+
 def _stop(proc: subprocess.Popen, grace_s: float) -> None:
     if proc.poll() is not None:
         return
@@ -316,7 +330,7 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpo
         try:
             wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
             log.info("Triton ready in %.1f s", time.monotonic() - start)
-            yield endpoints
+            yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
         finally:
             _stop(proc, float(cfg.get("stop_timeout_s", 30)))
             log.info("tritonserver stopped")
@@ -372,10 +386,60 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endp
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
-            yield endpoints
+            yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
         finally:
             subprocess.run(["docker", "stop", "--time", "10", name], capture_output=True)
             _stop(proc, float(cfg.get("stop_timeout_s", 30)))
+
+
+# --------------------------------------------------------------------------- replicas behind a balancer
+
+
+def replica_cfg(cfg: Any, index: int) -> Any:
+    """The server config of replica `index`: free ports (the configured ones are the balancer's), its own log."""
+    from omegaconf import OmegaConf
+
+    replica = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    log_file = Path(str(cfg.log_file))
+    replica.http_port, replica.grpc_port = 0, 0
+    replica.log_file = str(log_file.with_name(f"{log_file.stem}-replica{index + 1}{log_file.suffix}"))
+    return replica
+
+
+@contextlib.contextmanager
+def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.FrontSettings,
+                 launch: Callable[[Any, Path, list[str]], contextlib.AbstractContextManager[Endpoints]]) -> Iterator[Endpoints]:
+    """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
+    binary = balancer.nginx_binary()  # before minutes of replica start-up
+    host = str(cfg.get("host", "127.0.0.1"))
+    http_port, grpc_port = configured_ports(cfg)
+    for port in (http_port, grpc_port):
+        if port:
+            _port(port, host)
+    log_file = run_log(front.log_file)
+    with contextlib.ExitStack() as stack:
+        replicas = []
+        for index in range(front.replicas):
+            log.info("starting replica %d of %d", index + 1, front.replicas)
+            replicas.append(stack.enter_context(launch(replica_cfg(cfg, index), repository, extra)))
+        # free ports for the balancer only now: the replicas listen on theirs, so none is handed out twice
+        http_port, grpc_port = http_port or free_port(host), grpc_port or free_port(host)
+        work = stack.enter_context(scratch.scratch_dir(Path(tempfile.gettempdir()), "nginx-front-"))
+        nginx = balancer.Front(front, host, http_port, grpc_port,
+                               [balancer.Replica(r.http, r.grpc, r.problem) for r in replicas], work, log_file)
+        stack.enter_context(balancer.running(nginx, die_with_parent))
+        endpoints = Endpoints(
+            f"{host}:{http_port}", f"{host}:{grpc_port}", log_file,
+            f"nginx {balancer.nginx_version(binary)} balancing {front.replicas} x {replicas[0].server}",
+            members=tuple(r.http for r in replicas), problem=nginx.problem,
+        )
+        wait_until_ready(endpoints, nginx.proc, float(cfg.startup_timeout_s), what="nginx")
+        problem = _grpc_problem(endpoints.grpc, 10.0)
+        if problem is not None:
+            raise ServerError(f"the balancer's gRPC port {endpoints.grpc} does not reach Triton: {problem} (log: {log_file})")
+        log.info("nginx balancing %d replicas: HTTP %s, gRPC %s; log %s", front.replicas, endpoints.http,
+                 endpoints.grpc, log_file)
+        yield endpoints
 
 
 # --------------------------------------------------------------------------- remote
@@ -445,16 +509,24 @@ def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
     return loadability.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
 
 
-def serve(cfg: Any, repository: str | Path, releases: Any = None) -> contextlib.AbstractContextManager[Endpoints]:
+def serve(cfg: Any, repository: str | Path, releases: Any = None,
+          front: Any = None) -> contextlib.AbstractContextManager[Endpoints]:
     """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`).
 
     `releases` (conf/triton_versions.yaml) tells which TensorRT a Triton image carries, for the plan guard.
+    `front` (conf/balancer/*.yaml): replicas behind a balancer, whose ports are then the configured ones.
     """
     kind = str(cfg.kind)
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
     if kind not in launchers:
         raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    settings = balancer.FrontSettings.from_cfg(front)
     if kind != "remote":
         configured_ports(cfg)  # settings first: a typo is named before anything is looked for
+    elif settings.kind != "none":
+        raise ConfigError(f"balancer={settings.kind} launches replicas; server=remote launches nothing "
+                          "(to check a running balancer, point server.http_url/grpc_url at it with balancer=none)")
     path = repository_for(cfg, Path(repository))
+    if settings.kind != "none":
+        return _serve_front(cfg, path, guard_plans(cfg, path, releases), settings, launchers[kind])
     return launchers[kind](cfg, path, guard_plans(cfg, path, releases))

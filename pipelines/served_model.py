@@ -207,9 +207,20 @@ class ServedModel:
         return [{t.name: r.as_numpy(t.name) for t in self.spec.outputs} for r in results]
 
     def counts(self) -> tuple[int, int]:
-        """(successful requests, executions) so far: fewer executions than requests means the batcher merged them."""
+        """(successful requests, executions) so far: fewer executions than requests means the batcher merged them.
+
+        Behind a balancer, each replica counts its own share: the figures are their sums.
+        """
+        stats = []
         with self._talking(f"reading the statistics of {self.spec.name!r}"):
-            stats = self.http.get_inference_statistics(self.spec.name)["model_stats"]
+            if not self.endpoints.members:
+                stats = self.http.get_inference_statistics(self.spec.name)["model_stats"]
+            for member in self.endpoints.members:
+                client = self._http_mod.InferenceServerClient(member, connection_timeout=30, network_timeout=30)
+                try:
+                    stats += client.get_inference_statistics(self.spec.name)["model_stats"]
+                finally:
+                    client.close()
         requests = sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
         return requests, sum(int(s.get("execution_count", 0)) for s in stats)
 

@@ -2,6 +2,7 @@
 
 Every server kind serves the catalog's repository as it is: the embedded server (through stand-in
 backends), the pinned NGC image (server=docker, mounted read-only), or a remote server (server=remote).
+With balancer=nginx, `balancer.replicas` servers run behind nginx on one HTTP and one gRPC port.
 """
 
 from __future__ import annotations
@@ -11,23 +12,28 @@ import time
 from typing import Any
 
 from pipelines.cli import hydra_main
+from pipelines.errors import ServerError
 from pipelines.launcher import Endpoints, serve
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> Endpoints:
-    """Serve until Ctrl-C (exit 0) or SIGTERM (exit 143, as every entry point: pipelines.cli)."""
-    with serve(cfg.server, cfg.model_repository, cfg.triton_releases) as endpoints:
+    """Serve until Ctrl-C (exit 0), SIGTERM (exit 143, as every entry point: pipelines.cli) or the server's end."""
+    with serve(cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
         if cfg.server.kind != "remote":
             print(f"serving {cfg.model_repository}/ ({endpoints.server})", flush=True)
-        if cfg.server.kind != "remote":
+            if endpoints.members:
+                print(f"replicas (HTTP): {', '.join(endpoints.members)}; balancer log {endpoints.log_file}", flush=True)
             print("Ctrl-C stops it.", flush=True)
             deadline = None if cfg.duration_s is None else time.monotonic() + float(cfg.duration_s)
             try:
                 while deadline is None or time.monotonic() < deadline:
                     time.sleep(0.5)
+                    problem = endpoints.problem()
+                    if problem is not None:
+                        raise ServerError(f"stopped serving: {problem}")
             except KeyboardInterrupt:
                 log.info("stopping")
     return endpoints

@@ -1,0 +1,300 @@
+"""Replicas of Triton behind nginx: one HTTP and one gRPC port, request bodies bounded, failures retried.
+
+nginx (the Debian package, 1.22 here) is the front. It refuses a request body over
+`max_body_bytes` before any replica sees it (Triton 2.51 has no such limit of its own): 413 with
+Triton's JSON error over HTTP, RESOURCE_EXHAUSTED over gRPC. A request that cannot reach a replica
+(refused, reset, 502/503) is passed to the next one; an HTTP request is repeated even when its
+replica died mid-request (inference is stateless and nginx has buffered the body). gRPC bodies are
+streamed, so a gRPC request in flight on a replica that dies comes back UNAVAILABLE, the status
+gRPC clients retry. Open-source nginx has no active health checks, so `Front` polls each
+replica's `/v2/health/ready` itself and reloads nginx with the unready ones marked `down`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from pipelines.errors import ConfigError, HostError, ServerError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("none", "nginx")
+# what nginx answers instead of its HTML pages: Triton's own error shapes
+GRPC_STATUS = {413: 8, 500: 13, 502: 14, 503: 14, 504: 4}  # RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    """`conf/balancer/*.yaml`, checked: one-line ConfigErrors for values nginx would refuse or misuse."""
+
+    kind: str = "none"
+    replicas: int = 1
+    max_body_bytes: int = 0
+    retries: int = 0              # attempts per request, over all replicas (0: one per replica)
+    fail_timeout_s: float = 10.0  # a replica that failed a request is skipped this long
+    health_interval_s: float = 1.0
+    read_timeout_s: float = 300.0
+    log_file: str = "logs/nginx.log"
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> "FrontSettings":
+        if cfg is None:
+            return cls()
+        kind = str(cfg.get("kind", "none"))
+        if kind not in KINDS:
+            raise ConfigError(f"balancer must be one of {', '.join(KINDS)}; got {kind!r}")
+        if kind == "none":
+            return cls()
+        values = {}
+        for key, minimum in (("replicas", 1), ("max_body_bytes", 1), ("retries", 0)):
+            values[key] = _number(cfg.get(key), f"balancer.{key}", int, minimum)
+        for key, minimum in (("fail_timeout_s", 0.0), ("health_interval_s", 0.1), ("read_timeout_s", 1.0)):
+            values[key] = _number(cfg.get(key), f"balancer.{key}", float, minimum)
+        return cls(kind=kind, log_file=str(cfg.get("log_file") or cls.log_file), **values)
+
+    @property
+    def attempts(self) -> int:
+        return self.retries or self.replicas
+
+
+def _number(value: Any, what: str, kind: type, minimum: float) -> Any:
+    try:
+        number = kind(value)
+        if kind is int and number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a{'n integer' if kind is int else ' number'} >= {minimum:g}; got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{what} must be >= {minimum:g}; got {value!r}")
+    return number
+
+
+# --------------------------------------------------------------------------- the nginx configuration
+
+Directive = tuple  # ("name", "arg", ...) or ("name", "arg", ..., [block directives])
+
+
+def render(directives: Sequence[Directive], indent: int = 0) -> str:
+    """nginx's configuration syntax for nested directives; arguments with spaces or quotes are quoted."""
+    out = []
+    pad = "    " * indent
+    for directive in directives:
+        *words, last = directive
+        block = last if isinstance(last, list) else None
+        words = words if block is not None else [*words, last]
+        text = " ".join(_word(str(w)) for w in words)
+        if block is None:
+            out.append(f"{pad}{text};")
+        else:
+            out += [f"{pad}{text} {{", render(block, indent + 1), f"{pad}}}"] if block else [f"{pad}{text} {{}}"]
+    return "\n".join(out)
+
+
+def _word(word: str) -> str:
+    if word and not any(c in word for c in " \t\"'{};#$\\"):
+        return word
+    return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _error_locations(max_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
+    """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors."""
+    reasons = {413: f"request body larger than the balancer allows ({max_body_bytes} bytes, balancer.max_body_bytes)",
+               500: "the balancer failed (its log says why)", 502: "no Triton replica answered (balancer)", 503: "no Triton replica is available (balancer)",
+               504: "the Triton replica did not answer in time (balancer)"}
+    http, grpc = [], []
+    for code, reason in reasons.items():
+        http.append(("error_page", code, f"@http{code}"))
+        http.append(("location", f"@http{code}", [
+            ("default_type", "application/json"), ("return", code, '{"error":"%s"}' % reason)]))
+        grpc.append(("error_page", code, "=", f"@grpc{code}"))  # "=": the answer is the named location's
+        grpc.append(("location", f"@grpc{code}", [
+            ("default_type", "application/grpc"), ("add_header", "grpc-status", GRPC_STATUS[code], "always"),
+            ("add_header", "grpc-message", reason.replace(" ", "%20"), "always"), ("return", 204)]))
+    return http, grpc
+
+
+def nginx_config(settings: FrontSettings, host: str, http_port: int, grpc_port: int,
+                 replicas: Sequence[tuple[str, str]], down: set[int], work: Path, log_file: Path) -> str:
+    """The whole nginx.conf: replicas are (http, grpc) addresses; `down` their indices taken out."""
+
+    def upstream(name: str, addresses: list[str]) -> Directive:
+        servers: list[Directive] = [
+            ("server", addr, "max_fails=1", f"fail_timeout={settings.fail_timeout_s:g}s", *(["down"] if i in down else []))
+            for i, addr in enumerate(addresses)
+        ]
+        return ("upstream", name, [*servers, ("keepalive", 32)])
+
+    http_errors, grpc_errors = _error_locations(settings.max_body_bytes)
+    next_upstream = ("error", "timeout", "http_502", "http_503", "non_idempotent")  # inference is stateless
+    timeout = f"{settings.read_timeout_s:g}s"
+    return render([
+        ("daemon", "off"),
+        ("worker_processes", 1),
+        ("pid", str(work / "nginx.pid")),
+        ("error_log", str(log_file), "warn"),
+        ("events", [("worker_connections", 1024)]),
+        ("http", [
+            ("log_format", "replica", "$remote_addr [$time_local] \"$request\" $status $request_length "
+                                      "upstream=$upstream_addr upstream_status=$upstream_status $request_time"),
+            ("access_log", str(log_file), "replica"),
+            *[(f"{kind}_temp_path", str(work / kind)) for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")],
+            ("client_max_body_size", settings.max_body_bytes),
+            ("client_body_buffer_size", "1m"),
+            upstream("triton_http", [h for h, _ in replicas]),
+            upstream("triton_grpc", [g for _, g in replicas]),
+            ("server", [
+                ("listen", f"{host}:{http_port}"),
+                ("location", "/", [
+                    ("proxy_pass", "http://triton_http"), ("proxy_http_version", "1.1"),
+                    ("proxy_set_header", "Connection", ""), ("proxy_read_timeout", timeout),
+                    ("proxy_next_upstream", *next_upstream), ("proxy_next_upstream_tries", settings.attempts),
+                    ("proxy_intercept_errors", "off"),
+                ]),
+                *http_errors,
+            ]),
+            ("server", [
+                ("listen", f"{host}:{grpc_port}", "http2"),
+                ("location", "/", [
+                    ("grpc_pass", "grpc://triton_grpc"), ("grpc_read_timeout", timeout),
+                    ("grpc_next_upstream", *next_upstream), ("grpc_next_upstream_tries", settings.attempts),
+                ]),
+                *grpc_errors,
+            ]),
+        ]),
+    ]) + "\n"
+
+
+# --------------------------------------------------------------------------- running nginx
+
+
+def nginx_binary() -> str:
+    """The nginx executable (Debian installs it in /usr/sbin, not always on a user's PATH)."""
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise HostError("balancer=nginx needs nginx: install it (Debian/Ubuntu: `apt-get install nginx`), "
+                        "or serve without a balancer (balancer=none)")
+    return found
+
+
+def nginx_version(binary: str) -> str:
+    proc = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
+    text = (proc.stderr or proc.stdout).strip()
+    return text.split("/", 1)[1] if "/" in text else text or "unknown"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One launched Triton: its addresses, and why it is not usable (None when it is)."""
+
+    http: str
+    grpc: str
+    problem: Callable[[], str | None]
+
+
+class Front:
+    """A running nginx in front of replicas, kept in step with their readiness by a watcher thread."""
+
+    def __init__(self, settings: FrontSettings, host: str, http_port: int, grpc_port: int,
+                 replicas: Sequence[Replica], work: Path, log_file: Path):
+        self.settings, self.host, self.http_port, self.grpc_port = settings, host, http_port, grpc_port
+        self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()  # nginx: relative to its prefix
+        self.binary = nginx_binary()
+        self.conf = work / "nginx.conf"
+        self.down: set[int] = set()
+        self.proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def write_config(self) -> None:
+        text = nginx_config(self.settings, self.host, self.http_port, self.grpc_port,
+                            [(r.http, r.grpc) for r in self.replicas], self.down, self.work, self.log_file)
+        tmp = self.conf.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.conf)
+
+    def check_config(self) -> None:
+        proc = subprocess.run([self.binary, "-t", "-q", "-p", str(self.work), "-c", str(self.conf), "-e", str(self.log_file)],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            lines = [l for l in (proc.stderr or proc.stdout).splitlines() if "[emerg]" in l or "failed" in l]
+            raise ServerError(f"nginx refused its configuration {self.conf}: {(lines or ['(no message)'])[0].strip()}")
+
+    def start(self, die_with_parent: Callable[[list[str]], tuple[list[str], Any]]) -> None:
+        # nginx creates its temp directories for its worker user (`nobody` when started as root), which must
+        # be able to reach them: the scratch directory is traversable, not listable
+        self.work.chmod(0o711)
+        self.write_config()
+        self.check_config()
+        cmd, preexec = die_with_parent([self.binary, "-p", str(self.work), "-c", str(self.conf), "-e", str(self.log_file)])
+        with open(self.log_file, "ab") as log_fh:
+            self.proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=preexec)
+
+    def problem(self) -> str | None:
+        """Why the front cannot serve (None when it can): nginx gone, or no replica usable."""
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            return f"nginx exited with code {code} (log: {self.log_file})"
+        if len(self.down) == len(self.replicas):
+            return "no Triton replica is ready"
+        return None
+
+    def watch(self) -> None:
+        """Poll the replicas' readiness in a thread; reload nginx when the set of usable ones changes."""
+        self._watcher = threading.Thread(target=self._watch, name="replica-health", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.health_interval_s):
+            problems = {i: r.problem() for i, r in enumerate(self.replicas)}
+            down = {i for i, p in problems.items() if p is not None}
+            if down == self.down:
+                continue
+            for i in sorted(down - self.down):
+                log.warning("replica %d (%s) taken out of the balancer: %s", i + 1, self.replicas[i].http, problems[i])
+            for i in sorted(self.down - down):
+                log.info("replica %d (%s) ready again: back in the balancer", i + 1, self.replicas[i].http)
+            self.down = down
+            self.reload()
+
+    def reload(self) -> None:
+        self.write_config()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)  # new workers with the new upstreams; old ones finish their requests
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight, then exit
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)  # fast: the master stops its workers
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def running(front: Front, die_with_parent: Callable[[list[str]], tuple[list[str], Any]]) -> Iterator[Front]:
+    """The front started, watched, and always stopped on the way out."""
+    try:
+        front.start(die_with_parent)
+        front.watch()
+        yield front
+    finally:
+        front.stop()

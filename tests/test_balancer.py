@@ -1,0 +1,217 @@
+"""Replicas behind the real nginx: parity through it, bodies over the limit refused, a replica killed under load.
+
+The expected answers are Triton's own (a request on a quiet server, the replicas' statistics) and
+nginx's own verdict on its configuration (`nginx -t`), never the balancer module's view of itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from conftest import ROOT, compose_config, tool_env
+from evaluate import parity as parity_cli
+from pipelines import balancer
+from pipelines.errors import ConfigError, ServerError
+from pipelines.launcher import serve
+
+NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it: apt-get install nginx)")
+MODEL = "mnist_onnx"
+
+
+def front_cfg(tmp_path: Path, *overrides: str):
+    return compose_config("triton", ["balancer=nginx", f"paths.logs={tmp_path / 'logs'}", *overrides])
+
+
+@pytest.mark.parametrize("override, says", [
+    ("balancer.replicas=0", "balancer.replicas must be >= 1"),
+    ("balancer.max_body_bytes=-5", "balancer.max_body_bytes must be >= 1"),
+    ("balancer.retries=1.5", "balancer.retries must be an integer"),
+    ("balancer.health_interval_s=abc", "balancer.health_interval_s must be a number"),
+    ("balancer.kind=haproxy", "balancer must be one of none, nginx"),
+])
+def test_bad_balancer_settings_are_one_line_errors(tmp_path: Path, override: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
+        balancer.FrontSettings.from_cfg(front_cfg(tmp_path, override).balancer)
+
+
+def test_balancer_with_a_remote_server_is_refused(tmp_path: Path) -> None:
+    cfg = front_cfg(tmp_path, "server=remote")
+    with pytest.raises(ConfigError, match="server=remote launches nothing"):
+        serve(cfg.server, tmp_path, front=cfg.balancer)
+
+
+def test_cli_names_an_unknown_balancer_in_one_line() -> None:
+    proc = subprocess.run([sys.executable, "-m", "serve.triton", "balancer=haproxy"], cwd=ROOT, env=tool_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown balancer 'haproxy'; choose one of: nginx, none"
+
+
+@needs_nginx
+def test_generated_configuration_is_the_expected_one_and_nginx_accepts_it(tmp_path: Path) -> None:
+    settings = balancer.FrontSettings.from_cfg(front_cfg(tmp_path, "balancer.replicas=2").balancer)
+    work = tmp_path / "work"
+    work.mkdir()
+    text = balancer.nginx_config(settings, "127.0.0.1", 9000, 9001, [("127.0.0.1:9100", "127.0.0.1:9101"),
+                                 ("127.0.0.1:9200", "127.0.0.1:9201")], {1}, Path("/W"), Path("/L/nginx.log"))
+    assert text == (Path(__file__).parent / "expected" / "nginx.conf").read_text()
+    # nginx's own check, with the paths of a real scratch directory
+    conf = work / "nginx.conf"
+    conf.write_text(text.replace("/W/", f"{work}/").replace("/L/", f"{tmp_path}/"))
+    proc = subprocess.run([NGINX, "-t", "-p", str(work), "-c", str(conf), "-e", str(tmp_path / "nginx.log")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------- against real replicas
+
+
+def small_repository(workspace: Path, root: Path) -> Path:
+    """Only mnist_onnx: replicas start in seconds."""
+    shutil.copytree(workspace / "model_repository" / MODEL, root / MODEL)
+    return root
+
+
+def digits(count: int = 4) -> np.ndarray:
+    return np.random.default_rng(7).random((count, 28, 28, 1), dtype=np.float32)
+
+
+def infer(module, url: str, batch: np.ndarray) -> np.ndarray:
+    client = module.InferenceServerClient(url)
+    try:
+        item = module.InferInput("image", list(batch.shape), "FP32")
+        item.set_data_from_numpy(batch)
+        return client.infer(MODEL, [item]).as_numpy("probabilities")
+    finally:
+        client.close()
+
+
+def successes(http: str) -> int:
+    stats = httpclient.InferenceServerClient(http).get_inference_statistics(MODEL)["model_stats"]
+    return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
+
+
+def replica_process(http: str) -> psutil.Process:
+    port = http.rsplit(":", 1)[1]
+    return next(p for p in psutil.Process().children(recursive=True)
+                if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline())
+
+
+@needs_nginx
+@pytest.mark.integration
+def test_parity_passes_for_every_cpu_model_through_two_replicas(in_workspace: Path, tmp_path: Path) -> None:
+    cfg = compose_config("parity", ["model=all", "balancer=nginx", "balancer.replicas=2",
+                                    f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
+    assert parity_cli.run(cfg) == 0
+    for model in cfg.models:
+        report = json.loads((tmp_path / f"{model}.json").read_text())
+        assert report["passed"], model
+        assert report["server"]["description"].startswith("nginx 1.") and " balancing 2 x embedded tritonserver" \
+            in report["server"]["description"]
+        assert set(report["protocols"]) >= {"http", "grpc"}
+        # the burst is counted by the replicas that served it, all of it (their statistics add up)
+        burst = compose_config("parity", [f"model={model}"]).model.parity.concurrent_requests
+        assert report["dynamic_batching"]["requests"] == burst, model
+
+
+@needs_nginx
+@pytest.mark.integration
+def test_body_over_the_limit_is_refused_before_any_replica(workspace: Path, tmp_path: Path) -> None:
+    limit = 1 << 20
+    cfg = front_cfg(tmp_path, "balancer.replicas=1", f"balancer.max_body_bytes={limit}")
+    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
+        (replica,) = front.members
+        fits = digits(64)  # 200 KB: Triton answers
+        assert infer(httpclient, front.http, fits).shape == (64, 10)
+        assert infer(grpcclient, front.grpc, fits).shape == (64, 10)
+        before = successes(replica)
+        too_big = digits(400)  # 1.25 MB of tensor
+        with pytest.raises(InferenceServerException) as http_error:
+            infer(httpclient, front.http, too_big)
+        assert http_error.value.status() == "413" and f"({limit} bytes, balancer.max_body_bytes)" in http_error.value.message()
+        with pytest.raises(InferenceServerException) as grpc_error:
+            infer(grpcclient, front.grpc, too_big)
+        assert grpc_error.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        assert "balancer.max_body_bytes" in grpc_error.value.message()
+        # Triton's own count: neither request reached it (nor failed there)
+        stats = httpclient.InferenceServerClient(replica).get_inference_statistics(MODEL)["model_stats"][0]
+        assert successes(replica) == before and int(stats["inference_stats"]["fail"]["count"]) == 0
+
+
+@needs_nginx
+@pytest.mark.integration
+def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(workspace: Path, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    cfg = front_cfg(tmp_path, "balancer.replicas=2", "balancer.health_interval_s=0.2")
+    batch = digits()
+    outcomes: dict[str, list] = {"http": [], "grpc": []}
+    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
+        expected = infer(httpclient, front.members[0], batch)  # Triton's answer, asked directly on a quiet replica
+        stop = time.monotonic() + 6.0
+
+        def load(protocol: str) -> None:
+            module, url = (httpclient, front.http) if protocol == "http" else (grpcclient, front.grpc)
+            while time.monotonic() < stop:
+                try:
+                    outcomes[protocol].append(infer(module, url, batch))
+                except InferenceServerException as exc:
+                    outcomes[protocol].append(exc)
+
+        threads = [threading.Thread(target=load, args=(p,)) for p in ("http", "grpc") * 2]
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        replica_process(front.members[1]).kill()
+        for thread in threads:
+            thread.join()
+        time.sleep(0.5)
+        assert front.problem() is None  # one replica still serves
+    answers = [o for results in outcomes.values() for o in results if isinstance(o, np.ndarray)]
+    mismatched = [a for a in answers if not np.array_equal(a, expected)]
+    failed = {p: [o for o in results if not isinstance(o, np.ndarray)] for p, results in outcomes.items()}
+    print(f"answers {len(answers)}, mismatched {len(mismatched)}, failed http {len(failed['http'])}, "
+          f"grpc {len(failed['grpc'])}: {[f.message() for f in failed['grpc']]}")
+    assert len(answers) > 50 and not mismatched
+    assert failed["http"] == []  # nginx buffered each body and repeated it on the other replica
+    # gRPC bodies are streamed: at most the requests in flight on the killed replica (one per thread) fail,
+    # as UNAVAILABLE, the status gRPC clients may retry
+    assert len(failed["grpc"]) <= 2 and all(f.status() == "StatusCode.UNAVAILABLE" for f in failed["grpc"])
+    assert any("taken out of the balancer" in r.getMessage() for r in caplog.records)
+
+
+@needs_nginx
+@pytest.mark.integration
+def test_serve_triton_stops_when_its_last_replica_dies(workspace: Path, tmp_path: Path) -> None:
+    repo = small_repository(workspace, tmp_path / "repo")
+    proc = subprocess.Popen([sys.executable, "-m", "serve.triton", "balancer=nginx", "balancer.replicas=1",
+                             f"model_repository={repo}", f"paths.logs={tmp_path}"], cwd=ROOT, env=tool_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # progress lines, then "Triton ready: ..." once the balancer answers
+            if line.startswith("Triton ready: HTTP http://127.0.0.1:"):
+                break
+        else:
+            raise AssertionError(f"serve.triton ended before it was ready: {proc.stderr.read()}")
+        (triton,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "tritonserver"]
+        triton.kill()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2
+    assert err.strip().splitlines()[-1] == "error: stopped serving: no Triton replica is ready"
+    assert not any(p.name() == "nginx" for p in psutil.process_iter(["name"]) if p.ppid() == proc.pid)
