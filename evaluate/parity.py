@@ -17,19 +17,13 @@ from omegaconf import OmegaConf
 from pipelines import assembly, comparator
 from pipelines.atomic import write_json
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
-from pipelines.errors import ConfigError, HostError, ServerError
+from pipelines.errors import ConfigError
 from pipelines.launcher import serve
 from pipelines.parity_report import ParityReport
 from pipelines.served_model import server_version
-from pipelines.spec import ModelSpec, model_spec, served_specs
-from pipelines.trt import loadability, plans
-
-
-def selected(cfg: Any, catalog: dict[str, ModelSpec] | None = None) -> list[ModelSpec]:
-    """`model=all`: the catalog's models; otherwise the chosen model, with any command-line overrides."""
-    if cfg.model.name == "all":
-        return list((catalog if catalog is not None else served_specs(cfg.models)).values())
-    return [model_spec(str(cfg.model.name), cfg.model)]
+from pipelines.selection import require_gpu_host, selected
+from pipelines.spec import ModelSpec, served_specs
+from pipelines.trt import plans
 
 
 def profile_paths(cfg: Any, specs: list[ModelSpec]) -> tuple[Path, Reports]:
@@ -50,21 +44,6 @@ class Reports:
     def write(self, report: ParityReport) -> None:
         write_json(self.full / f"{report.model}.json", report.to_dict())
         write_json(self.metrics / f"{report.model}.json", report.headline())
-
-
-def require_gpu_host(specs: list[ModelSpec], cfg: Any) -> None:
-    """TensorRT engines run on an NVIDIA GPU: say so in one line on any other host (a remote server may have one)."""
-    engines = [s.name for s in specs if s.format == "tensorrt"]
-    if not engines or cfg.server.kind == "remote":
-        return
-    try:
-        loadability.server_loader(str(cfg.server.kind), str(cfg.server.get("image", "")),
-                                  bool(cfg.server.get("gpus")), cfg.triton_releases)
-    except ServerError as exc:
-        raise HostError(
-            f"{', '.join(engines)} cannot be served here: {exc}; TensorRT engines are not part of "
-            "the CPU profile (on a GPU host: `make pipeline-gpu`, or server=remote for a GPU Triton elsewhere)"
-        ) from None
 
 
 def check(cfg: Any) -> list[ParityReport]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from pipelines.errors import ConfigError, HostError, ServerError
+from pipelines.errors import ConfigError, HostError, ServerError, checked_number
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +56,14 @@ class FrontSettings:
             return cls()
         values = {}
         for key, minimum in (("replicas", 1), ("max_body_bytes", 1), ("retries", 0)):
-            values[key] = _number(cfg.get(key), f"balancer.{key}", int, minimum)
+            values[key] = checked_number(cfg.get(key), f"balancer.{key}", int, minimum)
         for key, minimum in (("fail_timeout_s", 0.0), ("health_interval_s", 0.1), ("read_timeout_s", 1.0)):
-            values[key] = _number(cfg.get(key), f"balancer.{key}", float, minimum)
+            values[key] = checked_number(cfg.get(key), f"balancer.{key}", float, minimum)
         return cls(kind=kind, log_file=str(cfg.get("log_file") or cls.log_file), **values)
 
     @property
     def attempts(self) -> int:
         return self.retries or self.replicas
-
-
-def _number(value: Any, what: str, kind: type, minimum: float) -> Any:
-    try:
-        number = kind(value)
-        if kind is int and number != float(value):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a{'n integer' if kind is int else ' number'} >= {minimum:g}; got {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"{what} must be >= {minimum:g}; got {value!r}")
-    return number
 
 
 # --------------------------------------------------------------------------- the nginx configuration

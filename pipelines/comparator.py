@@ -172,14 +172,18 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
         batching: dict[str, Any] = {}
         burst_outputs = None
         if burst is not None:
-            before = model.settled_counts()
+            parts = prepared.parts  # an ensemble has no batcher of its own: each of its steps must merge the burst
+            batched = [parts.preprocess.name, parts.classifier.name, parts.postprocess.name] if parts else [spec.name]
+            before = {name: model.settled_counts(name) for name in batched}
             outputs = model.burst(burst.inputs)
-            requests, executions = model.counts_after(before, len(outputs))
+            counted = {name: model.counts_after(before[name], len(outputs), name) for name in batched}
             burst_outputs = _concat(outputs)
             # the report keeps whether the batcher merged them, not the count (timing decides it: 2 one run, 3
             # the next), so identical runs leave the committed report unchanged; the log has the count
-            batching = {"requests": requests, "merged": executions < requests}
-            log.info("%s: burst of %d requests ran in %d executions", spec.name, requests, executions)
+            batching = {"requests": min(r for r, _ in counted.values()),
+                        "merged": all(executions < requests for requests, executions in counted.values())}
+            for name, (requests, executions) in counted.items():
+                log.info("%s: burst of %d requests ran in %d executions", name, requests, executions)
     return Served(served, classifications, burst_outputs, batching, skipped, preprocessing, backend)
 
 

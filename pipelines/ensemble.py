@@ -67,7 +67,7 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     if spec.max_batch_size > classifier.max_batch_size:
         raise ConfigError(f"ensemble {spec.name!r}: max_batch_size {spec.max_batch_size} exceeds "
                           f"{name!r}'s {classifier.max_batch_size}")
-    common = dict(max_batch_size=spec.max_batch_size, dynamic_batching=None, instance_count=1,
+    common = dict(max_batch_size=spec.max_batch_size, dynamic_batching=spec.dynamic_batching, instance_count=1,
                   parity=ParitySettings(), format="python", ensemble=None, tensorrt=None, extra_config="")
     pre = dataclasses.replace(spec, name=spec.name + PREPROCESS, inputs=spec.inputs,
                               outputs=(dataclasses.replace(cls_in, labels=False),), **common)

@@ -42,11 +42,14 @@ def _torch(spec: ModelSpec) -> Runner:
     return run
 
 
-def load_ensemble(parts: Any) -> Runner:
-    """The client-side pipeline an ensemble must reproduce: Pillow pre-processing, the framework, softmax, top-k."""
+def load_ensemble(parts: Any, classify: Runner | None = None) -> Runner:
+    """The client-side pipeline an ensemble must reproduce: Pillow pre-processing, the framework, softmax, top-k.
+
+    `classify`: another runner for the classifier step (the benchmark's in-process runtime); default its framework.
+    """
     from pipelines import images
 
-    classify = load(parts.classifier)
+    classify = classify or load(parts.classifier)
     settings = parts.ensemble.network.require_preprocessing("the ensemble's reference").settings()
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
     labels = np.array([name.encode() for name in parts.classifier.network.class_names()], dtype=np.object_)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
@@ -206,41 +207,97 @@ class ServedModel:
             raise ServerError(f"burst on {self.spec.name!r} failed: {errors[0]}")
         return [{t.name: r.as_numpy(t.name) for t in self.spec.outputs} for r in results]
 
-    def counts(self) -> tuple[int, int]:
+    def counts(self, name: str | None = None) -> tuple[int, int]:
         """(successful requests, executions) so far: fewer executions than requests means the batcher merged them.
 
         Behind a balancer, each replica counts its own share: the figures are their sums.
         """
-        stats = []
-        with self._talking(f"reading the statistics of {self.spec.name!r}"):
-            if not self.endpoints.members:
-                stats = self.http.get_inference_statistics(self.spec.name)["model_stats"]
-            for member in self.endpoints.members:
-                client = self._http_mod.InferenceServerClient(member, connection_timeout=30, network_timeout=30)
-                try:
-                    stats += client.get_inference_statistics(self.spec.name)["model_stats"]
-                finally:
-                    client.close()
+        stats = self.model_stats(name)
         requests = sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
         return requests, sum(int(s.get("execution_count", 0)) for s in stats)
 
-    def settled_counts(self, timeout_s: float = 5.0) -> tuple[int, int]:
+    def model_stats(self, name: str | None = None) -> list[dict]:
+        """Triton's statistics of this model (or of model `name`; one entry per version), from every replica."""
+        name = name or self.spec.name
+        stats: list[dict] = []
+        with self._talking(f"reading the statistics of {name!r}"):
+            if not self.endpoints.members:
+                stats = self.http.get_inference_statistics(name)["model_stats"]
+            for member in self.endpoints.members:
+                client = self._http_mod.InferenceServerClient(member, connection_timeout=30, network_timeout=30)
+                try:
+                    stats += client.get_inference_statistics(name)["model_stats"]
+                finally:
+                    client.close()
+        return stats
+
+    @contextlib.contextmanager
+    def shared_memory(self, arrays: Mapping[str, np.ndarray]) -> Iterator[Callable[[], dict[str, np.ndarray]]]:
+        """A gRPC sender whose inputs and outputs travel in system shared memory (client and server on one host).
+
+        The inputs are written once; each call is one request. Regions are unregistered and removed on the way out.
+        """
+        import tritonclient.utils.shared_memory as shm
+
+        if any(t.dtype == "BYTES" for t in self.spec.tensors):
+            raise ServerError(f"model {self.spec.name!r} has BYTES tensors, whose size varies: no fixed shared-memory region")
+        batch = len(next(iter(arrays.values())))
+        tag = f"t2t-{os.getpid()}-{id(self):x}"
+        regions: list[tuple[str, Any]] = []
+        try:
+            inputs, outputs = [], []
+            for role, tensors in (("in", self.spec.inputs), ("out", self.spec.outputs)):
+                for tensor in tensors:
+                    if role == "in":
+                        array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
+                        size = array.nbytes
+                    else:
+                        size = batch * int(np.prod(tensor.dims)) * tensor.numpy_dtype.itemsize
+                    name = f"{tag}-{role}-{tensor.name}"
+                    handle = shm.create_shared_memory_region(name, "/" + name, size)
+                    regions.append((name, handle))
+                    with self._talking("registering shared memory"):
+                        self.grpc.register_system_shared_memory(name, "/" + name, size)
+                    if role == "in":
+                        shm.set_shared_memory_region(handle, [array])
+                        item = self._grpc_mod.InferInput(tensor.name, list(array.shape), tensor.dtype)
+                        item.set_shared_memory(name, size)
+                        inputs.append(item)
+                    else:
+                        item = self._grpc_mod.InferRequestedOutput(tensor.name)
+                        item.set_shared_memory(name, size)
+                        outputs.append((tensor, item, handle))
+
+            def send() -> dict[str, np.ndarray]:
+                self.grpc.infer(self.spec.name, inputs, outputs=[o for _, o, _ in outputs], client_timeout=self.timeout_s)
+                return {t.name: shm.get_contents_as_numpy(h, t.numpy_dtype, [batch, *t.dims]) for t, _, h in outputs}
+
+            yield send
+        finally:
+            for name, handle in regions:
+                with contextlib.suppress(Exception):
+                    self.grpc.unregister_system_shared_memory(name)
+                with contextlib.suppress(Exception):
+                    shm.destroy_shared_memory_region(handle)
+
+    def settled_counts(self, name: str | None = None, timeout_s: float = 5.0) -> tuple[int, int]:
         """Counts once they stop moving (statistics land just after the responses to earlier requests)."""
         deadline = time.monotonic() + timeout_s
-        last = self.counts()
+        last = self.counts(name)
         while time.monotonic() < deadline:
             time.sleep(0.1)
-            now = self.counts()
+            now = self.counts(name)
             if now == last:
                 break
             last = now
         return last
 
-    def counts_after(self, before: tuple[int, int], requests: int, timeout_s: float = 5.0) -> tuple[int, int]:
+    def counts_after(self, before: tuple[int, int], requests: int, name: str | None = None,
+                     timeout_s: float = 5.0) -> tuple[int, int]:
         """(requests, executions) since `before`, once `requests` more have been counted."""
         deadline = time.monotonic() + timeout_s
         while True:
-            now = self.counts()
+            now = self.counts(name)
             if now[0] - before[0] >= requests or time.monotonic() > deadline:
                 return now[0] - before[0], now[1] - before[1]
             time.sleep(0.05)

@@ -79,6 +79,12 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
             if len(cc_plans) > 1:
                 config.cc_model_filenames.update(dict(cc_plans))
     _io(config, spec)
+    _dynamic_batching(config, spec)
+    config.instance_group.add(count=spec.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(instance_kind))
+    return _with_extra(config, spec)
+
+
+def _dynamic_batching(config: mc.ModelConfig, spec: ModelSpec) -> None:
     batching = spec.dynamic_batching
     if spec.max_batch_size > 0 and batching is not None:
         too_big = [b for b in batching.preferred_batch_size if b > spec.max_batch_size or b < 1]
@@ -86,8 +92,6 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
             raise ConfigError(f"model {spec.name!r}: preferred_batch_size {too_big} outside 1..{spec.max_batch_size}")
         config.dynamic_batching.preferred_batch_size.extend(batching.preferred_batch_size)
         config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_microseconds
-    config.instance_group.add(count=spec.instance_count, kind=mc.ModelInstanceGroup.Kind.Value(instance_kind))
-    return _with_extra(config, spec)
 
 
 # Fields the spec sets: extra_config may not set them too (a repeated one would be appended, not replaced)
@@ -117,6 +121,7 @@ def ensemble_step(step: ModelSpec, settings: Mapping[str, object]) -> mc.ModelCo
     """A Python-backend step of an ensemble; its settings travel as one JSON parameter."""
     config = mc.ModelConfig(name=step.name, backend="python", max_batch_size=step.max_batch_size)
     _io(config, step, labels=False)
+    _dynamic_batching(config, step)  # concurrent ensemble requests merge in every step, not only the classifier
     config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
     config.parameters[STEP_SETTINGS].string_value = json.dumps(dict(settings), sort_keys=True)
     return config

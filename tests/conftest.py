@@ -56,19 +56,25 @@ def copy_project(dest: Path) -> Path:
 
 
 # Small settings for the test copy: the pipeline must be real, not slow.
-SMALL_TRAIN = {"epochs: 20": "epochs: 2"}
+SMALL = {
+    "conf/train.yaml": {"epochs: 20": "epochs: 2"},
+    # the benchmark stage: every model, tiny windows, no Flask (tests/test_benchmark.py measures that path)
+    "conf/load/quick.yaml": {"duration_s: 1": "duration_s: 0.2", "warmup_s: 0.3": "warmup_s: 0.05",
+                             "measure: [in_process, flask, grpc]": "measure: [in_process, grpc]"},
+}
 
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """A project copy on which `dvc repro` ran once (the pipeline test asserts it succeeded)."""
     workspace = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
-    train = workspace / "conf" / "train.yaml"
-    text = train.read_text()
-    for old, new in SMALL_TRAIN.items():
-        assert old in text, f"conf/train.yaml no longer has {old!r}: update SMALL_TRAIN"
-        text = text.replace(old, new)
-    train.write_text(text)
+    for name, changes in SMALL.items():
+        conf = workspace / name
+        text = conf.read_text()
+        for old, new in changes.items():
+            assert old in text, f"{name} no longer has {old!r}: update SMALL"
+            text = text.replace(old, new)
+        conf.write_text(text)
     result = run_cmd([str(BIN / "dvc"), "repro"], workspace)
     return workspace, result
 

@@ -81,7 +81,7 @@ def test_catalogs_list_every_model_file() -> None:
 
 
 def test_model_all_selects_the_catalog() -> None:
-    from evaluate.parity import selected
+    from pipelines.selection import selected
 
     assert [s.name for s in selected(compose_config("parity", ["model=all"]))] == list(
         compose_config("repository").models

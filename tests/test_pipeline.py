@@ -14,7 +14,7 @@ pytestmark = pytest.mark.pipeline
 
 CPU_MODELS = list(compose_config("repository").models)
 CLASSIFIERS = [m.removesuffix("_onnx") for m in CPU_MODELS if m.endswith("_onnx") and not m.startswith("mnist")]
-STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c in CLASSIFIERS], "repository", "parity"]
+STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c in CLASSIFIERS], "repository", "parity", "benchmark"]
 
 
 def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> None:
@@ -62,7 +62,8 @@ def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
     columns = [c.strip() for c in header.strip("|").split("|")]
     # by hand: the path, the train metrics, and the parity headline figures of conf/..parity_report.headline
     assert set(columns) == {"Path", "test_accuracy", "test_loss", "passed", "protocols_agree", "max_abs", "needed_atol",
-                            "framework_accuracy", "served_accuracy"}, columns
+                            "framework_accuracy", "served_accuracy",  # and the benchmark's (benchmark_report.headline)
+                            "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process", "c8_vs_flask"}, columns
     assert max(len(line) for line in shown.stdout.splitlines()) < 200
     for model in CPU_MODELS:
         assert f"reports/parity_metrics/{model}.json" in shown.stdout
@@ -88,7 +89,7 @@ def stages_to_run(workspace: Path) -> list[str]:
     ("file", "old", "new", "expected"),
     [
         ("conf/export_mnist.yaml", "digits: 256", "digits: 128", ["export_mnist"]),
-        ("conf/model/mnist_onnx.yaml", "samples: 1000", "samples: 500", ["repository", "parity"]),
+        ("conf/model/mnist_onnx.yaml", "samples: 1000", "samples: 500", ["repository", "parity", "benchmark"]),
         ("conf/tolerance/fp32.yaml", "atol: 1.0e-4", "atol: 2.0e-4", ["parity"]),
     ],
 )

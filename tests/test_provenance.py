@@ -10,7 +10,7 @@ import pytest
 
 from conftest import compose_config
 from evaluate import parity as parity_cli
-from pipelines import assembly
+from pipelines import assembly, selection
 from pipelines.errors import ArtifactError
 from pipelines.spec import model_spec, served_specs
 
@@ -83,7 +83,7 @@ def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
 def test_a_changed_check_never_writes_the_tracked_reports(overrides: list[str], change: str,
                                                           capsys: pytest.CaptureFixture) -> None:
     cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
-    specs = parity_cli.selected(cfg)
+    specs = selection.selected(cfg)
     where = parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1])
     assert where == parity_cli.Reports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
     out = capsys.readouterr().out
@@ -93,15 +93,15 @@ def test_a_changed_check_never_writes_the_tracked_reports(overrides: list[str], 
 def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:
     cfg = compose_config("parity", ["model=all"])
     tracked = parity_cli.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
-    assert parity_cli.tracked_or_adhoc(cfg, parity_cli.selected(cfg), tracked) == tracked
+    assert parity_cli.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
     # a directory of the user's choosing is theirs: a changed check is written where they said
     cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}",
                                     f"paths.parity_metrics={tmp_path / 'figures'}"])
-    specs = parity_cli.selected(cfg)
+    specs = selection.selected(cfg)
     chosen = parity_cli.Reports(tmp_path, tmp_path / "figures")
     assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
     chosen = parity_cli.Reports(tmp_path, tmp_path / "metrics")
     # only the full reports' directory chosen: the headline figures go along, not into the tracked metrics
     cfg = compose_config("parity", ["model=mnist_onnx", f"paths.parity_reports={tmp_path}"])
-    specs = parity_cli.selected(cfg)
+    specs = selection.selected(cfg)
     assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen

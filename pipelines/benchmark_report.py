@@ -1,0 +1,161 @@
+"""The benchmark's typed report: every measured point, its headline ratios (DVC metrics), table and plot.
+
+Paths: `in_process` (the served file in its runtime, here), `flask` (the same runtime behind Flask),
+and Triton over `http` (binary tensors), `grpc` and `shm` (gRPC, tensors in system shared memory).
+Ratios, not absolute times, are the headline: machines differ, the cost of serving on one does not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PATH_NAMES = {"in_process": "in process", "flask": "Flask", "http": "Triton HTTP", "grpc": "Triton gRPC",
+              "shm": "Triton gRPC + shm"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One closed-loop measurement. `server_ms`: Triton's own per-request breakdown from its statistics."""
+
+    path: str
+    batch: int
+    concurrency: int
+    dynamic_batching: bool | None  # None: not Triton
+    requests: int
+    per_second: float  # inferences (samples) per second
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    failures: int = 0
+    server_ms: dict[str, float] = field(default_factory=dict)  # queue, compute_input, compute_infer, compute_output
+
+    @property
+    def label(self) -> str:
+        name = PATH_NAMES.get(self.path, self.path)
+        return name + (", batching off" if self.dynamic_batching is False else "")
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Our gRPC figures and perf_analyzer's for the same model, batch and concurrency."""
+
+    concurrency: int
+    ours_per_second: float
+    ours_p50_ms: float
+    perf_analyzer_per_second: float
+    perf_analyzer_p50_ms: float
+
+
+@dataclass(frozen=True)
+class ModelBenchmark:
+    model: str
+    format: str
+    server: str
+    settings: dict[str, Any]
+    points: list[Point]
+    memory_mb: dict[str, float] = field(default_factory=dict)
+    perf_analyzer: list[CrossCheck] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
+
+    def find(self, path: str, batch: int = 1, concurrency: int = 1, batching: bool | None = True) -> Point | None:
+        for p in self.points:
+            if (p.path, p.batch, p.concurrency) == (path, batch, concurrency) and (
+                    p.dynamic_batching is None or p.dynamic_batching == batching):
+                return p
+        return None
+
+    def headline(self) -> dict[str, float | None]:
+        """The figures the gate watches: serving's cost relative to the same runtime in process, and to Flask."""
+        inproc, grpc = self.find("in_process"), self.find("grpc")
+        grpc_c4 = self.find("grpc", concurrency=4)
+        grpc_c8, flask_c8 = self.find("grpc", concurrency=8), self.find("flask", concurrency=8)
+        ratio = lambda a, b: round(a / b, 3) if a is not None and b else None  # noqa: E731
+        return {
+            "grpc_vs_in_process": ratio(grpc and grpc.p50_ms, inproc and inproc.p50_ms),  # p50, batch 1, one at a time
+            "grpc_overhead_ms": round(grpc.p50_ms - inproc.p50_ms, 3) if grpc and inproc else None,
+            "c4_vs_in_process": ratio(grpc_c4 and grpc_c4.per_second, inproc and inproc.per_second),  # throughput
+            "c8_vs_flask": ratio(grpc_c8 and grpc_c8.per_second, flask_c8 and flask_c8.per_second),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["headline"] = self.headline()
+        return _finite(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelBenchmark":
+        nan = float("nan")
+        points = [Point(**{k: (nan if v is None and k.endswith(("_ms", "_second")) else v) for k, v in p.items()})
+                  for p in data.get("points", [])]
+        return cls(data["model"], data["format"], data["server"], dict(data.get("settings") or {}), points,
+                   dict(data.get("memory_mb") or {}), [CrossCheck(**c) for c in data.get("perf_analyzer") or []],
+                   dict(data.get("skipped") or {}))
+
+    def curve(self) -> list[dict[str, Any]]:
+        """Latency against throughput, one row per point of batch 1 (what DVC plots and the PNG draw)."""
+        return [{"model": self.model, "path": p.label, "concurrency": p.concurrency,
+                 "per_second": round(p.per_second, 2), "p50_ms": round(p.p50_ms, 3)}
+                for p in self.points if p.batch == 1]
+
+    def table(self) -> str:
+        """Markdown: every point, Triton's breakdown where it has one."""
+        lines = [f"### {self.model} ({self.format}; {self.server})", "",
+                 "| path | batch | concurrency | inferences/s | p50 ms | p90 ms | p99 ms | queue / input / infer / output ms | failed |",
+                 "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+        for p in self.points:
+            parts = "/".join(f"{p.server_ms[k]:.2f}" for k in ("queue", "compute_input", "compute_infer", "compute_output")
+                             ) if p.server_ms else ""
+            lines.append(f"| {p.label} | {p.batch} | {p.concurrency} | {p.per_second:,.1f} | {p.p50_ms:.2f} | "
+                         f"{p.p90_ms:.2f} | {p.p99_ms:.2f} | {parts} | {p.failures} |")
+        if self.perf_analyzer:
+            lines += ["", "| concurrency | ours: inferences/s | perf_analyzer | ours: p50 ms | perf_analyzer |",
+                      "|---:|---:|---:|---:|---:|"]
+            lines += [f"| {c.concurrency} | {c.ours_per_second:,.1f} | {c.perf_analyzer_per_second:,.1f} | "
+                      f"{c.ours_p50_ms:.2f} | {c.perf_analyzer_p50_ms:.2f} |" for c in self.perf_analyzer]
+        if self.memory_mb:
+            lines += ["", "memory (RSS, MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in self.memory_mb.items())]
+        lines += [f"- not measured: {what}: {why}" for what, why in self.skipped.items()]
+        return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: a figure that could not be measured is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def plot(benchmarks: list[ModelBenchmark], path: Path) -> None:
+    """p50 latency against throughput, one panel per model, one line per path (batch 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 4.2), squeeze=False)
+    for ax, bench in zip(axes[0], benchmarks):
+        series: dict[str, list[dict[str, Any]]] = {}
+        for row in bench.curve():
+            series.setdefault(row["path"], []).append(row)
+        for label, rows in series.items():
+            rows.sort(key=lambda r: r["concurrency"])
+            ax.plot([r["per_second"] for r in rows], [r["p50_ms"] for r in rows], marker="o", label=label)
+            for r in rows:
+                ax.annotate(str(r["concurrency"]), (r["per_second"], r["p50_ms"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 3))
+        ax.set_title(bench.model)
+        ax.set_xlabel("inferences / s (closed loop; labels: concurrency)")
+        ax.set_ylabel("p50 latency (ms, log scale)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,81 @@
+"""Closed-loop load: `concurrency` workers, each sending its next request as soon as the last one answered.
+
+The same loop drives every path the benchmark compares (in process, Triton over HTTP, gRPC and
+shared memory, the Flask baseline), so their figures differ only by what serves the request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+Send = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Latencies (seconds) of the requests answered inside the measurement window, and the window's length."""
+
+    latencies_s: tuple[float, ...]
+    elapsed_s: float
+    failures: int
+    first_failure: str = ""
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_s)
+
+    def per_second(self, batch: int = 1) -> float:
+        """Inferences (samples) per second."""
+        return self.requests * batch / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.latencies_s), q) * 1e3) if self.latencies_s else float("nan")
+
+
+def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: float, duration_s: float,
+                close: Callable[[Send], None] | None = None) -> LoadResult:
+    """Run `concurrency` workers for `warmup_s` (not counted) then `duration_s` (counted).
+
+    `make_sender` is called once per worker (its own client); a failed request is counted, not retried.
+    """
+    senders = [make_sender() for _ in range(concurrency)]
+    start_barrier = threading.Barrier(concurrency + 1)
+    window: list[float] = []
+    results: list[list[float]] = [[] for _ in range(concurrency)]
+    failures: list[str] = []
+
+    def worker(index: int) -> None:
+        send, mine = senders[index], results[index]
+        start_barrier.wait()
+        begin, end = window
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                send()
+            except Exception as exc:  # every client's errors: counted, the first one kept
+                failures.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                continue
+            t1 = time.perf_counter()
+            if begin <= t1 <= end:  # answered inside the window: counted, as perf_analyzer counts
+                mine.append(t1 - t0)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    now = time.perf_counter()
+    window.extend([now + warmup_s, now + warmup_s + duration_s])
+    start_barrier.wait()
+    for thread in threads:
+        thread.join()
+    if close is not None:
+        for send in senders:
+            close(send)
+    latencies = tuple(x for r in results for x in r)
+    return LoadResult(latencies, duration_s, len(failures), failures[0] if failures else "")

@@ -1,0 +1,61 @@
+"""The served artifact run in process, by the runtime Triton's backend uses: what serving is measured against.
+
+Parity's reference is the training framework (Keras, PyTorch); the benchmark's baseline is the very
+file Triton serves, in the runtime its backend (here: its stand-in) runs: ONNX Runtime for ONNX,
+TensorFlow for a SavedModel. An ensemble runs its steps in process: the same Pillow pre-processing,
+its classifier in ONNX Runtime, softmax and top-k.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from pipelines.errors import ConfigError
+from pipelines.spec import ModelSpec
+
+Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def _onnx(spec: ModelSpec) -> Runner:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(spec.artifact), providers=["CPUExecutionProvider"])
+    names = [t.name for t in spec.outputs]
+
+    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {t.name: arrays[t.name] for t in spec.inputs})))
+
+    return run
+
+
+def _savedmodel(spec: ModelSpec) -> Runner:
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(spec.artifact)).signatures[spec.network.signature]
+
+    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = signature(**{t.name: tf.constant(arrays[t.name]) for t in spec.inputs})
+        return {t.name: out[t.name].numpy() for t in spec.outputs}
+
+    return run
+
+
+def _ensemble(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
+    from pipelines import ensemble, reference
+
+    parts = ensemble.parts(spec, catalog)
+    return reference.load_ensemble(parts, load(parts.classifier, catalog))
+
+
+def load(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
+    """A function from input arrays to output arrays running `spec`'s served artifact here."""
+    if spec.format == "onnx":
+        return _onnx(spec)
+    if spec.format == "savedmodel":
+        return _savedmodel(spec)
+    if spec.format == "ensemble":
+        return _ensemble(spec, catalog)
+    raise ConfigError(f"model {spec.name!r}: no in-process runtime here for format {spec.format!r} "
+                      "(a TensorRT engine needs a GPU host with TensorRT)")

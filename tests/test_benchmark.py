@@ -1,0 +1,115 @@
+"""The serving benchmark: its arithmetic against hand-worked figures, and a real run checked against Triton's own counts.
+
+Timings are never asserted (machines differ); what is asserted holds on any machine: every request
+answered, Triton's server-side time no longer than what the client saw, every report written.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config
+from evaluate import benchmark
+from pipelines import load, perf_analyzer
+from pipelines.benchmark_report import ModelBenchmark, Point
+from pipelines.errors import ConfigError
+
+
+def stats(success: int, **ns: tuple[int, int]) -> list[dict]:
+    """One version's inference_stats as Triton's HTTP statistics answer them: key -> (count, ns)."""
+    keys = ("queue", "compute_input", "compute_infer", "compute_output")
+    return [{"inference_stats": {"success": {"count": success, "ns": 0},
+                                 **{k: {"count": ns.get(k, (0, 0))[0], "ns": ns.get(k, (0, 0))[1]} for k in keys}}}]
+
+
+def test_breakdown_is_the_average_per_request_over_the_window() -> None:
+    before = stats(10, queue=(10, 5_000_000), compute_infer=(10, 40_000_000))
+    after = stats(30, queue=(30, 9_000_000), compute_infer=(30, 140_000_000), compute_input=(20, 2_000_000))
+    # 20 requests in the window: 4 ms of queueing (0.2 each), 100 ms of inference (5 each), 2 ms of input copies
+    assert benchmark.breakdown(before, after) == {"queue": 0.2, "compute_input": 0.1, "compute_infer": 5.0,
+                                                  "compute_output": 0.0}
+
+
+def test_headline_ratios_from_hand_written_points() -> None:
+    def p(path: str, concurrency: int, per_second: float, p50: float) -> Point:
+        return Point(path, 1, concurrency, None if path in ("in_process", "flask") else True, 100, per_second, p50,
+                     p50, p50)
+
+    bench = ModelBenchmark("m", "onnx", "s", {}, [
+        p("in_process", 1, 1000.0, 1.0), p("grpc", 1, 250.0, 4.0), p("grpc", 4, 800.0, 5.0),
+        p("grpc", 8, 900.0, 9.0), p("flask", 8, 300.0, 27.0),
+        Point("grpc", 1, 1, False, 100, 500.0, 2.0, 2.0, 2.0),  # batching off: not the headline
+    ])
+    assert bench.headline() == {"grpc_vs_in_process": 4.0, "grpc_overhead_ms": 3.0, "c4_vs_in_process": 0.8,
+                                "c8_vs_flask": 3.0}
+    assert ModelBenchmark.from_dict(json.loads(json.dumps(bench.to_dict()))) == bench
+
+
+@pytest.mark.parametrize("override, says", [
+    ("load.concurrency=[0,4]", "concurrency must be a list of integers 1..256"),
+    ("load.duration_s=0", "duration_s must be >= 0.1"),
+    ("load.warmup_s=abc", "warmup_s must be a number"),
+    ("load.measure=[grpc,carrier_pigeon]", "measure must name some of"),
+])
+def test_bad_settings_are_one_line_errors(override: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        benchmark.Settings.from_cfg(compose_config("benchmark", ["model=mnist_onnx", override]).load)
+
+
+def test_closed_loop_counts_answers_in_the_window_and_failures_apart() -> None:
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def make_sender():
+        def send() -> None:
+            with lock:
+                calls["n"] += 1
+                n = calls["n"]
+            time.sleep(0.005)
+            if n % 4 == 0:
+                raise RuntimeError("every fourth request fails")
+        return send
+
+    result = load.closed_loop(make_sender, concurrency=2, warmup_s=0.05, duration_s=0.4)
+    assert result.failures > 0 and result.first_failure == "every fourth request fails"
+    assert result.requests > 0 and all(0.004 < x < 1.0 for x in result.latencies_s)
+    assert result.requests + result.failures <= calls["n"]  # warm-up and the last in-flight ones are not counted
+
+
+@pytest.mark.integration
+def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(in_workspace: Path, tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture) -> None:
+    cfg = compose_config("benchmark", [
+        "model=mnist_onnx", "load.concurrency=[1,2]", "load.duration_s=0.3", "load.warmup_s=0.1",
+        "load.perf_analyzer_interval_ms=300", f"load.reports={tmp_path / 'reports'}",
+        f"load.metrics={tmp_path / 'metrics'}", f"paths.logs={tmp_path / 'logs'}"])
+    assert benchmark.run(cfg) == 0
+    report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
+    seen = {(p["path"], p["batch"], p["concurrency"], p["dynamic_batching"]) for p in report["points"]}
+    for path in ("in_process", "flask", "http", "grpc", "shm"):
+        batching = None if path in ("in_process", "flask") else True
+        assert {(path, 1, 1, batching), (path, 64, 1, batching), (path, 1, 2, batching)} <= seen, path
+    assert {("grpc", 1, 1, False), ("grpc", 1, 2, False)} <= seen  # the batcher off, the model reloaded
+    for p in report["points"]:
+        assert p["requests"] > 0 and p["failures"] == 0, p
+        if p["server_ms"]:  # Triton's own time for a request cannot exceed what the client waited
+            assert p["server_ms"]["compute_infer"] > 0
+            assert sum(p["server_ms"].values()) <= p["p99_ms"] * 1.01, p
+    assert report["memory_mb"]["tritonserver with every model (all replicas)"] > 0
+    try:
+        perf_analyzer.find()
+    except Exception:
+        assert "perf_analyzer" in report["skipped"]
+    else:
+        assert {c["concurrency"] for c in report["perf_analyzer"]} | {
+            int(k.rsplit(" ", 1)[1]) for k in report["skipped"] if k.startswith("perf_analyzer at")} == {1, 2}
+    headline = json.loads((tmp_path / "metrics" / "mnist_onnx.json").read_text())
+    assert headline == report["headline"] and headline["grpc_overhead_ms"] is not None
+    assert (tmp_path / "reports" / "benchmark.png").stat().st_size > 10_000
+    assert "| Triton gRPC + shm | 64 | 1 |" in (tmp_path / "reports" / "benchmark.md").read_text()
+    assert "### mnist_onnx" in capsys.readouterr().out
