@@ -4,7 +4,8 @@ Compares this run's parity headline figures (`reports/parity_metrics/`, and the 
 where present) with a baseline: the reports committed at a git revision (default: the merge base
 with main), read through DVC, or a directory of such files. Exit 0 pass, 1 fail (a model fails
 parity, served accuracy differs from the framework's, framework accuracy dropped, a needed
-tolerance grew, a model is gone), 2 usage errors. Prints a Markdown table and writes it to `output`.
+tolerance grew, a model is gone, a serving-cost ratio of the benchmark stage worsened beyond
+`serving_cost_growth`), 2 usage errors. Prints a Markdown table and writes it to `output`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from pipelines.atomic import write_text
 from pipelines.cli import EXIT_FAILED, EXIT_OK, hydra_main
 from pipelines.errors import ArtifactError, ConfigError, HostError
-from pipelines.gate import Thresholds, judge
+from pipelines.gate import Thresholds, judge, judge_serving
 
 
 def read_dirs(root: Path, directories: list[str]) -> dict[str, dict[str, Any]]:
@@ -100,16 +101,25 @@ def run(cfg: Any) -> int:
     try:
         thresholds = Thresholds(**{str(k): float(v) for k, v in cfg.thresholds.items()})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"thresholds must be accuracy_drop, tolerance_growth, tolerance_floor (numbers): {exc}") \
+        raise ConfigError("thresholds must be accuracy_drop, tolerance_growth, tolerance_floor, serving_cost_growth "
+                          f"(numbers): {exc}") \
             from None
     verdict = judge(baseline, now, thresholds)
     title = f"Parity gate against {where}" + ("" if baseline else " (no reports there: nothing to compare)")
     text = verdict.markdown(title)
+    serving_dirs = [str(d) for d in cfg.serving_dirs]
+    serving_now = read_dirs(Path("."), serving_dirs)
+    serving = None
+    if serving_now:  # the benchmark stage's ratios, when this run has them
+        serving_before = read_dirs(root, serving_dirs) if cfg.baseline_dir else at_revision(rev, serving_dirs)
+        serving = judge_serving(serving_before, serving_now, thresholds)
+        text += "\n" + serving.markdown(f"Serving-cost gate against {where} (fails beyond "
+                                        f"{thresholds.serving_cost_growth:g}x)")
     print(text, flush=True)
     if cfg.dvc_diffs and not cfg.baseline_dir:
         text += dvc_diffs(rev, Path(str(cfg.output)).parent / "plots")
     write_text(str(cfg.output), text)
-    return EXIT_OK if verdict.passed else EXIT_FAILED
+    return EXIT_OK if verdict.passed and (serving is None or serving.passed) else EXIT_FAILED
 
 
 def dvc_diffs(rev: str, plots_dir: Path) -> str:

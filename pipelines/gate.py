@@ -20,6 +20,7 @@ class Thresholds:
     accuracy_drop: float  # framework accuracy may fall this much below the baseline's
     tolerance_growth: float  # needed_atol may grow to this factor of the baseline's ...
     tolerance_floor: float  # ... counted from at least this (from a baseline of 0 any noise is infinite growth)
+    serving_cost_growth: float = 3.0  # the benchmark's cost ratios may worsen by this factor (timings are noisy)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,37 @@ def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
             if figure in after or (before and figure in before):
                 verdict.rows.append(Row(model, figure, None if before is None else before.get(figure),
                                         after.get(figure), "FAIL" if figure in failed else "ok"))
+        verdict.failures += [f"{model}: {reason}" for reason in failed.values()]
+    return verdict
+
+
+# the benchmark's headline (benchmark_report.ModelBenchmark.headline): lower is better, then higher is better
+SERVING_COSTS = ("grpc_vs_in_process",)
+SERVING_GAINS = ("c4_vs_in_process", "c8_vs_flask")
+SERVING_FIGURES = ("grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process", "c8_vs_flask")
+
+
+def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
+    """The benchmark's ratios against the baseline's: only a large regression fails (machines and load vary)."""
+    verdict = Verdict()
+    growth = limits.serving_cost_growth
+    for model in sorted(set(baseline) | set(now)):
+        before, after = baseline.get(model) or {}, now.get(model)
+        if after is None:
+            continue  # not benchmarked in this run: nothing to judge
+        failed = {}
+        for figure in SERVING_COSTS:
+            b, a = before.get(figure), after.get(figure)
+            if b and a is not None and a > b * growth:
+                failed[figure] = f"{figure} {a:.3g} is over {growth:g}x the baseline's {b:.3g}"
+        for figure in SERVING_GAINS:
+            b, a = before.get(figure), after.get(figure)
+            if b and a is not None and a < b / growth:
+                failed[figure] = f"{figure} {a:.3g} is under 1/{growth:g} of the baseline's {b:.3g}"
+        for figure in SERVING_FIGURES:
+            if figure in after or figure in before:
+                verdict.rows.append(Row(model, figure, before.get(figure), after.get(figure),
+                                        "FAIL" if figure in failed else "ok"))
         verdict.failures += [f"{model}: {reason}" for reason in failed.values()]
     return verdict
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import BIN, compose_config, tool_env
 from evaluate import gate as gate_cli
-from pipelines.gate import Thresholds, judge
+from pipelines.gate import Thresholds, judge, judge_serving
 
 LIMITS = Thresholds(accuracy_drop=0.005, tolerance_growth=2.0, tolerance_floor=1e-6)
 MNIST = {"passed": True, "protocols_agree": True, "max_abs": 6e-7, "needed_atol": 0.0,
@@ -64,6 +64,22 @@ def write(repo: Path, figures: dict, profile: str = "parity_metrics") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for model, values in figures.items():
         (directory / f"{model}.json").write_text(json.dumps(values))
+
+
+SERVING = {"grpc_vs_in_process": 1.5, "grpc_overhead_ms": 0.6, "c4_vs_in_process": 1.1, "c8_vs_flask": 3.0}
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"grpc_vs_in_process": 4.6}, "mnist_onnx: grpc_vs_in_process 4.6 is over 3x the baseline's 1.5"),
+    ({"c8_vs_flask": 0.9}, "mnist_onnx: c8_vs_flask 0.9 is under 1/3 of the baseline's 3"),
+    ({"c4_vs_in_process": 0.3}, "mnist_onnx: c4_vs_in_process 0.3 is under 1/3 of the baseline's 1.1"),
+])
+def test_serving_costs_fail_only_beyond_the_growth_allowed(change: dict, reason: str) -> None:
+    noisy = {"grpc_vs_in_process": 4.4, "grpc_overhead_ms": 9.0, "c4_vs_in_process": 0.4, "c8_vs_flask": 1.1}
+    assert judge_serving({"mnist_onnx": SERVING}, {"mnist_onnx": noisy}, LIMITS).passed  # within 3x either way
+    verdict = judge_serving({"mnist_onnx": SERVING}, {"mnist_onnx": {**SERVING, **change}}, LIMITS)
+    assert verdict.failures == [reason]
+    assert judge_serving({}, {"mnist_onnx": SERVING}, LIMITS).passed  # nothing to compare with: reported only
 
 
 def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
