@@ -20,14 +20,15 @@ from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError
 from pipelines.spec import NetworkSpec, network_spec
+from pipelines.tensorflow_import import tensorflow
 
 log = logging.getLogger(__name__)
 
 
 def write_savedmodel(model: Any, network: NetworkSpec, target: Path) -> None:
     """SavedModel whose signature `network.signature` maps the spec's input name to its output name."""
+    tf = tensorflow()  # first, quietly: Keras imports it
     import keras
-    import tensorflow as tf
 
     (image,), (probabilities,) = network.inputs, network.outputs
     archive = keras.export.ExportArchive()
@@ -68,7 +69,7 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 def verify(model: Any, savedmodel: Path, onnx_path: Path, network: NetworkSpec, digits: np.ndarray) -> dict[str, float]:
     """Max abs difference of each export against Keras on the same real digits."""
     import onnxruntime as ort
-    import tensorflow as tf
+    tf = tensorflow()
 
     (image,), (probabilities,) = network.inputs, network.outputs
     expected = np.asarray(model(digits, training=False))

@@ -79,7 +79,9 @@ def onnx_signature(path: Path) -> ArtifactSignature:
 def savedmodel_signature(path: Path, signature: str) -> ArtifactSignature:
     if not (Path(path) / "saved_model.pb").is_file():
         raise ArtifactError(f"{path} is not a SavedModel directory: run the export stage first (`dvc repro`)")
-    import tensorflow as tf
+    from pipelines.tensorflow_import import tensorflow
+
+    tf = tensorflow()
 
     try:
         loaded = tf.saved_model.load(str(path))

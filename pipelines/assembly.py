@@ -137,7 +137,10 @@ def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) ->
                 raise ArtifactError(f"{plan}: " + "; ".join(problems))
         return
     served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / config.default_model_filename})
-    artifacts.check(served)
+    try:
+        artifacts.check(served)
+    except ArtifactError as exc:  # name the file the user has, not its copy in a temporary repository
+        raise ArtifactError(str(exc).replace(str(served.artifact), str(spec.artifact))) from exc
 
 
 def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tuple[Path, Path]]:

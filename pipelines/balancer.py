@@ -39,7 +39,7 @@ class FrontSettings:
     kind: str = "none"
     replicas: int = 1
     max_body_bytes: int = 0
-    retries: int = 0              # attempts per request, over all replicas (0: one per replica)
+    retries: int = 2              # attempts per request, over all replicas (0: one per replica)
     fail_timeout_s: float = 10.0  # a replica that failed a request is skipped this long
     health_interval_s: float = 1.0
     read_timeout_s: float = 300.0
@@ -88,7 +88,7 @@ def render(directives: Sequence[Directive], indent: int = 0) -> str:
 
 
 def _word(word: str) -> str:
-    if word and not any(c in word for c in " \t\"'{};#$\\"):
+    if word and not any(c in word for c in " \t\"'{};#\\"):
         return word
     return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -135,6 +135,10 @@ def nginx_config(settings: FrontSettings, host: str, http_port: int, grpc_port: 
                                       "upstream=$upstream_addr upstream_status=$upstream_status $request_time"),
             ("access_log", str(log_file), "replica"),
             *[(f"{kind}_temp_path", str(work / kind)) for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")],
+            # Triton 2.51 crashes (SIGSEGV) on a large body labelled as a form post, which is what `curl -d` and
+            # `--data-binary` send; Triton reads the body the same whatever its type, so it gets a neutral one
+            ("map", "$http_content_type", "$triton_content_type", [
+                ("~*^application/x-www-form-urlencoded", "application/octet-stream"), ("default", "$http_content_type")]),
             ("client_max_body_size", settings.max_body_bytes),
             ("client_body_buffer_size", "1m"),
             upstream("triton_http", [h for h, _ in replicas]),
@@ -143,7 +147,8 @@ def nginx_config(settings: FrontSettings, host: str, http_port: int, grpc_port: 
                 ("listen", f"{host}:{http_port}"),
                 ("location", "/", [
                     ("proxy_pass", "http://triton_http"), ("proxy_http_version", "1.1"),
-                    ("proxy_set_header", "Connection", ""), ("proxy_read_timeout", timeout),
+                    ("proxy_set_header", "Connection", ""), ("proxy_set_header", "Content-Type", "$triton_content_type"),
+                    ("proxy_read_timeout", timeout),
                     ("proxy_next_upstream", *next_upstream), ("proxy_next_upstream_tries", settings.attempts),
                     ("proxy_intercept_errors", "off"),
                 ]),

@@ -101,7 +101,7 @@ def check_composes(argv: list[str], config_name: str) -> None:
         if text.startswith("Could not override") and "is not in struct" in cause:
             key = text.split("'")[1]
             given = next((o for o in overrides if o.split("=", 1)[0] == key), key)
-            raise PipelineError(f"unknown key {key!r} (see --help for the config; a new key needs a +: +{given})")
+            raise PipelineError(f"unknown key {key!r}: misspelled? `--help` shows the config")
         raise PipelineError(text.splitlines()[0] if text else type(exc).__name__) from None
 
 
@@ -168,6 +168,9 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except MemoryError as exc:  # asked for more than this machine holds (numpy says how much): the user's to fix
+            detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+            _fail(PipelineError(f"out of memory ({detail}): ask for less (fewer samples, smaller batches)"))
         except Exception:  # a bug, not the user's doing: keep the traceback, but never exit 1 ("parity failed")
             traceback.print_exc()
             print("error: internal error (a bug in train-to-triton; the traceback above says where)", file=sys.stderr)

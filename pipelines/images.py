@@ -7,8 +7,9 @@ needs only numpy and Pillow (torchvision.io cannot decode images on CPU torch bu
 
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -32,18 +33,36 @@ def decode(data: bytes, limits: Mapping[str, Any] | None = None) -> Any:
     if limits and len(data) > int(limits["max_bytes"]):
         raise ImageDecodeError(f"is {len(data)} bytes, over the limit of {int(limits['max_bytes'])}")
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with _pillow_limit(limits):
+            image = Image.open(io.BytesIO(data))  # reads the header only
         if limits:
             _check_size(image.size, limits)
         image.load()
     except ImageDecodeError:
         raise
-    except Image.DecompressionBombError as exc:  # Pillow's own limit, met at the header, before ours
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (no limits given), met at the header
         raise ImageDecodeError(f"is too large to decode ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         detail = "unknown format" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise ImageDecodeError(f"is not an image Pillow can decode ({detail})") from exc
     return image.convert("RGB")
+
+
+@contextlib.contextmanager
+def _pillow_limit(limits: Mapping[str, Any] | None) -> Iterator[None]:
+    """With our own limits, Pillow's decompression-bomb check (met while it reads the header) steps aside: ours
+    come next, from the same header, and name the configured limit rather than Pillow's."""
+    from PIL import Image
+
+    if not limits:
+        yield
+        return
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _check_size(size: tuple[int, int], limits: Mapping[str, Any]) -> None:

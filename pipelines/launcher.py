@@ -300,6 +300,40 @@ def _exited(proc: subprocess.Popen, log_file: Path) -> str | None:
     return f"tritonserver exited with code {proc.returncode}: {_last_log_line(log_file)} (log: {log_file})"
 
 
+STUB = "triton_python_backend_stub"
+
+
+def reap_stubs(backends: Path) -> int:
+    """Kill the Python-backend stubs run from this backend directory, and unlink their shared-memory regions.
+
+    A tritonserver stopped or killed while its models load (Ctrl-C during start-up, a killed replica)
+    can leave its stubs running, adopted by init, ignoring SIGTERM, holding memory and /dev/shm. Every
+    stub runs the copy in our scratch backend directory, so its command line says whose it is.
+    """
+    prefix = str(Path(backends).resolve()) + os.sep
+    reaped = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        program = args[0].decode(errors="replace")
+        if Path(program).name != STUB or not program.startswith(prefix):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(entry.name), signal.SIGKILL)
+            reaped += 1
+        region = args[2].decode(errors="replace") if len(args) > 2 else ""  # stub <model> <shm region> ...
+        if region and "/" not in region:
+            with contextlib.suppress(OSError):
+                os.unlink(f"/dev/shm/{region}")
+    if reaped:
+        log.warning("stopped %d Python-backend stub(s) that outlived their tritonserver", reaped)
+    return reaped
+
+
 def _stop(proc: subprocess.Popen, grace_s: float) -> None:
     if proc.poll() is not None:
         return
@@ -319,7 +353,8 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpo
     http_port, grpc_port = _ports(cfg, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
-    with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-") as tmp, open(log_file, "wb") as log_fh:
+    with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-", reap_stubs) as tmp, \
+            open(log_file, "wb") as log_fh:
         cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port,
                             cfg, extra)
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)

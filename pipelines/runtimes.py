@@ -31,7 +31,9 @@ def _onnx(spec: ModelSpec) -> Runner:
 
 
 def _savedmodel(spec: ModelSpec) -> Runner:
-    import tensorflow as tf
+    from pipelines.tensorflow_import import tensorflow
+
+    tf = tensorflow()
 
     signature = tf.saved_model.load(str(spec.artifact)).signatures[spec.network.signature]
 

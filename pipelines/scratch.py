@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 def pid_alive(pid: int) -> bool:
@@ -31,14 +31,19 @@ def owned_prefix(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-"
 
 
-def sweep(parent: Path, prefix: str) -> list[Path]:
-    """Remove the entries `<prefix><pid>-...` in `parent` whose owning process has ended; returns them."""
+def sweep(parent: Path, prefix: str, before_removal: Callable[[Path], object] | None = None) -> list[Path]:
+    """Remove the entries `<prefix><pid>-...` in `parent` whose owning process has ended; returns them.
+
+    `before_removal(entry)` runs first, e.g. to stop what a killed owner left running from there.
+    """
     pattern = re.compile(re.escape(prefix) + r"(\d+)-")
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in Path(parent).iterdir():
             match = pattern.match(entry.name)
             if match and not pid_alive(int(match.group(1))):
+                if before_removal is not None:
+                    before_removal(entry)
                 remove(entry)
                 removed.append(entry)
     return removed
@@ -53,13 +58,18 @@ def remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def scratch_dir(parent: Path, prefix: str) -> Iterator[Path]:
-    """A fresh directory `<parent>/<prefix><pid>-<random>`, removed on the way out, stale ones swept first."""
+def scratch_dir(parent: Path, prefix: str, before_removal: Callable[[Path], object] | None = None) -> Iterator[Path]:
+    """A fresh directory `<parent>/<prefix><pid>-<random>`, removed on the way out, stale ones swept first.
+
+    `before_removal` runs on each directory, this one and stale ones, before it is removed.
+    """
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    sweep(parent, prefix)
+    sweep(parent, prefix, before_removal)
     path = Path(tempfile.mkdtemp(prefix=owned_prefix(prefix), dir=parent))
     try:
         yield path
     finally:
+        if before_removal is not None:
+            before_removal(path)
         remove(path)

@@ -9,6 +9,8 @@ tensor name or setting is never typed twice.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -373,7 +375,8 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
 def _check_numbers(spec: ModelSpec, where: str) -> None:
     """Settings that would weaken or skip the check are refused here, where every entry point builds the spec."""
     tol, parity = spec.tolerance, spec.parity
-    problems = [f"tolerance.{k} must be >= 0, got {v}" for k, v in (("atol", tol.atol), ("rtol", tol.rtol)) if not v >= 0]
+    problems = [f"tolerance.{k} must be a finite number >= 0, got {v}" for k, v in (("atol", tol.atol), ("rtol", tol.rtol))
+                if not 0 <= v < math.inf]
     problems += [f"tolerance.{k} must be within 0..1, got {v}" for k, v in tol.__dict__.items()
                  if k.startswith("min_") and not 0 <= v <= 1]
     if parity.samples is not None and parity.samples < 1:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from pipelines import launcher, scratch
 from pipelines.atomic import atomic_path, write_json
 
 
@@ -103,3 +109,52 @@ def test_scratch_dirs_are_removed_and_swept(tmp_path: Path) -> None:
                 raise RuntimeError("boom")
         assert not inner.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _fake_stub(backends: Path, region: str) -> subprocess.Popen:
+    """A process that looks like a Python-backend stub run from `backends`: `<stub> <model file> <shm region>`
+    (a copy of the Python interpreter under the stub's name, running a script that waits)."""
+    stub = backends / "python" / launcher.STUB
+    stub.parent.mkdir(parents=True)
+    shutil.copy2(os.path.realpath(sys.executable), stub)
+    model = backends / "model.py"
+    model.write_text("import time\ntime.sleep(600)\n")
+    Path(f"/dev/shm/{region}").write_bytes(b"\0" * 64)
+    proc = subprocess.Popen([str(stub), str(model), region], start_new_session=True)
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    for _ in range(200):  # until the kernel shows its command line (empty for a moment after exec)
+        if cmdline.read_bytes():
+            break
+        time.sleep(0.01)
+    return proc
+
+
+def test_stubs_left_by_a_dead_tritonserver_are_stopped_and_their_shared_memory_freed(tmp_path: Path) -> None:
+    region = f"triton_test_shm_region_{os.getpid()}"
+    stub = _fake_stub(tmp_path / "backends", region)
+    bystander = subprocess.Popen(["sleep", "600"])  # not run from that directory: left alone
+    try:
+        assert launcher.reap_stubs(tmp_path / "backends") == 1
+        assert stub.wait(timeout=10) == -signal.SIGKILL  # it ignored nothing: SIGKILL
+        assert not Path(f"/dev/shm/{region}").exists()
+        assert bystander.poll() is None
+    finally:
+        for proc in (stub, bystander):
+            proc.kill()
+        Path(f"/dev/shm/{region}").unlink(missing_ok=True)
+
+
+def test_the_next_start_stops_what_a_killed_owner_left_running(tmp_path: Path) -> None:
+    child = subprocess.Popen(["true"])  # its pid names the stale directory: an owner that has ended
+    child.wait()
+    stale = tmp_path / f"triton-backends-{child.pid}-abc"
+    region = f"triton_test_shm_region_{os.getpid()}_stale"
+    stub = _fake_stub(stale / "backends", region)
+    try:
+        with scratch.scratch_dir(tmp_path, "triton-backends-", launcher.reap_stubs):
+            pass
+        assert stub.wait(timeout=10) == -signal.SIGKILL and not stale.exists()
+        assert not Path(f"/dev/shm/{region}").exists()
+    finally:
+        stub.kill()
+        Path(f"/dev/shm/{region}").unlink(missing_ok=True)

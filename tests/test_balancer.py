@@ -154,6 +154,28 @@ def test_body_over_the_limit_is_refused_before_any_replica(workspace: Path, tmp_
 
 @needs_nginx
 @pytest.mark.integration
+def test_a_large_form_post_does_not_crash_a_replica(workspace: Path, tmp_path: Path) -> None:
+    """Triton 2.51 dies (SIGSEGV) on a body of 4 MiB or more labelled as a form post, what `curl -d` sends; the
+    balancer relabels it, so the replica answers as it answers any unreadable body, and lives on."""
+    import http.client
+
+    cfg = front_cfg(tmp_path, "balancer.replicas=1")
+    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
+        host, port = front.http.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.request("POST", f"/v2/models/{MODEL}/infer", body=b"\0" * (5 << 20),
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        body = response.read().decode(errors="replace")
+        # Triton's own answer to a body that is not a request (it says 500); not the balancer's 502 for a dead replica
+        assert response.status != 502 and "failed to parse the request JSON" in body, (response.status, body)
+        time.sleep(1.5)  # the health watcher's next look
+        assert front.problem() is None
+        assert infer(grpcclient, front.grpc, digits()).shape == (4, 10)
+
+
+@needs_nginx
+@pytest.mark.integration
 def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(workspace: Path, tmp_path: Path,
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     cfg = front_cfg(tmp_path, "balancer.replicas=2", "balancer.health_interval_s=0.2")

@@ -120,7 +120,8 @@ def test_client_errors_are_one_line(args: list[str], message: str) -> None:
 
 @pytest.mark.parametrize(("module", "args", "message"), [
     ("evaluate.parity", ["model=mnist_onnx", "modle.tolerance.atol=1"],
-     "unknown key 'modle.tolerance.atol' (see --help for the config; a new key needs a +: +modle.tolerance.atol=1)"),
+     "unknown key 'modle.tolerance.atol': misspelled? `--help` shows the config"),
+
     ("evaluate.parity", ["model=mnist_onnx", "model.tolerance.atol=[1"], "no viable alternative at input '[1'"),
     ("serve.triton", ["server.http_port=70000"], "server.http_port must be a port number 1..65535"),
     ("serve.triton", ["server.grpc_port=eighty"], "server.grpc_port must be a port number"),
@@ -134,3 +135,11 @@ def test_user_errors_are_exactly_one_line(module: str, args: list[str], message:
     proc = run_module(module, *args)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(f"error: {message}"), proc.stderr
+
+
+def test_running_out_of_memory_is_the_users_one_line() -> None:
+    """numpy's own ArrayMemoryError (an absurd request, e.g. model.parity.samples=100000000) is exit 2, not a bug."""
+    code = ("import sys, numpy as np; from pipelines.cli import hydra_main; sys.argv = ['x']; "
+            "hydra_main('triton', lambda cfg: np.empty(10**16, dtype=np.float32))()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc, "out of memory (Unable to allocate", "ask for less")

@@ -42,8 +42,9 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
         (("parity", "inputs"), "noise", "parity.inputs must be one of"),
         (("parity", "samples"), "many", "invalid config"),
         # settings that would silently weaken the check (each tried by an operator, and once accepted)
-        (("tolerance", "atol"), -1, r"tolerance.atol must be >= 0, got -1"),
-        (("tolerance", "rtol"), -0.1, r"tolerance.rtol must be >= 0"),
+        (("tolerance", "atol"), -1, r"tolerance.atol must be a finite number >= 0, got -1"),
+        (("tolerance", "atol"), float("inf"), r"tolerance.atol must be a finite number >= 0, got inf"),
+        (("tolerance", "rtol"), -0.1, r"tolerance.rtol must be a finite number >= 0"),
         (("tolerance", "min_cosine"), 1.5, r"tolerance.min_cosine must be within 0..1"),
         (("parity", "samples"), 0, r"parity.samples must be >= 1, got 0"),
         (("parity", "batch_sizes"), [-3, 0], r"parity.batch_sizes must be non-empty, each within 1..64"),

@@ -15,12 +15,14 @@ from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError
 from pipelines.spec import NetworkSpec, network_spec
+from pipelines.tensorflow_import import tensorflow
 
 log = logging.getLogger(__name__)
 
 
 def build_model(network: NetworkSpec) -> Any:
     """conv32-conv64-maxpool-dropout-dense128-dropout-softmax, named after the network spec's tensors."""
+    tensorflow()  # first, quietly: Keras imports it
     import keras
 
     (image,), (probabilities,) = network.inputs, network.outputs
@@ -37,8 +39,8 @@ def build_model(network: NetworkSpec) -> Any:
 
 
 def _training_dataset(x: np.ndarray, y: np.ndarray, cfg: Any) -> Any:
+    tf = tensorflow()  # first, quietly: Keras imports it
     import keras
-    import tensorflow as tf
 
     layers = []
     if cfg.augment.translate:
@@ -70,6 +72,7 @@ def run(cfg: Any) -> dict[str, float]:
     if int(cfg.epochs) < 1 or int(cfg.batch_size) < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
     mnist = data.load(cfg.paths.data)
+    tensorflow()  # first, quietly: Keras imports it
     import keras
 
     keras.utils.set_random_seed(int(cfg.seed))

