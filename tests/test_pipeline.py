@@ -49,9 +49,17 @@ def test_reports_are_the_same_for_two_identical_runs(workspace: Path) -> None:
 
     marks = [str(workspace), socket.gethostname(), time.strftime("%Y-%m-%d"), time.strftime("%Y%m%d")]
     for path in (workspace / "reports").rglob("*"):
-        if path.is_file():  # the benchmark's plot too: PNG metadata could carry a date
-            data = path.read_bytes()
-            assert not [m for m in marks if m.encode() in data], f"{path.relative_to(workspace)} names its host, path or date"
+        if path.is_file():
+            text = png_text(path) if path.suffix == ".png" else path.read_text()
+            assert not [m for m in marks if m in text], f"{path.relative_to(workspace)} names its host, path or date"
+
+
+def png_text(path: Path) -> str:
+    """A plot's text: its metadata chunks (software, dates) and nothing of its compressed pixels."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return " ".join(f"{k} {v}" for k, v in image.text.items())
 
 
 def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
@@ -63,7 +71,8 @@ def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
     # by hand: the path, the train metrics, and the parity headline figures of conf/..parity_report.headline
     assert set(columns) == {"Path", "test_accuracy", "test_loss", "passed", "protocols_agree", "max_abs", "needed_atol",
                             "framework_accuracy", "served_accuracy",  # and the benchmark's (benchmark_report.headline)
-                            "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process", "c8_vs_flask"}, columns
+                            "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process"}, columns
+    # (c8_vs_flask too, where Flask is measured: conftest.SMALL leaves it out of the test copy's benchmark)
     assert max(len(line) for line in shown.stdout.splitlines()) < 200
     for model in CPU_MODELS:
         assert f"reports/parity_metrics/{model}.json" in shown.stdout

@@ -1,0 +1,88 @@
+"""`python -m serve.deploy target=kubernetes|kserve`: manifests that serve the catalog's repository on a cluster.
+
+Writes `deploy/<target>.yaml` (every object, for `kubectl apply -f`) from the Kubernetes and KServe
+API's own typed objects. Before writing, each core object is validated against the Kubernetes
+schemas (kubernetes-validate, strict), and every field of an InferenceService must be one that
+KServe's own API models know. The server flags are the ones every launch here uses;
+in the GPU profile the repository's TensorRT plans are checked against the pinned image first.
+Exit 0, or 2 with one line for a setting or repository that cannot be deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from pipelines import launcher, manifests
+from pipelines.atomic import write_text
+from pipelines.cli import hydra_main
+from pipelines.errors import ArtifactError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def runtime_version(image: str) -> str:
+    """KServe's `runtimeVersion` for Triton: the image tag (nvcr.io/nvidia/tritonserver:<tag>)."""
+    name, _, tag = image.rpartition(":")
+    if not tag or "/" in tag or not name.endswith("tritonserver"):
+        raise ConfigError(f"image {image!r} is not a tritonserver image with a tag, which KServe's runtimeVersion needs")
+    return tag
+
+
+def server_args(cfg: Any, settings: manifests.DeploySettings, repository: Path) -> list[str]:
+    """The tritonserver flags of every launch here, and what the repository's TensorRT plans need of the image."""
+    server = OmegaConf.create({"kind": "docker", "image": settings.image, "gpus": "all" if settings.gpus else None,
+                               **OmegaConf.to_container(cfg.server, resolve=True)})
+    extra = launcher.guard_plans(server, repository, cfg.triton_releases)
+    return launcher.server_flags(server, extra)
+
+
+def kserve_fields(document: dict) -> None:
+    """Every field written must be one that KServe's own InferenceService model (and the core types in it) knows."""
+    from pipelines import kserve_api
+
+    unknown = kserve_api.unknown_fields(document, "V1beta1InferenceService")
+    if unknown:
+        raise ConfigError(f"KServe's InferenceService has no field {', '.join(unknown)}")
+
+
+def run(cfg: Any) -> Path:
+    repository = Path(str(cfg.model_repository))
+    models = sorted(p.parent.name for p in repository.glob("*/config.pbtxt")) if repository.is_dir() else []
+    if not models:
+        raise ArtifactError(f"{repository} holds no models: run `dvc repro repository` first (the manifests serve the "
+                            "repository you push from there)")
+    settings = manifests.DeploySettings.from_cfg(cfg, models)
+    args = server_args(cfg, settings, repository)
+    kind = str(cfg.target.kind)
+    if kind == "kubernetes":
+        objects = [manifests.deployment(settings, args), manifests.service(settings), manifests.autoscaler(settings),
+                   manifests.disruption_budget(settings)]
+    elif kind == "kserve":
+        objects = [manifests.inference_service(settings, runtime_version(settings.image), args)]
+    else:
+        raise ConfigError(f"target must be kubernetes or kserve; got {kind!r}")
+    documents = [manifests.plain(o) for o in objects]
+    manifests.validate(documents, str(cfg.kubernetes_version))
+    if kind == "kserve":
+        kserve_fields(documents[0])
+    import yaml
+
+    out = Path(str(cfg.out))
+    write_text(out, yaml.safe_dump_all(documents, sort_keys=False))
+    checked = "its fields checked against KServe's API models" if kind == "kserve" else \
+        f"validated against Kubernetes {cfg.kubernetes_version}"
+    print(f"wrote {out}: {', '.join(d['kind'] + ' ' + d['metadata']['name'] for d in documents)} "
+          f"({len(models)} models; {checked})", flush=True)
+    print(f"next: push {repository}/ to {settings.repository_uri or 'the claim ' + str(settings.repository_claim)}, "
+          f"then `kubectl apply -f {out}`", flush=True)
+    return out
+
+
+main = hydra_main("deploy", run, __doc__)
+
+if __name__ == "__main__":
+    main()
