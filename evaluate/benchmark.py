@@ -17,8 +17,11 @@ import http.client
 import io
 import json
 import logging
+import os
+import pickle
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from omegaconf import OmegaConf
 
-from pipelines import load, parity_inputs, perf_analyzer, runtimes
+from pipelines import load, parity_inputs, perf_analyzer, runtimes, scratch
 from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.benchmark_report import CrossCheck, ModelBenchmark, Point, plot
 from pipelines.cli import CONF_DIR, hydra_main
@@ -184,38 +187,45 @@ def measure_in_process(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarr
 
 
 @contextlib.contextmanager
-def flask_server(spec: ModelSpec, profile: str, logs: Path) -> Iterator[tuple[str, Any]]:
-    """The Flask baseline in a process of its own, stopped on the way out."""
-    import psutil
-
+def flask_server(spec: ModelSpec, catalog: dict[str, ModelSpec], logs: Path) -> Iterator[tuple[str, Any]]:
+    """The Flask baseline in a process of its own, on the very specs measured here, stopped on the way out."""
     port = free_port()
     logs.mkdir(parents=True, exist_ok=True)
     log_file = logs / f"flask-{spec.name}.log"
-    with open(log_file, "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "serve.flask_baseline", spec.name, str(port), profile],
-                                cwd=CONF_DIR.parent, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                lines = log_file.read_text(errors="replace").strip().splitlines()
-                raise ServerError(f"the Flask baseline for {spec.name} exited: {(lines or ['?'])[-1]} (log: {log_file})")
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/ready")
-                if conn.getresponse().status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise ServerError(f"the Flask baseline for {spec.name} did not start in 180 s (log: {log_file})")
-            time.sleep(0.3)
-        yield f"127.0.0.1:{port}", psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
+    with scratch.scratch_dir(Path(tempfile.gettempdir()), "flask-baseline-") as work, open(log_file, "wb") as fh:
+        specs = work / "specs.pickle"
+        specs.write_bytes(pickle.dumps((spec, catalog)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(CONF_DIR.parent), os.environ.get("PYTHONPATH")])))
+        proc = subprocess.Popen([sys.executable, "-m", "serve.flask_baseline", spec.name, str(port), str(specs)],
+                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield f"127.0.0.1:{port}", wait_for_flask(proc, spec.name, port, log_file)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for_flask(proc: subprocess.Popen, model: str, port: int, log_file: Path, timeout_s: float = 180) -> Any:
+    """The baseline's process (psutil) once `/ready` answers; its log's last line if it exits first."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            lines = log_file.read_text(errors="replace").strip().splitlines()
+            raise ServerError(f"the Flask baseline for {model} exited: {(lines or ['?'])[-1]} (log: {log_file})")
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/ready")
+            if conn.getresponse().status == 200:
+                return psutil.Process(proc.pid)
+        if time.monotonic() > deadline:
+            raise ServerError(f"the Flask baseline for {model} did not start in {timeout_s:g} s (log: {log_file})")
+        time.sleep(0.3)
 
 
 def flask_sender(address: str, arrays: dict[str, np.ndarray], clients: contextlib.ExitStack) -> Callable[[], dict]:
@@ -237,8 +247,8 @@ def flask_sender(address: str, arrays: dict[str, np.ndarray], clients: contextli
     return send
 
 
-def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], profile: str, logs: Path) -> None:
-    with flask_server(spec, profile, logs) as (address, proc):
+def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], logs: Path) -> None:
+    with flask_server(spec, bench.catalog, logs) as (address, proc):
         bench.sweep(spec, "flask", lambda b, clients: flask_sender(address, batch_of(arrays, b), clients))
         bench.memory[spec.name]["flask (process)"] = proc.memory_info().rss / 2**20
 
@@ -366,7 +376,7 @@ def run(cfg: Any) -> int:
             if "in_process" in settings.paths:
                 measure_in_process(bench, spec, arrays[spec.name])
             if "flask" in settings.paths:
-                measure_flask(bench, spec, arrays[spec.name], str(cfg.profile), Path(cfg.paths.logs))
+                measure_flask(bench, spec, arrays[spec.name], Path(cfg.paths.logs))
         with serve(launched_server(cfg), cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
             for spec in specs:
                 measure_triton(bench, spec, arrays[spec.name], endpoints, same_host=kind != "remote" and not balanced,

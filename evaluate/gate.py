@@ -117,22 +117,31 @@ def run(cfg: Any) -> int:
                                         f"{thresholds.serving_cost_growth:g}x)")
     print(text, flush=True)
     if cfg.dvc_diffs and not cfg.baseline_dir:
-        text += dvc_diffs(rev, Path(str(cfg.output)).parent / "plots")
+        text += dvc_diffs(rev, Path(str(cfg.output)).parent / "plots", metric_groups(cfg))
     write_text(str(cfg.output), text)
     return EXIT_OK if verdict.passed and (serving is None or serving.passed) else EXIT_FAILED
 
 
-def dvc_diffs(rev: str, plots_dir: Path) -> str:
-    """DVC's own view for the job summary: `dvc metrics diff --md` as Markdown, `dvc plots diff` as HTML."""
-    parts = ["", f"#### `dvc metrics diff {rev[:12]}`", ""]
-    metrics = _dvc("metrics", "diff", "--md", rev)
-    rows = [l for l in metrics.stdout.splitlines() if l.startswith("|")][2:]  # below the header and its rule
-    parts.append((metrics.stdout.strip() if rows else "(no metric changed)") if metrics.returncode == 0
-                 else f"(failed: {_why(metrics)})")
+def metric_groups(cfg: Any) -> list[list[str]]:
+    """DVC's metrics in tables that fit a pull-request comment: training and parity figures; serving-cost ratios."""
+    groups = [[str(cfg.paths.train_metrics), *map(str, cfg.metrics_dirs)], [str(d) for d in cfg.serving_dirs]]
+    return [present for group in groups if (present := [p for p in group if Path(p).exists()])]
+
+
+def dvc_diffs(rev: str, plots_dir: Path, groups: list[list[str]]) -> str:
+    """DVC's own view for the job summary: `dvc metrics diff --md` as Markdown (a table per group of figures),
+    `dvc plots diff` as HTML."""
+    parts = []
+    for targets in groups:
+        parts += ["", f"#### `dvc metrics diff {rev[:12]} --targets {' '.join(targets)}`", ""]
+        metrics = _dvc("metrics", "diff", "--md", rev, "--targets", *targets)
+        rows = [l for l in metrics.stdout.splitlines() if l.startswith("|")][2:]  # below the header and its rule
+        parts.append((metrics.stdout.strip() if rows else "(no metric changed)") if metrics.returncode == 0
+                     else f"(failed: {_why(metrics)})")
     plots_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff wants the directory to exist
     plots = _dvc("plots", "diff", rev, "-o", str(plots_dir))
-    parts += ["", f"Training curves against {rev[:12]} (`dvc plots diff`): "
-              + (f"`{plots_dir}/index.html`" if plots.returncode == 0 else f"failed: {_why(plots)}")]
+    parts += ["", f"Training curves and the benchmark's latency against throughput, against {rev[:12]} "
+              "(`dvc plots diff`): " + (f"`{plots_dir}/index.html`" if plots.returncode == 0 else f"failed: {_why(plots)}")]
     return "\n".join(parts) + "\n"
 
 

@@ -9,21 +9,34 @@ the same closed loop as Triton.
 from __future__ import annotations
 
 import io
+import pickle
 import sys
+from typing import Any
 
 import numpy as np
 
 
-def app_for(model: str, catalog: str = "cpu"):
-    from flask import Flask, Response, request
-
-    from pipelines import runtimes
+def specs_for(model: str, source: str) -> tuple[Any, dict]:
+    """(the model's spec, its catalog): from a pickle the benchmark wrote (the very specs it measures, overrides
+    and all), or composed from conf/ for a catalog name (`cpu`, `gpu`)."""
+    if source.endswith(".pickle"):
+        with open(source, "rb") as fh:
+            spec, catalog = pickle.load(fh)
+        return spec, catalog
     from pipelines.cli import compose
     from pipelines.spec import served_specs
 
-    cfg = compose("benchmark", ["model=all", f"catalog={catalog}"])
-    specs = served_specs(cfg.models)
-    run = runtimes.load(specs[model], specs)
+    catalog = served_specs(compose("benchmark", ["model=all", f"catalog={source}"]).models)
+    return catalog[model], catalog
+
+
+def app_for(model: str, source: str = "cpu"):
+    from flask import Flask, Response, request
+
+    from pipelines import runtimes
+
+    spec, catalog = specs_for(model, source)
+    run = runtimes.load(spec, catalog)
     app = Flask(__name__)
 
     @app.get("/ready")
@@ -43,7 +56,7 @@ def app_for(model: str, catalog: str = "cpu"):
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
-        print("usage: python -m serve.flask_baseline <model> <port> [catalog]", file=sys.stderr)
+        print("usage: python -m serve.flask_baseline <model> <port> [catalog | specs.pickle]", file=sys.stderr)
         return 2
     app = app_for(argv[0], *argv[2:])
     import logging

@@ -61,6 +61,14 @@ def test_cli_names_an_unknown_balancer_in_one_line() -> None:
     assert proc.stderr.strip() == "error: unknown balancer 'haproxy'; choose one of: nginx, none"
 
 
+def test_without_nginx_the_command_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(balancer.shutil, "which", lambda name: None)
+    monkeypatch.setattr(balancer.os, "access", lambda path, mode: False)
+    with pytest.raises(balancer.HostError, match=r"balancer=nginx needs nginx: install it \(Debian/Ubuntu: `apt-get "
+                                                 r"install nginx`\), or serve without a balancer \(balancer=none\)"):
+        balancer.nginx_binary()
+
+
 @needs_nginx
 def test_generated_configuration_is_the_expected_one_and_nginx_accepts_it(tmp_path: Path) -> None:
     settings = balancer.FrontSettings.from_cfg(front_cfg(tmp_path, "balancer.replicas=2").balancer)

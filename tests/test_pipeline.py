@@ -63,19 +63,25 @@ def png_text(path: Path) -> str:
 
 
 def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
-    """A few headline figures per model, no warning about the GPU profile's reports on a CPU host."""
-    shown = run_cmd([str(BIN / "dvc"), "metrics", "show", "--md"], workspace, timeout=120)
-    assert shown.returncode == 0 and "WARNING" not in shown.stdout + shown.stderr, shown.stderr
-    header = shown.stdout.splitlines()[0]
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    # by hand: the path, the train metrics, and the parity headline figures of conf/..parity_report.headline
-    assert set(columns) == {"Path", "test_accuracy", "test_loss", "passed", "protocols_agree", "max_abs", "needed_atol",
-                            "framework_accuracy", "served_accuracy",  # and the benchmark's (benchmark_report.headline)
-                            "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process"}, columns
-    # (c8_vs_flask too, where Flask is measured: conftest.SMALL leaves it out of the test copy's benchmark)
-    assert max(len(line) for line in shown.stdout.splitlines()) < 200
-    for model in CPU_MODELS:
-        assert f"reports/parity_metrics/{model}.json" in shown.stdout
+    """A few headline figures per model, in two tables as the gate shows them (training and parity; serving cost),
+    no warning about the GPU profile's reports on a CPU host."""
+    groups = {
+        # by hand: the train metrics and the parity headline figures (parity_report.headline)
+        ("reports/train/metrics.json", "reports/parity_metrics"): {
+            "Path", "test_accuracy", "test_loss", "passed", "protocols_agree", "max_abs", "needed_atol",
+            "framework_accuracy", "served_accuracy"},
+        # the benchmark's ratios (benchmark_report.headline); c8_vs_flask too where Flask is measured, which
+        # conftest.SMALL leaves out of the test copy's benchmark stage
+        ("reports/benchmark_metrics",): {"Path", "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process"},
+    }
+    for targets, expected in groups.items():
+        shown = run_cmd([str(BIN / "dvc"), "metrics", "show", "--md", *targets], workspace, timeout=120)
+        assert shown.returncode == 0 and "WARNING" not in shown.stdout + shown.stderr, shown.stderr
+        header = shown.stdout.splitlines()[0]
+        assert {c.strip() for c in header.strip("|").split("|")} == expected, header
+        assert max(len(line) for line in shown.stdout.splitlines()) < 200
+        for model in CPU_MODELS:
+            assert f"{targets[-1]}/{model}.json" in shown.stdout
 
 
 def test_second_repro_changes_nothing(workspace: Path) -> None:
