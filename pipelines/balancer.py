@@ -96,7 +96,9 @@ def _word(word: str) -> str:
 def _error_locations(max_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
     """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors."""
     reasons = {413: f"request body larger than the balancer allows ({max_body_bytes} bytes, balancer.max_body_bytes)",
-               500: "the balancer failed (its log says why)", 502: "no Triton replica answered (balancer)", 503: "no Triton replica is available (balancer)",
+               500: "the balancer failed (its log says why)",
+               502: "no Triton replica answered (balancer)",
+               503: "no Triton replica is available (balancer)",
                504: "the Triton replica did not answer in time (balancer)"}
     http, grpc = [], []
     for code, reason in reasons.items():
@@ -199,7 +201,8 @@ class Front:
     def __init__(self, settings: FrontSettings, host: str, http_port: int, grpc_port: int,
                  replicas: Sequence[Replica], work: Path, log_file: Path):
         self.settings, self.host, self.http_port, self.grpc_port = settings, host, http_port, grpc_port
-        self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()  # nginx: relative to its prefix
+        # absolute paths: nginx reads relative ones against its prefix, not our directory
+        self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()
         self.binary = nginx_binary()
         self.conf = work / "nginx.conf"
         self.down: set[int] = set()
