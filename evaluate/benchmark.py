@@ -52,7 +52,7 @@ class Settings:
     warmup_s: float
     duration_s: float
     concurrency: tuple[int, ...]
-    paths: tuple[str, ...]
+    measure: tuple[str, ...]
     batching_off: bool
     perf_analyzer: bool
     perf_analyzer_interval_ms: int
@@ -112,13 +112,13 @@ def point(path: str, batch: int, concurrency: int, result: load.LoadResult, batc
 class Bench:
     """One run: settings, progress, and the points collected per model."""
 
-    def __init__(self, settings: Settings, specs: list[ModelSpec], catalog: dict[str, ModelSpec], data: str):
-        self.settings, self.specs, self.catalog, self.data = settings, specs, catalog, data
+    def __init__(self, settings: Settings, specs: list[ModelSpec], catalog: dict[str, ModelSpec]):
+        self.settings, self.catalog = settings, catalog
         self.points: dict[str, list[Point]] = {s.name: [] for s in specs}
         self.skipped: dict[str, dict[str, str]] = {s.name: {} for s in specs}
         self.memory: dict[str, dict[str, float]] = {s.name: {} for s in specs}
         self.cross: dict[str, list[CrossCheck]] = {s.name: [] for s in specs}
-        total = sum(len(settings.paths) * self.latency_points(s) + (len(settings.concurrency) if settings.batching_off else 0)
+        total = sum(len(settings.measure) * self.latency_points(s) + (len(settings.concurrency) if settings.batching_off else 0)
                     for s in specs)
         self.progress = Progress(total)
 
@@ -127,12 +127,7 @@ class Bench:
               stats: Callable[[], list[dict]] | None = None) -> None:
         """Latency at batch 1 and max_batch_size (one at a time), then throughput at each concurrency (batch 1)."""
         s = self.settings
-        max_batch = max(spec.max_batch_size, 1)
-        levels = concurrency or s.concurrency
-        # (batch, concurrency): batch 1 one at a time is the sweep's first point when it has concurrency 1
-        plan = [] if concurrency else sorted({(1, 1), (max_batch, 1)} - {(1, c) for c in levels})
-        plan += [(1, c) for c in levels]
-        for batch, level in plan:
+        for batch, level in self.plan(spec, concurrency):
             self.progress.step(f"{spec.name}: {path}{' (batching off)' if batching is False else ''} "
                                f"batch {batch} x{level}")
             with contextlib.ExitStack() as clients:  # each worker's client, closed after the point
@@ -144,10 +139,16 @@ class Bench:
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))
             self.progress.done()
 
+    def plan(self, spec: ModelSpec, concurrency: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
+        """(batch, concurrency) of each point: batch 1 and max_batch_size one at a time (unless a sweep's
+        concurrency 1 measures it already), then batch 1 at each concurrency; only the latter when given levels."""
+        levels = concurrency or self.settings.concurrency
+        latency = [] if concurrency else sorted({(1, 1), (max(spec.max_batch_size, 1), 1)} - {(1, c) for c in levels})
+        return latency + [(1, c) for c in levels]
+
     def latency_points(self, spec: ModelSpec) -> int:
         """How many points one path's sweep measures for `spec`."""
-        levels = self.settings.concurrency
-        return len(levels) + len({(1, 1), (max(spec.max_batch_size, 1), 1)} - {(1, c) for c in levels})
+        return len(self.plan(spec))
 
     def skip(self, spec: ModelSpec, what: str, why: str, points: int = 0) -> None:
         self.skipped[spec.name][what] = why
@@ -255,7 +256,7 @@ def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], 
 
 def measure_triton(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], endpoints: Endpoints,
                    same_host: bool, can_reload: bool) -> None:
-    paths = bench.settings.paths
+    paths = bench.settings.measure
     levels = bench.latency_points(spec)
     with ServedModel(spec, endpoints) as probe:
         probe.check_ready()
@@ -364,18 +365,18 @@ def run(cfg: Any) -> int:
     out = Path(cfg.load.reports)
     kind = str(cfg.server.kind)
     balanced = str(cfg.balancer.kind) != "none"
-    bench = Bench(settings, specs, catalog, str(cfg.paths.data))
+    bench = Bench(settings, specs, catalog)
     arrays = {spec.name: inputs_for(spec, str(cfg.paths.data)) for spec in specs}
     try:
         for spec in specs:
             if spec.format == "tensorrt":
-                local_paths = [p for p in ("in_process", "flask") if p in settings.paths]
+                local_paths = [p for p in ("in_process", "flask") if p in settings.measure]
                 bench.skip(spec, " and ".join(local_paths) or "in_process", "a TensorRT engine runs in process only "
                            "with TensorRT here", len(local_paths) * bench.latency_points(spec))
                 continue
-            if "in_process" in settings.paths:
+            if "in_process" in settings.measure:
                 measure_in_process(bench, spec, arrays[spec.name])
-            if "flask" in settings.paths:
+            if "flask" in settings.measure:
                 measure_flask(bench, spec, arrays[spec.name], Path(cfg.paths.logs))
         with serve(launched_server(cfg), cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
             for spec in specs:
@@ -386,7 +387,7 @@ def run(cfg: Any) -> int:
     finally:
         bench.progress.close()
     results = [ModelBenchmark(s.name, s.format, description, settings.__dict__ | {"concurrency": list(settings.concurrency),
-                                                                                   "paths": list(settings.paths)},
+                                                                                   "measure": list(settings.measure)},
                               bench.points[s.name], bench.memory[s.name] | memory.get(s.name, {}),
                               bench.cross[s.name], bench.skipped[s.name]) for s in specs]
     write(results, out, Path(cfg.load.metrics))

@@ -204,7 +204,7 @@ class Front:
         # absolute paths: nginx reads relative ones against its prefix, not our directory
         self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()
         self.binary = nginx_binary()
-        self.conf = work / "nginx.conf"
+        self.conf = self.work / "nginx.conf"
         self.down: set[int] = set()
         self.proc: subprocess.Popen | None = None
         self._stop = threading.Event()

@@ -11,6 +11,7 @@ profile, a GPU limit. The autoscaler follows Triton's own Helm chart: a Pods met
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,6 @@ class DeploySettings:
 
 
 def _dns_name(value: str) -> str:
-    import re
-
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
         raise ConfigError(f"{value!r} is not a Kubernetes name (lower-case letters, digits and '-', at most 63)")
     return value

@@ -10,7 +10,6 @@ Exit 0, or 2 with one line for a setting or repository that cannot be deployed.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from pipelines import launcher, manifests
 from pipelines.atomic import write_text
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError, ConfigError
-
-log = logging.getLogger(__name__)
 
 
 def runtime_version(image: str) -> str:

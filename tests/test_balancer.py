@@ -24,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 from conftest import ROOT, compose_config, tool_env
 from evaluate import parity as parity_cli
 from pipelines import balancer
-from pipelines.errors import ConfigError, ServerError
+from pipelines.errors import ConfigError
 from pipelines.launcher import serve
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
