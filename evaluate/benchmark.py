@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from pipelines import load, parity_inputs, perf_analyzer, runtimes, scratch
 from pipelines.atomic import atomic_path, write_json, write_text
-from pipelines.benchmark_report import CrossCheck, ModelBenchmark, Point, plot
+from pipelines.benchmark_report import HEADLINE_POINTS, CrossCheck, ModelBenchmark, Point, plot
 from pipelines.cli import CONF_DIR, hydra_main
 from pipelines.errors import ConfigError, HostError, ServerError, checked_number
 from pipelines.launcher import Endpoints, free_port, serve
@@ -53,6 +53,7 @@ class Settings:
     duration_s: float
     concurrency: tuple[int, ...]
     measure: tuple[str, ...]
+    headline_only: bool
     batching_off: bool
     perf_analyzer: bool
     perf_analyzer_interval_ms: int
@@ -69,7 +70,7 @@ class Settings:
         if unknown or not paths:
             raise ConfigError(f"measure must name some of {', '.join(PATHS)}; got {paths!r}")
         return cls(number("warmup_s", 0.0), number("duration_s", 0.1), tuple(sorted(set(levels))), tuple(paths),
-                   bool(cfg.batching_off), bool(cfg.perf_analyzer),
+                   bool(cfg.get("headline_only", False)), bool(cfg.batching_off), bool(cfg.perf_analyzer),
                    checked_number(cfg.perf_analyzer_interval_ms, "perf_analyzer_interval_ms", int, 100))
 
 
@@ -118,8 +119,8 @@ class Bench:
         self.skipped: dict[str, dict[str, str]] = {s.name: {} for s in specs}
         self.memory: dict[str, dict[str, float]] = {s.name: {} for s in specs}
         self.cross: dict[str, list[CrossCheck]] = {s.name: [] for s in specs}
-        total = sum(len(settings.measure) * self.latency_points(s) + (len(settings.concurrency) if settings.batching_off else 0)
-                    for s in specs)
+        total = sum(sum(self.latency_points(s, p) for p in settings.measure)
+                    + (len(settings.concurrency) if settings.batching_off else 0) for s in specs)
         self.progress = Progress(total)
 
     def sweep(self, spec: ModelSpec, path: str, make_sender: Callable[[int, contextlib.ExitStack], Callable[[], Any]],
@@ -127,7 +128,7 @@ class Bench:
               stats: Callable[[], list[dict]] | None = None) -> None:
         """Latency at batch 1 and max_batch_size (one at a time), then throughput at each concurrency (batch 1)."""
         s = self.settings
-        for batch, level in self.plan(spec, concurrency):
+        for batch, level in self.plan(spec, path, concurrency):
             self.progress.step(f"{spec.name}: {path}{' (batching off)' if batching is False else ''} "
                                f"batch {batch} x{level}")
             with contextlib.ExitStack() as clients:  # each worker's client, closed after the point
@@ -139,16 +140,19 @@ class Bench:
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))
             self.progress.done()
 
-    def plan(self, spec: ModelSpec, concurrency: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
+    def plan(self, spec: ModelSpec, path: str, concurrency: tuple[int, ...] | None = None) -> list[tuple[int, int]]:
         """(batch, concurrency) of each point: batch 1 and max_batch_size one at a time (unless a sweep's
-        concurrency 1 measures it already), then batch 1 at each concurrency; only the latter when given levels."""
+        concurrency 1 measures it already), then batch 1 at each concurrency; only the latter when given levels.
+        `headline_only`: just the points the headline ratios read (HEADLINE_POINTS; none for other paths)."""
+        if self.settings.headline_only:
+            return [(1, c) for c in HEADLINE_POINTS.get(path, ())]
         levels = concurrency or self.settings.concurrency
         latency = [] if concurrency else sorted({(1, 1), (max(spec.max_batch_size, 1), 1)} - {(1, c) for c in levels})
         return latency + [(1, c) for c in levels]
 
-    def latency_points(self, spec: ModelSpec) -> int:
+    def latency_points(self, spec: ModelSpec, path: str) -> int:
         """How many points one path's sweep measures for `spec`."""
-        return len(self.plan(spec))
+        return len(self.plan(spec, path))
 
     def skip(self, spec: ModelSpec, what: str, why: str, points: int = 0) -> None:
         self.skipped[spec.name][what] = why
@@ -257,7 +261,7 @@ def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], 
 def measure_triton(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], endpoints: Endpoints,
                    same_host: bool, can_reload: bool) -> None:
     paths = bench.settings.measure
-    levels = bench.latency_points(spec)
+    levels = bench.latency_points(spec, "shm")
     with ServedModel(spec, endpoints) as probe:
         probe.check_ready()
         stats = probe.model_stats
@@ -372,7 +376,7 @@ def run(cfg: Any) -> int:
             if spec.format == "tensorrt":
                 local_paths = [p for p in ("in_process", "flask") if p in settings.measure]
                 bench.skip(spec, " and ".join(local_paths) or "in_process", "a TensorRT engine runs in process only "
-                           "with TensorRT here", len(local_paths) * bench.latency_points(spec))
+                           "with TensorRT here", sum(bench.latency_points(spec, p) for p in local_paths))
                 continue
             if "in_process" in settings.measure:
                 measure_in_process(bench, spec, arrays[spec.name])

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from pipelines import assembly, comparator
 from pipelines.atomic import write_json
+from pipelines.background import Background
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
 from pipelines.errors import ConfigError
 from pipelines.launcher import serve
@@ -64,11 +65,20 @@ def check(cfg: Any) -> list[ParityReport]:
     # a stale repository is refused before a server is started on it; for a remote server the server comes
     # first: an unreachable one fails in seconds, before any local artifact is read
     checked = provenance() if served is not None else {}
+
+    def prepare() -> list[comparator.Prepared]:
+        return [comparator.prepare(spec, cfg.paths.data, catalog) for spec in specs]
+
+    early: list[Background[list[comparator.Prepared]]] = []
+
+    def loading() -> None:  # the framework references are computed while Triton loads its models
+        early.append(Background(prepare, "references"))
+
     results = []
-    with serve(cfg.server, repository, cfg.triton_releases, cfg.balancer) as endpoints:
+    with serve(cfg.server, repository, cfg.triton_releases, cfg.balancer, started=loading) as endpoints:
         checked = checked or provenance()
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
-        prepared = [comparator.prepare(spec, cfg.paths.data, catalog) for spec in specs]
+        prepared = early[0].result() if early else prepare()  # a remote server: once it answered
         for item in prepared:
             report = comparator.evaluate(item, comparator.collect(item, endpoints, protocols, kind == "local"), server)
             report = dataclasses.replace(report, artifacts=checked[item.spec.name])

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the points (path -> concurrency levels, batch 1) that the headline ratios read
+HEADLINE_POINTS = {"in_process": (1,), "flask": (8,), "grpc": (1, 4, 8)}
 PATH_NAMES = {"in_process": "in process", "flask": "Flask", "http": "Triton HTTP", "grpc": "Triton gRPC",
               "shm": "Triton gRPC + shm"}
 
@@ -68,7 +70,10 @@ class ModelBenchmark:
         return None
 
     def headline(self) -> dict[str, float | None]:
-        """The figures the gate watches: serving's cost relative to the same runtime in process, and to Flask."""
+        """The figures the gate watches: serving's cost relative to the same runtime in process, and to Flask.
+
+        They read the points of HEADLINE_POINTS (batch 1), all that `headline_only` (conf/load/quick.yaml) measures.
+        """
         inproc, grpc = self.find("in_process"), self.find("grpc")
         grpc_c4 = self.find("grpc", concurrency=4)
         grpc_c8, flask_c8 = self.find("grpc", concurrency=8), self.find("flask", concurrency=8)

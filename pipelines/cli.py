@@ -6,6 +6,7 @@ Hydra composes the config, user errors become one line on stderr with exit code 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -100,7 +101,6 @@ def check_composes(argv: list[str], config_name: str) -> None:
         cause = str(exc.__cause__ or "")
         if text.startswith("Could not override") and "is not in struct" in cause:
             key = text.split("'")[1]
-            given = next((o for o in overrides if o.split("=", 1)[0] == key), key)
             raise PipelineError(f"unknown key {key!r}: misspelled? `--help` shows the config")
         raise PipelineError(text.splitlines()[0] if text else type(exc).__name__) from None
 
@@ -192,9 +192,32 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
         except SystemExit as exc:
             if not started and exc.code == 1:  # Hydra could not compose the config: a usage error
                 sys.exit(EXIT_USAGE)
+            if started:
+                _exit_now(exc.code)
             raise
 
     return main
+
+
+def _exit_now(code: Any) -> None:
+    """Exit once the run has finished and cleaned up, without the interpreter's teardown.
+
+    Every output is written (atomically) and every `with` has exited by now; what is left is TensorFlow's
+    and PyTorch's own teardown, 1-2 s per stage for nothing. Streams and log handlers are flushed first.
+    """
+    import logging
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = EXIT_FAILED
+    from pipelines.tensorflow_import import settle
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    settle()  # a TensorFlow import still running in a thread filters stderr: what it holds is passed on first
+    os._exit(code or EXIT_OK)
 
 
 def _fail(exc: BaseException) -> None:

@@ -97,13 +97,19 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     return Prepared(spec, cases, burst_case, sampled.labels, parts, names)
 
 
+def _spans(case: Case) -> list[tuple[int, int]]:
+    """(start, stop) of each request of the case, in samples: every case is a prefix of the same samples,
+    so equal spans are the same request (`batch_8` and the first chunk of `all_samples`)."""
+    spans, start = [], 0
+    for size in case.requests:
+        spans.append((start, start + size))
+        start += size
+    return spans
+
+
 def _requests(case: Case) -> list[Arrays]:
     """The case's inputs split into the requests that carry them."""
-    requests, start = [], 0
-    for size in case.requests:
-        requests.append(_slice(case.inputs, start, start + size))
-        start += size
-    return requests
+    return [_slice(case.inputs, start, stop) for start, stop in _spans(case)]
 
 
 def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
@@ -158,12 +164,17 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
     preprocessing = _check_preprocessing(prepared, endpoints) if prepared.parts is not None else None
     with ServedModel(spec, endpoints) as model:
         backend = served_by(model, model.check_ready(), local)
+        all_samples = _case(prepared, ALL_SAMPLES)
         for protocol in protocols:
             start = time.perf_counter()
+            answers: dict[tuple[int, int], Arrays] = {}  # each distinct request sent once per protocol
             for case in prepared.cases:
-                served[protocol][case.name] = _concat([model.infer(protocol, part) for part in _requests(case)])
-            log.info("%s: %s, %d cases in %.2f s", spec.name, protocol, len(prepared.cases), time.perf_counter() - start)
-        all_samples = _case(prepared, ALL_SAMPLES)
+                for span in _spans(case):
+                    if span not in answers:
+                        answers[span] = model.infer(protocol, _slice(all_samples.inputs, *span))
+                served[protocol][case.name] = _concat([answers[span] for span in _spans(case)])
+            log.info("%s: %s, %d cases in %d requests, %.2f s", spec.name, protocol, len(prepared.cases), len(answers),
+                     time.perf_counter() - start)
         classifications: dict[str, dict[str, np.ndarray]] = {}
         for tensor in (t for t in spec.outputs if t.labels):
             for protocol in protocols:

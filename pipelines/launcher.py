@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import re
@@ -41,6 +42,7 @@ from pipelines.trt.plans import load_metadata
 log = logging.getLogger(__name__)
 
 KINDS = ("local", "docker", "remote")
+Started = Callable[[], None] | None  # see serve(): called once the server process runs, before it is ready
 STANDIN_BACKENDS = Path(__file__).resolve().parent.parent / "serve" / "standin_backends"
 STANDIN_BASE = STANDIN_BACKENDS / "standin_base.py"
 STANDIN_RULES = Path(standins.__file__)
@@ -303,12 +305,13 @@ def _exited(proc: subprocess.Popen, log_file: Path) -> str | None:
 STUB = "triton_python_backend_stub"
 
 
-def reap_stubs(backends: Path) -> int:
+def reap_stubs(backends: Path, expected: bool = False) -> int:
     """Kill the Python-backend stubs run from this backend directory, and unlink their shared-memory regions.
 
     A tritonserver stopped or killed while its models load (Ctrl-C during start-up, a killed replica)
     can leave its stubs running, adopted by init, ignoring SIGTERM, holding memory and /dev/shm. Every
     stub runs the copy in our scratch backend directory, so its command line says whose it is.
+    `expected`: after a server stopped with SIGKILL on purpose (`graceful=False`), reaping is the plan, not news.
     """
     prefix = str(Path(backends).resolve()) + os.sep
     reaped = 0
@@ -329,13 +332,18 @@ def reap_stubs(backends: Path) -> int:
         if region and "/" not in region:
             with contextlib.suppress(OSError):
                 os.unlink(f"/dev/shm/{region}")
-    if reaped:
+    if reaped and not expected:
         log.warning("stopped %d Python-backend stub(s) that outlived their tritonserver", reaped)
     return reaped
 
 
-def _stop(proc: subprocess.Popen, grace_s: float) -> None:
+def _stop(proc: subprocess.Popen, grace_s: float, graceful: bool = True) -> None:
+    """SIGTERM and Triton's own shutdown (models unloaded, 1-4 s), or SIGKILL when nothing more is asked of it."""
     if proc.poll() is not None:
+        return
+    if not graceful:
+        proc.kill()
+        proc.wait()
         return
     proc.send_signal(signal.SIGTERM)
     try:
@@ -347,28 +355,34 @@ def _stop(proc: subprocess.Popen, grace_s: float) -> None:
 
 
 @contextlib.contextmanager
-def _serve_local(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
+def _serve_local(cfg: Any, repository: Path, extra: list[str], started: Started = None,
+                 graceful: bool = True) -> Iterator[Endpoints]:
     embedded = EmbeddedTriton.find()
     host = str(cfg.host)
     http_port, grpc_port = _ports(cfg, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
-    with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-", reap_stubs) as tmp, \
+    reap = functools.partial(reap_stubs, expected=not graceful)  # killed while loading: stubs started since
+    with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-", reap) as tmp, \
             open(log_file, "wb") as log_fh:
-        cmd = local_command(embedded, repository, embedded.backend_directory(Path(tmp)), host, http_port, grpc_port,
-                            cfg, extra)
+        backends = embedded.backend_directory(Path(tmp))
+        cmd = local_command(embedded, repository, backends, host, http_port, grpc_port, cfg, extra)
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)
         start = time.monotonic()
         cmd, preexec = die_with_parent(cmd)
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=embedded.environment(), preexec_fn=preexec)
         try:
+            if started is not None:
+                started()
             wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
             log.info("Triton ready in %.1f s", time.monotonic() - start)
             yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
         finally:
-            _stop(proc, float(cfg.get("stop_timeout_s", 30)))
-            log.info("tritonserver stopped")
+            if not graceful and proc.poll() is None:  # the stubs first: one whose server is gone exits on its
+                reap_stubs(backends, expected=True)  # own and leaves its shared-memory region behind
+            _stop(proc, float(cfg.get("stop_timeout_s", 30)), graceful)
+            log.info("tritonserver stopped" if graceful else "tritonserver stopped (SIGKILL: its work was done)")
 
 
 # --------------------------------------------------------------------------- docker
@@ -407,7 +421,9 @@ def _docker_engine_error() -> str | None:
 
 
 @contextlib.contextmanager
-def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
+def _serve_docker(cfg: Any, repository: Path, extra: list[str], started: Started = None,
+                  graceful: bool = True) -> Iterator[Endpoints]:
+    del graceful  # `docker stop` gives the container 10 s, then kills it
     problem = _docker_engine_error()
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
@@ -420,6 +436,8 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endp
     with open(log_file, "wb") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
+            if started is not None:
+                started()
             wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
             yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
         finally:
@@ -443,7 +461,8 @@ def replica_cfg(cfg: Any, index: int) -> Any:
 
 @contextlib.contextmanager
 def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.FrontSettings,
-                 launch: Callable[[Any, Path, list[str]], contextlib.AbstractContextManager[Endpoints]]) -> Iterator[Endpoints]:
+                 launch: Callable[..., contextlib.AbstractContextManager[Endpoints]],
+                 started: Started = None, graceful: bool = True) -> Iterator[Endpoints]:
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
     binary = balancer.nginx_binary()  # before minutes of replica start-up
     host = str(cfg.get("host", "127.0.0.1"))
@@ -456,7 +475,8 @@ def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.F
         replicas = []
         for index in range(front.replicas):
             log.info("starting replica %d of %d", index + 1, front.replicas)
-            replicas.append(stack.enter_context(launch(replica_cfg(cfg, index), repository, extra)))
+            replicas.append(stack.enter_context(launch(replica_cfg(cfg, index), repository, extra,
+                                                       started if index == 0 else None, graceful)))
         # free ports for the balancer only now: the replicas listen on theirs, so none is handed out twice
         http_port, grpc_port = http_port or free_port(host), grpc_port or free_port(host)
         work = stack.enter_context(scratch.scratch_dir(Path(tempfile.gettempdir()), "nginx-front-"))
@@ -481,8 +501,9 @@ def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.F
 
 
 @contextlib.contextmanager
-def _serve_remote(cfg: Any, repository: Path, extra: list[str]) -> Iterator[Endpoints]:
-    del repository, extra  # the remote server has its own repository and options
+def _serve_remote(cfg: Any, repository: Path, extra: list[str], started: Started = None,
+                  graceful: bool = True) -> Iterator[Endpoints]:
+    del repository, extra, started, graceful  # the remote server has its own repository and options, and is up
     endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url), server=f"remote http://{cfg.http_url}")
     timeout = float(cfg.get("connect_timeout_s", 5))
     problem = readiness(endpoints.http, timeout)
@@ -544,12 +565,15 @@ def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
     return loadability.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
 
 
-def serve(cfg: Any, repository: str | Path, releases: Any = None,
-          front: Any = None) -> contextlib.AbstractContextManager[Endpoints]:
+def serve(cfg: Any, repository: str | Path, releases: Any = None, front: Any = None,
+          started: Started = None, graceful: bool = False) -> contextlib.AbstractContextManager[Endpoints]:
     """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`).
 
     `releases` (conf/triton_versions.yaml) tells which TensorRT a Triton image carries, for the plan guard.
     `front` (conf/balancer/*.yaml): replicas behind a balancer, whose ports are then the configured ones.
+    `started`: called once the (first) server process runs, before it is ready: work that overlaps its loading.
+    `graceful`: stop with SIGTERM and Triton's own shutdown (a server others use: `serve.triton`); by default
+    a launched server is killed once the caller is done with it and its stubs reaped, which saves 1-4 s.
     """
     kind = str(cfg.kind)
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
@@ -563,5 +587,5 @@ def serve(cfg: Any, repository: str | Path, releases: Any = None,
                           "(to check a running balancer, point server.http_url/grpc_url at it with balancer=none)")
     path = repository_for(cfg, Path(repository))
     if settings.kind != "none":
-        return _serve_front(cfg, path, guard_plans(cfg, path, releases), settings, launchers[kind])
-    return launchers[kind](cfg, path, guard_plans(cfg, path, releases))
+        return _serve_front(cfg, path, guard_plans(cfg, path, releases), settings, launchers[kind], started, graceful)
+    return launchers[kind](cfg, path, guard_plans(cfg, path, releases), started, graceful)

@@ -46,6 +46,19 @@ def parse_classes(row: np.ndarray) -> list[tuple[float, int, str]]:
     return parsed
 
 
+def _set_json_data(item: Any, array: np.ndarray) -> None:
+    """A numeric tensor as JSON numbers, as `set_data_from_numpy(binary_data=False)` stores it, but from
+    `tolist()`: tritonclient's per-element `.item()` loop takes 0.4 s for 8 ImageNet images. The same
+    Python numbers either way; on a tritonclient that keeps its data elsewhere, its own (slow) call."""
+    item.set_data_from_numpy(array, binary_data=True)  # its checks of dtype and shape
+    if not all(hasattr(item, a) for a in ("_data", "_raw_data", "_parameters")):
+        item.set_data_from_numpy(array, binary_data=False)
+        return
+    item._parameters.pop("binary_data_size", None)
+    item._raw_data = None
+    item._data = array.reshape(-1).tolist()
+
+
 def _grpc_channel_args(url: str) -> list[tuple[str, int]]:
     """tritonclient's own defaults (which custom channel_args replace), and no proxy for loopback servers."""
     args = [("grpc.max_send_message_length", INT32_MAX), ("grpc.max_receive_message_length", INT32_MAX)]
@@ -139,7 +152,9 @@ class ServedModel:
         for tensor in self.spec.inputs:
             array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
             item = module.InferInput(tensor.name, list(array.shape), tensor.dtype)
-            if module is self._http_mod:
+            if module is self._http_mod and not binary and tensor.dtype != "BYTES":
+                _set_json_data(item, array)
+            elif module is self._http_mod:
                 item.set_data_from_numpy(array, binary_data=binary)
             else:
                 item.set_data_from_numpy(array)

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: Any) -> Endpoints:
     """Serve until Ctrl-C (exit 0), SIGTERM (exit 143, as every entry point: pipelines.cli) or the server's end."""
-    with serve(cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
+    with serve(cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
         if cfg.server.kind != "remote":
             print(f"serving {cfg.model_repository}/ ({endpoints.server})", flush=True)

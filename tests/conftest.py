@@ -57,26 +57,100 @@ def copy_project(dest: Path) -> Path:
 
 # Small settings for the test copy: the pipeline must be real, not slow.
 SMALL = {
-    "conf/train.yaml": {"epochs: 20": "epochs: 2"},
+    "conf/train.yaml": {"epochs: 8": "epochs: 2"},
     # the benchmark stage: every model, tiny windows, no Flask (tests/test_benchmark.py measures that path)
-    "conf/load/quick.yaml": {"duration_s: 1": "duration_s: 0.2", "warmup_s: 0.3": "warmup_s: 0.05",
+    "conf/load/quick.yaml": {"duration_s: 0.8": "duration_s: 0.2", "warmup_s: 0.2": "warmup_s: 0.05",
                              "measure: [in_process, flask, grpc]": "measure: [in_process, grpc]"},
 }
 
 
+PIPELINE_FIXTURES = {"pipeline_run", "workspace", "in_workspace"}
+
+
+def needs_pipeline(item: pytest.Item) -> bool:
+    return bool(PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that need no pipeline first: they run while the project copy's `dvc repro` runs beside them."""
+    items.sort(key=needs_pipeline)  # stable: each group keeps its files' order
+
+
+_BUILD_PIDS: list[int] = []  # the background `dvc repro`: its stages run servers of their own
+
+
+def own_processes() -> list:
+    """This test process's descendants, less the background pipeline build's."""
+    import psutil
+
+    mine = psutil.Process().children(recursive=True)  # first: a process the build starts later is in neither
+    build: set[int] = set()
+    for pid in _BUILD_PIDS:
+        try:
+            root = psutil.Process(pid)
+            build |= {root.pid, *(c.pid for c in root.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            continue
+    return [p for p in mine if p.pid not in build]
+
+
+class PipelineBuild:
+    """`dvc repro` in a project copy with SMALL settings, started in the background, waited for once."""
+
+    def __init__(self, parent: Path):
+        self.workspace = copy_project(parent / "project")
+        for name, changes in SMALL.items():
+            conf = self.workspace / name
+            text = conf.read_text()
+            for old, new in changes.items():
+                assert old in text, f"{name} no longer has {old!r}: update SMALL"
+                text = text.replace(old, new)
+            conf.write_text(text)
+        self.out, self.err = parent / "repro.out", parent / "repro.err"  # files: a full pipe would stall it
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=self.workspace, env=tool_env(),
+                                         stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _BUILD_PIDS.append(self.proc.pid)
+        self.result: subprocess.CompletedProcess | None = None
+
+    def wait(self, timeout: float = 1200) -> subprocess.CompletedProcess:
+        if self.result is None:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise
+            self.result = subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
+                                                      self.out.read_text(errors="replace"),
+                                                      self.err.read_text(errors="replace"))
+        return self.result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # every stage stops its server and cleans up on SIGTERM (pipelines.cli)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pipeline_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Started with the session when any selected test needs the pipeline: the other tests run meanwhile."""
+    if not any(needs_pipeline(item) for item in request.session.items):
+        yield None
+        return
+    build = PipelineBuild(tmp_path_factory.mktemp("pipeline"))
+    yield build
+    build.stop()
+
+
 @pytest.fixture(scope="session")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def pipeline_run(pipeline_build: PipelineBuild | None) -> tuple[Path, subprocess.CompletedProcess]:
     """A project copy on which `dvc repro` ran once (the pipeline test asserts it succeeded)."""
-    workspace = copy_project(tmp_path_factory.mktemp("pipeline") / "project")
-    for name, changes in SMALL.items():
-        conf = workspace / name
-        text = conf.read_text()
-        for old, new in changes.items():
-            assert old in text, f"{name} no longer has {old!r}: update SMALL"
-            text = text.replace(old, new)
-        conf.write_text(text)
-    result = run_cmd([str(BIN / "dvc"), "repro"], workspace)
-    return workspace, result
+    assert pipeline_build is not None, "conftest.needs_pipeline missed this test"
+    return pipeline_build.workspace, pipeline_build.wait()
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +167,13 @@ def in_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test from inside the built workspace (config paths are relative to the project root)."""
     monkeypatch.chdir(workspace)
     return workspace
+
+
+@pytest.fixture(scope="session")
+def running_triton(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One embedded Triton on the workspace's CPU repository, shared by every test that only talks to it."""
+    from pipelines.launcher import serve
+
+    local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('triton-logs')}"])
+    with serve(local.server, workspace / local.model_repository) as endpoints:
+        yield endpoints

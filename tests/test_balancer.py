@@ -122,7 +122,8 @@ def replica_process(http: str) -> psutil.Process:
 @needs_nginx
 @pytest.mark.integration
 def test_parity_passes_for_every_cpu_model_through_two_replicas(in_workspace: Path, tmp_path: Path) -> None:
-    cfg = compose_config("parity", ["model=all", "balancer=nginx", "balancer.replicas=2",
+    # HTTP (binary) and gRPC: what the balancer carries; JSON bodies travel through it as binary ones do
+    cfg = compose_config("parity", ["model=all", "balancer=nginx", "balancer.replicas=2", "protocols=[http,grpc]",
                                     f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
     assert parity_cli.run(cfg) == 0
     for model in cfg.models:

@@ -18,6 +18,7 @@ from evaluate import benchmark
 from pipelines import load, perf_analyzer
 from pipelines.benchmark_report import ModelBenchmark, Point
 from pipelines.errors import ConfigError
+from pipelines.spec import model_spec
 
 
 def stats(success: int, **ns: tuple[int, int]) -> list[dict]:
@@ -48,6 +49,22 @@ def test_headline_ratios_from_hand_written_points() -> None:
     assert bench.headline() == {"grpc_vs_in_process": 4.0, "grpc_overhead_ms": 3.0, "c4_vs_in_process": 0.8,
                                 "c8_vs_flask": 3.0}
     assert ModelBenchmark.from_dict(json.loads(json.dumps(bench.to_dict()))) == bench
+
+
+@pytest.mark.parametrize("load, expected", [
+    # quick (the dvc.yaml stage): exactly the points the headline above reads, nothing else
+    ("quick", {("in_process", 1, 1), ("flask", 1, 8), ("grpc", 1, 1), ("grpc", 1, 4), ("grpc", 1, 8)}),
+    # full: batch 1 and max_batch_size one at a time, then each concurrency, on every path
+    ("full", {(path, b, c) for path in ("in_process", "flask", "http", "grpc", "shm")
+              for b, c in ((64, 1), (1, 1), (1, 2), (1, 4), (1, 8))}),
+])
+def test_each_load_plans_the_points_it_promises(load: str, expected: set) -> None:
+    cfg = compose_config("benchmark", ["model=mnist_onnx", f"load={load}"])
+    settings = benchmark.Settings.from_cfg(cfg.load)
+    spec = model_spec("mnist_onnx", cfg.model)
+    bench = benchmark.Bench(settings, [spec], {spec.name: spec})
+    bench.progress.close()
+    assert {(path, b, c) for path in settings.measure for b, c in bench.plan(spec, path)} == expected
 
 
 @pytest.mark.parametrize("override, says", [

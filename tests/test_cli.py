@@ -143,3 +143,19 @@ def test_running_out_of_memory_is_the_users_one_line() -> None:
             "hydra_main('triton', lambda cfg: np.empty(10**16, dtype=np.float32))()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert_one_line_error(proc, "out of memory (Unable to allocate", "ask for less")
+
+
+def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
+    """TensorFlow imported in a thread (as parity does) while the main thread writes to stderr and then exits the way
+    every entry point does (not waiting for the thread): its known start-up lines are dropped, every line of the
+    main thread arrives."""
+    code = ("import sys, threading, time\nfrom pipelines import cli\nfrom pipelines.tensorflow_import import tensorflow\n"
+            "threading.Thread(target=tensorflow, daemon=True).start()\n"
+            "for i in range(10):\n    print(f'main {i}', file=sys.stderr); time.sleep(0.05)\n"
+            "print('error: stopped', file=sys.stderr)\n"
+            "cli._exit_now(143)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 143 and lines[-1] == "error: stopped", proc.stderr
+    assert [l for l in lines if l.startswith("main ")] == [f"main {i}" for i in range(10)]
+    assert not [l for l in lines if "InitializeLog" in l or "oneDNN custom operations" in l], lines

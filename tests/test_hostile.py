@@ -7,7 +7,6 @@ later answer for it, sent among hostile requests, must be identical.
 from __future__ import annotations
 
 import concurrent.futures
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +14,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import compose_config
 from hostile_images import HOSTILE
 from pipelines import parity_inputs
-from pipelines.launcher import serve
 
 pytestmark = pytest.mark.integration
 MODEL = "resnet50_ensemble"
@@ -36,12 +33,10 @@ def grpc_infer(client: grpcclient.InferenceServerClient, data: bytes) -> np.ndar
     return client.infer(MODEL, [item], outputs=[grpcclient.InferRequestedOutput("labels")]).as_numpy("labels")
 
 
-@pytest.fixture(scope="module")
-def server(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
-    logs = tmp_path_factory.mktemp("hostile-logs")
-    cfg = compose_config("triton", [f"paths.logs={logs}"])
-    with serve(cfg.server, workspace / "model_repository") as endpoints:
-        yield endpoints
+@pytest.fixture
+def server(running_triton):
+    """The session's shared Triton: hostile requests must leave it serving every other test."""
+    return running_triton
 
 
 @pytest.mark.parametrize("name", HOSTILE)

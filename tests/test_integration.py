@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -16,7 +17,6 @@ from evaluate import parity as parity_cli
 from pipelines import assembly
 from pipelines.spec import model_spec, served_specs
 from pipelines.served_model import ServedModel
-from pipelines.launcher import serve
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +37,11 @@ EMBEDDED_TRITON = "2.51.0"  # the tritonserver inside nvidia-pytriton 0.7.0 (NGC
 
 
 @pytest.mark.parametrize("model", list(compose_config("repository").models))
-def test_served_model_matches_its_framework(
-    in_workspace: Path, model: str, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    # reports go to tmp_path: the workspace's own reports are DVC outputs the pipeline test checks
-    cfg = compose_config("parity", [f"model={model}", f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
-    assert parity_cli.run(cfg) == 0
-    report = json.loads((tmp_path / f"{model}.json").read_text())
+def test_served_model_matches_its_framework(pipeline_run: tuple[Path, Any], model: str) -> None:
+    """The pipeline's parity stage (one server for every model) proved each model: its report says how."""
+    workspace, result = pipeline_run
+    cfg = compose_config("parity", [f"model={model}"])
+    report = json.loads((workspace / cfg.parity_reports / f"{model}.json").read_text())
     assert report["passed"] and report["failures"] == []
     # the proof says what served it: the embedded Triton, and the stand-in for the model's native backend
     assert report["server"]["kind"] == "local" and report["server"]["triton_version"] == EMBEDDED_TRITON
@@ -84,8 +82,10 @@ def test_served_model_matches_its_framework(
         assert report["protocols"]["http"]["outputs"][output]["samples"] == cfg.model.parity.samples + sum(
             int(case.split("_")[1]) for case in batch_cases if case.startswith("batch_")
         )
-    out = capsys.readouterr().out
-    assert "RESULT: PASS" in out and "http_json" in out and "grpc" in out
+    table = result.stdout[result.stdout.index(f"Parity: {model} "):]
+    table = table[:table.index("RESULT: ")] + table[table.index("RESULT: "):].splitlines()[0]
+    assert table.endswith("RESULT: PASS") and "\ngrpc " in table
+    assert ("\nhttp_json skipped" if cfg.model.format == "ensemble" else "\nhttp_json ") in table
 
 
 def test_ensemble_fails_when_server_side_preprocessing_drifts(in_workspace: Path, tmp_path: Path) -> None:
@@ -99,14 +99,6 @@ def test_ensemble_fails_when_server_side_preprocessing_drifts(in_workspace: Path
     report = json.loads((tmp_path / "resnet50_ensemble.json").read_text())
     assert not report["preprocessing"]["passed"] and report["preprocessing"]["max_abs"] > 0.1
     assert any("pre-processing differs" in f for f in report["failures"])
-
-
-@pytest.fixture(scope="module")
-def running_triton(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One embedded Triton on the workspace's CPU repository, shared by the client tests (server=remote)."""
-    local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('logs')}"])
-    with serve(local.server, workspace / local.model_repository) as endpoints:
-        yield endpoints
 
 
 def test_every_model_answers_as_on_an_ngc_server(running_triton) -> None:
@@ -213,34 +205,46 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
     assert "RESULT: FAIL" in capsys.readouterr().out
 
 
-def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path) -> None:
+def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, running_triton) -> None:
     """server=remote checks a Triton someone else started; the served config agrees with the spec."""
-    local = compose_config("triton", [f"paths.logs={tmp_path}"])
-    with serve(local.server, local.paths.model_repository) as endpoints:
-        cfg = compose_config("parity", [
-            "model=mnist_onnx", "server=remote", f"server.http_url={endpoints.http}",
-            f"server.grpc_url={endpoints.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
-        ])
-        (report,) = parity_cli.check(cfg)
-        assert report.passed and report.server["kind"] == "remote"
-        assert report.server["description"] == f"remote http://{endpoints.http}"
-        assert report.server["triton_version"] == EMBEDDED_TRITON
-        # Triton itself says a Python-based backend stood in; which runtime version runs there is not ours to know
-        assert report.served_by["implementation"] == "onnxruntime stand-in (model.py): ONNX Runtime on the CPU"
-        spec = model_spec("mnist_onnx", cfg.model)
-        with ServedModel(spec, endpoints) as served:
-            served.check_ready()
-            digits = np.zeros((2, *spec.inputs[0].dims), dtype=np.float32)
-            out = served.infer("grpc", {spec.inputs[0].name: digits})[spec.outputs[0].name]
-            assert out.shape == (2, *spec.outputs[0].dims)
-            assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)  # softmax probabilities
+    import tritonclient.http as httpclient
+
+    endpoints = running_triton
+    cfg = compose_config("parity", [
+        "model=mnist_onnx", "server=remote", f"server.http_url={endpoints.http}",
+        f"server.grpc_url={endpoints.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
+    ])
+    client = httpclient.InferenceServerClient(endpoints.http)
+
+    def requests() -> int:  # Triton's own count of the model's successful requests
+        return int(client.get_inference_statistics("mnist_onnx")["model_stats"][0]["inference_stats"]["success"]["count"])
+
+    before = requests()
+    (report,) = parity_cli.check(cfg)
+    # each distinct request once per protocol: batch_1, batch_7, and all samples in chunks of 64 (the first of
+    # which is batch_64), over 3 protocols; then the burst, one request per sample
+    settings, chunk = cfg.model.parity, cfg.model.max_batch_size
+    distinct = {(0, b) for b in settings.batch_sizes} | {
+        (start, min(start + chunk, settings.samples)) for start in range(0, settings.samples, chunk)}
+    assert requests() - before == 3 * len(distinct) + settings.concurrent_requests == 3 * 18 + 32
+    assert report.passed and report.server["kind"] == "remote"
+    assert report.server["description"] == f"remote http://{endpoints.http}"
+    assert report.server["triton_version"] == EMBEDDED_TRITON
+    # Triton itself says a Python-based backend stood in; which runtime version runs there is not ours to know
+    assert report.served_by["implementation"] == "onnxruntime stand-in (model.py): ONNX Runtime on the CPU"
+    spec = model_spec("mnist_onnx", cfg.model)
+    with ServedModel(spec, endpoints) as served:
+        served.check_ready()
+        digits = np.zeros((2, *spec.inputs[0].dims), dtype=np.float32)
+        out = served.infer("grpc", {spec.inputs[0].name: digits})[spec.outputs[0].name]
+        assert out.shape == (2, *spec.outputs[0].dims)
+        assert np.allclose(out.sum(axis=1), 1.0, atol=1e-5)  # softmax probabilities
 
 
-def test_spec_that_disagrees_with_the_served_config_is_refused(in_workspace: Path, tmp_path: Path) -> None:
-    local = compose_config("triton", [f"paths.logs={tmp_path}"])
+def test_spec_that_disagrees_with_the_served_config_is_refused(running_triton) -> None:
     cfg = compose_config("parity", ["model=resnet50_onnx", "model.max_batch_size=4"])
     spec = model_spec("resnet50_onnx", cfg.model)
-    with serve(local.server, local.paths.model_repository) as endpoints, ServedModel(spec, endpoints) as served:
+    with ServedModel(spec, running_triton) as served:
         from pipelines.errors import ServerError
 
         with pytest.raises(ServerError, match="max_batch_size is 8, spec says 4"):

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from conftest import compose_config, own_processes
 from pipelines import launcher
 from pipelines.errors import ServerError
 
@@ -34,8 +34,18 @@ def local_cfg(tmp_path: Path, **changes):
     return cfg
 
 
+_OTHERS: set[int] = set()  # servers running before the test: the shared one, the background pipeline's
+
+
+@pytest.fixture(autouse=True)
+def others_before() -> None:
+    _OTHERS.clear()
+    _OTHERS.update(p.pid for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
+
+
 def tritonservers() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver"]
+    """The tritonservers this test started (and left running)."""
+    return [p for p in own_processes() if p.name() == "tritonserver" and p.pid not in _OTHERS]
 
 
 def broken_repository(root: Path) -> Path:
@@ -58,19 +68,35 @@ def test_server_that_fails_to_start_reports_its_log_line(tmp_path: Path) -> None
     assert not tritonservers()
 
 
-def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path) -> None:
+def stubs_and_regions() -> list[tuple[psutil.Process, Path]]:
+    """The Python-backend stubs of our tritonservers, with the shared-memory region each names on its command line."""
+    return [(stub, Path("/dev/shm") / stub.cmdline()[2]) for server in tritonservers()
+            for stub in server.children(recursive=True) if stub.name().startswith("triton_python_b")]
+
+
+@pytest.mark.parametrize("graceful", [False, True], ids=["killed", "graceful"])
+def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path, graceful: bool) -> None:
+    """Killed (the default once the caller is done) or stopped by Triton's own shutdown (`serve.triton`), the
+    server leaves no process and no shared-memory region behind."""
     cfg = local_cfg(tmp_path)
     repo = tmp_path / "repo"
     shutil.copytree(workspace / "model_repository" / "mnist_onnx", repo / "mnist_onnx")
     with pytest.raises(RuntimeError, match="caller failed"):
-        with launcher.serve(cfg, repo) as endpoints:
+        with launcher.serve(cfg, repo, graceful=graceful) as endpoints:
             assert launcher.is_ready(endpoints.http)
             assert len(tritonservers()) == 1
+            stubs = stubs_and_regions()
+            assert stubs and all(region.exists() for _, region in stubs)
             raise RuntimeError("caller failed")
     assert not tritonservers()
     assert not launcher.is_ready(endpoints.http)
+    for stub, region in stubs:
+        assert not stub.is_running() or stub.status() == psutil.STATUS_ZOMBIE, stub
+        assert not region.exists(), region
     assert endpoints.log_file.parent == tmp_path / "logs"
-    assert "successfully loaded 'mnist_onnx'" in endpoints.log_file.read_text()
+    log = endpoints.log_file.read_text()
+    assert "successfully loaded 'mnist_onnx'" in log
+    assert ("successfully unloaded 'mnist_onnx'" in log) is graceful  # Triton's own shutdown, or none
 
 
 def test_port_in_use_is_refused_not_mistaken_for_our_server(tmp_path: Path) -> None:
