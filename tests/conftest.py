@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -153,13 +154,34 @@ def pipeline_run(pipeline_build: PipelineBuild | None) -> tuple[Path, subprocess
     return pipeline_build.workspace, pipeline_build.wait()
 
 
+# Long jobs that run beside the other tests: a fixture name -> job(copy, scratch), `copy` a copy of the built
+# workspace taken before any test touches it. They start in a thread as soon as the pipeline is built, when a
+# selected test uses that fixture, which then waits for the job's result (see `job_result`).
+AFTER_BUILD: dict[str, Callable[[Path, Path], Any]] = {}
+_JOBS: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
-def workspace(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> Path:
+def workspace(pipeline_run: tuple[Path, subprocess.CompletedProcess], request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project copy with every artifact built; skips dependent tests if the pipeline itself failed."""
+    from pipelines.background import Background
+
     path, result = pipeline_run
     if result.returncode != 0:
         pytest.fail(f"dvc repro failed in the test workspace:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name, job in AFTER_BUILD.items():
+        if name in used and name not in _JOBS:
+            scratch = tmp_path_factory.mktemp(name)
+            copy = shutil.copytree(path, scratch / "workspace", symlinks=True)
+            _JOBS[name] = Background(lambda job=job, copy=copy, scratch=scratch: job(copy, scratch), name)
     return path
+
+
+def job_result(name: str) -> Any:
+    """What the AFTER_BUILD job `name` returned (its exception raised here), once it is done."""
+    return _JOBS[name].result()
 
 
 @pytest.fixture

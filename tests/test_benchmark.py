@@ -7,6 +7,7 @@ answered, Triton's server-side time no longer than what the client saw, every re
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -101,8 +102,11 @@ def test_closed_loop_counts_answers_in_the_window_and_failures_apart() -> None:
 @pytest.mark.integration
 def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(in_workspace: Path, tmp_path: Path,
                                                                                capsys: pytest.CaptureFixture) -> None:
+    repository = tmp_path / "repository"  # the one model measured: a server that loads only it starts sooner
+    shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")
     cfg = compose_config("benchmark", [
-        "model=mnist_onnx", "load.concurrency=[1,2]", "load.duration_s=0.3", "load.warmup_s=0.1",
+        "model=mnist_onnx", f"model_repository={repository}", "load.concurrency=[1,2]", "load.duration_s=0.3",
+        "load.warmup_s=0.1",
         "load.perf_analyzer_interval_ms=300", f"load.reports={tmp_path / 'reports'}",
         f"load.metrics={tmp_path / 'metrics'}", f"paths.logs={tmp_path / 'logs'}"])
     assert benchmark.run(cfg) == 0
