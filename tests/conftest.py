@@ -73,8 +73,14 @@ def needs_pipeline(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that need no pipeline first: they run while the project copy's `dvc repro` runs beside them."""
-    items.sort(key=needs_pipeline)  # stable: each group keeps its files' order
+    """The tests that need no pipeline first: they run while the project copy's `dvc repro` runs beside them;
+    the ones that wait for an AFTER_BUILD job last: the others run while it does."""
+    def group(item: pytest.Item) -> int:
+        if set(AFTER_BUILD) & set(getattr(item, "fixturenames", ())):
+            return 2
+        return int(needs_pipeline(item))
+
+    items.sort(key=group)  # stable: each group keeps its files' order
 
 
 _BUILD_PIDS: list[int] = []  # the background `dvc repro`: its stages run servers of their own

@@ -21,8 +21,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from conftest import ROOT, compose_config, tool_env
-from evaluate import parity as parity_cli
+from conftest import AFTER_BUILD, ROOT, compose_config, job_result, tool_env
 from pipelines import balancer
 from pipelines.errors import ConfigError
 from pipelines.launcher import serve
@@ -119,15 +118,35 @@ def replica_process(http: str) -> psutil.Process:
                 if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline())
 
 
+def parity_through_two_replicas(workspace: Path, scratch: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """`evaluate.parity model=all` through nginx and two replicas, in a copy of the built workspace: the run, and
+    where its reports are. HTTP (binary) and gRPC: what the balancer carries; JSON bodies travel as binary ones do.
+
+    Run beside the other tests (conftest.AFTER_BUILD): it starts two servers that each load every model."""
+    reports = scratch / "reports"
+    proc = subprocess.run([sys.executable, "-m", "evaluate.parity", "model=all", "balancer=nginx", "balancer.replicas=2",
+                           "protocols=[http,grpc]", f"paths.parity_reports={reports}", f"paths.logs={scratch / 'logs'}"],
+                          cwd=workspace, env=tool_env(), capture_output=True, text=True, timeout=900)
+    return proc, reports
+
+
+if NGINX is not None:
+    AFTER_BUILD["parity_through_replicas"] = parity_through_two_replicas
+
+
+@pytest.fixture
+def parity_through_replicas(workspace: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    return job_result("parity_through_replicas")
+
+
 @needs_nginx
 @pytest.mark.integration
-def test_parity_passes_for_every_cpu_model_through_two_replicas(in_workspace: Path, tmp_path: Path) -> None:
-    # HTTP (binary) and gRPC: what the balancer carries; JSON bodies travel through it as binary ones do
-    cfg = compose_config("parity", ["model=all", "balancer=nginx", "balancer.replicas=2", "protocols=[http,grpc]",
-                                    f"paths.parity_reports={tmp_path}", f"paths.logs={tmp_path}"])
-    assert parity_cli.run(cfg) == 0
+def test_parity_passes_for_every_cpu_model_through_two_replicas(parity_through_replicas) -> None:
+    proc, reports = parity_through_replicas
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cfg = compose_config("parity", ["model=all"])
     for model in cfg.models:
-        report = json.loads((tmp_path / f"{model}.json").read_text())
+        report = json.loads((reports / f"{model}.json").read_text())
         assert report["passed"], model
         assert report["server"]["description"].startswith("nginx 1.") and " balancing 2 x embedded tritonserver" \
             in report["server"]["description"]
