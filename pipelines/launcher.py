@@ -362,7 +362,8 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str], started: Started 
     http_port, grpc_port = _ports(cfg, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
-    reap = functools.partial(reap_stubs, expected=not graceful)  # killed while loading: stubs started since
+    # after a SIGKILL, stubs that were still starting outlive the reap below: this one finds them, as planned
+    reap = functools.partial(reap_stubs, expected=not graceful)
     with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-", reap) as tmp, \
             open(log_file, "wb") as log_fh:
         backends = embedded.backend_directory(Path(tmp))
@@ -382,7 +383,7 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str], started: Started 
             if not graceful and proc.poll() is None:  # the stubs first: one whose server is gone exits on its
                 reap_stubs(backends, expected=True)  # own and leaves its shared-memory region behind
             _stop(proc, float(cfg.get("stop_timeout_s", 30)), graceful)
-            log.info("tritonserver stopped" if graceful else "tritonserver stopped (SIGKILL: its work was done)")
+            log.info("tritonserver stopped" if graceful else "tritonserver stopped (SIGKILL, its stubs first)")
 
 
 # --------------------------------------------------------------------------- docker
