@@ -105,9 +105,8 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(in
     repository = tmp_path / "repository"  # the one model measured: a server that loads only it starts sooner
     shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")
     cfg = compose_config("benchmark", [
-        "model=mnist_onnx", f"model_repository={repository}", "load.concurrency=[1,2]", "load.duration_s=0.3",
-        "load.warmup_s=0.1",
-        "load.perf_analyzer_interval_ms=300", f"load.reports={tmp_path / 'reports'}",
+        "model=mnist_onnx", f"model_repository={repository}", "load.concurrency=[1,2]", "load.duration_s=0.2",
+        "load.warmup_s=0.05", "load.perf_analyzer_interval_ms=200", f"load.reports={tmp_path / 'reports'}",
         f"load.metrics={tmp_path / 'metrics'}", f"paths.logs={tmp_path / 'logs'}"])
     assert benchmark.run(cfg) == 0
     report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,9 +62,10 @@ def test_ancestors_are_this_process_chain() -> None:
 @pytest.mark.integration
 def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, tmp_path: Path) -> None:
     """grandparent (killed with SIGKILL) -> parent shell (alive) -> parity -> tritonserver."""
-    reports, logs = tmp_path / "reports", tmp_path / "logs"
-    parity = (f"{sys.executable} -m evaluate.parity model=all paths.parity_reports={reports} paths.logs={logs}"
-              f" > {tmp_path / 'out.txt'} 2>&1; true")
+    reports, logs, repository = tmp_path / "reports", tmp_path / "logs", tmp_path / "repository"
+    shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")  # one model: quick
+    parity = (f"{sys.executable} -m evaluate.parity model=mnist_onnx model_repository={repository} "
+              f"paths.parity_reports={reports} paths.logs={logs} > {tmp_path / 'out.txt'} 2>&1; true")
     grandparent = subprocess.Popen(["bash", "-c", f"bash -c '{parity}'; true"], cwd=in_workspace, env=tool_env(),
                                    start_new_session=True, preexec_fn=attached)
     try:
