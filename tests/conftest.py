@@ -1,7 +1,9 @@
 """Shared fixtures: config composition, and one real `dvc repro` in a temporary copy of the project.
 
-The pipeline run is session-scoped: the pipeline test checks it, and the integration tests use
-its artifacts (trained model, exports, assembled repository) against the real embedded Triton.
+The pipeline run is session-scoped and starts with the session, in the background: the tests that need
+no pipeline run first, meanwhile. The pipeline test checks it, and the integration tests use its artifacts
+(trained model, exports, assembled repository) against the real embedded Triton; long jobs on it
+(AFTER_BUILD) run beside them, and the tests that only talk to a server share one (`running_triton`).
 """
 
 from __future__ import annotations
