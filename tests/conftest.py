@@ -199,8 +199,23 @@ def in_workspace(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return workspace
 
 
+def file_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under `root` but Python's bytecode caches."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
 @pytest.fixture(scope="session")
-def running_triton(workspace: Path, tmp_path_factory: pytest.TempPathFactory):
+def repository_before_serving(workspace: Path) -> dict[str, str]:
+    """The workspace repository's files before the shared server (`running_triton`) first loaded them."""
+    return file_hashes(workspace / "model_repository")
+
+
+@pytest.fixture(scope="session")
+def running_triton(workspace: Path, repository_before_serving: dict[str, str],
+                   tmp_path_factory: pytest.TempPathFactory):
     """One embedded Triton on the workspace's CPU repository, shared by every test that only talks to it."""
     from pipelines.launcher import serve
 

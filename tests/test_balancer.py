@@ -124,9 +124,9 @@ def parity_through_two_replicas(workspace: Path, scratch: Path) -> tuple[subproc
 
     Run beside the other tests (conftest.AFTER_BUILD): it starts two servers that each load every model."""
     reports = scratch / "reports"
-    proc = subprocess.run([sys.executable, "-m", "evaluate.parity", "model=all", "balancer=nginx", "balancer.replicas=2",
-                           "protocols=[http,grpc]", f"paths.parity_reports={reports}", f"paths.logs={scratch / 'logs'}"],
-                          cwd=workspace, env=tool_env(), capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "evaluate.parity", "model=all", "balancer=nginx", "balancer.replicas=2",
+               "protocols=[http,grpc]", f"paths.parity_reports={reports}", f"paths.logs={scratch / 'logs'}"]
+    proc = subprocess.run(command, cwd=workspace, env=tool_env(), capture_output=True, text=True, timeout=900)
     return proc, reports
 
 

@@ -149,7 +149,8 @@ def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
     """TensorFlow imported in a thread (as parity does) while the main thread writes to stderr and then exits the way
     every entry point does (not waiting for the thread): its known start-up lines are dropped, every line of the
     main thread arrives."""
-    code = ("import sys, threading, time\nfrom pipelines import cli\nfrom pipelines.tensorflow_import import tensorflow\n"
+    code = ("import sys, threading, time\nfrom pipelines import cli\n"
+            "from pipelines.tensorflow_import import tensorflow\n"
             "threading.Thread(target=tensorflow, daemon=True).start()\n"
             "for i in range(10):\n    print(f'main {i}', file=sys.stderr); time.sleep(0.05)\n"
             "print('error: stopped', file=sys.stderr)\n"

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config, own_processes
+from conftest import compose_config, file_hashes, own_processes
 from pipelines import launcher
 from pipelines.errors import ServerError
 
@@ -316,16 +316,11 @@ def test_tensorflow_standin_chooses_the_signature_as_tritons_backend_does(tmp_pa
     assert "has_no_default: no signature 'serving_default'; serving 'only' instead" in endpoints.log_file.read_text()
 
 
-def file_hashes(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
-
-
-def test_the_embedded_server_serves_the_repository_files_unchanged(tmp_path: Path, workspace: Path) -> None:
+def test_the_embedded_server_serves_the_repository_files_unchanged(running_triton, workspace: Path,
+                                                                    repository_before_serving: dict[str, str]) -> None:
     """Every model directory loads with the config on disk (Triton's own answer), and serving changes no file.
 
+    The shared server has loaded and served the workspace's repository since before the first test that uses it.
     Triton's Python-backend stub compiles a Python model's model.py into __pycache__/ beside it (on NGC images
     too, unless the repository is mounted read-only); nothing else may appear.
     """
@@ -333,20 +328,18 @@ def test_the_embedded_server_serves_the_repository_files_unchanged(tmp_path: Pat
 
     from pipelines import standins, triton_config
 
-    repo = tmp_path / "model_repository"
-    shutil.copytree(workspace / "model_repository", repo)
-    before = file_hashes(repo)
-    with launcher.serve(local_cfg(tmp_path), repo) as endpoints:
-        client = grpcclient.InferenceServerClient(endpoints.grpc)
-        served = {m.name: m.state for m in client.get_model_repository_index().models}
-        assert served == {p.name: "READY" for p in repo.iterdir()}
-        def fields(config) -> set[tuple[str, str]]:  # a map's order is not part of its value
-            return {(path, str(sorted(value.items()) if isinstance(value, dict) else value))
-                    for path, value in standins.set_fields(config)}
+    repo = workspace / "model_repository"
+    client = grpcclient.InferenceServerClient(running_triton.grpc)
+    served = {m.name: m.state for m in client.get_model_repository_index().models}
+    assert served == {p.name: "READY" for p in repo.iterdir()}
 
-        for model in repo.iterdir():
-            on_disk = fields(triton_config.parse((model / "config.pbtxt").read_text()))
-            loaded = fields(client.get_model_config(model.name).config)
-            assert on_disk <= loaded, f"{model.name}: Triton serves {on_disk - loaded} otherwise"
-    assert file_hashes(repo) == before
-    assert "undefined symbol" not in endpoints.log_file.read_text()  # the stub's ssl traceback stays out of the log
+    def fields(config) -> set[tuple[str, str]]:  # a map's order is not part of its value
+        return {(path, str(sorted(value.items()) if isinstance(value, dict) else value))
+                for path, value in standins.set_fields(config)}
+
+    for model in repo.iterdir():
+        on_disk = fields(triton_config.parse((model / "config.pbtxt").read_text()))
+        loaded = fields(client.get_model_config(model.name).config)
+        assert on_disk <= loaded, f"{model.name}: Triton serves {on_disk - loaded} otherwise"
+    assert file_hashes(repo) == repository_before_serving
+    assert "undefined symbol" not in running_triton.log_file.read_text()  # no stub ssl traceback in the log
