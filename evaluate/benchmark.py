@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from pipelines import load, parity_inputs, perf_analyzer, runtimes, scratch
 from pipelines.atomic import atomic_path, write_json, write_text
-from pipelines.benchmark_report import HEADLINE_POINTS, CrossCheck, ModelBenchmark, Point, plot
+from pipelines.benchmark_report import BREAKDOWN, HEADLINE_POINTS, PATH_NAMES, CrossCheck, ModelBenchmark, Point, plot
 from pipelines.cli import CONF_DIR, hydra_main
 from pipelines.errors import ConfigError, HostError, ServerError, checked_number
 from pipelines.launcher import Endpoints, free_port, serve
@@ -41,8 +41,7 @@ from pipelines.served_model import ServedModel
 from pipelines.spec import ModelSpec, served_specs
 
 log = logging.getLogger(__name__)
-PATHS = ("in_process", "flask", "http", "grpc", "shm")
-BREAKDOWN = ("queue", "compute_input", "compute_infer", "compute_output")
+PATHS = tuple(PATH_NAMES)  # in_process, flask, http, grpc, shm
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ from typing import Any
 
 # the points (path -> concurrency levels, batch 1) that the headline ratios read
 HEADLINE_POINTS = {"in_process": (1,), "flask": (8,), "grpc": (1, 4, 8)}
+# the headline's figures as the gate judges them: ratios where lower is better, ratios where higher is better;
+# `grpc_overhead_ms`, a difference in ms, is shown but not judged (absolute times differ between machines)
+COST_RATIOS = ("grpc_vs_in_process",)
+GAIN_RATIOS = ("c4_vs_in_process", "c8_vs_flask")
+BREAKDOWN = ("queue", "compute_input", "compute_infer", "compute_output")  # Triton's per-request statistics
 PATH_NAMES = {"in_process": "in process", "flask": "Flask", "http": "Triton HTTP", "grpc": "Triton gRPC",
               "shm": "Triton gRPC + shm"}
 
@@ -111,7 +116,7 @@ class ModelBenchmark:
                  "| path | batch | concurrency | inferences/s | p50 ms | p90 ms | p99 ms | queue / input / infer / output ms | failed |",
                  "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
         for p in self.points:
-            parts = "/".join(f"{p.server_ms[k]:.2f}" for k in ("queue", "compute_input", "compute_infer", "compute_output")
+            parts = "/".join(f"{p.server_ms[k]:.2f}" for k in BREAKDOWN
                              ) if p.server_ms else ""
             lines.append(f"| {p.label} | {p.batch} | {p.concurrency} | {p.per_second:,.1f} | {p.p50_ms:.2f} | "
                          f"{p.p90_ms:.2f} | {p.p99_ms:.2f} | {parts} | {p.failures} |")

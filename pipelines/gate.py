@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from pipelines.benchmark_report import COST_RATIOS, GAIN_RATIOS
+
 Headlines = Mapping[str, Mapping[str, Any]]  # model -> its headline figures
 
 
@@ -91,10 +93,6 @@ def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
     return verdict
 
 
-# the benchmark's headline (benchmark_report.ModelBenchmark.headline): lower is better, then higher is better
-SERVING_COSTS = ("grpc_vs_in_process",)
-SERVING_GAINS = ("c4_vs_in_process", "c8_vs_flask")
-SERVING_FIGURES = ("grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process", "c8_vs_flask")
 
 
 def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
@@ -106,18 +104,17 @@ def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Ve
         if after is None:
             continue  # not benchmarked in this run: nothing to judge
         failed = {}
-        for figure in SERVING_COSTS:
+        for figure in COST_RATIOS:
             b, a = before.get(figure), after.get(figure)
             if b and a is not None and a > b * growth:
                 failed[figure] = f"{figure} {a:.3g} is over {growth:g}x the baseline's {b:.3g}"
-        for figure in SERVING_GAINS:
+        for figure in GAIN_RATIOS:
             b, a = before.get(figure), after.get(figure)
             if b and a is not None and a < b / growth:
                 failed[figure] = f"{figure} {a:.3g} is under 1/{growth:g} of the baseline's {b:.3g}"
-        for figure in SERVING_FIGURES:
-            if figure in after or figure in before:
-                verdict.rows.append(Row(model, figure, before.get(figure), after.get(figure),
-                                        "FAIL" if figure in failed else "ok"))
+        for figure in dict.fromkeys([*before, *after]):  # the headline's figures, in its order
+            verdict.rows.append(Row(model, figure, before.get(figure), after.get(figure),
+                                    "FAIL" if figure in failed else "ok"))
         verdict.failures += [f"{model}: {reason}" for reason in failed.values()]
     return verdict
 

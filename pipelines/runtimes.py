@@ -8,14 +8,13 @@ its classifier in ONNX Runtime, softmax and top-k.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from pipelines.errors import ConfigError
+from pipelines.reference import Runner
 from pipelines.spec import ModelSpec
-
-Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def _onnx(spec: ModelSpec) -> Runner:

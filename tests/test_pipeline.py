@@ -176,7 +176,7 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
 
     perturbed, table, _ = ci_runs["perturbed"]
     assert perturbed.returncode != 0
-    assert "FAIL" in table.splitlines()[0]
+    assert "FAIL" in table.splitlines()[0], perturbed.stdout[-3000:] + perturbed.stderr[-3000:]
     assert "| parity_metrics/resnet50_ensemble | passed | yes | no |" in table
     assert "parity_metrics/resnet50_ensemble: fails parity" in table
     assert "| reports/parity_metrics/resnet50_ensemble.json | passed" in table  # and dvc metrics diff shows it
