@@ -8,6 +8,8 @@ no pipeline run first, meanwhile. The pipeline test checks it, and the integrati
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import shutil
 import subprocess
@@ -17,6 +19,8 @@ from typing import Any, Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
+
+from pipelines.background import Background
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -35,7 +39,13 @@ def copy_ignore(directory: str, names: list[str]) -> set[str]:
 
 
 def compose_config(name: str, overrides: list[str] | tuple[str, ...] = ()):
-    """Compose conf/<name>.yaml as the entry point would, without Hydra's runtime."""
+    """Compose conf/<name>.yaml as the entry point would, without Hydra's runtime: a copy of its own for each
+    caller (a composition costs Hydra 0.2 s of CPU, and the suite asks for the same ones hundreds of times)."""
+    return copy.deepcopy(_composed(name, tuple(overrides)))
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(name: str, overrides: tuple[str, ...]):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides))
 
@@ -68,6 +78,9 @@ SMALL = {
 
 
 PIPELINE_FIXTURES = {"pipeline_run", "workspace", "in_workspace"}
+# The build is the session's longest path: its end starts the AFTER_BUILD jobs, and the tests that need it wait for
+# it. Once it runs, the test process and all it starts (not the build) run at this niceness, taking what it leaves.
+BUILD_FIRST = 10
 
 
 def needs_pipeline(item: pytest.Item) -> bool:
@@ -106,7 +119,7 @@ def own_processes() -> list:
 class PipelineBuild:
     """`dvc repro` in a project copy with SMALL settings, started in the background, waited for once."""
 
-    def __init__(self, parent: Path):
+    def __init__(self, parent: Path, after: Callable[[Path], None]):
         self.workspace = copy_project(parent / "project")
         for name, changes in SMALL.items():
             conf = self.workspace / name
@@ -120,7 +133,18 @@ class PipelineBuild:
             self.proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=self.workspace, env=tool_env(),
                                          stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         _BUILD_PIDS.append(self.proc.pid)
+        self._after = after
+        self._finished = Background(self._finish, "pipeline build")
         self.result: subprocess.CompletedProcess | None = None
+
+    def _finish(self) -> subprocess.CompletedProcess:
+        """Once `dvc repro` ends: its result; when it passed, `after` runs on the workspace before any test sees it."""
+        self.proc.wait()
+        result = subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
+                                             self.out.read_text(errors="replace"), self.err.read_text(errors="replace"))
+        if result.returncode == 0:
+            self._after(self.workspace)
+        return result
 
     def wait(self, timeout: float = 1200) -> subprocess.CompletedProcess:
         if self.result is None:
@@ -129,9 +153,7 @@ class PipelineBuild:
             except subprocess.TimeoutExpired:
                 self.stop()
                 raise
-            self.result = subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
-                                                      self.out.read_text(errors="replace"),
-                                                      self.err.read_text(errors="replace"))
+            self.result = self._finished.result()
         return self.result
 
     def stop(self) -> None:
@@ -150,7 +172,17 @@ def pipeline_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     if not any(needs_pipeline(item) for item in request.session.items):
         yield None
         return
-    build = PipelineBuild(tmp_path_factory.mktemp("pipeline"))
+    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+
+    def start_jobs(workspace: Path) -> None:  # the AFTER_BUILD jobs a selected test waits for
+        for name, job in AFTER_BUILD.items():
+            if name in used:
+                scratch = tmp_path_factory.mktemp(name)
+                copy = shutil.copytree(workspace, scratch / "workspace", symlinks=True)
+                _JOBS[name] = Background(lambda job=job, copy=copy, scratch=scratch: job(copy, scratch), name)
+
+    build = PipelineBuild(tmp_path_factory.mktemp("pipeline"), start_jobs)
+    os.nice(BUILD_FIRST)
     yield build
     build.stop()
 
@@ -163,27 +195,19 @@ def pipeline_run(pipeline_build: PipelineBuild | None) -> tuple[Path, subprocess
 
 
 # Long jobs that run beside the other tests: a fixture name -> job(copy, scratch), `copy` a copy of the built
-# workspace taken before any test touches it. They start in a thread as soon as the pipeline is built, when a
-# selected test uses that fixture, which then waits for the job's result (see `job_result`).
+# workspace taken before any test touches it. They start in a thread as soon as the pipeline is built (the tests
+# that need no pipeline may still be running), when a selected test uses that fixture, which then waits for the
+# job's result (see `job_result`).
 AFTER_BUILD: dict[str, Callable[[Path, Path], Any]] = {}
 _JOBS: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="session")
-def workspace(pipeline_run: tuple[Path, subprocess.CompletedProcess], request: pytest.FixtureRequest,
-              tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> Path:
     """The project copy with every artifact built; skips dependent tests if the pipeline itself failed."""
-    from pipelines.background import Background
-
     path, result = pipeline_run
     if result.returncode != 0:
         pytest.fail(f"dvc repro failed in the test workspace:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    used = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
-    for name, job in AFTER_BUILD.items():
-        if name in used and name not in _JOBS:
-            scratch = tmp_path_factory.mktemp(name)
-            copy = shutil.copytree(path, scratch / "workspace", symlinks=True)
-            _JOBS[name] = Background(lambda job=job, copy=copy, scratch=scratch: job(copy, scratch), name)
     return path
 
 

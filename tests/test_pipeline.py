@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, compose_config, run_cmd
+from conftest import AFTER_BUILD, BIN, compose_config, job_result, run_cmd
 
 pytestmark = pytest.mark.pipeline
 
@@ -84,15 +84,6 @@ def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
             assert f"{targets[-1]}/{model}.json" in shown.stdout
 
 
-def test_second_repro_changes_nothing(workspace: Path) -> None:
-    result = run_cmd([str(BIN / "dvc"), "repro"], workspace, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "Running stage" not in result.stdout
-    assert "Data and pipelines are up to date" in result.stdout
-    status = run_cmd([str(BIN / "dvc"), "status", "dvc.yaml"], workspace, timeout=120)  # the CPU profile
-    assert "up to date" in status.stdout, status.stdout
-
-
 def stages_to_run(workspace: Path) -> list[str]:
     """Stages `dvc repro --dry` would run: those whose own deps or params changed (downstream stages then
     run only if those outputs change)."""
@@ -118,8 +109,17 @@ def test_a_change_reruns_exactly_what_depends_on_it(
         conf.write_text(original.replace(old, new))
         assert stages_to_run(workspace) == expected
     finally:
-        conf.write_text(original)
-    assert stages_to_run(workspace) == []
+        conf.write_text(original)  # and then nothing is left to run: the next test
+
+
+def test_second_repro_changes_nothing(workspace: Path) -> None:
+    """After the edits above were undone too: DVC compares contents, not times."""
+    result = run_cmd([str(BIN / "dvc"), "repro"], workspace, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Running stage" not in result.stdout
+    assert "Data and pipelines are up to date" in result.stdout
+    status = run_cmd([str(BIN / "dvc"), "status", "dvc.yaml"], workspace, timeout=120)  # the CPU profile
+    assert "up to date" in status.stdout, status.stdout
 
 
 def git(repo: Path, *args: str) -> str:
@@ -136,8 +136,7 @@ def run_ci_twice(repo: Path, scratch: Path) -> dict[str, tuple[subprocess.Comple
     then a branch whose change makes the ensemble's server-side pre-processing drift. Each run: its result, the
     gate's table, and whether `dvc plots diff` was written.
 
-    Not an AFTER_BUILD job: run beside the other tests, the second run's gate once wrote no table (cause not
-    found), so the CI job runs alone."""
+    Run beside the other tests (conftest.AFTER_BUILD): most of it waits on DVC and git, one process at a time."""
     del scratch
     git(repo, "checkout", "-q", "-b", "main")
     git(repo, "add", "-A")
@@ -158,14 +157,17 @@ def run_ci_twice(repo: Path, scratch: Path) -> dict[str, tuple[subprocess.Comple
     gate = repo / "reports" / "gate" / "gate.md"
     written = gate.stat().st_mtime_ns != accepted_mtime  # the perturbed run's own table, not the accepted run's
     runs["perturbed"] = (perturbed, gate.read_text() if written else "(the gate wrote no table)", None)
+    report = repo / "reports" / "parity" / "resnet50_ensemble.json"
+    runs["perturbed_report"] = json.loads(report.read_text()) if report.is_file() else {}
     return runs
 
 
-@pytest.fixture
-def ci_runs(workspace: Path, tmp_path: Path) -> dict[str, tuple[subprocess.CompletedProcess, str, bool | None]]:
-    import shutil
+AFTER_BUILD["ci_runs"] = run_ci_twice
 
-    return run_ci_twice(shutil.copytree(workspace, tmp_path / "repo", symlinks=True), tmp_path)
+
+@pytest.fixture
+def ci_runs(workspace: Path) -> dict[str, tuple[subprocess.CompletedProcess, str, bool | None]]:
+    return job_result("ci_runs")
 
 
 def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
@@ -183,6 +185,16 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
     assert "| parity_metrics/resnet50_ensemble | passed | yes | no |" in table
     assert "parity_metrics/resnet50_ensemble: fails parity" in table
     assert "| reports/parity_metrics/resnet50_ensemble.json | passed" in table  # and dvc metrics diff shows it
+
+
+def test_server_side_preprocessing_drift_is_named_in_the_report(ci_runs) -> None:
+    """The perturbed run above: the ensemble's own pre-processing step, asked directly, differs from the client's
+    reference (the classification may or may not change), and the report says so."""
+    report = ci_runs["perturbed_report"]
+    assert report, "the perturbed run wrote no parity report for resnet50_ensemble"
+    assert not report["passed"] and not report["preprocessing"]["passed"]
+    assert report["preprocessing"]["max_abs"] > 0.01  # 1% of a normalised pixel, up to 2.6
+    assert any("pre-processing differs" in f for f in report["failures"]), report["failures"]
 
 
 def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -297,13 +297,20 @@ def test_tensorflow_standin_chooses_the_signature_as_tritons_backend_does(tmp_pa
 
     module = Arithmetic()
     repo = tmp_path / "repo"
+    both = {"serving_default": module.plus_one, "double": module.double}
     models = {  # served model -> (signatures in its SavedModel, TF_SIGNATURE_DEF, what it must compute)
-        "asks_double": ({"serving_default": module.plus_one, "double": module.double}, "double", lambda x: x * 2),
-        "asks_nothing": ({"serving_default": module.plus_one, "double": module.double}, None, lambda x: x + 1),
+        "asks_double": (both, "double", lambda x: x * 2),
+        "asks_nothing": (both, None, lambda x: x + 1),
         "has_no_default": ({"only": module.double}, None, lambda x: x * 2),
     }
+    saved: dict[int, Path] = {}  # one SavedModel per set of signatures, copied where another model serves it too
     for name, (signatures, chosen, _) in models.items():
-        tf.saved_model.save(module, str(repo / name / "1" / "model.savedmodel"), signatures=signatures)
+        target = repo / name / "1" / "model.savedmodel"
+        if id(signatures) in saved:
+            shutil.copytree(saved[id(signatures)], target)
+        else:
+            tf.saved_model.save(module, str(target), signatures=signatures)
+            saved[id(signatures)] = target
         parameters = f'parameters {{ key: "TF_SIGNATURE_DEF" value {{ string_value: "{chosen}" }} }}' if chosen else ""
         (repo / name / "config.pbtxt").write_text(TF_CONFIG.format(name=name, parameters=parameters))
     x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]], dtype=np.float32)

@@ -42,7 +42,14 @@ def _import_tensorflow():
     return tensorflow
 
 
-tf = _import_tensorflow()
+tf = None  # imported by the first instance whose config this stand-in accepts: a refused one fails in a second
+
+
+def _tensorflow():
+    global tf
+    if tf is None:
+        tf = _import_tensorflow()
+    return tf
 
 INTERNAL_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
 
@@ -51,6 +58,7 @@ class TritonPythonModel(StandIn):
     backend = "tensorflow"
 
     def load(self, path):
+        _tensorflow()
         for key, setter in (("TF_NUM_INTRA_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
                             ("TF_NUM_INTER_THREADS", tf.config.threading.set_inter_op_parallelism_threads)):
             threads = self.int_parameter(key, 0)
@@ -76,7 +84,7 @@ class TritonPythonModel(StandIn):
         self.device = f"/GPU:{self.device_id}" if gpu else "/CPU:0"
 
     def gpu_problem(self):
-        if not tf.config.list_physical_devices("GPU"):
+        if not _tensorflow().config.list_physical_devices("GPU"):
             return f"TensorFlow {tf.__version__} here sees no GPU"
         return None
 
