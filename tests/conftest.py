@@ -178,8 +178,8 @@ def pipeline_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         for name, job in AFTER_BUILD.items():
             if name in used:
                 scratch = tmp_path_factory.mktemp(name)
-                copy = shutil.copytree(workspace, scratch / "workspace", symlinks=True)
-                _JOBS[name] = Background(lambda job=job, copy=copy, scratch=scratch: job(copy, scratch), name)
+                clone = shutil.copytree(workspace, scratch / "workspace", symlinks=True)
+                _JOBS[name] = Background(lambda job=job, clone=clone, scratch=scratch: job(clone, scratch), name)
 
     build = PipelineBuild(tmp_path_factory.mktemp("pipeline"), start_jobs)
     os.nice(BUILD_FIRST)
