@@ -42,20 +42,26 @@ def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: flo
     """Run `concurrency` workers for `warmup_s` (not counted) then `duration_s` (counted).
 
     `make_sender` is called once per worker (its own client); a failed request is counted, not retried.
+    A window that no answer reached (a request slower than the window, on a busy host) stays open until the
+    first answer and closes there, so that every point measures something; the elapsed time says how long.
     """
     senders = [make_sender() for _ in range(concurrency)]
     start_barrier = threading.Barrier(concurrency + 1)
     window: list[float] = []
     results: list[list[float]] = [[] for _ in range(concurrency)]
     failures: list[str] = []
+    counted = threading.Event()  # an answer was counted: the window may close at its planned end
+    closed_late: list[float] = []  # the first answer after a window that none reached: where it closed
+    lock = threading.Lock()
 
     def worker(index: int) -> None:
         send, mine = senders[index], results[index]
         start_barrier.wait()
         begin, end = window
+        give_up = end + max(30.0, 10 * duration_s)  # clients time out long before; this bounds a silent server
         while True:
             t0 = time.perf_counter()
-            if t0 >= end:
+            if t0 >= end and (counted.is_set() or failures or t0 >= give_up):
                 return
             try:
                 send()
@@ -63,8 +69,14 @@ def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: flo
                 failures.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 continue
             t1 = time.perf_counter()
-            if begin <= t1 <= end:  # answered inside the window: counted, as perf_analyzer counts
-                mine.append(t1 - t0)
+            if t1 < begin:
+                continue
+            with lock:  # answered inside the window (counted, as perf_analyzer counts), or the late first one
+                if t1 <= end or not counted.is_set():
+                    mine.append(t1 - t0)
+                    if t1 > end:
+                        closed_late.append(t1)
+                    counted.set()
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
     for thread in threads:
@@ -78,4 +90,5 @@ def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: flo
         for send in senders:
             close(send)
     latencies = tuple(x for r in results for x in r)
-    return LoadResult(latencies, duration_s, len(failures), failures[0] if failures else "")
+    elapsed = closed_late[0] - window[0] if closed_late else duration_s
+    return LoadResult(latencies, elapsed, len(failures), failures[0] if failures else "")

@@ -222,7 +222,7 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(workspac
     outcomes: dict[str, list] = {"http": [], "grpc": []}
     with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
         expected = infer(httpclient, front.members[0], batch)  # Triton's answer, asked directly on a quiet replica
-        stop = time.monotonic() + 4.0
+        stop = time.monotonic() + 6.0
 
         def load(protocol: str) -> None:
             module, url = (httpclient, front.http) if protocol == "http" else (grpcclient, front.grpc)
@@ -235,7 +235,7 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(workspac
         threads = [threading.Thread(target=load, args=(p,)) for p in ("http", "grpc") * 2]
         for thread in threads:
             thread.start()
-        time.sleep(1.5)
+        time.sleep(2.0)
         replica_process(front.members[1]).kill()
         for thread in threads:
             thread.join()

@@ -99,6 +99,18 @@ def test_closed_loop_counts_answers_in_the_window_and_failures_apart() -> None:
     assert result.requests + result.failures <= calls["n"]  # warm-up and the last in-flight ones are not counted
 
 
+def test_a_window_no_answer_reached_closes_at_the_first_answer() -> None:
+    """A request slower than the whole window (a busy host): the point still measures one answer, over the time
+    the window really lasted, not zero requests per second."""
+    def make_sender():
+        return lambda: time.sleep(0.3)
+
+    result = load.closed_loop(make_sender, concurrency=2, warmup_s=0.0, duration_s=0.05)
+    assert result.requests == 1 and result.failures == 0  # the first answer; the other worker's came after it
+    assert 0.25 < result.elapsed_s < 1.0 and 0.25 < result.latencies_s[0] < 1.0
+    assert 1 / result.elapsed_s == pytest.approx(result.per_second())
+
+
 @pytest.mark.integration
 def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(in_workspace: Path, tmp_path: Path,
                                                                                capsys: pytest.CaptureFixture) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,10 +132,10 @@ def make_ci(repo: Path) -> subprocess.CompletedProcess:
     return run_cmd(["make", "ci", f"VENV={BIN.parent}"], repo, timeout=900)
 
 
-def run_ci_twice(repo: Path, scratch: Path) -> dict[str, tuple[subprocess.CompletedProcess, str, bool | None]]:
+def run_ci_twice(repo: Path, scratch: Path) -> dict[str, Any]:
     """The CI job twice on `repo`, a copy of the built workspace made a git repository: the accepted run on main,
     then a branch whose change makes the ensemble's server-side pre-processing drift. Each run: its result, the
-    gate's table, and whether `dvc plots diff` was written.
+    gate's table, and whether `dvc plots diff` was written; and the perturbed run's parity report of the ensemble.
 
     Run beside the other tests (conftest.AFTER_BUILD): most of it waits on DVC and git, one process at a time."""
     del scratch
@@ -166,7 +167,7 @@ AFTER_BUILD["ci_runs"] = run_ci_twice
 
 
 @pytest.fixture
-def ci_runs(workspace: Path) -> dict[str, tuple[subprocess.CompletedProcess, str, bool | None]]:
+def ci_runs(workspace: Path) -> dict[str, Any]:
     return job_result("ci_runs")
 
 
