@@ -303,14 +303,14 @@ def test_tensorflow_standin_chooses_the_signature_as_tritons_backend_does(tmp_pa
         "asks_nothing": (both, None, lambda x: x + 1),
         "has_no_default": ({"only": module.double}, None, lambda x: x * 2),
     }
-    saved: dict[int, Path] = {}  # one SavedModel per set of signatures, copied where another model serves it too
+    saved: dict[frozenset[str], Path] = {}  # one SavedModel per set of signatures, copied where another serves it
     for name, (signatures, chosen, _) in models.items():
         target = repo / name / "1" / "model.savedmodel"
-        if id(signatures) in saved:
-            shutil.copytree(saved[id(signatures)], target)
+        if frozenset(signatures) in saved:
+            shutil.copytree(saved[frozenset(signatures)], target)
         else:
             tf.saved_model.save(module, str(target), signatures=signatures)
-            saved[id(signatures)] = target
+            saved[frozenset(signatures)] = target
         parameters = f'parameters {{ key: "TF_SIGNATURE_DEF" value {{ string_value: "{chosen}" }} }}' if chosen else ""
         (repo / name / "config.pbtxt").write_text(TF_CONFIG.format(name=name, parameters=parameters))
     x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]], dtype=np.float32)
