@@ -93,9 +93,7 @@ class Progress:
 
 def inputs_for(spec: ModelSpec, data: str) -> dict[str, np.ndarray]:
     """`max_batch_size` samples of the model's parity inputs: every path gets the same ones."""
-    (tensor,) = spec.inputs
-    count = max(spec.max_batch_size, 1)
-    return {tensor.name: parity_inputs.for_network(spec.network, tensor, count, data, spec.parity.inputs).samples[:count]}
+    return parity_inputs.for_model(spec, max(spec.max_batch_size, 1), data).arrays
 
 
 def batch_of(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -365,6 +363,10 @@ def run(cfg: Any) -> int:
     catalog = served_specs(cfg.models)
     specs = selected(cfg, catalog)
     require_gpu_host(specs, cfg)
+    unbatched = [s.name for s in specs if s.max_batch_size == 0]
+    if unbatched:  # every path here sends batches (batch 1 and max_batch_size) of the same samples
+        print(f"note: not measured: {', '.join(unbatched)} (no batch axis, max_batch_size 0)", flush=True)
+        specs = [s for s in specs if s.max_batch_size > 0]
     out = Path(cfg.load.reports)
     kind = str(cfg.server.kind)
     balanced = str(cfg.balancer.kind) != "none"

@@ -10,34 +10,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from pipelines import artifacts, parity_inputs, torch_models
+from pipelines import artifacts, exporting, parity_inputs, reference, torch_models
 from pipelines.atomic import atomic_path, write_json
 from pipelines.cli import hydra_main
 from pipelines.errors import ArtifactError, ConfigError
-from pipelines.spec import NetworkSpec, network_spec
+from pipelines.spec import network_spec
 
 log = logging.getLogger(__name__)
-
-
-def export_onnx(model: Any, network: NetworkSpec, opset: int, target: Path, example: np.ndarray) -> None:
-    import onnx
-    import torch
-
-    inputs, outputs = network.inputs, network.outputs
-    names = [t.name for t in (*inputs, *outputs)]
-    torch.onnx.export(
-        model,
-        (torch.from_numpy(example),),
-        str(target),
-        input_names=[t.name for t in inputs],
-        output_names=[t.name for t in outputs],
-        dynamic_axes={name: {0: "batch"} for name in names},
-        opset_version=opset,
-        dynamo=False,  # the TorchScript exporter: 7x faster here and what Triton's examples use
-    )
-    onnx.checker.check_model(str(target), full_check=True)
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -58,21 +38,14 @@ def run(cfg: Any) -> dict[str, Any]:
     with atomic_path(onnx_path) as onnx_tmp, atomic_path(state_dict_path) as sd_tmp, \
             atomic_path(network.labels_file) as labels_tmp:
         log.info("exporting ONNX (opset %s, dynamic batch)", cfg.opset)
-        export_onnx(model, network, int(cfg.opset), onnx_tmp, example)
+        feeds = {inputs[0].name: example}
+        exporting.torch_onnx(model, feeds, inputs, outputs, int(cfg.opset), onnx_tmp)
         problems = artifacts.mismatches(inputs, outputs, 1, artifacts.onnx_signature(onnx_tmp))
         if problems:
             raise ArtifactError(f"exported ONNX does not match network {name!r}: {'; '.join(problems)}")
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(onnx_tmp), providers=["CPUExecutionProvider"])
-        (got,) = session.run([outputs[0].name], {inputs[0].name: example})
-        with torch.no_grad():
-            expected = model(torch.from_numpy(example)).numpy()
-        diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
-        limit = float(cfg.verify.max_abs_diff)
-        log.info("ONNX Runtime vs PyTorch on batch %d: max abs diff %.3g (limit %.1g)", len(example), diff, limit)
-        if diff > limit:
-            raise ArtifactError(f"ONNX export differs from PyTorch by {diff:.3g} > {limit:g}; nothing was written")
+        diff = exporting.self_check("the ONNX export", reference.torch_runner(model, network),
+                                    reference.onnxruntime_runner(onnx_tmp, inputs, outputs), feeds, outputs,
+                                    float(cfg.verify.max_abs_diff)).worst
         torch.save(model.state_dict(), str(sd_tmp))
         labels = torch_models.labels(network)
         labels_tmp.write_text("\n".join(labels) + "\n")

@@ -70,7 +70,8 @@ def onnx_signature(path: Path) -> ArtifactSignature:
                 continue
             t = v.type.tensor_type
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-            out.append(ArtifactTensor(v.name, ONNX_TO_TRITON.get(t.elem_type, f"onnx:{t.elem_type}"), shape))
+            dtype = ONNX_TO_TRITON.get(t.elem_type) or f"onnx {onnx.TensorProto.DataType.Name(t.elem_type)}"
+            out.append(ArtifactTensor(v.name, dtype, shape))
         return tuple(out)
 
     return ArtifactSignature(tensors(model.graph.input), tensors(model.graph.output))

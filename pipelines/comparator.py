@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class Prepared:
     truth: np.ndarray | None  # the samples' true classes, where known (served accuracy)
     parts: ensemble.Parts | None = None  # an ensemble's steps, to check its server-side pre-processing
     class_names: list[str] | None = None  # the labels file of a labelled output, one name per class
+    reference: str = ""  # what computed the reference, as the report names it
 
 
 def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:
@@ -76,25 +77,41 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     max_batch = max(spec.max_batch_size, 1)
     batch_sizes = sorted(set(settings.batch_sizes) | {max_batch})
     batch_sizes = [b for b in batch_sizes if 1 <= b <= max_batch]
-    burst = settings.concurrent_requests
+    burst = settings.concurrent_requests if spec.max_batch_size > 0 else 0  # no batch axis: nothing to merge
     count = max(settings.samples or max_batch, max(batch_sizes), burst)
-    (tensor,) = spec.inputs  # our networks have one input; several need a multi-input sampler
-    sampled = parity_inputs.for_network(spec.network, tensor, count, data_path, settings.inputs)
-    if len(sampled.samples) < max(batch_sizes):
-        raise DataError(f"{spec.name}: only {len(sampled.samples)} input samples for batch size {max(batch_sizes)}")
-    samples = {tensor.name: sampled.samples}
-    total = len(sampled.samples)
+    sampled = parity_inputs.for_model(spec, count, data_path)
+    total = sampled.count
+    if total < max(batch_sizes):
+        raise DataError(f"{spec.name}: only {total} input samples for batch size {max(batch_sizes)}")
+    samples = sampled.arrays
     cases = [Case(f"batch_{b}", _slice(samples, 0, b), [b]) for b in batch_sizes]
     cases.append(Case(ALL_SAMPLES, samples, _chunks(total, max_batch)))
+    burst = min(burst, total)
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
     parts = ensemble.parts(spec, catalog or {}) if spec.format == "ensemble" else None
     names = spec.network.class_names() if any(t.labels for t in spec.outputs) and spec.labels_file else None
-    run_reference = reference.load_ensemble(parts) if parts else reference.load(spec)
-    log.info("%s: framework (%s) reference on %d samples", spec.name, spec.reference, total)
+    run_reference = reference.load_ensemble(parts) if parts else unbatched(spec, reference.load(spec))
+    described = spec.reference if parts else reference.describe(spec.network)
+    log.info("%s: reference (%s) on %d samples", spec.name, described, total)
     everything = _concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
     for case in [*cases, *([burst_case] if burst_case else [])]:
         case.reference = _slice(everything, 0, case.size)
-    return Prepared(spec, cases, burst_case, sampled.labels, parts, names)
+    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described)
+
+
+def unbatched(spec: ModelSpec, run: Callable[[Arrays], Arrays]) -> Callable[[Arrays], Arrays]:
+    """A model without a batch axis (max_batch_size 0) takes one sample as it is: batch-first requests of one
+    sample lose their first axis on the way in and get it back on the way out."""
+    if spec.max_batch_size > 0:
+        return run
+
+    def one(arrays: Arrays) -> Arrays:
+        (count,) = {len(v) for v in arrays.values()}
+        if count != 1:
+            raise ValueError(f"{spec.name} has no batch axis: one sample per request, got {count}")
+        return {k: np.asarray(v)[None] for k, v in run({k: v[0] for k, v in arrays.items()}).items()}
+
+    return one
 
 
 def _spans(case: Case) -> list[tuple[int, int]]:
@@ -168,10 +185,11 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
         for protocol in protocols:
             start = time.perf_counter()
             answers: dict[tuple[int, int], Arrays] = {}  # each distinct request sent once per protocol
+            infer = unbatched(spec, lambda arrays, protocol=protocol: model.infer(protocol, arrays))
             for case in prepared.cases:
                 for span in _spans(case):
                     if span not in answers:
-                        answers[span] = model.infer(protocol, _slice(all_samples.inputs, *span))
+                        answers[span] = infer(_slice(all_samples.inputs, *span))
                 served[protocol][case.name] = _concat([answers[span] for span in _spans(case)])
             log.info("%s: %s, %d cases in %d requests, %.2f s", spec.name, protocol, len(prepared.cases), len(answers),
                      time.perf_counter() - start)
@@ -217,13 +235,21 @@ def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> Preprocess
 
 def _is_scores(spec: ModelSpec, tensor: Any) -> bool:
     """Per-class scores get ranking metrics; an ensemble's outputs are already its top-k."""
-    return spec.format != "ensemble" and len(tensor.dims) == 1 and tensor.dims[0] > 1
+    return spec.format != "ensemble" and tensor.name == spec.network.class_output
 
 
-def _exact(got: np.ndarray, ref: np.ndarray) -> OutputResult:
-    """BYTES outputs (labels) are compared for equality, row by row."""
+def _exact(got: np.ndarray, ref: np.ndarray) -> tuple[OutputResult, str]:
+    """Integer, bool and string outputs (labels, class indices) are compared for equality, row by row;
+    with the first differing element, where one does."""
+    if got.shape != ref.shape:
+        return OutputResult(int(len(ref)), False, mismatched_samples=int(len(ref))), \
+            f"shape {list(got.shape)}, the reference's {list(ref.shape)}"
     rows = np.array([np.array_equal(a, b) for a, b in zip(got.reshape(len(got), -1), ref.reshape(len(ref), -1))])
-    return OutputResult(int(len(rows)), bool(rows.all()), mismatched_samples=int(np.sum(~rows)))
+    result = OutputResult(int(len(rows)), bool(rows.all()), mismatched_samples=int(np.sum(~rows)))
+    if result.passed:
+        return result, ""
+    index = tuple(int(i) for i in np.argwhere(got != ref)[0])
+    return result, f"first at {list(index)}: served {got[index]!r}, reference {ref[index]!r}"
 
 
 def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> ParityReport:
@@ -231,7 +257,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
 
     `server`: what served (kind, description, Triton's version), recorded with the proof.
     """
-    spec, tol = prepared.spec, prepared.spec.tolerance
+    spec = prepared.spec
     served = result.outputs
     failures: list[str] = []
     protocols: dict[str, ProtocolResult] = {}
@@ -244,12 +270,13 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
         for tensor in spec.outputs:
             got = np.concatenate([by_case[c][tensor.name] for c in cases])
             ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in cases])
-            if tensor.dtype == "BYTES":
-                outputs[tensor.name] = _exact(got, ref)
+            if tensor.exact:
+                outputs[tensor.name], where = _exact(got, ref)
                 if not outputs[tensor.name].passed:
                     failures.append(f"{protocol} {tensor.name}: {outputs[tensor.name].mismatched_samples} "
-                                    "samples differ from the framework's")
+                                    f"samples differ from the reference's ({where})")
                 continue
+            tol = spec.tolerance_for(tensor.name)
             metrics = output_metrics.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
             verdict = output_metrics.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
@@ -273,7 +300,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
         ]
     return ParityReport(
         model=spec.name, network=spec.network.name, format=spec.format, precision=spec.precision,
-        reference=spec.reference, tolerance=tol, server=dict(server), served_by=result.backend,
+        reference=prepared.reference or spec.reference, tolerance=spec.tolerance, server=dict(server), served_by=result.backend,
         protocols=protocols, protocol_agreement=agreement, classification=classification, accuracy=accuracy,
         dynamic_batching=result.batching, skipped_protocols=result.skipped, preprocessing=result.preprocessing,
         failures=failures,
@@ -331,10 +358,10 @@ def _agreement(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict
 
 
 def _accuracy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[str, float] | None:
-    if prepared.truth is None:
+    name = prepared.spec.network.class_output
+    if prepared.truth is None or name is None:
         return None
     truth = prepared.truth
-    name = prepared.spec.outputs[0].name
     framework = _case(prepared, ALL_SAMPLES).reference[name]
     result = {"framework": float(np.mean(np.argmax(framework, axis=-1) == truth))}
     for protocol, by_case in served.items():

@@ -30,6 +30,9 @@ class OutputMetrics:
     top5_agreement: float | None
     needed_atol: float  # smallest atol that passes at the configured rtol
     needed_rtol: float | None  # smallest rtol that passes at the configured atol (None: none does, ref is 0)
+    worst_index: list[int] = field(default_factory=list)  # the element furthest outside the tolerance (or off most)
+    worst_served: float = 0.0
+    worst_reference: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +70,8 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         k = min(5, s.shape[-1])
         same5 = [set(a) == set(b) for a, b in zip(_topk(s, k).reshape(-1, k), _topk(r, k).reshape(-1, k))]
         top5 = float(np.mean(same5))
+    excess = diff - (tol.atol + tol.rtol * mag)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), excess.shape)) if excess.size else ()
     return OutputMetrics(
         samples=int(len(s)),
         nonfinite=nonfinite,
@@ -78,6 +83,9 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         top5_agreement=top5,
         needed_atol=float(np.maximum(diff - tol.rtol * mag, 0).max(initial=0.0)),
         needed_rtol=_needed_rtol(diff, mag, tol.atol),
+        worst_index=list(worst),
+        worst_served=float(s[worst]) if worst else 0.0,
+        worst_reference=float(r[worst]) if worst else 0.0,
     )
 
 
@@ -98,7 +106,8 @@ def judge(metrics: OutputMetrics, tol: Tolerance) -> Verdict:
         by_rtol = "no rtol suffices" if metrics.needed_rtol is None else f"or rtol {metrics.needed_rtol:.3g}"
         failures.append(
             f"values off by up to {metrics.max_abs:.3g} (needs atol {metrics.needed_atol:.3g} at rtol {tol.rtol:g}, "
-            f"{by_rtol} at atol {tol.atol:g})"
+            f"{by_rtol} at atol {tol.atol:g}); worst element {metrics.worst_index}: served "
+            f"{metrics.worst_served:.7g}, reference {metrics.worst_reference:.7g}"
         )
     if metrics.cosine < tol.min_cosine:
         failures.append(f"cosine similarity {metrics.cosine:.6f} < {tol.min_cosine}")

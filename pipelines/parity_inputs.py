@@ -1,4 +1,5 @@
-"""Inputs that exports and parity feed a model: real digits for MNIST, image-like tensors for ImageNet nets.
+"""Inputs that exports and parity feed a model: real digits for MNIST, image-like tensors for ImageNet nets,
+and for an added network the user's sample file or seeded inputs generated from its spec.
 
 Random noise hides or exaggerates differences (NVIDIA/TensorRT#1565), so MNIST uses real test
 digits; for classifiers without a shipped image set we use smooth, seeded, image-like tensors
@@ -8,21 +9,30 @@ normalised with the network's own ImageNet statistics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipelines import data
-from pipelines.errors import ConfigError
-from pipelines.spec import NetworkSpec, TensorSpec
+from pipelines.errors import ConfigError, DataError
+from pipelines.spec import ModelSpec, Sampling, TensorSpec
 
 
 @dataclass(frozen=True)
 class ParityInputs:
-    """One input tensor's samples (batch first) and, where known, their true labels."""
+    """Samples of every input tensor (batch first, by name) and, where known, their true labels."""
 
-    samples: np.ndarray
+    arrays: dict[str, np.ndarray]
     labels: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def head(self, count: int) -> "ParityInputs":
+        return ParityInputs({k: v[:count] for k, v in self.arrays.items()},
+                            None if self.labels is None else self.labels[:count])
 
 
 def imagenet_like(tensor: TensorSpec, count: int, mean: list[float], std: list[float], seed: int = 0) -> np.ndarray:
@@ -53,8 +63,6 @@ def sample_photo_paths() -> list[Any]:
         import skimage
     except ImportError as exc:
         raise ConfigError("sample images come from scikit-image: run `make setup`") from exc
-    from pathlib import Path
-
     folder = Path(skimage.__file__).parent / "data"
     return [folder / name for name in SAMPLE_PHOTOS]
 
@@ -66,16 +74,101 @@ def sample_images(count: int) -> np.ndarray:
     return np.array(encoded, dtype=np.object_).reshape(count, 1)
 
 
-def for_network(network: NetworkSpec, tensor: TensorSpec, count: int, data_path: str,
-                kind: str | None = None) -> ParityInputs:
-    """The configured kind of inputs (`kind`, else `network.parity_inputs`), `count` samples."""
-    kind = kind or network.parity_inputs
+LABELS = "labels"  # the optional array of true classes in a sample file
+
+
+def read_npz(path: Path, inputs: tuple[TensorSpec, ...], batched: bool = True) -> ParityInputs:
+    """A sample file's arrays: one per input, named after it, batch first, plus optional `labels`.
+
+    An unbatched model's (max_batch_size 0) array may also be one sample: exactly the input's shape. Every mismatch is one line (DataError) naming the array and what the spec says.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz sample ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
+    labels = arrays.pop(LABELS, None)
+    names = {t.name for t in inputs}
+    if set(arrays) != names:
+        raise DataError(f"{path}: arrays {sorted(arrays)} must be exactly the inputs {sorted(names)} (and optionally "
+                        f"{LABELS!r})")
+    out = {}
+    for tensor in inputs:
+        array = arrays[tensor.name]
+        if not batched and array.ndim == len(tensor.dims):  # one sample of an unbatched input
+            array = array[None]
+        problem = sample_mismatch(tensor, array)
+        if problem:
+            raise DataError(f"{path}: {problem}")
+        if tensor.dtype == "BYTES":  # stored as fixed-size bytes or unicode (.npz holds no objects without pickle)
+            array = (np.char.encode(array, "utf-8") if array.dtype.kind == "U" else array).astype(np.object_)
+        out[tensor.name] = array
+    counts = {len(a) for a in out.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise DataError(f"{path}: the input arrays must hold the same, non-zero number of samples, got "
+                        f"{ {k: len(v) for k, v in out.items()} }")
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(next(iter(out.values())))
+                               or labels.dtype.kind not in "iu"):
+        raise DataError(f"{path}: {LABELS!r} must be one integer class per sample, got {labels.dtype} {list(labels.shape)}")
+    return ParityInputs(out, labels)
+
+
+def write_npz(path: Path, inputs: ParityInputs) -> None:
+    """What `read_npz` reads back (BYTES as fixed-size bytes: .npz holds no Python objects without pickle)."""
+    arrays = {k: v.astype(np.bytes_) if v.dtype == np.object_ else v for k, v in inputs.arrays.items()}
+    if inputs.labels is not None:
+        arrays[LABELS] = inputs.labels
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def sample_mismatch(tensor: TensorSpec, array: np.ndarray) -> str:
+    """Why a batch-first array cannot feed `tensor` (empty when it can): dtype and every fixed dimension."""
+    want = tensor.numpy_dtype
+    same_kind = array.dtype == want or (tensor.dtype == "BYTES" and array.dtype.kind in "OSU")
+    if not same_kind:
+        return f"array {tensor.name!r} is {array.dtype}, the input is {tensor.dtype} ({want})"
+    dims = array.shape[1:]
+    if len(dims) != len(tensor.dims) or any(w not in (-1, g) for g, w in zip(dims, tensor.dims)):
+        return f"array {tensor.name!r} has sample shape {list(dims)}, the input's dims are {list(tensor.dims)}"
+    return ""
+
+
+def generate(inputs: tuple[TensorSpec, ...], sampling: Sampling) -> ParityInputs:
+    """Seeded inputs from the spec alone: `count` samples, open dimensions `dim_size`, values per dtype in the
+    input's declared range (floats: standard normal, or uniform within a range; integers: [0, 100) by default)."""
+    rng = np.random.default_rng(sampling.seed)
+    arrays = {}
+    for tensor in inputs:
+        shape = (sampling.count, *(sampling.dim_size if d == -1 else d for d in tensor.dims))
+        low, high = sampling.value_ranges.get(tensor.name, (None, None))
+        if tensor.dtype == "BOOL":
+            arrays[tensor.name] = rng.random(shape) < 0.5
+        elif tensor.dtype == "BYTES":
+            arrays[tensor.name] = np.array([f"sample {i}".encode() for i in range(int(np.prod(shape)))],
+                                           dtype=np.object_).reshape(shape)
+        elif not tensor.exact:
+            values = rng.standard_normal(shape) if low is None else rng.uniform(low, high, shape)
+            arrays[tensor.name] = values.astype(tensor.numpy_dtype)
+        else:
+            bounds = np.iinfo(tensor.numpy_dtype)
+            lo, hi = (0, 100) if low is None else (int(np.ceil(low)), int(np.ceil(high)))
+            arrays[tensor.name] = rng.integers(max(lo, bounds.min), min(hi, bounds.max), shape).astype(tensor.numpy_dtype)
+    return ParityInputs(arrays)
+
+
+def for_model(spec: ModelSpec, count: int, data_path: str) -> ParityInputs:
+    """A served model's parity inputs (`parity.inputs`, else its network's kind), at most `count` samples."""
+    network, kind = spec.network, spec.parity.inputs or spec.network.parity_inputs
+    if kind == "npz":
+        return read_npz(network.artifact("inputs"), spec.inputs, spec.max_batch_size > 0).head(count)
+    (tensor,) = spec.inputs  # the other kinds feed our single-input image networks (an ensemble: encoded images)
     if kind == "sample_images":
-        return ParityInputs(sample_images(count))
+        return ParityInputs({tensor.name: sample_images(count)})
     if kind == "mnist_test":
         mnist = data.load(data_path)
-        return ParityInputs(data.to_model_input(mnist.x_test[:count]), mnist.y_test[:count])
+        return ParityInputs({tensor.name: data.to_model_input(mnist.x_test[:count])}, mnist.y_test[:count])
     if kind == "imagenet_like":
         pre = network.require_preprocessing("image-like parity inputs")
-        return ParityInputs(imagenet_like(tensor, count, list(pre.mean), list(pre.std)))
+        return ParityInputs({tensor.name: imagenet_like(tensor, count, list(pre.mean), list(pre.std))})
     raise ConfigError(f"network {network.name!r}: unknown parity_inputs {kind!r}")

@@ -33,7 +33,7 @@ class OutputResult:
     def from_dict(cls, data: Mapping[str, Any]) -> OutputResult:
         if "mismatched_samples" in data:
             return cls(int(data["samples"]), bool(data["passed"]), None, int(data["mismatched_samples"]))
-        metrics = OutputMetrics(**{f.name: data[f.name] for f in fields(OutputMetrics)})
+        metrics = OutputMetrics(**{f.name: data[f.name] for f in fields(OutputMetrics) if f.name in data})
         return cls(metrics.samples, bool(data["passed"]), metrics)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import numpy as np
 
 from pipelines.errors import ConfigError
 from pipelines.reference import Runner
@@ -18,29 +17,15 @@ from pipelines.spec import ModelSpec
 
 
 def _onnx(spec: ModelSpec) -> Runner:
-    import onnxruntime as ort
+    from pipelines.reference import onnxruntime_runner
 
-    session = ort.InferenceSession(str(spec.artifact), providers=["CPUExecutionProvider"])
-    names = [t.name for t in spec.outputs]
-
-    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, {t.name: arrays[t.name] for t in spec.inputs})))
-
-    return run
+    return onnxruntime_runner(spec.artifact, spec.inputs, spec.outputs)
 
 
 def _savedmodel(spec: ModelSpec) -> Runner:
-    from pipelines.tensorflow_import import tensorflow
+    from pipelines.reference import savedmodel_runner
 
-    tf = tensorflow()
-
-    signature = tf.saved_model.load(str(spec.artifact)).signatures[spec.network.signature]
-
-    def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = signature(**{t.name: tf.constant(arrays[t.name]) for t in spec.inputs})
-        return {t.name: out[t.name].numpy() for t in spec.outputs}
-
-    return run
+    return savedmodel_runner(spec.artifact, spec.network.signature, spec.inputs, spec.outputs)
 
 
 def _ensemble(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:

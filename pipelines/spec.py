@@ -31,12 +31,17 @@ TRITON_TO_NUMPY: dict[str, np.dtype] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(np.object_),  # Triton's TYPE_STRING: encoded images, label strings
 }
+FLOAT_DTYPES = ("FP16", "BF16", "FP32", "FP64")
 FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble", "python")  # python: an ensemble's own steps
 LAYOUTS = ("NCHW", "NHWC")  # Triton's input `format`: how image clients lay out pixels
 PRECISIONS = ("fp32", "fp16")
-REFERENCES = ("keras", "torch")
+REFERENCE_ARTIFACT = {"keras": "keras", "torch": "state_dict"}  # every other reference runs artifact "source"
+# the framework parity compares against: the trained Keras model, a torchvision classifier's state dict, or an
+# added model's own source file (`python -m export.add`): a SavedModel, a torch.export program, TorchScript, ONNX
+REFERENCES = ("keras", "torch", "tensorflow", "torch_export", "torchscript", "onnx")
 SCORES = ("logits", "probabilities")  # what a classifier's output holds
-PARITY_INPUTS = ("mnist_test", "imagenet_like", "sample_images")  # pipelines/parity_inputs.py
+# pipelines/parity_inputs.py; npz: the arrays an added network's export stage wrote (the user's sample, or generated)
+PARITY_INPUTS = ("mnist_test", "imagenet_like", "sample_images", "npz")
 HARDWARE_LEVELS = ("none", "ampere_plus")  # TensorRT hardware compatibility
 
 
@@ -56,6 +61,11 @@ class TensorSpec:
     @property
     def numpy_dtype(self) -> np.dtype:
         return TRITON_TO_NUMPY[self.dtype]
+
+    @property
+    def exact(self) -> bool:
+        """Integer, bool and string values compare for equality; only floating-point values get a tolerance."""
+        return self.dtype not in FLOAT_DTYPES
 
     @property
     def json_safe(self) -> bool:
@@ -89,6 +99,21 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """Where an added network's parity inputs come from: the user's sample file, else generated from the spec.
+
+    Generated values are seeded; `value_ranges` bounds an input's values (low inclusive, high exclusive for
+    integers), as Polygraphy's `--val-range`; `dim_size` fills the dimensions the artifact leaves open.
+    """
+
+    sample: Path | None = None
+    count: int = 16
+    value_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    dim_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """A trained network: its tensors, artifacts by kind (keras, savedmodel, onnx, state_dict) and semantics."""
 
@@ -104,6 +129,14 @@ class NetworkSpec:
     labels_file: Path | None = None
     arch: str | None = None  # torchvision architecture
     labels_from: str | None = None  # torchvision weight enum whose metadata names the classes
+    class_output: str | None = None  # the output whose argmax is a class: ranking gates, accuracy on labels
+    batch_axis: bool = True  # the tensors' first axis is a batch axis, not part of `dims` (else max_batch_size 0)
+    sampling: Sampling | None = None  # an added network's parity inputs (parity_inputs: npz)
+
+    @property
+    def source(self) -> Path:
+        """The file parity's reference runs: what the user trained (for our own networks, what training wrote)."""
+        return self.artifact(REFERENCE_ARTIFACT.get(self.reference, "source"))
 
     def artifact(self, kind: str) -> Path:
         if kind not in self.artifacts:
@@ -220,6 +253,11 @@ class ModelSpec:
     tensorrt: TensorRTSettings | None = None
     ensemble: EnsembleSettings | None = None
     extra_config: str = ""  # config.pbtxt fields added to the generated config (checked by protobuf)
+    output_tolerance: Mapping[str, Tolerance] = field(default_factory=dict)  # per output, over `tolerance`
+
+    def tolerance_for(self, output: str) -> Tolerance:
+        """An output's own tolerance where the model declares one, else the model's."""
+        return self.output_tolerance.get(output, self.tolerance)
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:
@@ -289,11 +327,12 @@ def _network_spec(cfg: dict[str, Any]) -> NetworkSpec:
     where = f"network {cfg['name']!r}"
     pre = cfg.get("preprocessing")
     labels = cfg.get("labels_file")
+    inputs, outputs = _tensors(cfg.get("inputs"), where), _tensors(cfg.get("outputs"), where)
     return NetworkSpec(
         name=str(cfg["name"]),
         reference=_choice(cfg["reference"], REFERENCES, "reference", where),
-        inputs=_tensors(cfg.get("inputs"), where),
-        outputs=_tensors(cfg.get("outputs"), where),
+        inputs=inputs,
+        outputs=outputs,
         artifacts={str(k): Path(str(v)) for k, v in (cfg.get("artifacts") or {}).items()},
         signature=str(cfg.get("signature", "serving_default")),
         scores=_choice(cfg.get("scores", "logits"), SCORES, "scores", where),
@@ -304,7 +343,39 @@ def _network_spec(cfg: dict[str, Any]) -> NetworkSpec:
         labels_file=Path(str(labels)) if labels else None,
         arch=str(cfg["arch"]) if cfg.get("arch") else None,
         labels_from=str(cfg["labels_from"]) if cfg.get("labels_from") else None,
+        class_output=_class_output(cfg, outputs, where),
+        sampling=_sampling(cfg.get("sampling"), inputs, where),
+        batch_axis=bool(cfg.get("batch_axis", True)),
     )
+
+
+def _class_output(cfg: dict[str, Any], outputs: tuple[TensorSpec, ...], where: str) -> str | None:
+    """The declared class output; by default the only output when it is one vector of class scores."""
+    name = cfg.get("class_output")
+    if name is None:
+        (only, *rest) = outputs
+        return only.name if not rest and len(only.dims) == 1 and only.dims[0] > 1 and not only.exact else None
+    if name not in {t.name for t in outputs}:
+        raise ConfigError(f"{where}: class_output {name!r} is not one of its outputs {[t.name for t in outputs]}")
+    return str(name)
+
+
+def _sampling(cfg: dict[str, Any] | None, inputs: tuple[TensorSpec, ...], where: str) -> Sampling | None:
+    if cfg is None:
+        return None
+    ranges = {str(k): (float(v[0]), float(v[1])) for k, v in (cfg.get("value_ranges") or {}).items()}
+    unknown = sorted(set(ranges) - {t.name for t in inputs})
+    if unknown:
+        raise ConfigError(f"{where}: sampling.value_ranges names {unknown}, which are not inputs "
+                          f"{[t.name for t in inputs]}")
+    empty = [f"{k}={list(v)}" for k, v in ranges.items() if not v[0] < v[1]]
+    if empty:
+        raise ConfigError(f"{where}: sampling.value_ranges must be [low, high) with low < high, got {', '.join(empty)}")
+    sampling = Sampling(Path(str(cfg["sample"])) if cfg.get("sample") else None, int(cfg.get("count", Sampling.count)),
+                        ranges, int(cfg.get("dim_size", Sampling.dim_size)), int(cfg.get("seed", Sampling.seed)))
+    if sampling.count < 1 or sampling.dim_size < 1:
+        raise ConfigError(f"{where}: sampling.count and sampling.dim_size must be >= 1")
+    return sampling
 
 
 def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
@@ -324,6 +395,10 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
     max_batch_size = int(cfg["max_batch_size"])
     if max_batch_size < 0:
         raise ConfigError(f"{where}: max_batch_size must be >= 0, got {max_batch_size}")
+    if fmt != "ensemble" and network.batch_axis != (max_batch_size > 0):
+        raise ConfigError(f"{where}: max_batch_size {max_batch_size} needs a network " +
+                          ("without a batch axis (batch_axis: false)" if network.batch_axis else
+                           f"with a batch axis: network {network.name!r} has none, so max_batch_size must be 0"))
     instance_count = int(cfg.get("instance_count", 1))
     if instance_count < 1:
         raise ConfigError(f"{where}: instance_count must be >= 1, got {instance_count}")
@@ -344,8 +419,7 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         inputs=inputs,
         outputs=outputs,
         max_batch_size=max_batch_size,
-        tolerance=Tolerance(float(tol["atol"]), float(tol["rtol"]), float(tol["min_cosine"]),
-                            float(tol["min_top1_agreement"]), float(tol["min_top5_agreement"])),
+        tolerance=_tolerance(tol),
         dynamic_batching=None if not batching else DynamicBatching(
             tuple(int(b) for b in batching.get("preferred_batch_size", [])),
             int(batching.get("max_queue_delay_microseconds", 0))),
@@ -367,18 +441,31 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
         ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), image_limits(ens["image_limits"]),
                                                        int(ens.get("top_k", EnsembleSettings.top_k))),
         extra_config=str(cfg.get("extra_config") or ""),
+        output_tolerance={str(k): _tolerance({**tol, **v}) for k, v in (cfg.get("output_tolerance") or {}).items()},
     )
+    unknown = sorted(set(spec.output_tolerance) - {t.name for t in outputs})
+    if unknown:
+        raise ConfigError(f"{where}: output_tolerance names {unknown}, which are not outputs {[t.name for t in outputs]}")
     _check_numbers(spec, where)
     return spec
 
 
+def _tolerance(tol: Mapping[str, Any]) -> Tolerance:
+    return Tolerance(float(tol["atol"]), float(tol["rtol"]), float(tol["min_cosine"]),
+                     float(tol["min_top1_agreement"]), float(tol["min_top5_agreement"]))
+
+
 def _check_numbers(spec: ModelSpec, where: str) -> None:
     """Settings that would weaken or skip the check are refused here, where every entry point builds the spec."""
-    tol, parity = spec.tolerance, spec.parity
-    problems = [f"tolerance.{k} must be a finite number >= 0, got {v}" for k, v in (("atol", tol.atol), ("rtol", tol.rtol))
-                if not 0 <= v < math.inf]
-    problems += [f"tolerance.{k} must be within 0..1, got {v}" for k, v in tol.__dict__.items()
-                 if k.startswith("min_") and not 0 <= v <= 1]
+    parity = spec.parity
+    problems = []
+    for prefix, tol in (("tolerance", spec.tolerance),
+                        *((f"output_tolerance.{k}", v) for k, v in spec.output_tolerance.items())):
+        problems += [f"{prefix}.{k} must be a finite number >= 0, got {v}" for k, v in (("atol", tol.atol),
+                                                                                      ("rtol", tol.rtol))
+                     if not 0 <= v < math.inf]
+        problems += [f"{prefix}.{k} must be within 0..1, got {v}" for k, v in tol.__dict__.items()
+                     if k.startswith("min_") and not 0 <= v <= 1]
     if parity.samples is not None and parity.samples < 1:
         problems.append(f"parity.samples must be >= 1, got {parity.samples}")
     limit = spec.max_batch_size or 1  # max_batch_size 0: one unbatched request at a time

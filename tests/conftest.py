@@ -77,6 +77,7 @@ SMALL = {
 }
 
 
+USER_MODELS = "byom"  # the workspace folder of tests/user_models.py's models (and byom_perturbed/, their variants)
 PIPELINE_FIXTURES = {"pipeline_run", "workspace", "in_workspace"}
 # The build is the session's longest path: its end starts the AFTER_BUILD jobs, and the tests that need it wait for
 # it. Once it runs, the test process and all it starts (not the build) run at this niceness, taking what it leaves.
@@ -129,8 +130,10 @@ class PipelineBuild:
                 text = text.replace(old, new)
             conf.write_text(text)
         self.out, self.err = parent / "repro.out", parent / "repro.err"  # files: a full pipe would stall it
+        # the models of a user's own (tests/user_models.py), added as a user adds them, then one `dvc repro` for all
+        script = f"{sys.executable} tests/user_models.py {USER_MODELS} --add && exec {BIN / 'dvc'} repro"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=self.workspace, env=tool_env(),
+            self.proc = subprocess.Popen(["bash", "-c", script], cwd=self.workspace, env=tool_env(),
                                          stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         _BUILD_PIDS.append(self.proc.pid)
         self._after = after

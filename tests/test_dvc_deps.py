@@ -78,6 +78,14 @@ def stages(pipeline: Path) -> dict[str, dict]:
             result[name] = stage
             continue
         items = stage["foreach"]
+        if items == "${added}":  # conf/added.yaml: name -> source, sample; its template is checked even when empty
+            added = yaml.safe_load((ROOT / "conf" / "added.yaml").read_text())["added"]
+            for key, item in (added or {"example": {"source": "model.keras", "sample": "sample.npz"}}).items():
+                text = yaml.safe_dump(stage["do"]).replace("${key}", key)
+                for field, value in item.items():
+                    text = text.replace("${item.%s}" % field, value)
+                result[f"{name}@{key}"] = yaml.safe_load(text)
+            continue
         if isinstance(items, str):  # ${classifiers}: a list that conf/common.yaml defines
             items = common[items.strip("${}")]
         for item in items:

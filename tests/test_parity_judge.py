@@ -173,7 +173,7 @@ def test_reports_survive_json_both_ways() -> None:
         "labels differ from the labels file"
     assert set(data["protocols"]["http"]["outputs"]["logits"]) == {
         "samples", "nonfinite", "max_abs", "mean_abs", "max_rel", "cosine", "top1_agreement", "top5_agreement",
-        "needed_atol", "needed_rtol", "passed"}
+        "needed_atol", "needed_rtol", "worst_index", "worst_served", "worst_reference", "passed"}
     again = ParityReport.from_dict(data)
     assert again == report and again.table() == report.table()
 

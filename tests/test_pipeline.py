@@ -9,13 +9,18 @@ from typing import Any
 
 import pytest
 
-from conftest import AFTER_BUILD, BIN, compose_config, job_result, run_cmd
+import user_models
+from conftest import AFTER_BUILD, BIN, USER_MODELS, compose_config, job_result, run_cmd
 
 pytestmark = pytest.mark.pipeline
 
 CPU_MODELS = list(compose_config("repository").models)
 CLASSIFIERS = [m.removesuffix("_onnx") for m in CPU_MODELS if m.endswith("_onnx") and not m.startswith("mnist")]
-STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c in CLASSIFIERS], "repository", "parity", "benchmark"]
+STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c in CLASSIFIERS],
+          *[f"export_added@{n}" for n in user_models.MODELS], "repository", "parity", "benchmark"]
+# what the workspace serves besides CPU_MODELS: tests/user_models.py's models, added before its `dvc repro`
+ADDED = ["twoin_savedmodel", "twoin_onnx", "sigmodel_savedmodel", "sigmodel_onnx", "text_onnx", "scripted_onnx",
+         "argmax_onnx"]
 
 
 def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> None:
@@ -23,7 +28,7 @@ def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.Complet
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in STAGES:
         assert f"Running stage '{stage}'" in result.stdout
-    assert f"parity passed for: {', '.join(CPU_MODELS)}" in result.stdout
+    assert f"parity passed for: {', '.join(CPU_MODELS + ADDED)}" in result.stdout
 
 
 def test_pipeline_outputs_and_metrics(workspace: Path) -> None:

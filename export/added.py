@@ -1,0 +1,120 @@
+"""Stage `export_added@<network>`: a model added with `python -m export.add`, into the formats Triton serves.
+
+Writes `models/added/<network>/`: the parity inputs (`inputs.npz`: the user's sample, or seeded
+inputs generated from the spec), `model.onnx` and, for Keras and TensorFlow sources,
+`model.savedmodel`. Each export is checked against the source on those inputs by the shared
+self-check before the folder is moved into place; a source that fails on generated inputs is one
+line that names the input's value range to declare.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipelines import artifacts, exporting, keras_models, parity_inputs, reference, sources
+from pipelines.atomic import atomic_path, write_json
+from pipelines.cli import hydra_main
+from pipelines.errors import ArtifactError, ConfigError, DataError
+from pipelines.spec import NetworkSpec, network_spec
+
+log = logging.getLogger(__name__)
+SERVED = ("savedmodel", "onnx")  # the artifacts this stage writes, where the network declares them
+
+
+def inputs_for(network: NetworkSpec) -> parity_inputs.ParityInputs:
+    """The user's sample, checked against the spec, or inputs generated from it."""
+    sampling = network.sampling
+    if sampling is None:
+        raise ConfigError(f"network {network.name!r} has no `sampling:` (a model added with `python -m export.add`)")
+    if sampling.sample is not None:
+        log.info("parity inputs: the sample %s", sampling.sample)
+        return parity_inputs.read_npz(sampling.sample, network.inputs, network.batch_axis)
+    log.info("parity inputs: %d generated samples (seed %d)", sampling.count, sampling.seed)
+    return parity_inputs.generate(network.inputs, sampling)
+
+
+def write(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dict[str, Any]) -> None:
+    """One served format of the source at `target`."""
+    source, kind = network.source, sources.kind_of(network.source)
+    batched = network.batch_axis
+    if fmt == "savedmodel" and kind == "keras":
+        exporting.keras_savedmodel(keras_models.load(source), network.inputs, network.outputs, network.signature,
+                                   target, batched)
+    elif fmt == "savedmodel" and kind == "savedmodel":
+        shutil.copytree(source, target)
+    elif fmt == "onnx" and kind in ("keras", "savedmodel"):
+        savedmodel = target.parent / "model.savedmodel" if kind == "keras" else source
+        exporting.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
+    elif fmt == "onnx" and kind == "torch_export":
+        exporting.torch_onnx(sources.load_torch_export(source), feeds, network.inputs, network.outputs, opset,
+                             target, batched)
+    elif fmt == "onnx" and kind == "torchscript":
+        exporting.torch_onnx(sources.load_torchscript(source), feeds, network.inputs, network.outputs, opset,
+                             target, batched)
+    elif fmt == "onnx" and kind == "onnx":
+        import onnx
+
+        onnx.checker.check_model(str(source), full_check=True)
+        shutil.copy2(source, target)
+    else:
+        raise ConfigError(f"network {network.name!r}: a {kind} source is not served as {fmt}")
+
+
+def runner(network: NetworkSpec, fmt: str, path: Path) -> reference.Runner:
+    if fmt == "savedmodel":
+        return reference.savedmodel_runner(path, network.signature, network.inputs, network.outputs)
+    return reference.onnxruntime_runner(path, network.inputs, network.outputs)
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    network = network_spec(cfg.network)
+    samples = inputs_for(network)
+    source_run = reference.load(network)
+    feeds = samples.head(2).arrays if network.batch_axis else {k: v[0] for k, v in samples.head(1).arrays.items()}
+    try:  # the source itself must run on its parity inputs before anything is exported from it
+        source_run(feeds)
+    except Exception as exc:  # the frameworks' errors share no base class: the inputs do not fit the model
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = "" if network.sampling and network.sampling.sample else (
+            "; declare each input's values with value_ranges (e.g. token ids below the vocabulary size) in "
+            "`python -m export.add`, or give a sample")
+        raise DataError(f"{network.source} fails on its parity inputs ({detail}){hint}") from exc
+    formats = [fmt for fmt in SERVED if fmt in network.artifacts]
+    folder = network.artifact("inputs").parent
+    opset, limit = int(cfg.opset), float(cfg.verify.max_abs_diff)
+    checks: dict[str, Any] = {}
+    with atomic_path(folder, directory=True) as tmp:
+        parity_inputs.write_npz(tmp / network.artifact("inputs").name, samples)
+        for fmt in formats:
+            target = tmp / network.artifact(fmt).name
+            log.info("writing %s", target.name)
+            write(network, fmt, target, opset, feeds)
+            signature = artifacts.onnx_signature(target) if fmt == "onnx" else \
+                artifacts.savedmodel_signature(target, network.signature)
+            problems = artifacts.mismatches(network.inputs, network.outputs, int(network.batch_axis), signature)
+            if problems:
+                raise ArtifactError(f"the {fmt} export does not match network {network.name!r}: {'; '.join(problems)}")
+            check = exporting.self_check(f"the {fmt} export", source_run, runner(network, fmt, target), samples.arrays,
+                                         network.outputs, limit, network.batch_axis)
+            checks[fmt] = check.max_abs_diff
+    report = {
+        "network": network.name,
+        "source": Path(network.source).as_posix(),
+        "kind": sources.kind_of(network.source),
+        "reference": reference.describe(network),
+        "samples": samples.count,
+        "inputs": "sample" if network.sampling and network.sampling.sample else "generated",
+        "max_abs_diff": checks,  # per format and output (differing elements for integer/bool/string outputs)
+        "artifacts": {fmt: network.artifact(fmt).as_posix() for fmt in ("inputs", *formats)},
+    }
+    write_json(Path(cfg.paths.export_reports) / f"{network.name}.json", report)
+    return report
+
+
+main = hydra_main("export_added", run, __doc__)
+
+if __name__ == "__main__":
+    main()

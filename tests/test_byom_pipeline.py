@@ -1,0 +1,78 @@
+"""Models of a user's own through the real pipeline: added (tests/user_models.py), then `dvc repro` beside the
+demo models (conftest's build), served by the embedded Triton and proven over HTTP, JSON and gRPC; and an export
+that writes slightly other weights than the source's fails parity, naming the output and the worst element."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import AFTER_BUILD, USER_MODELS, compose_config, job_result, run_cmd
+from test_pipeline import ADDED, CPU_MODELS
+
+pytestmark = pytest.mark.pipeline
+
+# served model -> (reference, an output compared exactly or None, accuracy reported)
+EXPECTED = {
+    "twoin_savedmodel": ("keras", None, True), "twoin_onnx": ("keras", None, True),
+    "sigmodel_savedmodel": ("tensorflow", None, False), "sigmodel_onnx": ("tensorflow", None, False),
+    "text_onnx": ("torch_export", None, False), "scripted_onnx": ("torchscript", None, False),
+    "argmax_onnx": ("onnx (onnx.reference)", "index", False),
+}
+
+
+def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -> None:
+    assert sorted(EXPECTED) == sorted(ADDED)
+    for model, (reference, exact, accuracy) in EXPECTED.items():
+        report = json.loads((workspace / "reports" / "parity" / f"{model}.json").read_text())
+        assert report["passed"] and report["reference"] == reference, (model, report["failures"])
+        assert {"http", "http_json", "grpc"} <= set(report["protocols"]), model
+        assert all(report["protocol_agreement"].values())
+        if exact:
+            assert report["protocols"]["grpc"]["outputs"][exact]["mismatched_samples"] == 0
+        assert (report["accuracy"] is not None) == accuracy, model
+        headline = json.loads((workspace / "reports" / "parity_metrics" / f"{model}.json").read_text())
+        assert headline["passed"] and ("served_accuracy" in headline) == accuracy
+    text = json.loads((workspace / "reports" / "parity" / "text_onnx.json").read_text())
+    assert "grpc_burst" in text["protocols"] and text["dynamic_batching"]["requests"] == 8
+    argmax = json.loads((workspace / "reports" / "parity" / "argmax_onnx.json").read_text())
+    assert "grpc_burst" not in argmax["protocols"]  # no batch axis: one sample per request, nothing to merge
+    config = (workspace / "model_repository" / "text_onnx" / "config.pbtxt").read_text()
+    assert "dims: -1" in config and "data_type: TYPE_INT64" in config  # the open sequence length, served dynamic
+    assert "max_batch_size: 0" not in config
+    assert "max_batch_size" not in (workspace / "model_repository" / "argmax_onnx" / "config.pbtxt").read_text()
+
+
+def export_bugs(clone: Path, scratch: Path) -> dict[str, Any]:
+    """The served exports stay (provenance still matches), the sources become the same models with slightly
+    other weights: parity for the added models alone must fail for each of them."""
+    del scratch
+    perturbed = clone / f"{USER_MODELS}_perturbed"
+    for item in perturbed.iterdir():
+        target = clone / USER_MODELS / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
+    others = [f"~models.{m}" for m in CPU_MODELS]
+    run = run_cmd([sys.executable, "-m", "evaluate.parity", "model=all", *others], clone, timeout=600)
+    reports = {m: json.loads((clone / "reports" / "parity" / f"{m}.json").read_text()) for m in ADDED}
+    return {"run": run, "reports": reports}
+
+
+AFTER_BUILD["export_bugs"] = export_bugs
+
+
+def test_an_export_with_other_weights_fails_parity_naming_output_and_element(workspace: Path) -> None:
+    result = job_result("export_bugs")
+    run, reports = result["run"], result["reports"]
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"parity FAILED for: {', '.join(ADDED)}" in run.stdout
+    for model, report in reports.items():
+        assert not report["passed"], model
+        failure = report["failures"][0]
+        assert "worst element [" in failure and ": values off by up to" in failure, (model, failure)

@@ -1,0 +1,134 @@
+"""Models of a user's own, built here (no downloads): one of each kind `python -m export.add` accepts.
+
+`python tests/user_models.py DIR [--perturb] [--add]` writes them into DIR; with --perturb, the same
+models with every weight scaled by 1.001: served against such a source, parity must fail; with --add,
+both, and each model of DIR added as a user adds it (`export.add`). Each entry of MODELS is the
+`export.add` command line for one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+SCALE = 1.001  # --perturb: a small change of every weight, as an export bug that writes slightly other weights
+# name -> export.add arguments (paths relative to the folder the models were written to)
+MODELS = {
+    "twoin": ["source={d}/two_inputs.keras", "sample={d}/two_inputs.npz"],  # labels: accuracy gated
+    "sigmodel": ["source={d}/signature.savedmodel", "signature=classify"],
+    "text": ["source={d}/text.pt2", "output_names=[logits]", "value_ranges={{tokens: [0, 50]}}"],
+    "scripted": ["source={d}/scripted.pt", "sample={d}/scripted.npz"],
+    "argmax": ["source={d}/argmax.onnx"],
+}
+
+
+def keras_models(folder: Path, scale: float) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    features, extra = keras.Input((8,), name="features"), keras.Input((4,), name="extra")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([features, extra]))
+    outputs = {"probs": keras.layers.Dense(3, activation="softmax", name="probs")(hidden),
+               "score": keras.layers.Dense(1, name="score")(hidden)}
+    model = keras.Model({"features": features, "extra": extra}, outputs)
+    model.set_weights([w * scale for w in model.get_weights()])
+    model.save(folder / "two_inputs.keras")
+    rng = np.random.default_rng(1)
+    np.savez(folder / "two_inputs.npz", features=rng.standard_normal((24, 8)).astype(np.float32),
+             extra=rng.standard_normal((24, 4)).astype(np.float32), labels=rng.integers(0, 3, 24))
+
+    pixels = keras.Input((6,), name="pixels")
+    net = keras.Sequential([pixels, keras.layers.Dense(12, activation="tanh"), keras.layers.Dense(5)])
+    net.set_weights([w * scale for w in net.get_weights()])
+    archive = keras.export.ExportArchive()
+    archive.track(net)
+    archive.add_endpoint(name="classify", fn=lambda x: {"logits": net(x, training=False)},
+                         input_signature=[tf.TensorSpec((None, 6), tf.float32, name="pixels")])
+    archive.write_out(str(folder / "signature.savedmodel"), verbose=False)
+
+
+def torch_models(folder: Path, scale: float) -> None:
+    import torch
+
+    torch.manual_seed(0)
+
+    class Text(torch.nn.Module):  # token ids -> embedding -> mean over the sequence -> logits
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = torch.nn.Embedding(50, 16)
+            self.head = torch.nn.Linear(16, 4)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.head(self.embedding(tokens).mean(dim=1))
+
+    def scaled(module: torch.nn.Module) -> torch.nn.Module:
+        with torch.no_grad():
+            for p in module.parameters():
+                p.mul_(scale)
+        return module.eval()
+
+    text = scaled(Text())
+    batch, length = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("length", min=2, max=256)
+    program = torch.export.export(text, (torch.randint(0, 50, (2, 7)),),
+                                  dynamic_shapes={"tokens": {0: batch, 1: length}})
+    torch.export.save(program, folder / "text.pt2")
+
+    mlp = scaled(torch.nn.Sequential(torch.nn.Linear(10, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)))
+    torch.jit.save(torch.jit.trace(mlp, (torch.zeros(2, 10),)), folder / "scripted.pt")
+    rng = np.random.default_rng(2)
+    np.savez(folder / "scripted.npz", input=rng.standard_normal((12, 10)).astype(np.float32))
+
+
+def onnx_model(folder: Path, scale: float) -> None:
+    """No batch axis: X [4, 6] -> Y = X W [4, 3] and the INT64 argmax of each row, [4]."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = np.random.default_rng(3).standard_normal((6, 3)).astype(np.float32) * np.float32(scale)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"]), helper.make_node("ArgMax", ["Y"], ["index"], axis=1, keepdims=0)],
+        "argmax",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 6])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4, 3]),
+         helper.make_tensor_value_info("index", TensorProto.INT64, [4])],
+        [onnx.numpy_helper.from_array(weights, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, folder / "argmax.onnx")
+
+
+def build(folder: Path, perturb: bool = False) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    scale = SCALE if perturb else 1.0
+    keras_models(folder, scale)
+    torch_models(folder, scale)
+    onnx_model(folder, scale)
+
+
+def add_all(folder: Path) -> list[str]:
+    """`python -m export.add` for each model, in this process (the imports shared): the served models' names."""
+    from export.add import run
+    from pipelines.cli import compose
+
+    served: list[str] = []
+    for name, arguments in MODELS.items():
+        result = run(compose("add", [f"name={name}", *(a.format(d=folder) for a in arguments)]))
+        served += result.models
+    return served
+
+
+if __name__ == "__main__":
+    # python tests/user_models.py DIR [--perturb] [--add]; from the project root (whose conf/ --add writes)
+    sys.path.insert(0, str(Path.cwd()))
+    target = Path(sys.argv[1])
+    build(target, "--perturb" in sys.argv[2:])
+    if "--add" in sys.argv[2:]:  # and the same models, perturbed, beside them (DIR_perturbed)
+        build(target.with_name(target.name + "_perturbed"), perturb=True)
+        add_all(target)
