@@ -32,6 +32,14 @@ NATIVE = {
     "resnet50_ensemble": ("ensemble", ""),
     "resnet50_ensemble_preprocess": ("python", "python"),
     "resnet50_ensemble_postprocess": ("python", "python"),
+    # the models of a user's own that the test workspace adds (tests/user_models.py)
+    "twoin_savedmodel": ("tensorflow_savedmodel", "tensorflow"),
+    "twoin_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "sigmodel_savedmodel": ("tensorflow_savedmodel", "tensorflow"),
+    "sigmodel_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "text_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "scripted_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "argmax_onnx": ("onnxruntime_onnx", "onnxruntime"),
 }
 EMBEDDED_TRITON = "2.51.0"  # the tritonserver inside nvidia-pytriton 0.7.0 (NGC 24.10)
 
