@@ -28,7 +28,7 @@ def run(cfg: Any) -> list[Path]:
         elif path.exists():
             path.unlink()
             removed.append(path)
-    print(f"removed {name}: " + ", ".join(str(p) for p in removed), flush=True)
+    print(f"removed {name}: " + ", ".join(added.shown(p) for p in removed), flush=True)
     return removed
 
 

@@ -111,14 +111,15 @@ class Added:
         lines = [f"added {self.name}: {self.kind} model, reference {self.reference}, {batch}",
                  "  inputs:", *map(tensor, self.inputs), "  outputs:", *map(tensor, self.outputs),
                  *(f"  note: {n}" for n in self.notes),
-                 "  wrote: " + ", ".join(_shown(f) for f in self.files),
+                 "  wrote: " + ", ".join(shown(f) for f in self.files),
                  f"  served as: {', '.join(self.models)}",
                  "next: `dvc repro` exports, serves and checks it; "
                  f"`python -m evaluate.parity model={self.models[0]}` checks one"]
         return "\n".join(lines)
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
+    """A path as messages show it: relative to the project where it lies inside it."""
     resolved = Path(path).resolve()
     return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(path)
 
@@ -203,7 +204,7 @@ def add(req: Request) -> Added:
     """Check everything, then write the spec files (all or none)."""
     network_file = CONF_DIR / "network" / f"{req.name}.yaml"
     if network_file.exists() or req.name in read_index()[1]:
-        raise ConfigError(f"a network named {req.name!r} exists already ({_shown(network_file)}): choose another "
+        raise ConfigError(f"a network named {req.name!r} exists already ({shown(network_file)}): choose another "
                           f"name, or `python -m export.remove name={req.name}` first")
     if not req.source.exists():
         raise ArtifactError(f"{req.source} not found")

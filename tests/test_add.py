@@ -7,7 +7,6 @@ and TorchScript kinds go through the whole pipeline in the pipeline test (tests/
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from conftest import ROOT, compose_config, copy_project, run_cmd
 from pipelines import added, parity_inputs
-from pipelines.errors import ArtifactError, ConfigError, DataError, PipelineError
+from pipelines.errors import ArtifactError, ConfigError, DataError
 from pipelines.spec import Sampling, TensorSpec
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import AFTER_BUILD, USER_MODELS, compose_config, job_result, run_cmd
+from conftest import AFTER_BUILD, USER_MODELS, job_result, run_cmd
 from test_pipeline import ADDED, CPU_MODELS
 
 pytestmark = pytest.mark.pipeline
