@@ -48,7 +48,7 @@ def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -
     assert "max_batch_size" not in (workspace / "model_repository" / "argmax_onnx" / "config.pbtxt").read_text()
 
 
-def export_bugs(clone: Path, scratch: Path) -> dict[str, Any]:
+def parity_on_perturbed_sources(clone: Path, scratch: Path) -> dict[str, Any]:
     """The served exports stay (provenance still matches), the sources become the same models with slightly
     other weights: parity for the added models alone must fail for each of them."""
     del scratch
@@ -64,12 +64,16 @@ def export_bugs(clone: Path, scratch: Path) -> dict[str, Any]:
     return {"run": run, "reports": reports}
 
 
-AFTER_BUILD["export_bugs"] = export_bugs
+AFTER_BUILD["export_bugs"] = parity_on_perturbed_sources
 
 
-def test_an_export_with_other_weights_fails_parity_naming_output_and_element(workspace: Path) -> None:
-    result = job_result("export_bugs")
-    run, reports = result["run"], result["reports"]
+@pytest.fixture
+def export_bugs(workspace: Path) -> dict[str, Any]:
+    return job_result("export_bugs")
+
+
+def test_an_export_with_other_weights_fails_parity_naming_output_and_element(export_bugs: dict[str, Any]) -> None:
+    run, reports = export_bugs["run"], export_bugs["reports"]
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"parity FAILED for: {', '.join(ADDED)}" in run.stdout
     for model, report in reports.items():
