@@ -29,6 +29,10 @@ def inputs_for(network: NetworkSpec) -> parity_inputs.ParityInputs:
     sampling = network.sampling
     if sampling is None:
         raise ConfigError(f"network {network.name!r} has no `sampling:` (a model added with `python -m export.add`)")
+    if sampling.sample is not None and sampling.sample.is_dir():
+        log.info("parity inputs: the images of %s, pre-processed as the ensemble does", sampling.sample)
+        (image,) = network.inputs
+        return parity_inputs.read_images(sampling.sample, image, network.require_preprocessing("a folder of images"))
     if sampling.sample is not None:
         log.info("parity inputs: the sample %s", sampling.sample)
         return parity_inputs.read_npz(sampling.sample, network.inputs, network.batch_axis)
@@ -97,9 +101,13 @@ def run(cfg: Any) -> dict[str, Any]:
             problems = artifacts.mismatches(network.inputs, network.outputs, int(network.batch_axis), signature)
             if problems:
                 raise ArtifactError(f"the {fmt} export does not match network {network.name!r}: {'; '.join(problems)}")
-            check = exporting.self_check(f"the {fmt} export", source_run, runner(network, fmt, target), samples.arrays,
-                                         network.outputs, limit, network.batch_axis)
-            checks[fmt] = check.max_abs_diff
+            exported = runner(network, fmt, target)
+            for tag, arrays in {"": samples.arrays, **samples.groups}.items():  # each size of the open dimensions
+                what = f"the {fmt} export" + (f" ({parity_inputs.GROUP}{tag})" if tag else "")
+                check = exporting.self_check(what, source_run, exported, arrays, network.outputs, limit,
+                                             network.batch_axis)
+                for output, diff in check.max_abs_diff.items():
+                    checks.setdefault(fmt, {})[output] = max(diff, checks.get(fmt, {}).get(output, 0.0))
     report = {
         "network": network.name,
         "source": Path(network.source).as_posix(),

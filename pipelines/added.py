@@ -22,13 +22,14 @@ from pipelines import parity_inputs, sources
 from pipelines.atomic import write_text
 from pipelines.cli import CONF_DIR
 from pipelines.errors import ArtifactError, ConfigError, DataError, checked_number
-from pipelines.spec import TRITON_TO_NUMPY, TensorSpec
+from pipelines.spec import TRITON_TO_NUMPY, Preprocessing, TensorSpec
 
 ROOT = CONF_DIR.parent
 INDEX = CONF_DIR / "added.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 DEFAULT_MAX_BATCH = 8
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's, as conf/network/base
 INDEX_HEADER = """\
 # @package _global_
 # Models added with `python -m export.add` (it writes this file; `python -m export.remove` takes one out).
@@ -51,7 +52,7 @@ class Request:
     output_names: tuple[str, ...] | None = None
     samples: int = 16
     value_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    dim_size: int = 8
+    dim_sizes: tuple[int, ...] = (8, 13)
 
 
 def request(cfg: Any) -> Request:
@@ -84,7 +85,7 @@ def request(cfg: Any) -> Request:
         output_names=None if names is None else tuple(str(n) for n in names),
         samples=checked_number(cfg.samples, "samples", int, 1),
         value_ranges=ranges,
-        dim_size=checked_number(cfg.dim_size, "dim_size", int, 1),
+        dim_sizes=tuple(checked_number(d, "dim_sizes", int, 1) for d in cfg.dim_sizes) or Request.dim_sizes,
     )
 
 
@@ -208,10 +209,13 @@ def add(req: Request) -> Added:
                           f"name, or `python -m export.remove name={req.name}` first")
     if not req.source.exists():
         raise ArtifactError(f"{req.source} not found")
-    if req.sample is not None and not req.sample.is_file():
+    if req.sample is not None and not req.sample.exists():
         raise DataError(f"sample {req.sample} not found")
+    images = req.sample is not None and req.sample.is_dir()
     kind = sources.kind_of(req.source)
-    raw = _raw_sample(req.sample) if req.sample is not None else None
+    if images and kind == "torchscript":
+        raise ConfigError("a TorchScript model's input shapes come from an .npz sample, not a folder of images")
+    raw = _raw_sample(req.sample) if req.sample is not None and kind == "torchscript" else None
     source = sources.read(req.source, req.signature, raw)
     outputs_found = source.outputs
     if req.output_names is not None:
@@ -246,13 +250,19 @@ def add(req: Request) -> Added:
     taken = sorted(set(models) & served_names())
     if taken:
         raise ConfigError(f"{', '.join(taken)} is a served model already: choose another name")
-    notes = [_open_dims(t, batched, req.dim_size, req.sample) for t in inputs]
+    notes = [_open_dims(t, batched, req.dim_sizes, req.sample) for t in inputs]
     notes = [n for n in notes if n]
-    sample = None
-    if req.sample is not None:
+    sample, preprocessing = None, None
+    if images:
+        inputs, preprocessing = _image_input(inputs, batched)
+        count = parity_inputs.read_images(req.sample, inputs[0], preprocessing).count  # every image decodes
+        notes.append(f"parity inputs: the {count} images of {shown(req.sample)}, through ImageNet's evaluation "
+                     f"transform (resize {preprocessing.resize}, crop {preprocessing.crop}), input {inputs[0].name!r} "
+                     f"laid out {inputs[0].layout}")
+    elif req.sample is not None:
         sample = parity_inputs.read_npz(req.sample, inputs, batched)
     class_output = _class_output(req, outputs, sample)
-    files = _spec_files(req, source, inputs, outputs, max_batch, formats, class_output)
+    files = _spec_files(req, source, inputs, outputs, max_batch, formats, class_output, preprocessing)
     models_before, networks = read_index()
     networks[req.name] = {"source": _project_path(req.source),
                           "sample": _project_path(req.sample) if req.sample else f"conf/network/{req.name}.yaml"}
@@ -264,11 +274,30 @@ def add(req: Request) -> Added:
     return Added(req.name, kind, source.reference, inputs, outputs, max_batch, models, tuple(files), tuple(notes))
 
 
-def _open_dims(tensor: TensorSpec, batched: bool, size: int, sample: Path | None) -> str:
+def _image_input(inputs: tuple[TensorSpec, ...], batched: bool) -> tuple[tuple[TensorSpec, ...], Preprocessing]:
+    """A folder of images feeds one square image input, channels first or last, through ImageNet's evaluation
+    transform at the input's size (the ensemble's pre-processing): the layout and the transform it implies."""
+    shape = "[3, S, S] or [S, S, 3]"
+    if len(inputs) != 1 or not batched or inputs[0].exact or len(inputs[0].dims) != 3:
+        raise ConfigError(f"a folder of images feeds a batched model with one floating-point image input {shape}; "
+                          f"this one has {[(t.name, t.dtype, list(t.dims)) for t in inputs]}: give an .npz sample")
+    (tensor,) = inputs
+    dims = tensor.dims
+    layout = "NCHW" if dims[0] == 3 and dims[1] == dims[2] > 0 else "NHWC" if dims[2] == 3 and dims[0] == dims[1] > 0 \
+        else None
+    if layout is None:
+        raise ConfigError(f"a folder of images feeds an image input {shape}; {tensor.name!r} is {list(dims)}")
+    size = dims[1] if layout == "NCHW" else dims[0]
+    pre = Preprocessing(resize=round(size * 256 / 224), crop=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return (TensorSpec(tensor.name, tensor.dtype, dims, layout=layout),), pre
+
+
+def _open_dims(tensor: TensorSpec, batched: bool, sizes: tuple[int, ...], sample: Path | None) -> str:
     axes = [i + int(batched) for i, d in enumerate(tensor.dims) if d == -1]
     if not axes:
         return ""
-    how = "the sample fixes their size" if sample else f"generated inputs give them size {size} (dim_size)"
+    how = "the sample fixes their size (arrays `<input>@<tag>` add samples of other sizes)" if sample else \
+        f"generated inputs give them the sizes {list(sizes)} (dim_sizes), each sent in requests of its own"
     return (f"input {tensor.name!r} leaves axes {axes} open: served as -1 (dynamic, any size per request); {how}")
 
 
@@ -287,7 +316,8 @@ def _class_output(req: Request, outputs: tuple[TensorSpec, ...], sample: Any) ->
 
 
 def _spec_files(req: Request, source: sources.Source, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                max_batch: int, formats: tuple[str, ...], class_output: str | None) -> dict[Path, str]:
+                max_batch: int, formats: tuple[str, ...], class_output: str | None,
+                preprocessing: Preprocessing | None = None) -> dict[Path, str]:
     """The network's file and one model file per format, as YAML text."""
     folder = "${paths.added}/" + req.name
     artifacts = {"keras" if source.reference == "keras" else "source": _project_path(req.source),
@@ -298,15 +328,19 @@ def _spec_files(req: Request, source: sources.Source, inputs: tuple[TensorSpec, 
         "reference": source.reference,
         "signature": req.signature,
         "batch_axis": max_batch > 0,
-        "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in inputs],
+        "inputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims), **({"layout": t.layout} if t.layout else {})}
+                   for t in inputs],
         "outputs": [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims)} for t in outputs],
         "artifacts": artifacts,
         "parity_inputs": "npz",
         "sampling": {"sample": None if req.sample is None else _project_path(req.sample), "count": req.samples,
-                     "value_ranges": {k: list(v) for k, v in req.value_ranges.items()}, "dim_size": req.dim_size},
+                     "value_ranges": {k: list(v) for k, v in req.value_ranges.items()}, "dim_sizes": list(req.dim_sizes)},
     }
     if class_output:
         network["class_output"] = class_output
+    if preprocessing:  # the images' transform (images.preprocess), as the ensemble's pre-processing step runs it
+        network["preprocessing"] = {**preprocessing.settings(), "mean": list(preprocessing.mean),
+                                    "std": list(preprocessing.std)}
     header = (f"# Added by `python -m export.add` from {_project_path(req.source)} ({source.kind}); tensors read from "
               "its own signature.\n# Edit freely (value_ranges, class_output); "
               f"`python -m export.remove name={req.name}` takes it out.\n")

@@ -41,6 +41,7 @@ class Case:
     inputs: Arrays
     requests: list[int]
     reference: Arrays = field(default_factory=dict)
+    own: bool = False  # samples of their own (other sizes of open dimensions), not a prefix of the others
 
     @property
     def size(self) -> int:
@@ -85,6 +86,10 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
         raise DataError(f"{spec.name}: only {total} input samples for batch size {max(batch_sizes)}")
     samples = sampled.arrays
     cases = [Case(f"batch_{b}", _slice(samples, 0, b), [b]) for b in batch_sizes]
+    for tag, group in sampled.groups.items():  # other sizes of the open dimensions: requests of their own
+        size = min(len(next(iter(group.values()))), max_batch)
+        cases.append(Case(f"shape_{tag}", _slice(group, 0, size), [1] * size if spec.max_batch_size == 0 else [size],
+                          own=True))
     cases.append(Case(ALL_SAMPLES, samples, _chunks(total, max_batch)))
     burst = min(burst, total)
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
@@ -95,7 +100,8 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     log.info("%s: reference (%s) on %d samples", spec.name, described, total)
     everything = _concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
     for case in [*cases, *([burst_case] if burst_case else [])]:
-        case.reference = _slice(everything, 0, case.size)
+        case.reference = _concat([run_reference(p) for p in _requests(case)]) if case.own else \
+            _slice(everything, 0, case.size)
     return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described)
 
 
@@ -187,6 +193,9 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
             answers: dict[tuple[int, int], Arrays] = {}  # each distinct request sent once per protocol
             infer = unbatched(spec, lambda arrays, protocol=protocol: model.infer(protocol, arrays))
             for case in prepared.cases:
+                if case.own:
+                    served[protocol][case.name] = _concat([infer(part) for part in _requests(case)])
+                    continue
                 for span in _spans(case):
                     if span not in answers:
                         answers[span] = infer(_slice(all_samples.inputs, *span))
@@ -233,6 +242,15 @@ def _check_preprocessing(prepared: Prepared, endpoints: Endpoints) -> Preprocess
     return PreprocessingCheck(parts.preprocess.name, len(got), max_abs, bool(max_abs <= prepared.spec.tolerance.atol))
 
 
+def _by_shape(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(served, reference) of each case, concatenated where their samples have the same shape: an output whose
+    dimensions follow an open input dimension has one shape per size sent."""
+    groups: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for got, ref in pairs:
+        groups.setdefault((got.shape[1:], ref.shape[1:]), []).append((got, ref))
+    return [(np.concatenate([g for g, _ in group]), np.concatenate([r for _, r in group])) for group in groups.values()]
+
+
 def _is_scores(spec: ModelSpec, tensor: Any) -> bool:
     """Per-class scores get ranking metrics; an ensemble's outputs are already its top-k."""
     return spec.format != "ensemble" and tensor.name == spec.network.class_output
@@ -268,16 +286,19 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
         outputs: dict[str, OutputResult] = {}
         cases = list(by_case)
         for tensor in spec.outputs:
-            got = np.concatenate([by_case[c][tensor.name] for c in cases])
-            ref = np.concatenate([_case(prepared, c).reference[tensor.name] for c in cases])
+            pairs = _by_shape([(by_case[c][tensor.name], _case(prepared, c).reference[tensor.name]) for c in cases])
             if tensor.exact:
-                outputs[tensor.name], where = _exact(got, ref)
-                if not outputs[tensor.name].passed:
+                checked = [_exact(got, ref) for got, ref in pairs]
+                wrong = [where for result_, where in checked if not result_.passed]
+                outputs[tensor.name] = OutputResult(sum(r.samples for r, _ in checked), not wrong,
+                                                    mismatched_samples=sum(r.mismatched_samples or 0 for r, _ in checked))
+                if wrong:
                     failures.append(f"{protocol} {tensor.name}: {outputs[tensor.name].mismatched_samples} "
-                                    f"samples differ from the reference's ({where})")
+                                    f"samples differ from the reference's ({wrong[0]})")
                 continue
             tol = spec.tolerance_for(tensor.name)
-            metrics = output_metrics.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
+            metrics = output_metrics.merged([output_metrics.compare_output(got, ref, tol, classes=_is_scores(spec, tensor))
+                                             for got, ref in pairs])
             verdict = output_metrics.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = OutputResult(metrics.samples, verdict.passed, metrics)

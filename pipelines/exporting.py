@@ -86,7 +86,9 @@ def torch_onnx(model: Any, example: Mapping[str, np.ndarray], inputs: Sequence[T
     names = {"input_names": [t.name for t in inputs], "output_names": [t.name for t in outputs]}
     try:
         if isinstance(model, torch.export.ExportedProgram):
-            torch.onnx.export(model, args, str(target), dynamo=True, external_data=False, **names)
+            for chatty in ("onnxscript", "onnx_ir"):  # the optimizer's INFO lines, under our INFO-level stage log
+                logging.getLogger(chatty).setLevel(logging.WARNING)
+            torch.onnx.export(model, args, str(target), dynamo=True, external_data=False, verbose=False, **names)
         else:
             dynamic = {t.name: {axis + int(batch_axis): f"{t.name}_{axis}" for axis, d in enumerate(t.dims) if d == -1}
                        for t in (*inputs, *outputs)}

@@ -89,6 +89,27 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
     )
 
 
+def merged(parts: list[OutputMetrics]) -> OutputMetrics:
+    """One output's metrics over groups of samples of different shapes: the worst of each figure (the worst
+    element from the group that needs the largest atol), means weighted by samples."""
+    if len(parts) == 1:
+        return parts[0]
+    worst = max(parts, key=lambda m: m.needed_atol)
+    samples = sum(m.samples for m in parts)
+
+    def lowest(values: list[float | None]) -> float | None:
+        return None if any(v is None for v in values) else min(values)  # type: ignore[type-var]
+
+    rtols = [m.needed_rtol for m in parts]
+    return OutputMetrics(
+        samples=samples, nonfinite=sum(m.nonfinite for m in parts), max_abs=max(m.max_abs for m in parts),
+        mean_abs=sum(m.mean_abs * m.samples for m in parts) / max(samples, 1), max_rel=max(m.max_rel for m in parts),
+        cosine=min(m.cosine for m in parts), top1_agreement=lowest([m.top1_agreement for m in parts]),
+        top5_agreement=lowest([m.top5_agreement for m in parts]), needed_atol=worst.needed_atol,
+        needed_rtol=None if any(r is None for r in rtols) else max(rtols),  # type: ignore[type-var]
+        worst_index=worst.worst_index, worst_served=worst.worst_served, worst_reference=worst.worst_reference)
+
+
 def _needed_rtol(diff: np.ndarray, mag: np.ndarray, atol: float) -> float | None:
     excess = np.maximum(diff - atol, 0)
     if np.any((excess > 0) & (mag == 0)):

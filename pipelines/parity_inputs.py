@@ -8,7 +8,7 @@ normalised with the network's own ImageNet statistics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,20 @@ import numpy as np
 
 from pipelines import data
 from pipelines.errors import ConfigError, DataError
-from pipelines.spec import ModelSpec, Sampling, TensorSpec
+from pipelines.spec import ModelSpec, Preprocessing, Sampling, TensorSpec
 
 
 @dataclass(frozen=True)
 class ParityInputs:
-    """Samples of every input tensor (batch first, by name) and, where known, their true labels."""
+    """Samples of every input tensor (batch first, by name) and, where known, their true labels.
+
+    `groups`: more samples whose open dimensions have other sizes (tag -> arrays): a dimension served as
+    -1 is proven dynamic only by requests of more than one size.
+    """
 
     arrays: dict[str, np.ndarray]
     labels: np.ndarray | None = None
+    groups: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -32,7 +37,8 @@ class ParityInputs:
 
     def head(self, count: int) -> "ParityInputs":
         return ParityInputs({k: v[:count] for k, v in self.arrays.items()},
-                            None if self.labels is None else self.labels[:count])
+                            None if self.labels is None else self.labels[:count],
+                            {tag: {k: v[:count] for k, v in group.items()} for tag, group in self.groups.items()})
 
 
 def imagenet_like(tensor: TensorSpec, count: int, mean: list[float], std: list[float], seed: int = 0) -> np.ndarray:
@@ -75,10 +81,12 @@ def sample_images(count: int) -> np.ndarray:
 
 
 LABELS = "labels"  # the optional array of true classes in a sample file
+GROUP = "@"  # `<input>@<tag>`: a sample file's arrays of another size of the open dimensions
 
 
 def read_npz(path: Path, inputs: tuple[TensorSpec, ...], batched: bool = True) -> ParityInputs:
-    """A sample file's arrays: one per input, named after it, batch first, plus optional `labels`.
+    """A sample file's arrays: one per input, named after it, batch first, plus optional `labels`; arrays named
+    `<input>@<tag>` are a group of samples of other sizes (every input again, under the same tag).
 
     An unbatched model's (max_batch_size 0) array may also be one sample: exactly the input's shape. Every mismatch is one line (DataError) naming the array and what the spec says.
     """
@@ -88,10 +96,24 @@ def read_npz(path: Path, inputs: tuple[TensorSpec, ...], batched: bool = True) -
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz sample ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
     labels = arrays.pop(LABELS, None)
+    grouped: dict[str, dict[str, np.ndarray]] = {}
+    for key in [k for k in arrays if GROUP in k]:
+        name, tag = key.split(GROUP, 1)
+        grouped.setdefault(tag, {})[name] = arrays.pop(key)
+    main = _checked(path, arrays, inputs, batched)
+    groups = {tag: _checked(path, group, inputs, batched, f" ({GROUP}{tag})") for tag, group in grouped.items()}
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(next(iter(main.values())))
+                               or labels.dtype.kind not in "iu"):
+        raise DataError(f"{path}: {LABELS!r} must be one integer class per sample, got {labels.dtype} {list(labels.shape)}")
+    return ParityInputs(main, labels, groups)
+
+
+def _checked(path: Path, arrays: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], batched: bool,
+             what: str = "") -> dict[str, np.ndarray]:
     names = {t.name for t in inputs}
     if set(arrays) != names:
-        raise DataError(f"{path}: arrays {sorted(arrays)} must be exactly the inputs {sorted(names)} (and optionally "
-                        f"{LABELS!r})")
+        raise DataError(f"{path}: arrays {sorted(arrays)}{what} must be exactly the inputs {sorted(names)} (and "
+                        f"optionally {LABELS!r})")
     out = {}
     for tensor in inputs:
         array = arrays[tensor.name]
@@ -99,23 +121,42 @@ def read_npz(path: Path, inputs: tuple[TensorSpec, ...], batched: bool = True) -
             array = array[None]
         problem = sample_mismatch(tensor, array)
         if problem:
-            raise DataError(f"{path}: {problem}")
+            raise DataError(f"{path}: {problem}{what}")
         if tensor.dtype == "BYTES":  # stored as fixed-size bytes or unicode (.npz holds no objects without pickle)
             array = (np.char.encode(array, "utf-8") if array.dtype.kind == "U" else array).astype(np.object_)
         out[tensor.name] = array
     counts = {len(a) for a in out.values()}
     if len(counts) != 1 or 0 in counts:
-        raise DataError(f"{path}: the input arrays must hold the same, non-zero number of samples, got "
+        raise DataError(f"{path}: the input arrays{what} must hold the same, non-zero number of samples, got "
                         f"{ {k: len(v) for k, v in out.items()} }")
-    if labels is not None and (labels.ndim != 1 or len(labels) != len(next(iter(out.values())))
-                               or labels.dtype.kind not in "iu"):
-        raise DataError(f"{path}: {LABELS!r} must be one integer class per sample, got {labels.dtype} {list(labels.shape)}")
-    return ParityInputs(out, labels)
+    return out
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def read_images(folder: Path, tensor: TensorSpec, preprocessing: Preprocessing) -> ParityInputs:
+    """A folder of images as an image input's samples, in name order, through the ensemble's pre-processing
+    (`images.preprocess`: shorter side to `resize`, centre crop, normalise), laid out as the input's `layout`."""
+    from pipelines import images
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    samples = []
+    for file in files:
+        try:
+            chw = images.preprocess(file.read_bytes(), preprocessing.settings())
+        except images.ImageDecodeError as exc:
+            raise DataError(f"{file} {exc}") from exc
+        samples.append(chw.transpose(1, 2, 0) if tensor.layout == "NHWC" else chw)
+    return ParityInputs({tensor.name: np.stack(samples).astype(tensor.numpy_dtype)})
 
 
 def write_npz(path: Path, inputs: ParityInputs) -> None:
     """What `read_npz` reads back (BYTES as fixed-size bytes: .npz holds no Python objects without pickle)."""
-    arrays = {k: v.astype(np.bytes_) if v.dtype == np.object_ else v for k, v in inputs.arrays.items()}
+    every = {**inputs.arrays, **{f"{k}{GROUP}{tag}": v for tag, group in inputs.groups.items() for k, v in group.items()}}
+    arrays = {k: v.astype(np.bytes_) if v.dtype == np.object_ else v for k, v in every.items()}
     if inputs.labels is not None:
         arrays[LABELS] = inputs.labels
     with open(path, "wb") as fh:
@@ -135,12 +176,20 @@ def sample_mismatch(tensor: TensorSpec, array: np.ndarray) -> str:
 
 
 def generate(inputs: tuple[TensorSpec, ...], sampling: Sampling) -> ParityInputs:
-    """Seeded inputs from the spec alone: `count` samples, open dimensions `dim_size`, values per dtype in the
-    input's declared range (floats: standard normal, or uniform within a range; integers: [0, 100) by default)."""
+    """Seeded inputs from the spec alone: `count` samples, open dimensions the first of `dim_sizes` (each other
+    size a group of its own, where a dimension is open), values per dtype in the input's declared range
+    (floats: standard normal, or uniform within a range; integers: [0, 100) by default)."""
     rng = np.random.default_rng(sampling.seed)
+    (first, *others) = sampling.dim_sizes
+    open_dims = any(d == -1 for t in inputs for d in t.dims)
+    groups = {str(size): _generated(inputs, sampling, size, rng) for size in others} if open_dims else {}
+    return ParityInputs(_generated(inputs, sampling, first, rng), None, groups)
+
+
+def _generated(inputs: tuple[TensorSpec, ...], sampling: Sampling, size: int, rng: Any) -> dict[str, np.ndarray]:
     arrays = {}
     for tensor in inputs:
-        shape = (sampling.count, *(sampling.dim_size if d == -1 else d for d in tensor.dims))
+        shape = (sampling.count, *(size if d == -1 else d for d in tensor.dims))
         low, high = sampling.value_ranges.get(tensor.name, (None, None))
         if tensor.dtype == "BOOL":
             arrays[tensor.name] = rng.random(shape) < 0.5
@@ -154,7 +203,7 @@ def generate(inputs: tuple[TensorSpec, ...], sampling: Sampling) -> ParityInputs
             bounds = np.iinfo(tensor.numpy_dtype)
             lo, hi = (0, 100) if low is None else (int(np.ceil(low)), int(np.ceil(high)))
             arrays[tensor.name] = rng.integers(max(lo, bounds.min), min(hi, bounds.max), shape).astype(tensor.numpy_dtype)
-    return ParityInputs(arrays)
+    return arrays
 
 
 def for_model(spec: ModelSpec, count: int, data_path: str) -> ParityInputs:

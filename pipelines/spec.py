@@ -103,13 +103,14 @@ class Sampling:
     """Where an added network's parity inputs come from: the user's sample file, else generated from the spec.
 
     Generated values are seeded; `value_ranges` bounds an input's values (low inclusive, high exclusive for
-    integers), as Polygraphy's `--val-range`; `dim_size` fills the dimensions the artifact leaves open.
+    integers), as Polygraphy's `--val-range`; the first of `dim_sizes` fills the dimensions the artifact
+    leaves open, and each other size makes samples of its own (parity sends both: the dimension is dynamic).
     """
 
     sample: Path | None = None
     count: int = 16
     value_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    dim_size: int = 8
+    dim_sizes: tuple[int, ...] = (8, 13)
     seed: int = 0
 
 
@@ -372,9 +373,10 @@ def _sampling(cfg: dict[str, Any] | None, inputs: tuple[TensorSpec, ...], where:
     if empty:
         raise ConfigError(f"{where}: sampling.value_ranges must be [low, high) with low < high, got {', '.join(empty)}")
     sampling = Sampling(Path(str(cfg["sample"])) if cfg.get("sample") else None, int(cfg.get("count", Sampling.count)),
-                        ranges, int(cfg.get("dim_size", Sampling.dim_size)), int(cfg.get("seed", Sampling.seed)))
-    if sampling.count < 1 or sampling.dim_size < 1:
-        raise ConfigError(f"{where}: sampling.count and sampling.dim_size must be >= 1")
+                        ranges, tuple(int(d) for d in cfg.get("dim_sizes", Sampling.dim_sizes)),
+                        int(cfg.get("seed", Sampling.seed)))
+    if sampling.count < 1 or not sampling.dim_sizes or min(sampling.dim_sizes) < 1:
+        raise ConfigError(f"{where}: sampling.count must be >= 1 and sampling.dim_sizes a non-empty list of sizes >= 1")
     return sampling
 
 

@@ -127,9 +127,10 @@ def test_add_and_remove_from_the_command_line(tmp_path: Path) -> None:
 
 def test_generated_inputs_follow_the_spec() -> None:
     tokens, mask, x = TensorSpec("tokens", "INT64", (-1,)), TensorSpec("mask", "BOOL", (4,)), TensorSpec("x", "FP16", (2,))
-    sampling = Sampling(count=5, value_ranges={"tokens": (3, 7), "x": (-1, 1)}, dim_size=6)
+    sampling = Sampling(count=5, value_ranges={"tokens": (3, 7), "x": (-1, 1)}, dim_sizes=(6, 9))
     made = parity_inputs.generate((tokens, mask, x), sampling)
     assert made.arrays["tokens"].shape == (5, 6) and made.arrays["tokens"].dtype == np.int64
+    assert made.groups["9"]["tokens"].shape == (5, 9) and made.groups["9"]["mask"].shape == (5, 4)
     assert made.arrays["tokens"].min() >= 3 and made.arrays["tokens"].max() <= 6
     assert made.arrays["mask"].dtype == np.bool_ and made.arrays["x"].dtype == np.float16
     assert np.abs(made.arrays["x"]).max() <= 1

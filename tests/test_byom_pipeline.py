@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import user_models
 from conftest import AFTER_BUILD, USER_MODELS, job_result, run_cmd
 from test_pipeline import ADDED, CPU_MODELS
 
@@ -23,6 +24,7 @@ EXPECTED = {
     "sigmodel_savedmodel": ("tensorflow", None, False), "sigmodel_onnx": ("tensorflow", None, False),
     "text_onnx": ("torch_export", None, False), "scripted_onnx": ("torchscript", None, False),
     "argmax_onnx": ("onnx (onnx.reference)", "index", False),
+    "tinycnn_onnx": ("torch_export", None, False),
 }
 
 
@@ -40,12 +42,17 @@ def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -
         assert headline["passed"] and ("served_accuracy" in headline) == accuracy
     text = json.loads((workspace / "reports" / "parity" / "text_onnx.json").read_text())
     assert "grpc_burst" in text["protocols"] and text["dynamic_batching"]["requests"] == 8
+    assert text["protocols"]["grpc"]["cases"]["shape_13"] == 8  # the open sequence length sent at a second size
     argmax = json.loads((workspace / "reports" / "parity" / "argmax_onnx.json").read_text())
     assert "grpc_burst" not in argmax["protocols"]  # no batch axis: one sample per request, nothing to merge
     config = (workspace / "model_repository" / "text_onnx" / "config.pbtxt").read_text()
     assert "dims: -1" in config and "data_type: TYPE_INT64" in config  # the open sequence length, served dynamic
     assert "max_batch_size: 0" not in config
     assert "max_batch_size" not in (workspace / "model_repository" / "argmax_onnx" / "config.pbtxt").read_text()
+    # a folder of photos, through the ensemble's pre-processing: one sample each, the input laid out NCHW
+    cnn = json.loads((workspace / "reports" / "parity" / "tinycnn_onnx.json").read_text())
+    assert cnn["protocols"]["http"]["cases"]["all_samples"] == len(user_models.PHOTOS)
+    assert "format: FORMAT_NCHW" in (workspace / "model_repository" / "tinycnn_onnx" / "config.pbtxt").read_text()
 
 
 def parity_on_perturbed_sources(clone: Path, scratch: Path) -> dict[str, Any]:

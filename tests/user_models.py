@@ -1,7 +1,7 @@
 """Models of a user's own, built here (no downloads): one of each kind `python -m export.add` accepts.
 
 `python tests/user_models.py DIR [--perturb] [--add]` writes them into DIR; with --perturb, the same
-models with every weight scaled by 1.001: served against such a source, parity must fail; with --add,
+models with every weight scaled by 1.01: served against such a source, parity must fail; with --add,
 both, and each model of DIR added as a user adds it (`export.add`). Each entry of MODELS is the
 `export.add` command line for one of them.
 """
@@ -9,13 +9,16 @@ both, and each model of DIR added as a user adds it (`export.add`). Each entry o
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-SCALE = 1.001  # --perturb: a small change of every weight, as an export bug that writes slightly other weights
+# --perturb: a small change of every weight, as an export bug that writes slightly other weights (a linear model
+# scaled by 1.001 would stay within the FP32 preset's rtol of 1e-3)
+SCALE = 1.01
 # name -> export.add arguments (paths relative to the folder the models were written to)
 MODELS = {
     "twoin": ["source={d}/two_inputs.keras", "sample={d}/two_inputs.npz"],  # labels: accuracy gated
@@ -23,7 +26,9 @@ MODELS = {
     "text": ["source={d}/text.pt2", "output_names=[logits]", "value_ranges={{tokens: [0, 50]}}"],
     "scripted": ["source={d}/scripted.pt", "sample={d}/scripted.npz"],
     "argmax": ["source={d}/argmax.onnx"],
+    "tinycnn": ["source={d}/tinycnn.pt2", "sample={d}/photos"],  # a folder of images, pre-processed
 }
+PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "camera.png")  # scikit-image's (camera: greyscale)
 
 
 def keras_models(folder: Path, scale: float) -> None:
@@ -78,6 +83,11 @@ def torch_models(folder: Path, scale: float) -> None:
                                   dynamic_shapes={"tokens": {0: batch, 1: length}})
     torch.export.save(program, folder / "text.pt2")
 
+    cnn = scaled(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                     torch.nn.Flatten(), torch.nn.Linear(4, 5)))
+    program = torch.export.export(cnn, (torch.zeros(2, 3, 32, 32),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, folder / "tinycnn.pt2")
+
     mlp = scaled(torch.nn.Sequential(torch.nn.Linear(10, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)))
     torch.jit.save(torch.jit.trace(mlp, (torch.zeros(2, 10),)), folder / "scripted.pt")
     rng = np.random.default_rng(2)
@@ -104,8 +114,17 @@ def onnx_model(folder: Path, scale: float) -> None:
     onnx.save(model, folder / "argmax.onnx")
 
 
+def photos(folder: Path) -> None:
+    import skimage
+
+    (folder / "photos").mkdir(exist_ok=True)
+    for name in PHOTOS:
+        shutil.copy2(Path(skimage.__file__).parent / "data" / name, folder / "photos" / name)
+
+
 def build(folder: Path, perturb: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    photos(folder)
     scale = SCALE if perturb else 1.0
     keras_models(folder, scale)
     torch_models(folder, scale)
