@@ -82,6 +82,9 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     count = max(settings.samples or max_batch, max(batch_sizes), burst)
     sampled = parity_inputs.for_model(spec, count, data_path)
     total = sampled.count
+    if total < max(batch_sizes) and (spec.parity.inputs or spec.network.parity_inputs) == "npz":
+        log.info("%s: the sample holds %d samples: batch sizes above it are not sent", spec.name, total)
+        batch_sizes = sorted({min(b, total) for b in batch_sizes})  # a user's small sample: as large as it has
     if total < max(batch_sizes):
         raise DataError(f"{spec.name}: only {total} input samples for batch size {max(batch_sizes)}")
     samples = sampled.arrays

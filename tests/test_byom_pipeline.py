@@ -57,7 +57,7 @@ def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -
 
 def parity_on_perturbed_sources(clone: Path, scratch: Path) -> dict[str, Any]:
     """The served exports stay (provenance still matches), the sources become the same models with slightly
-    other weights: parity for the added models alone must fail for each of them."""
+    other weights: parity for the added models alone (the server loads only them) must fail for each of them."""
     del scratch
     perturbed = clone / f"{USER_MODELS}_perturbed"
     for item in perturbed.iterdir():
@@ -66,7 +66,8 @@ def parity_on_perturbed_sources(clone: Path, scratch: Path) -> dict[str, Any]:
             shutil.rmtree(target)
         shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
     others = [f"~models.{m}" for m in CPU_MODELS]
-    run = run_cmd([sys.executable, "-m", "evaluate.parity", "model=all", *others], clone, timeout=600)
+    loaded = "server.extra_args=[--model-control-mode=explicit," + ",".join(f"--load-model={m}" for m in ADDED) + "]"
+    run = run_cmd([sys.executable, "-m", "evaluate.parity", "model=all", *others, loaded], clone, timeout=600)
     reports = {m: json.loads((clone / "reports" / "parity" / f"{m}.json").read_text()) for m in ADDED}
     return {"run": run, "reports": reports}
 
