@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.output_metrics import compare_output, judge
+from pipelines.output_metrics import compare_output, judge, merged
 from pipelines.spec import Tolerance
 
 STRICT = Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1_agreement=1.0, min_top5_agreement=1.0)
@@ -93,3 +93,19 @@ def test_nan_outputs_fail_and_stay_valid_json(logits: np.ndarray) -> None:
 def test_metrics_serialise_to_json(logits: np.ndarray) -> None:
     m = compare_output(logits + 1e-5, logits, STRICT, classes=True)
     assert json.loads(json.dumps(m.to_dict()))["max_abs"] == pytest.approx(m.max_abs)
+
+
+def test_the_worst_element_is_named_and_groups_of_other_shapes_merge_to_their_worst() -> None:
+    """By hand: the element furthest outside atol + rtol*|ref| is reported with both values; over two groups of
+    samples of different shapes (an output that follows an open input dimension), each figure is the worst."""
+    ref_a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    got_a = ref_a + np.array([[0.0, 0.0], [0.5, 0.0]])  # off by 0.5 at [1, 0]
+    ref_b = np.array([[10.0, 10.0, 10.0]])
+    got_b = ref_b + np.array([[0.0, 2.0, 0.0]])  # off by 2.0 at [0, 1]
+    a, b = compare_output(got_a, ref_a, STRICT, classes=False), compare_output(got_b, ref_b, STRICT, classes=False)
+    assert (a.worst_index, a.worst_served, a.worst_reference) == ([1, 0], 3.5, 3.0)
+    assert "worst element [1, 0]: served 3.5, reference 3" in judge(a, STRICT).failures[0]
+    both = merged([a, b])
+    assert both.samples == 3 and both.max_abs == 2.0 and both.worst_index == [0, 1] and both.worst_served == 12.0
+    assert both.needed_atol == pytest.approx(2.0 - 1e-3 * 10) and both.cosine == min(a.cosine, b.cosine)
+    assert merged([a]) is a
