@@ -66,7 +66,8 @@ def parity_on_perturbed_sources(clone: Path, scratch: Path) -> dict[str, Any]:
             shutil.rmtree(target)
         shutil.copytree(item, target) if item.is_dir() else shutil.copy2(item, target)
     others = [f"~models.{m}" for m in CPU_MODELS]
-    loaded = "server.extra_args=[--model-control-mode=explicit," + ",".join(f"--load-model={m}" for m in ADDED) + "]"
+    flags = ["--model-control-mode=explicit", *(f"--load-model={m}" for m in ADDED)]
+    loaded = "server.extra_args=[" + ",".join(f"'{flag}'" for flag in flags) + "]"
     run = run_cmd([sys.executable, "-m", "evaluate.parity", "model=all", *others, loaded], clone, timeout=600)
     reports = {m: json.loads((clone / "reports" / "parity" / f"{m}.json").read_text()) for m in ADDED}
     return {"run": run, "reports": reports}
