@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,18 @@ def write(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dict[
                                    target, batched)
     elif fmt == "savedmodel" and kind == "savedmodel":
         shutil.copytree(source, target)
-    elif fmt == "onnx" and kind in ("keras", "savedmodel"):
-        savedmodel = target.parent / "model.savedmodel" if kind == "keras" else source
-        exporting.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
+    elif fmt == "onnx" and kind == "savedmodel":
+        exporting.savedmodel_onnx(source, network.signature, opset, target, batched)
+    elif fmt == "onnx" and kind == "keras":  # through the SavedModel: the one served beside it, else one made here
+        served = target.parent / network.artifact("savedmodel").name if "savedmodel" in network.artifacts else None
+        if served is not None and served.is_dir():
+            exporting.savedmodel_onnx(served, network.signature, opset, target, batched)
+        else:
+            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+                savedmodel = Path(scratch) / "model.savedmodel"
+                exporting.keras_savedmodel(keras_models.load(source), network.inputs, network.outputs,
+                                           network.signature, savedmodel, batched)
+                exporting.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
     elif fmt == "onnx" and kind == "torch_export":
         exporting.torch_onnx(sources.load_torch_export(source), feeds, network.inputs, network.outputs, opset,
                              target, batched)

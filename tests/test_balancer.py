@@ -132,8 +132,14 @@ def parity_through_two_replicas(workspace: Path, scratch: Path) -> tuple[subproc
 
     Run beside the other tests (conftest.AFTER_BUILD): it starts two servers that each load every model."""
     reports = scratch / "reports"
+    # the demo models only: the workspace's models of a user's own (tests/user_models.py) neither checked nor loaded
+    demo = list(compose_config("parity", ["model=all"]).models)
+    served = sorted(p.name for p in (workspace / "model_repository").iterdir())
+    loaded = ",".join(f"'--load-model={m}'" for m in served if m in demo or m.startswith(tuple(demo)))
     command = [sys.executable, "-m", "evaluate.parity", "model=all", "balancer=nginx", "balancer.replicas=2",
-               "protocols=[http,grpc]", f"paths.parity_reports={reports}", f"paths.logs={scratch / 'logs'}"]
+               "protocols=[http,grpc]", f"paths.parity_reports={reports}", f"paths.logs={scratch / 'logs'}",
+               *(f"~models.{m}" for m in served if m not in demo and not m.startswith(tuple(demo))),
+               f"server.extra_args=['--model-control-mode=explicit',{loaded}]"]
     proc = subprocess.run(command, cwd=workspace, env=tool_env(), capture_output=True, text=True, timeout=900)
     return proc, reports
 

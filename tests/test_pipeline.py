@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c i
           *[f"export_added@{n}" for n in user_models.MODELS], "repository", "parity", "benchmark"]
 # what the workspace serves besides CPU_MODELS: tests/user_models.py's models, added before its `dvc repro`
 ADDED = ["twoin_savedmodel", "twoin_onnx", "sigmodel_savedmodel", "sigmodel_onnx", "text_onnx", "scripted_onnx",
-         "argmax_onnx", "tinycnn_onnx"]
+         "argmax_onnx"]
 
 
 def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> None:
@@ -138,15 +139,6 @@ def make_ci(repo: Path) -> subprocess.CompletedProcess:
     return run_cmd(["make", "ci", f"VENV={BIN.parent}"], repo, timeout=900)
 
 
-# what the perturbed CI run's export of an ONNX source does instead of copying it: every weight scaled by 1.01
-EXPORT_BUG = """\
-        model = onnx.load(str(source))
-        for weights in model.graph.initializer:
-            weights.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weights) * 1.01, weights.name))
-        onnx.save(model, str(target))
-"""
-
-
 def run_ci_twice(repo: Path, scratch: Path) -> dict[str, Any]:
     """The CI job twice on `repo`, a copy of the built workspace made a git repository: the accepted run on main,
     then a branch whose change makes the ensemble's server-side pre-processing drift. Each run: its result, the
@@ -168,14 +160,9 @@ def run_ci_twice(repo: Path, scratch: Path) -> dict[str, Any]:
     assert "batch = np.stack(tensors).astype(np.float32)" in text
     step.write_text(text.replace("batch = np.stack(tensors).astype(np.float32)",
                                  "batch = np.stack(tensors).astype(np.float32) * 1.01"))
-    # and an export change that writes other weights for an added model's ONNX, its self-check loosened to let it by
-    exporter = repo / "export" / "added.py"
-    text = exporter.read_text()
-    assert "        shutil.copy2(source, target)\n" in text
-    exporter.write_text(text.replace("        shutil.copy2(source, target)\n", EXPORT_BUG))
-    settings = repo / "conf" / "export_added.yaml"
-    settings.write_text(settings.read_text().replace("max_abs_diff: 1.0e-4", "max_abs_diff: 1.0"))
-    git(repo, "commit", "-qam", "a change that perturbs a served model")
+    # and an added model "retrained" into one that gets every label of its sample wrong
+    shutil.copy2(repo / USER_MODELS / user_models.WORSE, repo / USER_MODELS / "two_inputs.keras")
+    git(repo, "commit", "-qam", "a change that perturbs a served model, and a worse model of a user's own")
     perturbed = make_ci(repo)
     gate = repo / "reports" / "gate" / "gate.md"
     written = gate.stat().st_mtime_ns != accepted_mtime  # the perturbed run's own table, not the accepted run's
@@ -195,8 +182,8 @@ def ci_runs(workspace: Path) -> dict[str, Any]:
 
 def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
     """The CI job on the real pipeline: the accepted run on main passes the gate; a change that makes the
-    ensemble's server-side pre-processing drift, and an added model's export write other weights, fails it, and
-    the table names the models and the figure."""
+    ensemble's server-side pre-processing drift, and a worse model of a user's own, fails it, and the table names
+    the models and the figures."""
     accepted, table, plots = ci_runs["accepted"]
     assert accepted.returncode == 0, accepted.stdout[-3000:] + accepted.stderr[-3000:]
     assert table.startswith("### Parity gate against merge-base (") and "PASS" in table.splitlines()[0]
@@ -210,9 +197,10 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
     assert "parity_metrics/resnet50_ensemble: fails parity" in table
     dvc_row = r"\| reports/parity_metrics/{}\.json +\| passed"  # DVC pads its columns to the longest path shown
     assert re.search(dvc_row.format("resnet50_ensemble"), table)  # and dvc metrics diff shows it
-    # an added model is gated like the demo models: the export change that slipped past its loosened check
-    assert "| parity_metrics/argmax_onnx | passed | yes | no |" in table
-    assert re.search(dvc_row.format("argmax_onnx"), table)
+    # an added model is gated like the demo models: its accuracy on its own labelled sample fell from 1 to 0
+    for model in ("twoin_savedmodel", "twoin_onnx"):
+        assert f"| parity_metrics/{model} | framework_accuracy | 1 | 0 |" in table
+        assert re.search(r"\| reports/parity_metrics/{}\.json +\| framework_accuracy".format(model), table)
 
 
 def test_server_side_preprocessing_drift_is_named_in_the_report(ci_runs) -> None:

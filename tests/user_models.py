@@ -2,8 +2,8 @@
 
 `python tests/user_models.py DIR [--perturb] [--add]` writes them into DIR; with --perturb, the same
 models with every weight scaled by 1.01: served against such a source, parity must fail; with --add,
-both, and each model of DIR added as a user adds it (`export.add`). Each entry of MODELS is the
-`export.add` command line for one of them.
+each model is added as a user adds it (`export.add`). Each entry of MODELS is the `export.add` command
+line for one of them.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ SCALE = 1.01
 # name -> export.add arguments (paths relative to the folder the models were written to)
 MODELS = {
     "twoin": ["source={d}/two_inputs.keras", "sample={d}/two_inputs.npz"],  # labels: accuracy gated
-    "sigmodel": ["source={d}/signature.savedmodel", "signature=classify"],
-    "text": ["source={d}/text.pt2", "output_names=[logits]", "value_ranges={{tokens: [0, 50]}}"],
+    # an image classifier (channels last) with a named signature; its sample a folder of photos, pre-processed
+    "sigmodel": ["source={d}/signature.savedmodel", "signature=classify", "sample={d}/photos"],
+    "text": ["source={d}/text.pt2", "output_names=[logits]", "value_ranges={{tokens: [0, 50]}}"],  # generated
     "scripted": ["source={d}/scripted.pt", "sample={d}/scripted.npz"],
     "argmax": ["source={d}/argmax.onnx"],
-    "tinycnn": ["source={d}/tinycnn.pt2", "sample={d}/photos"],  # a folder of images, pre-processed
 }
+WORSE = "two_inputs_worse.keras"  # twoin's classes rolled by one: a "retrained" model that gets every label wrong
 PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "camera.png")  # scikit-image's (camera: greyscale)
 
 
@@ -41,19 +42,27 @@ def keras_models(folder: Path, scale: float) -> None:
     outputs = {"probs": keras.layers.Dense(3, activation="softmax", name="probs")(hidden),
                "score": keras.layers.Dense(1, name="score")(hidden)}
     model = keras.Model({"features": features, "extra": extra}, outputs)
-    model.set_weights([w * scale for w in model.get_weights()])
+    weights = model.get_weights()
+    model.set_weights([w * scale for w in weights])
     model.save(folder / "two_inputs.keras")
     rng = np.random.default_rng(1)
-    np.savez(folder / "two_inputs.npz", features=rng.standard_normal((24, 8)).astype(np.float32),
-             extra=rng.standard_normal((24, 4)).astype(np.float32), labels=rng.integers(0, 3, 24))
+    sample = {"features": rng.standard_normal((24, 8)).astype(np.float32),
+              "extra": rng.standard_normal((24, 4)).astype(np.float32)}
+    labels = np.argmax(np.asarray(model(sample)["probs"]), axis=1)  # the model's own classes: accuracy 1.0
+    np.savez(folder / "two_inputs.npz", **sample, labels=labels)
+    probs = model.get_layer("probs")
+    kernel, bias = probs.get_weights()
+    probs.set_weights([np.roll(kernel, 1, axis=1), np.roll(bias, 1)])  # class k scored as k + 1: accuracy 0.0
+    model.save(folder / WORSE)
 
-    pixels = keras.Input((6,), name="pixels")
-    net = keras.Sequential([pixels, keras.layers.Dense(12, activation="tanh"), keras.layers.Dense(5)])
+    pixels = keras.Input((32, 32, 3), name="pixels")
+    net = keras.Sequential([pixels, keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(5)])
     net.set_weights([w * scale for w in net.get_weights()])
     archive = keras.export.ExportArchive()
     archive.track(net)
     archive.add_endpoint(name="classify", fn=lambda x: {"logits": net(x, training=False)},
-                         input_signature=[tf.TensorSpec((None, 6), tf.float32, name="pixels")])
+                         input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32, name="pixels")])
     archive.write_out(str(folder / "signature.savedmodel"), verbose=False)
 
 
@@ -82,11 +91,6 @@ def torch_models(folder: Path, scale: float) -> None:
     program = torch.export.export(text, (torch.randint(0, 50, (2, 7)),),
                                   dynamic_shapes={"tokens": {0: batch, 1: length}})
     torch.export.save(program, folder / "text.pt2")
-
-    cnn = scaled(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                     torch.nn.Flatten(), torch.nn.Linear(4, 5)))
-    program = torch.export.export(cnn, (torch.zeros(2, 3, 32, 32),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, folder / "tinycnn.pt2")
 
     mlp = scaled(torch.nn.Sequential(torch.nn.Linear(10, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)))
     torch.jit.save(torch.jit.trace(mlp, (torch.zeros(2, 10),)), folder / "scripted.pt")
@@ -148,6 +152,5 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path.cwd()))
     target = Path(sys.argv[1])
     build(target, "--perturb" in sys.argv[2:])
-    if "--add" in sys.argv[2:]:  # and the same models, perturbed, beside them (DIR_perturbed)
-        build(target.with_name(target.name + "_perturbed"), perturb=True)
+    if "--add" in sys.argv[2:]:
         add_all(target)
