@@ -1,8 +1,9 @@
 """Accuracy parity between the framework and a running Triton: run, then compare, then judge.
 
-1. run: build the inputs (real digits / image-like tensors), run the framework reference, send
-   the same inputs to Triton over every protocol (several batch sizes, all samples in
-   max_batch_size chunks, and a concurrent burst the dynamic batcher can merge);
+1. run: build the inputs (real digits, image-like tensors, a user's sample or inputs generated from
+   the spec), run the reference (the framework, or an added model's own source), send the same inputs
+   to Triton over every protocol (several batch sizes, all samples in max_batch_size chunks, each
+   other size of an open dimension, and a concurrent burst the dynamic batcher can merge);
 2. compare: per protocol and output, error metrics against the reference (`pipelines.output_metrics`);
 3. judge: tolerance gates, protocols agreeing bit for bit, served accuracy equal to the framework's.
 """
