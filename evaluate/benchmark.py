@@ -129,9 +129,10 @@ class Bench:
             self.progress.step(f"{spec.name}: {path}{' (batching off)' if batching is False else ''} "
                                f"batch {batch} x{level}")
             with contextlib.ExitStack() as clients:  # each worker's client, closed after the point
-                before = stats() if stats else None
-                result = load.closed_loop(lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s)
-                server_ms = breakdown(before, stats()) if stats else None
+                before: list[Any] = []  # Triton's statistics when the counted window opens, not before the warm-up
+                result = load.closed_loop(lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
+                                          on_begin=(lambda: before.append(stats())) if stats else None)
+                server_ms = breakdown(before[0], stats()) if stats else None
             if result.failures:
                 log.warning("%s %s: %d requests failed, first: %s", spec.name, path, result.failures, result.first_failure)
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))

@@ -38,8 +38,11 @@ class LoadResult:
 
 
 def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: float, duration_s: float,
-                close: Callable[[Send], None] | None = None) -> LoadResult:
+                close: Callable[[Send], None] | None = None, on_begin: Callable[[], None] | None = None) -> LoadResult:
     """Run `concurrency` workers for `warmup_s` (not counted) then `duration_s` (counted).
+
+    `on_begin` runs when the counted window opens (the server's statistics taken there cover the same
+    requests as the client's figures, not the warm-up, whose first request at a new batch size is slow).
 
     `make_sender` is called once per worker (its own client); a failed request is counted, not retried.
     A window that no answer reached (a request slower than the window, on a busy host) stays open until the
@@ -84,6 +87,9 @@ def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: flo
     now = time.perf_counter()
     window.extend([now + warmup_s, now + warmup_s + duration_s])
     start_barrier.wait()
+    if on_begin is not None:
+        time.sleep(max(0.0, window[0] - time.perf_counter()))
+        on_begin()
     for thread in threads:
         thread.join()
     if close is not None:

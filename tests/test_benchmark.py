@@ -145,3 +145,20 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(in
     assert (tmp_path / "reports" / "benchmark.png").stat().st_size > 10_000
     assert "| Triton gRPC + shm | 64 | 1 |" in (tmp_path / "reports" / "benchmark.md").read_text()
     assert "### mnist_onnx" in capsys.readouterr().out
+
+
+def test_the_window_hook_runs_after_the_warm_up() -> None:
+    """Triton's statistics are taken where the counted window opens, so the warm-up's requests (the first one at a
+    new batch size is slow) are in neither the server's breakdown nor the client's figures."""
+    sent: list[float] = []
+
+    def make_sender():
+        return lambda: (sent.append(time.perf_counter()), time.sleep(0.01))
+
+    opened: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    result = load.closed_loop(make_sender, concurrency=1, warmup_s=0.1, duration_s=0.1,
+                              on_begin=lambda: opened.append((time.perf_counter(), len(sent))))
+    ((at, sent_before),) = opened
+    assert at - start >= 0.1 and sent_before >= 2  # after the warm-up, which had sent requests already
+    assert 0 < result.requests <= len(sent) - sent_before + 1  # counted: what was answered in the window
