@@ -37,7 +37,7 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
         (("precision",), "int4", "precision must be one of"),
         (("max_batch_size",), -1, "max_batch_size"),
         (("instance_count",), 0, "instance_count"),
-        (("network", "reference"), "jax", "network 'mnist': reference must be one of keras, torch"),
+        (("network", "reference"), "jax", "network 'mnist': reference must be one of keras, torch, tensorflow"),
         (("network", "scores"), "logprobs", "scores must be one of logits, probabilities"),
         (("parity", "inputs"), "noise", "parity.inputs must be one of"),
         (("parity", "samples"), "many", "invalid config"),
@@ -51,6 +51,15 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
         (("parity", "batch_sizes"), [65], r"within 1..64 \(max_batch_size\), got \[65\]"),
         (("parity", "batch_sizes"), [], r"parity.batch_sizes must be non-empty"),
         (("parity", "concurrent_requests"), -5, r"parity.concurrent_requests must be >= 0, got -5"),
+        # what `python -m export.add` writes, edited by hand
+        (("network", "class_output"), "logits", r"class_output 'logits' is not one of its outputs \['probabilities'\]"),
+        (("network", "batch_axis"), False, r"max_batch_size 64 needs a network with a batch axis"),
+        (("max_batch_size",), 0, r"max_batch_size 0 needs a network without a batch axis"),
+        (("output_tolerance",), {"logits": {"atol": 1}}, r"output_tolerance names \['logits'\], which are not outputs"),
+        (("output_tolerance",), {"probabilities": {"atol": -1}}, r"output_tolerance.probabilities.atol must be a finite"),
+        (("network", "sampling"), {"value_ranges": {"pixels": [0, 1]}}, r"value_ranges names \['pixels'\]"),
+        (("network", "sampling"), {"value_ranges": {"image": [1, 1]}}, r"low < high, got image=\[1.0, 1.0\]"),
+        (("network", "sampling"), {"dim_sizes": []}, r"sampling.dim_sizes a non-empty list"),
     ],
 )
 def test_invalid_values_are_config_errors(mnist_cfg: dict, path: tuple, value: object, message: str) -> None:
@@ -75,3 +84,12 @@ def test_missing_artifact_for_format_is_rejected(mnist_cfg: dict) -> None:
     del cfg["network"]["artifacts"]["onnx"]
     with pytest.raises(ConfigError, match="declares no 'onnx' artifact"):
         model_spec("mnist_onnx", cfg)
+
+
+def test_an_output_tolerance_overrides_only_what_it_names(mnist_cfg: dict) -> None:
+    cfg = copy.deepcopy(mnist_cfg)
+    cfg["output_tolerance"] = {"probabilities": {"atol": 0.5}}
+    spec = model_spec("mnist_onnx", cfg)
+    own = spec.tolerance_for("probabilities")
+    assert own.atol == 0.5 and own.rtol == spec.tolerance.rtol and own.min_cosine == spec.tolerance.min_cosine
+    assert spec.network.class_output == "probabilities"  # the one output of class scores, by default
