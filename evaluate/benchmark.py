@@ -132,7 +132,7 @@ class Bench:
                 before: list[Any] = []  # Triton's statistics when the counted window opens, not before the warm-up
                 result = load.closed_loop(lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
                                           on_begin=(lambda: before.append(stats())) if stats else None)
-                server_ms = breakdown(before[0], stats()) if stats else None
+                server_ms = breakdown(before[0], landed(stats, before[0], result.requests)) if stats else None
             if result.failures:
                 log.warning("%s %s: %d requests failed, first: %s", spec.name, path, result.failures, result.first_failure)
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))
@@ -156,6 +156,20 @@ class Bench:
         self.skipped[spec.name][what] = why
         for _ in range(points):
             self.progress.done()
+
+
+def landed(stats: Callable[[], list[dict]], before: list[dict], answered: int, timeout_s: float = 5.0) -> list[dict]:
+    """Triton's statistics once the requests answered since `before` are in them: Triton records a request's
+    statistics after its response is sent, so a read right after the last answer can miss it."""
+    def successes(snapshot: list[dict]) -> int:
+        return sum(int(s["inference_stats"]["success"]["count"]) for s in snapshot)
+
+    deadline = time.monotonic() + timeout_s
+    after = stats()
+    while successes(after) - successes(before) < answered and time.monotonic() < deadline:
+        time.sleep(0.02)
+        after = stats()
+    return after
 
 
 def breakdown(before: list[dict] | None, after: list[dict]) -> dict[str, float]:

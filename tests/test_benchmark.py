@@ -162,3 +162,16 @@ def test_the_window_hook_runs_after_the_warm_up() -> None:
     ((at, sent_before),) = opened
     assert at - start >= 0.1 and sent_before >= 2  # after the warm-up, which had sent requests already
     assert 0 < result.requests <= len(sent) - sent_before + 1  # counted: what was answered in the window
+
+
+def test_the_breakdown_waits_for_triton_to_record_the_answered_requests() -> None:
+    """Triton records a request's statistics after sending its answer: the read after the window waits until every
+    answered request is in them (a fresh clone's suite once read a window's compute time as 0)."""
+    from evaluate.benchmark import landed
+
+    def snapshot(count: int) -> list[dict]:
+        return [{"inference_stats": {"success": {"count": str(count), "ns": "0"}}}]
+
+    reads = iter([snapshot(10), snapshot(11), snapshot(13)])  # 3 answered; recorded one read later than sent
+    assert landed(lambda: next(reads), snapshot(10), answered=3) == snapshot(13)
+    assert landed(lambda: snapshot(10), snapshot(10), answered=3, timeout_s=0.1) == snapshot(10)  # gives up
