@@ -129,10 +129,17 @@ class Bench:
             self.progress.step(f"{spec.name}: {path}{' (batching off)' if batching is False else ''} "
                                f"batch {batch} x{level}")
             with contextlib.ExitStack() as clients:  # each worker's client, closed after the point
-                before: list[Any] = []  # Triton's statistics when the counted window opens, not before the warm-up
-                result = load.closed_loop(lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
-                                          on_begin=(lambda: before.append(stats())) if stats else None)
-                server_ms = breakdown(before[0], landed(stats, before[0], result.requests)) if stats else None
+                # Triton's statistics over the counted window: from where it opens (not the warm-up) to where it
+                # closes (not the requests still in flight), each read once the requests answered are in them
+                before: list[Any] = []
+                after: list[Any] = []
+                result = load.closed_loop(
+                    lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
+                    on_begin=(lambda: before.append(stats())) if stats else None,
+                    on_end=(lambda answered: after.append(landed(stats, before[0], answered))) if stats else None)
+                if stats and not after:  # the window stayed open for its first answer: read once that landed
+                    after.append(landed(stats, before[0], result.requests))
+                server_ms = breakdown(before[0], after[0]) if stats else None
             if result.failures:
                 log.warning("%s %s: %d requests failed, first: %s", spec.name, path, result.failures, result.first_failure)
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))
