@@ -129,17 +129,10 @@ class Bench:
             self.progress.step(f"{spec.name}: {path}{' (batching off)' if batching is False else ''} "
                                f"batch {batch} x{level}")
             with contextlib.ExitStack() as clients:  # each worker's client, closed after the point
-                # Triton's statistics over the counted window: from where it opens (not the warm-up) to where it
-                # closes (not the requests still in flight), each read once the requests answered are in them
-                before: list[Any] = []
-                after: list[Any] = []
-                result = load.closed_loop(
-                    lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
-                    on_begin=(lambda: before.append(stats())) if stats else None,
-                    on_end=(lambda answered: after.append(landed(stats, before[0], answered))) if stats else None)
-                if stats and not after:  # the window stayed open for its first answer: read once that landed
-                    after.append(landed(stats, before[0], result.requests))
-                server_ms = breakdown(before[0], after[0]) if stats else None
+                before: list[Any] = []  # Triton's statistics where the counted window opens, not before the warm-up
+                result = load.closed_loop(lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
+                                          on_begin=(lambda: before.append(stats())) if stats else None)
+                server_ms = breakdown(before[0], landed(stats, before[0], result.requests)) if stats else None
             if result.failures:
                 log.warning("%s %s: %d requests failed, first: %s", spec.name, path, result.failures, result.first_failure)
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))
@@ -165,9 +158,10 @@ class Bench:
             self.progress.done()
 
 
-def landed(stats: Callable[[], list[dict]], before: list[dict], answered: int, timeout_s: float = 5.0) -> list[dict]:
-    """Triton's statistics once the requests answered since `before` are in them: Triton records a request's
-    statistics after its response is sent, so a read right after the last answer can miss it."""
+def landed(stats: Callable[[], list[dict]], before: list[dict], answered: int, timeout_s: float = 2.0) -> list[dict]:
+    """Triton's statistics once the answered requests are in them: Triton records a request after answering it,
+    so a read right after the last answer can miss it. At once when they count `answered` more requests than
+    `before`; else (answers that landed while `before` was read count in neither) once two reads agree."""
     def successes(snapshot: list[dict]) -> int:
         return sum(int(s["inference_stats"]["success"]["count"]) for s in snapshot)
 
@@ -175,7 +169,10 @@ def landed(stats: Callable[[], list[dict]], before: list[dict], answered: int, t
     after = stats()
     while successes(after) - successes(before) < answered and time.monotonic() < deadline:
         time.sleep(0.02)
-        after = stats()
+        again = stats()
+        if successes(again) == successes(after) > successes(before):
+            return again
+        after = again
     return after
 
 

@@ -38,14 +38,11 @@ class LoadResult:
 
 
 def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: float, duration_s: float,
-                close: Callable[[Send], None] | None = None, on_begin: Callable[[], None] | None = None,
-                on_end: Callable[[int], None] | None = None) -> LoadResult:
+                close: Callable[[Send], None] | None = None, on_begin: Callable[[], None] | None = None) -> LoadResult:
     """Run `concurrency` workers for `warmup_s` (not counted) then `duration_s` (counted).
 
-    `on_begin` runs when the counted window opens and `on_end(answered)` when it closes at its planned end
-    with answers counted (not when it stays open for a first answer): the server's statistics taken there
-    cover the requests the client counts, not the warm-up (whose first request at a new batch size is slow)
-    nor those still in flight at the end.
+    `on_begin` runs when the counted window opens: the server's statistics taken there leave out the
+    warm-up (whose first request at a new batch size is slow), as the client's figures do.
 
     `make_sender` is called once per worker (its own client); a failed request is counted, not retried.
     A window that no answer reached (a request slower than the window, on a busy host) stays open until the
@@ -93,12 +90,6 @@ def closed_loop(make_sender: Callable[[], Send], concurrency: int, warmup_s: flo
     if on_begin is not None:
         time.sleep(max(0.0, window[0] - time.perf_counter()))
         on_begin()
-    if on_end is not None:
-        time.sleep(max(0.0, window[1] - time.perf_counter()))
-        with lock:
-            answered = sum(len(r) for r in results) if counted.is_set() else 0
-        if answered:
-            on_end(answered)
     for thread in threads:
         thread.join()
     if close is not None:
