@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import yaml
 
 from pipelines import parity_inputs, sources
@@ -190,17 +189,6 @@ def _tensors(found: tuple[Any, ...], batched: bool, kind: str, where: Path) -> t
     return tuple(tensors)
 
 
-def _raw_sample(path: Path) -> parity_inputs.ParityInputs:
-    """A sample's arrays before the spec is known (TorchScript's inputs are read from it)."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {n: archive[n] for n in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz sample ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
-    labels = arrays.pop(parity_inputs.LABELS, None)
-    return parity_inputs.ParityInputs(arrays, labels)
-
-
 def add(req: Request) -> Added:
     """Check everything, then write the spec files (all or none)."""
     network_file = CONF_DIR / "network" / f"{req.name}.yaml"
@@ -215,7 +203,9 @@ def add(req: Request) -> Added:
     kind = sources.kind_of(req.source)
     if images and kind == "torchscript":
         raise ConfigError("a TorchScript model's input shapes come from an .npz sample, not a folder of images")
-    raw = _raw_sample(req.sample) if req.sample is not None and kind == "torchscript" else None
+    # TorchScript's inputs are read from its sample, before the spec is known
+    raw = parity_inputs.ParityInputs(*parity_inputs.npz_arrays(req.sample)) \
+        if req.sample is not None and kind == "torchscript" else None
     source = sources.read(req.source, req.signature, raw)
     outputs_found = source.outputs
     if req.output_names is not None:

@@ -84,18 +84,24 @@ LABELS = "labels"  # the optional array of true classes in a sample file
 GROUP = "@"  # `<input>@<tag>`: a sample file's arrays of another size of the open dimensions
 
 
-def read_npz(path: Path, inputs: tuple[TensorSpec, ...], batched: bool = True) -> ParityInputs:
-    """A sample file's arrays: one per input, named after it, batch first, plus optional `labels`; arrays named
-    `<input>@<tag>` are a group of samples of other sizes (every input again, under the same tag).
-
-    An unbatched model's (max_batch_size 0) array may also be one sample: exactly the input's shape. Every mismatch is one line (DataError) naming the array and what the spec says.
-    """
+def npz_arrays(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A sample file's arrays by name, as they are (no pickled objects), and its `labels` apart."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz sample ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
-    labels = arrays.pop(LABELS, None)
+    return arrays, arrays.pop(LABELS, None)
+
+
+def read_npz(path: Path, inputs: tuple[TensorSpec, ...], batched: bool = True) -> ParityInputs:
+    """A sample file's arrays: one per input, named after it, batch first, plus optional `labels`; arrays named
+    `<input>@<tag>` are a group of samples of other sizes (every input again, under the same tag).
+
+    An unbatched model's (max_batch_size 0) array may also be one sample: exactly the input's shape. Every
+    mismatch is one line (DataError) naming the array and what the spec says.
+    """
+    arrays, labels = npz_arrays(path)
     grouped: dict[str, dict[str, np.ndarray]] = {}
     for key in [k for k in arrays if GROUP in k]:
         name, tag = key.split(GROUP, 1)
