@@ -27,9 +27,8 @@ KINDS = {
     "torchscript": ("torchscript", ("onnx",)),
     "onnx": ("onnx", ("onnx",)),
 }
+# numpy dtype name -> Triton's (torch's dtypes have the same names: torch.float32 is "float32")
 NUMPY_TO_TRITON = {dtype.name: name for name, dtype in TRITON_TO_NUMPY.items() if name != "BYTES"}
-TORCH_TO_TRITON = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "int64": "INT64", "int32": "INT32",
-                   "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}
 
 
 @dataclass(frozen=True)
@@ -96,11 +95,12 @@ def read(path: Path, signature: str = "serving_default", sample: Any = None) -> 
     return Source(path, kind, tuple(inputs), tuple(outputs), signature)
 
 
-def _tensor(name: str, dtype: str, shape: tuple[int, ...], table: dict[str, str], where: Path) -> artifacts.ArtifactTensor:
-    if dtype not in table:
+def _tensor(name: str, dtype: str, shape: tuple[int, ...], where: Path) -> artifacts.ArtifactTensor:
+    """A tensor of a numpy or torch dtype (by name) as Triton types it; a dtype Triton parity cannot check is one line."""
+    if dtype not in NUMPY_TO_TRITON:
         raise ArtifactError(f"{where}: tensor {name!r} has dtype {dtype}, which Triton parity does not support "
-                            f"(supported: {', '.join(sorted(set(table.values())))})")
-    return artifacts.ArtifactTensor(name, table[dtype], shape)
+                            f"(supported: {', '.join(sorted(set(NUMPY_TO_TRITON.values())))})")
+    return artifacts.ArtifactTensor(name, NUMPY_TO_TRITON[dtype], shape)
 
 
 def _keras(path: Path) -> tuple[list[artifacts.ArtifactTensor], list[artifacts.ArtifactTensor]]:
@@ -113,8 +113,8 @@ def _keras(path: Path) -> tuple[list[artifacts.ArtifactTensor], list[artifacts.A
     except Exception as exc:  # Keras's load errors (bad zip, unknown layer) share no base class
         raise ArtifactError(f"{path}: Keras cannot load it ({_first_line(exc)})") from exc
     inputs, outputs = keras_models.signature(model)
-    return ([_tensor(n, d, s, NUMPY_TO_TRITON, path) for n, d, s in inputs],
-            [_tensor(n, d, s, NUMPY_TO_TRITON, path) for n, d, s in outputs])
+    return ([_tensor(n, d, s, path) for n, d, s in inputs],
+            [_tensor(n, d, s, path) for n, d, s in outputs])
 
 
 def load_torch_export(path: Path) -> Any:
@@ -143,7 +143,7 @@ def _torch_export(path: Path) -> tuple[list[artifacts.ArtifactTensor], list[arti
 
     def described(name: str, value: Any) -> artifacts.ArtifactTensor:
         shape = tuple(int(d) if isinstance(d, int) else -1 for d in value.shape)
-        return _tensor(name, str(value.dtype).removeprefix("torch."), shape, TORCH_TO_TRITON, path)
+        return _tensor(name, str(value.dtype).removeprefix("torch."), shape, path)
 
     inputs, outputs = [], []
     for node in program.graph.nodes:
@@ -176,8 +176,8 @@ def _torchscript(path: Path, sample: Any) -> tuple[list[artifacts.ArtifactTensor
     except Exception as exc:  # the module's own errors: the sample does not fit it
         raise ArtifactError(f"{path}: running it on the sample failed ({_first_line(exc)})") from exc
     outs = out if isinstance(out, (list, tuple)) else [out]
-    inputs = [_tensor(n, a.dtype.name, (-1, *a.shape[1:]), NUMPY_TO_TRITON, path) for n, a in zip(names, arrays)]
-    outputs = [_tensor(f"output_{i}", str(o.dtype).removeprefix("torch."), (-1, *o.shape[1:]), TORCH_TO_TRITON, path)
+    inputs = [_tensor(n, a.dtype.name, (-1, *a.shape[1:]), path) for n, a in zip(names, arrays)]
+    outputs = [_tensor(f"output_{i}", str(o.dtype).removeprefix("torch."), (-1, *o.shape[1:]), path)
                for i, o in enumerate(outs)]
     return inputs, outputs
 
