@@ -22,7 +22,7 @@ pytestmark = pytest.mark.pipeline
 EXPECTED = {
     "twoin_savedmodel": ("keras", None, True), "twoin_onnx": ("keras", None, True),
     "sigmodel_savedmodel": ("tensorflow", None, False), "sigmodel_onnx": ("tensorflow", None, False),
-    "text_onnx": ("torch_export", None, False), "scripted_onnx": ("torchscript", None, False),
+    "text_onnx": ("torch_export", None, False), "scripted_onnx": ("torchscript", None, True),
     "argmax_onnx": ("onnx (onnx.reference)", "index", False),
 }
 
