@@ -14,10 +14,11 @@ from pipelines.errors import ArtifactError
 from pipelines.spec import ModelSpec, TensorSpec
 
 # ONNX TensorProto element types -> Triton dtype names
-ONNX_TO_TRITON = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "FP64"}
+ONNX_TO_TRITON = {1: "FP32", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 8: "BYTES", 9: "BOOL", 10: "FP16",
+                  11: "FP64"}
 TF_TO_TRITON = {
     "float32": "FP32", "float16": "FP16", "float64": "FP64", "uint8": "UINT8",
-    "int8": "INT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
+    "int8": "INT8", "int32": "INT32", "int64": "INT64", "bool": "BOOL", "string": "BYTES",
 }
 
 

@@ -165,7 +165,9 @@ def skipped_protocols(spec: ModelSpec, protocols: list[str]) -> dict[str, str]:
     """Protocols a model's tensors cannot use, with the reason (JSON carries no FP16/BF16 or raw bytes)."""
     unsafe = [t.name for t in spec.tensors if not t.json_safe]
     if "http_json" in protocols and unsafe:
-        return {"http_json": f"tensors {unsafe} cannot travel as JSON"}
+        kinds = sorted({t.dtype for t in spec.tensors if not t.json_safe})
+        return {"http_json": f"tensors {unsafe} ({'/'.join(kinds)}) cannot travel as JSON, which carries no FP16 "
+                             "or BF16 and BYTES only as UTF-8 text: checked over binary HTTP and gRPC"}
     return {}
 
 

@@ -104,9 +104,22 @@ def onnxruntime_runner(path: Path, inputs: Sequence[TensorSpec], outputs: Sequen
     names = [t.name for t in outputs]
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, {t.name: arrays[t.name] for t in inputs})))
+        feeds = {t.name: _ort_text(arrays[t.name]) if t.dtype == "BYTES" else arrays[t.name] for t in inputs}
+        return {name: _bytes(out) if out.dtype == np.object_ else out
+                for name, out in zip(names, session.run(names, feeds))}
 
     return run
+
+
+def _ort_text(array: np.ndarray) -> np.ndarray:
+    """BYTES for ONNX Runtime's Python API, which takes string tensors as str only: bytes it turns into their
+    repr ("b'a'"), silently. Triton's onnxruntime backend hands the bytes over as they are (UTF-8 here)."""
+    return np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])(array)
+
+
+def _bytes(array: np.ndarray) -> np.ndarray:
+    """String outputs as bytes, as Triton returns BYTES (ONNX Runtime's Python API returns str)."""
+    return np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])(array)
 
 
 def onnx_runtime_name(path: Path) -> str:

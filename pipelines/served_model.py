@@ -37,6 +37,9 @@ def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_as_bytes = np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode(), otypes=[object])
+
+
 def parse_classes(row: np.ndarray) -> list[tuple[float, int, str]]:
     """One sample's classification-extension strings "score:index:label" as (score, index, label)."""
     parsed = []
@@ -179,8 +182,15 @@ class ServedModel:
         """One request; returns every output of the spec."""
         if protocol == "http_json" and not all(t.json_safe for t in self.spec.tensors):
             raise ServerError(f"model {self.spec.name!r} has FP16/BF16 tensors, which JSON cannot carry")
-        result = self._send(protocol, arrays, {t.name: 0 for t in self.spec.outputs}, "inference")
-        return {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
+        return self._outputs(self._send(protocol, arrays, {t.name: 0 for t in self.spec.outputs}, "inference"))
+
+    def _outputs(self, result: Any) -> dict[str, np.ndarray]:
+        """Every output of the spec, BYTES as bytes whatever the protocol (over JSON they arrive as str)."""
+        arrays = {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
+        for t in self.spec.outputs:
+            if t.dtype == "BYTES" and arrays[t.name] is not None:
+                arrays[t.name] = _as_bytes(arrays[t.name])
+        return arrays
 
     def metadata(self) -> dict:
         """What Triton reports of the model: versions, platform, inputs and outputs."""
@@ -220,7 +230,7 @@ class ServedModel:
                 raise ServerError(f"burst on {self.spec.name!r}: no answer within {timeout_s:g} s")
         if errors:
             raise ServerError(f"burst on {self.spec.name!r} failed: {errors[0]}")
-        return [{t.name: r.as_numpy(t.name) for t in self.spec.outputs} for r in results]
+        return [self._outputs(r) for r in results]
 
     def counts(self, name: str | None = None) -> tuple[int, int]:
         """(successful requests, executions) so far: fewer executions than requests means the batcher merged them.

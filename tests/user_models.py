@@ -104,18 +104,24 @@ def torch_models(folder: Path, scale: float) -> None:
 
 
 def onnx_model(folder: Path, scale: float) -> None:
-    """No batch axis: X [4, 6] -> Y = X W [4, 3] and the INT64 argmax of each row, [4]."""
+    """No batch axis: X [4, 6] -> Y = X W [4, 3], the INT64 argmax of each row [4] and whether its best score is
+    positive (BOOL [4]); and a string tag per row passed through (BYTES [4] in, BYTES [4] out)."""
     import onnx
     from onnx import TensorProto, helper
 
     weights = np.random.default_rng(3).standard_normal((6, 3)).astype(np.float32) * np.float32(scale)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["Y"]), helper.make_node("ArgMax", ["Y"], ["index"], axis=1, keepdims=0)],
+        [helper.make_node("MatMul", ["X", "W"], ["Y"]), helper.make_node("ArgMax", ["Y"], ["index"], axis=1, keepdims=0),
+         helper.make_node("ReduceMax", ["Y"], ["best"], axes=[1], keepdims=0),
+         helper.make_node("Greater", ["best", "zero"], ["positive"]), helper.make_node("Identity", ["tag"], ["tag_out"])],
         "argmax",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 6])],
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 6]),
+         helper.make_tensor_value_info("tag", TensorProto.STRING, [4])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4, 3]),
-         helper.make_tensor_value_info("index", TensorProto.INT64, [4])],
-        [onnx.numpy_helper.from_array(weights, "W")],
+         helper.make_tensor_value_info("index", TensorProto.INT64, [4]),
+         helper.make_tensor_value_info("positive", TensorProto.BOOL, [4]),
+         helper.make_tensor_value_info("tag_out", TensorProto.STRING, [4])],
+        [onnx.numpy_helper.from_array(weights, "W"), onnx.numpy_helper.from_array(np.array(0, np.float32), "zero")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -13,8 +13,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.py and standins.py sit beside us
 
+import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from standin_base import StandIn, StandInError, first_line  # noqa: E402
+
+_text = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])
+_encoded = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])
 
 ORT_TYPES = {
     "tensor(bool)": "TYPE_BOOL", "tensor(uint8)": "TYPE_UINT8", "tensor(uint16)": "TYPE_UINT16",
@@ -68,4 +72,8 @@ class TritonPythonModel(StandIn):
         return {"inputs": tensors(self.session.get_inputs()), "outputs": tensors(self.session.get_outputs())}
 
     def run(self, feeds):
-        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+        # string tensors: ONNX Runtime's Python API takes str only (bytes become their repr, silently) and
+        # returns str; Triton's onnxruntime backend passes the bytes through, as these conversions do
+        feeds = {k: _text(v) if v.dtype == np.object_ else v for k, v in feeds.items()}
+        outputs = self.session.run(self.output_names, feeds)
+        return {k: _encoded(v) if v.dtype == np.object_ else v for k, v in zip(self.output_names, outputs)}
