@@ -14,11 +14,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import http.client
-import io
 import json
 import logging
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from omegaconf import OmegaConf
 
-from pipelines import load, parity_inputs, perf_analyzer, runtimes, scratch
+from pipelines import flask_wire, load, parity_inputs, perf_analyzer, runtimes, scratch
 from pipelines.atomic import atomic_path, write_json, write_text
 from pipelines.benchmark_report import BREAKDOWN, HEADLINE_POINTS, PATH_NAMES, CrossCheck, ModelBenchmark, Point, plot
 from pipelines.cli import CONF_DIR, hydra_main
@@ -208,14 +206,15 @@ def measure_in_process(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarr
 
 
 @contextlib.contextmanager
-def flask_server(spec: ModelSpec, catalog: dict[str, ModelSpec], logs: Path) -> Iterator[tuple[str, Any]]:
-    """The Flask baseline in a process of its own, on the very specs measured here, stopped on the way out."""
+def flask_server(spec: ModelSpec, models: Any, logs: Path) -> Iterator[tuple[str, Any]]:
+    """The Flask baseline in a process of its own, on the very specs measured here (`models`: the run's models
+    config, resolved, as YAML), stopped on the way out."""
     port = free_port()
     logs.mkdir(parents=True, exist_ok=True)
     log_file = logs / f"flask-{spec.name}.log"
     with scratch.scratch_dir(Path(tempfile.gettempdir()), "flask-baseline-") as work, open(log_file, "wb") as fh:
-        specs = work / "specs.pickle"
-        specs.write_bytes(pickle.dumps((spec, catalog)))
+        specs = work / "models.yaml"
+        OmegaConf.save(models, specs, resolve=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(CONF_DIR.parent), os.environ.get("PYTHONPATH")])))
         proc = subprocess.Popen([sys.executable, "-m", "serve.flask_baseline", spec.name, str(port), str(specs)],
                                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -255,21 +254,19 @@ def flask_sender(address: str, arrays: dict[str, np.ndarray], clients: contextli
     clients.callback(conn.close)
 
     def send() -> dict[str, np.ndarray]:
-        body = io.BytesIO()
-        np.savez(body, **arrays)
-        conn.request("POST", "/predict", body=body.getvalue(), headers={"Content-Type": "application/octet-stream"})
+        conn.request("POST", "/predict", body=flask_wire.dumps(arrays),
+                     headers={"Content-Type": "application/octet-stream"})
         response = conn.getresponse()
         data = response.read()
         if response.status != 200:
             raise ServerError(f"Flask answered {response.status}")
-        with np.load(io.BytesIO(data), allow_pickle=True) as out:
-            return {k: out[k] for k in out.files}
+        return flask_wire.loads(data)
 
     return send
 
 
-def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], logs: Path) -> None:
-    with flask_server(spec, bench.catalog, logs) as (address, proc):
+def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], logs: Path, models: Any) -> None:
+    with flask_server(spec, models, logs) as (address, proc):
         bench.sweep(spec, "flask", lambda b, clients: flask_sender(address, batch_of(arrays, b), clients))
         bench.memory[spec.name]["flask (process)"] = proc.memory_info().rss / 2**20
 
@@ -401,7 +398,7 @@ def run(cfg: Any) -> int:
             if "in_process" in settings.measure:
                 measure_in_process(bench, spec, arrays[spec.name])
             if "flask" in settings.measure:
-                measure_flask(bench, spec, arrays[spec.name], Path(cfg.paths.logs))
+                measure_flask(bench, spec, arrays[spec.name], Path(cfg.paths.logs), cfg.models)
         with serve(launched_server(cfg), cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
             for spec in specs:
                 measure_triton(bench, spec, arrays[spec.name], endpoints, same_host=kind != "remote" and not balanced,
@@ -414,19 +411,27 @@ def run(cfg: Any) -> int:
                                                                                    "measure": list(settings.measure)},
                               bench.points[s.name], bench.memory[s.name] | memory.get(s.name, {}),
                               bench.cross[s.name], bench.skipped[s.name]) for s in specs]
-    write(results, out, Path(cfg.load.metrics))
     for result in results:
         print(result.table() + "\n", flush=True)
+    unanswered = [what for result in results for what in result.unanswered()]
+    if unanswered:  # a dead server measures nothing: its null figures must not become the tracked ones
+        print(f"benchmark FAILED (reports not written): {'; '.join(unanswered)}", flush=True)
+        return 1
+    write(results, out, Path(cfg.load.metrics), set(catalog) if str(cfg.model.name) == "all" else None)
     print(f"reports: {out}/<model>.json, benchmark.md, benchmark.png, curves.json; headline ratios: {cfg.load.metrics}/",
           flush=True)
     return 0
 
 
-def write(results: list[ModelBenchmark], out: Path, metrics: Path) -> None:
-    """Each model's report, headline and curve; then the table and plot of every model reported in `out`."""
+def write(results: list[ModelBenchmark], out: Path, metrics: Path, served: set[str] | None = None) -> None:
+    """Each model's report, headline and curve; then the table and plot of every model reported in `out`.
+    `served` (a model=all run): the reports of any other model, kept from an earlier run (DVC's persist), go."""
     for result in results:
         write_json(out / f"{result.model}.json", result.to_dict())
         write_json(metrics / f"{result.model}.json", result.to_dict()["headline"])
+    for path in [*out.glob("*.json"), *metrics.glob("*.json")] if served is not None else []:
+        if path.name != "curves.json" and path.stem not in served:
+            path.unlink()
     everything = [ModelBenchmark.from_dict(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))
                   if p.name != "curves.json"]
     write_json(out / "curves.json", [row for r in everything for row in r.curve()])

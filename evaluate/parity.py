@@ -46,6 +46,13 @@ class Reports:
         write_json(self.full / f"{report.model}.json", report.to_dict())
         write_json(self.metrics / f"{report.model}.json", report.headline())
 
+    def prune(self, served: set[str]) -> None:
+        """Remove the reports of models no longer served (a model=all run has just written every other one)."""
+        for directory in (self.full, self.metrics):
+            for path in directory.glob("*.json"):
+                if path.stem not in served:
+                    path.unlink()
+
 
 def check(cfg: Any) -> list[ParityReport]:
     """Run parity for the selected models against one server; write and return their reports."""
@@ -88,6 +95,8 @@ def check(cfg: Any) -> list[ParityReport]:
             results.append(report)
     for report in results:
         reports.write(report)
+    if str(cfg.model.name) == "all":  # the reports kept between runs (DVC's persist): none of a model gone since
+        reports.prune(set(catalog))
     return results
 
 

@@ -74,6 +74,11 @@ class ModelBenchmark:
                 return p
         return None
 
+    def unanswered(self) -> list[str]:
+        """The points that no request answered: a dead path, not a slow one (its figures would be null)."""
+        return [f"{self.model} {p.label} batch {p.batch} x{p.concurrency}: none of {p.failures} requests answered"
+                for p in self.points if p.requests == 0]
+
     def headline(self) -> dict[str, float | None]:
         """The figures the gate watches: serving's cost relative to the same runtime in process, and to Flask.
 

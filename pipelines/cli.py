@@ -88,14 +88,48 @@ def check_group_overrides(argv: list[str], config_name: str) -> None:
             raise PipelineError(f"unknown {key} {value!r}; choose one of: {', '.join(options)}")
 
 
+def check_read(overrides: list[str], config_name: str) -> None:
+    """Overrides that would change nothing are refused, not silently accepted:
+    - `models.<name>.<key>=...` with `model=<name>`: a run on one model reads `model.*`, the catalog only with
+      model=all (before, `models.mnist_onnx.tolerance.atol=1` ran with 1e-4 and wrote the tracked report);
+    - `+key=...` / `++key=...` adding a key the config does not have (plain `key=...` is refused for it), but
+      under `model.`, whose spec refuses any key it does not read."""
+    chosen = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == "model"), None)
+    if chosen not in (None, "all") and "model" in required_groups(config_name):
+        catalog = [o for o in overrides if o.lstrip("+~").startswith("models.")]
+        if catalog:
+            key = catalog[0].lstrip("+~").split("=", 1)[0]
+            raise PipelineError(f"{key} does nothing with model={chosen}, which reads model.* (models.* is the "
+                                f"catalog, read with model=all): override {key.replace(f'models.{chosen}.', 'model.')}"
+                                " instead" if key.startswith(f"models.{chosen}.") else
+                                f"{key} does nothing with model={chosen}: the catalog (models.*) is read with model=all")
+    added = [o for o in overrides if o.startswith("+") and "=" in o]
+    if added:
+        from omegaconf import OmegaConf
+
+        base = compose(config_name, [o for o in overrides if o not in added])
+        for override in added:
+            key = override.lstrip("+").split("=", 1)[0]
+            if "/" in key or "@" in key or key.startswith("model."):
+                continue
+            if OmegaConf.select(base, key, default=_ABSENT) is _ABSENT:
+                raise PipelineError(f"{override.split('=', 1)[0]} adds a key that nothing reads ({key!r} is not in "
+                                    "the config): misspelled? `--help` shows the config")
+
+
+_ABSENT = object()
+
+
 def check_composes(argv: list[str], config_name: str) -> None:
-    """Compose once before Hydra runs, so a misspelled key or a malformed override is one line, not six."""
+    """Compose once before Hydra runs, so a misspelled key or a malformed override is one line, not six; and
+    refuse overrides that the run would not read (`check_read`)."""
     from hydra.errors import HydraException
 
     # overrides only: `key=value`, `+key=value`, `~key`; not Hydra's flags nor their values (`--cfg job`)
     overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
     try:
         compose(config_name, overrides)
+        check_read(overrides, config_name)
     except HydraException as exc:
         text = str(exc).strip()
         cause = str(exc.__cause__ or "")

@@ -104,6 +104,9 @@ def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Ve
         if after is None:
             continue  # not benchmarked in this run: nothing to judge
         failed = {}
+        for figure in (*COST_RATIOS, *GAIN_RATIOS):
+            if before.get(figure) is not None and after.get(figure) is None:
+                failed[figure] = f"{figure}: no figure now (the baseline's {before[figure]:.3g}): nothing answered"
         for figure in COST_RATIOS:
             b, a = before.get(figure), after.get(figure)
             if b and a is not None and a > b * growth:

@@ -14,6 +14,7 @@ with its parent (PR_SET_PDEATHSIG), so even a killed pipeline leaves no orphan.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import ctypes
 import functools
 import logging
@@ -66,9 +67,17 @@ class Endpoints:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports: held open together while chosen (one at a time, the kernel may hand the same
+    port out twice, and a server given it for both HTTP and gRPC fails to start)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def configured_port(value: Any, what: str) -> int:
@@ -108,7 +117,8 @@ def configured_ports(cfg: Any) -> tuple[int, int]:
 def _ports(cfg: Any, host: str) -> tuple[int, int]:
     """(HTTP, gRPC) ports to launch on: the configured ones, checked to be free, or free ones."""
     http_port, grpc_port = configured_ports(cfg)
-    return _port(http_port, host), _port(grpc_port, host)
+    spare = iter(free_ports(2, host))
+    return _port(http_port, host) if http_port else next(spare), _port(grpc_port, host) if grpc_port else next(spare)
 
 
 # health checks go straight to the server, never through an http_proxy from the environment
@@ -251,17 +261,20 @@ class EmbeddedTriton:
         return env
 
 
-def die_with_parent(cmd: list[str]) -> tuple[list[str], Any]:
-    """(command, preexec_fn) so that the kernel sends SIGTERM to the server if the Python process that started
-    it dies. util-linux's `setpriv --pdeathsig` sets it in the exec'd server itself; only without setpriv is a
+def die_with_parent(cmd: list[str], graceful: bool = True) -> tuple[list[str], Any]:
+    """(command, preexec_fn) so that the kernel signals the server if the Python process that started it dies:
+    SIGTERM for a server others use (Triton's own shutdown), SIGKILL for one launched for a single command, which
+    would be killed at its end anyway (SIGTERM kept it 5-6 s past a `kill -9` of parity, unloading its models).
+    util-linux's `setpriv --pdeathsig` sets it in the exec'd server itself; only without setpriv is a
     preexec_fn used (Python code between fork and exec, which a thread of ours makes less safe)."""
+    sig = signal.SIGTERM if graceful else signal.SIGKILL
     setpriv = shutil.which("setpriv")
     if setpriv:
-        return [setpriv, "--pdeathsig", "TERM", "--", *cmd], None
+        return [setpriv, "--pdeathsig", sig.name.removeprefix("SIG"), "--", *cmd], None
     libc = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded in the parent: no dlopen after fork
 
     def preexec() -> None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
 
     return cmd, preexec
 
@@ -370,7 +383,7 @@ def _serve_local(cfg: Any, repository: Path, extra: list[str], started: Started 
         cmd = local_command(embedded, repository, backends, host, http_port, grpc_port, cfg, extra)
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)
         start = time.monotonic()
-        cmd, preexec = die_with_parent(cmd)
+        cmd, preexec = die_with_parent(cmd, graceful)
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=embedded.environment(), preexec_fn=preexec)
         try:
@@ -449,13 +462,38 @@ def _serve_docker(cfg: Any, repository: Path, extra: list[str], started: Started
 # --------------------------------------------------------------------------- replicas behind a balancer
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it resolves to whatever the network says
+        return False
+
+
+def exposure(cfg: Any, front: balancer.FrontSettings) -> None:
+    """Binding beyond loopback is a decision: refused unless `server.expose=true`, then warned about, naming the
+    risk and whether a front stands between the network and Triton."""
+    host = str(cfg.get("host", "127.0.0.1"))
+    if is_loopback(host):
+        return
+    if not cfg.get("expose", False):
+        raise ConfigError(f"server.host={host} would serve beyond loopback, where anyone who reaches the port can "
+                          "send the requests that crash Triton (README: Hardening); add server.expose=true to "
+                          "serve there anyway")
+    guard = ("behind nginx (balancer=nginx), the replicas on loopback" if front.kind != "none" else
+             "UNGUARDED: nothing stands between the network and Triton (balancer=nginx puts a front there)")
+    log.warning("serving on %s, beyond loopback (server.expose=true): %s", host, guard)
+
+
 def replica_cfg(cfg: Any, index: int) -> Any:
-    """The server config of replica `index`: free ports (the configured ones are the balancer's), its own log."""
+    """The server config of replica `index`: free ports on loopback (the configured host and ports are the
+    balancer's), its own log."""
     from omegaconf import OmegaConf
 
     replica = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     log_file = Path(str(cfg.log_file))
     replica.http_port, replica.grpc_port = 0, 0
+    if "host" in replica:
+        replica.host = "127.0.0.1"
     replica.log_file = str(log_file.with_name(f"{log_file.stem}-replica{index + 1}{log_file.suffix}"))
     return replica
 
@@ -479,7 +517,8 @@ def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.F
             replicas.append(stack.enter_context(launch(replica_cfg(cfg, index), repository, extra,
                                                        started if index == 0 else None, graceful)))
         # free ports for the balancer only now: the replicas listen on theirs, so none is handed out twice
-        http_port, grpc_port = http_port or free_port(host), grpc_port or free_port(host)
+        spare = iter(free_ports(2, host))
+        http_port, grpc_port = http_port or next(spare), grpc_port or next(spare)
         work = stack.enter_context(scratch.scratch_dir(Path(tempfile.gettempdir()), "nginx-front-"))
         nginx = balancer.Front(front, host, http_port, grpc_port,
                                [balancer.Replica(r.http, r.grpc, r.problem) for r in replicas], work, log_file)
@@ -583,6 +622,7 @@ def serve(cfg: Any, repository: str | Path, releases: Any = None, front: Any = N
     settings = balancer.FrontSettings.from_cfg(front)
     if kind != "remote":
         configured_ports(cfg)  # settings first: a typo is named before anything is looked for
+        exposure(cfg, settings)
     elif settings.kind != "none":
         raise ConfigError(f"balancer={settings.kind} launches replicas; server=remote launches nothing "
                           "(to check a running balancer, point server.http_url/grpc_url at it with balancer=none)")

@@ -324,8 +324,39 @@ def network_spec(cfg: Mapping[str, Any]) -> NetworkSpec:
     return _validated(f"network {plain(cfg).get('name', '?')!r}", _network_spec, cfg)
 
 
+# Every key a spec reads, per section: any other is refused (a misspelled or `+`-added key would do nothing)
+NETWORK_KEYS = {"name", "reference", "inputs", "outputs", "artifacts", "signature", "scores", "parity_inputs",
+                "preprocessing", "labels_file", "arch", "labels_from", "class_output", "sampling", "batch_axis"}
+MODEL_KEYS = {"name", "network", "inputs", "outputs", "format", "precision", "artifact", "max_batch_size",
+              "instance_count", "tolerance", "output_tolerance", "dynamic_batching", "parity", "tensorrt", "ensemble",
+              "extra_config"}
+SECTION_KEYS = {
+    "preprocessing": {"resize", "crop", "mean", "std"},
+    "sampling": {"sample", "count", "value_ranges", "dim_sizes", "seed"},
+    "tolerance": {"atol", "rtol", "min_cosine", "min_top1_agreement", "min_top5_agreement"},
+    "dynamic_batching": {"preferred_batch_size", "max_queue_delay_microseconds"},
+    "parity": {"batch_sizes", "samples", "concurrent_requests", "inputs"},
+    "tensorrt": {"source", "min_batch", "opt_batch", "workspace_mib", "version_compatible", "hardware_compatibility"},
+    "ensemble": {"classifier", "image_limits", "top_k"},
+}
+
+
+def _known_keys(cfg: dict[str, Any], allowed: set[str], where: str) -> None:
+    """A key no spec reads is refused, with the keys that are: it would change nothing, silently."""
+    for section, value in [(None, cfg), *((k, cfg[k]) for k in SECTION_KEYS if k in allowed and k in cfg)]:
+        if not isinstance(value, dict):
+            continue
+        keys = allowed if section is None else SECTION_KEYS[section]
+        unknown = sorted(set(value) - keys)
+        if unknown:
+            prefix = "" if section is None else f"{section}."
+            raise ConfigError(f"{where}: unknown key {prefix}{unknown[0]} (misspelled? {prefix or 'its '}keys are: "
+                              f"{', '.join(sorted(keys))})")
+
+
 def _network_spec(cfg: dict[str, Any]) -> NetworkSpec:
     where = f"network {cfg['name']!r}"
+    _known_keys(cfg, NETWORK_KEYS, where)
     pre = cfg.get("preprocessing")
     labels = cfg.get("labels_file")
     inputs, outputs = _tensors(cfg.get("inputs"), where), _tensors(cfg.get("outputs"), where)
@@ -387,6 +418,7 @@ def model_spec(name: str, cfg: Mapping[str, Any]) -> ModelSpec:
 
 def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
     where = f"model {name!r}"
+    _known_keys(cfg, MODEL_KEYS, where)
     if cfg.get("name", name) != name:
         raise ConfigError(f"{where}: its config names it {cfg['name']!r}; the two must agree")
     network = _network_spec(cfg["network"])

@@ -150,6 +150,25 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(in
     assert "### mnist_onnx" in capsys.readouterr().out
 
 
+@pytest.mark.integration
+def test_a_path_that_answers_nothing_fails_the_run_and_writes_no_report(in_workspace: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """A server that is ready but answers no inference (Triton's own gRPC restriction: every request lacks the
+    header) must not pass as a benchmark with null figures, which the gate would skip."""
+    repository = tmp_path / "repository"
+    shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")
+    cfg = compose_config("benchmark", [
+        "model=mnist_onnx", f"model_repository={repository}", "load.measure=[grpc]", "load.concurrency=[1]",
+        "load.duration_s=0.2", "load.warmup_s=0.05", "load.perf_analyzer=false", "load.batching_off=false",
+        f"load.reports={tmp_path / 'reports'}",
+        f"load.metrics={tmp_path / 'metrics'}", f"paths.logs={tmp_path / 'logs'}",
+        "server.extra_args=['--grpc-restricted-protocol=inference:benchmark-key=secret']"])
+    assert benchmark.run(cfg) == 1
+    out = capsys.readouterr().out
+    assert "benchmark FAILED (reports not written): mnist_onnx Triton gRPC batch 1 x1: none of " in out
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
+
+
 def test_the_window_hook_runs_after_the_warm_up() -> None:
     """Triton's statistics are taken where the counted window opens, so the warm-up's requests (the first one at a
     new batch size is slow) are in neither the server's breakdown nor the client's figures."""

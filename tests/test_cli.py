@@ -127,6 +127,9 @@ def test_client_errors_are_one_line(args: list[str], message: str) -> None:
     ("serve.triton", ["server.grpc_port=eighty"], "server.grpc_port must be a port number"),
     ("serve.triton", ["server.http_port=8000", "server.grpc_port=8000"],
      "server.http_port and server.grpc_port are both 8000: each needs its own port"),
+    ("serve.triton", ["server.host=0.0.0.0"],  # before: bound every interface without a word
+     "server.host=0.0.0.0 would serve beyond loopback, where anyone who reaches the port can send the requests "
+     "that crash Triton (README: Hardening); add server.expose=true to serve there anyway"),
     ("serve.client", ["model=resnet50_ensemble", "image=sample:chelsea.png", "top_k=abc"],
      "top_k must be a whole number >= 1, got 'abc'"),
 ])
@@ -160,3 +163,36 @@ def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
     assert proc.returncode == 143 and lines[-1] == "error: stopped", proc.stderr
     assert [l for l in lines if l.startswith("main ")] == [f"main {i}" for i in range(10)]
     assert not [l for l in lines if "InitializeLog" in l or "oneDNN custom operations" in l], lines
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    # before: ran with the catalog's 1e-4 and wrote the tracked report
+    (["model=mnist_onnx", "models.mnist_onnx.tolerance.atol=1"],
+     "models.mnist_onnx.tolerance.atol does nothing with model=mnist_onnx, which reads model.* (models.* is the "
+     "catalog, read with model=all): override model.tolerance.atol instead"),
+    (["model=mnist_onnx", "models.resnet50_onnx.tolerance.atol=1"],
+     "models.resnet50_onnx.tolerance.atol does nothing with model=mnist_onnx"),
+    # before: accepted, where `foo=bar` is refused
+    (["model=mnist_onnx", "++foo=bar"], "++foo adds a key that nothing reads ('foo' is not in the config)"),
+    (["model=all", "+server.nothing=1"], "+server.nothing adds a key that nothing reads"),
+])
+def test_overrides_that_would_change_nothing_are_refused(overrides: list[str], message: str) -> None:
+    from pipelines.cli import check_read
+    from pipelines.errors import PipelineError
+
+    with pytest.raises(PipelineError) as refused:
+        check_read(overrides, "parity")
+    assert str(refused.value).startswith(message)
+
+
+def test_overrides_the_run_reads_pass() -> None:
+    from pipelines.cli import check_read
+    from pipelines.spec import model_spec
+    from conftest import compose_config
+
+    for overrides in (["model=mnist_onnx", "model.tolerance.atol=1"], ["model=all", "models.mnist_onnx.tolerance.atol=1"],
+                      ["model=mnist_onnx", "++protocols=[grpc]"], ["model=mnist_onnx", "+model.extra_config=x"]):
+        check_read(overrides, "parity")
+    cfg = compose_config("parity", ["model=mnist_onnx", "+model.no_such_key=1"])  # its spec refuses what it never reads
+    with pytest.raises(Exception, match="model 'mnist_onnx': unknown key no_such_key"):
+        model_spec("mnist_onnx", cfg.model)

@@ -82,6 +82,14 @@ def test_serving_costs_fail_only_beyond_the_growth_allowed(change: dict, reason:
     assert judge_serving({}, {"mnist_onnx": SERVING}, LIMITS).passed  # nothing to compare with: reported only
 
 
+def test_a_serving_figure_gone_null_fails() -> None:
+    """A benchmark that measured nothing has null figures: before, the gate skipped them and passed."""
+    dead = {figure: None for figure in SERVING}
+    verdict = judge_serving({"mnist_onnx": SERVING}, {"mnist_onnx": dead}, LIMITS)
+    assert not verdict.passed
+    assert "mnist_onnx: grpc_vs_in_process: no figure now (the baseline's 1.5): nothing answered" in verdict.failures
+
+
 def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture) -> None:
     """A real repository: main commits accepted figures; a branch's run got worse; the gate says so (exit 1)."""

@@ -86,6 +86,35 @@ def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, t
     print(f"parity and its Triton stopped {stopped_in:.1f} s after the grandparent was killed")
 
 
+@pytest.mark.integration
+def test_killing_parity_kills_its_triton_at_once(in_workspace: Path, tmp_path: Path) -> None:
+    """`kill -9` of parity: its server goes by the kernel's SIGKILL (its parent-death signal), not through Triton's
+    own shutdown on SIGTERM, which unloaded every model first and kept it 5-6 s."""
+    logs, repository = tmp_path / "logs", tmp_path / "repository"
+    shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")
+    with open(tmp_path / "out.txt", "wb") as out:
+        python = subprocess.Popen([sys.executable, "-m", "evaluate.parity", "model=mnist_onnx",
+                                   f"model_repository={repository}", f"paths.parity_reports={tmp_path / 'reports'}",
+                                   f"paths.logs={logs}"], cwd=in_workspace, env=tool_env(), stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        triton = wait_for(lambda: [c for c in children(python.pid) if "tritonserver" in command(c)], 120,
+                          "tritonserver")[0]
+        wait_for(lambda: list(logs.glob("triton-*.log")) and "Started GRPCInferenceService" in
+                 next(logs.glob("triton-*.log")).read_text(errors="replace"), 120, "Triton ready")
+        python.kill()
+        python.wait()
+        started = time.monotonic()
+        wait_for(lambda: not command(triton), 30, "tritonserver to stop")
+        stopped_in = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            python.kill()
+    log = next(logs.glob("triton-*.log")).read_text(errors="replace")
+    assert "Signal (15) received" not in log and "successfully unloaded" not in log, log[-2000:]
+    print(f"tritonserver gone {stopped_in:.1f} s after parity was killed")
+
+
 def test_a_second_sigterm_does_not_cut_the_clean_up_short(tmp_path: Path) -> None:
     """The whole tree gets SIGTERM from a CI cancel, then the ancestors' end sends another: clean-up runs on."""
     from conftest import ROOT

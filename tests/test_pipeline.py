@@ -7,13 +7,14 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import user_models
-from conftest import AFTER_BUILD, BIN, USER_MODELS, compose_config, job_result, run_cmd
+from conftest import AFTER_BUILD, BIN, USER_MODELS, compose_config, file_hashes, job_result, run_cmd, tool_env
 
 pytestmark = pytest.mark.pipeline
 
@@ -129,6 +130,30 @@ def test_second_repro_changes_nothing(workspace: Path) -> None:
     assert "Data and pipelines are up to date" in result.stdout
     status = run_cmd([str(BIN / "dvc"), "status", "dvc.yaml"], workspace, timeout=120)  # the CPU profile
     assert "up to date" in status.stdout, status.stdout
+
+
+def test_a_killed_parity_stage_leaves_the_tracked_reports(workspace: Path, tmp_path: Path) -> None:
+    """DVC deletes a stage's outputs before running it: before `persist: true`, `kill -9` of `dvc repro parity`
+    left the working tree with no parity report at all. Now the last ones stay, byte for byte."""
+    import psutil
+
+    copy = shutil.copytree(workspace, tmp_path / "workspace", symlinks=True)
+    tracked = [copy / "reports" / "parity", copy / "reports" / "parity_metrics"]
+    before = [file_hashes(d) for d in tracked]
+    assert all(before)
+    with open(tmp_path / "repro.out", "wb") as out:
+        dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "-f", "-s", "parity"], cwd=copy, env=tool_env(),
+                               stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not any("evaluate.parity" in " ".join(p.cmdline()) for p in psutil.Process(dvc.pid).children(recursive=True)):
+        assert dvc.poll() is None and time.monotonic() < deadline, (tmp_path / "repro.out").read_text()
+        time.sleep(0.1)
+    time.sleep(1.0)  # the stage runs: its server starting
+    left = psutil.Process(dvc.pid).children(recursive=True)
+    dvc.kill()
+    dvc.wait()
+    psutil.wait_procs(left, timeout=30)  # every process of the stage goes with it (pipelines.lifeline)
+    assert [file_hashes(d) for d in tracked] == before
 
 
 def git(repo: Path, *args: str) -> str:

@@ -128,6 +128,33 @@ def test_a_port_left_in_time_wait_is_free(tmp_path: Path) -> None:
     assert launcher._port(port, "127.0.0.1") == port
 
 
+def test_two_free_ports_are_never_the_same() -> None:
+    """Chosen one at a time, the kernel handed out one port twice: the server got it for HTTP and gRPC and died."""
+    for _ in range(200):
+        http, grpc = launcher.free_ports(2)
+        assert http != grpc
+
+
+def test_binding_beyond_loopback_is_a_decision_and_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    from pipelines import balancer
+    from pipelines.errors import ConfigError
+
+    alone = balancer.FrontSettings.from_cfg(compose_config("triton").balancer)
+    for host in ("0.0.0.0", "192.0.2.7", "triton.example.com"):
+        with pytest.raises(ConfigError, match=f"server.host={host} would serve beyond loopback"):
+            launcher.exposure(OmegaConf.create({"host": host}), alone)
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        launcher.exposure(OmegaConf.create({"host": host}), alone)
+    assert not caplog.records
+    launcher.exposure(OmegaConf.create({"host": "0.0.0.0", "expose": True}), alone)
+    assert "serving on 0.0.0.0, beyond loopback (server.expose=true): UNGUARDED" in caplog.text
+    fronted = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=nginx"]).balancer)
+    launcher.exposure(OmegaConf.create({"host": "0.0.0.0", "expose": True}), fronted)
+    assert "behind nginx (balancer=nginx), the replicas on loopback" in caplog.text
+    replica = launcher.replica_cfg(compose_config("triton", ["server.host=0.0.0.0", "server.expose=true"]).server, 0)
+    assert replica.host == "127.0.0.1"
+
+
 def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     with pytest.raises(ServerError, match="dvc repro repository"):
