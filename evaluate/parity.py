@@ -66,8 +66,12 @@ def check(cfg: Any) -> list[ParityReport]:
     served = None if kind == "remote" else repository  # a remote server's repository cannot be read here
 
     def provenance() -> dict[str, list[dict[str, str]]]:
-        """SHA-256 of what is served; a repository copy that is not the current export is refused."""
-        return {s.name: assembly.provenance(s, catalog, served) for s in specs}
+        """SHA-256 of what is served; a repository copy that is not the current export, or a config.pbtxt that is
+        not the one the spec generates (every field), is refused."""
+        records = {s.name: assembly.provenance(s, catalog, served) for s in specs}
+        for spec in specs if served is not None else []:
+            assembly.check_configs(spec, catalog, served, str(cfg.get("instance_kind", "KIND_AUTO")))
+        return records
 
     # a stale repository is refused before a server is started on it; for a remote server the server comes
     # first: an unreachable one fails in seconds, before any local artifact is read

@@ -168,6 +168,37 @@ def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tupl
     return copies
 
 
+def expected_configs(spec: ModelSpec, served: Mapping[str, ModelSpec],
+                     instance_kind: str = "KIND_AUTO") -> list[tuple[Path, mc.ModelConfig]]:
+    """(path in the repository, the config the spec generates) of every config.pbtxt that serves `spec`: an
+    ensemble's own, its steps' and its classifier's."""
+    if spec.format == "ensemble":
+        parts = ensemble.parts(spec, served)
+        steps = [(Path(step.name, CONFIG_FILENAME), triton_config.ensemble_step(step, step_settings(parts, role)))
+                 for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))]
+        return [(Path(spec.name, CONFIG_FILENAME), triton_config.ensemble(parts)), *steps,
+                *expected_configs(parts.classifier, served, instance_kind)]
+    cc_plans = {cc: plan.name for cc, (plan, _) in trt_plans.plans(spec.artifact).items()} \
+        if spec.format == "tensorrt" else None
+    return [(Path(spec.name, CONFIG_FILENAME), triton_config.build(spec, instance_kind, cc_plans))]
+
+
+def check_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path,
+                  instance_kind: str = "KIND_AUTO") -> None:
+    """ArtifactError (one line, the differing fields) when a config.pbtxt in the repository is not the one the
+    spec generates, field for field: a served copy edited by hand (a queue delay raised from 100 us to 5 s
+    passed parity before) must not become the tracked proof."""
+    for relative, config in expected_configs(spec, served, instance_kind):
+        path = Path(repository) / relative
+        if not path.is_file():
+            raise ArtifactError(f"{path} not found: rebuild the repository (`dvc repro repository`)")
+        differences = triton_config.field_differences(config, triton_config.parse(path.read_text()))
+        if differences:
+            shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+            raise ArtifactError(f"{path} is not what the spec generates ({shown}): Triton would serve other "
+                                "settings than those proven; rebuild the repository (`dvc repro repository`)")
+
+
 def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path | None) -> list[dict[str, str]]:
     """SHA-256 of every file that carries a model's behaviour, checked against the repository's copy.
 

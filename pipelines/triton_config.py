@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Mapping
 
 from google.protobuf import text_format
+from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.errors import ConfigError
@@ -157,6 +158,35 @@ def parse(text: str) -> mc.ModelConfig:
         return text_format.Parse(text, mc.ModelConfig())
     except text_format.ParseError as exc:
         raise ConfigError(f"config.pbtxt does not parse: {exc}") from exc
+
+
+def field_differences(expected: Message, actual: Message, path: str = "") -> list[str]:
+    """Every field, set in either, in which two configs differ: 'path: value, expected value' (a protobuf
+    equality that says where; a served copy edited by hand must not pass as the one the spec generates)."""
+    out: list[str] = []
+    fields = {f.name: f for f, _ in [*expected.ListFields(), *actual.ListFields()]}
+    for name, field in sorted(fields.items()):
+        where = f"{path}.{name}" if path else name
+        want, got = getattr(expected, name), getattr(actual, name)
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.message_type is not None and repeated and not field.message_type.GetOptions().map_entry:
+            if len(want) != len(got):
+                out.append(f"{where}: {len(got)} entries, expected {len(want)}")
+            out += [d for i, (w, g) in enumerate(zip(want, got)) for d in field_differences(w, g, f"{where}[{i}]")]
+        elif field.message_type is not None and not repeated:
+            out += field_differences(want, got, where)
+        elif want != got:
+            out.append(f"{where}: {_shown(got)}, expected {_shown(want)}")
+    return out
+
+
+def _shown(value: object) -> str:
+    if hasattr(value, "items"):  # a protobuf map
+        return str(dict(sorted((k, text_format.MessageToString(v, as_one_line=True) if hasattr(v, "ListFields")
+                                else v) for k, v in value.items())))
+    if isinstance(value, (list, tuple)) or type(value).__name__.startswith("Repeated"):
+        return str(list(value))
+    return repr(value)
 
 
 def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:

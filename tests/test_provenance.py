@@ -105,3 +105,37 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
     cfg = compose_config("parity", ["model=mnist_onnx", f"paths.parity_reports={tmp_path}"])
     specs = selection.selected(cfg)
     assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
+
+
+# mnist_onnx's config.pbtxt as README's "The model repository" describes it, written by hand
+MNIST_ONNX_CONFIG = """\
+name: "mnist_onnx"
+platform: "onnxruntime_onnx"
+max_batch_size: 64
+input { name: "image" data_type: TYPE_FP32 format: FORMAT_NHWC dims: [28, 28, 1] }
+output { name: "probabilities" data_type: TYPE_FP32 dims: [10] }
+instance_group { count: 1 }
+default_model_filename: "model.onnx"
+dynamic_batching { preferred_batch_size: [16, 64] max_queue_delay_microseconds: 100 }
+"""
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    # before: only name, max_batch_size, tensors and format were compared; this one passed parity, 8x slower
+    (("max_queue_delay_microseconds: 100", "max_queue_delay_microseconds: 5000000"),
+     "dynamic_batching.max_queue_delay_microseconds: 5000000, expected 100"),
+    (("instance_group { count: 1 }", "instance_group { count: 4 }"), "instance_group[0].count: 4, expected 1"),
+    (("default_model_filename", 'response_cache { enable: true }\ndefault_model_filename'),
+     "response_cache.enable: True, expected False"),
+])
+def test_a_config_edited_by_hand_is_refused_naming_the_field(tmp_path: Path, edit: tuple[str, str],
+                                                             field: str) -> None:
+    catalog = served_specs(compose_config("parity", ["model=all"]).models)
+    config = tmp_path / "repo" / "mnist_onnx" / "config.pbtxt"
+    config.parent.mkdir(parents=True)
+    config.write_text(MNIST_ONNX_CONFIG)
+    assembly.check_configs(catalog["mnist_onnx"], catalog, tmp_path / "repo")  # what the spec generates
+    config.write_text(MNIST_ONNX_CONFIG.replace(*edit))
+    with pytest.raises(ArtifactError, match="is not what the spec generates") as refused:
+        assembly.check_configs(catalog["mnist_onnx"], catalog, tmp_path / "repo")
+    assert field in str(refused.value) and "dvc repro repository" in str(refused.value)
