@@ -29,7 +29,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from pipelines import flask_wire, load, parity_inputs, perf_analyzer, runtimes, scratch
-from pipelines.atomic import atomic_path, write_json, write_text
+from pipelines.atomic import atomic_path, prune_reports, write_json, write_text
 from pipelines.benchmark_report import BREAKDOWN, HEADLINE_POINTS, PATH_NAMES, CrossCheck, ModelBenchmark, Point, plot
 from pipelines.cli import CONF_DIR, hydra_main
 from pipelines.errors import ConfigError, HostError, ServerError, checked_number
@@ -429,9 +429,8 @@ def write(results: list[ModelBenchmark], out: Path, metrics: Path, served: set[s
     for result in results:
         write_json(out / f"{result.model}.json", result.to_dict())
         write_json(metrics / f"{result.model}.json", result.to_dict()["headline"])
-    for path in [*out.glob("*.json"), *metrics.glob("*.json")] if served is not None else []:
-        if path.name != "curves.json" and path.stem not in served:
-            path.unlink()
+    if served is not None:
+        prune_reports([out, metrics], served, keep=("curves.json",))
     everything = [ModelBenchmark.from_dict(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))
                   if p.name != "curves.json"]
     write_json(out / "curves.json", [row for r in everything for row in r.curve()])

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from pipelines import assembly, comparator
-from pipelines.atomic import write_json
+from pipelines.atomic import prune_reports, write_json
 from pipelines.background import Background
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
 from pipelines.errors import ConfigError
@@ -46,12 +46,6 @@ class Reports:
         write_json(self.full / f"{report.model}.json", report.to_dict())
         write_json(self.metrics / f"{report.model}.json", report.headline())
 
-    def prune(self, served: set[str]) -> None:
-        """Remove the reports of models no longer served (a model=all run has just written every other one)."""
-        for directory in (self.full, self.metrics):
-            for path in directory.glob("*.json"):
-                if path.stem not in served:
-                    path.unlink()
 
 
 def check(cfg: Any) -> list[ParityReport]:
@@ -100,7 +94,7 @@ def check(cfg: Any) -> list[ParityReport]:
     for report in results:
         reports.write(report)
     if str(cfg.model.name) == "all":  # the reports kept between runs (DVC's persist): none of a model gone since
-        reports.prune(set(catalog))
+        prune_reports([reports.full, reports.metrics], set(catalog))
     return results
 
 

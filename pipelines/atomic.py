@@ -72,3 +72,12 @@ def write_text(target: str | Path, text: str) -> Path:
 
 def write_json(target: str | Path, data: Any) -> Path:
     return write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def prune_reports(directories: list[Path], served: set[str], keep: tuple[str, ...] = ()) -> None:
+    """Remove the `<model>.json` reports of models no longer served, after a model=all run has written every
+    served one (reports persist between runs: DVC's `persist: true`)."""
+    for directory in directories:
+        for path in Path(directory).glob("*.json"):
+            if path.stem not in served and path.name not in keep:
+                path.unlink()
