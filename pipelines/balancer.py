@@ -1,33 +1,41 @@
-"""Replicas of Triton behind nginx: one HTTP and one gRPC port, request bodies bounded, failures retried.
+"""Triton behind nginx: one HTTP and one gRPC port, requests that crash Triton refused, failures retried.
 
-nginx (the Debian package, 1.22 here) is the front. It refuses a request body over
-`max_body_bytes` before any replica sees it (Triton 2.51 has no such limit of its own): 413 with
-Triton's JSON error over HTTP, RESOURCE_EXHAUSTED over gRPC. A request that cannot reach a replica
-(refused, reset, 502/503) is passed to the next one; an HTTP request is repeated even when its
-replica died mid-request (inference is stateless and nginx has buffered the body). gRPC bodies are
-streamed, so a gRPC request in flight on a replica that dies comes back UNAVAILABLE, the status
-gRPC clients retry. Open-source nginx has no active health checks, so `Front` polls each
-replica's `/v2/health/ready` itself and reloads nginx with the unready ones marked `down`.
+nginx (the Debian package, 1.22 here) is the front, for one server or for replicas. It refuses,
+before any replica reads it, what `pipelines/guard.py` derives from the served models: bodies over a
+model's largest legal request (413 with Triton's JSON error over HTTP, RESOURCE_EXHAUSTED over gRPC),
+content types other than JSON and octet-stream on inference paths, bodies on health and metadata
+paths, and, with nginx's njs module (`libnginx-mod-http-js`), JSON that declares more elements than a
+model takes. A request that cannot reach a replica (refused, reset, 502/503) is passed to the next
+one; an HTTP request is repeated even when its replica died mid-request (inference is stateless and
+nginx has buffered the body). gRPC bodies are streamed, so a gRPC request in flight on a replica that
+dies comes back UNAVAILABLE, the status gRPC clients retry. Open-source nginx has no active health
+checks, so `Front` polls each replica's `/v2/health/ready` itself and reloads nginx with the unready
+ones marked `down`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from pipelines import guard
 from pipelines.errors import ConfigError, HostError, ServerError, checked_number
 
 log = logging.getLogger(__name__)
 
-KINDS = ("none", "nginx")
+KINDS = ("none", "nginx", "auto")  # auto: nginx where it is installed, else none (and said so)
+NJS_MODULE = "ngx_http_js_module.so"
+MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/lib64/nginx/modules", "/usr/local/nginx/modules", "/etc/nginx/modules")
 # what nginx answers instead of its HTML pages: Triton's own error shapes
 GRPC_STATUS = {413: 8, 500: 13, 502: 14, 503: 14, 504: 4}  # RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED
 
@@ -38,7 +46,8 @@ class FrontSettings:
 
     kind: str = "none"
     replicas: int = 1
-    max_body_bytes: int = 0
+    max_dynamic_dim: int = 4096   # a model's dynamic dimension counts this much in its limits (pipelines/guard.py)
+    max_string_bytes: int = 0     # a BYTES element (an encoded image, a string) counts this much
     retries: int = 2              # attempts per request, over all replicas (0: one per replica)
     fail_timeout_s: float = 10.0  # a replica that failed a request is skipped this long
     health_interval_s: float = 1.0
@@ -55,11 +64,25 @@ class FrontSettings:
         if kind == "none":
             return cls()
         values = {}
-        for key, minimum in (("replicas", 1), ("max_body_bytes", 1), ("retries", 0)):
+        for key, minimum in (("replicas", 1), ("max_dynamic_dim", 1), ("max_string_bytes", 1), ("retries", 0)):
             values[key] = checked_number(cfg.get(key), f"balancer.{key}", int, minimum)
         for key, minimum in (("fail_timeout_s", 0.0), ("health_interval_s", 0.1), ("read_timeout_s", 1.0)):
             values[key] = checked_number(cfg.get(key), f"balancer.{key}", float, minimum)
         return cls(kind=kind, log_file=str(cfg.get("log_file") or cls.log_file), **values)
+
+    def resolved(self, server_kind: str) -> "FrontSettings":
+        """`auto`: nginx where it is installed and the server is launched here, else none, and said so."""
+        if self.kind != "auto":
+            return self
+        if server_kind == "remote":  # nothing launched here to put a front before
+            return FrontSettings()
+        try:
+            nginx_binary()
+        except HostError:
+            log.warning("serving UNGUARDED: nginx is not installed, so nothing refuses the requests that crash Triton "
+                        "(README: Hardening); install nginx and libnginx-mod-http-js to put the front there")
+            return FrontSettings()
+        return replace(self, kind="nginx")
 
     @property
     def attempts(self) -> int:
@@ -93,9 +116,9 @@ def _word(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _error_locations(max_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
+def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
     """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors."""
-    reasons = {413: f"request body larger than the balancer allows ({max_body_bytes} bytes, balancer.max_body_bytes)",
+    reasons = {413: "request body too large: $guard_body_limit (refused by the front)",
                500: "the balancer failed (its log says why)",
                502: "no Triton replica answered (balancer)",
                503: "no Triton replica is available (balancer)",
@@ -105,6 +128,8 @@ def _error_locations(max_body_bytes: int) -> tuple[list[Directive], list[Directi
         http.append(("error_page", code, f"@http{code}"))
         http.append(("location", f"@http{code}", [
             ("default_type", "application/json"), ("return", code, '{"error":"%s"}' % reason)]))
+        if code == 413:
+            reason = f"request larger than any model behind the front takes ({grpc_body_bytes} bytes)"
         grpc.append(("error_page", code, "=", f"@grpc{code}"))  # "=": the answer is the named location's
         grpc.append(("location", f"@grpc{code}", [
             ("default_type", "application/grpc"), ("add_header", "grpc-status", GRPC_STATUS[code], "always"),
@@ -112,9 +137,44 @@ def _error_locations(max_body_bytes: int) -> tuple[list[Directive], list[Directi
     return http, grpc
 
 
+def _refuse(status: int, reason: str) -> Directive:
+    return ("return", status, json.dumps({"error": f"{reason} (refused by the front)"}))
+
+
+MODEL_PATH = "^/v2/models/{}(/versions/[0-9]+)?/{}$"
+INFER, GENERATE = "infer", "(generate|generate_stream)"
+# paths that take a small JSON body: repository control, shared-memory registration, logging and trace settings
+CONTROL_PATHS = ("^/v2/(repository|systemsharedmemory|cudasharedmemory|logging|trace)(/|$)",
+                 MODEL_PATH.format("[^/]+", "trace/setting"))
+
+
+def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive], njs: bool) -> list[Directive]:
+    """Per model: its inference and generate paths, capped at its largest legal request, JSON checked by njs."""
+    bad_type = ("if", "($guard_bad_type)", [_refuse(415, "an inference request is JSON (application/json) or "
+                                                       "binary (application/octet-stream), not $http_content_type")])
+    locations: list[Directive] = []
+    for model in limits:
+        cap = model.max_body_bytes
+        name = re.escape(model.name)
+        checked = [("set", "$guard_model", model.name), ("set", "$guard_limits", model.table()),
+                   ("js_content", "guard.infer")] if njs else proxy
+        locations.append(("location", "~", MODEL_PATH.format(name, INFER), [
+            ("client_max_body_size", cap), ("client_body_buffer_size", cap), ("client_body_in_single_buffer", "on"),
+            bad_type, *checked]))
+        locations.append(("location", "~", MODEL_PATH.format(name, GENERATE), [
+            ("client_max_body_size", cap), bad_type, *proxy]))
+    for action in (INFER, GENERATE):
+        locations.append(("location", "~", MODEL_PATH.format("(?<unknown>[^/]+)", action), [
+            _refuse(404, "no model '$unknown' is served behind this front")]))
+    return locations
+
+
 def nginx_config(settings: FrontSettings, host: str, http_port: int, grpc_port: int,
-                 replicas: Sequence[tuple[str, str]], down: set[int], work: Path, log_file: Path) -> str:
-    """The whole nginx.conf: replicas are (http, grpc) addresses; `down` their indices taken out."""
+                 replicas: Sequence[tuple[str, str]], down: set[int], work: Path, log_file: Path,
+                 limits: Sequence[guard.ModelLimits], njs: Path | None = None, script_dir: Path | None = None) -> str:
+    """The whole nginx.conf: replicas are (http, grpc) addresses; `down` their indices taken out; `limits` what each
+    served model takes; `njs` the njs module, which checks declared JSON shapes (guard.js in `script_dir`, by
+    default `work`)."""
 
     def upstream(name: str, addresses: list[str]) -> Directive:
         servers: list[Directive] = [
@@ -123,10 +183,20 @@ def nginx_config(settings: FrontSettings, host: str, http_port: int, grpc_port: 
         ]
         return ("upstream", name, [*servers, ("keepalive", 32)])
 
-    http_errors, grpc_errors = _error_locations(settings.max_body_bytes)
+    largest = max(m.max_body_bytes for m in limits)
+    http_errors, grpc_errors = _error_locations(largest)
     next_upstream = ("error", "timeout", "http_502", "http_503", "non_idempotent")  # inference is stateless
     timeout = f"{settings.read_timeout_s:g}s"
+    proxy: list[Directive] = [
+        ("proxy_pass", "http://triton_http"), ("proxy_http_version", "1.1"), ("proxy_set_header", "Connection", ""),
+        ("proxy_read_timeout", timeout),
+        ("proxy_next_upstream", *next_upstream), ("proxy_next_upstream_tries", settings.attempts),
+        ("proxy_intercept_errors", "off"),
+    ]
+    body_limits = [(f"~{MODEL_PATH.format(re.escape(m.name), f'({INFER}|{GENERATE})')}",
+                    f"model {m.name} takes at most {m.max_body_bytes} bytes") for m in limits]
     return render([
+        *([("load_module", str(njs))] if njs else []),
         ("daemon", "off"),
         ("worker_processes", 1),
         ("pid", str(work / "nginx.pid")),
@@ -137,23 +207,27 @@ def nginx_config(settings: FrontSettings, host: str, http_port: int, grpc_port: 
                                       "upstream=$upstream_addr upstream_status=$upstream_status $request_time"),
             ("access_log", str(log_file), "replica"),
             *[(f"{kind}_temp_path", str(work / kind)) for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")],
-            # Triton 2.51 crashes (SIGSEGV) on a large body labelled as a form post, which is what `curl -d` and
-            # `--data-binary` send; Triton reads the body the same whatever its type, so it gets a neutral one
-            ("map", "$http_content_type", "$triton_content_type", [
-                ("~*^application/x-www-form-urlencoded", "application/octet-stream"), ("default", "$http_content_type")]),
-            ("client_max_body_size", settings.max_body_bytes),
-            ("client_body_buffer_size", "1m"),
+            *([("js_import", "guard", "from", str((script_dir or work) / guard.GUARD_SCRIPT.name))] if njs else []),
+            # Triton 2.51 crashes (SIGSEGV, server#5840) on a large body labelled as a form post, on any path
+            ("map", "$http_content_type", "$guard_bad_type", [
+                ("", 0), ("~*^application/(json|octet-stream)\\s*(;.*)?$", 0), ("default", 1)]),
+            ("map", "$http_content_length:$http_transfer_encoding", "$guard_has_body", [
+                (":", 0), ("0:", 0), ("default", 1)]),
+            ("map", "$uri", "$guard_body_limit", [*body_limits, ("default", f"at most {guard.CONTROL_BODY_BYTES} bytes")]),
+            ("client_max_body_size", largest),  # gRPC: every model's requests arrive on one path
             upstream("triton_http", [h for h, _ in replicas]),
             upstream("triton_grpc", [g for _, g in replicas]),
             ("server", [
                 ("listen", f"{host}:{http_port}"),
+                ("default_type", "application/json"),
+                ("client_max_body_size", guard.CONTROL_BODY_BYTES),
                 ("location", "/", [
-                    ("proxy_pass", "http://triton_http"), ("proxy_http_version", "1.1"),
-                    ("proxy_set_header", "Connection", ""), ("proxy_set_header", "Content-Type", "$triton_content_type"),
-                    ("proxy_read_timeout", timeout),
-                    ("proxy_next_upstream", *next_upstream), ("proxy_next_upstream_tries", settings.attempts),
-                    ("proxy_intercept_errors", "off"),
-                ]),
+                    ("if", "($guard_has_body)", [_refuse(400, "$uri takes no request body")]), *proxy]),
+                *[("location", "~", path, [
+                    ("if", "($guard_bad_type)", [_refuse(415, "$uri takes JSON, not $http_content_type")]), *proxy])
+                  for path in CONTROL_PATHS],
+                *_model_locations(limits, proxy, njs is not None),
+                ("location", "@triton", proxy),
                 *http_errors,
             ]),
             ("server", [
@@ -180,6 +254,17 @@ def nginx_binary() -> str:
     return found
 
 
+def njs_module(binary: str) -> Path | None:
+    """nginx's njs module (Debian: libnginx-mod-http-js), which the front needs to check JSON requests; None if absent."""
+    dirs = list(MODULE_DIRS)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        built = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10).stderr
+        found = re.search(r"--modules-path=(\S+)", built)
+        if found:
+            dirs.insert(0, found.group(1))
+    return next((Path(d) / NJS_MODULE for d in dirs if (Path(d) / NJS_MODULE).is_file()), None)
+
+
 def nginx_version(binary: str) -> str:
     proc = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
     text = (proc.stderr or proc.stdout).strip()
@@ -193,17 +278,20 @@ class Replica:
     http: str
     grpc: str
     problem: Callable[[], str | None]
+    failed: Callable[[], str | None]  # why it is gone for good (a supervised replica comes back)
 
 
 class Front:
     """A running nginx in front of replicas, kept in step with their readiness by a watcher thread."""
 
     def __init__(self, settings: FrontSettings, host: str, http_port: int, grpc_port: int,
-                 replicas: Sequence[Replica], work: Path, log_file: Path):
+                 replicas: Sequence[Replica], work: Path, log_file: Path, limits: Sequence[guard.ModelLimits]):
         self.settings, self.host, self.http_port, self.grpc_port = settings, host, http_port, grpc_port
         # absolute paths: nginx reads relative ones against its prefix, not our directory
         self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()
+        self.limits = list(limits)
         self.binary = nginx_binary()
+        self.njs = njs_module(self.binary)
         self.conf = self.work / "nginx.conf"
         self.down: set[int] = set()
         self.proc: subprocess.Popen | None = None
@@ -212,7 +300,8 @@ class Front:
 
     def write_config(self) -> None:
         text = nginx_config(self.settings, self.host, self.http_port, self.grpc_port,
-                            [(r.http, r.grpc) for r in self.replicas], self.down, self.work, self.log_file)
+                            [(r.http, r.grpc) for r in self.replicas], self.down, self.work, self.log_file,
+                            self.limits, self.njs)
         tmp = self.conf.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.conf)
@@ -228,6 +317,13 @@ class Front:
         # nginx creates its temp directories for its worker user (`nobody` when started as root), which must
         # be able to reach them: the scratch directory is traversable, not listable
         self.work.chmod(0o711)
+        if self.njs is not None:
+            shutil.copy2(guard.GUARD_SCRIPT, self.work / guard.GUARD_SCRIPT.name)
+            (self.work / guard.GUARD_SCRIPT.name).chmod(0o644)
+        else:
+            log.warning("nginx's njs module is not installed (Debian/Ubuntu: `apt-get install libnginx-mod-http-js`): "
+                        "the front caps bodies and refuses form posts, but cannot check the shapes a JSON request "
+                        "declares, and a 90-byte JSON request can still crash Triton (README: Hardening)")
         self.write_config()
         self.check_config()
         cmd, preexec = die_with_parent([self.binary, "-p", str(self.work), "-c", str(self.conf), "-e", str(self.log_file)])
@@ -242,6 +338,15 @@ class Front:
             return f"nginx exited with code {code} (log: {self.log_file})"
         if len(self.down) == len(self.replicas):
             return "no Triton replica is ready"
+        return None
+
+    def failed(self) -> str | None:
+        """Why the front has stopped serving for good: nginx gone, or every replica gone and not coming back."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.problem()
+        gone = [r.failed() for r in self.replicas]
+        if all(gone):
+            return "no Triton replica is ready" if len(gone) > 1 else f"no Triton replica is ready: {gone[0]}"
         return None
 
     def watch(self) -> None:

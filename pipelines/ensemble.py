@@ -70,7 +70,8 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     common = dict(max_batch_size=spec.max_batch_size, dynamic_batching=spec.dynamic_batching, instance_count=1,
                   parity=ParitySettings(), format="python", ensemble=None, tensorrt=None, extra_config="")
     pre = dataclasses.replace(spec, name=spec.name + PREPROCESS, inputs=spec.inputs,
-                              outputs=(dataclasses.replace(cls_in, labels=False),), **common)
+                              outputs=(dataclasses.replace(cls_in, labels=False),),
+                              **{**common, "instance_count": spec.ensemble.decode_instances})
     post = dataclasses.replace(spec, name=spec.name + POSTPROCESS, inputs=(dataclasses.replace(cls_out, labels=False),),
                                outputs=spec.outputs, network=classifier.network, **common)
     return Parts(spec, pre, classifier, post)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,11 @@ def decode(data: bytes, limits: Mapping[str, Any] | None = None) -> Any:
     pixel is decoded. Pillow is imported here, not at the top: the post-processing step uses only
     softmax/top_k and so loads in a Triton image without Pillow.
     """
+    return _decoded(_opened(data, limits))
+
+
+def _opened(data: bytes, limits: Mapping[str, Any] | None) -> Any:
+    """The image with only its header read, checked against the limits."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -35,17 +40,46 @@ def decode(data: bytes, limits: Mapping[str, Any] | None = None) -> Any:
     try:
         with _pillow_limit(limits):
             image = Image.open(io.BytesIO(data))  # reads the header only
-        if limits:
-            _check_size(image.size, limits)
-        image.load()
-    except ImageDecodeError:
-        raise
     except Image.DecompressionBombError as exc:  # Pillow's own limit (no limits given), met at the header
         raise ImageDecodeError(f"is too large to decode ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         detail = "unknown format" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise ImageDecodeError(f"is not an image Pillow can decode ({detail})") from exc
+    if limits:
+        _check_size(image.size, limits)
+    return image
+
+
+def _decoded(image: Any) -> Any:
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(f"is not an image Pillow can decode ({exc})") from exc
     return image.convert("RGB")
+
+
+def decode_request(items: Sequence[bytes], limits: Mapping[str, Any] | None = None) -> list[Any]:
+    """A request's images, every header checked before any pixel is decoded: each within the limits, and all of
+    them together within `max_request_pixels`, so that one request cannot hold a decoder for long. An
+    ImageDecodeError names the image (`image N ...`)."""
+    opened, total = [], 0
+    for index, data in enumerate(items):
+        try:
+            opened.append(_opened(bytes(data), limits))
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"image {index} {exc}") from exc
+        total += opened[-1].size[0] * opened[-1].size[1]
+    budget = int(limits["max_request_pixels"]) if limits and "max_request_pixels" in limits else None
+    if budget is not None and total > budget:
+        raise ImageDecodeError(f"images hold {total} pixels together, over the limit of {budget} per request "
+                               "(max_request_pixels): send them in several requests")
+    decoded = []
+    for index, image in enumerate(opened):
+        try:
+            decoded.append(_decoded(image))
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"image {index} {exc}") from exc
+    return decoded
 
 
 @contextlib.contextmanager
@@ -98,8 +132,17 @@ def imagenet_tensor(image: Any, resize: int, crop: int, mean: list[float], std: 
 def preprocess(data: bytes, settings: Mapping[str, Any]) -> np.ndarray:
     """Encoded bytes -> model input, with a network's `preprocessing` settings (resize, crop, mean, std)
     and, where given, the image `limits`."""
-    return imagenet_tensor(decode(bytes(data), settings.get("limits")), int(settings["resize"]),
-                           int(settings["crop"]), list(settings["mean"]), list(settings["std"]))
+    return tensor(decode(bytes(data), settings.get("limits")), settings)
+
+
+def preprocess_request(items: Sequence[bytes], settings: Mapping[str, Any]) -> np.ndarray:
+    """A request's encoded images -> its batch of model inputs (`decode_request`: the request's pixel budget)."""
+    return np.stack([tensor(image, settings) for image in decode_request(items, settings.get("limits"))])
+
+
+def tensor(image: Any, settings: Mapping[str, Any]) -> np.ndarray:
+    return imagenet_tensor(image, int(settings["resize"]), int(settings["crop"]), list(settings["mean"]),
+                           list(settings["std"]))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

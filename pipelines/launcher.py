@@ -35,8 +35,9 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pipelines import balancer, scratch, standins
+from pipelines import balancer, guard, scratch, standins
 from pipelines.errors import ConfigError, ServerError
+from pipelines.supervision import RestartPolicy, Supervised
 from pipelines.trt import loadability
 from pipelines.trt.plans import load_metadata
 
@@ -55,7 +56,9 @@ class Endpoints:
 
     `server` says what was launched or reached, for the reports (no ports: reruns stay comparable).
     `members`: the HTTP addresses of the replicas behind a balancer (their statistics add up).
-    `problem`: why a launched server can no longer serve (None while it can).
+    `problem`: why a launched server cannot serve now (None while it can).
+    `failed`: why it has stopped serving for good (None while it serves or a supervisor brings it back);
+    unset, `problem` is final.
     """
 
     http: str
@@ -64,6 +67,10 @@ class Endpoints:
     server: str = ""
     members: tuple[str, ...] = ()
     problem: Callable[[], str | None] = field(default=lambda: None, compare=False, repr=False)
+    failed: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
+
+    def stopped_for_good(self) -> str | None:
+        return (self.failed or self.problem)()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -310,9 +317,27 @@ def _exited(proc: subprocess.Popen, log_file: Path) -> str | None:
     """Why a launched server's process is gone (its log's telling line), None while it runs."""
     if proc.poll() is None:
         return None
-    if proc.returncode < 0:  # killed from outside: its log's last error says nothing about why
-        return f"tritonserver was killed ({signal.Signals(-proc.returncode).name}; log: {log_file})"
+    if proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode)
+        if sig in CRASH_SIGNALS:  # its own fault: the C++ exception that ended it, where the log has one
+            cause = _crash_cause(log_file)
+            return f"tritonserver crashed ({sig.name}{': ' + cause if cause else ''}; log: {log_file})"
+        # killed from outside: its log's last error says nothing about why
+        return f"tritonserver was killed ({sig.name}; log: {log_file})"
     return f"tritonserver exited with code {proc.returncode}: {_last_log_line(log_file)} (log: {log_file})"
+
+
+CRASH_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL)
+
+
+def _crash_cause(log_file: Path) -> str:
+    """The last uncaught C++ exception in the log (`what():  std::bad_alloc`), or ''."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    causes = [l.split("what():", 1)[1].strip() for l in lines if "what():" in l]
+    return causes[-1] if causes else ""
 
 
 STUB = "triton_python_backend_stub"
@@ -369,30 +394,41 @@ def _stop(proc: subprocess.Popen, grace_s: float, graceful: bool = True) -> None
 
 @contextlib.contextmanager
 def _serve_local(cfg: Any, repository: Path, extra: list[str], started: Started = None,
-                 graceful: bool = True) -> Iterator[Endpoints]:
+                 graceful: bool = True, supervise: bool = False) -> Iterator[Endpoints]:
     embedded = EmbeddedTriton.find()
     host = str(cfg.host)
     http_port, grpc_port = _ports(cfg, host)
     log_file = run_log(cfg.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
+    policy = RestartPolicy.from_cfg(cfg.get("restart")) if supervise else RestartPolicy()
     # after a SIGKILL, stubs that were still starting outlive the reap below: this one finds them, as planned
     reap = functools.partial(reap_stubs, expected=not graceful)
     with scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-", reap) as tmp, \
             open(log_file, "wb") as log_fh:
         backends = embedded.backend_directory(Path(tmp))
-        cmd = local_command(embedded, repository, backends, host, http_port, grpc_port, cfg, extra)
+        command, preexec = die_with_parent(
+            local_command(embedded, repository, backends, host, http_port, grpc_port, cfg, extra), graceful)
+
+        def spawn() -> subprocess.Popen:  # a restart runs the same command: the same ports, the same log
+            return subprocess.Popen(command, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=embedded.environment(), preexec_fn=preexec)
+
         log.info("starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file)
         start = time.monotonic()
-        cmd, preexec = die_with_parent(cmd, graceful)
-        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=embedded.environment(), preexec_fn=preexec)
+        server = Supervised(spawn, lambda proc: _exited(proc, log_file) or "it exited", lambda: is_ready(endpoints.http, 1.0),
+                            policy, functools.partial(reap_stubs, backends))
         try:
             if started is not None:
                 started()
-            wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
+            wait_until_ready(endpoints, server.proc, float(cfg.startup_timeout_s))
             log.info("Triton ready in %.1f s", time.monotonic() - start)
-            yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
+            server.watch()
+            yield replace(endpoints,
+                          problem=lambda: server.failure or _exited(server.proc, log_file) or readiness(endpoints.http, 1.0),
+                          failed=(lambda: server.failure) if policy.max_restarts else None)
         finally:
+            server.stop()
+            proc = server.proc
             if not graceful and proc.poll() is None:  # the stubs first: one whose server is gone exits on its
                 reap_stubs(backends, expected=True)  # own and leaves its shared-memory region behind
             _stop(proc, float(cfg.get("stop_timeout_s", 30)), graceful)
@@ -436,8 +472,8 @@ def _docker_engine_error() -> str | None:
 
 @contextlib.contextmanager
 def _serve_docker(cfg: Any, repository: Path, extra: list[str], started: Started = None,
-                  graceful: bool = True) -> Iterator[Endpoints]:
-    del graceful  # `docker stop` gives the container 10 s, then kills it
+                  graceful: bool = True, supervise: bool = False) -> Iterator[Endpoints]:
+    del graceful, supervise  # `docker stop` gives the container 10 s, then kills it; a dead container stays dead
     problem = _docker_engine_error()
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
@@ -501,9 +537,10 @@ def replica_cfg(cfg: Any, index: int) -> Any:
 @contextlib.contextmanager
 def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.FrontSettings,
                  launch: Callable[..., contextlib.AbstractContextManager[Endpoints]],
-                 started: Started = None, graceful: bool = True) -> Iterator[Endpoints]:
+                 started: Started = None, graceful: bool = True, supervise: bool = False) -> Iterator[Endpoints]:
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
     binary = balancer.nginx_binary()  # before minutes of replica start-up
+    limits = guard.repository_limits(repository, front.max_dynamic_dim, front.max_string_bytes)
     host = str(cfg.get("host", "127.0.0.1"))
     http_port, grpc_port = configured_ports(cfg)
     for port in (http_port, grpc_port):
@@ -515,18 +552,18 @@ def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.F
         for index in range(front.replicas):
             log.info("starting replica %d of %d", index + 1, front.replicas)
             replicas.append(stack.enter_context(launch(replica_cfg(cfg, index), repository, extra,
-                                                       started if index == 0 else None, graceful)))
+                                                       started if index == 0 else None, graceful, supervise)))
         # free ports for the balancer only now: the replicas listen on theirs, so none is handed out twice
         spare = iter(free_ports(2, host))
         http_port, grpc_port = http_port or next(spare), grpc_port or next(spare)
         work = stack.enter_context(scratch.scratch_dir(Path(tempfile.gettempdir()), "nginx-front-"))
         nginx = balancer.Front(front, host, http_port, grpc_port,
-                               [balancer.Replica(r.http, r.grpc, r.problem) for r in replicas], work, log_file)
+                               [balancer.Replica(r.http, r.grpc, r.problem, r.stopped_for_good) for r in replicas], work, log_file, limits)
         stack.enter_context(balancer.running(nginx, die_with_parent))
         endpoints = Endpoints(
             f"{host}:{http_port}", f"{host}:{grpc_port}", log_file,
             f"nginx {balancer.nginx_version(binary)} balancing {front.replicas} x {replicas[0].server}",
-            members=tuple(r.http for r in replicas), problem=nginx.problem,
+            members=tuple(r.http for r in replicas), problem=nginx.problem, failed=nginx.failed,
         )
         wait_until_ready(endpoints, nginx.proc, float(cfg.startup_timeout_s), what="nginx")
         problem = _grpc_problem(endpoints.grpc, 10.0)
@@ -542,8 +579,8 @@ def _serve_front(cfg: Any, repository: Path, extra: list[str], front: balancer.F
 
 @contextlib.contextmanager
 def _serve_remote(cfg: Any, repository: Path, extra: list[str], started: Started = None,
-                  graceful: bool = True) -> Iterator[Endpoints]:
-    del repository, extra, started, graceful  # the remote server has its own repository and options, and is up
+                  graceful: bool = True, supervise: bool = False) -> Iterator[Endpoints]:
+    del repository, extra, started, graceful, supervise  # the remote server has its own repository and options, and is up
     endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url), server=f"remote http://{cfg.http_url}")
     timeout = float(cfg.get("connect_timeout_s", 5))
     problem = readiness(endpoints.http, timeout)
@@ -606,7 +643,8 @@ def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
 
 
 def serve(cfg: Any, repository: str | Path, releases: Any = None, front: Any = None,
-          started: Started = None, graceful: bool = False) -> contextlib.AbstractContextManager[Endpoints]:
+          started: Started = None, graceful: bool = False,
+          supervise: bool = False) -> contextlib.AbstractContextManager[Endpoints]:
     """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`).
 
     `releases` (conf/triton_versions.yaml) tells which TensorRT a Triton image carries, for the plan guard.
@@ -614,12 +652,13 @@ def serve(cfg: Any, repository: str | Path, releases: Any = None, front: Any = N
     `started`: called once the (first) server process runs, before it is ready: work that overlaps its loading.
     `graceful`: stop with SIGTERM and Triton's own shutdown (a server others use: `serve.triton`); by default
     a launched server is killed once the caller is done with it and its stubs reaped, which saves 1-4 s.
+    `supervise`: restart a local server that dies (`server.restart`; pipelines/supervision.py), for `serve.triton`.
     """
     kind = str(cfg.kind)
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
     if kind not in launchers:
         raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    settings = balancer.FrontSettings.from_cfg(front)
+    settings = balancer.FrontSettings.from_cfg(front).resolved(kind)
     if kind != "remote":
         configured_ports(cfg)  # settings first: a typo is named before anything is looked for
         exposure(cfg, settings)
@@ -628,5 +667,6 @@ def serve(cfg: Any, repository: str | Path, releases: Any = None, front: Any = N
                           "(to check a running balancer, point server.http_url/grpc_url at it with balancer=none)")
     path = repository_for(cfg, Path(repository))
     if settings.kind != "none":
-        return _serve_front(cfg, path, guard_plans(cfg, path, releases), settings, launchers[kind], started, graceful)
-    return launchers[kind](cfg, path, guard_plans(cfg, path, releases), started, graceful)
+        return _serve_front(cfg, path, guard_plans(cfg, path, releases), settings, launchers[kind], started, graceful,
+                            supervise)
+    return launchers[kind](cfg, path, guard_plans(cfg, path, releases), started, graceful, supervise)

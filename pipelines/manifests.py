@@ -4,7 +4,9 @@ The `kubernetes` package's models (V1Deployment, V1Service, V2HorizontalPodAutos
 V1PodDisruptionBudget) and the `kserve` package's (V1beta1InferenceService), never text templates.
 The pod runs the pinned NGC `tritonserver` image with the launcher's own server flags, probes on
 Triton's health endpoints (a start-up probe long enough for model loading) and, in the GPU
-profile, a GPU limit. The autoscaler follows Triton's own Helm chart: a Pods metric
+profile, a GPU limit. Triton listens on loopback inside the pod; the pod's HTTP and gRPC ports are
+the front's, an nginx container with the configuration `serve.triton` runs locally (a ConfigMap:
+nginx.conf and the njs guard), so the requests that crash Triton never reach it (README: Hardening). The autoscaler follows Triton's own Helm chart: a Pods metric
 `avg_time_queue_us` that prometheus-adapter derives from `nv_inference_queue_duration_us`.
 """
 
@@ -13,14 +15,20 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pipelines import balancer, guard
 from pipelines.errors import ConfigError, checked_number
 
 PORTS = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
 MOUNT = "/models"  # where a volume-held repository is mounted
 QUEUE_METRIC = "avg_time_queue_us"  # Triton's Helm chart: prometheus-adapter's name for the average queue time
 STARTUP_PERIOD_S = 10
+TRITON_IN_POD = (("http", 8010), ("grpc", 8011))  # Triton's own ports, on the pod's loopback: only the front reaches them
+FRONT_DIR = "/etc/front"  # the ConfigMap: nginx.conf, guard.js
+FRONT_WORK = "/tmp/front"  # nginx's pid and temporary files (an emptyDir)
+NJS_IN_IMAGE = "/usr/lib/nginx/modules/ngx_http_js_module.so"  # the official nginx image carries the njs module
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -44,6 +52,9 @@ class DeploySettings:
     queue_time_us: int
     min_available: int
     models: tuple[str, ...]
+    front_image: str = "nginx"
+    front_cpu: str = "250m"
+    front_memory: str = "512Mi"
 
     @classmethod
     def from_cfg(cls, cfg: Any, models: list[str]) -> "DeploySettings":
@@ -71,6 +82,7 @@ class DeploySettings:
             min_replicas=count(cfg.min_replicas, "min_replicas"), max_replicas=count(cfg.max_replicas, "max_replicas"),
             queue_time_us=count(target.get("queue_time_us", 1), "target.queue_time_us"),
             min_available=count(target.get("min_available", 0), "target.min_available", 0), models=tuple(models),
+            front_image=str(cfg.front.image), front_cpu=str(cfg.front.cpu), front_memory=str(cfg.front.memory),
         )
         if settings.max_replicas < settings.min_replicas:
             raise ConfigError(f"max_replicas ({settings.max_replicas}) is below min_replicas ({settings.min_replicas})")
@@ -105,15 +117,34 @@ def _resources(s: DeploySettings):
     return k.V1ResourceRequirements(requests={"cpu": s.cpu, "memory": s.memory}, limits=limits)
 
 
-def deployment(s: DeploySettings, server_args: list[str]):
-    """Triton's pods: the pinned image, the repository from the object store or a claim, Triton's health probes."""
+def front_config(limits: list[guard.ModelLimits], settings: balancer.FrontSettings) -> str:
+    """The pod's nginx.conf: the pod's HTTP and gRPC ports, Triton on loopback behind them, logs to the container's."""
+    return balancer.nginx_config(settings, "0.0.0.0", PORTS[0][1], PORTS[1][1],
+                                 [(f"127.0.0.1:{TRITON_IN_POD[0][1]}", f"127.0.0.1:{TRITON_IN_POD[1][1]}")], set(),
+                                 Path(FRONT_WORK), Path("/dev/stderr"), limits, Path(NJS_IN_IMAGE), Path(FRONT_DIR))
+
+
+def front_config_map(s: DeploySettings, nginx_conf: str):
     from kubernetes import client as k
 
-    probe = lambda path, **timing: k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port="http"), **timing)  # noqa: E731
+    return k.V1ConfigMap(api_version="v1", kind="ConfigMap",
+                         metadata=k.V1ObjectMeta(name=f"{s.name}-front", namespace=s.namespace, labels=s.labels),
+                         data={"nginx.conf": nginx_conf, guard.GUARD_SCRIPT.name: guard.GUARD_SCRIPT.read_text()})
+
+
+def deployment(s: DeploySettings, server_args: list[str]):
+    """Triton's pods: the pinned image on loopback behind the nginx front, the repository from the object store or a
+    claim, Triton's health probes (through the front: the kubelet reaches only the pod's ports)."""
+    from kubernetes import client as k
+
+    front_port = PORTS[0][1]
+    probe = lambda path, **timing: k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port=front_port), **timing)  # noqa: E731
+    loopback = [f"--{name}-address=127.0.0.1" for name, _ in TRITON_IN_POD] + \
+               [f"--{name}-port={port}" for name, port in TRITON_IN_POD]
     container = k.V1Container(
         name="tritonserver", image=s.image, image_pull_policy="IfNotPresent",
-        args=["tritonserver", f"--model-repository={s.repository}", *server_args],
-        ports=[k.V1ContainerPort(name=n, container_port=p) for n, p in PORTS],
+        args=["tritonserver", f"--model-repository={s.repository}", *loopback, *server_args],
+        ports=[k.V1ContainerPort(name=n, container_port=p) for n, p in PORTS if n == "metrics"],
         resources=_resources(s),
         env_from=[k.V1EnvFromSource(secret_ref=k.V1SecretEnvSource(name=s.credentials_secret))] if s.credentials_secret else None,
         volume_mounts=[k.V1VolumeMount(name="model-repository", mount_path=MOUNT, read_only=True)] if s.repository_claim else None,
@@ -122,8 +153,21 @@ def deployment(s: DeploySettings, server_args: list[str]):
         readiness_probe=probe("/v2/health/ready", period_seconds=5, failure_threshold=3),
         liveness_probe=probe("/v2/health/live", period_seconds=10, failure_threshold=3),
     )
-    volumes = [k.V1Volume(name="model-repository", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(
-        claim_name=s.repository_claim, read_only=True))] if s.repository_claim else None
+    front = k.V1Container(
+        name="front", image=s.front_image, image_pull_policy="IfNotPresent",
+        args=["nginx", "-p", f"{FRONT_WORK}/", "-c", f"{FRONT_DIR}/nginx.conf", "-e", "/dev/stderr"],
+        ports=[k.V1ContainerPort(name=n, container_port=p) for n, p in PORTS if n != "metrics"],
+        resources=k.V1ResourceRequirements(requests={"cpu": s.front_cpu, "memory": s.front_memory},
+                                           limits={"memory": s.front_memory}),
+        volume_mounts=[k.V1VolumeMount(name="front-config", mount_path=FRONT_DIR, read_only=True),
+                       k.V1VolumeMount(name="front-work", mount_path=FRONT_WORK)],
+        liveness_probe=k.V1Probe(tcp_socket=k.V1TCPSocketAction(port=front_port), period_seconds=10),
+    )
+    volumes = [k.V1Volume(name="front-config", config_map=k.V1ConfigMapVolumeSource(name=f"{s.name}-front")),
+               k.V1Volume(name="front-work", empty_dir=k.V1EmptyDirVolumeSource())]
+    if s.repository_claim:
+        volumes.append(k.V1Volume(name="model-repository", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(
+            claim_name=s.repository_claim, read_only=True)))
     return k.V1Deployment(
         api_version="apps/v1", kind="Deployment",
         metadata=k.V1ObjectMeta(name=s.name, namespace=s.namespace, labels=s.labels, annotations=s.annotations),
@@ -131,7 +175,7 @@ def deployment(s: DeploySettings, server_args: list[str]):
             replicas=s.replicas, selector=k.V1LabelSelector(match_labels=s.labels),
             template=k.V1PodTemplateSpec(
                 metadata=k.V1ObjectMeta(labels=s.labels, annotations=s.annotations),
-                spec=k.V1PodSpec(containers=[container], volumes=volumes,
+                spec=k.V1PodSpec(containers=[front, container], volumes=volumes,
                                  security_context=k.V1PodSecurityContext(run_as_user=1000, fs_group=1000)))))
 
 

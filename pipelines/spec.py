@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines.errors import ArtifactError, ConfigError
+from pipelines.errors import ArtifactError, ConfigError, checked_number
 
 # Triton data type name (without TYPE_) -> numpy dtype. Only types our models use or may use.
 TRITON_TO_NUMPY: dict[str, np.dtype] = {
@@ -209,6 +209,7 @@ class ImageLimits:
     max_height: int
     max_pixels: int  # width * height
     max_aspect: float  # longer side / shorter side
+    max_request_pixels: int  # all of one request's images together: how long one request may hold a decoder
 
     def settings(self) -> dict[str, Any]:
         """Plain values for `images.decode`, on the client and in the ensemble's step (as JSON)."""
@@ -219,7 +220,7 @@ def image_limits(cfg: Mapping[str, Any]) -> ImageLimits:
     """Build and validate the limits (`image_limits` in conf/common.yaml): every one must be positive."""
     def build(c: dict[str, Any]) -> ImageLimits:
         limits = ImageLimits(int(c["max_bytes"]), int(c["max_width"]), int(c["max_height"]), int(c["max_pixels"]),
-                             float(c["max_aspect"]))
+                             float(c["max_aspect"]), int(c["max_request_pixels"]))
         bad = [f"{k}={v}" for k, v in limits.__dict__.items() if not v > 0]
         if bad or limits.max_aspect < 1:
             raise ConfigError(f"image_limits must be positive (max_aspect >= 1), got {', '.join(bad) or limits.max_aspect}")
@@ -233,6 +234,7 @@ class EnsembleSettings:
     classifier: str  # a served model of the same catalog
     image_limits: ImageLimits  # what its pre-processing step accepts
     top_k: int = 5
+    decode_instances: int = 2  # pre-processing instances: a request decoding images cannot hold up every other
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,7 @@ SECTION_KEYS = {
     "dynamic_batching": {"preferred_batch_size", "max_queue_delay_microseconds"},
     "parity": {"batch_sizes", "samples", "concurrent_requests", "inputs"},
     "tensorrt": {"source", "min_batch", "opt_batch", "workspace_mib", "version_compatible", "hardware_compatibility"},
-    "ensemble": {"classifier", "image_limits", "top_k"},
+    "ensemble": {"classifier", "image_limits", "top_k", "decode_instances"},
 }
 
 
@@ -472,8 +474,10 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
             version_compatible=bool(trt.get("version_compatible", False)),
             hardware_compatibility=_choice(str(trt.get("hardware_compatibility", "none")), HARDWARE_LEVELS,
                                            "tensorrt.hardware_compatibility", where)),
-        ensemble=None if not ens else EnsembleSettings(str(ens["classifier"]), image_limits(ens["image_limits"]),
-                                                       int(ens.get("top_k", EnsembleSettings.top_k))),
+        ensemble=None if not ens else EnsembleSettings(
+            str(ens["classifier"]), image_limits(ens["image_limits"]), int(ens.get("top_k", EnsembleSettings.top_k)),
+            checked_number(ens.get("decode_instances", EnsembleSettings.decode_instances),
+                           f"{where}: ensemble.decode_instances", int, 1)),
         extra_config=str(cfg.get("extra_config") or ""),
         output_tolerance={str(k): _tolerance({**tol, **v}) for k, v in (cfg.get("output_tolerance") or {}).items()},
     )

@@ -123,7 +123,7 @@ def ensemble_step(step: ModelSpec, settings: Mapping[str, object]) -> mc.ModelCo
     config = mc.ModelConfig(name=step.name, backend="python", max_batch_size=step.max_batch_size)
     _io(config, step, labels=False)
     _dynamic_batching(config, step)  # concurrent ensemble requests merge in every step, not only the classifier
-    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
+    config.instance_group.add(count=step.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
     config.parameters[STEP_SETTINGS].string_value = json.dumps(dict(settings), sort_keys=True)
     return config
 

@@ -3,7 +3,8 @@
 Writes `deploy/<target>.yaml` (every object, for `kubectl apply -f`) from the Kubernetes and KServe
 API's own typed objects. Before writing, each core object is validated against the Kubernetes
 schemas (kubernetes-validate, strict), and every field of an InferenceService must be one that
-KServe's own API models know. The server flags are the ones every launch here uses;
+KServe's own API models know. The server flags are the ones every launch here uses; on Kubernetes an
+nginx container in each pod is Triton's front, configured as `serve.triton` configures it locally;
 in the GPU profile the repository's TensorRT plans are checked against the pinned image first.
 Exit 0, or 2 with one line for a setting or repository that cannot be deployed.
 """
@@ -15,10 +16,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import launcher, manifests
+from pipelines import balancer, guard, launcher, manifests
 from pipelines.atomic import write_text
 from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError, ConfigError
+from pipelines.errors import ArtifactError, ConfigError, checked_number
 
 
 def runtime_version(image: str) -> str:
@@ -35,6 +36,15 @@ def server_args(cfg: Any, settings: manifests.DeploySettings, repository: Path) 
                                **OmegaConf.to_container(cfg.server, resolve=True)})
     extra = launcher.guard_plans(server, repository, cfg.triton_releases)
     return launcher.server_flags(server, extra)
+
+
+def front_settings(cfg: Any) -> balancer.FrontSettings:
+    """`front` in conf/deploy.yaml: the nginx in each pod, before its one Triton."""
+    front = cfg.front
+    return balancer.FrontSettings(
+        kind="nginx", replicas=1, retries=1,
+        max_dynamic_dim=checked_number(front.max_dynamic_dim, "front.max_dynamic_dim", int, 1),
+        max_string_bytes=checked_number(front.max_string_bytes, "front.max_string_bytes", int, 1))
 
 
 def kserve_fields(document: dict) -> None:
@@ -56,7 +66,10 @@ def run(cfg: Any) -> Path:
     args = server_args(cfg, settings, repository)
     kind = str(cfg.target.kind)
     if kind == "kubernetes":
-        objects = [manifests.deployment(settings, args), manifests.service(settings), manifests.autoscaler(settings),
+        front = front_settings(cfg)
+        limits = guard.repository_limits(repository, front.max_dynamic_dim, front.max_string_bytes)
+        objects = [manifests.front_config_map(settings, manifests.front_config(limits, front)),
+                   manifests.deployment(settings, args), manifests.service(settings), manifests.autoscaler(settings),
                    manifests.disruption_budget(settings)]
     elif kind == "kserve":
         objects = [manifests.inference_service(settings, runtime_version(settings.image), args)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,13 @@ URI = "s3://my-bucket/train-to-triton/model_repository"
 def repository(root: Path, *models: str) -> Path:
     for model in models:
         (root / model).mkdir(parents=True)
-        (root / model / "config.pbtxt").write_text(f'name: "{model}"\n')
+        (root / model / "config.pbtxt").write_text(
+            f'name: "{model}"\nmax_batch_size: 8\ninput {{ name: "x" data_type: TYPE_FP32 dims: [3, 4] }}\n')
     return root
+
+
+def containers(deployment: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
 
 
 def generate(tmp_path: Path, *overrides: str) -> list[dict]:
@@ -34,15 +40,20 @@ def generate(tmp_path: Path, *overrides: str) -> list[dict]:
 def test_kubernetes_manifests_read_back_as_configured(tmp_path: Path) -> None:
     cfg = compose_config("deploy", [])
     docs = {d["kind"]: d for d in generate(tmp_path, f"repository_uri={URI}", "credentials_secret=s3-credentials")}
-    assert set(docs) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    assert set(docs) == {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    pods = containers(docs["Deployment"])
+    container, front = pods["tritonserver"], pods["front"]
     assert container["image"] == cfg.image == "nvcr.io/nvidia/tritonserver:24.10-py3"
     assert container["args"][:2] == ["tritonserver", f"--model-repository={URI}"]
     assert "--disable-auto-complete-config" in container["args"] and "--exit-timeout-secs=30" in container["args"]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    # Triton on the pod's loopback; the pod's HTTP and gRPC ports are the front's (metrics stay Triton's)
+    assert {"--http-address=127.0.0.1", "--http-port=8010", "--grpc-address=127.0.0.1",
+            "--grpc-port=8011"} <= set(container["args"])
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8002}
+    assert {p["name"]: p["containerPort"] for p in front["ports"]} == {"http": 8000, "grpc": 8001}
+    assert front["image"] == "nginx:1.27.3"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8000}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8000}
     startup = container["startupProbe"]
     assert startup["httpGet"]["path"] == "/v2/health/ready"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= cfg.startup_timeout_s
@@ -61,17 +72,18 @@ def test_kubernetes_manifests_read_back_as_configured(tmp_path: Path) -> None:
 
 
 def test_a_volume_held_repository_is_mounted_read_only(tmp_path: Path) -> None:
-    (deployment, *_) = generate(tmp_path, "repository_claim=model-repository")
+    (_, deployment, *_) = generate(tmp_path, "repository_claim=model-repository")
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "model-repository",
-                               "persistentVolumeClaim": {"claimName": "model-repository", "readOnly": True}}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "model-repository", "mountPath": "/models", "readOnly": True}]
-    assert pod["containers"][0]["args"][1] == "--model-repository=/models"
+    assert {"name": "model-repository", "persistentVolumeClaim": {"claimName": "model-repository", "readOnly": True}} \
+        in pod["volumes"]
+    triton = containers(deployment)["tritonserver"]
+    assert triton["volumeMounts"] == [{"name": "model-repository", "mountPath": "/models", "readOnly": True}]
+    assert triton["args"][1] == "--model-repository=/models"
 
 
 def test_the_gpu_profile_asks_for_a_gpu(tmp_path: Path) -> None:
-    (deployment, *_) = generate(tmp_path, "catalog=gpu", f"repository_uri={URI}")
-    limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    (_, deployment, *_) = generate(tmp_path, "catalog=gpu", f"repository_uri={URI}")
+    limits = containers(deployment)["tritonserver"]["resources"]["limits"]
     assert limits == {"memory": "4Gi", "nvidia.com/gpu": "1"}
 
 
@@ -90,7 +102,7 @@ def test_kserve_inference_service(tmp_path: Path) -> None:
 
 
 def test_the_schemas_are_real_a_wrong_field_fails(tmp_path: Path) -> None:
-    (deployment, *_) = generate(tmp_path, f"repository_uri={URI}")
+    (_, deployment, *_) = generate(tmp_path, f"repository_uri={URI}")
     manifests.validate([deployment], "1.31.0")
     deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
     with pytest.raises(ConfigError, match="Deployment train-to-triton does not validate against Kubernetes 1.31.0"):
@@ -98,6 +110,36 @@ def test_the_schemas_are_real_a_wrong_field_fails(tmp_path: Path) -> None:
     deployment["spec"]["replica"] = 3  # strict: a misspelled field is refused, not ignored
     with pytest.raises(ConfigError):
         manifests.validate([deployment], "1.31.0")
+
+
+NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it)")
+def test_the_pods_front_is_a_configuration_nginx_accepts(tmp_path: Path) -> None:
+    """The ConfigMap's nginx.conf and guard, checked by this host's nginx (`nginx -t`) with the pod's paths moved
+    here; the per-model cap is the model's largest legal request, worked out by hand: 8 x 3 x 4 FP32 values as JSON."""
+    (config_map, deployment, *_) = generate(tmp_path, f"repository_uri={URI}")
+    files = config_map["data"]
+    assert set(files) == {"nginx.conf", "guard.js"}
+    conf = files["nginx.conf"]
+    assert "listen 0.0.0.0:8000;" in conf and "listen 0.0.0.0:8001 http2;" in conf
+    assert "server 127.0.0.1:8010 " in conf and "server 127.0.0.1:8011 " in conf
+    assert f"client_max_body_size {8 * 3 * 4 * 25 + 64 * 1024};" in conf
+    mounts = {m["mountPath"]: m for m in containers(deployment)["front"]["volumeMounts"]}
+    assert mounts["/etc/front"]["readOnly"] and "/tmp/front" in mounts
+    etc, work = tmp_path / "etc", tmp_path / "work"
+    etc.mkdir(), work.mkdir()
+    (etc / "guard.js").write_text(files["guard.js"])
+    njs = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+    if not njs.is_file():
+        conf = conf.replace("load_module", "# load_module").replace("js_", "# js_")
+    conf = conf.replace("/etc/front/", f"{etc}/").replace("/tmp/front/", f"{work}/").replace(
+        "/usr/lib/nginx/modules/", f"{njs.parent}/").replace("0.0.0.0:", "127.0.0.1:")
+    (etc / "nginx.conf").write_text(conf)
+    proc = subprocess.run([NGINX, "-t", "-p", f"{work}/", "-c", str(etc / "nginx.conf"), "-e", "/dev/stderr"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize(("overrides", "says"), [

@@ -44,7 +44,8 @@ def test_step_configs_carry_their_settings(catalog) -> None:
         "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
         # image_limits in conf/common.yaml: what the step accepts
         "limits": {"max_bytes": 20971520, "max_width": 10000, "max_height": 10000, "max_pixels": 40000000,
-                   "max_aspect": 20.0}}
+                   "max_aspect": 20.0, "max_request_pixels": 100000000}}
+    assert [(g.kind, g.count) for g in pre.instance_group] == [(pre.instance_group[0].KIND_CPU, 2)]  # decode_instances
     post = triton_config.ensemble_step(parts.postprocess, assembly.step_settings(parts, "postprocess"))
     assert json.loads(post.parameters[triton_config.STEP_SETTINGS].string_value) == {"top_k": 5, "labels": "labels.txt"}
     assert post.backend == "python" and [o.name for o in post.output] == ["probabilities", "labels"]

@@ -68,3 +68,25 @@ def test_sample_images_are_encoded_photographs() -> None:
     batch = parity_inputs.sample_images(10)
     assert batch.shape == (10, 1) and batch.dtype == object
     assert bytes(batch[0, 0])[:4] == b"\x89PNG" and bytes(batch[8, 0]) == bytes(batch[0, 0])  # list repeats
+
+
+def test_a_requests_images_share_one_pixel_budget_checked_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight 6000x6000 PNGs (about 100 KB each, 0.5-0.7 s each to decode) are refused from their headers at once."""
+    from PIL import Image
+
+    from pipelines.hostile import zeros_png
+
+    big = zeros_png(6000)
+    limits = image_limits(compose_config("parity", ["model=resnet50_ensemble"]).image_limits).settings()
+    assert limits["max_request_pixels"] == 100_000_000
+    decoded: list = []
+    load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) if self.size == (6000, 6000)
+                        else load(self))  # counts the big pictures' decodes, and runs none of them
+    with pytest.raises(images.ImageDecodeError, match="images hold 288000000 pixels together, over the limit of "
+                                                      "100000000 per request"):
+        images.decode_request([big] * 8, limits)
+    assert decoded == []  # refused before any pixel was decoded
+    with pytest.raises(images.ImageDecodeError, match=r"^image 1 is not an image Pillow can decode"):
+        images.decode_request([big, b"not an image"], limits)
+    assert decoded == []
