@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
@@ -18,8 +18,8 @@ from pipelines import assembly, comparator
 from pipelines.atomic import prune_reports, write_json
 from pipelines.background import Background
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
-from pipelines.errors import ConfigError
-from pipelines.launcher import serve
+from pipelines.errors import ConfigError, ServerError
+from pipelines.launcher import Endpoints, serve
 from pipelines.parity_report import ParityReport
 from pipelines.served_model import server_version
 from pipelines.selection import require_gpu_host, selected
@@ -82,6 +82,10 @@ def check(cfg: Any) -> list[ParityReport]:
     results = []
     with serve(cfg.server, repository, cfg.triton_releases, cfg.balancer, started=loading) as endpoints:
         checked = checked or provenance()
+        if served is None:  # a remote server: what it reports of each config, in every field the spec sets
+            fetch = served_configs(endpoints)
+            for spec in specs:
+                assembly.check_served_configs(spec, catalog, fetch, str(cfg.get("instance_kind", "KIND_AUTO")))
         server = {"kind": kind, "description": endpoints.server, "triton_version": server_version(endpoints)}
         prepared = early[0].result() if early else prepare()  # a remote server: once it answered
         for item in prepared:
@@ -96,6 +100,23 @@ def check(cfg: Any) -> list[ParityReport]:
     if str(cfg.model.name) == "all":  # the reports kept between runs (DVC's persist): none of a model gone since
         prune_reports([reports.full, reports.metrics], set(catalog))
     return results
+
+
+def served_configs(endpoints: Endpoints) -> Callable[[str], Any]:
+    """A model name -> the config a running server reports for it (gRPC), in one line when it has none."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(endpoints.grpc)
+
+    def fetch(name: str) -> Any:
+        try:
+            return client.get_model_config(name).config
+        except InferenceServerException as exc:
+            raise ServerError(f"the server at {endpoints.grpc} has no config for {name!r}: "
+                              f"{(exc.message() or '').splitlines()[0][:200]}") from None
+
+    return fetch
 
 
 def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Reports:

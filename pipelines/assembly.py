@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines import artifacts, ensemble, standins, triton_config
 from pipelines.atomic import atomic_path
-from pipelines.errors import ArtifactError, ConfigError
+from pipelines.errors import ArtifactError, ConfigError, ServerError
 from pipelines.spec import ModelSpec
 from pipelines.trt import plans as trt_plans
 from pipelines.trt.loadability import Loader
@@ -181,6 +181,19 @@ def expected_configs(spec: ModelSpec, served: Mapping[str, ModelSpec],
     cc_plans = {cc: plan.name for cc, (plan, _) in trt_plans.plans(spec.artifact).items()} \
         if spec.format == "tensorrt" else None
     return [(Path(spec.name, CONFIG_FILENAME), triton_config.build(spec, instance_kind, cc_plans))]
+
+
+def check_served_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], fetch: Callable[[str], mc.ModelConfig],
+                         instance_kind: str = "KIND_AUTO") -> None:
+    """ServerError (one line, the differing fields) when a running server's config of `spec` (or of its ensemble's
+    steps and classifier) differs from the spec's in any field the spec sets: for a remote server, whose files
+    cannot be read here. `fetch`: a model name -> the config that server reports."""
+    for relative, config in expected_configs(spec, served, instance_kind):
+        differences = triton_config.served_differences(config, fetch(config.name))
+        if differences:
+            shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+            raise ServerError(f"the server's {relative.parent} is not what the spec generates ({shown}): it serves "
+                              "other settings than those proven; deploy the repository this checkout builds")
 
 
 def check_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path,

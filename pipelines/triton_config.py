@@ -180,6 +180,36 @@ def field_differences(expected: Message, actual: Message, path: str = "") -> lis
     return out
 
 
+def served_differences(expected: Message, served: Message, path: str = "") -> list[str]:
+    """Every field the spec sets, in which the config a server reports differs: 'path: value, expected value'.
+
+    A running server reports its config completed (backend beside platform, instance names, defaults),
+    so only what `expected` sets is compared: a remote server cannot serve other settings than those proven
+    for any field the spec decides. Fields left at their defaults are `mismatches`' to check (names, dims, batch)."""
+    out: list[str] = []
+    for field, want in expected.ListFields():
+        where = f"{path}.{field.name}" if path else field.name
+        got = getattr(served, field.name)
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, value in want.items():
+                if key not in got:
+                    out.append(f"{where}[{key!r}]: missing, expected {_shown({key: value})}")
+                elif hasattr(value, "ListFields"):
+                    out += served_differences(value, got[key], f"{where}[{key!r}]")
+                elif value != got[key]:
+                    out.append(f"{where}[{key!r}]: {got[key]!r}, expected {value!r}")
+        elif field.message_type is not None and repeated:
+            if len(want) != len(got):
+                out.append(f"{where}: {len(got)} entries, expected {len(want)}")
+            out += [d for i, (w, g) in enumerate(zip(want, got)) for d in served_differences(w, g, f"{where}[{i}]")]
+        elif field.message_type is not None:
+            out += served_differences(want, got, where)
+        elif want != got:
+            out.append(f"{where}: {_shown(got)}, expected {_shown(want)}")
+    return out
+
+
 def _shown(value: object) -> str:
     if hasattr(value, "items"):  # a protobuf map
         return str(dict(sorted((k, text_format.MessageToString(v, as_one_line=True) if hasattr(v, "ListFields")

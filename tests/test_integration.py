@@ -244,3 +244,20 @@ def test_spec_that_disagrees_with_the_served_config_is_refused(running_triton) -
 
         with pytest.raises(ServerError, match="max_batch_size is 8, spec says 4"):
             served.check_ready()
+
+
+def test_a_remote_server_serving_other_settings_than_the_spec_is_refused(in_workspace: Path, tmp_path: Path,
+                                                                        running_triton) -> None:
+    """A remote server's files cannot be read, so what it reports is compared, in every field the spec sets:
+    here the spec's queue delay differs from the one served (100 us, the config this checkout generated)."""
+    cfg = compose_config("parity", [
+        "model=mnist_onnx", "server=remote", f"server.http_url={running_triton.http}",
+        f"server.grpc_url={running_triton.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
+        "model.dynamic_batching.max_queue_delay_microseconds=5000000",
+    ])
+    from pipelines.errors import ServerError
+
+    with pytest.raises(ServerError, match=r"the server's mnist_onnx is not what the spec generates \("
+                                          r"dynamic_batching.max_queue_delay_microseconds: 100, expected 5000000\)"):
+        parity_cli.check(cfg)
+    assert not (tmp_path / "reports").exists()
