@@ -113,7 +113,7 @@ def cases() -> list[Hostile]:
         Hostile("ensemble_none", "nothing hostile (the good ensemble request alone)", lambda front: [], ENSEMBLE),
         Hostile("ensemble_8x36mp", "one request of eight 6000x6000 PNGs (105 KB each): over the request's pixel budget",
                 lambda front: [post(front, f"/v2/models/{ENSEMBLE}/infer", *eight)], ENSEMBLE),
-        Hostile("ensemble_2x36mp", "one request of two 6000x6000 PNGs: within the budget, 1-1.5 s of decoding",
+        Hostile("ensemble_2x36mp", "one request of two 6000x6000 PNGs: within the budget, 1.3-2 s of decoding",
                 lambda front: [post(front, f"/v2/models/{ENSEMBLE}/infer", *two)], ENSEMBLE),
     ]
 

@@ -139,7 +139,7 @@ def test_binding_beyond_loopback_is_a_decision_and_warned_about(caplog: pytest.L
     from pipelines import balancer
     from pipelines.errors import ConfigError
 
-    alone = balancer.FrontSettings.from_cfg(compose_config("triton").balancer)
+    alone = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=none"]).balancer)
     for host in ("0.0.0.0", "192.0.2.7", "triton.example.com"):
         with pytest.raises(ConfigError, match=f"server.host={host} would serve beyond loopback"):
             launcher.exposure(OmegaConf.create({"host": host}), alone)
