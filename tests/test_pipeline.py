@@ -190,9 +190,9 @@ def perturbed_ci_run(repo: Path) -> dict[str, Any]:
     git(repo, "checkout", "-q", "-b", "drift")
     step = repo / "serve" / "ensemble_steps" / "preprocess.py"
     text = step.read_text()
-    assert "batch = np.stack(tensors).astype(np.float32)" in text
-    step.write_text(text.replace("batch = np.stack(tensors).astype(np.float32)",
-                                 "batch = np.stack(tensors).astype(np.float32) * 1.01"))
+    line = "batch = self.images.preprocess_request(encoded, self.settings).astype(np.float32)"
+    assert line in text
+    step.write_text(text.replace(line, line + " * 1.01"))
     # and an added model "retrained" into one that gets every label of its sample wrong
     shutil.copy2(repo / USER_MODELS / user_models.WORSE, repo / USER_MODELS / "scripted.pt")
     git(repo, "commit", "-qam", "a change that perturbs a served model, and a worse model of a user's own")
