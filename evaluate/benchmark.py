@@ -30,7 +30,8 @@ from omegaconf import OmegaConf
 
 from pipelines import flask_wire, load, parity_inputs, perf_analyzer, runtimes, scratch
 from pipelines.atomic import atomic_path, prune_reports, write_json, write_text
-from pipelines.benchmark_report import BREAKDOWN, HEADLINE_POINTS, PATH_NAMES, CrossCheck, ModelBenchmark, Point, plot
+from pipelines.benchmark_report import (BREAKDOWN, HEADLINE_POINTS, PATH_NAMES, CrossCheck, ModelBenchmark, Point, plot,
+                                       precisions)
 from pipelines.cli import CONF_DIR, hydra_main
 from pipelines.errors import ConfigError, HostError, ServerError, checked_number
 from pipelines.launcher import Endpoints, free_port, serve
@@ -410,7 +411,8 @@ def run(cfg: Any) -> int:
     results = [ModelBenchmark(s.name, s.format, description, settings.__dict__ | {"concurrency": list(settings.concurrency),
                                                                                    "measure": list(settings.measure)},
                               bench.points[s.name], bench.memory[s.name] | memory.get(s.name, {}),
-                              bench.cross[s.name], bench.skipped[s.name]) for s in specs]
+                              bench.cross[s.name], bench.skipped[s.name], s.network.name, s.precision,
+                              artifact_bytes(s)) for s in specs]
     for result in results:
         print(result.table() + "\n", flush=True)
     unanswered = [what for result in results for what in result.unanswered()]
@@ -434,9 +436,19 @@ def write(results: list[ModelBenchmark], out: Path, metrics: Path, served: set[s
     everything = [ModelBenchmark.from_dict(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))
                   if p.name != "curves.json"]
     write_json(out / "curves.json", [row for r in everything for row in r.curve()])
-    write_text(out / "benchmark.md", "# Serving benchmark\n\n" + "\n\n".join(r.table() for r in everything) + "\n")
+    compared = precisions(everything)
+    write_text(out / "benchmark.md", "# Serving benchmark\n\n" + (compared + "\n\n" if compared else "")
+               + "\n\n".join(r.table() for r in everything) + "\n")
     with atomic_path(out / "benchmark.png", suffix=".png") as tmp:
         plot(everything, tmp)
+
+
+def artifact_bytes(spec: ModelSpec) -> int | None:
+    """The served file's size on disk (a SavedModel: its directory), where it is one here."""
+    path = spec.artifact
+    if spec.format == "ensemble" or not path.exists():
+        return None
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 main = hydra_main("benchmark", run, __doc__)

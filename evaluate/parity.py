@@ -1,5 +1,8 @@
 """`python -m evaluate.parity model=<name>|all`: prove that Triton serves what the framework computes.
 
+`localize=true model=<an ONNX model>`: blame the first layer where it differs (pipelines/localize.py);
+writes reports/parity_adhoc/localize/<model>.json and .png, exit 1 when a tensor is over the bound.
+
 Exit 0 when every checked model passes, 1 on a parity failure, 2 on usage or environment errors
 (unknown model, missing artifact, stale repository, server unreachable, no GPU for a TensorRT model),
 3 on a bug. Reports: reports/parity/<model>.json and its headline figures reports/parity_metrics/<model>.json
@@ -12,13 +15,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from pipelines import assembly, comparator
-from pipelines.atomic import prune_reports, write_json
+from pipelines.atomic import atomic_path, prune_reports, write_json
 from pipelines.background import Background
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
-from pipelines.errors import ConfigError, ServerError
+from pipelines.errors import ConfigError, ServerError, checked_number
 from pipelines.launcher import Endpoints, serve
 from pipelines.parity_report import ParityReport
 from pipelines.served_model import server_version
@@ -169,7 +173,56 @@ def engines_outside(cfg: Any) -> list[str]:
     return names
 
 
+def localize_model(cfg: Any) -> int:
+    """Serve the debug copy of one ONNX model from a scratch repository and blame the first layer over the bound."""
+    import tempfile
+
+    from pipelines import localize, parity_inputs, quantization
+    from pipelines.reference import onnxruntime_runner
+    from pipelines.served_model import ServedModel
+
+    specs = selected(cfg, served_specs(cfg.models))
+    if len(specs) != 1 or specs[0].format != "onnx":
+        raise ConfigError("localize=true takes one ONNX model: model=<name> (its debug copy exposes every tensor)")
+    if str(cfg.server.kind) != "local":
+        raise ConfigError("localize=true serves a debug copy from a scratch repository: server=local only")
+    (spec,) = specs
+    samples = checked_number(cfg.localize_samples, "localize_samples", int, 1)
+    bound = checked_number(cfg.localize_bound, "localize_bound", float, 0.0)
+    # the FP32 export for a lossy model (the precision's cost, layer by layer), else the served file itself
+    reference_file = quantization.source(spec) if spec.quantization is not None else spec.artifact
+    reference_name = f"{reference_file} in onnxruntime"
+    batched = spec.max_batch_size > 0
+    inputs = parity_inputs.for_model(spec, samples, str(cfg.paths.data)).head(samples).arrays
+    with tempfile.TemporaryDirectory(prefix="localize-") as tmp:
+        work = Path(tmp)
+        exposed = localize.expose(spec.artifact, work / "served.onnx", batched)
+        reference_exposed = localize.expose(reference_file, work / "reference.onnx", batched)
+        debug = localize.debug_spec(spec, work / "served.onnx", exposed)
+        assembly.assemble([debug], work / "repository", str(cfg.get("instance_kind", "KIND_AUTO")))
+        run_reference = onnxruntime_runner(work / "reference.onnx", spec.inputs, [e.tensor for e in reference_exposed])
+        reference = run_reference(inputs)
+        count = len(next(iter(inputs.values())))
+        served_parts = []
+        with serve(cfg.server, work / "repository", cfg.triton_releases) as endpoints, \
+                ServedModel(debug, endpoints) as model:
+            for i in range(count):  # one sample per request: every activation travels back
+                sample = {k: v[i : i + 1] if batched else v[i] for k, v in inputs.items()}
+                served_parts.append(model.infer("grpc", sample))
+    served = {k: np.concatenate([p[k] if batched else p[k][None] for p in served_parts]) for k in served_parts[0]}
+    result = localize.compare(spec.name, reference_name, exposed, served, reference, bound)
+    out = Path(cfg.paths.parity_adhoc) / "localize"
+    write_json(out / f"{spec.name}.json", result.to_dict())
+    with atomic_path(out / f"{spec.name}.png", suffix=".png") as png:
+        result.plot(png)
+    print(result.table(), flush=True)
+    print(f"reports: {out}/{spec.name}.json and .png", flush=True)
+    return EXIT_FAILED if result.first is not None else EXIT_OK
+
+
 def run(cfg: Any) -> int:
+    if cfg.get("localize"):
+        return localize_model(cfg)
     reports = check(cfg)
     for report in reports:
         print(report.table() + "\n", flush=True)

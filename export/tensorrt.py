@@ -106,6 +106,8 @@ def run(cfg: Any) -> dict[str, Any]:
                         "or use builder=trtexec (NGC TensorRT container)")
     if not settings.onnx.is_file():
         raise ArtifactError(f"{settings.onnx} not found: run the ONNX export first (`dvc repro`)")
+    if settings.strongly_typed and (problems := build.explicit_int8_problems(settings.onnx)):
+        raise ArtifactError(problems[0])
     stem = plans.plan_stem(gpu.compute_capability)
     cache_path = Path(str(cfg.timing_cache))
     cache_path.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,9 @@ class ModelBenchmark:
     memory_mb: dict[str, float] = field(default_factory=dict)
     perf_analyzer: list[CrossCheck] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # what was not measured, and why
+    network: str = ""  # the network it serves: models of one network and format compare as precisions
+    precision: str = ""
+    artifact_bytes: int | None = None  # the served file's size on disk
 
     def find(self, path: str, batch: int = 1, concurrency: int = 1, batching: bool | None = True) -> Point | None:
         for p in self.points:
@@ -107,7 +110,8 @@ class ModelBenchmark:
                   for p in data.get("points", [])]
         return cls(data["model"], data["format"], data["server"], dict(data.get("settings") or {}), points,
                    dict(data.get("memory_mb") or {}), [CrossCheck(**c) for c in data.get("perf_analyzer") or []],
-                   dict(data.get("skipped") or {}))
+                   dict(data.get("skipped") or {}), str(data.get("network") or ""), str(data.get("precision") or ""),
+                   data.get("artifact_bytes"))
 
     def curve(self) -> list[dict[str, Any]]:
         """Latency against throughput, one row per point of batch 1 (what DVC plots and the PNG draw)."""
@@ -134,6 +138,53 @@ class ModelBenchmark:
             lines += ["", "memory (RSS, MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in self.memory_mb.items())]
         lines += [f"- not measured: {what}: {why}" for what, why in self.skipped.items()]
         return "\n".join(lines)
+
+
+def precisions(benchmarks: list[ModelBenchmark]) -> str:
+    """Markdown: each FP16/INT8 model beside the FP32 model of the same network and format, what its precision
+    buys (latency, throughput, size on disk; ratios over FP32's, above 1 is better). What it costs in accuracy
+    is parity's report (`lossy`)."""
+    groups: dict[tuple[str, str], list[ModelBenchmark]] = {}
+    for b in benchmarks:
+        if b.network and b.precision:
+            groups.setdefault((b.network, b.format), []).append(b)
+    lines = []
+    for (network, fmt), group in sorted(groups.items()):
+        base = next((b for b in group if b.precision == "fp32"), None)
+        lossy = [b for b in group if b.precision != "fp32"]
+        if base is None or not lossy:
+            continue
+        if not lines:
+            lines = ["## Precisions (batch 1; x: the FP32 model's figure over this one's, or this one's throughput "
+                     "over FP32's: above 1 is better)", "",
+                     "| model | precision | size MB | in process p50 ms | Triton gRPC p50 ms | Triton gRPC x4 inferences/s |",
+                     "|---|---|---:|---:|---:|---:|"]
+        for b in [base, *lossy]:
+            cells = [_size(b, base)]
+            for path, concurrency, figure in (("in_process", 1, "p50_ms"), ("grpc", 1, "p50_ms"),
+                                              ("grpc", 4, "per_second")):
+                cells.append(_compared(b.find(path, concurrency=concurrency), base.find(path, concurrency=concurrency),
+                                       figure, b is base))
+            lines.append(f"| {b.model} | {b.precision} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _size(b: ModelBenchmark, base: ModelBenchmark) -> str:
+    if b.artifact_bytes is None:
+        return "-"
+    shown = f"{b.artifact_bytes / 1e6:,.1f}"
+    return shown if b is base or not base.artifact_bytes else f"{shown} ({base.artifact_bytes / b.artifact_bytes:.1f}x)"
+
+
+def _compared(point: Point | None, base: Point | None, figure: str, is_base: bool) -> str:
+    if point is None or not math.isfinite(getattr(point, figure)):
+        return "-"
+    value = getattr(point, figure)
+    shown = f"{value:,.2f}" if figure == "p50_ms" else f"{value:,.1f}"
+    if is_base or base is None or not math.isfinite(getattr(base, figure)) or not value:
+        return shown
+    gain = getattr(base, figure) / value if figure == "p50_ms" else value / getattr(base, figure)
+    return f"{shown} ({gain:.2f}x)"
 
 
 def _finite(value: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pipelines import ensemble, images, output_metrics, parity_inputs, reference, standins
+from pipelines import ensemble, images, labels, lossy, output_metrics, parity_inputs, reference, runtimes, standins
 from pipelines.errors import ConfigError, DataError
 from pipelines.launcher import Endpoints
 from pipelines.parity_report import (ClassificationCheck, OutputResult, ParityReport, PreprocessingCheck,
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
 CLASS_COUNT = 5  # top-k asked of Triton's classification extension
 ALL_SAMPLES = "all_samples"  # the case that sends every sample in max_batch_size chunks
+OWN_FILE = "own_file"  # a lossy model's strict reference: the file it serves, in ONNX Runtime in process
 
 
 @dataclass
@@ -58,8 +59,16 @@ class Prepared:
     burst: Case | None
     truth: np.ndarray | None  # the samples' true classes, where known (served accuracy)
     parts: ensemble.Parts | None = None  # an ensemble's steps, to check its server-side pre-processing
-    class_names: list[str] | None = None  # the labels file of a labelled output, one name per class
+    class_names: list[str] | None = None  # what a labelled output's classes are called, one name per class
     reference: str = ""  # what computed the reference, as the report names it
+    fp32: Arrays | None = None  # a lossy model: the FP32 framework model's outputs on all samples
+    fp32_reference: str = ""
+    label_audit: labels.LabelAudit | None = None  # the labels file against names the export did not write
+
+    @property
+    def accuracy_key(self) -> str:
+        """What the served accuracy must equal: the framework's, or a lossy model's own file in process."""
+        return "framework" if self.fp32 is None else OWN_FILE
 
 
 def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:
@@ -98,15 +107,32 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     burst = min(burst, total)
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
     parts = ensemble.parts(spec, catalog or {}) if spec.format == "ensemble" else None
-    names = spec.network.class_names() if any(t.labels for t in spec.outputs) and spec.labels_file else None
-    run_reference = reference.load_ensemble(parts) if parts else unbatched(spec, reference.load(spec))
-    described = spec.reference if parts else reference.describe(spec.network)
+    labelled = any(t.labels for t in spec.outputs) and spec.labels_file is not None
+    # the labels Triton answers with (the classifier's, for an ensemble) against torchvision's own names
+    audit = labels.audit(parts.classifier.network if parts else spec.network) if labelled or parts else None
+    names = None
+    if labelled:
+        names = audit.expected if audit is not None and audit.expected is not None else spec.network.class_names()
+    judged_lossy = spec.lossy is not None  # its own file runs here, in ONNX Runtime; the FP32 model apart
+    if parts:
+        run_reference, described = reference.load_ensemble(parts), spec.reference
+    elif judged_lossy:
+        own, described = runtimes.own_file(spec)
+        run_reference = unbatched(spec, own)
+    else:
+        run_reference, described = unbatched(spec, reference.load(spec)), reference.describe(spec.network)
     log.info("%s: reference (%s) on %d samples", spec.name, described, total)
     everything = _concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
+    fp32 = None
+    if judged_lossy:
+        log.info("%s: FP32 %s on %d samples", spec.name, reference.describe(spec.network), total)
+        run_fp32 = unbatched(spec, reference.load(spec))
+        fp32 = _concat([run_fp32(part) for part in _requests(cases[-1])])
     for case in [*cases, *([burst_case] if burst_case else [])]:
         case.reference = _concat([run_reference(p) for p in _requests(case)]) if case.own else \
             _slice(everything, 0, case.size)
-    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described)
+    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described, fp32,
+                    reference.describe(spec.network) if fp32 is not None else "", audit)
 
 
 def unbatched(spec: ModelSpec, run: Callable[[Arrays], Arrays]) -> Callable[[Arrays], Arrays]:
@@ -309,6 +335,9 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = OutputResult(metrics.samples, verdict.passed, metrics)
         protocols[protocol] = ProtocolResult({c: len(next(iter(by_case[c].values()))) for c in cases}, outputs)
+    audit = prepared.label_audit
+    if audit is not None and audit.problem:
+        failures.append(f"labels: {audit.problem}")
     if result.preprocessing and not result.preprocessing.passed:
         failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing.max_abs:.3g}")
     classification = _classification(prepared, served, result.classifications)
@@ -320,18 +349,41 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
     agreement = _agreement(prepared, served)
     failures += [f"{p} results differ from http binary" for p, same in agreement.items() if not same]
     accuracy = _accuracy(prepared, served)
+    key = prepared.accuracy_key
     if accuracy:
         failures += [
-            f"served accuracy over {p} is {acc:.4f}, framework {accuracy['framework']:.4f}"
-            for p, acc in accuracy.items() if p != "framework" and acc != accuracy["framework"]
+            f"served accuracy over {p} is {acc:.4f}, {key.replace('_', ' ')} {accuracy[key]:.4f}"
+            for p, acc in accuracy.items() if p != key and acc != accuracy[key]
         ]
+    cost = _lossy(prepared, served)
+    if cost is not None:
+        failures += [f"vs FP32 {cost.reference}: {f}" for f in cost.failures]
     return ParityReport(
         model=spec.name, network=spec.network.name, format=spec.format, precision=spec.precision,
         reference=prepared.reference or spec.reference, tolerance=spec.tolerance, server=dict(server), served_by=result.backend,
         protocols=protocols, protocol_agreement=agreement, classification=classification, accuracy=accuracy,
         dynamic_batching=result.batching, skipped_protocols=result.skipped, preprocessing=result.preprocessing,
-        failures=failures,
+        failures=failures, lossy=cost,
+        labels=None if audit is None else {"source": audit.source, "passed": not audit.problem, "problem": audit.problem},
     )
+
+
+def _lossy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> lossy.LossyResult | None:
+    """A lossy model's served outputs against the FP32 framework model's, judged by its `lossy:` bounds."""
+    spec, fp32 = prepared.spec, prepared.fp32
+    if fp32 is None or spec.lossy is None or not served:
+        return None
+    protocol = "http" if "http" in served else next(iter(served))
+    outputs = served[protocol][ALL_SAMPLES]
+    stats = {t.name: lossy.error_stats(outputs[t.name], fp32[t.name], classes=_is_scores(spec, t))
+             for t in spec.outputs if not t.exact}
+    name = spec.network.class_output
+    fp32_accuracy = served_accuracy = None
+    if prepared.truth is not None and name is not None:
+        fp32_accuracy = float(np.mean(np.argmax(fp32[name], axis=-1) == prepared.truth))
+        served_accuracy = float(np.mean(np.argmax(outputs[name], axis=-1) == prepared.truth))
+    return lossy.LossyResult(prepared.fp32_reference, protocol, stats, spec.lossy, fp32_accuracy, served_accuracy,
+                             lossy.judge(stats, spec.lossy, fp32_accuracy, served_accuracy))
 
 
 def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
@@ -340,7 +392,7 @@ def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
     labelled = [t for t in prepared.spec.outputs if t.labels]
     if not labelled:
         return None
-    labels = prepared.class_names or []
+    names = prepared.class_names or []
     result: dict[str, dict[str, ClassificationCheck]] = {}
     for protocol, by_output in classifications.items():
         for tensor in labelled:
@@ -349,12 +401,15 @@ def _classification(prepared: Prepared, served: dict[str, dict[str, Arrays]],
             parsed = [parse_classes(row) for row in strings]
             scores = np.array([[score for score, _, _ in row] for row in parsed])
             indices = np.array([[index for _, index, _ in row] for row in parsed])
-            expected = images.top_k(raw, CLASS_COUNT)[1]
+            chosen = np.take_along_axis(raw, indices, axis=1)
             problem = ""
-            if not np.array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1)):
+            # the k largest values, where ties may be broken either way (INT8 logits tie often): distinct classes
+            # whose raw scores are the row's k largest
+            if any(len(set(row)) != len(row) for row in indices.tolist()) or not np.array_equal(
+                    np.sort(chosen, axis=1), np.sort(images.top_k(raw, CLASS_COUNT)[0], axis=1)):
                 problem = "top-k classes differ"
-            elif labels and any(label != labels[index] for row in parsed for _, index, label in row):
-                problem = "labels differ from the labels file"
+            elif names and any(label != names[index] for row in parsed for _, index, label in row):
+                problem = "labels differ from " + (prepared.label_audit.source if prepared.label_audit else "the labels")
             score_diff = float(np.max(np.abs(scores - np.take_along_axis(raw, indices, axis=1))))
             if not problem and score_diff > 1e-6 * max(1.0, float(np.abs(raw).max())):  # printed with 6 decimals
                 problem = f"scores differ from the raw values by {score_diff:.3g}"
@@ -390,7 +445,7 @@ def _accuracy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[
         return None
     truth = prepared.truth
     framework = _case(prepared, ALL_SAMPLES).reference[name]
-    result = {"framework": float(np.mean(np.argmax(framework, axis=-1) == truth))}
+    result = {prepared.accuracy_key: float(np.mean(np.argmax(framework, axis=-1) == truth))}
     for protocol, by_case in served.items():
         result[protocol] = float(np.mean(np.argmax(by_case[ALL_SAMPLES][name], axis=-1) == truth))
     return result

@@ -19,7 +19,7 @@ Headlines = Mapping[str, Mapping[str, Any]]  # model -> its headline figures
 class Thresholds:
     """How much worse than the baseline a run may be (`thresholds` in conf/gate.yaml)."""
 
-    accuracy_drop: float  # framework accuracy may fall this much below the baseline's
+    accuracy_drop: float  # framework accuracy may fall this much (a lossy model's drop from FP32 grow this much)
     tolerance_growth: float  # needed_atol may grow to this factor of the baseline's ...
     tolerance_floor: float  # ... counted from at least this (from a baseline of 0 any noise is infinite growth)
     serving_cost_growth: float = 3.0  # the benchmark's cost ratios may worsen by this factor (timings are noisy)
@@ -54,7 +54,8 @@ class Verdict:
         return "\n".join(lines) + "\n"
 
 
-FIGURES = ("passed", "protocols_agree", "framework_accuracy", "served_accuracy", "needed_atol", "max_abs")
+FIGURES = ("passed", "protocols_agree", "framework_accuracy", "served_accuracy", "own_file_accuracy", "accuracy_drop",
+           "fp32_top1_agreement", "needed_atol", "max_abs")
 
 
 def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
@@ -71,15 +72,22 @@ def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
             failed["passed"] = "fails parity"
         if after.get("protocols_agree") is False:
             failed["protocols_agree"] = "protocols disagree"
-        if "served_accuracy" in after and after["served_accuracy"] != after.get("framework_accuracy"):
+        # a lossy model's served accuracy must equal its own file's in process; any other model's, the framework's
+        strict = "own_file_accuracy" if "own_file_accuracy" in after else "framework_accuracy"
+        if "served_accuracy" in after and after["served_accuracy"] != after.get(strict):
             failed["served_accuracy"] = (f"served accuracy {after['served_accuracy']:.4f} differs from the "
-                                         f"framework's {after.get('framework_accuracy')}")
+                                         f"{strict.replace('_accuracy', '').replace('_', ' ')}'s {after.get(strict)}")
         if before is not None:
             if "framework_accuracy" in before and "framework_accuracy" in after:
                 drop = before["framework_accuracy"] - after["framework_accuracy"]
                 if drop > limits.accuracy_drop:
                     failed["framework_accuracy"] = (f"framework accuracy fell by {drop:.4f} "
                                                     f"(more than {limits.accuracy_drop:g})")
+            if before.get("accuracy_drop") is not None and after.get("accuracy_drop") is not None:
+                growth = after["accuracy_drop"] - before["accuracy_drop"]
+                if growth > limits.accuracy_drop:  # the precision costs more accuracy than it did
+                    failed["accuracy_drop"] = (f"the drop from the FP32 model's accuracy grew by {growth:.4f} "
+                                               f"to {after['accuracy_drop']:.4f} (more than {limits.accuracy_drop:g})")
             if "needed_atol" in before and "needed_atol" in after:
                 allowed = max(float(before["needed_atol"]), limits.tolerance_floor) * limits.tolerance_growth
                 if float(after["needed_atol"]) > allowed:

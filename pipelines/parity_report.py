@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from pipelines.lossy import LossyResult
 from pipelines.output_metrics import OutputMetrics
 from pipelines.spec import Tolerance
 
@@ -95,6 +96,8 @@ class ParityReport:
     failures: list[str] = field(default_factory=list)
     engines: dict[str, Any] | None = None  # TensorRT plans' metadata, per compute capability
     artifacts: list[dict[str, str]] = field(default_factory=list)  # served path, source, SHA-256 of each
+    lossy: LossyResult | None = None  # an FP16/INT8 model against the FP32 framework model (the precision's cost)
+    labels: dict[str, Any] | None = None  # the label audit: source of the expected names, passed, problem
 
     @property
     def passed(self) -> bool:
@@ -117,6 +120,10 @@ class ParityReport:
         }
         if self.engines is not None:
             data["engines"] = self.engines
+        if self.lossy is not None:
+            data["lossy"] = self.lossy.to_dict()
+        if self.labels is not None:
+            data["labels"] = dict(self.labels)
         return data
 
     @classmethod
@@ -136,6 +143,8 @@ class ParityReport:
             preprocessing=None if preprocessing is None else PreprocessingCheck(**preprocessing),
             failures=list(data.get("failures") or []), engines=data.get("engines"),
             artifacts=[dict(a) for a in data.get("artifacts") or []],
+            lossy=LossyResult.from_dict(data["lossy"]) if data.get("lossy") else None,
+            labels=dict(data["labels"]) if data.get("labels") else None,
         )
 
     def headline(self) -> dict[str, Any]:
@@ -150,10 +159,20 @@ class ParityReport:
             "max_abs": max((m.max_abs for m in numeric), default=0.0),
             "needed_atol": max((m.needed_atol for m in numeric), default=0.0),
         }
-        served = [v for k, v in (self.accuracy or {}).items() if k != "framework"]
+        own = "own_file" if self.lossy is not None else "framework"  # what the served accuracy must equal
+        served = [v for k, v in (self.accuracy or {}).items() if k != own]
         if self.accuracy and served:
-            figures["framework_accuracy"] = self.accuracy["framework"]
+            figures["framework_accuracy"] = self.accuracy[own]
             figures["served_accuracy"] = min(served)
+        if self.lossy is not None:  # a lossy model: the framework is the FP32 model; its own file, the strict check
+            if self.accuracy and served:
+                figures["own_file_accuracy"] = self.accuracy[own]
+                figures["framework_accuracy"] = self.lossy.fp32_accuracy
+                figures["accuracy_drop"] = self.lossy.accuracy_drop
+            agreement = [s.top1_agreement for s in self.lossy.outputs.values() if s.top1_agreement is not None]
+            if agreement:
+                figures["fp32_top1_agreement"] = min(agreement)
+            figures["fp32_max_abs"] = max((s.max_abs for s in self.lossy.outputs.values()), default=0.0)
         return figures
 
     def table(self) -> str:
@@ -175,6 +194,9 @@ class ParityReport:
                 lines.append(f"classification {protocol} {output}: top-{check.k} labels and scores "
                              f"{'match the raw output' if check.passed else 'DIFFER: ' + check.problem}")
         lines += [f"{protocol} skipped: {why}" for protocol, why in self.skipped_protocols.items()]
+        if self.labels is not None:
+            lines.append(f"labels: as {self.labels['source']}" if self.labels["passed"] else
+                         f"labels DIFFER: {self.labels['problem']}")
         if self.preprocessing:
             p = self.preprocessing
             lines.append(f"server-side pre-processing ({p.model}) vs client-side on {p.samples} images: "
@@ -186,6 +208,8 @@ class ParityReport:
             lines.append(f"ensemble step {step}: {step_backend['implementation']}")
         if self.accuracy:
             lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items()))
+        if self.lossy is not None:
+            lines += self.lossy.lines()
         if self.dynamic_batching:
             b = self.dynamic_batching
             lines.append(f"dynamic batching: {b['requests']} concurrent requests "

@@ -1,5 +1,8 @@
 """The framework side of parity: run the trained model in its own framework, never the served file.
 
+(One exception, named as such: an FP16/INT8 model's strict reference is its own file in ONNX Runtime,
+`own_file`; its FP32 framework model is the second reference, judged with the precision's bounds.)
+
 Our own networks run in Keras (MNIST) and PyTorch (torchvision state dicts); a model added with
 `python -m export.add` runs from the user's own source file: a Keras model, a SavedModel signature
 in TensorFlow, a torch.export program or TorchScript in PyTorch, or an ONNX file in `onnx.reference`

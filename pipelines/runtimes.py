@@ -35,6 +35,18 @@ def _ensemble(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
     return reference.load_ensemble(parts, load(parts.classifier, catalog))
 
 
+def own_file(spec: ModelSpec) -> tuple[Runner, str]:
+    """A lossy model's strict reference for parity, and how the report names it: the ONNX file it serves (for a
+    TensorRT engine, the Q/DQ file it was built from) in ONNX Runtime here. Serving must add no error to it; its
+    cost against the FP32 framework model is judged apart (`pipelines.lossy`)."""
+    from pipelines.reference import onnxruntime_runner
+
+    if spec.format == "tensorrt" and spec.tensorrt is not None:
+        source = spec.network.artifact(spec.tensorrt.source)
+        return onnxruntime_runner(source, spec.inputs, spec.outputs), "its Q/DQ source in onnxruntime, in process"
+    return _onnx(spec), "its own file in onnxruntime, in process"
+
+
 def load(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
     """A function from input arrays to output arrays running `spec`'s served artifact here."""
     if spec.format == "onnx":

@@ -34,7 +34,12 @@ TRITON_TO_NUMPY: dict[str, np.dtype] = {
 FLOAT_DTYPES = ("FP16", "BF16", "FP32", "FP64")
 FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble", "python")  # python: an ensemble's own steps
 LAYOUTS = ("NCHW", "NHWC")  # Triton's input `format`: how image clients lay out pixels
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+LOSSY = ("fp16", "int8")  # precisions judged by what the model is for, against the FP32 framework model
+# what calibrates an INT8 model: MNIST training digits, image-like tensors (another seed than parity's), photographs
+CALIBRATION_INPUTS = ("mnist_train", "imagenet_like", "sample_images")
+QUANT_FORMATS = ("QDQ", "QOperator")  # onnxruntime.quantization.QuantFormat
+ACTIVATION_TYPES = ("uint8", "int8")  # uint8 (U8S8): ONNX Runtime's fast CPU kernels; int8 symmetric: TensorRT's
 REFERENCE_ARTIFACT = {"keras": "keras", "torch": "state_dict"}  # every other reference runs artifact "source"
 # the framework parity compares against: the trained Keras model, a torchvision classifier's state dict, or an
 # added model's own source file (`python -m export.add`): a SavedModel, a torch.export program, TorchScript, ONNX
@@ -82,6 +87,44 @@ class Tolerance:
     min_cosine: float
     min_top1_agreement: float
     min_top5_agreement: float
+
+
+@dataclass(frozen=True)
+class LossyBounds:
+    """How far an FP16 or INT8 model may be from the FP32 framework model, judged by what the model is for.
+
+    Task accuracy on labelled samples (`max_accuracy_drop`, a fraction: 0.005 is half a point), agreement of
+    the predicted classes, and error statistics in Polygraphy's terms (max, mean, median and the 99th
+    percentile of |served - FP32|, each bounded on its own). NaN or Inf always fail.
+    """
+
+    max_accuracy_drop: float
+    min_top1_agreement: float
+    min_top5_agreement: float
+    min_cosine: float
+    max_abs: float
+    max_mean_abs: float
+    max_median_abs: float
+    max_p99_abs: float
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How the quantize stage builds a lossy ONNX model from its network's FP32 export.
+
+    FP16: onnxconverter-common with FP32 inputs and outputs kept. INT8: ONNX Runtime's `quantize_static`
+    over a declared calibration set (MinMax), weights signed per channel; `activations` uint8 is the format
+    ONNX Runtime runs fast on CPU (U8S8), int8 with `symmetric` the one TensorRT builds explicit INT8 from.
+    """
+
+    source: str = "onnx"  # the network artifact it is built from
+    calibration: str = "mnist_train"
+    calibration_samples: int = 256
+    calibration_seed: int = 1  # imagenet_like: a seed other than parity's (0), so calibration never sees them
+    format: str = "QDQ"
+    activations: str = "uint8"
+    symmetric: bool = False
+    per_channel: bool = True
 
 
 @dataclass(frozen=True)
@@ -257,6 +300,12 @@ class ModelSpec:
     ensemble: EnsembleSettings | None = None
     extra_config: str = ""  # config.pbtxt fields added to the generated config (checked by protobuf)
     output_tolerance: Mapping[str, Tolerance] = field(default_factory=dict)  # per output, over `tolerance`
+    lossy: LossyBounds | None = None  # FP16/INT8: against the FP32 framework model (`tolerance`: its own file)
+    quantization: Quantization | None = None  # an FP16/INT8 ONNX model: how the quantize stage builds it
+
+    @property
+    def is_lossy(self) -> bool:
+        return self.precision in LOSSY
 
     def tolerance_for(self, output: str) -> Tolerance:
         """An output's own tolerance where the model declares one, else the model's."""
@@ -331,7 +380,7 @@ NETWORK_KEYS = {"name", "reference", "inputs", "outputs", "artifacts", "signatur
                 "preprocessing", "labels_file", "arch", "labels_from", "class_output", "sampling", "batch_axis"}
 MODEL_KEYS = {"name", "network", "inputs", "outputs", "format", "precision", "artifact", "max_batch_size",
               "instance_count", "tolerance", "output_tolerance", "dynamic_batching", "parity", "tensorrt", "ensemble",
-              "extra_config"}
+              "extra_config", "lossy", "quantization"}
 SECTION_KEYS = {
     "preprocessing": {"resize", "crop", "mean", "std"},
     "sampling": {"sample", "count", "value_ranges", "dim_sizes", "seed"},
@@ -340,6 +389,10 @@ SECTION_KEYS = {
     "parity": {"batch_sizes", "samples", "concurrent_requests", "inputs"},
     "tensorrt": {"source", "min_batch", "opt_batch", "workspace_mib", "version_compatible", "hardware_compatibility"},
     "ensemble": {"classifier", "image_limits", "top_k", "decode_instances"},
+    "lossy": {"max_accuracy_drop", "min_top1_agreement", "min_top5_agreement", "min_cosine", "max_abs",
+              "max_mean_abs", "max_median_abs", "max_p99_abs"},
+    "quantization": {"source", "calibration", "calibration_samples", "calibration_seed", "format", "activations",
+                     "symmetric", "per_channel"},
 }
 
 
@@ -480,12 +533,62 @@ def _model_spec(name: str, cfg: dict[str, Any]) -> ModelSpec:
                            f"{where}: ensemble.decode_instances", int, 1)),
         extra_config=str(cfg.get("extra_config") or ""),
         output_tolerance={str(k): _tolerance({**tol, **v}) for k, v in (cfg.get("output_tolerance") or {}).items()},
+        lossy=None if not cfg.get("lossy") else LossyBounds(**{k: float(v) for k, v in cfg["lossy"].items()}),
+        quantization=_quantization(cfg.get("quantization"), where),
     )
+    _check_lossy(spec, where)
     unknown = sorted(set(spec.output_tolerance) - {t.name for t in outputs})
     if unknown:
         raise ConfigError(f"{where}: output_tolerance names {unknown}, which are not outputs {[t.name for t in outputs]}")
     _check_numbers(spec, where)
     return spec
+
+
+def _quantization(cfg: dict[str, Any] | None, where: str) -> Quantization | None:
+    if not cfg:
+        return None
+    q = Quantization(
+        source=str(cfg.get("source", Quantization.source)),
+        calibration=_choice(cfg.get("calibration", Quantization.calibration), CALIBRATION_INPUTS,
+                            "quantization.calibration", where),
+        calibration_samples=checked_number(cfg.get("calibration_samples", Quantization.calibration_samples),
+                                           f"{where}: quantization.calibration_samples", int, 1),
+        calibration_seed=int(cfg.get("calibration_seed", Quantization.calibration_seed)),
+        format=_choice(cfg.get("format", Quantization.format), QUANT_FORMATS, "quantization.format", where),
+        activations=_choice(cfg.get("activations", Quantization.activations), ACTIVATION_TYPES,
+                            "quantization.activations", where),
+        symmetric=bool(cfg.get("symmetric", Quantization.symmetric)),
+        per_channel=bool(cfg.get("per_channel", Quantization.per_channel)),
+    )
+    if q.symmetric and q.activations != "int8":
+        raise ConfigError(f"{where}: quantization.symmetric needs activations int8 (a uint8 zero point is never 0)")
+    return q
+
+
+def _check_lossy(spec: ModelSpec, where: str) -> None:
+    """A lossy ONNX model is built by the quantize stage and judged against the FP32 framework model."""
+    if spec.is_lossy and spec.format == "onnx":
+        if spec.quantization is None:
+            raise ConfigError(f"{where}: a {spec.precision} ONNX model needs its `quantization:` settings (how the "
+                              "quantize stage builds it from the FP32 export)")
+        if spec.lossy is None:
+            raise ConfigError(f"{where}: a {spec.precision} model needs `lossy:` bounds (how far it may be from "
+                              "the FP32 framework model)")
+    if spec.precision == "int8" and spec.format == "tensorrt" and spec.lossy is None:
+        raise ConfigError(f"{where}: an INT8 engine needs `lossy:` bounds (how far it may be from the FP32 model)")
+    if spec.quantization is not None and not (spec.is_lossy and spec.format == "onnx"):
+        raise ConfigError(f"{where}: `quantization:` builds FP16/INT8 ONNX models; this one is "
+                          f"{spec.format} {spec.precision}")
+    if spec.lossy is not None and not spec.is_lossy:
+        raise ConfigError(f"{where}: `lossy:` bounds judge FP16/INT8 models; this one is {spec.precision}")
+    bounds = spec.lossy
+    if bounds is not None:
+        bad = [f"lossy.{k} must be within 0..1, got {v}" for k, v in bounds.__dict__.items()
+               if (k.startswith("min_") or k == "max_accuracy_drop") and not 0 <= v <= 1]
+        bad += [f"lossy.{k} must be a finite number >= 0, got {v}" for k, v in bounds.__dict__.items()
+                if k.startswith("max_") and not 0 <= v < math.inf]
+        if bad:
+            raise ConfigError(f"{where}: " + "; ".join(bad))
 
 
 def _tolerance(tol: Mapping[str, Any]) -> Tolerance:

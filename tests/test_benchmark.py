@@ -17,7 +17,7 @@ import pytest
 from conftest import compose_config
 from evaluate import benchmark
 from pipelines import load, perf_analyzer
-from pipelines.benchmark_report import ModelBenchmark, Point
+from pipelines.benchmark_report import precisions, ModelBenchmark, Point
 from pipelines.errors import ConfigError
 from pipelines.spec import model_spec
 
@@ -50,6 +50,24 @@ def test_headline_ratios_from_hand_written_points() -> None:
     assert bench.headline() == {"grpc_vs_in_process": 4.0, "grpc_overhead_ms": 3.0, "c4_vs_in_process": 0.8,
                                 "c8_vs_flask": 3.0}
     assert ModelBenchmark.from_dict(json.loads(json.dumps(bench.to_dict()))) == bench
+
+
+def test_precisions_set_each_lossy_model_beside_its_fp32_model() -> None:
+    def bench(model: str, precision: str, size: int, in_process: float, grpc: float, c4: float, network: str = "net"):
+        points = [Point("in_process", 1, 1, None, 100, 1000 / in_process, in_process, in_process, in_process),
+                  Point("grpc", 1, 1, True, 100, 1000 / grpc, grpc, grpc, grpc),
+                  Point("grpc", 1, 4, True, 100, c4, 9.0, 9.0, 9.0)]
+        return ModelBenchmark(model, "onnx", "s", {}, points, network=network, precision=precision, artifact_bytes=size)
+
+    text = precisions([bench("net_int8", "int8", 25_000_000, 5.0, 8.0, 300.0),
+                       bench("net_fp32", "fp32", 100_000_000, 20.0, 24.0, 100.0),
+                       bench("other_fp32", "fp32", 1_000_000, 1.0, 2.0, 900.0, network="other")])  # nothing beside it
+    rows = [line for line in text.splitlines() if line.startswith("| net")]
+    assert rows == ["| net_fp32 | fp32 | 100.0 | 20.00 | 24.00 | 100.0 |",
+                    "| net_int8 | int8 | 25.0 (4.0x) | 5.00 (4.00x) | 8.00 (3.00x) | 300.0 (3.00x) |"]
+    assert "other_fp32" not in text
+    again = ModelBenchmark.from_dict(json.loads(json.dumps(bench("a", "int8", 1, 1.0, 1.0, 1.0).to_dict())))
+    assert (again.network, again.precision, again.artifact_bytes) == ("net", "int8", 1)
 
 
 @pytest.mark.parametrize("load, expected", [

@@ -15,6 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from conftest import compose_config
 from evaluate import parity as parity_cli
 from pipelines import assembly
+from pipelines.errors import ArtifactError
 from pipelines.spec import model_spec, served_specs
 from pipelines.served_model import ServedModel
 
@@ -26,6 +27,9 @@ PROTOCOLS = {"http", "http_json", "grpc", "grpc_burst"}
 NATIVE = {
     "mnist_savedmodel": ("tensorflow_savedmodel", "tensorflow"),
     "mnist_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "mnist_onnx_fp16": ("onnxruntime_onnx", "onnxruntime"),
+    "mnist_onnx_int8": ("onnxruntime_onnx", "onnxruntime"),
+    "resnet50_onnx_int8": ("onnxruntime_onnx", "onnxruntime"),
     "resnet50_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "densenet121_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "mobilenet_v2_onnx": ("onnxruntime_onnx", "onnxruntime"),
@@ -82,10 +86,22 @@ def test_served_model_matches_its_framework(pipeline_run: tuple[Path, Any], mode
         assert all(check["passed"] for entry in report["classification"].values() for check in entry.values())
     else:
         assert report["classification"] is None
+    lossy = cfg.model.precision != "fp32"
+    if lossy:  # judged twice: its own file in process (strict), and the FP32 framework model (its bounds)
+        assert report["reference"] == "its own file in onnxruntime, in process"
+        assert report["lossy"]["passed"] and report["lossy"]["failures"] == []
+        assert report["lossy"]["reference"] == cfg.model.network.reference
+    else:
+        assert "lossy" not in report
     if model.startswith("mnist"):
         accuracy = report["accuracy"]
-        assert accuracy["framework"] > 0.5
-        assert accuracy["http"] == accuracy["grpc"] == accuracy["http_json"] == accuracy["framework"]
+        strict = "own_file" if lossy else "framework"
+        assert accuracy[strict] > 0.5
+        assert accuracy["http"] == accuracy["grpc"] == accuracy["http_json"] == accuracy[strict]
+        if lossy:  # the FP32 model's accuracy on the same digits is what mnist_onnx's parity measured of Keras
+            fp32 = json.loads((workspace / cfg.parity_reports / "mnist_onnx.json").read_text())["accuracy"]["framework"]
+            assert report["lossy"]["fp32_accuracy"] == fp32
+            assert report["lossy"]["accuracy_drop"] == pytest.approx(fp32 - accuracy["http"])
         output = cfg.model.network.outputs[0].name
         assert report["protocols"]["http"]["outputs"][output]["samples"] == cfg.model.parity.samples + sum(
             int(case.split("_")[1]) for case in batch_cases if case.startswith("batch_")
@@ -200,6 +216,70 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
     assert "RESULT: FAIL" in capsys.readouterr().out
 
 
+def test_a_broken_quantization_fails_parity(in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """mnist_onnx_int8 calibrated on all-zero images: served exactly as its file computes, far from the FP32 model."""
+    from pipelines import quantization
+
+    spec = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model)
+    broken = tmp_path / "quantized" / spec.name / "model.onnx"
+    broken.parent.mkdir(parents=True)
+    (image,) = spec.inputs
+    quantization.to_int8(quantization.source(spec), broken, image.name, np.zeros((64, *image.dims), np.float32),
+                         spec.quantization)
+    overrides = ["model=mnist_onnx_int8", f"paths.quantized={tmp_path / 'quantized'}",
+                 f"paths.model_repository={tmp_path / 'repo'}", f"paths.parity_reports={tmp_path / 'reports'}",
+                 f"paths.logs={tmp_path}"]
+    cfg = compose_config("parity", overrides)
+    assembly.assemble([model_spec("mnist_onnx_int8", cfg.model)], tmp_path / "repo")
+    assert parity_cli.run(cfg) == 1
+    report = json.loads((tmp_path / "reports" / "mnist_onnx_int8.json").read_text())
+    # serving added nothing: every protocol matches the broken file run in process ...
+    assert all(o["passed"] for p in report["protocols"].values() for o in p["outputs"].values())
+    # ... and the precision's cost is what fails, the accuracy drop first among the reasons
+    lossy = report["lossy"]
+    assert not lossy["passed"] and lossy["accuracy_drop"] > spec.lossy.max_accuracy_drop
+    assert next(f for f in report["failures"] if f.startswith("vs FP32 ")).startswith("vs FP32 keras: accuracy 0.")
+    assert "RESULT: FAIL" in capsys.readouterr().out
+
+
+LABEL_CORRUPTIONS = {  # what a wrong export could write, and the one line parity must fail with
+    "permuted": (lambda names: names[1:] + names[:1], "in 1000 of 1000 classes (class 0 is 'goldfish', "),
+    "one_missing": (lambda names: names[:-1], ""),  # refused earlier: the repository is never built
+    "pair_swapped": (lambda names: [names[1], names[0], *names[2:]], "in 2 of 1000 classes (class 0 is 'goldfish', "),
+}
+
+
+@pytest.mark.parametrize("corruption", list(LABEL_CORRUPTIONS))
+def test_labels_written_wrong_at_export_fail_parity(in_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   corruption: str) -> None:
+    """The export writes labels.txt, the repository serves it, Triton answers with it: all agree, and parity must
+    still fail, because it reads the names from torchvision's metadata, not from what the export wrote."""
+    from export import torchvision_onnx
+    from pipelines import torch_models
+
+    corrupt, problem = LABEL_CORRUPTIONS[corruption]
+    right = torch_models.labels
+    with monkeypatch.context() as patch:
+        patch.setattr(torch_models, "labels", lambda network: corrupt(right(network)))
+        torchvision_onnx.run(compose_config("export_classifier", [
+            "network=mobilenet_v2", f"paths.classifiers={tmp_path / 'classifiers'}",
+            f"paths.export_reports={tmp_path / 'export'}"]))
+    overrides = ["model=mobilenet_v2_onnx", f"paths.classifiers={tmp_path / 'classifiers'}",
+                 f"paths.model_repository={tmp_path / 'repo'}", f"paths.parity_reports={tmp_path / 'reports'}",
+                 f"paths.logs={tmp_path}", "model.parity.samples=3", "model.parity.concurrent_requests=0"]
+    cfg = compose_config("parity", overrides)
+    if corruption == "one_missing":  # a count that differs from the output's classes never becomes a repository
+        with pytest.raises(ArtifactError, match=r"labels.txt has 999 labels for 1000 classes$"):
+            assembly.assemble([model_spec("mobilenet_v2_onnx", cfg.model)], tmp_path / "repo")
+        return
+    assembly.assemble([model_spec("mobilenet_v2_onnx", cfg.model)], tmp_path / "repo")
+    assert parity_cli.run(cfg) == 1
+    report = json.loads((tmp_path / "reports" / "mobilenet_v2_onnx.json").read_text())
+    (line,) = [f for f in report["failures"] if f.startswith("labels: ")]
+    assert problem in line and "\n" not in line
+    assert not report["labels"]["passed"]
+
+
 def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, running_triton) -> None:
     """server=remote checks a Triton someone else started; the served config agrees with the spec."""
     import tritonclient.http as httpclient
@@ -261,3 +341,36 @@ def test_a_remote_server_serving_other_settings_than_the_spec_is_refused(in_work
                                           r"dynamic_batching.max_queue_delay_microseconds: 100, expected 5000000\)"):
         parity_cli.check(cfg)
     assert not (tmp_path / "reports").exists()
+
+
+def test_localize_blames_the_layer_whose_quantization_was_broken(in_workspace: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """mnist_onnx_int8 with one activation's DequantizeLinear scale times 10: parity fails, and localize=true names
+    that activation's layer as the first over the bound (nothing before it is), serving its debug copy apart."""
+    spec = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model)
+    model = onnx.load(str(in_workspace / spec.artifact))
+    broken = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and "conv2d_1_2/Relu" in n.input[0])
+    scale = next(i for i in model.graph.initializer if i.name == broken.input[1])
+    values = numpy_helper.to_array(scale)
+    model.graph.initializer.append(numpy_helper.from_array((values * 10).astype(values.dtype), scale.name + "_x10"))
+    broken.input[1] = scale.name + "_x10"
+    target = tmp_path / "quantized" / spec.name / "model.onnx"
+    target.parent.mkdir(parents=True)
+    onnx.save(model, str(target))
+    overrides = ["model=mnist_onnx_int8", f"paths.quantized={tmp_path / 'quantized'}",
+                 f"paths.model_repository={tmp_path / 'repo'}", f"paths.parity_reports={tmp_path / 'reports'}",
+                 f"paths.parity_adhoc={tmp_path / 'adhoc'}", f"paths.logs={tmp_path}"]
+    cfg = compose_config("parity", overrides)
+    assembly.assemble([model_spec("mnist_onnx_int8", cfg.model)], tmp_path / "repo")
+    assert parity_cli.run(cfg) == 1
+    assert parity_cli.run(compose_config("parity", [*overrides, "localize=true"])) == 1
+    report = json.loads((tmp_path / "adhoc" / "localize" / "mnist_onnx_int8.json").read_text())
+    first = report["first_over_bound"]
+    activation = broken.input[0].removesuffix("_QuantizeLinear_Output")
+    assert first["tensor"] == activation, first
+    before = [layer for layer in report["layers"] if layer["index"] < first["index"]]
+    assert before and all(layer["relative"] < 0.05 for layer in before)  # the layers before it are fine
+    assert first["relative"] > 5  # dequantized ten times too large
+    assert (tmp_path / "adhoc" / "localize" / "mnist_onnx_int8.png").stat().st_size > 0
+    assert "first over the bound: node" in capsys.readouterr().out
+    assert not any("__localize" in p.name for p in (tmp_path / "repo").iterdir())  # the debug copy served apart

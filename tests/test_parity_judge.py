@@ -109,7 +109,7 @@ def test_classification_strings_that_match_the_raw_logits_pass() -> None:
 
 
 @pytest.mark.parametrize(("row", "position", "wrong", "problem"), [
-    (0, 0, "3.000000:1:cat", "labels differ from the labels file"),
+    (0, 0, "3.000000:1:cat", "labels differ from the labels"),
     (1, 0, "4.000000:2:cat", "top-k classes differ"),
     (1, 1, "3.400000:5:fox", "scores differ from the raw values by 0.1"),
 ])
@@ -170,7 +170,7 @@ def test_reports_survive_json_both_ways() -> None:
                          "server", "served_by", "protocols", "protocol_agreement", "classification", "accuracy",
                          "dynamic_batching", "skipped_protocols", "preprocessing", "artifacts"}
     assert data["passed"] is False and data["classification"]["http"]["logits"]["problem"] == \
-        "labels differ from the labels file"
+        "labels differ from the labels"
     assert set(data["protocols"]["http"]["outputs"]["logits"]) == {
         "samples", "nonfinite", "max_abs", "mean_abs", "max_rel", "cosine", "top1_agreement", "top5_agreement",
         "needed_atol", "needed_rtol", "worst_index", "worst_served", "worst_reference", "passed"}
@@ -190,3 +190,73 @@ def test_headline_figures_are_the_worst_cases() -> None:
     assert figures["passed"] is False and figures["protocols_agree"] is False
     assert figures["max_abs"] == pytest.approx(0.01, rel=1e-3)
     assert figures["needed_atol"] == pytest.approx(0.01 - 1e-3 * 0.91, rel=1e-3)
+
+
+def test_tied_scores_may_be_ranked_either_way() -> None:
+    """INT8 logits tie often: Triton may pick either of two equal scores for the k-th place, and both are right."""
+    prepared = labelled_prepared()
+    logits = prepared.cases[0].reference["logits"]
+    logits[0] = [0.5, 3.0, 0.5, 2.0, 1.0, 0.0]  # classes 0 and 2 tie for 4th place
+    served = served_copy_without_burst(prepared)
+    rows = [["3.000000:1:bee", "2.000000:3:dog", "1.000000:4:eel", "0.500000:2:cat", "0.500000:0:ant"], TOP5[1]]
+    served.classifications = {"http": {"logits": strings(rows)}}
+    assert comparator.evaluate(prepared, served, SERVER).passed
+    rows[0][4] = "0.500000:2:cat"  # the same class twice is not a top-5
+    served.classifications = {"http": {"logits": strings(rows)}}
+    assert not comparator.evaluate(prepared, served, SERVER).classification["http"]["logits"].passed
+
+
+def lossy_mnist(shift: float) -> Prepared:
+    """mnist_like as the INT8 model: its own file's outputs are the strict reference; the FP32 model's differ
+    from them by `shift` moved from each sample's top class to class 0 (known error statistics)."""
+    prepared = mnist_like()
+    spec = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model)
+    own = prepared.cases[-1].reference["probabilities"]
+    fp32 = own.copy()
+    fp32[np.arange(4), own.argmax(axis=1)] -= shift
+    fp32[:, 0] += shift
+    return dataclasses.replace(prepared, spec=spec, fp32={"probabilities": fp32}, fp32_reference="keras")
+
+
+def test_a_lossy_model_is_judged_against_both_references_apart() -> None:
+    prepared = lossy_mnist(0.02)
+    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    assert report.passed, report.failures
+    assert report.accuracy == {"own_file": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}
+    stats = report.lossy.outputs["probabilities"]
+    # per sample two of ten elements differ by 0.02: max 0.02, mean 0.004, median 0, p99 0.02
+    assert (stats.max_abs, stats.median_abs, stats.p99_abs) == pytest.approx((0.02, 0.0, 0.02), abs=1e-7)
+    assert stats.mean_abs == pytest.approx(0.004, abs=1e-7) and stats.top1_agreement == 1.0
+    assert report.lossy.fp32_accuracy == report.lossy.served_accuracy == 0.75 and report.lossy.accuracy_drop == 0
+    headline = report.headline()
+    assert headline["own_file_accuracy"] == headline["served_accuracy"] == 0.75
+    assert headline["accuracy_drop"] == 0 and headline["fp32_max_abs"] == pytest.approx(0.02, abs=1e-7)
+    assert "vs FP32 keras" in report.table()
+    again = type(report).from_dict(report.to_dict())  # the lossy figures survive the JSON round trip
+    assert again.lossy == report.lossy
+
+
+def test_a_lossy_model_far_from_fp32_fails_with_each_broken_bound() -> None:
+    prepared = lossy_mnist(0.6)  # moves the FP32 model's top class of the samples to class 0 (0.91 - 0.6 < 0.41)
+    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    assert not report.passed and report.lossy.outputs["probabilities"].top1_agreement == 0.0
+    failures = [f for f in report.failures if f.startswith("vs FP32 keras: ")]
+    assert any("max |error| 0.6 > 0.5" in f for f in failures), failures
+    assert any("top-1 agreement 0.0000 < 0.99" in f for f in failures)
+    # the FP32 model now says 0 for every digit: one right of four, the served model three: a gain, no drop
+    assert report.lossy.fp32_accuracy == 0.0 and report.lossy.accuracy_drop == -0.75
+    # the strict check against its own file still passes: serving added nothing, the precision costs this much
+    assert all(o.passed for p in report.protocols.values() for o in p.outputs.values())
+
+
+def test_a_lossy_model_whose_accuracy_drops_or_turns_nan_fails() -> None:
+    prepared = lossy_mnist(0.0)
+    fp32 = prepared.fp32["probabilities"]
+    fp32[3] = np.roll(fp32[3], 6)  # the FP32 model gets sample 3's 7 right: 4 of 4, the served model 3 of 4
+    served = served_copy(prepared)
+    report = comparator.evaluate(prepared, served, SERVER)
+    assert report.lossy.fp32_accuracy == 1.0 and report.lossy.served_accuracy == 0.75
+    assert any("accuracy 0.7500 is 0.2500 below the FP32 model's 1.0000" in f for f in report.failures)
+    for protocol in served.outputs.values():
+        protocol[ALL_SAMPLES]["probabilities"][1, 1] = np.nan
+    assert any("NaN/Inf" in f for f in comparator.evaluate(prepared, served, SERVER).failures)

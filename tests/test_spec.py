@@ -63,13 +63,18 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
     ],
 )
 def test_invalid_values_are_config_errors(mnist_cfg: dict, path: tuple, value: object, message: str) -> None:
-    cfg = copy.deepcopy(mnist_cfg)
+    with pytest.raises(ConfigError, match=message):
+        model_spec("mnist_onnx", changed(mnist_cfg, path, value))
+
+
+def changed(cfg: dict, path: tuple, value: object) -> dict:
+    """A copy of a model's config with the value at `path` (keys and list indices) replaced."""
+    cfg = copy.deepcopy(cfg)
     node = cfg
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    with pytest.raises(ConfigError, match=message):
-        model_spec("mnist_onnx", cfg)
+    return cfg
 
 
 def test_duplicate_tensor_names_are_rejected(mnist_cfg: dict) -> None:
@@ -93,3 +98,33 @@ def test_an_output_tolerance_overrides_only_what_it_names(mnist_cfg: dict) -> No
     own = spec.tolerance_for("probabilities")
     assert own.atol == 0.5 and own.rtol == spec.tolerance.rtol and own.min_cosine == spec.tolerance.min_cosine
     assert spec.network.class_output == "probabilities"  # the one output of class scores, by default
+
+
+@pytest.fixture
+def int8_cfg() -> dict:
+    return plain(compose_config("parity", ["model=mnist_onnx_int8"]).model)
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("quantization",), None, r"a int8 ONNX model needs its `quantization:` settings"),
+    (("lossy",), None, r"a int8 model needs `lossy:` bounds"),
+    (("quantization", "calibration"), "test_digits", r"quantization.calibration must be one of mnist_train"),
+    (("quantization", "activations"), "int4", r"quantization.activations must be one of uint8, int8"),
+    (("quantization", "symmetric"), True, r"symmetric needs activations int8"),
+    (("quantization", "calibration_samples"), 0, r"calibration_samples must be >= 1"),
+    (("quantization", "format"), "qdq", r"quantization.format must be one of QDQ, QOperator"),
+    (("quantization", "per_chanel"), True, r"unknown key quantization.per_chanel"),
+    (("lossy", "max_accuracy_drop"), 1.5, r"lossy.max_accuracy_drop must be within 0..1"),
+    (("lossy", "min_top1_agreement"), -0.1, r"lossy.min_top1_agreement must be within 0..1"),
+    (("lossy", "max_p99_abs"), float("inf"), r"lossy.max_p99_abs must be a finite number >= 0"),
+    (("lossy", "max_abs"), -1, r"lossy.max_abs must be a finite number >= 0"),
+    (("precision",), "fp32", r"`quantization:` builds FP16/INT8 ONNX models; this one is onnx fp32"),
+])
+def test_a_lossy_model_needs_settings_that_hold(int8_cfg: dict, path: tuple, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        model_spec("mnist_onnx_int8", changed(int8_cfg, path, value))
+
+
+def test_lossy_bounds_on_an_fp32_model_are_refused(mnist_cfg: dict, int8_cfg: dict) -> None:
+    with pytest.raises(ConfigError, match=r"`lossy:` bounds judge FP16/INT8 models; this one is fp32"):
+        model_spec("mnist_onnx", {**mnist_cfg, "lossy": int8_cfg["lossy"]})

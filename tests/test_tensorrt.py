@@ -21,7 +21,7 @@ from pipelines.spec import model_spec
 from pipelines.trt import build, host, loadability, plans
 from pipelines.trt.loadability import Loader
 
-TRT_MODELS = ["mnist_trt", "resnet50_trt", "resnet50_trt_fp16"]
+TRT_MODELS = ["mnist_trt", "resnet50_trt", "resnet50_trt_fp16", "resnet50_trt_int8"]
 
 
 def trt_spec(name: str = "mnist_trt", *overrides: str, artifact: Path | None = None):
@@ -91,6 +91,44 @@ def test_precision_and_compatibility_become_builder_flags() -> None:
     assert fp32.flags == [] and fp16.flags == ["FP16", "VERSION_COMPATIBLE"]
     assert fp32.onnx == Path(compose_config("parity", ["model=resnet50_onnx"]).model.network.artifacts.onnx)
     assert fp32.workspace_bytes == 2048 << 20
+
+
+def test_int8_is_built_strongly_typed_from_the_symmetric_qdq_file(tmp_path: Path) -> None:
+    """TensorRT 10: explicit INT8 from the Q/DQ layers, in a strongly typed network, with no precision flags."""
+    settings = build.build_settings(trt_spec("resnet50_trt_int8"))
+    symmetric = compose_config("parity", ["model=resnet50_onnx_int8_symmetric"]).model
+    assert settings.onnx == Path(str(symmetric.artifact))  # the file the CPU profile serves and judges
+    assert settings.precision == "int8" and settings.strongly_typed and settings.flags == []
+    cmd = build.trtexec_command(settings, image="nvcr.io/nvidia/tensorrt:24.10-py3", workdir=tmp_path,
+                                plan_name="model_sm80", timing_cache="timing.cache")
+    assert "--stronglyTyped" in cmd and not {"--fp16", "--int8", "--best"} & set(cmd)
+    assert not build.build_settings(trt_spec("resnet50_trt_fp16")).strongly_typed
+
+
+def test_only_a_signed_symmetric_qdq_file_becomes_an_int8_engine(tmp_path: Path) -> None:
+    """Checked on CPU before a GPU builds: an FP32 file (no Q/DQ) and a U8S8 file (zero points 128) are refused."""
+    import numpy as np
+
+    from pipelines import quantization
+    from pipelines.spec import Quantization
+    from test_quantization import small_cnn
+
+    fp32, u8s8, s8s8 = tmp_path / "fp32.onnx", tmp_path / "u8s8.onnx", tmp_path / "s8s8.onnx"
+    small_cnn(fp32)
+    calibration = np.random.default_rng(0).random((32, 1, 8, 8)).astype(np.float32)
+    quantization.to_int8(fp32, u8s8, "image", calibration, Quantization(activations="uint8"))
+    quantization.to_int8(fp32, s8s8, "image", calibration, Quantization(activations="int8", symmetric=True))
+    (no_qdq,) = build.explicit_int8_problems(fp32)
+    assert "has no QuantizeLinear/DequantizeLinear nodes" in no_qdq
+    (unsigned,) = build.explicit_int8_problems(u8s8)
+    # the unsigned activations (UINT8, zero point 128) and the biases quantized to INT32: none of TensorRT's INT8
+    assert "signed and symmetric (zero point 0); 10 Q/DQ nodes are not" in unsigned
+    assert build.explicit_int8_problems(s8s8) == []
+
+
+def test_an_int8_engine_needs_lossy_bounds() -> None:
+    with pytest.raises(ConfigError, match="an INT8 engine needs `lossy:` bounds"):
+        trt_spec("resnet50_trt_int8", "~model.lossy")
 
 
 def test_bad_build_settings_are_config_errors() -> None:

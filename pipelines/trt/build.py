@@ -12,7 +12,10 @@ from pathlib import Path
 from pipelines.errors import ConfigError
 from pipelines.spec import ModelSpec
 
-PRECISION_FLAGS = {"fp32": [], "fp16": ["FP16"]}  # TensorRT BuilderFlag names
+# TensorRT BuilderFlag names. INT8 comes from the Q/DQ layers of the source in a strongly typed network, where
+# "precision-control build flags are not required and should not be specified" (TensorRT 10, explicit quantization)
+PRECISION_FLAGS: dict[str, list[str]] = {"fp32": [], "fp16": ["FP16"], "int8": []}
+STRONGLY_TYPED = ("int8",)
 HARDWARE_LEVELS = ("none", "ampere_plus")
 MIB = 1 << 20
 
@@ -40,6 +43,11 @@ class BuildSettings:
     workspace_bytes: int
     version_compatible: bool
     hardware_compatibility: str
+
+    @property
+    def strongly_typed(self) -> bool:
+        """Every tensor's type comes from the network (the Q/DQ layers), not from builder flags."""
+        return self.precision in STRONGLY_TYPED
 
     @property
     def flags(self) -> list[str]:
@@ -109,8 +117,40 @@ def trtexec_command(settings: BuildSettings, *, image: str, workdir: Path, plan_
     ]
     if settings.precision == "fp16":
         cmd.append("--fp16")
+    if settings.strongly_typed:
+        cmd.append("--stronglyTyped")
     if settings.version_compatible:
         cmd.append("--versionCompatible")
     if settings.hardware_compatibility == "ampere_plus":
         cmd.append("--hardwareCompatibilityLevel=ampere+")
     return cmd
+
+
+def explicit_int8_problems(onnx_path: Path) -> list[str]:
+    """Why an ONNX file cannot become an explicitly quantized INT8 engine (empty: it can).
+
+    TensorRT quantizes symmetrically: signed INT8 with zero point 0 (its docs); a file without Q/DQ nodes
+    would need the implicit calibrator that TensorRT 10 deprecates. Checked on CPU, before a GPU builds.
+    """
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    init = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return [f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: TensorRT builds INT8 from a Q/DQ model "
+                "(`python -m export.quantize` with quantization.activations int8, symmetric true)"]
+    problems = []
+    for node in qdq:
+        point = init.get(node.input[2]) if len(node.input) > 2 else None
+        if point is None:
+            continue  # no zero point: 0, and the type follows the scale's (TensorRT's default)
+        if point.data_type != TensorProto.INT8 or numpy_helper.to_array(point).any():
+            kind = TensorProto.DataType.Name(point.data_type)
+            problems.append(f"{node.op_type} of {node.input[0]!r} has a {kind} zero point "
+                            f"{numpy_helper.to_array(point).ravel()[:3].tolist()}")
+    if problems:
+        return [f"{onnx_path}: TensorRT's INT8 is signed and symmetric (zero point 0); {len(problems)} Q/DQ "
+                f"nodes are not, first: {problems[0]}"]
+    return []

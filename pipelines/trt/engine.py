@@ -63,7 +63,8 @@ def build(settings: BuildSettings, timing_cache: bytes | None = None) -> Engine:
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if settings.strongly_typed else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(settings.onnx.read_bytes()):
         raise ArtifactError(f"TensorRT could not parse {settings.onnx}:\n{_parse_errors(parser)}")
