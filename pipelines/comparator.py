@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
 CLASS_COUNT = 5  # top-k asked of Triton's classification extension
 ALL_SAMPLES = "all_samples"  # the case that sends every sample in max_batch_size chunks
-OWN_FILE = "own_file"  # a lossy model's strict reference: the file it serves, in ONNX Runtime in process
 
 
 @dataclass
@@ -68,7 +67,7 @@ class Prepared:
     @property
     def accuracy_key(self) -> str:
         """What the served accuracy must equal: the framework's, or a lossy model's own file in process."""
-        return "framework" if self.fp32 is None else OWN_FILE
+        return "framework" if self.fp32 is None else lossy.OWN_FILE
 
 
 def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:

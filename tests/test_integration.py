@@ -30,6 +30,7 @@ NATIVE = {
     "mnist_onnx_fp16": ("onnxruntime_onnx", "onnxruntime"),
     "mnist_onnx_int8": ("onnxruntime_onnx", "onnxruntime"),
     "resnet50_onnx_int8": ("onnxruntime_onnx", "onnxruntime"),
+    "resnet50_onnx_int8_symmetric": ("onnxruntime_onnx", "onnxruntime"),
     "resnet50_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "densenet121_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "mobilenet_v2_onnx": ("onnxruntime_onnx", "onnxruntime"),

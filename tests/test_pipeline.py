@@ -79,7 +79,7 @@ def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
         # by hand: the train metrics and the parity headline figures (parity_report.headline)
         ("reports/train/metrics.json", "reports/parity_metrics"): {
             "Path", "test_accuracy", "test_loss", "passed", "protocols_agree", "max_abs", "needed_atol",
-            "framework_accuracy", "served_accuracy"},
+            "framework_accuracy", "served_accuracy", "accuracy_drop"},
         # the benchmark's ratios (benchmark_report.headline); c8_vs_flask too where Flask is measured, which
         # conftest.SMALL leaves out of the test copy's benchmark stage
         ("reports/benchmark_metrics",): {"Path", "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process"},
@@ -89,7 +89,7 @@ def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
         assert shown.returncode == 0 and "WARNING" not in shown.stdout + shown.stderr, shown.stderr
         header = shown.stdout.splitlines()[0]
         assert {c.strip() for c in header.strip("|").split("|")} == expected, header
-        assert max(len(line) for line in shown.stdout.splitlines()) < 200
+        assert max(len(line) for line in shown.stdout.splitlines()) < 220
         for model in CPU_MODELS:
             assert f"{targets[-1]}/{model}.json" in shown.stdout
 
