@@ -1,5 +1,5 @@
 # make pipeline      set up .venv and run the whole pipeline (dvc repro): the CPU profile
-# make test          set up .venv and run the test suite (what CI runs)
+# make test          set up .venv, install what some tests need beyond Python (.ci/tools), run the suite (CI runs it)
 # make setup         only create/refresh .venv from the pinned requirements
 # make pipeline-gpu  on a GPU host with TensorRT 10: the CPU profile plus TensorRT engines (gpu/dvc.yaml)
 # make ci            the CPU CI job as the workflows run it: pull (or reproduce) the pipeline, then the merge gate
@@ -11,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup pipeline pipeline-gpu test ci ci-gpu reproduce push clean
+.PHONY: setup tools pipeline pipeline-gpu test ci ci-gpu reproduce push clean
 
 setup: $(STAMP)
 
@@ -31,7 +31,11 @@ pipeline-gpu: setup
 	@$(BIN)/python -m pipelines.trt.host
 	PATH="$(BIN):$$PATH" dvc repro gpu/dvc.yaml
 
-test: setup
+# what some tests need beyond Python (nginx with njs, actionlint): installed where possible, else reported
+tools:
+	@.ci/tools
+
+test: setup tools
 	PATH="$(BIN):$$PATH" python -m pytest
 
 # From a DVC remote when one is configured (only what changed is then recomputed), else from scratch.

