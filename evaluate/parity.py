@@ -22,7 +22,7 @@ from pipelines import assembly, comparator
 from pipelines.atomic import atomic_path, prune_reports, write_json
 from pipelines.background import Background
 from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
-from pipelines.errors import ConfigError, ServerError, checked_number
+from pipelines.errors import ArtifactError, ConfigError, ServerError, checked_number
 from pipelines.launcher import Endpoints, serve
 from pipelines.parity_report import ParityReport
 from pipelines.served_model import server_version
@@ -200,17 +200,17 @@ def localize_model(cfg: Any) -> int:
         reference_exposed = localize.expose(reference_file, work / "reference.onnx", batched)
         debug = localize.debug_spec(spec, work / "served.onnx", exposed)
         assembly.assemble([debug], work / "repository", str(cfg.get("instance_kind", "KIND_AUTO")))
-        run_reference = onnxruntime_runner(work / "reference.onnx", spec.inputs, [e.tensor for e in reference_exposed])
-        reference = run_reference(inputs)
-        count = len(next(iter(inputs.values())))
-        served_parts = []
+        run_reference = comparator.unbatched(spec, onnxruntime_runner(work / "reference.onnx", spec.inputs,
+                                                                      [e.tensor for e in reference_exposed]))
+        samples = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))]
+        reference = _stacked([run_reference(sample) for sample in samples])
         with serve(cfg.server, work / "repository", cfg.triton_releases) as endpoints, \
-                ServedModel(debug, endpoints) as model:
-            for i in range(count):  # one sample per request: every activation travels back
-                sample = {k: v[i : i + 1] if batched else v[i] for k, v in inputs.items()}
-                served_parts.append(model.infer("grpc", sample))
-    served = {k: np.concatenate([p[k] if batched else p[k][None] for p in served_parts]) for k in served_parts[0]}
+                ServedModel(debug, endpoints) as model:  # one sample per request: every activation travels back
+            infer = comparator.unbatched(debug, lambda arrays: model.infer("grpc", arrays))
+            served = _stacked([infer(sample) for sample in samples])
     result = localize.compare(spec.name, reference_name, exposed, served, reference, bound)
+    if not result.layers:
+        raise ArtifactError(f"no tensor of {spec.artifact} has a namesake in {reference_file}: nothing to compare")
     out = Path(cfg.paths.parity_adhoc) / "localize"
     write_json(out / f"{spec.name}.json", result.to_dict())
     with atomic_path(out / f"{spec.name}.png", suffix=".png") as png:
@@ -218,6 +218,10 @@ def localize_model(cfg: Any) -> int:
     print(result.table(), flush=True)
     print(f"reports: {out}/{spec.name}.json and .png", flush=True)
     return EXIT_FAILED if result.first is not None else EXIT_OK
+
+
+def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def run(cfg: Any) -> int:

@@ -64,6 +64,9 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
         raise ConfigError(f"ensemble {spec.name!r}: outputs must have dims [{k}] (top_k)")
     if not cls_out.labels or classifier.labels_file is None:
         raise ConfigError(f"ensemble {spec.name!r}: classifier {name!r} has no labelled output")
+    if classifier.lossy is not None:  # its reference is the FP32 framework, judged at the ensemble's FP32 tolerance
+        raise ConfigError(f"ensemble {spec.name!r}: classifier {name!r} is {classifier.precision}; an ensemble is "
+                          "proven against its classifier's FP32 framework model, so it calls an FP32 classifier")
     if spec.max_batch_size > classifier.max_batch_size:
         raise ConfigError(f"ensemble {spec.name!r}: max_batch_size {spec.max_batch_size} exceeds "
                           f"{name!r}'s {classifier.max_batch_size}")

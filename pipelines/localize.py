@@ -112,8 +112,8 @@ class Exposed:
 def expose(source: Path, target: Path, batched: bool = True) -> list[Exposed]:
     """Write a copy of `source` with every floating-point tensor a node writes as an extra graph output.
 
-    Shapes come from ONNX shape inference; a tensor whose rank it cannot tell is left out, as are
-    tensors that are already outputs.
+    Shapes come from ONNX shape inference; a tensor whose rank it cannot tell is left out. The model's own
+    outputs are in the list (compared last, as the graph computes them) and stay outputs once.
     """
     import onnx
 
@@ -129,7 +129,7 @@ def expose(source: Path, target: Path, batched: bool = True) -> list[Exposed]:
         activations.update(node.output)
         for name in node.output:
             info = known.get(name)
-            if not name or name in outputs or info is None or not info.type.tensor_type.HasField("shape"):
+            if not name or info is None or not info.type.tensor_type.HasField("shape"):
                 continue
             kind = FLOAT_TYPES.get(info.type.tensor_type.elem_type)
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in info.type.tensor_type.shape.dim]
@@ -137,15 +137,17 @@ def expose(source: Path, target: Path, batched: bool = True) -> list[Exposed]:
             if kind is None or not dims or any(d == 0 for d in dims):
                 continue  # not an activation, or no dimension Triton could declare beside the batch
             exposed.append(Exposed(TensorSpec(name, kind, tuple(dims)), index, node.name or name, node.op_type))
-            model.graph.output.append(info)
+            if name not in outputs:  # the model's own outputs are compared too, and are outputs already
+                model.graph.output.append(info)
     onnx.save(model, str(target))
     return exposed
 
 
 def debug_spec(spec: ModelSpec, artifact: Path, exposed: list[Exposed]) -> ModelSpec:
     """The served model's spec for its debug copy: its outputs and every exposed tensor, no batching to wait for."""
+    own = {t.name for t in spec.outputs}
     return dataclasses.replace(spec, name=spec.name + DEBUG_SUFFIX, artifact=artifact,
-                               outputs=spec.outputs + tuple(e.tensor for e in exposed), dynamic_batching=None, instance_count=1,
+                               outputs=spec.outputs + tuple(e.tensor for e in exposed if e.tensor.name not in own), dynamic_batching=None, instance_count=1,
                                extra_config="", lossy=None, quantization=None, output_tolerance={})
 
 

@@ -37,6 +37,19 @@ class Calibration:
 def calibration_set(spec: ModelSpec, data_path: str) -> Calibration:
     """The declared calibration samples (`quantization.calibration`) of a single-input image model."""
     q = _settings(spec)
+    if len(spec.inputs) != 1:
+        raise ConfigError(f"{spec.name}: quantization.calibration {q.calibration!r} feeds single-input image models; "
+                          f"this one has {len(spec.inputs)} inputs")
+    calibration = _calibration_set(spec, data_path, q)
+    (tensor,) = spec.inputs
+    if calibration.arrays.shape[1:] != tensor.dims or calibration.arrays.dtype != tensor.numpy_dtype:
+        raise ConfigError(f"{spec.name}: quantization.calibration {q.calibration!r} gives {calibration.arrays.dtype} "
+                          f"samples of shape {list(calibration.arrays.shape[1:])}; input {tensor.name!r} takes "
+                          f"{tensor.dtype} {list(tensor.dims)}")
+    return calibration
+
+
+def _calibration_set(spec: ModelSpec, data_path: str, q: Quantization) -> Calibration:
     (tensor,) = spec.inputs
     count = q.calibration_samples
     if q.calibration == "mnist_train":

@@ -581,6 +581,9 @@ def _check_lossy(spec: ModelSpec, where: str) -> None:
                           f"{spec.format} {spec.precision}")
     if spec.lossy is not None and not spec.is_lossy:
         raise ConfigError(f"{where}: `lossy:` bounds judge FP16/INT8 models; this one is {spec.precision}")
+    if spec.lossy is not None and spec.format not in ("onnx", "tensorrt"):  # parity runs its file in ONNX Runtime
+        raise ConfigError(f"{where}: `lossy:` bounds judge FP16/INT8 ONNX models and TensorRT engines built from "
+                          f"Q/DQ ONNX; this one is {spec.format}")
     bounds = spec.lossy
     if bounds is not None:
         bad = [f"lossy.{k} must be within 0..1, got {v}" for k, v in bounds.__dict__.items()

@@ -75,3 +75,12 @@ def test_gpu_profile_ensemble_classifies_with_the_tensorrt_engine() -> None:
     parts = ensemble.parts(gpu["resnet50_ensemble"], gpu)
     assert parts.classifier.format == "tensorrt"
     assert parts.preprocess.outputs[0].name == parts.classifier.inputs[0].name
+
+
+def test_an_ensemble_over_a_lossy_classifier_is_refused(catalog) -> None:
+    """Its reference is the classifier's FP32 framework model at the ensemble's FP32 tolerance: it would fail on
+    exactly what the precision is allowed to cost."""
+    spec = catalog["resnet50_ensemble"]
+    over_int8 = dataclasses.replace(spec, ensemble=dataclasses.replace(spec.ensemble, classifier="resnet50_onnx_int8"))
+    with pytest.raises(ConfigError, match="classifier 'resnet50_onnx_int8' is int8; an ensemble is proven against"):
+        ensemble.parts(over_int8, catalog)

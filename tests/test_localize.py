@@ -17,8 +17,8 @@ def test_the_debug_copy_exposes_every_activation_and_no_weight(tmp_path: Path) -
     small_cnn(tmp_path / "fp32.onnx")
     exposed = localize.expose(tmp_path / "fp32.onnx", tmp_path / "debug.onnx")
     # the graph written by hand: Conv -> Relu -> Flatten -> Gemm (the last is already an output)
-    assert [(e.op, e.tensor.name, e.tensor.dims) for e in exposed] == [
-        ("Conv", "conv", (4, 8, 8)), ("Relu", "relu", (4, 8, 8)), ("Flatten", "flat", (256,))]
+    assert [(e.op, e.tensor.name, e.tensor.dims) for e in exposed] == [  # the model's own output compared last
+        ("Conv", "conv", (4, 8, 8)), ("Relu", "relu", (4, 8, 8)), ("Flatten", "flat", (256,)), ("Gemm", "logits", (10,))]
     assert [o.name for o in onnx.load(str(tmp_path / "debug.onnx")).graph.output] == ["logits", "conv", "relu", "flat"]
     x = images(2, 3)
     assert np.array_equal(run(tmp_path / "debug.onnx", x), run(tmp_path / "fp32.onnx", x))  # the same model

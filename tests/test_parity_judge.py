@@ -259,3 +259,22 @@ def test_a_lossy_model_whose_accuracy_drops_or_turns_nan_fails() -> None:
     for protocol in served.outputs.values():
         protocol[ALL_SAMPLES]["probabilities"][1, 1] = np.nan
     assert any("NaN/Inf" in f for f in comparator.evaluate(prepared, served, SERVER).failures)
+
+
+def test_an_output_collapsed_to_zero_is_as_far_as_cosine_goes() -> None:
+    """A broken scale can zero a whole output: its cosine with the FP32 model's is 0, never a perfect 1."""
+    from pipelines import lossy
+
+    fp32 = np.array([[1.0, 3.0, -2.0], [0.0, 0.0, 0.0]])
+    stats = lossy.error_stats(np.zeros_like(fp32), fp32, classes=False)
+    assert stats.cosine == 0.0  # sample 0: zero against non-zero; sample 1: both zero, alike
+    assert lossy.error_stats(fp32[1:], fp32[1:], classes=False).cosine == 1.0
+
+
+def test_a_drop_exactly_at_the_bound_passes() -> None:
+    from pipelines import lossy
+
+    bounds = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model).lossy
+    assert 0.978 - 0.973 > 0.005  # in floating point
+    assert lossy.judge({}, bounds, 0.978, 0.973) == []
+    assert lossy.judge({}, bounds, 0.978, 0.972)[0].startswith("accuracy 0.9720 is 0.0060 below")

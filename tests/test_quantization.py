@@ -112,3 +112,21 @@ def test_a_calibration_that_saw_nothing_breaks_the_model(source: Path, tmp_path:
     fp32 = run(source, x)
     good_error, broken_error = (float(np.mean(np.abs(run(path, x) - fp32))) for path in (good, broken))
     assert broken_error > 4 * good_error, (broken_error, good_error)
+
+
+def test_a_calibration_set_that_does_not_fit_the_input_is_one_line(tmp_path: Path) -> None:
+    """MNIST digits cannot calibrate a 3x224x224 classifier: refused before the quantizer sees them."""
+    import dataclasses
+
+    from conftest import compose_config
+    from pipelines import data
+    from pipelines.errors import ConfigError
+    from pipelines.spec import model_spec
+
+    digits = np.zeros((4, 28, 28), np.uint8)
+    data.save(data.Mnist(digits, np.arange(4), digits, np.arange(4)), tmp_path / "mnist.npz")
+    spec = model_spec("resnet50_onnx_int8", compose_config("parity", ["model=resnet50_onnx_int8"]).model)
+    spec = dataclasses.replace(spec, quantization=Quantization(calibration="mnist_train", calibration_samples=4))
+    with pytest.raises(ConfigError, match=r"gives float32 samples of shape \[28, 28, 1\]; input 'input' takes FP32 "
+                                          r"\[3, 224, 224\]"):
+        quantization.calibration_set(spec, str(tmp_path / "mnist.npz"))

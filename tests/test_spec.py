@@ -128,3 +128,10 @@ def test_a_lossy_model_needs_settings_that_hold(int8_cfg: dict, path: tuple, val
 def test_lossy_bounds_on_an_fp32_model_are_refused(mnist_cfg: dict, int8_cfg: dict) -> None:
     with pytest.raises(ConfigError, match=r"`lossy:` bounds judge FP16/INT8 models; this one is fp32"):
         model_spec("mnist_onnx", {**mnist_cfg, "lossy": int8_cfg["lossy"]})
+
+
+def test_lossy_bounds_need_a_file_onnx_runtime_can_run(int8_cfg: dict) -> None:
+    """Parity runs a lossy model's own file in ONNX Runtime: an FP16 SavedModel has no such file."""
+    cfg = {**changed(int8_cfg, ("format",), "savedmodel"), "quantization": None, "artifact": "models/x"}
+    with pytest.raises(ConfigError, match="`lossy:` bounds judge FP16/INT8 ONNX models and TensorRT engines"):
+        model_spec("mnist_onnx_int8", cfg)

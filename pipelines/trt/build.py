@@ -137,6 +137,8 @@ def explicit_int8_problems(onnx_path: Path) -> list[str]:
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     init = {i.name: i for i in model.graph.initializer}
+    init.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"  # exporters write these too
+                 for a in n.attribute if a.name == "value"})
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qdq:
         return [f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: TensorRT builds INT8 from a Q/DQ model "
