@@ -15,7 +15,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from omegaconf import OmegaConf
 
 from pipelines import assembly, comparator
@@ -203,11 +202,11 @@ def localize_model(cfg: Any) -> int:
         run_reference = comparator.unbatched(spec, onnxruntime_runner(work / "reference.onnx", spec.inputs,
                                                                       [e.tensor for e in reference_exposed]))
         samples = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))]
-        reference = _stacked([run_reference(sample) for sample in samples])
+        reference = comparator.concat([run_reference(sample) for sample in samples])
         with serve(cfg.server, work / "repository", cfg.triton_releases) as endpoints, \
                 ServedModel(debug, endpoints) as model:  # one sample per request: every activation travels back
             infer = comparator.unbatched(debug, lambda arrays: model.infer("grpc", arrays))
-            served = _stacked([infer(sample) for sample in samples])
+            served = comparator.concat([infer(sample) for sample in samples])
     result = localize.compare(spec.name, reference_name, exposed, served, reference, bound)
     if not result.layers:
         raise ArtifactError(f"no tensor of {spec.artifact} has a namesake in {reference_file}: nothing to compare")
@@ -218,10 +217,6 @@ def localize_model(cfg: Any) -> int:
     print(result.table(), flush=True)
     print(f"reports: {out}/{spec.name}.json and .png", flush=True)
     return EXIT_FAILED if result.first is not None else EXIT_OK
-
-
-def _stacked(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def run(cfg: Any) -> int:

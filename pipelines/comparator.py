@@ -61,7 +61,6 @@ class Prepared:
     class_names: list[str] | None = None  # what a labelled output's classes are called, one name per class
     reference: str = ""  # what computed the reference, as the report names it
     fp32: Arrays | None = None  # a lossy model: the FP32 framework model's outputs on all samples
-    fp32_reference: str = ""
     label_audit: labels.LabelAudit | None = None  # the labels file against names the export did not write
 
     @property
@@ -121,17 +120,16 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     else:
         run_reference, described = unbatched(spec, reference.load(spec)), reference.describe(spec.network)
     log.info("%s: reference (%s) on %d samples", spec.name, described, total)
-    everything = _concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
+    everything = concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
     fp32 = None
     if judged_lossy:
         log.info("%s: FP32 %s on %d samples", spec.name, reference.describe(spec.network), total)
         run_fp32 = unbatched(spec, reference.load(spec))
-        fp32 = _concat([run_fp32(part) for part in _requests(cases[-1])])
+        fp32 = concat([run_fp32(part) for part in _requests(cases[-1])])
     for case in [*cases, *([burst_case] if burst_case else [])]:
-        case.reference = _concat([run_reference(p) for p in _requests(case)]) if case.own else \
+        case.reference = concat([run_reference(p) for p in _requests(case)]) if case.own else \
             _slice(everything, 0, case.size)
-    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described, fp32,
-                    reference.describe(spec.network) if fp32 is not None else "", audit)
+    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described, fp32, audit)
 
 
 def unbatched(spec: ModelSpec, run: Callable[[Arrays], Arrays]) -> Callable[[Arrays], Arrays]:
@@ -164,7 +162,8 @@ def _requests(case: Case) -> list[Arrays]:
     return [_slice(case.inputs, start, stop) for start, stop in _spans(case)]
 
 
-def _concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
+def concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
+    """Each tensor of several requests' arrays, joined along the batch axis."""
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -225,12 +224,12 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
             infer = unbatched(spec, lambda arrays, protocol=protocol: model.infer(protocol, arrays))
             for case in prepared.cases:
                 if case.own:
-                    served[protocol][case.name] = _concat([infer(part) for part in _requests(case)])
+                    served[protocol][case.name] = concat([infer(part) for part in _requests(case)])
                     continue
                 for span in _spans(case):
                     if span not in answers:
                         answers[span] = infer(_slice(all_samples.inputs, *span))
-                served[protocol][case.name] = _concat([answers[span] for span in _spans(case)])
+                served[protocol][case.name] = concat([answers[span] for span in _spans(case)])
             log.info("%s: %s, %d cases in %d requests, %.2f s", spec.name, protocol, len(prepared.cases), len(answers),
                      time.perf_counter() - start)
         classifications: dict[str, dict[str, np.ndarray]] = {}
@@ -246,7 +245,7 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
             before = {name: model.settled_counts(name) for name in batched}
             outputs = model.burst(burst.inputs)
             counted = {name: model.counts_after(before[name], len(outputs), name) for name in batched}
-            burst_outputs = _concat(outputs)
+            burst_outputs = concat(outputs)
             # the report keeps whether the batcher merged them, not the count (timing decides it: 2 one run, 3
             # the next), so identical runs leave the committed report unchanged; the log has the count
             batching = {"requests": min(r for r, _ in counted.values()),
@@ -379,9 +378,9 @@ def _lossy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> lossy.Lo
     name = spec.network.class_output
     fp32_accuracy = served_accuracy = None
     if prepared.truth is not None and name is not None:
-        fp32_accuracy = float(np.mean(np.argmax(fp32[name], axis=-1) == prepared.truth))
-        served_accuracy = float(np.mean(np.argmax(outputs[name], axis=-1) == prepared.truth))
-    return lossy.LossyResult(prepared.fp32_reference, protocol, stats, spec.lossy, fp32_accuracy, served_accuracy,
+        fp32_accuracy = _class_accuracy(fp32[name], prepared.truth)
+        served_accuracy = _class_accuracy(outputs[name], prepared.truth)
+    return lossy.LossyResult(reference.describe(spec.network), protocol, stats, spec.lossy, fp32_accuracy, served_accuracy,
                              lossy.judge(stats, spec.lossy, fp32_accuracy, served_accuracy))
 
 
@@ -444,10 +443,15 @@ def _accuracy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict[
         return None
     truth = prepared.truth
     framework = _case(prepared, ALL_SAMPLES).reference[name]
-    result = {prepared.accuracy_key: float(np.mean(np.argmax(framework, axis=-1) == truth))}
+    result = {prepared.accuracy_key: _class_accuracy(framework, truth)}
     for protocol, by_case in served.items():
-        result[protocol] = float(np.mean(np.argmax(by_case[ALL_SAMPLES][name], axis=-1) == truth))
+        result[protocol] = _class_accuracy(by_case[ALL_SAMPLES][name], truth)
     return result
+
+
+def _class_accuracy(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The share of samples whose highest score is their true class."""
+    return float(np.mean(np.argmax(scores, axis=-1) == truth))
 
 
 def check_protocols(protocols: list[str]) -> list[str]:

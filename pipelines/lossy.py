@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from pipelines.images import top_k
+from pipelines.output_metrics import agreement, min_cosine
 from pipelines.spec import LossyBounds
 
 OWN_FILE = "own_file"  # a lossy model's strict reference (its file in process), as reports name its accuracy
@@ -49,9 +49,7 @@ class LossyResult:
 
     @property
     def accuracy_drop(self) -> float | None:
-        if self.fp32_accuracy is None or self.served_accuracy is None:
-            return None
-        return round(self.fp32_accuracy - self.served_accuracy, 9)  # 0.978 - 0.981 is -0.0030000000000000027
+        return accuracy_drop(self.fp32_accuracy, self.served_accuracy)
 
     @property
     def passed(self) -> bool:
@@ -86,6 +84,14 @@ class LossyResult:
         return out
 
 
+def accuracy_drop(fp32_accuracy: float | None, served_accuracy: float | None) -> float | None:
+    """FP32 accuracy minus served, in points of accuracy as counted (0.978 - 0.973 is 0.0050000000000000044 in
+    floating point: a drop at the bound must not fail on rounding); None without labels."""
+    if fp32_accuracy is None or served_accuracy is None:
+        return None
+    return round(fp32_accuracy - served_accuracy, 9)
+
+
 def error_stats(served: np.ndarray, fp32: np.ndarray, classes: bool) -> ErrorStats:
     """Error statistics of one output (batch first); `classes`: its last axis holds class scores."""
     if served.shape != fp32.shape:
@@ -94,34 +100,24 @@ def error_stats(served: np.ndarray, fp32: np.ndarray, classes: bool) -> ErrorSta
     finite = np.isfinite(s) & np.isfinite(r)
     nonfinite = int(finite.size - np.count_nonzero(finite))
     diff = np.abs(s - r)[finite]
-    flat_s, flat_r = np.where(finite, s, 0).reshape(len(s), -1), np.where(finite, r, 0).reshape(len(r), -1)
-    norms = np.linalg.norm(flat_s, axis=1) * np.linalg.norm(flat_r, axis=1)
-    # a zero vector against a non-zero one (an output collapsed by a broken scale) is as far as it gets: 0
-    both_zero = (np.linalg.norm(flat_s, axis=1) == 0) & (np.linalg.norm(flat_r, axis=1) == 0)
-    cosine = np.where(norms > 0, np.sum(flat_s * flat_r, axis=1) / np.where(norms > 0, norms, 1),
-                      np.where(both_zero, 1.0, 0.0))
-    top1 = top5 = None
-    if classes:
-        top1 = float(np.mean(top_k(s, 1)[1][:, 0] == top_k(r, 1)[1][:, 0]))
-        k = min(5, s.shape[-1])
-        top5 = float(np.mean([set(a) == set(b) for a, b in zip(top_k(s, k)[1], top_k(r, k)[1])]))
+    s, r = np.where(finite, s, 0.0), np.where(finite, r, 0.0)
+    top1, top5 = agreement(s, r) if classes else (None, None)
     return ErrorStats(
         samples=int(len(s)), nonfinite=nonfinite,
         max_abs=float(diff.max(initial=0.0)), mean_abs=float(diff.mean()) if diff.size else 0.0,
         median_abs=float(np.median(diff)) if diff.size else 0.0,
         p99_abs=float(np.percentile(diff, 99)) if diff.size else 0.0,
-        cosine=float(cosine.min(initial=1.0)), top1_agreement=top1, top5_agreement=top5)
+        cosine=min_cosine(s, r), top1_agreement=top1, top5_agreement=top5)
 
 
 def judge(stats: Mapping[str, ErrorStats], bounds: LossyBounds, fp32_accuracy: float | None = None,
           served_accuracy: float | None = None) -> list[str]:
     """Every bound the figures break, one line each (empty: within every bound)."""
     failures = []
-    if fp32_accuracy is not None and served_accuracy is not None:  # what the model is for, first
-        drop = round(fp32_accuracy - served_accuracy, 9)  # 0.978 - 0.973 is 0.0050000000000000044
-        if drop > bounds.max_accuracy_drop:
-            failures.append(f"accuracy {served_accuracy:.4f} is {drop:.4f} below the FP32 model's {fp32_accuracy:.4f} "
-                            f"(at most {bounds.max_accuracy_drop:g})")
+    drop = accuracy_drop(fp32_accuracy, served_accuracy)
+    if drop is not None and drop > bounds.max_accuracy_drop:  # what the model is for, first
+        failures.append(f"accuracy {served_accuracy:.4f} is {drop:.4f} below the FP32 model's {fp32_accuracy:.4f} "
+                        f"(at most {bounds.max_accuracy_drop:g})")
     for name, s in stats.items():
         if s.nonfinite:
             failures.append(f"{name}: {s.nonfinite} NaN/Inf values")

@@ -48,6 +48,24 @@ def _topk(values: np.ndarray, k: int) -> np.ndarray:
     return top_k(values, k)[1]
 
 
+def min_cosine(served: np.ndarray, reference: np.ndarray) -> float:
+    """The lowest cosine similarity of a sample (batch first, flattened): identical zero samples 1, a zero sample
+    against a non-zero one 0 (an output collapsed by a broken scale is as far as it gets)."""
+    flat_s, flat_r = served.reshape(len(served), -1), reference.reshape(len(reference), -1)
+    norms = np.linalg.norm(flat_s, axis=1) * np.linalg.norm(flat_r, axis=1)
+    dots = np.sum(flat_s * flat_r, axis=1)
+    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(np.all(flat_s == flat_r, axis=1), 1.0, 0.0))
+    return float(cosine.min(initial=1.0))
+
+
+def agreement(served: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Top-1 and top-5 agreement of class scores (last axis): the same first class; the same five, any order."""
+    top1 = float(np.mean(_topk(served, 1) == _topk(reference, 1)))
+    k = min(5, served.shape[-1])
+    same5 = [set(a) == set(b) for a, b in zip(_topk(served, k).reshape(-1, k), _topk(reference, k).reshape(-1, k))]
+    return top1, float(np.mean(same5))
+
+
 def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, classes: bool) -> OutputMetrics:
     """Metrics of `served` against `reference` (same shape, batch first). `classes`: last axis is class scores."""
     if served.shape != reference.shape:
@@ -60,16 +78,7 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         s, r = np.where(finite, s, 0.0), np.where(finite, r, 0.0)
     diff = np.abs(s - r)
     mag = np.abs(r)
-    flat_s, flat_r = s.reshape(len(s), -1), r.reshape(len(r), -1)
-    norms = np.linalg.norm(flat_s, axis=1) * np.linalg.norm(flat_r, axis=1)
-    dots = np.sum(flat_s * flat_r, axis=1)
-    cosine = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(np.all(flat_s == flat_r, axis=1), 1.0, 0.0))
-    top1 = top5 = None
-    if classes:
-        top1 = float(np.mean(_topk(s, 1) == _topk(r, 1)))
-        k = min(5, s.shape[-1])
-        same5 = [set(a) == set(b) for a, b in zip(_topk(s, k).reshape(-1, k), _topk(r, k).reshape(-1, k))]
-        top5 = float(np.mean(same5))
+    top1, top5 = agreement(s, r) if classes else (None, None)
     excess = diff - (tol.atol + tol.rtol * mag)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), excess.shape)) if excess.size else ()
     return OutputMetrics(
@@ -78,7 +87,7 @@ def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, cl
         max_abs=float(diff.max(initial=0.0)),
         mean_abs=float(diff.mean()) if diff.size else 0.0,
         max_rel=float((diff / (mag + REL_EPSILON)).max(initial=0.0)),
-        cosine=float(cosine.min(initial=1.0)),
+        cosine=min_cosine(s, r),
         top1_agreement=top1,
         top5_agreement=top5,
         needed_atol=float(np.maximum(diff - tol.rtol * mag, 0).max(initial=0.0)),

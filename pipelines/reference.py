@@ -1,7 +1,7 @@
 """The framework side of parity: run the trained model in its own framework, never the served file.
 
-(One exception, named as such: an FP16/INT8 model's strict reference is its own file in ONNX Runtime,
-`own_file`; its FP32 framework model is the second reference, judged with the precision's bounds.)
+An FP16/INT8 model has a second, strict reference apart from this one: its own file in ONNX Runtime
+(`pipelines.runtimes.own_file`); the FP32 framework model here judges it with the precision's bounds.
 
 Our own networks run in Keras (MNIST) and PyTorch (torchvision state dicts); a model added with
 `python -m export.add` runs from the user's own source file: a Keras model, a SavedModel signature

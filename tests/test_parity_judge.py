@@ -215,7 +215,7 @@ def lossy_mnist(shift: float) -> Prepared:
     fp32 = own.copy()
     fp32[np.arange(4), own.argmax(axis=1)] -= shift
     fp32[:, 0] += shift
-    return dataclasses.replace(prepared, spec=spec, fp32={"probabilities": fp32}, fp32_reference="keras")
+    return dataclasses.replace(prepared, spec=spec, fp32={"probabilities": fp32})
 
 
 def test_a_lossy_model_is_judged_against_both_references_apart() -> None:
