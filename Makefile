@@ -1,5 +1,6 @@
 # make pipeline      set up .venv and run the whole pipeline (dvc repro): the CPU profile
-# make test          set up .venv, install what some tests need beyond Python (.ci/tools), run the suite (CI runs it)
+# make test          set up .venv, install what some tests need beyond Python (.ci/tools), lint, run the suite (CI runs it)
+# make lint          ruff: lint and format check (`make format` rewrites)
 # make setup         only create/refresh .venv from the pinned requirements
 # make pipeline-gpu  on a GPU host with TensorRT 10: the CPU profile plus TensorRT engines (gpu/dvc.yaml)
 # make ci            the CPU CI job as the workflows run it: pull (or reproduce) the pipeline, then the merge gate
@@ -11,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup tools pipeline pipeline-gpu test ci ci-gpu reproduce push clean
+.PHONY: setup tools lint format pipeline pipeline-gpu test ci ci-gpu reproduce push clean
 
 setup: $(STAMP)
 
@@ -21,7 +22,7 @@ $(STAMP): requirements-torch.txt requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps kserve==0.21.0 onnxscript==0.7.2 onnx_ir==1.1.0 onnxconverter-common==1.16.0
-	$(BIN)/python -m pipelines.perf_analyzer install >/dev/null || echo "warning: no perf_analyzer (the benchmark skips its cross-check)"
+	$(BIN)/python -m pipelines.performance.perf_analyzer install >/dev/null || echo "warning: no perf_analyzer (the benchmark skips its cross-check)"
 	@touch $(STAMP)
 
 pipeline: setup
@@ -35,7 +36,15 @@ pipeline-gpu: setup
 tools:
 	@.ci/tools
 
-test: setup tools
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup tools lint
 	PATH="$(BIN):$$PATH" python -m pytest
 
 # From a DVC remote when one is configured (only what changed is then recomputed), else from scratch.

@@ -21,23 +21,35 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from pipelines import flask_wire, load, parity_inputs, perf_analyzer, runtimes, scratch
-from pipelines.atomic import atomic_path, prune_reports, write_json, write_text
-from pipelines.benchmark_report import (BREAKDOWN, HEADLINE_POINTS, PATH_NAMES, CrossCheck, ModelBenchmark, Point, plot,
-                                       precisions)
-from pipelines.cli import CONF_DIR, hydra_main
-from pipelines.errors import ConfigError, HostError, ServerError, checked_number
-from pipelines.launcher import Endpoints, free_port, serve
-from pipelines.selection import require_gpu_host, selected
-from pipelines.served_model import ServedModel
-from pipelines.spec import ModelSpec, served_specs
+from pipelines.config.selection import require_gpu_host, selected
+from pipelines.config.spec import ModelSpec, served_specs
+from pipelines.core import scratch
+from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_text
+from pipelines.core.cli import CONF_DIR, hydra_main
+from pipelines.core.errors import ConfigError, HostError, ServerError, checked_number
+from pipelines.data import parity_inputs
+from pipelines.performance import flask_wire, load, perf_analyzer
+from pipelines.performance.benchmark_report import (
+    BREAKDOWN,
+    HEADLINE_POINTS,
+    PATH_NAMES,
+    CrossCheck,
+    ModelBenchmark,
+    Point,
+    plot,
+    precisions,
+)
+from pipelines.runners import runtimes
+from pipelines.serving.launcher import Endpoints, free_port, serve
+from pipelines.serving.served_model import ServedModel
 
 log = logging.getLogger(__name__)
 PATHS = tuple(PATH_NAMES)  # in_process, flask, http, grpc, shm
@@ -57,7 +69,7 @@ class Settings:
     perf_analyzer_interval_ms: int
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> "Settings":
+    def from_cfg(cls, cfg: Any) -> Settings:
         number = lambda key, minimum: checked_number(cfg[key], key, float, minimum)  # noqa: E731
 
         levels = list(cfg.concurrency or [])
@@ -67,9 +79,16 @@ class Settings:
         unknown = [p for p in paths if p not in PATHS]
         if unknown or not paths:
             raise ConfigError(f"measure must name some of {', '.join(PATHS)}; got {paths!r}")
-        return cls(number("warmup_s", 0.0), number("duration_s", 0.1), tuple(sorted(set(levels))), tuple(paths),
-                   bool(cfg.get("headline_only", False)), bool(cfg.batching_off), bool(cfg.perf_analyzer),
-                   checked_number(cfg.perf_analyzer_interval_ms, "perf_analyzer_interval_ms", int, 100))
+        return cls(
+            number("warmup_s", 0.0),
+            number("duration_s", 0.1),
+            tuple(sorted(set(levels))),
+            tuple(paths),
+            bool(cfg.get("headline_only", False)),
+            bool(cfg.batching_off),
+            bool(cfg.perf_analyzer),
+            checked_number(cfg.perf_analyzer_interval_ms, "perf_analyzer_interval_ms", int, 100),
+        )
 
 
 class Progress:
@@ -99,11 +118,27 @@ def batch_of(arrays: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     return {k: v[:size] for k, v in arrays.items()}
 
 
-def point(path: str, batch: int, concurrency: int, result: load.LoadResult, batching: bool | None = None,
-          server_ms: dict[str, float] | None = None) -> Point:
-    return Point(path, batch, concurrency, batching, result.requests, result.per_second(batch),
-                 result.percentile_ms(50), result.percentile_ms(90), result.percentile_ms(99), result.failures,
-                 server_ms or {})
+def point(
+    path: str,
+    batch: int,
+    concurrency: int,
+    result: load.LoadResult,
+    batching: bool | None = None,
+    server_ms: dict[str, float] | None = None,
+) -> Point:
+    return Point(
+        path,
+        batch,
+        concurrency,
+        batching,
+        result.requests,
+        result.per_second(batch),
+        result.percentile_ms(50),
+        result.percentile_ms(90),
+        result.percentile_ms(99),
+        result.failures,
+        server_ms or {},
+    )
 
 
 class Bench:
@@ -115,25 +150,42 @@ class Bench:
         self.skipped: dict[str, dict[str, str]] = {s.name: {} for s in specs}
         self.memory: dict[str, dict[str, float]] = {s.name: {} for s in specs}
         self.cross: dict[str, list[CrossCheck]] = {s.name: [] for s in specs}
-        total = sum(sum(self.latency_points(s, p) for p in settings.measure)
-                    + (len(settings.concurrency) if settings.batching_off else 0) for s in specs)
+        total = sum(
+            sum(self.latency_points(s, p) for p in settings.measure)
+            + (len(settings.concurrency) if settings.batching_off else 0)
+            for s in specs
+        )
         self.progress = Progress(total)
 
-    def sweep(self, spec: ModelSpec, path: str, make_sender: Callable[[int, contextlib.ExitStack], Callable[[], Any]],
-              concurrency: tuple[int, ...] | None = None, batching: bool | None = None,
-              stats: Callable[[], list[dict]] | None = None) -> None:
+    def sweep(
+        self,
+        spec: ModelSpec,
+        path: str,
+        make_sender: Callable[[int, contextlib.ExitStack], Callable[[], Any]],
+        concurrency: tuple[int, ...] | None = None,
+        batching: bool | None = None,
+        stats: Callable[[], list[dict]] | None = None,
+    ) -> None:
         """Latency at batch 1 and max_batch_size (one at a time), then throughput at each concurrency (batch 1)."""
         s = self.settings
         for batch, level in self.plan(spec, path, concurrency):
-            self.progress.step(f"{spec.name}: {path}{' (batching off)' if batching is False else ''} "
-                               f"batch {batch} x{level}")
+            self.progress.step(
+                f"{spec.name}: {path}{' (batching off)' if batching is False else ''} batch {batch} x{level}"
+            )
             with contextlib.ExitStack() as clients:  # each worker's client, closed after the point
                 before: list[Any] = []  # Triton's statistics where the counted window opens, not before the warm-up
-                result = load.closed_loop(lambda: make_sender(batch, clients), level, s.warmup_s, s.duration_s,
-                                          on_begin=(lambda: before.append(stats())) if stats else None)
+                result = load.closed_loop(
+                    lambda batch=batch, clients=clients: make_sender(batch, clients),
+                    level,
+                    s.warmup_s,
+                    s.duration_s,
+                    on_begin=(lambda before=before: before.append(stats())) if stats else None,
+                )
                 server_ms = breakdown(before[0], landed(stats, before[0], result.requests)) if stats else None
             if result.failures:
-                log.warning("%s %s: %d requests failed, first: %s", spec.name, path, result.failures, result.first_failure)
+                log.warning(
+                    "%s %s: %d requests failed, first: %s", spec.name, path, result.failures, result.first_failure
+                )
             self.points[spec.name].append(point(path, batch, level, result, batching, server_ms))
             self.progress.done()
 
@@ -161,6 +213,7 @@ def landed(stats: Callable[[], list[dict]], before: list[dict], answered: int, t
     """Triton's statistics once the answered requests are in them: Triton records a request after answering it,
     so a read right after the last answer can miss it. At once when they count `answered` more requests than
     `before`; else (answers that landed while `before` was read count in neither) once two reads agree."""
+
     def successes(snapshot: list[dict]) -> int:
         return sum(int(s["inference_stats"]["success"]["count"]) for s in snapshot)
 
@@ -181,8 +234,10 @@ def breakdown(before: list[dict] | None, after: list[dict]) -> dict[str, float]:
         return {}
 
     def total(stats: list[dict], key: str) -> tuple[int, int]:
-        return (sum(int(s["inference_stats"][key]["count"]) for s in stats),
-                sum(int(s["inference_stats"][key]["ns"]) for s in stats))
+        return (
+            sum(int(s["inference_stats"][key]["count"]) for s in stats),
+            sum(int(s["inference_stats"][key]["ns"]) for s in stats),
+        )
 
     out = {}
     for key in BREAKDOWN:
@@ -201,8 +256,8 @@ def measure_in_process(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarr
     run = runtimes.load(spec, bench.catalog)
     run(batch_of(arrays, 1))  # first call: lazy initialisation out of the figures
     bench.memory[spec.name]["in_process (model loaded)"] = (psutil.Process().memory_info().rss - before) / 2**20
-    bench.sweep(spec, "in_process", lambda b, _: (lambda: run(batch_of(arrays, b))))
-    del run
+    bench.sweep(spec, "in_process", lambda b, _: lambda: run(batch_of(arrays, b)))
+    run = None  # the session's memory back before the next model loads
     gc.collect()
 
 
@@ -216,9 +271,16 @@ def flask_server(spec: ModelSpec, models: Any, logs: Path) -> Iterator[tuple[str
     with scratch.scratch_dir(Path(tempfile.gettempdir()), "flask-baseline-") as work, open(log_file, "wb") as fh:
         specs = work / "models.yaml"
         OmegaConf.save(models, specs, resolve=True)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(CONF_DIR.parent), os.environ.get("PYTHONPATH")])))
-        proc = subprocess.Popen([sys.executable, "-m", "serve.flask_baseline", spec.name, str(port), str(specs)],
-                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(CONF_DIR.parent), os.environ.get("PYTHONPATH")]))
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "serve.flask_baseline", spec.name, str(port), str(specs)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         try:
             yield f"127.0.0.1:{port}", wait_for_flask(proc, spec.name, port, log_file)
         finally:
@@ -255,8 +317,9 @@ def flask_sender(address: str, arrays: dict[str, np.ndarray], clients: contextli
     clients.callback(conn.close)
 
     def send() -> dict[str, np.ndarray]:
-        conn.request("POST", "/predict", body=flask_wire.dumps(arrays),
-                     headers={"Content-Type": "application/octet-stream"})
+        conn.request(
+            "POST", "/predict", body=flask_wire.dumps(arrays), headers={"Content-Type": "application/octet-stream"}
+        )
         response = conn.getresponse()
         data = response.read()
         if response.status != 200:
@@ -272,8 +335,14 @@ def measure_flask(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], 
         bench.memory[spec.name]["flask (process)"] = proc.memory_info().rss / 2**20
 
 
-def measure_triton(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], endpoints: Endpoints,
-                   same_host: bool, can_reload: bool) -> None:
+def measure_triton(
+    bench: Bench,
+    spec: ModelSpec,
+    arrays: dict[str, np.ndarray],
+    endpoints: Endpoints,
+    same_host: bool,
+    can_reload: bool,
+) -> None:
     paths = bench.settings.measure
     levels = bench.latency_points(spec, "shm")
     with ServedModel(spec, endpoints) as probe:
@@ -282,8 +351,13 @@ def measure_triton(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray],
         for path in ("http", "grpc"):
             if path in paths:
                 protocol = path
-                bench.sweep(spec, path, lambda b, clients, p=protocol: _served_sender(
-                    spec, endpoints, p, batch_of(arrays, b), clients), batching=True, stats=stats)
+                bench.sweep(
+                    spec,
+                    path,
+                    lambda b, clients, p=protocol: _served_sender(spec, endpoints, p, batch_of(arrays, b), clients),
+                    batching=True,
+                    stats=stats,
+                )
         if "shm" in paths:
             why = None if same_host else "system shared memory needs the server on this host (no balancer, no remote)"
             if why is None and any(t.dtype == "BYTES" for t in spec.tensors):
@@ -291,38 +365,60 @@ def measure_triton(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray],
             if why:
                 bench.skip(spec, "shm", why, levels)
             else:
-                bench.sweep(spec, "shm", lambda b, clients: clients.enter_context(clients.enter_context(
-                    ServedModel(spec, endpoints)).shared_memory(batch_of(arrays, b))), batching=True, stats=stats)
+                bench.sweep(
+                    spec,
+                    "shm",
+                    lambda b, clients: clients.enter_context(
+                        clients.enter_context(ServedModel(spec, endpoints)).shared_memory(batch_of(arrays, b))
+                    ),
+                    batching=True,
+                    stats=stats,
+                )
         if bench.settings.batching_off:
             measure_batching_off(bench, spec, arrays, endpoints, probe, can_reload)
         if bench.settings.perf_analyzer and "grpc" in paths:
             cross_check(bench, spec, endpoints)
 
 
-def _served_sender(spec: ModelSpec, endpoints: Endpoints, protocol: str, arrays: dict[str, np.ndarray],
-                   clients: contextlib.ExitStack) -> Callable[[], Any]:
+def _served_sender(
+    spec: ModelSpec, endpoints: Endpoints, protocol: str, arrays: dict[str, np.ndarray], clients: contextlib.ExitStack
+) -> Callable[[], Any]:
     model = clients.enter_context(ServedModel(spec, endpoints))  # one per worker: its own connections
     return lambda: model.infer(protocol, arrays)
 
 
-def measure_batching_off(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray], endpoints: Endpoints,
-                         probe: ServedModel, can_reload: bool) -> None:
+def measure_batching_off(
+    bench: Bench,
+    spec: ModelSpec,
+    arrays: dict[str, np.ndarray],
+    endpoints: Endpoints,
+    probe: ServedModel,
+    can_reload: bool,
+) -> None:
     """The gRPC sweep again with the dynamic batcher off: the model reloaded with that one change, then restored."""
     levels = len(bench.settings.concurrency)
     config = probe.served_config()
     if not config.HasField("dynamic_batching"):
-        return bench.skip(spec, "batching off", "the model has no dynamic batcher (an ensemble's steps have their own)",
-                          levels)
+        return bench.skip(
+            spec, "batching off", "the model has no dynamic batcher (an ensemble's steps have their own)", levels
+        )
     if not can_reload:
-        return bench.skip(spec, "batching off", "needs a server this command launched (explicit model control, "
-                          "one replica)", levels)
+        return bench.skip(
+            spec, "batching off", "needs a server this command launched (explicit model control, one replica)", levels
+        )
     from google.protobuf import json_format
 
     config.ClearField("dynamic_batching")
     probe.grpc.load_model(spec.name, config=json_format.MessageToJson(config, preserving_proto_field_name=True))
     try:
-        bench.sweep(spec, "grpc", lambda b, clients: _served_sender(spec, endpoints, "grpc", batch_of(arrays, b), clients),
-                    concurrency=bench.settings.concurrency, batching=False, stats=probe.model_stats)
+        bench.sweep(
+            spec,
+            "grpc",
+            lambda b, clients: _served_sender(spec, endpoints, "grpc", batch_of(arrays, b), clients),
+            concurrency=bench.settings.concurrency,
+            batching=False,
+            stats=probe.model_stats,
+        )
     finally:
         probe.grpc.load_model(spec.name)  # back to the repository's config
 
@@ -335,16 +431,30 @@ def cross_check(bench: Bench, spec: ModelSpec, endpoints: Endpoints) -> None:
     rows = []
     for level in bench.settings.concurrency:
         try:
-            rows += perf_analyzer.measure(spec.name, endpoints.grpc, "grpc", 1, [level],
-                                          bench.settings.perf_analyzer_interval_ms)
+            rows += perf_analyzer.measure(
+                spec.name, endpoints.grpc, "grpc", 1, [level], bench.settings.perf_analyzer_interval_ms
+            )
         except HostError as exc:
             bench.skipped[spec.name][f"perf_analyzer at concurrency {level}"] = str(exc)
     for row in rows:
-        ours = next((p for p in bench.points[spec.name] if p.path == "grpc" and p.batch == 1
-                     and p.concurrency == row.concurrency and p.dynamic_batching), None)
+        ours = next(
+            (
+                p
+                for p in bench.points[spec.name]
+                if p.path == "grpc" and p.batch == 1 and p.concurrency == row.concurrency and p.dynamic_batching
+            ),
+            None,
+        )
         if ours is not None:
-            bench.cross[spec.name].append(CrossCheck(row.concurrency, round(ours.per_second, 2), round(ours.p50_ms, 3),
-                                                     round(row.per_second, 2), round(row.p50_ms, 3)))
+            bench.cross[spec.name].append(
+                CrossCheck(
+                    row.concurrency,
+                    round(ours.per_second, 2),
+                    round(ours.p50_ms, 3),
+                    round(row.per_second, 2),
+                    round(row.p50_ms, 3),
+                )
+            )
 
 
 def server_memory(endpoints: Endpoints, specs: list[ModelSpec]) -> dict[str, dict[str, float]]:
@@ -393,8 +503,12 @@ def run(cfg: Any) -> int:
         for spec in specs:
             if spec.format == "tensorrt":
                 local_paths = [p for p in ("in_process", "flask") if p in settings.measure]
-                bench.skip(spec, " and ".join(local_paths) or "in_process", "a TensorRT engine runs in process only "
-                           "with TensorRT here", sum(bench.latency_points(spec, p) for p in local_paths))
+                bench.skip(
+                    spec,
+                    " and ".join(local_paths) or "in_process",
+                    "a TensorRT engine runs in process only with TensorRT here",
+                    sum(bench.latency_points(spec, p) for p in local_paths),
+                )
                 continue
             if "in_process" in settings.measure:
                 measure_in_process(bench, spec, arrays[spec.name])
@@ -402,17 +516,34 @@ def run(cfg: Any) -> int:
                 measure_flask(bench, spec, arrays[spec.name], Path(cfg.paths.logs), cfg.models)
         with serve(launched_server(cfg), cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
             for spec in specs:
-                measure_triton(bench, spec, arrays[spec.name], endpoints, same_host=kind != "remote" and not balanced,
-                               can_reload=kind != "remote" and not balanced)
+                measure_triton(
+                    bench,
+                    spec,
+                    arrays[spec.name],
+                    endpoints,
+                    same_host=kind != "remote" and not balanced,
+                    can_reload=kind != "remote" and not balanced,
+                )
             memory = server_memory(endpoints, specs) if kind == "local" else {}
             description = endpoints.server
     finally:
         bench.progress.close()
-    results = [ModelBenchmark(s.name, s.format, description, settings.__dict__ | {"concurrency": list(settings.concurrency),
-                                                                                   "measure": list(settings.measure)},
-                              bench.points[s.name], bench.memory[s.name] | memory.get(s.name, {}),
-                              bench.cross[s.name], bench.skipped[s.name], s.network.name, s.precision,
-                              artifact_bytes(s)) for s in specs]
+    results = [
+        ModelBenchmark(
+            s.name,
+            s.format,
+            description,
+            settings.__dict__ | {"concurrency": list(settings.concurrency), "measure": list(settings.measure)},
+            bench.points[s.name],
+            bench.memory[s.name] | memory.get(s.name, {}),
+            bench.cross[s.name],
+            bench.skipped[s.name],
+            s.network.name,
+            s.precision,
+            artifact_bytes(s),
+        )
+        for s in specs
+    ]
     for result in results:
         print(result.table() + "\n", flush=True)
     unanswered = [what for result in results for what in result.unanswered()]
@@ -420,8 +551,10 @@ def run(cfg: Any) -> int:
         print(f"benchmark FAILED (reports not written): {'; '.join(unanswered)}", flush=True)
         return 1
     write(results, out, Path(cfg.load.metrics), set(catalog) if str(cfg.model.name) == "all" else None)
-    print(f"reports: {out}/<model>.json, benchmark.md, benchmark.png, curves.json; headline ratios: {cfg.load.metrics}/",
-          flush=True)
+    print(
+        f"reports: {out}/<model>.json, benchmark.md, benchmark.png, curves.json; headline ratios: {cfg.load.metrics}/",
+        flush=True,
+    )
     return 0
 
 
@@ -433,12 +566,20 @@ def write(results: list[ModelBenchmark], out: Path, metrics: Path, served: set[s
         write_json(metrics / f"{result.model}.json", result.to_dict()["headline"])
     if served is not None:
         prune_reports([out, metrics], served, keep=("curves.json",))
-    everything = [ModelBenchmark.from_dict(json.loads(p.read_text())) for p in sorted(out.glob("*.json"))
-                  if p.name != "curves.json"]
+    everything = [
+        ModelBenchmark.from_dict(json.loads(p.read_text()))
+        for p in sorted(out.glob("*.json"))
+        if p.name != "curves.json"
+    ]
     write_json(out / "curves.json", [row for r in everything for row in r.curve()])
     compared = precisions(everything)
-    write_text(out / "benchmark.md", "# Serving benchmark\n\n" + (compared + "\n\n" if compared else "")
-               + "\n\n".join(r.table() for r in everything) + "\n")
+    write_text(
+        out / "benchmark.md",
+        "# Serving benchmark\n\n"
+        + (compared + "\n\n" if compared else "")
+        + "\n\n".join(r.table() for r in everything)
+        + "\n",
+    )
     with atomic_path(out / "benchmark.png", suffix=".png") as tmp:
         plot(everything, tmp)
 

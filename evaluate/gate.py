@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipelines.atomic import write_text
-from pipelines.cli import EXIT_FAILED, EXIT_OK, hydra_main
-from pipelines.errors import ArtifactError, ConfigError, HostError
-from pipelines.gate import Thresholds, judge, judge_serving
+from pipelines.core.atomic import write_text
+from pipelines.core.cli import EXIT_FAILED, EXIT_OK, hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError, HostError
+from pipelines.merge_gate.rules import Thresholds, judge, judge_serving
 
 
 def read_dirs(root: Path, directories: list[str]) -> dict[str, dict[str, Any]]:
@@ -44,14 +44,15 @@ def parse(text: str, where: str) -> dict[str, Any]:
 def current(cfg: Any) -> dict[str, dict[str, Any]]:
     figures = read_dirs(Path("."), [str(d) for d in cfg.metrics_dirs])
     if not figures:
-        raise ArtifactError(f"no parity figures in {', '.join(map(str, cfg.metrics_dirs))}: run the pipeline first "
-                            "(`dvc repro`)")
+        raise ArtifactError(
+            f"no parity figures in {', '.join(map(str, cfg.metrics_dirs))}: run the pipeline first (`dvc repro`)"
+        )
     return figures
 
 
 def git(*args: str) -> str:
     try:
-        proc = subprocess.run(["git", *args], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(["git", *args], capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError as exc:
         raise HostError("the gate reads the baseline from git, which is not installed") from exc
     if proc.returncode != 0:
@@ -67,8 +68,10 @@ def baseline_revision(cfg: Any) -> str:
             return git("merge-base", "HEAD", ref)
         except ConfigError:
             continue
-    raise ConfigError(f"no branch {cfg.main_branch!r} or origin/{cfg.main_branch} to find the merge base with: "
-                      "fetch it (actions/checkout: fetch-depth 0) or give baseline=<rev>")
+    raise ConfigError(
+        f"no branch {cfg.main_branch!r} or origin/{cfg.main_branch} to find the merge base with: "
+        "fetch it (actions/checkout: fetch-depth 0) or give baseline=<rev>"
+    )
 
 
 def at_revision(rev: str, directories: list[str]) -> dict[str, dict[str, Any]]:
@@ -78,8 +81,11 @@ def at_revision(rev: str, directories: list[str]) -> dict[str, dict[str, Any]]:
     try:
         fs = DVCFileSystem(".", rev=rev)
         found = {d: sorted(p for p in fs.find(d) if p.endswith(".json")) for d in directories if fs.isdir(d)}
-        return {f"{Path(d).name}/{Path(p).stem}": parse(fs.read_text(p), f"{p} at {rev[:12]}")
-                for d, paths in found.items() for p in paths}
+        return {
+            f"{Path(d).name}/{Path(p).stem}": parse(fs.read_text(p), f"{p} at {rev[:12]}")
+            for d, paths in found.items()
+            for p in paths
+        }
     except ArtifactError:
         raise
     except Exception as exc:  # DVC's errors (no DVC repository at that revision, unreadable objects)
@@ -101,9 +107,9 @@ def run(cfg: Any) -> int:
     try:
         thresholds = Thresholds(**{str(k): float(v) for k, v in cfg.thresholds.items()})
     except (TypeError, ValueError) as exc:
-        raise ConfigError("thresholds must be accuracy_drop, tolerance_growth, tolerance_floor, serving_cost_growth "
-                          f"(numbers): {exc}") \
-            from None
+        raise ConfigError(
+            f"thresholds must be accuracy_drop, tolerance_growth, tolerance_floor, serving_cost_growth (numbers): {exc}"
+        ) from None
     verdict = judge(baseline, now, thresholds)
     title = f"Parity gate against {where}" + ("" if baseline else " (no reports there: nothing to compare)")
     text = verdict.markdown(title)
@@ -113,8 +119,9 @@ def run(cfg: Any) -> int:
     if serving_now:  # the benchmark stage's ratios, when this run has them
         serving_before = read_dirs(root, serving_dirs) if cfg.baseline_dir else at_revision(rev, serving_dirs)
         serving = judge_serving(serving_before, serving_now, thresholds)
-        text += "\n" + serving.markdown(f"Serving-cost gate against {where} (fails beyond "
-                                        f"{thresholds.serving_cost_growth:g}x)")
+        text += "\n" + serving.markdown(
+            f"Serving-cost gate against {where} (fails beyond {thresholds.serving_cost_growth:g}x)"
+        )
     print(text, flush=True)
     if cfg.dvc_diffs and not cfg.baseline_dir:
         text += dvc_diffs(rev, Path(str(cfg.output)).parent / "plots", metric_groups(cfg))
@@ -135,26 +142,34 @@ def dvc_diffs(rev: str, plots_dir: Path, groups: list[list[str]]) -> str:
     for targets in groups:
         parts += ["", f"#### `dvc metrics diff {rev[:12]} --targets {' '.join(targets)}`", ""]
         metrics = _dvc("metrics", "diff", "--md", rev, "--targets", *targets)
-        rows = [l for l in metrics.stdout.splitlines() if l.startswith("|")][2:]  # below the header and its rule
-        parts.append((metrics.stdout.strip() if rows else "(no metric changed)") if metrics.returncode == 0
-                     else f"(failed: {_why(metrics)})")
+        rows = [line for line in metrics.stdout.splitlines() if line.startswith("|")][
+            2:
+        ]  # below the header and its rule
+        parts.append(
+            (metrics.stdout.strip() if rows else "(no metric changed)")
+            if metrics.returncode == 0
+            else f"(failed: {_why(metrics)})"
+        )
     plots_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff wants the directory to exist
     plots = _dvc("plots", "diff", rev, "-o", str(plots_dir))
-    parts += ["", f"Training curves and the benchmark's latency against throughput, against {rev[:12]} "
-              "(`dvc plots diff`): " + (f"`{plots_dir}/index.html`" if plots.returncode == 0 else f"failed: {_why(plots)}")]
+    parts += [
+        "",
+        f"Training curves and the benchmark's latency against throughput, against {rev[:12]} "
+        "(`dvc plots diff`): " + (f"`{plots_dir}/index.html`" if plots.returncode == 0 else f"failed: {_why(plots)}"),
+    ]
     return "\n".join(parts) + "\n"
 
 
 def _dvc(*args: str) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(["dvc", *args], capture_output=True, text=True, timeout=300)
+        return subprocess.run(["dvc", *args], capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return subprocess.CompletedProcess(["dvc", *args], 1, "", str(exc))
 
 
 def _why(proc: subprocess.CompletedProcess) -> str:
-    lines = [l.strip() for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("ERROR")]  # DVC ends with a support line; its error comes first
+    lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]  # DVC ends with a support line; its error comes first
     return (errors or lines or [f"exit {proc.returncode}"])[0]
 
 

@@ -1,7 +1,7 @@
 """`python -m evaluate.hardening`: the requests that hurt Triton 2.51, sent through the front, good requests timed.
 
 Serves the catalog's repository as `serve.triton` does (one supervised server behind the nginx
-front), runs each case of pipelines/hostile.py for `seconds_per_case`, then crashes the server with
+front), runs each case of pipelines/performance/hostile.py for `seconds_per_case`, then crashes the server with
 the 90-byte JSON request sent straight to its own port and times its supervised return. Writes
 `out` (JSON) and prints a table. Figures are measured, never judged against a time; exit 1 when a
 hostile request got past the front and the server died, or a good request failed; 2 without nginx
@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import psutil
 
-from pipelines import balancer, hostile, parity_inputs
-from pipelines.atomic import write_json
-from pipelines.cli import hydra_main
-from pipelines.errors import HostError
-from pipelines.launcher import is_ready, serve
+from pipelines.core.atomic import write_json
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import HostError
+from pipelines.data import parity_inputs
+from pipelines.performance import hostile
+from pipelines.serving import balancer
+from pipelines.serving.launcher import is_ready, serve
 
 
 def _good_request(model: str, http: str):
@@ -48,8 +50,9 @@ def run(cfg: Any) -> dict:
     settings = balancer.FrontSettings.from_cfg(cfg.balancer)
     if balancer.njs_module(balancer.nginx_binary()) is None:
         raise HostError("the hardening check needs nginx's njs module: apt-get install libnginx-mod-http-js")
-    with serve(cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True,
-               supervise=True) as front:
+    with serve(
+        cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True, supervise=True
+    ) as front:
         results = []
         for case in hostile.cases():
             print(f"{case.name}: {case.what} ...", flush=True)
@@ -58,8 +61,9 @@ def run(cfg: Any) -> dict:
         (replica,) = front.members[:1]
         print(f"restart: the 90-byte request straight to {replica} (no front) ...", flush=True)
         crashed = time.monotonic()
-        status = hostile.post(replica, f"/v2/models/{hostile.MNIST}/infer", hostile.KILLER,
-                              {"Content-Type": "application/json"})
+        status = hostile.post(
+            replica, f"/v2/models/{hostile.MNIST}/infer", hostile.KILLER, {"Content-Type": "application/json"}
+        )
         deadline = crashed + float(cfg.restart_timeout_s)
         while time.monotonic() < deadline and (status or not is_ready(replica, 1.0)):
             if status:  # it answered: this Triton no longer crashes on it
@@ -69,11 +73,15 @@ def run(cfg: Any) -> dict:
         server = front.server
     alone = {r.good_model: r.good_p50_ms for r in results if not r.hostile_statuses and r.good_p50_ms}
     for r in results:  # how much slower the good requests were with the hostile ones in flight (p50 over p50 alone)
-        r.slowdown_p50 = round(r.good_p50_ms / alone[r.good_model], 2) if r.good_p50_ms and r.good_model in alone else None
-    report = {"server": server, "front": {"max_dynamic_dim": settings.max_dynamic_dim,
-                                          "max_string_bytes": settings.max_string_bytes},
-              "cases": [r.as_dict() for r in results],
-              "restart": {"answered": status, "ready_again_s": restart_s}}
+        r.slowdown_p50 = (
+            round(r.good_p50_ms / alone[r.good_model], 2) if r.good_p50_ms and r.good_model in alone else None
+        )
+    report = {
+        "server": server,
+        "front": {"max_dynamic_dim": settings.max_dynamic_dim, "max_string_bytes": settings.max_string_bytes},
+        "cases": [r.as_dict() for r in results],
+        "restart": {"answered": status, "ready_again_s": restart_s},
+    }
     write_json(Path(str(cfg.out)), report)
     print_table(report)
     failed = [r for r in results if not r.server_survived or r.good_failures]
@@ -83,15 +91,19 @@ def run(cfg: Any) -> dict:
 
 
 def print_table(report: dict) -> None:
-    print(f"{'case':<18} {'hostile answers':<16} {'good answered':<26} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} "
-          f"{'x alone':>8} {'peak MB':>8}  server")
+    print(
+        f"{'case':<18} {'hostile answers':<16} {'good answered':<26} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} "
+        f"{'x alone':>8} {'peak MB':>8}  server"
+    )
     for case in report["cases"]:
         answers = ", ".join(f"{n}x {s}" for s, n in case["hostile_statuses"].items()) or "-"
         good = f"{case['good_requests'] - case['good_failures']}/{case['good_requests']} {case['good_model']}"
-        print(f"{case['name']:<18} {answers:<16} {good:<26} {case['good_p50_ms'] or '-':>8} "
-              f"{case['good_p90_ms'] or '-':>8} {case['good_max_ms'] or '-':>8} {case['slowdown_p50'] or '-':>8} "
-              f"{case['peak_memory_mb']:>8}  "
-              f"{'the same' if case['server_survived'] else 'DIED'}")
+        print(
+            f"{case['name']:<18} {answers:<16} {good:<26} {case['good_p50_ms'] or '-':>8} "
+            f"{case['good_p90_ms'] or '-':>8} {case['good_max_ms'] or '-':>8} {case['slowdown_p50'] or '-':>8} "
+            f"{case['peak_memory_mb']:>8}  "
+            f"{'the same' if case['server_survived'] else 'DIED'}"
+        )
     restart = report["restart"]
     print(f"crash straight on the server's port: ready again after {restart['ready_again_s']} s (supervised)")
 

@@ -1,6 +1,6 @@
 """`python -m evaluate.parity model=<name>|all`: prove that Triton serves what the framework computes.
 
-`localize=true model=<an ONNX model>`: blame the first layer where it differs (pipelines/localize.py);
+`localize=true model=<an ONNX model>`: blame the first layer where it differs (pipelines/comparison/localize.py);
 writes reports/parity_adhoc/localize/<model>.json and .png, exit 1 when a tensor is over the bound.
 
 Exit 0 when every checked model passes, 1 on a parity failure, 2 on usage or environment errors
@@ -12,29 +12,32 @@ Exit 0 when every checked model passes, 1 on a parity failure, 2 on usage or env
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import assembly, comparator
-from pipelines.atomic import atomic_path, prune_reports, write_json
-from pipelines.background import Background
-from pipelines.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
-from pipelines.errors import ArtifactError, ConfigError, ServerError, checked_number
-from pipelines.launcher import Endpoints, serve
-from pipelines.parity_report import ParityReport
-from pipelines.served_model import server_version
-from pipelines.selection import require_gpu_host, selected
-from pipelines.spec import ModelSpec, served_specs
+from pipelines.comparison import comparator
+from pipelines.comparison.parity_report import ParityReport
+from pipelines.config.selection import require_gpu_host, selected
+from pipelines.config.spec import ModelSpec, served_specs
+from pipelines.core.atomic import atomic_path, prune_reports, write_json
+from pipelines.core.background import Background
+from pipelines.core.cli import CONF_DIR, EXIT_FAILED, EXIT_OK, compose, hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError, ServerError, checked_number
+from pipelines.model_repository import assembly
+from pipelines.serving.launcher import Endpoints, serve
+from pipelines.serving.served_model import server_version
 from pipelines.trt import plans
 
 
 def profile_paths(cfg: Any, specs: list[ModelSpec]) -> tuple[Path, Reports]:
     """Repository and reports: a TensorRT model chosen by name is served from the GPU profile's repository."""
     if cfg.model.name != "all" and any(s.format == "tensorrt" for s in specs):
-        return Path(cfg.paths.model_repository_gpu), Reports(Path(cfg.paths.parity_reports_gpu),
-                                                             Path(cfg.paths.parity_metrics_gpu))
+        return Path(cfg.paths.model_repository_gpu), Reports(
+            Path(cfg.paths.parity_reports_gpu), Path(cfg.paths.parity_metrics_gpu)
+        )
     return Path(cfg.model_repository), Reports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
 
 
@@ -48,7 +51,6 @@ class Reports:
     def write(self, report: ParityReport) -> None:
         write_json(self.full / f"{report.model}.json", report.to_dict())
         write_json(self.metrics / f"{report.model}.json", report.headline())
-
 
 
 def check(cfg: Any) -> list[ParityReport]:
@@ -116,8 +118,10 @@ def served_configs(endpoints: Endpoints) -> Callable[[str], Any]:
         try:
             return client.get_model_config(name).config
         except InferenceServerException as exc:
-            raise ServerError(f"the server at {endpoints.grpc} has no config for {name!r}: "
-                              f"{(exc.message() or '').splitlines()[0][:200]}") from None
+            raise ServerError(
+                f"the server at {endpoints.grpc} has no config for {name!r}: "
+                f"{(exc.message() or '').splitlines()[0][:200]}"
+            ) from None
 
     return fetch
 
@@ -133,13 +137,19 @@ def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Repo
         raise ConfigError("the catalog names no `profile:` (its own name, as conf/catalog/cpu.yaml does)")
     configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
     configured = {s.name: s for s in selected(configured_cfg)}
-    changes = [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"] \
-        if list(cfg.protocols) != list(configured_cfg.protocols) else []
+    changes = (
+        [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"]
+        if list(cfg.protocols) != list(configured_cfg.protocols)
+        else []
+    )
     if str(cfg.paths.data) != str(configured_cfg.paths.data):
         changes.append(f"paths.data {configured_cfg.paths.data} -> {cfg.paths.data}")
     for spec in specs:
-        changes += differences(configured[spec.name], spec, f"{spec.name}.") if spec.name in configured else [
-            f"{spec.name} (not in conf/)"]
+        changes += (
+            differences(configured[spec.name], spec, f"{spec.name}.")
+            if spec.name in configured
+            else [f"{spec.name} (not in conf/)"]
+        )
     tracked = profile_paths(configured_cfg, specs)[1]
     if reports.full.resolve() != tracked.full.resolve():  # the user chose where reports go: the figures go along,
         if reports.metrics.resolve() == tracked.metrics.resolve():  # never into the tracked metrics alone
@@ -148,8 +158,11 @@ def tracked_or_adhoc(cfg: Any, specs: list[ModelSpec], reports: Reports) -> Repo
     if not changes:
         return reports
     adhoc = Path(cfg.paths.parity_adhoc)
-    print(f"note: settings differ from conf/ ({'; '.join(changes)}): reports go to {adhoc}/, not to the "
-          f"tracked {reports.full}/", flush=True)
+    print(
+        f"note: settings differ from conf/ ({'; '.join(changes)}): reports go to {adhoc}/, not to the "
+        f"tracked {reports.full}/",
+        flush=True,
+    )
     return Reports(adhoc, adhoc / "metrics")
 
 
@@ -159,8 +172,11 @@ def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:
         return []
     if not (dataclasses.is_dataclass(configured) and type(configured) is type(run)):
         return [f"{prefix.rstrip('.')}: {configured!r} -> {run!r}"]
-    return [change for f in dataclasses.fields(configured)
-            for change in differences(getattr(configured, f.name), getattr(run, f.name), f"{prefix}{f.name}.")]
+    return [
+        change
+        for f in dataclasses.fields(configured)
+        for change in differences(getattr(configured, f.name), getattr(run, f.name), f"{prefix}{f.name}.")
+    ]
 
 
 def engines_outside(cfg: Any) -> list[str]:
@@ -176,9 +192,11 @@ def localize_model(cfg: Any) -> int:
     """Serve the debug copy of one ONNX model from a scratch repository and blame the first layer over the bound."""
     import tempfile
 
-    from pipelines import localize, parity_inputs, quantization
-    from pipelines.reference import onnxruntime_runner
-    from pipelines.served_model import ServedModel
+    from pipelines.artifacts import quantization
+    from pipelines.comparison import localize
+    from pipelines.data import parity_inputs
+    from pipelines.runners.reference import onnxruntime_runner
+    from pipelines.serving.served_model import ServedModel
 
     specs = selected(cfg, served_specs(cfg.models))
     if len(specs) != 1 or specs[0].format != "onnx":
@@ -199,12 +217,15 @@ def localize_model(cfg: Any) -> int:
         reference_exposed = localize.expose(reference_file, work / "reference.onnx", batched)
         debug = localize.debug_spec(spec, work / "served.onnx", exposed)
         assembly.assemble([debug], work / "repository", str(cfg.get("instance_kind", "KIND_AUTO")))
-        run_reference = comparator.unbatched(spec, onnxruntime_runner(work / "reference.onnx", spec.inputs,
-                                                                      [e.tensor for e in reference_exposed]))
+        run_reference = comparator.unbatched(
+            spec, onnxruntime_runner(work / "reference.onnx", spec.inputs, [e.tensor for e in reference_exposed])
+        )
         samples = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))]
         reference = comparator.concat([run_reference(sample) for sample in samples])
-        with serve(cfg.server, work / "repository", cfg.triton_releases) as endpoints, \
-                ServedModel(debug, endpoints) as model:  # one sample per request: every activation travels back
+        with (
+            serve(cfg.server, work / "repository", cfg.triton_releases) as endpoints,
+            ServedModel(debug, endpoints) as model,
+        ):  # one sample per request: every activation travels back
             infer = comparator.unbatched(debug, lambda arrays: model.infer("grpc", arrays))
             served = comparator.concat([infer(sample) for sample in samples])
     result = localize.compare(spec.name, reference_name, exposed, served, reference, bound)
@@ -226,8 +247,11 @@ def run(cfg: Any) -> int:
     for report in reports:
         print(report.table() + "\n", flush=True)
     if cfg.model.name == "all" and (outside := engines_outside(cfg)):
-        print(f"note: the TensorRT models ({', '.join(outside)}) are not part of this (CPU) profile; "
-              "on a GPU host with TensorRT 10 run `make pipeline-gpu`", flush=True)
+        print(
+            f"note: the TensorRT models ({', '.join(outside)}) are not part of this (CPU) profile; "
+            "on a GPU host with TensorRT 10 run `make pipeline-gpu`",
+            flush=True,
+        )
     failed = [r.model for r in reports if not r.passed]
     if failed:
         print(f"parity FAILED for: {', '.join(failed)}", flush=True)

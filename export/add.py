@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines import added
-from pipelines.cli import hydra_main
+from pipelines.byom import spec_files
+from pipelines.core.cli import hydra_main
 
 
-def run(cfg: Any) -> added.Added:
-    request = added.request(cfg)
-    result = added.add(request)
+def run(cfg: Any) -> spec_files.Added:
+    request = spec_files.request(cfg)
+    result = spec_files.add(request)
     print(result.summary(), flush=True)
     return result
 

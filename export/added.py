@@ -15,11 +15,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines import artifacts, exporting, keras_models, parity_inputs, reference, sources
-from pipelines.atomic import atomic_path, write_json
-from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError, ConfigError, DataError
-from pipelines.spec import NetworkSpec, network_spec
+from pipelines.artifacts import io_signature, writing
+from pipelines.byom import sources
+from pipelines.config.spec import NetworkSpec, network_spec
+from pipelines.core.atomic import atomic_path, write_json
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError, DataError
+from pipelines.data import parity_inputs
+from pipelines.runners import keras_models, reference
 
 log = logging.getLogger(__name__)
 SERVED = ("savedmodel", "onnx")  # the artifacts this stage writes, where the network declares them
@@ -46,28 +49,32 @@ def write(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dict[
     source, kind = network.source, sources.kind_of(network.source)
     batched = network.batch_axis
     if fmt == "savedmodel" and kind == "keras":
-        exporting.keras_savedmodel(keras_models.load(source), network.inputs, network.outputs, network.signature,
-                                   target, batched)
+        writing.keras_savedmodel(
+            keras_models.load(source), network.inputs, network.outputs, network.signature, target, batched
+        )
     elif fmt == "savedmodel" and kind == "savedmodel":
         shutil.copytree(source, target)
     elif fmt == "onnx" and kind == "savedmodel":
-        exporting.savedmodel_onnx(source, network.signature, opset, target, batched)
+        writing.savedmodel_onnx(source, network.signature, opset, target, batched)
     elif fmt == "onnx" and kind == "keras":  # through the SavedModel: the one served beside it, else one made here
         served = target.parent / network.artifact("savedmodel").name if "savedmodel" in network.artifacts else None
         if served is not None and served.is_dir():
-            exporting.savedmodel_onnx(served, network.signature, opset, target, batched)
+            writing.savedmodel_onnx(served, network.signature, opset, target, batched)
         else:
             with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
                 savedmodel = Path(scratch) / "model.savedmodel"
-                exporting.keras_savedmodel(keras_models.load(source), network.inputs, network.outputs,
-                                           network.signature, savedmodel, batched)
-                exporting.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
+                writing.keras_savedmodel(
+                    keras_models.load(source), network.inputs, network.outputs, network.signature, savedmodel, batched
+                )
+                writing.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
     elif fmt == "onnx" and kind == "torch_export":
-        exporting.torch_onnx(sources.load_torch_export(source), feeds, network.inputs, network.outputs, opset,
-                             target, batched)
+        writing.torch_onnx(
+            sources.load_torch_export(source), feeds, network.inputs, network.outputs, opset, target, batched
+        )
     elif fmt == "onnx" and kind == "torchscript":
-        exporting.torch_onnx(sources.load_torchscript(source), feeds, network.inputs, network.outputs, opset,
-                             target, batched)
+        writing.torch_onnx(
+            sources.load_torchscript(source), feeds, network.inputs, network.outputs, opset, target, batched
+        )
     elif fmt == "onnx" and kind == "onnx":
         import onnx
 
@@ -92,9 +99,14 @@ def run(cfg: Any) -> dict[str, Any]:
         source_run(feeds)
     except Exception as exc:  # the frameworks' errors share no base class: the inputs do not fit the model
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "" if network.sampling and network.sampling.sample else (
-            "; declare each input's values with value_ranges (e.g. token ids below the vocabulary size) in "
-            "`python -m export.add`, or give a sample")
+        hint = (
+            ""
+            if network.sampling and network.sampling.sample
+            else (
+                "; declare each input's values with value_ranges (e.g. token ids below the vocabulary size) in "
+                "`python -m export.add`, or give a sample"
+            )
+        )
         raise DataError(f"{network.source} fails on its parity inputs ({detail}){hint}") from exc
     formats = [fmt for fmt in SERVED if fmt in network.artifacts]
     folder = network.artifact("inputs").parent
@@ -106,16 +118,20 @@ def run(cfg: Any) -> dict[str, Any]:
             target = tmp / network.artifact(fmt).name
             log.info("writing %s", target.name)
             write(network, fmt, target, opset, feeds)
-            signature = artifacts.onnx_signature(target) if fmt == "onnx" else \
-                artifacts.savedmodel_signature(target, network.signature)
-            problems = artifacts.mismatches(network.inputs, network.outputs, int(network.batch_axis), signature)
+            signature = (
+                io_signature.onnx_signature(target)
+                if fmt == "onnx"
+                else io_signature.savedmodel_signature(target, network.signature)
+            )
+            problems = io_signature.mismatches(network.inputs, network.outputs, int(network.batch_axis), signature)
             if problems:
                 raise ArtifactError(f"the {fmt} export does not match network {network.name!r}: {'; '.join(problems)}")
             exported = runner(network, fmt, target)
             for tag, arrays in {"": samples.arrays, **samples.groups}.items():  # each size of the open dimensions
                 what = f"the {fmt} export" + (f" ({parity_inputs.GROUP}{tag})" if tag else "")
-                check = exporting.self_check(what, source_run, exported, arrays, network.outputs, limit,
-                                             network.batch_axis)
+                check = writing.self_check(
+                    what, source_run, exported, arrays, network.outputs, limit, network.batch_axis
+                )
                 for output, diff in check.max_abs_diff.items():
                     checks.setdefault(fmt, {})[output] = max(diff, checks.get(fmt, {}).get(output, 0.0))
     report = {

@@ -11,11 +11,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines import artifacts, data, exporting, keras_models, reference
-from pipelines.atomic import atomic_path, write_json
-from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError
-from pipelines.spec import network_spec
+from pipelines.artifacts import io_signature, writing
+from pipelines.config.spec import network_spec
+from pipelines.core.atomic import atomic_path, write_json
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError
+from pipelines.data import digits
+from pipelines.runners import keras_models, reference
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +29,34 @@ def run(cfg: Any) -> dict[str, Any]:
     model = keras_models.load(network.artifact("keras"))
     inputs, outputs = network.inputs, network.outputs
     (image,) = inputs
-    digits = {image.name: data.to_model_input(data.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])}
+    samples = {image.name: digits.to_model_input(digits.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])}
     targets = {"savedmodel": network.artifact("savedmodel"), "onnx": network.artifact("onnx")}
     with atomic_path(targets["savedmodel"], directory=True) as sm_tmp, atomic_path(targets["onnx"]) as onnx_tmp:
         log.info("writing SavedModel (signature %r)", network.signature)
-        exporting.keras_savedmodel(model, inputs, outputs, network.signature, sm_tmp)
+        writing.keras_savedmodel(model, inputs, outputs, network.signature, sm_tmp)
         log.info("converting to ONNX (opset %s) with tf2onnx", cfg.opset)
-        exporting.savedmodel_onnx(sm_tmp, network.signature, int(cfg.opset), onnx_tmp)
+        writing.savedmodel_onnx(sm_tmp, network.signature, int(cfg.opset), onnx_tmp)
         signatures = {
-            "savedmodel": artifacts.savedmodel_signature(sm_tmp, network.signature),
-            "onnx": artifacts.onnx_signature(onnx_tmp),
+            "savedmodel": io_signature.savedmodel_signature(sm_tmp, network.signature),
+            "onnx": io_signature.onnx_signature(onnx_tmp),
         }
         for fmt, signature in signatures.items():
-            problems = artifacts.mismatches(inputs, outputs, 1, signature)
+            problems = io_signature.mismatches(inputs, outputs, 1, signature)
             if problems:
                 raise ArtifactError(f"exported {fmt} does not match network {network.name!r}: {'; '.join(problems)}")
         keras_run = reference.keras_runner(model, network)
-        runners = {"savedmodel": reference.savedmodel_runner(sm_tmp, network.signature, inputs, outputs),
-                   "onnx": reference.onnxruntime_runner(onnx_tmp, inputs, outputs)}
+        runners = {
+            "savedmodel": reference.savedmodel_runner(sm_tmp, network.signature, inputs, outputs),
+            "onnx": reference.onnxruntime_runner(onnx_tmp, inputs, outputs),
+        }
         limit = float(cfg.verify.max_abs_diff)
-        diffs = {fmt: exporting.self_check(f"the {fmt} export", keras_run, run, digits, outputs, limit).worst
-                 for fmt, run in runners.items()}
+        diffs = {
+            fmt: writing.self_check(f"the {fmt} export", keras_run, run, samples, outputs, limit).worst
+            for fmt, run in runners.items()
+        }
     report = {
         "network": network.name,
-        "verify_digits": len(digits[image.name]),
+        "verify_digits": len(samples[image.name]),
         "max_abs_diff": diffs,
         "opset": int(cfg.opset),
         "signature": network.signature,

@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines import artifacts, quantization
-from pipelines.atomic import atomic_path, write_json
-from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError, ConfigError
-from pipelines.spec import model_spec
+from pipelines.artifacts import io_signature, quantization
+from pipelines.config.spec import model_spec
+from pipelines.core.atomic import atomic_path, write_json
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +24,33 @@ log = logging.getLogger(__name__)
 def run(cfg: Any) -> dict[str, Any]:
     spec = model_spec(str(cfg.model.name), cfg.model)
     if spec.quantization is None:
-        raise ConfigError(f"model {spec.name!r} is {spec.format} {spec.precision}: export.quantize builds the "
-                          "FP16/INT8 ONNX models (those with `quantization:` settings)")
+        raise ConfigError(
+            f"model {spec.name!r} is {spec.format} {spec.precision}: export.quantize builds the "
+            "FP16/INT8 ONNX models (those with `quantization:` settings)"
+        )
     with atomic_path(spec.artifact) as tmp:
         built = quantization.build(spec, tmp, str(cfg.paths.data))
-        problems = artifacts.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, artifacts.onnx_signature(tmp))
+        problems = io_signature.mismatches(
+            spec.inputs, spec.outputs, spec.max_batch_size, io_signature.onnx_signature(tmp)
+        )
         if problems:
             raise ArtifactError(f"the {spec.precision} model does not match its spec: {'; '.join(problems)}")
-    report = {"model": spec.name, "precision": spec.precision, "source": str(quantization.source(spec)),
-              "artifact": str(spec.artifact), "quantization": spec.quantization.__dict__, **built.to_dict()}
+    report = {
+        "model": spec.name,
+        "precision": spec.precision,
+        "source": str(quantization.source(spec)),
+        "artifact": str(spec.artifact),
+        "quantization": spec.quantization.__dict__,
+        **built.to_dict(),
+    }
     write_json(Path(cfg.paths.export_reports) / f"{spec.name}.json", report)
-    log.info("wrote %s: %.1f MB (%.0f%% of the FP32 file) in %.1f s", spec.artifact, built.bytes / 1e6,
-             100 * built.bytes / built.source_bytes, built.seconds)
+    log.info(
+        "wrote %s: %.1f MB (%.0f%% of the FP32 file) in %.1f s",
+        spec.artifact,
+        built.bytes / 1e6,
+        100 * built.bytes / built.source_bytes,
+        built.seconds,
+    )
     return report
 
 

@@ -10,25 +10,30 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipelines import added
-from pipelines.cli import hydra_main
+from pipelines.byom import spec_files
+from pipelines.core.cli import hydra_main
 
 
 def run(cfg: Any) -> list[Path]:
     name = str(cfg.name)
-    removed, models = added.remove(name)
+    removed, models = spec_files.remove(name)
     paths = cfg.paths
-    outputs = [Path(paths.added) / name, Path(paths.export_reports) / f"{name}.json",
-               *(Path(folder) / f"{m}.json" for m in models
-                 for folder in (paths.parity_reports, paths.parity_metrics, paths.benchmark_reports,
-                                paths.benchmark_metrics))]
+    outputs = [
+        Path(paths.added) / name,
+        Path(paths.export_reports) / f"{name}.json",
+        *(
+            Path(folder) / f"{m}.json"
+            for m in models
+            for folder in (paths.parity_reports, paths.parity_metrics, paths.benchmark_reports, paths.benchmark_metrics)
+        ),
+    ]
     for path in outputs:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
             removed.append(path)
-    print(f"removed {name}: " + ", ".join(added.shown(p) for p in removed), flush=True)
+    print(f"removed {name}: " + ", ".join(spec_files.shown(p) for p in removed), flush=True)
     return removed
 
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines import artifacts
-from pipelines.atomic import atomic_path, write_json, write_text
-from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError, ConfigError, HostError
-from pipelines.spec import ModelSpec, model_spec
+from pipelines.artifacts import io_signature
+from pipelines.config.spec import ModelSpec, model_spec
+from pipelines.core.atomic import atomic_path, write_json, write_text
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError, HostError
 from pipelines.trt import build, host, loadability, plans
 
 log = logging.getLogger(__name__)
@@ -47,23 +47,27 @@ def _build_python(settings: build.BuildSettings, cache_path: Path) -> tuple[byte
     return built.plan, built.layers_json, built.io, str(host.tensorrt_version()), engine.cuda_version()
 
 
-def _build_trtexec(cfg: Any, settings: build.BuildSettings, cache_path: Path,
-                   stem: str) -> tuple[bytes, str, list, str, str | None]:
+def _build_trtexec(
+    cfg: Any, settings: build.BuildSettings, cache_path: Path, stem: str
+) -> tuple[bytes, str, list, str, str | None]:
     if shutil.which("docker") is None:
         raise HostError("builder=trtexec needs Docker with the NVIDIA container toolkit; the docker command is missing")
     image = str(cfg.tensorrt_image)
     if loadability.release_of(image) != loadability.release_of(str(cfg.triton_image)):
-        raise ConfigError(f"tensorrt_image {image} and triton_image {cfg.triton_image} are different NGC releases: "
-                          "their TensorRT versions would differ (conf/triton_versions.yaml)")
+        raise ConfigError(
+            f"tensorrt_image {image} and triton_image {cfg.triton_image} are different NGC releases: "
+            "their TensorRT versions would differ (conf/triton_versions.yaml)"
+        )
     with tempfile.TemporaryDirectory(prefix="trtexec-") as tmp:
         work = Path(tmp)
         shutil.copy2(settings.onnx, work / settings.onnx.name)
         if cache_path.is_file():
             shutil.copy2(cache_path, work / "timing.cache")
-        cmd = build.trtexec_command(settings, image=image, workdir=work, plan_name=stem,
-                                            timing_cache="timing.cache", gpus=str(cfg.gpus))
+        cmd = build.trtexec_command(
+            settings, image=image, workdir=work, plan_name=stem, timing_cache="timing.cache", gpus=str(cfg.gpus)
+        )
         log.info("running trtexec in %s", image)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
             raise ArtifactError(f"trtexec in {image} failed (exit {proc.returncode}):\n{tail}")
@@ -85,9 +89,12 @@ def _build_trtexec(cfg: Any, settings: build.BuildSettings, cache_path: Path,
 
 def _io_without_tensorrt(settings: build.BuildSettings) -> list[dict]:
     """trtexec builds on hosts without TensorRT: record the I/O from the ONNX the engine was built from."""
-    sig = artifacts.onnx_signature(settings.onnx)
-    return [{"name": t.name, "mode": mode, "dtype": t.dtype, "shape": list(t.shape)}
-            for mode, tensors in (("input", sig.inputs), ("output", sig.outputs)) for t in tensors]
+    sig = io_signature.onnx_signature(settings.onnx)
+    return [
+        {"name": t.name, "mode": mode, "dtype": t.dtype, "shape": list(t.shape)}
+        for mode, tensors in (("input", sig.inputs), ("output", sig.outputs))
+        for t in tensors
+    ]
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -102,8 +109,10 @@ def run(cfg: Any) -> dict[str, Any]:
             "the CPU profile; on a GPU host run `make pipeline-gpu`)"
         )
     if cfg.builder == "python" and host.tensorrt_version() is None:
-        raise HostError(f"builder=python needs TensorRT 10 here ({host.tensorrt_unavailable()}); "
-                        "or use builder=trtexec (NGC TensorRT container)")
+        raise HostError(
+            f"builder=python needs TensorRT 10 here ({host.tensorrt_unavailable()}); "
+            "or use builder=trtexec (NGC TensorRT container)"
+        )
     if not settings.onnx.is_file():
         raise ArtifactError(f"{settings.onnx} not found: run the ONNX export first (`dvc repro`)")
     if settings.strongly_typed and (problems := build.explicit_int8_problems(settings.onnx)):
@@ -111,18 +120,29 @@ def run(cfg: Any) -> dict[str, Any]:
     stem = plans.plan_stem(gpu.compute_capability)
     cache_path = Path(str(cfg.timing_cache))
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building %s (%s, profile %s) for %s (sm %s) with builder=%s", spec.name, spec.precision,
-             [(p.name, p.min[0], p.opt[0], p.max[0]) for p in settings.profiles], gpu.name,
-             gpu.compute_capability, cfg.builder)
+    log.info(
+        "building %s (%s, profile %s) for %s (sm %s) with builder=%s",
+        spec.name,
+        spec.precision,
+        [(p.name, p.min[0], p.opt[0], p.max[0]) for p in settings.profiles],
+        gpu.name,
+        gpu.compute_capability,
+        cfg.builder,
+    )
     start = time.perf_counter()
     if cfg.builder == "python":
         plan, layers, io, trt_version, cuda = _build_python(settings, cache_path)
     else:
         plan, layers, io, trt_version, cuda = _build_trtexec(cfg, settings, cache_path, stem)
     meta = plans.metadata(
-        settings, tensorrt_version=trt_version, cuda_version=cuda, gpu_name=gpu.name,
-        compute_capability=gpu.compute_capability, io=io, builder=str(cfg.builder),
-        onnx_sha256=artifacts.sha256(settings.onnx),
+        settings,
+        tensorrt_version=trt_version,
+        cuda_version=cuda,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        io=io,
+        builder=str(cfg.builder),
+        onnx_sha256=io_signature.sha256(settings.onnx),
     )
     meta["build_seconds"] = round(time.perf_counter() - start, 1)
 
@@ -135,9 +155,13 @@ def run(cfg: Any) -> dict[str, Any]:
         tmp.write_bytes(plan)
     write_text(out_dir / f"{stem}.layers.json", layers)
     write_json(out_dir / f"{stem}.json", meta)  # last: a plan counts only once its metadata exists
-    log.info("wrote %s (%.1f MB, %d layers) in %.1f s", out_dir / f"{stem}.plan", len(plan) / 1e6,
-             len(json.loads(layers).get("Layers", [])) if layers.strip().startswith("{") else -1,
-             meta["build_seconds"])
+    log.info(
+        "wrote %s (%.1f MB, %d layers) in %.1f s",
+        out_dir / f"{stem}.plan",
+        len(plan) / 1e6,
+        len(json.loads(layers).get("Layers", [])) if layers.strip().startswith("{") else -1,
+        meta["build_seconds"],
+    )
     return meta
 
 

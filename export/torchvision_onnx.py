@@ -10,12 +10,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-
-from pipelines import artifacts, exporting, parity_inputs, reference, torch_models
-from pipelines.atomic import atomic_path, write_json
-from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError, ConfigError
-from pipelines.spec import network_spec
+from pipelines.artifacts import io_signature, writing
+from pipelines.config.spec import network_spec
+from pipelines.core.atomic import atomic_path, write_json
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError
+from pipelines.data import parity_inputs
+from pipelines.runners import reference, torch_models
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,25 @@ def run(cfg: Any) -> dict[str, Any]:
     onnx_path, state_dict_path = network.artifact("onnx"), network.artifact("state_dict")
     if network.labels_file is None:
         raise ConfigError(f"network {name!r} declares no labels_file")
-    with atomic_path(onnx_path) as onnx_tmp, atomic_path(state_dict_path) as sd_tmp, \
-            atomic_path(network.labels_file) as labels_tmp:
+    with (
+        atomic_path(onnx_path) as onnx_tmp,
+        atomic_path(state_dict_path) as sd_tmp,
+        atomic_path(network.labels_file) as labels_tmp,
+    ):
         log.info("exporting ONNX (opset %s, dynamic batch)", cfg.opset)
         feeds = {inputs[0].name: example}
-        exporting.torch_onnx(model, feeds, inputs, outputs, int(cfg.opset), onnx_tmp)
-        problems = artifacts.mismatches(inputs, outputs, 1, artifacts.onnx_signature(onnx_tmp))
+        writing.torch_onnx(model, feeds, inputs, outputs, int(cfg.opset), onnx_tmp)
+        problems = io_signature.mismatches(inputs, outputs, 1, io_signature.onnx_signature(onnx_tmp))
         if problems:
             raise ArtifactError(f"exported ONNX does not match network {name!r}: {'; '.join(problems)}")
-        diff = exporting.self_check("the ONNX export", reference.torch_runner(model, network),
-                                    reference.onnxruntime_runner(onnx_tmp, inputs, outputs), feeds, outputs,
-                                    float(cfg.verify.max_abs_diff)).worst
+        diff = writing.self_check(
+            "the ONNX export",
+            reference.torch_runner(model, network),
+            reference.onnxruntime_runner(onnx_tmp, inputs, outputs),
+            feeds,
+            outputs,
+            float(cfg.verify.max_abs_diff),
+        ).worst
         torch.save(model.state_dict(), str(sd_tmp))
         labels = torch_models.labels(network)
         labels_tmp.write_text("\n".join(labels) + "\n")

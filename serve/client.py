@@ -2,7 +2,7 @@
 
 Works with any served classifier: the ensemble takes the encoded image as it is (Triton does the
 pre-processing); a plain classifier gets it pre-processed here with the same code
-(pipelines/images.py) and its labels from Triton's classification extension. `show=metadata` or
+(pipelines/data/images.py) and its labels from Triton's classification extension. `show=metadata` or
 `show=config` prints what Triton reports about the model instead. `image=sample:<file>` picks one
 of scikit-image's sample photographs (sample:chelsea.png, sample:coffee.png, ...).
 """
@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import images, parity_inputs
-from pipelines.cli import hydra_main
-from pipelines.errors import ConfigError, DataError
-from pipelines.launcher import serve
-from pipelines.served_model import ServedModel, as_text, parse_classes
-from pipelines.spec import ImageLimits, ModelSpec, image_limits, model_spec
+from pipelines.config.spec import ImageLimits, ModelSpec, image_limits, model_spec
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ConfigError, DataError
+from pipelines.data import images, parity_inputs
+from pipelines.serving.launcher import serve
+from pipelines.serving.served_model import ServedModel, as_text, parse_classes
 
 PROTOCOLS = ("http", "grpc")
 SHOW = ("metadata", "config")
@@ -39,8 +39,10 @@ def read_image(ref: str, limits: ImageLimits) -> tuple[str, bytes]:
     if not path.is_file():
         raise DataError(f"image {ref} not found")
     if path.stat().st_size > limits.max_bytes:
-        raise DataError(f"image {ref} is {path.stat().st_size} bytes, over the limit of {limits.max_bytes} "
-                        "(image_limits in conf/common.yaml)")
+        raise DataError(
+            f"image {ref} is {path.stat().st_size} bytes, over the limit of {limits.max_bytes} "
+            "(image_limits in conf/common.yaml)"
+        )
     data = path.read_bytes()
     try:
         images.decode(data, limits.settings())
@@ -70,7 +72,9 @@ def _input_tensor(spec: ModelSpec, data: bytes) -> np.ndarray:
     return (np.asarray(grey, dtype=np.float32) / 255.0).reshape(1, height, width, 1)
 
 
-def _classify_tensor(model: ServedModel, spec: ModelSpec, data: bytes, protocol: str, k: int) -> list[tuple[str, float]]:
+def _classify_tensor(
+    model: ServedModel, spec: ModelSpec, data: bytes, protocol: str, k: int
+) -> list[tuple[str, float]]:
     (tensor,), (output,) = spec.inputs, spec.outputs
     arrays = {tensor.name: _input_tensor(spec, data)}
     raw = model.infer(protocol, arrays)[output.name][0]

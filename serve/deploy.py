@@ -16,24 +16,33 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from pipelines import balancer, guard, launcher, manifests
-from pipelines.atomic import write_text
-from pipelines.cli import hydra_main
-from pipelines.errors import ArtifactError, ConfigError, checked_number
+from pipelines.cluster import manifests
+from pipelines.core.atomic import write_text
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError, checked_number
+from pipelines.serving import balancer, guard, launcher
 
 
 def runtime_version(image: str) -> str:
     """KServe's `runtimeVersion` for Triton: the image tag (nvcr.io/nvidia/tritonserver:<tag>)."""
     name, _, tag = image.rpartition(":")
     if not tag or "/" in tag or not name.endswith("tritonserver"):
-        raise ConfigError(f"image {image!r} is not a tritonserver image with a tag, which KServe's runtimeVersion needs")
+        raise ConfigError(
+            f"image {image!r} is not a tritonserver image with a tag, which KServe's runtimeVersion needs"
+        )
     return tag
 
 
 def server_args(cfg: Any, settings: manifests.DeploySettings, repository: Path) -> list[str]:
     """The tritonserver flags of every launch here, and what the repository's TensorRT plans need of the image."""
-    server = OmegaConf.create({"kind": "docker", "image": settings.image, "gpus": "all" if settings.gpus else None,
-                               **OmegaConf.to_container(cfg.server, resolve=True)})
+    server = OmegaConf.create(
+        {
+            "kind": "docker",
+            "image": settings.image,
+            "gpus": "all" if settings.gpus else None,
+            **OmegaConf.to_container(cfg.server, resolve=True),
+        }
+    )
     extra = launcher.guard_plans(server, repository, cfg.triton_releases)
     return launcher.server_flags(server, extra)
 
@@ -42,14 +51,17 @@ def front_settings(cfg: Any) -> balancer.FrontSettings:
     """`front` in conf/deploy.yaml: the nginx in each pod, before its one Triton."""
     front = cfg.front
     return balancer.FrontSettings(
-        kind="nginx", replicas=1, retries=1,
+        kind="nginx",
+        replicas=1,
+        retries=1,
         max_dynamic_dim=checked_number(front.max_dynamic_dim, "front.max_dynamic_dim", int, 1),
-        max_string_bytes=checked_number(front.max_string_bytes, "front.max_string_bytes", int, 1))
+        max_string_bytes=checked_number(front.max_string_bytes, "front.max_string_bytes", int, 1),
+    )
 
 
 def kserve_fields(document: dict) -> None:
     """Every field written must be one that KServe's own InferenceService model (and the core types in it) knows."""
-    from pipelines import kserve_api
+    from pipelines.cluster import kserve_api
 
     unknown = kserve_api.unknown_fields(document, "V1beta1InferenceService")
     if unknown:
@@ -60,17 +72,23 @@ def run(cfg: Any) -> Path:
     repository = Path(str(cfg.model_repository))
     models = sorted(p.parent.name for p in repository.glob("*/config.pbtxt")) if repository.is_dir() else []
     if not models:
-        raise ArtifactError(f"{repository} holds no models: run `dvc repro repository` first (the manifests serve the "
-                            "repository you push from there)")
+        raise ArtifactError(
+            f"{repository} holds no models: run `dvc repro repository` first (the manifests serve the "
+            "repository you push from there)"
+        )
     settings = manifests.DeploySettings.from_cfg(cfg, models)
     args = server_args(cfg, settings, repository)
     kind = str(cfg.target.kind)
     if kind == "kubernetes":
         front = front_settings(cfg)
         limits = guard.repository_limits(repository, front.max_dynamic_dim, front.max_string_bytes)
-        objects = [manifests.front_config_map(settings, manifests.front_config(limits, front)),
-                   manifests.deployment(settings, args), manifests.service(settings), manifests.autoscaler(settings),
-                   manifests.disruption_budget(settings)]
+        objects = [
+            manifests.front_config_map(settings, manifests.front_config(limits, front)),
+            manifests.deployment(settings, args),
+            manifests.service(settings),
+            manifests.autoscaler(settings),
+            manifests.disruption_budget(settings),
+        ]
     elif kind == "kserve":
         objects = [manifests.inference_service(settings, runtime_version(settings.image), args)]
     else:
@@ -83,12 +101,21 @@ def run(cfg: Any) -> Path:
 
     out = Path(str(cfg.out))
     write_text(out, yaml.safe_dump_all(documents, sort_keys=False))
-    checked = "its fields checked against KServe's API models" if kind == "kserve" else \
-        f"validated against Kubernetes {cfg.kubernetes_version}"
-    print(f"wrote {out}: {', '.join(d['kind'] + ' ' + d['metadata']['name'] for d in documents)} "
-          f"({len(models)} models; {checked})", flush=True)
-    print(f"next: push {repository}/ to {settings.repository_uri or 'the claim ' + str(settings.repository_claim)}, "
-          f"then `kubectl apply -f {out}`", flush=True)
+    checked = (
+        "its fields checked against KServe's API models"
+        if kind == "kserve"
+        else f"validated against Kubernetes {cfg.kubernetes_version}"
+    )
+    print(
+        f"wrote {out}: {', '.join(d['kind'] + ' ' + d['metadata']['name'] for d in documents)} "
+        f"({len(models)} models; {checked})",
+        flush=True,
+    )
+    print(
+        f"next: push {repository}/ to {settings.repository_uri or 'the claim ' + str(settings.repository_claim)}, "
+        f"then `kubectl apply -f {out}`",
+        flush=True,
+    )
     return out
 
 

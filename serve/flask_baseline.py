@@ -1,7 +1,7 @@
 """The custom model server Triton users compare against: Flask, one process, the same runtime in process.
 
 `python -m serve.flask_baseline <model> <port> [catalog | models.yaml]` serves `POST /predict`: a
-body of named numpy arrays (`pipelines.flask_wire`: an `.npz`, never pickled) keyed by the spec's
+body of named numpy arrays (`pipelines.performance.flask_wire`: an `.npz`, never pickled) keyed by the spec's
 input names, answered the same way with its outputs; a body that is not one is answered 400. Binary
 bodies, not JSON, so the comparison is fair to Flask. The benchmark starts it with the models'
 resolved config (the very specs it measures, overrides and all) and measures it with the same
@@ -17,14 +17,14 @@ from typing import Any
 def specs_for(model: str, source: str) -> tuple[Any, dict]:
     """(the model's spec, its catalog): from a models config in YAML (what the benchmark writes), or composed
     from conf/ for a catalog name (`cpu`, `gpu`). Never a pickle: loading one runs the code it names."""
-    from pipelines.spec import served_specs
+    from pipelines.config.spec import served_specs
 
     if source.endswith((".yaml", ".yml")):
         from omegaconf import OmegaConf
 
         catalog = served_specs(OmegaConf.load(source))
     else:
-        from pipelines.cli import compose
+        from pipelines.core.cli import compose
 
         catalog = served_specs(compose("benchmark", ["model=all", f"catalog={source}"]).models)
     return catalog[model], catalog
@@ -33,7 +33,8 @@ def specs_for(model: str, source: str) -> tuple[Any, dict]:
 def app_for(model: str, source: str = "cpu"):
     from flask import Flask, Response, request
 
-    from pipelines import flask_wire, runtimes
+    from pipelines.performance import flask_wire
+    from pipelines.runners import runtimes
 
     spec, catalog = specs_for(model, source)
     run = runtimes.load(spec, catalog)

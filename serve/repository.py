@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines import assembly
-from pipelines.cli import hydra_main
-from pipelines.spec import served_specs
+from pipelines.config.spec import served_specs
+from pipelines.core.cli import hydra_main
+from pipelines.model_repository import assembly
 from pipelines.trt import loadability
 
 

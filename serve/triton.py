@@ -11,26 +11,32 @@ import logging
 import time
 from typing import Any
 
-from pipelines.cli import hydra_main
-from pipelines.errors import ServerError
-from pipelines.launcher import Endpoints, serve
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ServerError
+from pipelines.serving.launcher import Endpoints, serve
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> Endpoints:
-    """Serve until Ctrl-C (exit 0), SIGTERM (exit 143, as every entry point: pipelines.cli) or the server's end."""
-    with serve(cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True,
-               supervise=True) as endpoints:
+    """Serve until Ctrl-C (exit 0), SIGTERM (exit 143, as every entry point: pipelines.core.cli) or the server's end."""
+    with serve(
+        cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True, supervise=True
+    ) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
         if cfg.server.kind != "remote":
             print(f"serving {cfg.model_repository}/ ({endpoints.server})", flush=True)
             if endpoints.members:
-                print(f"behind the nginx front; replicas (HTTP): {', '.join(endpoints.members)}; front log "
-                      f"{endpoints.log_file}", flush=True)
+                print(
+                    f"behind the nginx front; replicas (HTTP): {', '.join(endpoints.members)}; front log "
+                    f"{endpoints.log_file}",
+                    flush=True,
+                )
             else:
-                print("UNGUARDED: nothing in front of Triton refuses the requests that crash it (README: Hardening)",
-                      flush=True)
+                print(
+                    "UNGUARDED: nothing in front of Triton refuses the requests that crash it (README: Hardening)",
+                    flush=True,
+                )
             print("Ctrl-C stops it.", flush=True)
             deadline = None if cfg.duration_s is None else time.monotonic() + float(cfg.duration_s)
             try:

@@ -15,13 +15,14 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pipelines.background import Background
+from pipelines.core.background import Background
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -45,7 +46,7 @@ def compose_config(name: str, overrides: list[str] | tuple[str, ...] = ()):
     return copy.deepcopy(_composed(name, tuple(overrides)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composed(name: str, overrides: tuple[str, ...]):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose(config_name=name, overrides=list(overrides))
@@ -59,8 +60,19 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+def git(repo: Path, *args: str) -> str:
+    """git in `repo` with a committer identity (CI machines have none)."""
+    return subprocess.run(
+        ["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def run_cmd(args: list[str], cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def copy_project(dest: Path) -> Path:
@@ -73,11 +85,16 @@ def copy_project(dest: Path) -> Path:
 SMALL = {
     "conf/train.yaml": {"epochs: 8": "epochs: 2"},
     # the classifiers' parity on 4 images, not 8 (their JSON requests and bursts are most of parity's time)
-    **{f"conf/model/{m}.yaml": {"  samples: 8": "  samples: 4"}
-       for m in ("resnet50_onnx", "densenet121_onnx", "mobilenet_v2_onnx", "resnet50_ensemble")},
+    **{
+        f"conf/model/{m}.yaml": {"  samples: 8": "  samples: 4"}
+        for m in ("resnet50_onnx", "densenet121_onnx", "mobilenet_v2_onnx", "resnet50_ensemble")
+    },
     # the benchmark stage: every model, tiny windows, no Flask (tests/test_benchmark.py measures that path)
-    "conf/load/quick.yaml": {"duration_s: 0.8": "duration_s: 0.2", "warmup_s: 0.2": "warmup_s: 0.05",
-                             "measure: [in_process, flask, grpc]": "measure: [in_process, grpc]"},
+    "conf/load/quick.yaml": {
+        "duration_s: 0.8": "duration_s: 0.2",
+        "warmup_s: 0.2": "warmup_s: 0.05",
+        "measure: [in_process, flask, grpc]": "measure: [in_process, grpc]",
+    },
 }
 
 
@@ -95,6 +112,7 @@ def needs_pipeline(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that need no pipeline first: they run while the project copy's `dvc repro` runs beside them;
     the ones that wait for an AFTER_BUILD job last: the others run while it does."""
+
     def group(item: pytest.Item) -> int:
         if set(AFTER_BUILD) & set(getattr(item, "fixturenames", ())):
             return 2
@@ -139,8 +157,15 @@ class PipelineBuild:
         # pools spin against each other on 2 cores)
         script = f"{sys.executable} tests/user_models.py {USER_MODELS} --add && exec {BIN / 'dvc'} repro"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:  # a session of its own: stopped as a group
-            self.proc = subprocess.Popen(["bash", "-c", script], cwd=self.workspace, env=tool_env(),
-                                         stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["bash", "-c", script],
+                cwd=self.workspace,
+                env=tool_env(),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         _BUILD_PIDS.append(self.proc.pid)
         self._after = after
         self._finished = Background(self._finish, "pipeline build")
@@ -149,8 +174,12 @@ class PipelineBuild:
     def _finish(self) -> subprocess.CompletedProcess:
         """Once `dvc repro` ends: its result; when it passed, `after` runs on the workspace before any test sees it."""
         self.proc.wait()
-        result = subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
-                                             self.out.read_text(errors="replace"), self.err.read_text(errors="replace"))
+        result = subprocess.CompletedProcess(
+            self.proc.args,
+            self.proc.returncode,
+            self.out.read_text(errors="replace"),
+            self.err.read_text(errors="replace"),
+        )
         if result.returncode == 0:
             self._after(self.workspace)
         return result
@@ -167,7 +196,7 @@ class PipelineBuild:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # every stage stops its server and cleans up (pipelines.cli)
+            os.killpg(self.proc.pid, signal.SIGTERM)  # every stage stops its server and cleans up (pipelines.core.cli)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -236,8 +265,11 @@ def file_hashes(root: Path) -> dict[str, str]:
     """SHA-256 of every file under `root` but Python's bytecode caches."""
     import hashlib
 
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="session")
@@ -247,10 +279,11 @@ def repository_before_serving(workspace: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def running_triton(workspace: Path, repository_before_serving: dict[str, str],
-                   tmp_path_factory: pytest.TempPathFactory):
+def running_triton(
+    workspace: Path, repository_before_serving: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+):
     """One embedded Triton on the workspace's CPU repository, shared by every test that only talks to it."""
-    from pipelines.launcher import serve
+    from pipelines.serving.launcher import serve
 
     local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('triton-logs')}"])
     with serve(local.server, workspace / local.model_repository) as endpoints:

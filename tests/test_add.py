@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.byom import spec_files
+from pipelines.config.spec import Sampling, TensorSpec
+from pipelines.core.errors import ArtifactError, ConfigError, DataError
+from pipelines.data import parity_inputs
+
 from conftest import ROOT, compose_config, copy_project, run_cmd
-from pipelines import added, parity_inputs
-from pipelines.errors import ArtifactError, ConfigError, DataError
-from pipelines.spec import Sampling, TensorSpec
 
 
 def onnx_model(path: Path, inputs: dict[str, tuple[int, list]], outputs: list[str] | None = None) -> Path:
@@ -46,29 +48,56 @@ def conf_state() -> dict[str, str]:
 
 def attempt(**settings: object) -> None:
     overrides = [f"{k}={v}" for k, v in settings.items()]
-    added.add(added.request(compose_config("add", overrides)))
+    spec_files.add(spec_files.request(compose_config("add", overrides)))
 
 
 FLOAT, INT64, UINT16 = 1, 7, 4
 
 
-@pytest.mark.parametrize(("make", "settings", "error", "words"), [
-    (lambda d: (d / "model.bin").write_bytes(b"not a model") and d / "model.bin", {}, ArtifactError,
-     "not a model of a supported kind"),
-    (lambda d: d / "missing.onnx", {}, ArtifactError, "not found"),
-    (lambda d: onnx_model(d / "m.onnx", {"x": (UINT16, ["batch", 3])}), {}, ArtifactError, "UINT16"),
-    (lambda d: onnx_model(d / "m.onnx", {"": (FLOAT, ["batch", 3])}), {}, ArtifactError, "no usable name"),
-    (lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, ["batch", 3])}), {"name": "mnist"}, ConfigError,
-     "exists already"),
-    (lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, ["batch", 3])}), {"name": "Bad-Name"}, ConfigError,
-     "lowercase"),
-    (lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, [2, 3])}), {"max_batch_size": 4}, ConfigError,
-     "dynamic first axis"),
-    (lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, ["batch", 3])}), {"formats": "[savedmodel]"}, ConfigError,
-     "served as onnx"),
-    (lambda d: onnx_model(d / "m.onnx", {"x": (INT64, ["batch", 3])}), {"value_ranges": "{y: [0, 5]}"}, ConfigError,
-     "not inputs"),
-])
+@pytest.mark.parametrize(
+    ("make", "settings", "error", "words"),
+    [
+        (
+            lambda d: (d / "model.bin").write_bytes(b"not a model") and d / "model.bin",
+            {},
+            ArtifactError,
+            "not a model of a supported kind",
+        ),
+        (lambda d: d / "missing.onnx", {}, ArtifactError, "not found"),
+        (lambda d: onnx_model(d / "m.onnx", {"x": (UINT16, ["batch", 3])}), {}, ArtifactError, "UINT16"),
+        (lambda d: onnx_model(d / "m.onnx", {"": (FLOAT, ["batch", 3])}), {}, ArtifactError, "no usable name"),
+        (
+            lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, ["batch", 3])}),
+            {"name": "mnist"},
+            ConfigError,
+            "exists already",
+        ),
+        (
+            lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, ["batch", 3])}),
+            {"name": "Bad-Name"},
+            ConfigError,
+            "lowercase",
+        ),
+        (
+            lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, [2, 3])}),
+            {"max_batch_size": 4},
+            ConfigError,
+            "dynamic first axis",
+        ),
+        (
+            lambda d: onnx_model(d / "m.onnx", {"x": (FLOAT, ["batch", 3])}),
+            {"formats": "[savedmodel]"},
+            ConfigError,
+            "served as onnx",
+        ),
+        (
+            lambda d: onnx_model(d / "m.onnx", {"x": (INT64, ["batch", 3])}),
+            {"value_ranges": "{y: [0, 5]}"},
+            ConfigError,
+            "not inputs",
+        ),
+    ],
+)
 def test_a_refused_model_changes_nothing(tmp_path: Path, make, settings, error, words) -> None:
     source = make(tmp_path)
     before = conf_state()
@@ -81,13 +110,19 @@ def two_input_model(path: Path) -> Path:
     return onnx_model(path, {"a": (FLOAT, ["batch", 3]), "b": (FLOAT, ["batch", 3])}, outputs=["sum"])
 
 
-@pytest.mark.parametrize(("arrays", "words"), [
-    ({"a": np.zeros((4, 3), np.float32)}, "must be exactly the inputs"),
-    ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((4, 3), np.float64)}, "is float64, the input is FP32"),
-    ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((4, 5), np.float32)}, "sample shape \\[5\\]"),
-    ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((3, 3), np.float32)}, "same, non-zero number"),
-    ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((4, 3), np.float32), "labels": np.zeros(4)}, "integer class"),
-])
+@pytest.mark.parametrize(
+    ("arrays", "words"),
+    [
+        ({"a": np.zeros((4, 3), np.float32)}, "must be exactly the inputs"),
+        ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((4, 3), np.float64)}, "is float64, the input is FP32"),
+        ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((4, 5), np.float32)}, "sample shape \\[5\\]"),
+        ({"a": np.zeros((4, 3), np.float32), "b": np.zeros((3, 3), np.float32)}, "same, non-zero number"),
+        (
+            {"a": np.zeros((4, 3), np.float32), "b": np.zeros((4, 3), np.float32), "labels": np.zeros(4)},
+            "integer class",
+        ),
+    ],
+)
 def test_a_sample_that_does_not_fit_the_inputs_changes_nothing(tmp_path: Path, arrays, words) -> None:
     np.savez(tmp_path / "sample.npz", **arrays)
     before = conf_state()
@@ -100,7 +135,7 @@ def test_a_failure_while_writing_puts_every_file_back(tmp_path: Path, monkeypatc
     def broken(*args: object) -> None:
         raise ConfigError("the written files do not compose")
 
-    monkeypatch.setattr(added, "_validate", broken)
+    monkeypatch.setattr(spec_files, "_validate", broken)
     before = conf_state()
     with pytest.raises(ConfigError, match="do not compose"):
         attempt(source=two_input_model(tmp_path / "m.onnx"), name="mine")
@@ -126,7 +161,11 @@ def test_add_and_remove_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_generated_inputs_follow_the_spec() -> None:
-    tokens, mask, x = TensorSpec("tokens", "INT64", (-1,)), TensorSpec("mask", "BOOL", (4,)), TensorSpec("x", "FP16", (2,))
+    tokens, mask, x = (
+        TensorSpec("tokens", "INT64", (-1,)),
+        TensorSpec("mask", "BOOL", (4,)),
+        TensorSpec("x", "FP16", (2,)),
+    )
     sampling = Sampling(count=5, value_ranges={"tokens": (3, 7), "x": (-1, 1)}, dim_sizes=(6, 9))
     made = parity_inputs.generate((tokens, mask, x), sampling)
     assert made.arrays["tokens"].shape == (5, 6) and made.arrays["tokens"].dtype == np.int64

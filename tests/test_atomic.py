@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import launcher, scratch
-from pipelines.atomic import atomic_path, write_json
+from pipelines.core import scratch
+from pipelines.core.atomic import atomic_path, write_json
+from pipelines.serving import launcher
 
 
 def test_file_replaced_only_on_success(tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
     with atomic_path(target) as tmp:
@@ -34,10 +34,9 @@ def test_file_replaced_only_on_success(tmp_path: Path) -> None:
 def test_directory_swapped_whole(tmp_path: Path) -> None:
     target = tmp_path / "repo"
     (target / "a").mkdir(parents=True)
-    with pytest.raises(ValueError):
-        with atomic_path(target, directory=True) as tmp:
-            (tmp / "b").mkdir()
-            raise ValueError
+    with pytest.raises(ValueError), atomic_path(target, directory=True) as tmp:
+        (tmp / "b").mkdir()
+        raise ValueError
     assert [p.name for p in target.iterdir()] == ["a"]
     with atomic_path(target, directory=True) as tmp:
         (tmp / "b").mkdir()
@@ -58,9 +57,8 @@ def test_failed_swap_puts_the_previous_directory_back(tmp_path: Path, monkeypatc
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace_failing_on_swap)
-    with pytest.raises(OSError, match="simulated"):
-        with atomic_path(target, directory=True) as tmp:
-            (tmp / "b").mkdir()
+    with pytest.raises(OSError, match="simulated"), atomic_path(target, directory=True) as tmp:
+        (tmp / "b").mkdir()
     assert [p.name for p in target.iterdir()] == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
 
@@ -98,15 +96,14 @@ def test_what_a_killed_writer_left_is_swept_by_the_next_one(tmp_path: Path) -> N
 
 
 def test_scratch_dirs_are_removed_and_swept(tmp_path: Path) -> None:
-    from pipelines import scratch
+    from pipelines.core import scratch
 
     stale = tmp_path / f"triton-backends-{dead_pid()}-abc"
     stale.mkdir()
     with scratch.scratch_dir(tmp_path, "triton-backends-") as work:
         assert work.name.startswith(f"triton-backends-{os.getpid()}-") and not stale.exists()
-        with pytest.raises(RuntimeError):
-            with scratch.scratch_dir(tmp_path, "other-") as inner:
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), scratch.scratch_dir(tmp_path, "other-") as inner:
+            raise RuntimeError("boom")
         assert not inner.exists()
     assert list(tmp_path.iterdir()) == []
 

@@ -22,13 +22,18 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from pipelines.core.errors import ConfigError
+from pipelines.serving import balancer, guard
+from pipelines.serving.launcher import serve
+
 from conftest import AFTER_BUILD, ROOT, compose_config, job_result, tool_env
-from pipelines import balancer, guard
-from pipelines.errors import ConfigError
-from pipelines.launcher import serve
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (`make test` installs it where it can: .ci/tools; apt-get install nginx libnginx-mod-http-js)")
+needs_nginx = pytest.mark.skipif(
+    NGINX is None,
+    reason="nginx is not installed (`make test` installs it where it can: .ci/tools; "
+    "apt-get install nginx libnginx-mod-http-js)",
+)
 MODEL = "mnist_onnx"
 
 
@@ -36,13 +41,16 @@ def front_cfg(tmp_path: Path, *overrides: str):
     return compose_config("triton", ["balancer=nginx", f"paths.logs={tmp_path / 'logs'}", *overrides])
 
 
-@pytest.mark.parametrize("override, says", [
-    ("balancer.replicas=0", "balancer.replicas must be >= 1"),
-    ("balancer.max_string_bytes=-5", "balancer.max_string_bytes must be >= 1"),
-    ("balancer.retries=1.5", "balancer.retries must be an integer"),
-    ("balancer.health_interval_s=abc", "balancer.health_interval_s must be a number"),
-    ("balancer.kind=haproxy", "balancer must be one of none, nginx, auto"),
-])
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ("balancer.replicas=0", "balancer.replicas must be >= 1"),
+        ("balancer.max_string_bytes=-5", "balancer.max_string_bytes must be >= 1"),
+        ("balancer.retries=1.5", "balancer.retries must be an integer"),
+        ("balancer.health_interval_s=abc", "balancer.health_interval_s must be a number"),
+        ("balancer.kind=haproxy", "balancer must be one of none, nginx, auto"),
+    ],
+)
 def test_bad_balancer_settings_are_one_line_errors(tmp_path: Path, override: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
         balancer.FrontSettings.from_cfg(front_cfg(tmp_path, override).balancer)
@@ -55,8 +63,15 @@ def test_balancer_with_a_remote_server_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_names_an_unknown_balancer_in_one_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "serve.triton", "balancer=haproxy"], cwd=ROOT, env=tool_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "serve.triton", "balancer=haproxy"],
+        cwd=ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown balancer 'haproxy'; choose one of: auto, nginx, none"
 
@@ -64,8 +79,11 @@ def test_cli_names_an_unknown_balancer_in_one_line() -> None:
 def test_without_nginx_the_command_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(balancer.shutil, "which", lambda name: None)
     monkeypatch.setattr(balancer.os, "access", lambda path, mode: False)
-    with pytest.raises(balancer.HostError, match=r"balancer=nginx needs nginx: install it \(Debian/Ubuntu: `apt-get "
-                                                 r"install nginx`\), or serve without a balancer \(balancer=none\)"):
+    with pytest.raises(
+        balancer.HostError,
+        match=r"balancer=nginx needs nginx: install it \(Debian/Ubuntu: `apt-get "
+        r"install nginx`\), or serve without a balancer \(balancer=none\)",
+    ):
         balancer.nginx_binary()
 
 
@@ -75,20 +93,36 @@ def test_generated_configuration_is_the_expected_one_and_nginx_accepts_it(tmp_pa
     work = tmp_path / "work"
     work.mkdir()
     mnist = guard.ModelLimits("mnist_onnx", (guard.InputLimit("image", 64 * 784, 4),))
-    text = balancer.nginx_config(settings, "127.0.0.1", 9000, 9001, [("127.0.0.1:9100", "127.0.0.1:9101"),
-                                 ("127.0.0.1:9200", "127.0.0.1:9201")], {1}, Path("/W"), Path("/L/nginx.log"),
-                                 [mnist], Path("/M/ngx_http_js_module.so"))
+    text = balancer.nginx_config(
+        settings,
+        "127.0.0.1",
+        9000,
+        9001,
+        [("127.0.0.1:9100", "127.0.0.1:9101"), ("127.0.0.1:9200", "127.0.0.1:9201")],
+        {1},
+        Path("/W"),
+        Path("/L/nginx.log"),
+        [mnist],
+        Path("/M/ngx_http_js_module.so"),
+    )
     assert text == (Path(__file__).parent / "expected" / "nginx.conf").read_text()
     # nginx's own check, with the paths of a real scratch directory (and the njs module where installed)
     njs = balancer.njs_module(NGINX)
     if njs is None:
-        text = "\n".join(l for l in text.splitlines() if not l.startswith("load_module"))
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("load_module"))
         text = text.replace("js_import", "# js_import").replace("js_content", "# js_content")
     shutil.copy2(guard.GUARD_SCRIPT, work / guard.GUARD_SCRIPT.name)
     conf = work / "nginx.conf"
-    conf.write_text(text.replace("/W/", f"{work}/").replace("/L/", f"{tmp_path}/").replace("/M/", f"{njs and njs.parent}/"))
-    proc = subprocess.run([NGINX, "-t", "-p", str(work), "-c", str(conf), "-e", str(tmp_path / "nginx.log")],
-                          capture_output=True, text=True, timeout=30)
+    conf.write_text(
+        text.replace("/W/", f"{work}/").replace("/L/", f"{tmp_path}/").replace("/M/", f"{njs and njs.parent}/")
+    )
+    proc = subprocess.run(
+        [NGINX, "-t", "-p", str(work), "-c", str(conf), "-e", str(tmp_path / "nginx.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -130,8 +164,11 @@ def counted(http: str, at_least: int, timeout_s: float = 10.0) -> int:
 
 def replica_process(http: str) -> psutil.Process:
     port = http.rsplit(":", 1)[1]
-    return next(p for p in psutil.Process().children(recursive=True)
-                if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline())
+    return next(
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline()
+    )
 
 
 def parity_through_two_replicas(workspace: Path, scratch: Path) -> tuple[subprocess.CompletedProcess, Path]:
@@ -144,11 +181,22 @@ def parity_through_two_replicas(workspace: Path, scratch: Path) -> tuple[subproc
     demo = list(compose_config("parity", ["model=all"]).models)
     served = sorted(p.name for p in (workspace / "model_repository").iterdir())
     loaded = ",".join(f"'--load-model={m}'" for m in served if m in demo or m.startswith(tuple(demo)))
-    command = [sys.executable, "-m", "evaluate.parity", "model=all", "balancer=nginx", "balancer.replicas=2",
-               "protocols=[http,grpc]", f"paths.parity_reports={reports}", f"paths.logs={scratch / 'logs'}",
-               *(f"~models.{m}" for m in served if m not in demo and not m.startswith(tuple(demo))),
-               f"server.extra_args=['--model-control-mode=explicit',{loaded}]"]
-    proc = subprocess.run(command, cwd=workspace, env=tool_env(), capture_output=True, text=True, timeout=900)
+    command = [
+        sys.executable,
+        "-m",
+        "evaluate.parity",
+        "model=all",
+        "balancer=nginx",
+        "balancer.replicas=2",
+        "protocols=[http,grpc]",
+        f"paths.parity_reports={reports}",
+        f"paths.logs={scratch / 'logs'}",
+        *(f"~models.{m}" for m in served if m not in demo and not m.startswith(tuple(demo))),
+        f"server.extra_args=['--model-control-mode=explicit',{loaded}]",
+    ]
+    proc = subprocess.run(
+        command, cwd=workspace, env=tool_env(), capture_output=True, text=True, timeout=900, check=False
+    )
     return proc, reports
 
 
@@ -170,8 +218,10 @@ def test_parity_passes_for_every_cpu_model_through_two_replicas(parity_through_r
     for model in cfg.models:
         report = json.loads((reports / f"{model}.json").read_text())
         assert report["passed"], model
-        assert report["server"]["description"].startswith("nginx 1.") and " balancing 2 x embedded tritonserver" \
-            in report["server"]["description"]
+        assert (
+            report["server"]["description"].startswith("nginx 1.")
+            and " balancing 2 x embedded tritonserver" in report["server"]["description"]
+        )
         assert set(report["protocols"]) >= {"http", "grpc"}
         # the burst is counted by the replicas that served it, all of it (their statistics add up)
         burst = compose_config("parity", [f"model={model}"]).model.parity.concurrent_requests
@@ -210,8 +260,9 @@ def test_body_over_the_models_limit_is_refused_before_any_replica(workspace: Pat
 
 @needs_nginx
 @pytest.mark.integration
-def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(workspace: Path, tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
+    workspace: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cfg = front_cfg(tmp_path, "balancer.replicas=2", "balancer.health_interval_s=0.2")
     batch = digits()
     outcomes: dict[str, list] = {"http": [], "grpc": []}
@@ -239,8 +290,10 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(workspac
     answers = [o for results in outcomes.values() for o in results if isinstance(o, np.ndarray)]
     mismatched = [a for a in answers if not np.array_equal(a, expected)]
     failed = {p: [o for o in results if not isinstance(o, np.ndarray)] for p, results in outcomes.items()}
-    print(f"answers {len(answers)}, mismatched {len(mismatched)}, failed http {len(failed['http'])}, "
-          f"grpc {len(failed['grpc'])}: {[f.message() for f in failed['grpc']]}")
+    print(
+        f"answers {len(answers)}, mismatched {len(mismatched)}, failed http {len(failed['http'])}, "
+        f"grpc {len(failed['grpc'])}: {[f.message() for f in failed['grpc']]}"
+    )
     assert len(answers) > 50 and not mismatched
     assert failed["http"] == []  # nginx buffered each body and repeated it on the other replica
     # gRPC bodies are streamed: at most the requests in flight on the killed replica (one per thread) fail,
@@ -255,9 +308,21 @@ def test_serve_triton_restarts_its_server_then_gives_up(workspace: Path, tmp_pat
     """`serve.triton` supervises the server behind its front: the first crash is followed by a restart on the same
     ports; the second within the window (max_restarts=1 here) stops serving, with the reason, and no nginx left."""
     repo = small_repository(workspace, tmp_path / "repo")
-    proc = subprocess.Popen([sys.executable, "-m", "serve.triton", "server.restart.max_restarts=1",
-                             f"model_repository={repo}", f"paths.logs={tmp_path}"], cwd=ROOT, env=tool_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serve.triton",
+            "server.restart.max_restarts=1",
+            f"model_repository={repo}",
+            f"paths.logs={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def read_until(prefix: str) -> str:
         for line in proc.stdout:  # progress lines (the log goes to stdout)
@@ -286,6 +351,8 @@ def test_serve_triton_restarts_its_server_then_gives_up(workspace: Path, tmp_pat
             proc.kill()
     assert proc.returncode == 2
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: stopped serving: no Triton replica is ready: tritonserver died 2 times within "
-                           "600 s; not restarted again. Last: tritonserver was killed (SIGKILL"), last
+    assert last.startswith(
+        "error: stopped serving: no Triton replica is ready: tritonserver died 2 times within "
+        "600 s; not restarted again. Last: tritonserver was killed (SIGKILL"
+    ), last
     assert not any(p.name() == "nginx" for p in psutil.process_iter(["name"]) if p.ppid() == proc.pid)

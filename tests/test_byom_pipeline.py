@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_pipeline import ADDED, CPU_MODELS
 
 import user_models
 from conftest import AFTER_BUILD, USER_MODELS, job_result, run_cmd
-from test_pipeline import ADDED, CPU_MODELS
 
 pytestmark = pytest.mark.pipeline
 
 # served model -> (reference, the outputs compared exactly, accuracy reported)
 EXPECTED = {
-    "twoin_savedmodel": ("keras", (), True), "twoin_onnx": ("keras", (), True),
-    "sigmodel_savedmodel": ("tensorflow", (), False), "sigmodel_onnx": ("tensorflow", (), False),
-    "text_onnx": ("torch_export", (), False), "scripted_onnx": ("torchscript", (), True),
+    "twoin_savedmodel": ("keras", (), True),
+    "twoin_onnx": ("keras", (), True),
+    "sigmodel_savedmodel": ("tensorflow", (), False),
+    "sigmodel_onnx": ("tensorflow", (), False),
+    "text_onnx": ("torch_export", (), False),
+    "scripted_onnx": ("torchscript", (), True),
     "argmax_onnx": ("onnx (onnx.reference)", ("index", "positive", "tag_out"), False),  # INT64, BOOL, BYTES
 }
 NO_JSON = {"argmax_onnx"}  # BYTES: checked over binary HTTP and gRPC (JSON carries only UTF-8 text)

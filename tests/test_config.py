@@ -5,13 +5,23 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose_config
-from pipelines import ensemble, standins, triton_config
-from pipelines.errors import ConfigError
-from pipelines.spec import model_spec, served_specs
+from pipelines.config.spec import model_spec, served_specs
+from pipelines.core.errors import ConfigError
+from pipelines.model_repository import ensemble, standins, triton_config
 
-ENTRY_POINTS = ["prepare", "train", "export_mnist", "export_classifier", "repository", "triton", "parity", "tensorrt",
-                "client"]
+from conftest import CONF, compose_config
+
+ENTRY_POINTS = [
+    "prepare",
+    "train",
+    "export_mnist",
+    "export_classifier",
+    "repository",
+    "triton",
+    "parity",
+    "tensorrt",
+    "client",
+]
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "all")
 
 
@@ -21,8 +31,11 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_every_entry_point_composes_and_resolves(name: str) -> None:
-    overrides = {"parity": ["model=mnist_onnx"], "tensorrt": ["model=resnet50_trt"],
-                 "client": ["model=resnet50_ensemble"]}.get(name, [])
+    overrides = {
+        "parity": ["model=mnist_onnx"],
+        "tensorrt": ["model=resnet50_trt"],
+        "client": ["model=resnet50_ensemble"],
+    }.get(name, [])
     cfg = compose_config(name, overrides)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=name != "prepare")
     assert cfg.paths.model_repository
@@ -81,7 +94,7 @@ def test_catalogs_list_every_model_file() -> None:
 
 
 def test_model_all_selects_the_catalog() -> None:
-    from pipelines.selection import selected
+    from pipelines.config.selection import selected
 
     assert [s.name for s in selected(compose_config("parity", ["model=all"]))] == list(
         compose_config("repository").models

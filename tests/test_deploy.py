@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, compose_config, tool_env
-from pipelines import kserve_api, manifests
-from pipelines.errors import ConfigError
+from pipelines.cluster import kserve_api, manifests
+from pipelines.core.errors import ConfigError
 from serve import deploy
+
+from conftest import ROOT, compose_config, tool_env
 
 URI = "s3://my-bucket/train-to-triton/model_repository"
 
@@ -22,7 +23,8 @@ def repository(root: Path, *models: str) -> Path:
     for model in models:
         (root / model).mkdir(parents=True)
         (root / model / "config.pbtxt").write_text(
-            f'name: "{model}"\nmax_batch_size: 8\ninput {{ name: "x" data_type: TYPE_FP32 dims: [3, 4] }}\n')
+            f'name: "{model}"\nmax_batch_size: 8\ninput {{ name: "x" data_type: TYPE_FP32 dims: [3, 4] }}\n'
+        )
     return root
 
 
@@ -47,8 +49,9 @@ def test_kubernetes_manifests_read_back_as_configured(tmp_path: Path) -> None:
     assert container["args"][:2] == ["tritonserver", f"--model-repository={URI}"]
     assert "--disable-auto-complete-config" in container["args"] and "--exit-timeout-secs=30" in container["args"]
     # Triton on the pod's loopback; the pod's HTTP and gRPC ports are the front's (metrics stay Triton's)
-    assert {"--http-address=127.0.0.1", "--http-port=8010", "--grpc-address=127.0.0.1",
-            "--grpc-port=8011"} <= set(container["args"])
+    assert {"--http-address=127.0.0.1", "--http-port=8010", "--grpc-address=127.0.0.1", "--grpc-port=8011"} <= set(
+        container["args"]
+    )
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 8002}
     assert {p["name"]: p["containerPort"] for p in front["ports"]} == {"http": 8000, "grpc": 8001}
     assert front["image"] == "nginx:1.27.3"
@@ -66,16 +69,22 @@ def test_kubernetes_manifests_read_back_as_configured(tmp_path: Path) -> None:
     hpa = docs["HorizontalPodAutoscaler"]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "train-to-triton"}
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (cfg.min_replicas, cfg.max_replicas)
-    assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "avg_time_queue_us"},
-                                                        "target": {"type": "AverageValue", "averageValue": "50"}}}]
+    assert hpa["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {"metric": {"name": "avg_time_queue_us"}, "target": {"type": "AverageValue", "averageValue": "50"}},
+        }
+    ]
     assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] == 1
 
 
 def test_a_volume_held_repository_is_mounted_read_only(tmp_path: Path) -> None:
     (_, deployment, *_) = generate(tmp_path, "repository_claim=model-repository")
     pod = deployment["spec"]["template"]["spec"]
-    assert {"name": "model-repository", "persistentVolumeClaim": {"claimName": "model-repository", "readOnly": True}} \
-        in pod["volumes"]
+    assert {
+        "name": "model-repository",
+        "persistentVolumeClaim": {"claimName": "model-repository", "readOnly": True},
+    } in pod["volumes"]
     triton = containers(deployment)["tritonserver"]
     assert triton["volumeMounts"] == [{"name": "model-repository", "mountPath": "/models", "readOnly": True}]
     assert triton["args"][1] == "--model-repository=/models"
@@ -97,15 +106,17 @@ def test_kserve_inference_service(tmp_path: Path) -> None:
     # the field check is KServe's own: a misplaced or misspelled field is named
     isvc["spec"]["predictor"]["triton"]["storageURI"] = URI
     isvc["spec"]["metadata"] = {}
-    assert kserve_api.unknown_fields(isvc, "V1beta1InferenceService") == ["spec.predictor.triton.storageURI",
-                                                                          "spec.metadata"]
+    assert kserve_api.unknown_fields(isvc, "V1beta1InferenceService") == [
+        "spec.predictor.triton.storageURI",
+        "spec.metadata",
+    ]
 
 
 def test_the_schemas_are_real_a_wrong_field_fails(tmp_path: Path) -> None:
     (_, deployment, *_) = generate(tmp_path, f"repository_uri={URI}")
     manifests.validate([deployment], "1.31.0")
     deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
-    with pytest.raises(ConfigError, match="Deployment train-to-triton does not validate against Kubernetes 1.31.0"):
+    with pytest.raises(ConfigError, match=r"Deployment train-to-triton does not validate against Kubernetes 1\.31\.0"):
         manifests.validate([deployment], "1.31.0")
     deployment["spec"]["replica"] = 3  # strict: a misspelled field is refused, not ignored
     with pytest.raises(ConfigError):
@@ -134,22 +145,34 @@ def test_the_pods_front_is_a_configuration_nginx_accepts(tmp_path: Path) -> None
     njs = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
     if not njs.is_file():
         conf = conf.replace("load_module", "# load_module").replace("js_", "# js_")
-    conf = conf.replace("/etc/front/", f"{etc}/").replace("/tmp/front/", f"{work}/").replace(
-        "/usr/lib/nginx/modules/", f"{njs.parent}/").replace("0.0.0.0:", "127.0.0.1:")
+    conf = (
+        conf.replace("/etc/front/", f"{etc}/")
+        .replace("/tmp/front/", f"{work}/")
+        .replace("/usr/lib/nginx/modules/", f"{njs.parent}/")
+        .replace("0.0.0.0:", "127.0.0.1:")
+    )
     (etc / "nginx.conf").write_text(conf)
-    proc = subprocess.run([NGINX, "-t", "-p", f"{work}/", "-c", str(etc / "nginx.conf"), "-e", "/dev/stderr"],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [NGINX, "-t", "-p", f"{work}/", "-c", str(etc / "nginx.conf"), "-e", "/dev/stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize(("overrides", "says"), [
-    ([], "set repository_uri"),
-    ([f"repository_uri={URI}", "repository_claim=c"], "set repository_uri"),
-    (["repository_uri=http://example.com/models"], "repository_uri must start with s3://, gs://, as://"),
-    ([f"repository_uri={URI}", "min_replicas=1"], "target.min_available (1) must be below min_replicas (1)"),
-    ([f"repository_uri={URI}", "name=Train_To_Triton"], "is not a Kubernetes name"),
-    (["target=kserve", "repository_claim=c"], "target=kserve reads the repository from repository_uri"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ([], "set repository_uri"),
+        ([f"repository_uri={URI}", "repository_claim=c"], "set repository_uri"),
+        (["repository_uri=http://example.com/models"], "repository_uri must start with s3://, gs://, as://"),
+        ([f"repository_uri={URI}", "min_replicas=1"], "target.min_available (1) must be below min_replicas (1)"),
+        ([f"repository_uri={URI}", "name=Train_To_Triton"], "is not a Kubernetes name"),
+        (["target=kserve", "repository_claim=c"], "target=kserve reads the repository from repository_uri"),
+    ],
+)
 def test_settings_that_cannot_deploy_are_one_line(tmp_path: Path, overrides: list[str], says: str) -> None:
     with pytest.raises(ConfigError, match=says.replace("(", r"\(").replace(")", r"\)")):
         generate(tmp_path, *overrides)
@@ -157,11 +180,32 @@ def test_settings_that_cannot_deploy_are_one_line(tmp_path: Path, overrides: lis
 
 def test_cli_writes_a_validated_manifest(tmp_path: Path) -> None:
     repo = repository(tmp_path / "repo", "mnist_onnx")
-    proc = subprocess.run([sys.executable, "-m", "serve.deploy", "target=kserve", f"repository_uri={URI}",
-                           f"model_repository={repo}", f"out={tmp_path / 'kserve.yaml'}"], cwd=ROOT, env=tool_env(),
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serve.deploy",
+            "target=kserve",
+            f"repository_uri={URI}",
+            f"model_repository={repo}",
+            f"out={tmp_path / 'kserve.yaml'}",
+        ],
+        cwd=ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "InferenceService train-to-triton" in proc.stdout and (tmp_path / "kserve.yaml").is_file()
-    empty = subprocess.run([sys.executable, "-m", "serve.deploy", f"model_repository={tmp_path / 'none'}"], cwd=ROOT,
-                           env=tool_env(), capture_output=True, text=True, timeout=180)
+    empty = subprocess.run(
+        [sys.executable, "-m", "serve.deploy", f"model_repository={tmp_path / 'none'}"],
+        cwd=ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert empty.returncode == 2 and empty.stderr.strip().startswith("error: ") and len(empty.stderr.splitlines()) == 1

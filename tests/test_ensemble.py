@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from conftest import ROOT, compose_config
-from pipelines import assembly, ensemble, triton_config
-from pipelines.errors import ConfigError
-from pipelines.spec import served_specs
+from pipelines.config.spec import served_specs
+from pipelines.core.errors import ConfigError
+from pipelines.model_repository import assembly, ensemble, triton_config
 
+from conftest import ROOT, compose_config
 
 EXPECTED = ROOT / "tests" / "expected"
 
@@ -41,10 +41,20 @@ def test_step_configs_carry_their_settings(catalog) -> None:
     pre = triton_config.ensemble_step(parts.preprocess, assembly.step_settings(parts, "preprocess"))
     # torchvision's ImageNet evaluation transform, as the network config states it
     assert json.loads(pre.parameters[triton_config.STEP_SETTINGS].string_value) == {
-        "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+        "resize": 256,
+        "crop": 224,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
         # image_limits in conf/common.yaml: what the step accepts
-        "limits": {"max_bytes": 20971520, "max_width": 10000, "max_height": 10000, "max_pixels": 40000000,
-                   "max_aspect": 20.0, "max_request_pixels": 100000000}}
+        "limits": {
+            "max_bytes": 20971520,
+            "max_width": 10000,
+            "max_height": 10000,
+            "max_pixels": 40000000,
+            "max_aspect": 20.0,
+            "max_request_pixels": 100000000,
+        },
+    }
     assert [(g.kind, g.count) for g in pre.instance_group] == [(pre.instance_group[0].KIND_CPU, 2)]  # decode_instances
     post = triton_config.ensemble_step(parts.postprocess, assembly.step_settings(parts, "postprocess"))
     assert json.loads(post.parameters[triton_config.STEP_SETTINGS].string_value) == {"top_k": 5, "labels": "labels.txt"}
@@ -58,8 +68,9 @@ def test_ensemble_needs_its_classifier_in_the_catalog(catalog) -> None:
 
 
 def test_top_k_must_match_output_dims(catalog) -> None:
-    spec = dataclasses.replace(catalog["resnet50_ensemble"], ensemble=dataclasses.replace(
-        catalog["resnet50_ensemble"].ensemble, top_k=3))
+    spec = dataclasses.replace(
+        catalog["resnet50_ensemble"], ensemble=dataclasses.replace(catalog["resnet50_ensemble"].ensemble, top_k=3)
+    )
     with pytest.raises(ConfigError, match=r"dims \[3\]"):
         ensemble.parts(spec, catalog)
 

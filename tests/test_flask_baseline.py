@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import flask_wire
+from pipelines.performance import flask_wire
 
 
 class Planted:
@@ -23,8 +23,10 @@ class Planted:
 
 
 def test_arrays_travel_exactly_bytes_included() -> None:
-    arrays = {"image": np.array([[b"\x89PNG\x00"], [b""], [b"\x00\x00"]], dtype=np.object_),
-              "pixels": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    arrays = {
+        "image": np.array([[b"\x89PNG\x00"], [b""], [b"\x00\x00"]], dtype=np.object_),
+        "pixels": np.arange(6, dtype=np.float32).reshape(2, 3),
+    }
     back = flask_wire.loads(flask_wire.dumps(arrays))
     assert sorted(back) == ["image", "pixels"]
     assert back["image"].dtype == np.object_ and back["image"].shape == (3, 1)
@@ -36,7 +38,7 @@ def test_a_pickled_body_is_refused_without_running(tmp_path: Path) -> None:
     planted = tmp_path / "planted"
     body = io.BytesIO()
     np.savez(body, image=np.array([Planted(planted)], dtype=np.object_))  # what the old baseline accepted
-    with pytest.raises(flask_wire.WireError, match="not a pickle-free .npz body"):
+    with pytest.raises(flask_wire.WireError, match=r"not a pickle-free \.npz body"):
         flask_wire.loads(body.getvalue())
     with pytest.raises(flask_wire.WireError):
         flask_wire.loads(pickle.dumps(Planted(planted)))

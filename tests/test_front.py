@@ -9,6 +9,7 @@ expected limits are worked out by hand here from the model's shape, not read fro
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -22,17 +23,20 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import compose_config
 
-from pipelines import guard, hostile
-from pipelines.launcher import serve
-from pipelines.triton_config import parse
+from pipelines.model_repository.triton_config import parse
+from pipelines.performance import hostile
+from pipelines.serving import guard
+from pipelines.serving.launcher import serve
+
+from conftest import compose_config
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 needs_njs = pytest.mark.skipif(
     NGINX is None or not Path("/usr/lib/nginx/modules/ngx_http_js_module.so").is_file(),
-    reason="nginx and its njs module are not installed (`make test` installs them where it can, .ci/tools: apt-get install nginx "
-           "libnginx-mod-http-js)")
+    reason="nginx and its njs module are not installed (`make test` installs them where it can, .ci/tools: "
+    "apt-get install nginx libnginx-mod-http-js)",
+)
 MODEL = "mnist_onnx"
 KILLER = hostile.KILLER  # 90 bytes: {"inputs":[{"name":"image","shape":[4294967297,28,28,1],...}]}
 MNIST_CONFIG = """
@@ -81,10 +85,8 @@ def post(address: str, path: str, body: bytes, headers: dict[str, str], send: in
         for key, value in {"Content-Length": str(len(body)), **headers}.items():
             conn.putheader(key, value)
         conn.endheaders()
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # refused before it was read: answered
             conn.send(body[:send] if send is not None else body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused before it was read: the answer is already there
         response = conn.getresponse()
         return response.status, response.read().decode(errors="replace")
     finally:
@@ -137,24 +139,87 @@ class GoodLoad:
 
 HOSTILE = [
     # (what, path, body, headers, bytes sent, expected status, words of the answer)
-    ("90-byte JSON declaring 4294967297 images", f"/v2/models/{MODEL}/infer", KILLER,
-     {"Content-Type": "application/json"}, None, 400, "takes at most 50176"),
-    ("JSON declaring 10^8 images", f"/v2/models/{MODEL}/versions/1/infer",
-     KILLER.replace(b"4294967297", b"100000000"), {}, None, 400, "takes at most 50176"),
-    ("binary request whose header declares 4294967297 images", f"/v2/models/{MODEL}/infer",
-     KILLER + b"\0" * 16, {"Inference-Header-Content-Length": str(len(KILLER))}, None, 400, "takes at most"),
-    ("an input the model lacks", f"/v2/models/{MODEL}/infer",
-     KILLER.replace(b'"image"', b'"imagen"'), {}, None, 400, "has no input 'imagen'"),
-    ("4 MiB form post to infer", f"/v2/models/{MODEL}/infer", b"a=" + b"0" * (4 << 20),
-     {"Content-Type": "application/x-www-form-urlencoded"}, None, 413, "takes at most 1319936 bytes"),
-    ("1 MiB form post to infer", f"/v2/models/{MODEL}/infer", b"a=" + b"0" * (1 << 20),
-     {"Content-Type": "application/x-www-form-urlencoded"}, None, 415, "not application/x-www-form-urlencoded"),
-    ("4 MiB form post to health", "/v2/health/live", b"a=" + b"0" * (4 << 20),
-     {"Content-Type": "application/x-www-form-urlencoded"}, None, 413, "at most 65536 bytes"),
-    ("a body to metadata", f"/v2/models/{MODEL}", b"a=0", {"Content-Type": "application/x-www-form-urlencoded"},
-     None, 400, "takes no request body"),
-    ("512 MiB announced, 1 MiB sent", f"/v2/models/{MODEL}/infer", b"\0" * (512 << 20),
-     {"Content-Type": "application/octet-stream"}, 1 << 20, 413, "takes at most 1319936 bytes"),
+    (
+        "90-byte JSON declaring 4294967297 images",
+        f"/v2/models/{MODEL}/infer",
+        KILLER,
+        {"Content-Type": "application/json"},
+        None,
+        400,
+        "takes at most 50176",
+    ),
+    (
+        "JSON declaring 10^8 images",
+        f"/v2/models/{MODEL}/versions/1/infer",
+        KILLER.replace(b"4294967297", b"100000000"),
+        {},
+        None,
+        400,
+        "takes at most 50176",
+    ),
+    (
+        "binary request whose header declares 4294967297 images",
+        f"/v2/models/{MODEL}/infer",
+        KILLER + b"\0" * 16,
+        {"Inference-Header-Content-Length": str(len(KILLER))},
+        None,
+        400,
+        "takes at most",
+    ),
+    (
+        "an input the model lacks",
+        f"/v2/models/{MODEL}/infer",
+        KILLER.replace(b'"image"', b'"imagen"'),
+        {},
+        None,
+        400,
+        "has no input 'imagen'",
+    ),
+    (
+        "4 MiB form post to infer",
+        f"/v2/models/{MODEL}/infer",
+        b"a=" + b"0" * (4 << 20),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        None,
+        413,
+        "takes at most 1319936 bytes",
+    ),
+    (
+        "1 MiB form post to infer",
+        f"/v2/models/{MODEL}/infer",
+        b"a=" + b"0" * (1 << 20),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        None,
+        415,
+        "not application/x-www-form-urlencoded",
+    ),
+    (
+        "4 MiB form post to health",
+        "/v2/health/live",
+        b"a=" + b"0" * (4 << 20),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        None,
+        413,
+        "at most 65536 bytes",
+    ),
+    (
+        "a body to metadata",
+        f"/v2/models/{MODEL}",
+        b"a=0",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        None,
+        400,
+        "takes no request body",
+    ),
+    (
+        "512 MiB announced, 1 MiB sent",
+        f"/v2/models/{MODEL}/infer",
+        b"\0" * (512 << 20),
+        {"Content-Type": "application/octet-stream"},
+        1 << 20,
+        413,
+        "takes at most 1319936 bytes",
+    ),
     ("an unknown model", "/v2/models/nonesuch/infer", KILLER, {}, None, 404, "no model 'nonesuch'"),
 ]
 
@@ -169,8 +234,9 @@ def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path
         triton = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
         expected = infer(httpclient, replica, digits())  # Triton's own answer, asked directly
         with GoodLoad(front.http, front.grpc) as load:
-            answers = {what: post(front.http, path, body, headers, send)
-                       for what, path, body, headers, send, *_ in HOSTILE}
+            answers = {
+                what: post(front.http, path, body, headers, send) for what, path, body, headers, send, *_ in HOSTILE
+            }
         for what, *_, status, words in HOSTILE:
             got, text = answers[what]
             assert got == status and words in text and "refused by the front" in text, (what, got, text)
@@ -192,8 +258,9 @@ def wait_for(condition, timeout_s: float) -> float:
 
 
 @pytest.mark.integration
-def test_a_crashed_server_is_restarted_on_its_ports_and_logged(workspace: Path, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_a_crashed_server_is_restarted_on_its_ports_and_logged(
+    workspace: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}", "balancer=none"])
     with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), supervise=True) as server:
@@ -216,15 +283,18 @@ def test_a_crashed_server_is_restarted_on_its_ports_and_logged(workspace: Path, 
 
 @needs_njs
 @pytest.mark.integration
-def test_a_replica_crashed_under_load_loses_no_good_request_and_rejoins(workspace: Path, tmp_path: Path,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_replica_crashed_under_load_loses_no_good_request_and_rejoins(
+    workspace: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The crashing request sent straight to one replica (the front would refuse it): nginx repeats the HTTP
     requests in flight there on the other replica, supervision restarts the crashed one, the front takes it back.
     (gRPC bodies are streamed, not buffered: a gRPC request in flight on the crashed replica comes back
     UNAVAILABLE, which test_balancer checks.)"""
     caplog.set_level(logging.INFO)
-    cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}", "balancer=nginx", "balancer.replicas=2",
-                                    "balancer.health_interval_s=0.2"])
+    cfg = compose_config(
+        "triton",
+        [f"paths.logs={tmp_path / 'logs'}", "balancer=nginx", "balancer.replicas=2", "balancer.health_interval_s=0.2"],
+    )
     with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer, supervise=True) as front:
         expected = infer(httpclient, front.members[1], digits())
         with GoodLoad(front.http, None) as load:
@@ -257,16 +327,34 @@ def test_the_hardening_check_reports_every_case(workspace: Path, tmp_path: Path)
     answers the hostile requests got, that no good request failed and that the server never died behind the front."""
     from evaluate import hardening
 
-    cfg = compose_config("hardening", [f"model_repository={workspace / 'model_repository'}",
-                                       f"out={tmp_path / 'hardening.json'}", f"paths.logs={tmp_path / 'logs'}",
-                                       "seconds_per_case=0.5"])
+    cfg = compose_config(
+        "hardening",
+        [
+            f"model_repository={workspace / 'model_repository'}",
+            f"out={tmp_path / 'hardening.json'}",
+            f"paths.logs={tmp_path / 'logs'}",
+            "seconds_per_case=0.5",
+        ],
+    )
     report = hardening.run(cfg)
     assert json.loads((tmp_path / "hardening.json").read_text()) == report
     cases = {c["name"]: c for c in report["cases"]}
-    assert set(cases) == {"none", "json_huge_shape", "form_post_4mib", "uploads_6x512mib", "ensemble_none",
-                          "ensemble_8x36mp", "ensemble_2x36mp"}
-    expected = {"json_huge_shape": {"400"}, "form_post_4mib": {"413"}, "uploads_6x512mib": {"413"},
-                "ensemble_8x36mp": {"400"}, "ensemble_2x36mp": {"200"}}
+    assert set(cases) == {
+        "none",
+        "json_huge_shape",
+        "form_post_4mib",
+        "uploads_6x512mib",
+        "ensemble_none",
+        "ensemble_8x36mp",
+        "ensemble_2x36mp",
+    }
+    expected = {
+        "json_huge_shape": {"400"},
+        "form_post_4mib": {"413"},
+        "uploads_6x512mib": {"413"},
+        "ensemble_8x36mp": {"400"},
+        "ensemble_2x36mp": {"200"},
+    }
     for name, statuses in expected.items():
         assert set(cases[name]["hostile_statuses"]) == statuses, cases[name]
     for case in cases.values():

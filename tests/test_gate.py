@@ -8,13 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, compose_config, tool_env
 from evaluate import gate as gate_cli
-from pipelines.gate import Thresholds, judge, judge_serving
+from pipelines.merge_gate.rules import Thresholds, judge, judge_serving
+
+from conftest import BIN, compose_config, git, tool_env
 
 LIMITS = Thresholds(accuracy_drop=0.005, tolerance_growth=2.0, tolerance_floor=1e-6)
-MNIST = {"passed": True, "protocols_agree": True, "max_abs": 6e-7, "needed_atol": 0.0,
-         "framework_accuracy": 0.976, "served_accuracy": 0.976}
+MNIST = {
+    "passed": True,
+    "protocols_agree": True,
+    "max_abs": 6e-7,
+    "needed_atol": 0.0,
+    "framework_accuracy": 0.976,
+    "served_accuracy": 0.976,
+}
 RESNET = {"passed": True, "protocols_agree": True, "max_abs": 3.2e-5, "needed_atol": 2.0e-5}
 BASELINE = {"mnist_onnx": MNIST, "resnet50_onnx": RESNET}
 
@@ -26,15 +33,25 @@ def test_the_same_figures_pass() -> None:
     assert text.startswith("### gate: PASS") and "| mnist_onnx | framework_accuracy | 0.976 | 0.976 | 0 |" in text
 
 
-@pytest.mark.parametrize(("model", "change", "reason"), [
-    ("resnet50_onnx", {"passed": False}, "resnet50_onnx: fails parity"),
-    ("mnist_onnx", {"served_accuracy": 0.975}, "mnist_onnx: served accuracy 0.9750 differs from the framework's 0.976"),
-    ("mnist_onnx", {"framework_accuracy": 0.96, "served_accuracy": 0.96},
-     "mnist_onnx: framework accuracy fell by 0.0160 (more than 0.005)"),
-    ("resnet50_onnx", {"needed_atol": 4.5e-5}, "resnet50_onnx: needed tolerance 4.5e-05 is over 4e-05"),
-    ("mnist_onnx", {"needed_atol": 3e-6}, "mnist_onnx: needed tolerance 3e-06 is over 2e-06"),  # from 0: the floor
-    ("mnist_onnx", {"protocols_agree": False}, "mnist_onnx: protocols disagree"),
-])
+@pytest.mark.parametrize(
+    ("model", "change", "reason"),
+    [
+        ("resnet50_onnx", {"passed": False}, "resnet50_onnx: fails parity"),
+        (
+            "mnist_onnx",
+            {"served_accuracy": 0.975},
+            "mnist_onnx: served accuracy 0.9750 differs from the framework's 0.976",
+        ),
+        (
+            "mnist_onnx",
+            {"framework_accuracy": 0.96, "served_accuracy": 0.96},
+            "mnist_onnx: framework accuracy fell by 0.0160 (more than 0.005)",
+        ),
+        ("resnet50_onnx", {"needed_atol": 4.5e-5}, "resnet50_onnx: needed tolerance 4.5e-05 is over 4e-05"),
+        ("mnist_onnx", {"needed_atol": 3e-6}, "mnist_onnx: needed tolerance 3e-06 is over 2e-06"),  # from 0: the floor
+        ("mnist_onnx", {"protocols_agree": False}, "mnist_onnx: protocols disagree"),
+    ],
+)
 def test_a_worse_run_fails_for_its_reason(model: str, change: dict, reason: str) -> None:
     now = {**BASELINE, model: {**BASELINE[model], **change}}
     verdict = judge(BASELINE, now, LIMITS)
@@ -43,8 +60,10 @@ def test_a_worse_run_fails_for_its_reason(model: str, change: dict, reason: str)
 
 
 def test_small_changes_within_thresholds_pass() -> None:
-    now = {"mnist_onnx": {**MNIST, "framework_accuracy": 0.972, "served_accuracy": 0.972, "needed_atol": 1.9e-6},
-           "resnet50_onnx": {**RESNET, "needed_atol": 3.9e-5}}
+    now = {
+        "mnist_onnx": {**MNIST, "framework_accuracy": 0.972, "served_accuracy": 0.972, "needed_atol": 1.9e-6},
+        "resnet50_onnx": {**RESNET, "needed_atol": 3.9e-5},
+    }
     assert judge(BASELINE, now, LIMITS).passed
 
 
@@ -52,11 +71,6 @@ def test_a_model_gone_fails_and_a_new_one_passes() -> None:
     verdict = judge(BASELINE, {"mnist_onnx": MNIST, "densenet121_onnx": RESNET}, LIMITS)
     assert verdict.failures == ["resnet50_onnx: served in the baseline, gone now"]
     assert "| densenet121_onnx | needed_atol | - | 2e-05 |" in verdict.markdown("gate")
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def write(repo: Path, figures: dict, profile: str = "parity_metrics") -> None:
@@ -69,11 +83,14 @@ def write(repo: Path, figures: dict, profile: str = "parity_metrics") -> None:
 SERVING = {"grpc_vs_in_process": 1.5, "grpc_overhead_ms": 0.6, "c4_vs_in_process": 1.1, "c8_vs_flask": 3.0}
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"grpc_vs_in_process": 4.6}, "mnist_onnx: grpc_vs_in_process 4.6 is over 3x the baseline's 1.5"),
-    ({"c8_vs_flask": 0.9}, "mnist_onnx: c8_vs_flask 0.9 is under 1/3 of the baseline's 3"),
-    ({"c4_vs_in_process": 0.3}, "mnist_onnx: c4_vs_in_process 0.3 is under 1/3 of the baseline's 1.1"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"grpc_vs_in_process": 4.6}, "mnist_onnx: grpc_vs_in_process 4.6 is over 3x the baseline's 1.5"),
+        ({"c8_vs_flask": 0.9}, "mnist_onnx: c8_vs_flask 0.9 is under 1/3 of the baseline's 3"),
+        ({"c4_vs_in_process": 0.3}, "mnist_onnx: c4_vs_in_process 0.3 is under 1/3 of the baseline's 1.1"),
+    ],
+)
 def test_serving_costs_fail_only_beyond_the_growth_allowed(change: dict, reason: str) -> None:
     noisy = {"grpc_vs_in_process": 4.4, "grpc_overhead_ms": 9.0, "c4_vs_in_process": 0.4, "c8_vs_flask": 1.1}
     assert judge_serving({"mnist_onnx": SERVING}, {"mnist_onnx": noisy}, LIMITS).passed  # within 3x either way
@@ -84,14 +101,15 @@ def test_serving_costs_fail_only_beyond_the_growth_allowed(change: dict, reason:
 
 def test_a_serving_figure_gone_null_fails() -> None:
     """A benchmark that measured nothing has null figures: before, the gate skipped them and passed."""
-    dead = {figure: None for figure in SERVING}
+    dead = dict.fromkeys(SERVING)
     verdict = judge_serving({"mnist_onnx": SERVING}, {"mnist_onnx": dead}, LIMITS)
     assert not verdict.passed
     assert "mnist_onnx: grpc_vs_in_process: no figure now (the baseline's 1.5): nothing answered" in verdict.failures
 
 
-def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_the_gate_reads_the_merge_base_through_git_and_dvc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """A real repository: main commits accepted figures; a branch's run got worse; the gate says so (exit 1)."""
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -123,7 +141,7 @@ def test_the_gate_reads_the_merge_base_through_git_and_dvc(tmp_path: Path, monke
 
 
 def test_a_baseline_that_does_not_exist_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.errors import ConfigError
+    from pipelines.core.errors import ConfigError
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -134,8 +152,15 @@ def test_a_baseline_that_does_not_exist_is_one_line(tmp_path: Path, monkeypatch:
         gate_cli.run(compose_config("gate", [f"output={tmp_path / 'g.md'}"]))
 
 
-INT8 = {"passed": True, "protocols_agree": True, "max_abs": 0.0, "needed_atol": 0.0, "framework_accuracy": 0.978,
-        "served_accuracy": 0.981, "accuracy_drop": -0.003}
+INT8 = {
+    "passed": True,
+    "protocols_agree": True,
+    "max_abs": 0.0,
+    "needed_atol": 0.0,
+    "framework_accuracy": 0.978,
+    "served_accuracy": 0.981,
+    "accuracy_drop": -0.003,
+}
 
 
 def test_a_lossy_model_is_gated_on_its_drop_from_fp32() -> None:
@@ -145,7 +170,8 @@ def test_a_lossy_model_is_gated_on_its_drop_from_fp32() -> None:
     assert judge(baseline, baseline, LIMITS).passed  # served above the FP32 framework's accuracy: no failure
     worse = {**INT8, "served_accuracy": 0.97, "accuracy_drop": 0.008}
     assert judge(baseline, {"mnist_onnx_int8": worse}, LIMITS).failures == [
-        "mnist_onnx_int8: the drop from the FP32 model's accuracy grew by 0.0110 to 0.0080 (more than 0.005)"]
+        "mnist_onnx_int8: the drop from the FP32 model's accuracy grew by 0.0110 to 0.0080 (more than 0.005)"
+    ]
     small = {**INT8, "served_accuracy": 0.977, "accuracy_drop": 0.001}
     assert judge(baseline, {"mnist_onnx_int8": small}, LIMITS).passed  # grew by 0.004: within the threshold
     assert not judge(baseline, {"mnist_onnx_int8": {**INT8, "passed": False}}, LIMITS).passed

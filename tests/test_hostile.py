@@ -14,8 +14,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from pipelines.data import parity_inputs
+
 from hostile_images import HOSTILE
-from pipelines import parity_inputs
 
 pytestmark = pytest.mark.integration
 MODEL = "resnet50_ensemble"
@@ -57,7 +58,11 @@ def test_hostile_requests_mixed_with_good_ones_leave_every_good_answer_intact(se
     hostile = [make() for make, _ in HOSTILE.values()]
     good_jobs = [("good", i) for i in range(len(photos))] * 3
     bad_jobs = [("hostile", i) for i in range(len(hostile))] * 3
-    jobs = [job for pair in zip(good_jobs, bad_jobs) for job in pair] + good_jobs[len(bad_jobs):] + bad_jobs[len(good_jobs):]
+    jobs = (
+        [job for pair in zip(good_jobs, bad_jobs) for job in pair]
+        + good_jobs[len(bad_jobs) :]
+        + bad_jobs[len(good_jobs) :]
+    )
 
     def send(job: tuple[str, int]) -> tuple[str, int, object]:
         kind, index = job
@@ -77,5 +82,6 @@ def test_hostile_requests_mixed_with_good_ones_leave_every_good_answer_intact(se
     for index, result in good:
         assert isinstance(result, np.ndarray), f"a good request failed among hostile ones: {result}"
         np.testing.assert_array_equal(result, quiet[index])
-    assert all(isinstance(r, InferenceServerException) and r.status() in ("400", "StatusCode.INVALID_ARGUMENT")
-               for r in bad)
+    assert all(
+        isinstance(r, InferenceServerException) and r.status() in ("400", "StatusCode.INVALID_ARGUMENT") for r in bad
+    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipelines.config.spec import image_limits
+from pipelines.data import images, parity_inputs
+from pipelines.runners.torchvision_compat import import_torchvision
+
 from conftest import compose_config
 from hostile_images import HOSTILE
-from pipelines import images, parity_inputs
-from pipelines.spec import image_limits
-from pipelines.torchvision_compat import import_torchvision
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -17,9 +18,14 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 @pytest.mark.parametrize("path", parity_inputs.sample_photo_paths(), ids=lambda p: p.name)
 def test_matches_torchvision_transform_exactly(path) -> None:
     transforms = import_torchvision().transforms
-    reference = transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(MEAN, STD),
-    ])
+    reference = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
     image = images.decode(path.read_bytes())
     ours = images.imagenet_tensor(image, 256, 224, MEAN, STD)
     assert ours.shape == (3, 224, 224) and ours.dtype == np.float32
@@ -74,17 +80,19 @@ def test_a_requests_images_share_one_pixel_budget_checked_before_decoding(monkey
     """Eight 6000x6000 PNGs (about 100 KB each, 0.5-0.7 s each to decode) are refused from their headers at once."""
     from PIL import Image
 
-    from pipelines.hostile import zeros_png
+    from pipelines.performance.hostile import zeros_png
 
     big = zeros_png(6000)
     limits = image_limits(compose_config("parity", ["model=resnet50_ensemble"]).image_limits).settings()
     assert limits["max_request_pixels"] == 100_000_000
     decoded: list = []
     load = Image.Image.load
-    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self.size) if self.size == (6000, 6000)
-                        else load(self))  # counts the big pictures' decodes, and runs none of them
-    with pytest.raises(images.ImageDecodeError, match="images hold 288000000 pixels together, over the limit of "
-                                                      "100000000 per request"):
+    monkeypatch.setattr(
+        Image.Image, "load", lambda self: decoded.append(self.size) if self.size == (6000, 6000) else load(self)
+    )  # counts the big pictures' decodes, and runs none of them
+    with pytest.raises(
+        images.ImageDecodeError, match="images hold 288000000 pixels together, over the limit of 100000000 per request"
+    ):
         images.decode_request([big] * 8, limits)
     assert decoded == []  # refused before any pixel was decoded
     with pytest.raises(images.ImageDecodeError, match=r"^image 1 is not an image Pillow can decode"):

@@ -12,12 +12,13 @@ import pytest
 from onnx import numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
-from conftest import compose_config
 from evaluate import parity as parity_cli
-from pipelines import assembly
-from pipelines.errors import ArtifactError
-from pipelines.spec import model_spec, served_specs
-from pipelines.served_model import ServedModel
+from pipelines.config.spec import model_spec, served_specs
+from pipelines.core.errors import ArtifactError
+from pipelines.model_repository import assembly
+from pipelines.serving.served_model import ServedModel
+
+from conftest import compose_config
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +66,10 @@ def test_served_model_matches_its_framework(pipeline_run: tuple[Path, Any], mode
         assert report["served_by"]["runtime"] == "model.py" and "stand-in" in report["served_by"]["implementation"]
     else:
         assert {step: b["backend"] for step, b in report["served_by"]["steps"].items()} == {
-            "resnet50_ensemble_preprocess": "python", "resnet50_onnx": "onnxruntime",
-            "resnet50_ensemble_postprocess": "python"}
+            "resnet50_ensemble_preprocess": "python",
+            "resnet50_onnx": "onnxruntime",
+            "resnet50_ensemble_postprocess": "python",
+        }
     if cfg.model.format == "ensemble":  # raw image bytes cannot travel as JSON
         assert set(report["protocols"]) == PROTOCOLS - {"http_json"} and "http_json" in report["skipped_protocols"]
         assert report["protocol_agreement"] == {"grpc": True}
@@ -81,9 +84,9 @@ def test_served_model_matches_its_framework(pipeline_run: tuple[Path, Any], mode
     assert report["dynamic_batching"]["requests"] == cfg.model.parity.concurrent_requests
     labelled = [t.name for t in model_spec(model, cfg.model).outputs if t.labels]
     if labelled:  # Triton's classification extension agrees with the raw logits, over every protocol
-        assert {p: sorted(e) for p, e in report["classification"].items()} == {
-            p: labelled for p in ("http", "http_json", "grpc")
-        }
+        assert {p: sorted(e) for p, e in report["classification"].items()} == dict.fromkeys(
+            ("http", "http_json", "grpc"), labelled
+        )
         assert all(check["passed"] for entry in report["classification"].values() for check in entry.values())
     else:
         assert report["classification"] is None
@@ -107,8 +110,8 @@ def test_served_model_matches_its_framework(pipeline_run: tuple[Path, Any], mode
         assert report["protocols"]["http"]["outputs"][output]["samples"] == cfg.model.parity.samples + sum(
             int(case.split("_")[1]) for case in batch_cases if case.startswith("batch_")
         )
-    table = result.stdout[result.stdout.index(f"Parity: {model} "):]
-    table = table[:table.index("RESULT: ")] + table[table.index("RESULT: "):].splitlines()[0]
+    table = result.stdout[result.stdout.index(f"Parity: {model} ") :]
+    table = table[: table.index("RESULT: ")] + table[table.index("RESULT: ") :].splitlines()[0]
     assert table.endswith("RESULT: PASS") and "\ngrpc " in table
     assert ("\nhttp_json skipped" if cfg.model.format == "ensemble" else "\nhttp_json ") in table
 
@@ -121,7 +124,7 @@ def test_every_model_answers_as_on_an_ngc_server(running_triton) -> None:
     http = httpclient.InferenceServerClient(running_triton.http)
     grpc = grpcclient.InferenceServerClient(running_triton.grpc)
     index = {m["name"]: m["state"] for m in http.get_model_repository_index()}
-    assert index == {name: "READY" for name in NATIVE}
+    assert index == dict.fromkeys(NATIVE, "READY")
     for name, (platform, backend) in NATIVE.items():
         assert http.get_model_metadata(name)["platform"] == platform, name
         config = grpc.get_model_config(name).config
@@ -148,27 +151,32 @@ def test_classifiers_meet_what_tritons_image_client_requires(running_triton, mod
 
 
 def client_cfg(endpoints, *overrides: str):
-    return compose_config("client", ["server=remote", f"server.http_url={endpoints.http}",
-                                     f"server.grpc_url={endpoints.grpc}", *overrides])
+    return compose_config(
+        "client",
+        ["server=remote", f"server.http_url={endpoints.http}", f"server.grpc_url={endpoints.grpc}", *overrides],
+    )
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_client_classifies_a_photograph_like_the_framework(in_workspace: Path, running_triton, protocol: str) -> None:
-    from pipelines import parity_inputs, reference
-    from pipelines import ensemble as ensemble_parts
+    from pipelines.data import parity_inputs
+    from pipelines.model_repository import ensemble as ensemble_parts
+    from pipelines.runners import reference
     from serve import client
 
-    rows = client.run(client_cfg(running_triton, "model=resnet50_ensemble", "image=sample:chelsea.png",
-                                 f"protocol={protocol}"))
+    rows = client.run(
+        client_cfg(running_triton, "model=resnet50_ensemble", "image=sample:chelsea.png", f"protocol={protocol}")
+    )
     catalog = served_specs(compose_config("repository").models)
     parts = ensemble_parts.parts(catalog["resnet50_ensemble"], catalog)
     photo = next(p for p in parity_inputs.sample_photo_paths() if p.name == "chelsea.png").read_bytes()
     expected = reference.load_ensemble(parts)({parts.image.name: np.array([[photo]], dtype=object)})
-    assert [label for label, _ in rows] == [l.decode() for l in expected[parts.labels.name][0]]
+    assert [label for label, _ in rows] == [line.decode() for line in expected[parts.labels.name][0]]
     np.testing.assert_allclose([p for _, p in rows], expected[parts.probabilities.name][0], atol=1e-4)
     # the plain classifier, pre-processed client-side, labelled by Triton's classification extension, agrees
-    direct = client.run(client_cfg(running_triton, "model=resnet50_onnx", "image=sample:chelsea.png",
-                                   f"protocol={protocol}"))
+    direct = client.run(
+        client_cfg(running_triton, "model=resnet50_onnx", "image=sample:chelsea.png", f"protocol={protocol}")
+    )
     assert [label for label, _ in direct] == [label for label, _ in rows]
     np.testing.assert_allclose([p for _, p in direct], [p for _, p in rows], atol=1e-4)
 
@@ -219,17 +227,22 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
 
 def test_a_broken_quantization_fails_parity(in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """mnist_onnx_int8 calibrated on all-zero images: served exactly as its file computes, far from the FP32 model."""
-    from pipelines import quantization
+    from pipelines.artifacts import quantization
 
     spec = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model)
     broken = tmp_path / "quantized" / spec.name / "model.onnx"
     broken.parent.mkdir(parents=True)
     (image,) = spec.inputs
-    quantization.to_int8(quantization.source(spec), broken, image.name, np.zeros((64, *image.dims), np.float32),
-                         spec.quantization)
-    overrides = ["model=mnist_onnx_int8", f"paths.quantized={tmp_path / 'quantized'}",
-                 f"paths.model_repository={tmp_path / 'repo'}", f"paths.parity_reports={tmp_path / 'reports'}",
-                 f"paths.logs={tmp_path}"]
+    quantization.to_int8(
+        quantization.source(spec), broken, image.name, np.zeros((64, *image.dims), np.float32), spec.quantization
+    )
+    overrides = [
+        "model=mnist_onnx_int8",
+        f"paths.quantized={tmp_path / 'quantized'}",
+        f"paths.model_repository={tmp_path / 'repo'}",
+        f"paths.parity_reports={tmp_path / 'reports'}",
+        f"paths.logs={tmp_path}",
+    ]
     cfg = compose_config("parity", overrides)
     assembly.assemble([model_spec("mnist_onnx_int8", cfg.model)], tmp_path / "repo")
     assert parity_cli.run(cfg) == 1
@@ -251,23 +264,37 @@ LABEL_CORRUPTIONS = {  # what a wrong export could write, and the one line parit
 
 
 @pytest.mark.parametrize("corruption", list(LABEL_CORRUPTIONS))
-def test_labels_written_wrong_at_export_fail_parity(in_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   corruption: str) -> None:
+def test_labels_written_wrong_at_export_fail_parity(
+    in_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corruption: str
+) -> None:
     """The export writes labels.txt, the repository serves it, Triton answers with it: all agree, and parity must
     still fail, because it reads the names from torchvision's metadata, not from what the export wrote."""
     from export import torchvision_onnx
-    from pipelines import torch_models
+    from pipelines.runners import torch_models
 
     corrupt, problem = LABEL_CORRUPTIONS[corruption]
     right = torch_models.labels
     with monkeypatch.context() as patch:
         patch.setattr(torch_models, "labels", lambda network: corrupt(right(network)))
-        torchvision_onnx.run(compose_config("export_classifier", [
-            "network=mobilenet_v2", f"paths.classifiers={tmp_path / 'classifiers'}",
-            f"paths.export_reports={tmp_path / 'export'}"]))
-    overrides = ["model=mobilenet_v2_onnx", f"paths.classifiers={tmp_path / 'classifiers'}",
-                 f"paths.model_repository={tmp_path / 'repo'}", f"paths.parity_reports={tmp_path / 'reports'}",
-                 f"paths.logs={tmp_path}", "model.parity.samples=3", "model.parity.concurrent_requests=0"]
+        torchvision_onnx.run(
+            compose_config(
+                "export_classifier",
+                [
+                    "network=mobilenet_v2",
+                    f"paths.classifiers={tmp_path / 'classifiers'}",
+                    f"paths.export_reports={tmp_path / 'export'}",
+                ],
+            )
+        )
+    overrides = [
+        "model=mobilenet_v2_onnx",
+        f"paths.classifiers={tmp_path / 'classifiers'}",
+        f"paths.model_repository={tmp_path / 'repo'}",
+        f"paths.parity_reports={tmp_path / 'reports'}",
+        f"paths.logs={tmp_path}",
+        "model.parity.samples=3",
+        "model.parity.concurrent_requests=0",
+    ]
     cfg = compose_config("parity", overrides)
     if corruption == "one_missing":  # a count that differs from the output's classes never becomes a repository
         with pytest.raises(ArtifactError, match=r"labels.txt has 999 labels for 1000 classes$"):
@@ -286,14 +313,22 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, run
     import tritonclient.http as httpclient
 
     endpoints = running_triton
-    cfg = compose_config("parity", [
-        "model=mnist_onnx", "server=remote", f"server.http_url={endpoints.http}",
-        f"server.grpc_url={endpoints.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
-    ])
+    cfg = compose_config(
+        "parity",
+        [
+            "model=mnist_onnx",
+            "server=remote",
+            f"server.http_url={endpoints.http}",
+            f"server.grpc_url={endpoints.grpc}",
+            f"paths.parity_reports={tmp_path / 'reports'}",
+        ],
+    )
     client = httpclient.InferenceServerClient(endpoints.http)
 
     def requests() -> int:  # Triton's own count of the model's successful requests
-        return int(client.get_inference_statistics("mnist_onnx")["model_stats"][0]["inference_stats"]["success"]["count"])
+        return int(
+            client.get_inference_statistics("mnist_onnx")["model_stats"][0]["inference_stats"]["success"]["count"]
+        )
 
     before = requests()
     (report,) = parity_cli.check(cfg)
@@ -301,7 +336,8 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, run
     # which is batch_64), over 3 protocols; then the burst, one request per sample
     settings, chunk = cfg.model.parity, cfg.model.max_batch_size
     distinct = {(0, b) for b in settings.batch_sizes} | {
-        (start, min(start + chunk, settings.samples)) for start in range(0, settings.samples, chunk)}
+        (start, min(start + chunk, settings.samples)) for start in range(0, settings.samples, chunk)
+    }
     assert requests() - before == 3 * len(distinct) + settings.concurrent_requests == 3 * 18 + 32
     assert report.passed and report.server["kind"] == "remote"
     assert report.server["description"] == f"remote http://{endpoints.http}"
@@ -321,31 +357,42 @@ def test_spec_that_disagrees_with_the_served_config_is_refused(running_triton) -
     cfg = compose_config("parity", ["model=resnet50_onnx", "model.max_batch_size=4"])
     spec = model_spec("resnet50_onnx", cfg.model)
     with ServedModel(spec, running_triton) as served:
-        from pipelines.errors import ServerError
+        from pipelines.core.errors import ServerError
 
         with pytest.raises(ServerError, match="max_batch_size is 8, spec says 4"):
             served.check_ready()
 
 
-def test_a_remote_server_serving_other_settings_than_the_spec_is_refused(in_workspace: Path, tmp_path: Path,
-                                                                        running_triton) -> None:
+def test_a_remote_server_serving_other_settings_than_the_spec_is_refused(
+    in_workspace: Path, tmp_path: Path, running_triton
+) -> None:
     """A remote server's files cannot be read, so what it reports is compared, in every field the spec sets:
     here the spec's queue delay differs from the one served (100 us, the config this checkout generated)."""
-    cfg = compose_config("parity", [
-        "model=mnist_onnx", "server=remote", f"server.http_url={running_triton.http}",
-        f"server.grpc_url={running_triton.grpc}", f"paths.parity_reports={tmp_path / 'reports'}",
-        "model.dynamic_batching.max_queue_delay_microseconds=5000000",
-    ])
-    from pipelines.errors import ServerError
+    cfg = compose_config(
+        "parity",
+        [
+            "model=mnist_onnx",
+            "server=remote",
+            f"server.http_url={running_triton.http}",
+            f"server.grpc_url={running_triton.grpc}",
+            f"paths.parity_reports={tmp_path / 'reports'}",
+            "model.dynamic_batching.max_queue_delay_microseconds=5000000",
+        ],
+    )
+    from pipelines.core.errors import ServerError
 
-    with pytest.raises(ServerError, match=r"the server's mnist_onnx is not what the spec generates \("
-                                          r"dynamic_batching.max_queue_delay_microseconds: 100, expected 5000000\)"):
+    with pytest.raises(
+        ServerError,
+        match=r"the server's mnist_onnx is not what the spec generates \("
+        r"dynamic_batching.max_queue_delay_microseconds: 100, expected 5000000\)",
+    ):
         parity_cli.check(cfg)
     assert not (tmp_path / "reports").exists()
 
 
-def test_localize_blames_the_layer_whose_quantization_was_broken(in_workspace: Path, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_localize_blames_the_layer_whose_quantization_was_broken(
+    in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """mnist_onnx_int8 with one activation's DequantizeLinear scale times 10: parity fails, and localize=true names
     that activation's layer as the first over the bound (nothing before it is), serving its debug copy apart."""
     spec = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model)
@@ -358,9 +405,14 @@ def test_localize_blames_the_layer_whose_quantization_was_broken(in_workspace: P
     target = tmp_path / "quantized" / spec.name / "model.onnx"
     target.parent.mkdir(parents=True)
     onnx.save(model, str(target))
-    overrides = ["model=mnist_onnx_int8", f"paths.quantized={tmp_path / 'quantized'}",
-                 f"paths.model_repository={tmp_path / 'repo'}", f"paths.parity_reports={tmp_path / 'reports'}",
-                 f"paths.parity_adhoc={tmp_path / 'adhoc'}", f"paths.logs={tmp_path}"]
+    overrides = [
+        "model=mnist_onnx_int8",
+        f"paths.quantized={tmp_path / 'quantized'}",
+        f"paths.model_repository={tmp_path / 'repo'}",
+        f"paths.parity_reports={tmp_path / 'reports'}",
+        f"paths.parity_adhoc={tmp_path / 'adhoc'}",
+        f"paths.logs={tmp_path}",
+    ]
     cfg = compose_config("parity", overrides)
     assembly.assemble([model_spec("mnist_onnx_int8", cfg.model)], tmp_path / "repo")
     assert parity_cli.run(cfg) == 1

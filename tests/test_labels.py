@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
 
-from pipelines import labels
-from pipelines.spec import network_spec
+from pipelines.config.spec import network_spec
+from pipelines.model_repository import labels
+
+from conftest import compose_config
 
 # torchvision's IMAGENET1K categories begin so (its `_meta.py`), written here by hand
 FIRST = ["tench", "goldfish", "great white shark", "tiger shark"]
@@ -25,13 +26,22 @@ def test_the_expected_names_are_torchvisions(tmp_path: Path) -> None:
     assert names[:4] == FIRST and len(names) == 1000
 
 
-@pytest.mark.parametrize(("corrupt", "problem"), [
-    (lambda names: names, ""),
-    (lambda names: names[1:] + names[:1], "differs from torchvision's resnet50 IMAGENET1K_V2 categories in 1000 of "
-                                          "1000 classes (class 0 is 'goldfish', should be 'tench')"),
-    (lambda names: names[:-1], "has 999 names, torchvision's resnet50 IMAGENET1K_V2 categories 1000"),
-    (lambda names: [names[1], names[0], *names[2:]], "in 2 of 1000 classes (class 0 is 'goldfish', should be 'tench')"),
-])
+@pytest.mark.parametrize(
+    ("corrupt", "problem"),
+    [
+        (lambda names: names, ""),
+        (
+            lambda names: names[1:] + names[:1],
+            "differs from torchvision's resnet50 IMAGENET1K_V2 categories in 1000 of "
+            "1000 classes (class 0 is 'goldfish', should be 'tench')",
+        ),
+        (lambda names: names[:-1], "has 999 names, torchvision's resnet50 IMAGENET1K_V2 categories 1000"),
+        (
+            lambda names: [names[1], names[0], *names[2:]],
+            "in 2 of 1000 classes (class 0 is 'goldfish', should be 'tench')",
+        ),
+    ],
+)
 def test_a_labels_file_is_audited_name_by_name(tmp_path: Path, corrupt, problem: str) -> None:
     path = tmp_path / "labels.txt"
     network = resnet50(path)

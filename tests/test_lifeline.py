@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.core import lifeline
+
 from conftest import tool_env
-from pipelines import lifeline
 
 # the grandparent test starts the real parity and Triton: integration; the others are quick
 
@@ -64,10 +65,17 @@ def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, t
     """grandparent (killed with SIGKILL) -> parent shell (alive) -> parity -> tritonserver."""
     reports, logs, repository = tmp_path / "reports", tmp_path / "logs", tmp_path / "repository"
     shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")  # one model: quick
-    parity = (f"{sys.executable} -m evaluate.parity model=mnist_onnx model_repository={repository} "
-              f"paths.parity_reports={reports} paths.logs={logs} > {tmp_path / 'out.txt'} 2>&1; true")
-    grandparent = subprocess.Popen(["bash", "-c", f"bash -c '{parity}'; true"], cwd=in_workspace, env=tool_env(),
-                                   start_new_session=True, preexec_fn=attached)
+    parity = (
+        f"{sys.executable} -m evaluate.parity model=mnist_onnx model_repository={repository} "
+        f"paths.parity_reports={reports} paths.logs={logs} > {tmp_path / 'out.txt'} 2>&1; true"
+    )
+    grandparent = subprocess.Popen(
+        ["bash", "-c", f"bash -c '{parity}'; true"],
+        cwd=in_workspace,
+        env=tool_env(),
+        start_new_session=True,
+        preexec_fn=attached,  # noqa: PLW1509
+    )
     try:
         parent = wait_for(lambda: children(grandparent.pid), 30, "the parent shell")[0]
         python = wait_for(lambda: children(parent), 30, "the parity process")[0]
@@ -93,15 +101,33 @@ def test_killing_parity_kills_its_triton_at_once(in_workspace: Path, tmp_path: P
     logs, repository = tmp_path / "logs", tmp_path / "repository"
     shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")
     with open(tmp_path / "out.txt", "wb") as out:
-        python = subprocess.Popen([sys.executable, "-m", "evaluate.parity", "model=mnist_onnx",
-                                   f"model_repository={repository}", f"paths.parity_reports={tmp_path / 'reports'}",
-                                   f"paths.logs={logs}"], cwd=in_workspace, env=tool_env(), stdout=out,
-                                  stderr=subprocess.STDOUT)
+        python = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "evaluate.parity",
+                "model=mnist_onnx",
+                f"model_repository={repository}",
+                f"paths.parity_reports={tmp_path / 'reports'}",
+                f"paths.logs={logs}",
+            ],
+            cwd=in_workspace,
+            env=tool_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        triton = wait_for(lambda: [c for c in children(python.pid) if "tritonserver" in command(c)], 120,
-                          "tritonserver")[0]
-        wait_for(lambda: list(logs.glob("triton-*.log")) and "Started GRPCInferenceService" in
-                 next(logs.glob("triton-*.log")).read_text(errors="replace"), 120, "Triton ready")
+        triton = wait_for(
+            lambda: [c for c in children(python.pid) if "tritonserver" in command(c)], 120, "tritonserver"
+        )[0]
+        wait_for(
+            lambda: (
+                list(logs.glob("triton-*.log"))
+                and "Started GRPCInferenceService" in next(logs.glob("triton-*.log")).read_text(errors="replace")
+            ),
+            120,
+            "Triton ready",
+        )
         python.kill()
         python.wait()
         started = time.monotonic()
@@ -119,10 +145,12 @@ def test_a_second_sigterm_does_not_cut_the_clean_up_short(tmp_path: Path) -> Non
     """The whole tree gets SIGTERM from a CI cancel, then the ancestors' end sends another: clean-up runs on."""
     from conftest import ROOT
 
-    code = ("import time\nfrom pipelines import cli\ncli._terminate_on_sigterm()\n"
-            "try:\n    print('ready', flush=True)\n    time.sleep(30)\n"
-            "except cli.Terminated:\n    print('unwinding', flush=True)\n    time.sleep(1.5)\n"
-            "    print('cleaned up', flush=True)\n")
+    code = (
+        "import time\nfrom pipelines.core import cli\ncli._terminate_on_sigterm()\n"
+        "try:\n    print('ready', flush=True)\n    time.sleep(30)\n"
+        "except cli.Terminated:\n    print('unwinding', flush=True)\n    time.sleep(1.5)\n"
+        "    print('cleaned up', flush=True)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=tool_env(), stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
@@ -136,11 +164,19 @@ def test_a_detached_process_is_not_watched() -> None:
     """A server meant to outlive its shell (nohup, setsid, or the opt-out) keeps running when the shell ends."""
     from conftest import ROOT
 
-    probe = [sys.executable, "-c", "from pipelines import lifeline; print(lifeline.detached())"]
+    probe = [sys.executable, "-c", "from pipelines.core import lifeline; print(lifeline.detached())"]
 
     def run(cmd: list[str], **env: str) -> str:
-        return subprocess.run(cmd, cwd=ROOT, env={**tool_env(), **env}, capture_output=True, text=True, timeout=60,
-                              preexec_fn=attached).stdout.strip()
+        return subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env={**tool_env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=attached,
+            check=False,
+        ).stdout.strip()
 
     assert run(probe) == "False"
     assert run(["nohup", *probe]) == "True"

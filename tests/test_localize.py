@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from test_quantization import images, run, small_cnn
 
-from pipelines import localize, quantization
-from pipelines.spec import Quantization
+from pipelines.artifacts import quantization
+from pipelines.comparison import localize
+from pipelines.config.spec import Quantization
 
 
 def test_the_debug_copy_exposes_every_activation_and_no_weight(tmp_path: Path) -> None:
@@ -18,7 +19,11 @@ def test_the_debug_copy_exposes_every_activation_and_no_weight(tmp_path: Path) -
     exposed = localize.expose(tmp_path / "fp32.onnx", tmp_path / "debug.onnx")
     # the graph written by hand: Conv -> Relu -> Flatten -> Gemm (the last is already an output)
     assert [(e.op, e.tensor.name, e.tensor.dims) for e in exposed] == [  # the model's own output compared last
-        ("Conv", "conv", (4, 8, 8)), ("Relu", "relu", (4, 8, 8)), ("Flatten", "flat", (256,)), ("Gemm", "logits", (10,))]
+        ("Conv", "conv", (4, 8, 8)),
+        ("Relu", "relu", (4, 8, 8)),
+        ("Flatten", "flat", (256,)),
+        ("Gemm", "logits", (10,)),
+    ]
     assert [o.name for o in onnx.load(str(tmp_path / "debug.onnx")).graph.output] == ["logits", "conv", "relu", "flat"]
     x = images(2, 3)
     assert np.array_equal(run(tmp_path / "debug.onnx", x), run(tmp_path / "fp32.onnx", x))  # the same model
@@ -28,8 +33,10 @@ def test_the_debug_copy_exposes_every_activation_and_no_weight(tmp_path: Path) -
 
 
 def layers(exposed_names: list[str], offsets: dict[str, float]) -> localize.Localization:
-    exposed = [localize.Exposed(localize.TensorSpec(n, "FP32", (3,)), i, f"node_{n}", "Op")
-               for i, n in enumerate(exposed_names)]
+    exposed = [
+        localize.Exposed(localize.TensorSpec(n, "FP32", (3,)), i, f"node_{n}", "Op")
+        for i, n in enumerate(exposed_names)
+    ]
     reference = {n.removesuffix(localize.DEQUANTIZED): np.array([[1.0, -2.0, 4.0]]) for n in exposed_names}
     served = {n: np.array([[1.0, -2.0, 4.0]]) + offsets.get(n, 0.0) for n in exposed_names}
     return localize.compare("m", "ref", exposed, served, reference, bound=0.1)

@@ -11,10 +11,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from pipelines.comparison import comparator
+from pipelines.comparison.comparator import ALL_SAMPLES, Case, Prepared, Served
+from pipelines.config.spec import model_spec
+
 from conftest import compose_config
-from pipelines import comparator
-from pipelines.comparator import ALL_SAMPLES, Case, Prepared, Served
-from pipelines.spec import model_spec
 
 SERVER = {"kind": "local", "description": "test", "triton_version": "2.51.0"}
 BACKEND = {"platform": "onnxruntime_onnx", "backend": "onnxruntime", "runtime": "model.py", "implementation": "test"}
@@ -28,8 +29,10 @@ def mnist_like() -> Prepared:
     for row, digit in enumerate([3, 1, 4, 1]):
         probabilities[row, digit] = 0.91
     inputs = {inp.name: np.zeros((4, *inp.dims), dtype=np.float32)}
-    cases = [Case("batch_1", {inp.name: inputs[inp.name][:1]}, [1], {out.name: probabilities[:1]}),
-             Case(ALL_SAMPLES, inputs, [2, 2], {out.name: probabilities})]
+    cases = [
+        Case("batch_1", {inp.name: inputs[inp.name][:1]}, [1], {out.name: probabilities[:1]}),
+        Case(ALL_SAMPLES, inputs, [2, 2], {out.name: probabilities}),
+    ]
     burst = Case("burst_2", {inp.name: inputs[inp.name][:2]}, [1, 1], {out.name: probabilities[:2]})
     return Prepared(spec, cases, burst, truth=np.array([3, 1, 4, 7]))
 
@@ -61,7 +64,9 @@ def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
     assert not report.passed
     grpc = report.protocols["grpc"].outputs["probabilities"]
     assert grpc.metrics.max_abs == pytest.approx(0.01, rel=1e-3) and not grpc.passed
-    assert grpc.metrics.needed_atol == pytest.approx(0.01 - 1e-3 * 0.91, rel=1e-3)  # atol that rtol 1e-3 leaves to cover
+    assert grpc.metrics.needed_atol == pytest.approx(
+        0.01 - 1e-3 * 0.91, rel=1e-3
+    )  # atol that rtol 1e-3 leaves to cover
     assert report.protocols["http"].outputs["probabilities"].passed
     assert report.protocol_agreement == {"http_json": True, "grpc": False}
     assert "grpc results differ from http binary" in report.failures
@@ -95,8 +100,10 @@ def strings(rows: list[list[str]]) -> np.ndarray:
 
 
 # Triton's classification extension for the logits above: "score:index:label", best first, k = 5
-TOP5 = [["3.000000:1:bee", "2.000000:3:dog", "1.000000:4:eel", "0.500000:0:ant", "0.000000:5:fox"],
-        ["4.000000:0:ant", "3.500000:5:fox", "2.500000:2:cat", "1.500000:1:bee", "0.250000:4:eel"]]
+TOP5 = [
+    ["3.000000:1:bee", "2.000000:3:dog", "1.000000:4:eel", "0.500000:0:ant", "0.000000:5:fox"],
+    ["4.000000:0:ant", "3.500000:5:fox", "2.500000:2:cat", "1.500000:1:bee", "0.250000:4:eel"],
+]
 
 
 def test_classification_strings_that_match_the_raw_logits_pass() -> None:
@@ -108,11 +115,14 @@ def test_classification_strings_that_match_the_raw_logits_pass() -> None:
     assert report.classification["http"]["logits"].passed
 
 
-@pytest.mark.parametrize(("row", "position", "wrong", "problem"), [
-    (0, 0, "3.000000:1:cat", "labels differ from the labels"),
-    (1, 0, "4.000000:2:cat", "top-k classes differ"),
-    (1, 1, "3.400000:5:fox", "scores differ from the raw values by 0.1"),
-])
+@pytest.mark.parametrize(
+    ("row", "position", "wrong", "problem"),
+    [
+        (0, 0, "3.000000:1:cat", "labels differ from the labels"),
+        (1, 0, "4.000000:2:cat", "top-k classes differ"),
+        (1, 1, "3.400000:5:fox", "scores differ from the raw values by 0.1"),
+    ],
+)
 def test_classification_strings_that_disagree_fail(row: int, position: int, wrong: str, problem: str) -> None:
     prepared = labelled_prepared()
     served = served_copy_without_burst(prepared)
@@ -131,7 +141,7 @@ def served_copy_without_burst(prepared: Prepared) -> Served:
 
 def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Every case is a prefix of the same samples: one framework pass per max_batch_size chunk serves them all."""
-    from pipelines import reference
+    from pipelines.runners import reference
 
     spec = model_spec("resnet50_onnx", compose_config("parity", ["model=resnet50_onnx"]).model)
     labels = tmp_path / "labels.txt"  # the export stage writes it; this test runs without one
@@ -156,7 +166,7 @@ def test_reports_survive_json_both_ways() -> None:
     """What the parity stage writes reads back as the same typed report (a CI gate reads these files)."""
     import json
 
-    from pipelines.parity_report import ParityReport
+    from pipelines.comparison.parity_report import ParityReport
 
     prepared = labelled_prepared()
     served = served_copy_without_burst(prepared)
@@ -166,14 +176,46 @@ def test_reports_survive_json_both_ways() -> None:
     report = comparator.evaluate(prepared, served, SERVER)
     data = json.loads(json.dumps(report.to_dict()))
     # the file's layout, as written by hand: what reports/parity/<model>.json holds
-    assert set(data) == {"model", "network", "format", "precision", "reference", "passed", "failures", "tolerance",
-                         "server", "served_by", "protocols", "protocol_agreement", "classification", "accuracy",
-                         "dynamic_batching", "skipped_protocols", "preprocessing", "artifacts"}
-    assert data["passed"] is False and data["classification"]["http"]["logits"]["problem"] == \
-        "labels differ from the labels"
+    assert set(data) == {
+        "model",
+        "network",
+        "format",
+        "precision",
+        "reference",
+        "passed",
+        "failures",
+        "tolerance",
+        "server",
+        "served_by",
+        "protocols",
+        "protocol_agreement",
+        "classification",
+        "accuracy",
+        "dynamic_batching",
+        "skipped_protocols",
+        "preprocessing",
+        "artifacts",
+    }
+    assert (
+        data["passed"] is False
+        and data["classification"]["http"]["logits"]["problem"] == "labels differ from the labels"
+    )
     assert set(data["protocols"]["http"]["outputs"]["logits"]) == {
-        "samples", "nonfinite", "max_abs", "mean_abs", "max_rel", "cosine", "top1_agreement", "top5_agreement",
-        "needed_atol", "needed_rtol", "worst_index", "worst_served", "worst_reference", "passed"}
+        "samples",
+        "nonfinite",
+        "max_abs",
+        "mean_abs",
+        "max_rel",
+        "cosine",
+        "top1_agreement",
+        "top5_agreement",
+        "needed_atol",
+        "needed_rtol",
+        "worst_index",
+        "worst_served",
+        "worst_reference",
+        "passed",
+    }
     again = ParityReport.from_dict(data)
     assert again == report and again.table() == report.table()
 
@@ -182,8 +224,14 @@ def test_headline_figures_are_the_worst_cases() -> None:
     """What `dvc metrics show` and the gate see of a report: a handful of figures, worst over protocols."""
     prepared = mnist_like()
     report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
-    assert report.headline() == {"passed": True, "protocols_agree": True, "max_abs": 0.0, "needed_atol": 0.0,
-                                 "framework_accuracy": 0.75, "served_accuracy": 0.75}
+    assert report.headline() == {
+        "passed": True,
+        "protocols_agree": True,
+        "max_abs": 0.0,
+        "needed_atol": 0.0,
+        "framework_accuracy": 0.75,
+        "served_accuracy": 0.75,
+    }
     served = served_copy(prepared)
     served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
     figures = comparator.evaluate(prepared, served, SERVER).headline()
@@ -263,7 +311,7 @@ def test_a_lossy_model_whose_accuracy_drops_or_turns_nan_fails() -> None:
 
 def test_an_output_collapsed_to_zero_is_as_far_as_cosine_goes() -> None:
     """A broken scale can zero a whole output: its cosine with the FP32 model's is 0, never a perfect 1."""
-    from pipelines import lossy
+    from pipelines.comparison import lossy
 
     fp32 = np.array([[1.0, 3.0, -2.0], [0.0, 0.0, 0.0]])
     stats = lossy.error_stats(np.zeros_like(fp32), fp32, classes=False)
@@ -272,7 +320,7 @@ def test_an_output_collapsed_to_zero_is_as_far_as_cosine_goes() -> None:
 
 
 def test_a_drop_exactly_at_the_bound_passes() -> None:
-    from pipelines import lossy
+    from pipelines.comparison import lossy
 
     bounds = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model).lossy
     assert 0.978 - 0.973 > 0.005  # in floating point

@@ -14,21 +14,36 @@ from typing import Any
 import pytest
 
 import user_models
-from conftest import AFTER_BUILD, BIN, USER_MODELS, compose_config, file_hashes, job_result, run_cmd, tool_env
+from conftest import AFTER_BUILD, BIN, USER_MODELS, compose_config, file_hashes, git, job_result, run_cmd, tool_env
 
 pytestmark = pytest.mark.pipeline
 
 CPU_MODELS = list(compose_config("repository").models)
 CLASSIFIERS = [m.removesuffix("_onnx") for m in CPU_MODELS if m.endswith("_onnx") and not m.startswith("mnist")]
-STAGES = ["prepare", "train", "export_mnist", *[f"export_classifier@{c}" for c in CLASSIFIERS],
-          *[f"export_added@{n}" for n in user_models.MODELS], "repository", "parity", "benchmark"]
+STAGES = [
+    "prepare",
+    "train",
+    "export_mnist",
+    *[f"export_classifier@{c}" for c in CLASSIFIERS],
+    *[f"export_added@{n}" for n in user_models.MODELS],
+    "repository",
+    "parity",
+    "benchmark",
+]
 # what the workspace serves besides CPU_MODELS: tests/user_models.py's models, added before its `dvc repro`
-ADDED = ["twoin_savedmodel", "twoin_onnx", "sigmodel_savedmodel", "sigmodel_onnx", "text_onnx", "scripted_onnx",
-         "argmax_onnx"]
+ADDED = [
+    "twoin_savedmodel",
+    "twoin_onnx",
+    "sigmodel_savedmodel",
+    "sigmodel_onnx",
+    "text_onnx",
+    "scripted_onnx",
+    "argmax_onnx",
+]
 
 
 def test_dvc_repro_runs_every_stage(pipeline_run: tuple[Path, subprocess.CompletedProcess]) -> None:
-    workspace, result = pipeline_run
+    _workspace, result = pipeline_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in STAGES:
         assert f"Running stage '{stage}'" in result.stdout
@@ -78,8 +93,17 @@ def test_metrics_fit_a_pull_request_comment(workspace: Path) -> None:
     groups = {
         # by hand: the train metrics and the parity headline figures (parity_report.headline)
         ("reports/train/metrics.json", "reports/parity_metrics"): {
-            "Path", "test_accuracy", "test_loss", "passed", "protocols_agree", "max_abs", "needed_atol",
-            "framework_accuracy", "served_accuracy", "accuracy_drop"},
+            "Path",
+            "test_accuracy",
+            "test_loss",
+            "passed",
+            "protocols_agree",
+            "max_abs",
+            "needed_atol",
+            "framework_accuracy",
+            "served_accuracy",
+            "accuracy_drop",
+        },
         # the benchmark's ratios (benchmark_report.headline); c8_vs_flask too where Flask is measured, which
         # conftest.SMALL leaves out of the test copy's benchmark stage
         ("reports/benchmark_metrics",): {"Path", "grpc_vs_in_process", "grpc_overhead_ms", "c4_vs_in_process"},
@@ -142,8 +166,13 @@ def test_a_killed_parity_stage_leaves_the_tracked_reports(workspace: Path, tmp_p
     before = [file_hashes(d) for d in tracked]
     assert all(before)
     with open(tmp_path / "repro.out", "wb") as out:
-        dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "-f", "-s", "parity"], cwd=copy, env=tool_env(),
-                               stdout=out, stderr=subprocess.STDOUT)
+        dvc = subprocess.Popen(
+            [str(BIN / "dvc"), "repro", "-f", "-s", "parity"],
+            cwd=copy,
+            env=tool_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 120
     while not any("evaluate.parity" in " ".join(p.cmdline()) for p in psutil.Process(dvc.pid).children(recursive=True)):
         assert dvc.poll() is None and time.monotonic() < deadline, (tmp_path / "repro.out").read_text()
@@ -152,13 +181,8 @@ def test_a_killed_parity_stage_leaves_the_tracked_reports(workspace: Path, tmp_p
     left = psutil.Process(dvc.pid).children(recursive=True)
     dvc.kill()
     dvc.wait()
-    psutil.wait_procs(left, timeout=30)  # every process of the stage goes with it (pipelines.lifeline)
+    psutil.wait_procs(left, timeout=30)  # every process of the stage goes with it (pipelines.core.lifeline)
     assert [file_hashes(d) for d in tracked] == before
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def make_ci(repo: Path) -> subprocess.CompletedProcess:
@@ -179,8 +203,13 @@ def run_ci_twice(repo: Path, scratch: Path) -> dict[str, Any]:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         perturbed = pool.submit(perturbed_ci_run, branch)
         accepted = make_ci(repo)
-        runs = {"accepted": (accepted, (repo / "reports" / "gate" / "gate.md").read_text(),
-                             (repo / "reports" / "gate" / "plots" / "index.html").is_file())}
+        runs = {
+            "accepted": (
+                accepted,
+                (repo / "reports" / "gate" / "gate.md").read_text(),
+                (repo / "reports" / "gate" / "plots" / "index.html").is_file(),
+            )
+        }
         return {**runs, **perturbed.result()}
 
 
@@ -199,8 +228,10 @@ def perturbed_ci_run(repo: Path) -> dict[str, Any]:
     perturbed = make_ci(repo)
     written = gate.is_file() and gate.stat().st_mtime_ns != before  # this run's own table, not a copied one
     report = repo / "reports" / "parity" / "resnet50_ensemble.json"
-    return {"perturbed": (perturbed, gate.read_text() if written else "(the gate wrote no table)", None),
-            "perturbed_report": json.loads(report.read_text()) if report.is_file() else {}}
+    return {
+        "perturbed": (perturbed, gate.read_text() if written else "(the gate wrote no table)", None),
+        "perturbed_report": json.loads(report.read_text()) if report.is_file() else {},
+    }
 
 
 AFTER_BUILD["ci_runs"] = run_ci_twice
@@ -249,7 +280,7 @@ def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypat
     import shutil
 
     from evaluate import gate as gate_cli
-    from pipelines.errors import ArtifactError, ConfigError
+    from pipelines.core.errors import ArtifactError, ConfigError
 
     real = workspace / "reports" / "parity_metrics"
     baseline, now = tmp_path / "baseline", tmp_path / "now"  # two runs' project trees
@@ -273,5 +304,5 @@ def test_the_gate_on_the_real_reports(workspace: Path, tmp_path: Path, monkeypat
     with pytest.raises(ConfigError, match="is not a directory"):
         gate(f"baseline_dir={tmp_path / 'nowhere'}")
     (baseline / "reports" / "parity_metrics" / "mnist_onnx.json").write_text("{not json")
-    with pytest.raises(ArtifactError, match="mnist_onnx.json is not readable JSON"):
+    with pytest.raises(ArtifactError, match=r"mnist_onnx\.json is not readable JSON"):
         gate()

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import compose_config
-from pipelines import data
-from pipelines.errors import DataError
+from pipelines.core.errors import DataError
+from pipelines.data import digits
 from train import prepare_data
+
+from conftest import compose_config
 
 
 def test_offline_default_writes_a_stratified_seeded_split(tmp_path: Path) -> None:
@@ -21,7 +22,7 @@ def test_offline_default_writes_a_stratified_seeded_split(tmp_path: Path) -> Non
     assert len(first.x_test) == cfg.data.test_size and len(first.x_train) == 5000 - cfg.data.test_size
     assert np.bincount(first.y_test, minlength=10).tolist() == [cfg.data.test_size // 10] * 10
     assert first.x_train.dtype == np.uint8 and first.x_train.max() > 200  # real digits, 0-255
-    again = data.load(tmp_path / "mnist.npz")
+    again = digits.load(tmp_path / "mnist.npz")
     np.testing.assert_array_equal(again.y_test, first.y_test)
     second = prepare_data.run(cfg)  # same seed, same split
     np.testing.assert_array_equal(second.x_test, first.x_test)
@@ -54,8 +55,13 @@ def test_local_idx_directory(tmp_path: Path) -> None:
 def test_local_npz_file(tmp_path: Path) -> None:
     src = tmp_path / "in.npz"
     rng = np.random.default_rng(1)
-    np.savez(src, x_train=rng.integers(0, 255, (5, 28, 28)), y_train=np.arange(5), x_test=np.zeros((2, 28, 28)),
-             y_test=np.array([1, 2]))
+    np.savez(
+        src,
+        x_train=rng.integers(0, 255, (5, 28, 28)),
+        y_train=np.arange(5),
+        x_test=np.zeros((2, 28, 28)),
+        y_test=np.array([1, 2]),
+    )
     cfg = compose_config("prepare", ["data=local", f"data.path={src}", f"paths.data={tmp_path / 'out.npz'}"])
     assert prepare_data.run(cfg).y_test.tolist() == [1, 2]
 
@@ -82,15 +88,20 @@ def test_wrong_image_shape_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "in.npz"
     np.savez(src, x_train=np.zeros((3, 32, 32)), y_train=np.zeros(3), x_test=np.zeros((1, 32, 32)), y_test=np.zeros(1))
     with pytest.raises(DataError, match=r"\(N, 28, 28\)"):
-        data.load(src)
+        digits.load(src)
 
 
 def test_normalised_float_images_are_refused_not_zeroed(tmp_path: Path) -> None:
     src = tmp_path / "in.npz"
-    np.savez(src, x_train=np.full((3, 28, 28), 0.5), y_train=np.zeros(3), x_test=np.full((1, 28, 28), 0.5),
-             y_test=np.zeros(1))
+    np.savez(
+        src,
+        x_train=np.full((3, 28, 28), 0.5),
+        y_train=np.zeros(3),
+        x_test=np.full((1, 28, 28), 0.5),
+        y_test=np.zeros(1),
+    )
     with pytest.raises(DataError, match="normalised"):
-        data.load(src)
+        digits.load(src)
 
 
 def test_corrupt_gzip_idx_is_a_data_error(tmp_path: Path) -> None:
@@ -102,4 +113,4 @@ def test_corrupt_gzip_idx_is_a_data_error(tmp_path: Path) -> None:
 
 def test_missing_prepared_data_names_the_stage(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dvc repro prepare"):
-        data.load(tmp_path / "absent.npz")
+        digits.load(tmp_path / "absent.npz")

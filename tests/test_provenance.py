@@ -8,19 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
 from evaluate import parity as parity_cli
-from pipelines import assembly, selection
-from pipelines.errors import ArtifactError
-from pipelines.spec import model_spec, served_specs
+from pipelines.config import selection
+from pipelines.config.spec import model_spec, served_specs
+from pipelines.core.errors import ArtifactError
+from pipelines.model_repository import assembly
+
+from conftest import compose_config
 
 
 def onnx_spec(tmp_path: Path):
     export = tmp_path / "models" / "model.onnx"
     export.parent.mkdir(parents=True)
     export.write_bytes(b"the current export")
-    return dataclasses.replace(model_spec("mnist_onnx", compose_config("parity", ["model=mnist_onnx"]).model),
-                               artifact=export)
+    return dataclasses.replace(
+        model_spec("mnist_onnx", compose_config("parity", ["model=mnist_onnx"]).model), artifact=export
+    )
 
 
 def test_the_served_copy_must_be_the_current_export(tmp_path: Path) -> None:
@@ -29,8 +32,11 @@ def test_the_served_copy_must_be_the_current_export(tmp_path: Path) -> None:
     served.parent.mkdir(parents=True)
     served.write_bytes(b"the current export")
     (record,) = assembly.provenance(spec, {}, tmp_path / "repo")
-    assert record == {"served": "mnist_onnx/1/model.onnx", "source": spec.artifact.as_posix(),
-                      "sha256": hashlib.sha256(b"the current export").hexdigest()}
+    assert record == {
+        "served": "mnist_onnx/1/model.onnx",
+        "source": spec.artifact.as_posix(),
+        "sha256": hashlib.sha256(b"the current export").hexdigest(),
+    }
     spec.artifact.write_bytes(b"a newer export")  # exported again, repository not rebuilt
     with pytest.raises(ArtifactError, match=r"model.onnx is not the current .*rebuild the repository"):
         assembly.provenance(spec, {}, tmp_path / "repo")
@@ -54,34 +60,46 @@ def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     sources = {rel.as_posix(): src for rel, src in assembly.served_copies(catalog["resnet50_ensemble"], catalog)}
     # by hand: what assembly copies for the ensemble (README, "The model repository")
-    assert set(sources) == {"resnet50_ensemble_preprocess/1/model.py", "resnet50_ensemble_preprocess/1/images.py",
-                            "resnet50_ensemble_postprocess/1/model.py", "resnet50_ensemble_postprocess/1/images.py",
-                            "resnet50_ensemble_postprocess/1/labels.txt", "resnet50_onnx/1/model.onnx",
-                            "resnet50_onnx/labels.txt"}
+    assert set(sources) == {
+        "resnet50_ensemble_preprocess/1/model.py",
+        "resnet50_ensemble_preprocess/1/images.py",
+        "resnet50_ensemble_postprocess/1/model.py",
+        "resnet50_ensemble_postprocess/1/images.py",
+        "resnet50_ensemble_postprocess/1/labels.txt",
+        "resnet50_onnx/1/model.onnx",
+        "resnet50_onnx/labels.txt",
+    }
     assert sources["resnet50_ensemble_preprocess/1/model.py"].name == "preprocess.py"
     for rel, src in sources.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_bytes(src.read_bytes())
     records = assembly.provenance(catalog["resnet50_ensemble"], catalog, repo)
-    assert {r["source"] for r in records} >= {"serve/ensemble_steps/preprocess.py",
-                                              "serve/ensemble_steps/postprocess.py", "pipelines/images.py"}
+    assert {r["source"] for r in records} >= {
+        "serve/ensemble_steps/preprocess.py",
+        "serve/ensemble_steps/postprocess.py",
+        "pipelines/data/images.py",
+    }
     (repo / "resnet50_onnx/labels.txt").write_text("relabelled\n")
-    with pytest.raises(ArtifactError, match="resnet50_onnx/labels.txt is not the current"):
+    with pytest.raises(ArtifactError, match=r"resnet50_onnx/labels\.txt is not the current"):
         assembly.provenance(catalog["resnet50_ensemble"], catalog, repo)
     (repo / "resnet50_onnx/labels.txt").write_bytes(labels.read_bytes())
     (repo / "resnet50_ensemble_postprocess/1/model.py").write_text("# edited by hand\n")
-    with pytest.raises(ArtifactError, match="postprocess/1/model.py is not the current serve/ensemble_steps"):
+    with pytest.raises(ArtifactError, match=r"postprocess/1/model\.py is not the current serve/ensemble_steps"):
         assembly.provenance(catalog["resnet50_ensemble"], catalog, repo)
 
 
-@pytest.mark.parametrize(("overrides", "change"), [
-    (["model.tolerance.atol=1.0"], "mnist_onnx.tolerance.atol: 0.0001 -> 1.0"),
-    (["model.parity.samples=64"], "mnist_onnx.parity.samples: 1000 -> 64"),
-    (["model.parity.concurrent_requests=0"], "mnist_onnx.parity.concurrent_requests: 32 -> 0"),
-    (["protocols=[grpc]"], "protocols ['http', 'http_json', 'grpc'] -> ['grpc']"),
-])
-def test_a_changed_check_never_writes_the_tracked_reports(overrides: list[str], change: str,
-                                                          capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "change"),
+    [
+        (["model.tolerance.atol=1.0"], "mnist_onnx.tolerance.atol: 0.0001 -> 1.0"),
+        (["model.parity.samples=64"], "mnist_onnx.parity.samples: 1000 -> 64"),
+        (["model.parity.concurrent_requests=0"], "mnist_onnx.parity.concurrent_requests: 32 -> 0"),
+        (["protocols=[grpc]"], "protocols ['http', 'http_json', 'grpc'] -> ['grpc']"),
+    ],
+)
+def test_a_changed_check_never_writes_the_tracked_reports(
+    overrides: list[str], change: str, capsys: pytest.CaptureFixture
+) -> None:
     cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
     specs = selection.selected(cfg)
     where = parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1])
@@ -95,8 +113,15 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
     tracked = parity_cli.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
     assert parity_cli.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
     # a directory of the user's choosing is theirs: a changed check is written where they said
-    cfg = compose_config("parity", ["model=mnist_onnx", "model.tolerance.atol=1.0", f"paths.parity_reports={tmp_path}",
-                                    f"paths.parity_metrics={tmp_path / 'figures'}"])
+    cfg = compose_config(
+        "parity",
+        [
+            "model=mnist_onnx",
+            "model.tolerance.atol=1.0",
+            f"paths.parity_reports={tmp_path}",
+            f"paths.parity_metrics={tmp_path / 'figures'}",
+        ],
+    )
     specs = selection.selected(cfg)
     chosen = parity_cli.Reports(tmp_path, tmp_path / "figures")
     assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
@@ -120,16 +145,22 @@ dynamic_batching { preferred_batch_size: [16, 64] max_queue_delay_microseconds: 
 """
 
 
-@pytest.mark.parametrize(("edit", "field"), [
-    # before: only name, max_batch_size, tensors and format were compared; this one passed parity, 8x slower
-    (("max_queue_delay_microseconds: 100", "max_queue_delay_microseconds: 5000000"),
-     "dynamic_batching.max_queue_delay_microseconds: 5000000, expected 100"),
-    (("instance_group { count: 1 }", "instance_group { count: 4 }"), "instance_group[0].count: 4, expected 1"),
-    (("default_model_filename", 'response_cache { enable: true }\ndefault_model_filename'),
-     "response_cache.enable: True, expected False"),
-])
-def test_a_config_edited_by_hand_is_refused_naming_the_field(tmp_path: Path, edit: tuple[str, str],
-                                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        # before: only name, max_batch_size, tensors and format were compared; this one passed parity, 8x slower
+        (
+            ("max_queue_delay_microseconds: 100", "max_queue_delay_microseconds: 5000000"),
+            "dynamic_batching.max_queue_delay_microseconds: 5000000, expected 100",
+        ),
+        (("instance_group { count: 1 }", "instance_group { count: 4 }"), "instance_group[0].count: 4, expected 1"),
+        (
+            ("default_model_filename", "response_cache { enable: true }\ndefault_model_filename"),
+            "response_cache.enable: True, expected False",
+        ),
+    ],
+)
+def test_a_config_edited_by_hand_is_refused_naming_the_field(tmp_path: Path, edit: tuple[str, str], field: str) -> None:
     catalog = served_specs(compose_config("parity", ["model=all"]).models)
     config = tmp_path / "repo" / "mnist_onnx" / "config.pbtxt"
     config.parent.mkdir(parents=True)

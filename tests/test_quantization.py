@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import quantization
-from pipelines.spec import Quantization
+from pipelines.artifacts import quantization
+from pipelines.config.spec import Quantization
 
 FLOAT, FLOAT16, INT8, UINT8 = 1, 10, 3, 2  # onnx.TensorProto element types
 
@@ -23,17 +23,25 @@ def small_cnn(path: Path) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32), "conv_w"),
-               numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "conv_b"),
-               numpy_helper.from_array(rng.normal(0, 0.1, (256, 10)).astype(np.float32), "fc_w"),
-               numpy_helper.from_array(rng.normal(0, 0.1, 10).astype(np.float32), "fc_b")]
-    nodes = [helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["conv"], ["relu"]),
-             helper.make_node("Flatten", ["relu"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"])]
-    graph = helper.make_graph(nodes, "small_cnn",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], weights)
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32), "conv_w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 4).astype(np.float32), "conv_b"),
+        numpy_helper.from_array(rng.normal(0, 0.1, (256, 10)).astype(np.float32), "fc_w"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 10).astype(np.float32), "fc_b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["image", "conv_w", "conv_b"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("Flatten", ["relu"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
@@ -66,9 +74,14 @@ def zero_points(path: Path) -> dict[str, tuple[int, list[int]]]:
 
     model = onnx.load(str(path))
     init = {i.name: i for i in model.graph.initializer}
-    return {node.input[0].removesuffix("_quantized"): (init[node.input[2]].data_type,
-                                                       numpy_helper.to_array(init[node.input[2]]).ravel().tolist())
-            for node in model.graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    return {
+        node.input[0].removesuffix("_quantized"): (
+            init[node.input[2]].data_type,
+            numpy_helper.to_array(init[node.input[2]]).ravel().tolist(),
+        )
+        for node in model.graph.node
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear")
+    }
 
 
 def test_fp16_keeps_fp32_inputs_and_outputs(source: Path, tmp_path: Path) -> None:
@@ -118,15 +131,19 @@ def test_a_calibration_set_that_does_not_fit_the_input_is_one_line(tmp_path: Pat
     """MNIST digits cannot calibrate a 3x224x224 classifier: refused before the quantizer sees them."""
     import dataclasses
 
-    from conftest import compose_config
-    from pipelines import data
-    from pipelines.errors import ConfigError
-    from pipelines.spec import model_spec
+    from pipelines.config.spec import model_spec
+    from pipelines.core.errors import ConfigError
+    from pipelines.data import digits
 
-    digits = np.zeros((4, 28, 28), np.uint8)
-    data.save(data.Mnist(digits, np.arange(4), digits, np.arange(4)), tmp_path / "mnist.npz")
+    from conftest import compose_config
+
+    blank = np.zeros((4, 28, 28), np.uint8)
+    digits.save(digits.Mnist(blank, np.arange(4), blank, np.arange(4)), tmp_path / "mnist.npz")
     spec = model_spec("resnet50_onnx_int8", compose_config("parity", ["model=resnet50_onnx_int8"]).model)
     spec = dataclasses.replace(spec, quantization=Quantization(calibration="mnist_train", calibration_samples=4))
-    with pytest.raises(ConfigError, match=r"gives float32 samples of shape \[28, 28, 1\]; input 'input' takes FP32 "
-                                          r"\[3, 224, 224\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gives float32 samples of shape \[28, 28, 1\]; input 'input' takes FP32 "
+        r"\[3, 224, 224\]",
+    ):
         quantization.calibration_set(spec, str(tmp_path / "mnist.npz"))

@@ -7,7 +7,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from pipelines import served_model
+from pipelines.serving import served_model
 
 
 @pytest.mark.parametrize("dtype, datatype", [(np.float32, "FP32"), (np.int64, "INT64"), (np.uint8, "UINT8")])

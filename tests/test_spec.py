@@ -7,9 +7,10 @@ import copy
 import numpy as np
 import pytest
 
+from pipelines.config.spec import model_spec, plain
+from pipelines.core.errors import ConfigError
+
 from conftest import compose_config
-from pipelines.errors import ConfigError
-from pipelines.spec import model_spec, plain
 
 
 @pytest.fixture
@@ -56,7 +57,11 @@ def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
         (("network", "batch_axis"), False, r"max_batch_size 64 needs a network with a batch axis"),
         (("max_batch_size",), 0, r"max_batch_size 0 needs a network without a batch axis"),
         (("output_tolerance",), {"logits": {"atol": 1}}, r"output_tolerance names \['logits'\], which are not outputs"),
-        (("output_tolerance",), {"probabilities": {"atol": -1}}, r"output_tolerance.probabilities.atol must be a finite"),
+        (
+            ("output_tolerance",),
+            {"probabilities": {"atol": -1}},
+            r"output_tolerance.probabilities.atol must be a finite",
+        ),
         (("network", "sampling"), {"value_ranges": {"pixels": [0, 1]}}, r"value_ranges names \['pixels'\]"),
         (("network", "sampling"), {"value_ranges": {"image": [1, 1]}}, r"low < high, got image=\[1.0, 1.0\]"),
         (("network", "sampling"), {"dim_sizes": []}, r"sampling.dim_sizes a non-empty list"),
@@ -105,21 +110,24 @@ def int8_cfg() -> dict:
     return plain(compose_config("parity", ["model=mnist_onnx_int8"]).model)
 
 
-@pytest.mark.parametrize(("path", "value", "message"), [
-    (("quantization",), None, r"a int8 ONNX model needs its `quantization:` settings"),
-    (("lossy",), None, r"a int8 model needs `lossy:` bounds"),
-    (("quantization", "calibration"), "test_digits", r"quantization.calibration must be one of mnist_train"),
-    (("quantization", "activations"), "int4", r"quantization.activations must be one of uint8, int8"),
-    (("quantization", "symmetric"), True, r"symmetric needs activations int8"),
-    (("quantization", "calibration_samples"), 0, r"calibration_samples must be >= 1"),
-    (("quantization", "format"), "qdq", r"quantization.format must be one of QDQ, QOperator"),
-    (("quantization", "per_chanel"), True, r"unknown key quantization.per_chanel"),
-    (("lossy", "max_accuracy_drop"), 1.5, r"lossy.max_accuracy_drop must be within 0..1"),
-    (("lossy", "min_top1_agreement"), -0.1, r"lossy.min_top1_agreement must be within 0..1"),
-    (("lossy", "max_p99_abs"), float("inf"), r"lossy.max_p99_abs must be a finite number >= 0"),
-    (("lossy", "max_abs"), -1, r"lossy.max_abs must be a finite number >= 0"),
-    (("precision",), "fp32", r"`quantization:` builds FP16/INT8 ONNX models; this one is onnx fp32"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("quantization",), None, r"a int8 ONNX model needs its `quantization:` settings"),
+        (("lossy",), None, r"a int8 model needs `lossy:` bounds"),
+        (("quantization", "calibration"), "test_digits", r"quantization.calibration must be one of mnist_train"),
+        (("quantization", "activations"), "int4", r"quantization.activations must be one of uint8, int8"),
+        (("quantization", "symmetric"), True, r"symmetric needs activations int8"),
+        (("quantization", "calibration_samples"), 0, r"calibration_samples must be >= 1"),
+        (("quantization", "format"), "qdq", r"quantization.format must be one of QDQ, QOperator"),
+        (("quantization", "per_chanel"), True, r"unknown key quantization.per_chanel"),
+        (("lossy", "max_accuracy_drop"), 1.5, r"lossy.max_accuracy_drop must be within 0..1"),
+        (("lossy", "min_top1_agreement"), -0.1, r"lossy.min_top1_agreement must be within 0..1"),
+        (("lossy", "max_p99_abs"), float("inf"), r"lossy.max_p99_abs must be a finite number >= 0"),
+        (("lossy", "max_abs"), -1, r"lossy.max_abs must be a finite number >= 0"),
+        (("precision",), "fp32", r"`quantization:` builds FP16/INT8 ONNX models; this one is onnx fp32"),
+    ],
+)
 def test_a_lossy_model_needs_settings_that_hold(int8_cfg: dict, path: tuple, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         model_spec("mnist_onnx_int8", changed(int8_cfg, path, value))

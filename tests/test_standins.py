@@ -14,35 +14,57 @@ from google.protobuf import text_format
 from omegaconf import OmegaConf
 from tritonclient.grpc import model_config_pb2 as mc
 
+from pipelines.config.spec import model_spec
+from pipelines.core.errors import ConfigError
+from pipelines.model_repository import assembly, standins, triton_config
+
 from conftest import compose_config
-from pipelines import assembly, standins, triton_config
-from pipelines.errors import ConfigError
-from pipelines.spec import model_spec
 
 ORT_TRT_EP = 'optimization { execution_accelerators { gpu_execution_accelerator { name: "tensorrt" } } }'
 REFUSED = [
     ("mnist_onnx", ORT_TRT_EP, "optimization.execution_accelerators.gpu_execution_accelerator.name"),
-    ("mnist_onnx", 'optimization { execution_accelerators { cpu_execution_accelerator { name: "openvino" } } }',
-     "optimization.execution_accelerators.cpu_execution_accelerator.name"),
+    (
+        "mnist_onnx",
+        'optimization { execution_accelerators { cpu_execution_accelerator { name: "openvino" } } }',
+        "optimization.execution_accelerators.cpu_execution_accelerator.name",
+    ),
     ("mnist_onnx", 'parameters { key: "enable_mem_arena" value { string_value: "0" } }', "['enable_mem_arena']"),
     ("mnist_onnx", "sequence_batching { max_sequence_idle_microseconds: 1000 }", "sequence_batching"),
     ("mnist_savedmodel", "optimization { graph { level: 1 } }", "optimization.graph.level"),
-    ("mnist_savedmodel", 'parameters { key: "MAX_SESSION_SHARE_COUNT" value { string_value: "2" } }',
-     "['MAX_SESSION_SHARE_COUNT']"),
-    ("mnist_savedmodel", "batch_input { kind: BATCH_ELEMENT_COUNT target_name: \"n\" data_type: TYPE_FP32 }",
-     "batch_input"),
+    (
+        "mnist_savedmodel",
+        'parameters { key: "MAX_SESSION_SHARE_COUNT" value { string_value: "2" } }',
+        "['MAX_SESSION_SHARE_COUNT']",
+    ),
+    (
+        "mnist_savedmodel",
+        'batch_input { kind: BATCH_ELEMENT_COUNT target_name: "n" data_type: TYPE_FP32 }',
+        "batch_input",
+    ),
     ("mnist_trt", "optimization { cuda { graphs: true } }", "optimization.cuda.graphs"),
-    ("mnist_trt", 'parameters { key: "execution_context_allocation_strategy" value { string_value: "STATIC" } }',
-     "['execution_context_allocation_strategy']"),
-    ("mnist_trt", 'model_transaction_policy { decoupled: true }', "model_transaction_policy.decoupled"),
+    (
+        "mnist_trt",
+        'parameters { key: "execution_context_allocation_strategy" value { string_value: "STATIC" } }',
+        "['execution_context_allocation_strategy']",
+    ),
+    ("mnist_trt", "model_transaction_policy { decoupled: true }", "model_transaction_policy.decoupled"),
 ]
 HONOURED = [
-    ("mnist_onnx", 'parameters { key: "intra_op_thread_count" value { string_value: "1" } } '
-                   'parameters { key: "execution_mode" value { string_value: "0" } } optimization { graph { level: 2 } }'),
-    ("mnist_savedmodel", 'parameters { key: "TF_NUM_INTRA_THREADS" value { string_value: "1" } } '
-                         'parameters { key: "TF_GRAPH_TAG" value { string_value: "serve" } }'),
-    ("mnist_onnx", 'model_warmup { name: "zeros" batch_size: 1 inputs { key: "image" value { data_type: TYPE_FP32 '
-                   'dims: [28, 28, 1] zero_data: true } } } response_cache { enable: true }'),
+    (
+        "mnist_onnx",
+        'parameters { key: "intra_op_thread_count" value { string_value: "1" } } '
+        'parameters { key: "execution_mode" value { string_value: "0" } } optimization { graph { level: 2 } }',
+    ),
+    (
+        "mnist_savedmodel",
+        'parameters { key: "TF_NUM_INTRA_THREADS" value { string_value: "1" } } '
+        'parameters { key: "TF_GRAPH_TAG" value { string_value: "serve" } }',
+    ),
+    (
+        "mnist_onnx",
+        'model_warmup { name: "zeros" batch_size: 1 inputs { key: "image" value { data_type: TYPE_FP32 '
+        "dims: [28, 28, 1] zero_data: true } } } response_cache { enable: true }",
+    ),
 ]
 
 
@@ -74,7 +96,11 @@ HAND_EDITED = [
     ("mnist_onnx", "instance_group { kind: KIND_MODEL }", ["instance_group.kind KIND_MODEL"]),
     ("mnist_trt", 'instance_group { kind: KIND_GPU profile: "1" }', ["instance_group.profile"]),
     ("mnist_trt", "instance_group { kind: KIND_CPU }", ["instance_group.kind KIND_CPU"]),
-    ("mnist_savedmodel", 'platform: "tensorflow_graphdef"', ["platform tensorflow_graphdef (it serves tensorflow_savedmodel)"]),
+    (
+        "mnist_savedmodel",
+        'platform: "tensorflow_graphdef"',
+        ["platform tensorflow_graphdef (it serves tensorflow_savedmodel)"],
+    ),
     ("mnist_trt", 'cc_model_filenames { key: "8.0" value: "model_sm80.plan" }', []),  # honoured
 ]
 

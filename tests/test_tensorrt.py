@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from conftest import compose_config
-from pipelines import assembly, launcher, triton_config
-from pipelines.errors import ArtifactError, ConfigError, ServerError
-from pipelines.spec import model_spec
+from pipelines.config.spec import model_spec
+from pipelines.core.errors import ArtifactError, ConfigError, ServerError
+from pipelines.model_repository import assembly, triton_config
+from pipelines.serving import launcher
 from pipelines.trt import build, host, loadability, plans
 from pipelines.trt.loadability import Loader
+
+from conftest import compose_config
 
 TRT_MODELS = ["mnist_trt", "resnet50_trt", "resnet50_trt_fp16", "resnet50_trt_int8"]
 
@@ -32,10 +34,14 @@ def trt_spec(name: str = "mnist_trt", *overrides: str, artifact: Path | None = N
 # Written by hand: the I/O that TensorRT reports for engines built from our ONNX exports with a dynamic
 # batch axis (what the build records in each plan's metadata), independent of the specs under test.
 ENGINE_IO = {
-    "mnist_trt": [{"name": "image", "mode": "input", "dtype": "FP32", "shape": [-1, 28, 28, 1]},
-                  {"name": "probabilities", "mode": "output", "dtype": "FP32", "shape": [-1, 10]}],
-    "resnet50_trt": [{"name": "input", "mode": "input", "dtype": "FP32", "shape": [-1, 3, 224, 224]},
-                     {"name": "logits", "mode": "output", "dtype": "FP32", "shape": [-1, 1000]}],
+    "mnist_trt": [
+        {"name": "image", "mode": "input", "dtype": "FP32", "shape": [-1, 28, 28, 1]},
+        {"name": "probabilities", "mode": "output", "dtype": "FP32", "shape": [-1, 10]},
+    ],
+    "resnet50_trt": [
+        {"name": "input", "mode": "input", "dtype": "FP32", "shape": [-1, 3, 224, 224]},
+        {"name": "logits", "mode": "output", "dtype": "FP32", "shape": [-1, 1000]},
+    ],
 }
 
 
@@ -46,8 +52,14 @@ def recorded_io(spec) -> list[dict]:
 def write_plan(directory: Path, spec, cc: str = "8.0", **meta_changes) -> Path:
     settings = build.build_settings(spec)
     meta = plans.metadata(
-        settings, tensorrt_version="10.4.0", cuda_version="12.6", gpu_name="NVIDIA A100", compute_capability=cc,
-        io=recorded_io(spec), builder="python", onnx_sha256="0" * 64,
+        settings,
+        tensorrt_version="10.4.0",
+        cuda_version="12.6",
+        gpu_name="NVIDIA A100",
+        compute_capability=cc,
+        io=recorded_io(spec),
+        builder="python",
+        onnx_sha256="0" * 64,
     )
     meta.update(meta_changes)
     directory.mkdir(parents=True, exist_ok=True)
@@ -99,8 +111,13 @@ def test_int8_is_built_strongly_typed_from_the_symmetric_qdq_file(tmp_path: Path
     symmetric = compose_config("parity", ["model=resnet50_onnx_int8_symmetric"]).model
     assert settings.onnx == Path(str(symmetric.artifact))  # the file the CPU profile serves and judges
     assert settings.precision == "int8" and settings.strongly_typed and settings.flags == []
-    cmd = build.trtexec_command(settings, image="nvcr.io/nvidia/tensorrt:24.10-py3", workdir=tmp_path,
-                                plan_name="model_sm80", timing_cache="timing.cache")
+    cmd = build.trtexec_command(
+        settings,
+        image="nvcr.io/nvidia/tensorrt:24.10-py3",
+        workdir=tmp_path,
+        plan_name="model_sm80",
+        timing_cache="timing.cache",
+    )
     assert "--stronglyTyped" in cmd and not {"--fp16", "--int8", "--best"} & set(cmd)
     assert not build.build_settings(trt_spec("resnet50_trt_fp16")).strongly_typed
 
@@ -108,10 +125,10 @@ def test_int8_is_built_strongly_typed_from_the_symmetric_qdq_file(tmp_path: Path
 def test_only_a_signed_symmetric_qdq_file_becomes_an_int8_engine(tmp_path: Path) -> None:
     """Checked on CPU before a GPU builds: an FP32 file (no Q/DQ) and a U8S8 file (zero points 128) are refused."""
     import numpy as np
-
-    from pipelines import quantization
-    from pipelines.spec import Quantization
     from test_quantization import small_cnn
+
+    from pipelines.artifacts import quantization
+    from pipelines.config.spec import Quantization
 
     fp32, u8s8, s8s8 = tmp_path / "fp32.onnx", tmp_path / "u8s8.onnx", tmp_path / "s8s8.onnx"
     small_cnn(fp32)
@@ -170,10 +187,10 @@ def test_plans_are_found_by_compute_capability(tmp_path: Path) -> None:
 def test_plan_without_metadata_or_plans_is_an_artifact_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="make pipeline-gpu"):
         plans.plans(tmp_path / "absent")
-    with pytest.raises(ArtifactError, match="holds no .plan"):
+    with pytest.raises(ArtifactError, match=r"holds no \.plan"):
         plans.plans(tmp_path)
     (tmp_path / "model_sm80.plan").write_bytes(b"x")
-    with pytest.raises(ArtifactError, match="model_sm80.json not found"):
+    with pytest.raises(ArtifactError, match=r"model_sm80\.json not found"):
         plans.plans(tmp_path)
 
 
@@ -182,8 +199,16 @@ def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
     settings = build.build_settings(spec)
     io = recorded_io(spec)
     io[1]["dtype"] = "FP16"
-    meta = plans.metadata(settings, tensorrt_version="10.4.0", cuda_version=None, gpu_name="g",
-                                  compute_capability="8.0", io=io, builder="python", onnx_sha256="x")
+    meta = plans.metadata(
+        settings,
+        tensorrt_version="10.4.0",
+        cuda_version=None,
+        gpu_name="g",
+        compute_capability="8.0",
+        io=io,
+        builder="python",
+        onnx_sha256="x",
+    )
     meta["profile"][spec.inputs[0].name]["max"][0] = 4
     problems = plans.plan_problems(spec, meta)
     assert any("dtype is FP16, spec says FP32" in p for p in problems)
@@ -194,11 +219,11 @@ def test_recorded_io_and_profile_are_checked_against_the_spec() -> None:
     ("built", "compatible", "server", "ok"),
     [
         ("10.4.0", False, "10.4.0", True),
-        ("10.8.0.43", False, "10.8", True),      # the table names major.minor only
+        ("10.8.0.43", False, "10.8", True),  # the table names major.minor only
         ("10.6.0", False, "10.4.0", False),
-        ("10.4.0", True, "10.8", True),           # version-compatible: later 10.x loads it
-        ("10.8.0", True, "10.4.0", False),        # ... but not an older one
-        ("10.4.0", True, "11.0", False),          # ... nor another major
+        ("10.4.0", True, "10.8", True),  # version-compatible: later 10.x loads it
+        ("10.8.0", True, "10.4.0", False),  # ... but not an older one
+        ("10.4.0", True, "11.0", False),  # ... nor another major
     ],
 )
 def test_version_guard(built: str, compatible: bool, server: str, ok: bool) -> None:
@@ -235,7 +260,8 @@ def test_version_table_maps_the_pinned_image() -> None:
     assert loadability.tensorrt_in_image("tritonserver:latest", cfg.triton_releases) is None
     unknown = loadability.image_loader("tritonserver:latest", cfg.triton_releases)
     assert "add its NGC release to conf/triton_versions.yaml" in unknown.problem(
-        [{"tensorrt_version": "10.4.0", "compute_capability": "8.0"}])
+        [{"tensorrt_version": "10.4.0", "compute_capability": "8.0"}]
+    )
     assert loadability.release_of(cfg.tensorrt_image) == loadability.release_of(cfg.triton_image)
     image = loadability.image_loader(cfg.triton_image, cfg.triton_releases)
     assert (image.tensorrt, image.compute_capability) == ("10.5", None)  # its GPU is known only at launch
@@ -247,7 +273,7 @@ def test_servers_on_a_host_without_a_gpu_load_no_plan() -> None:
         pytest.skip("this host has a GPU")
     with pytest.raises(ServerError, match="no NVIDIA GPU"):
         loadability.server_loader("local")
-    with pytest.raises(ServerError, match="server.gpus=all on a host with an NVIDIA GPU"):
+    with pytest.raises(ServerError, match=r"server\.gpus=all on a host with an NVIDIA GPU"):
         loadability.server_loader("docker", "nvcr.io/nvidia/tritonserver:24.10-py3", gpus=True)
 
 
@@ -315,7 +341,7 @@ def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
     with pytest.raises(ServerError, match="no NVIDIA GPU"):
         launcher.serve(local.server, tmp_path / "repo")
     docker = compose_config("triton", ["server=docker", "server.gpus=all"])
-    with pytest.raises(ServerError, match="server.gpus=all on a host with an NVIDIA GPU"):
+    with pytest.raises(ServerError, match=r"server\.gpus=all on a host with an NVIDIA GPU"):
         launcher.serve(docker.server, tmp_path / "repo", docker.triton_releases)
 
 
@@ -326,8 +352,9 @@ def test_trtexec_command_matches_the_python_build(tmp_path: Path) -> None:
     spec = trt_spec("resnet50_trt_fp16", "model.tensorrt.version_compatible=true")
     settings = build.build_settings(spec)
     cfg = compose_config("tensorrt", ["model=resnet50_trt_fp16"])
-    cmd = build.trtexec_command(settings, image=cfg.tensorrt_image, workdir=tmp_path,
-                                        plan_name="model_sm80", timing_cache="timing.cache")
+    cmd = build.trtexec_command(
+        settings, image=cfg.tensorrt_image, workdir=tmp_path, plan_name="model_sm80", timing_cache="timing.cache"
+    )
     assert cmd[:5] == ["docker", "run", "--rm", "--gpus", "all"]
     assert cfg.tensorrt_image in cmd and cmd[cmd.index(cfg.tensorrt_image) + 1] == "trtexec"
     name = spec.inputs[0].name
@@ -360,9 +387,10 @@ def test_build_a_real_engine_and_record_its_io(in_workspace: Path, tmp_path: Pat
     assert meta["compute_capability"] == gpu.compute_capability
     stem = plans.plan_stem(gpu.compute_capability)
     # the recorded I/O is what a fresh load of the written plan reports
-    assert [{k: t[k] for k in ("name", "mode", "dtype", "shape")} for t in engine.load_io(
-        tmp_path / "mnist_trt" / f"{stem}.plan")] == [{k: t[k] for k in ("name", "mode", "dtype", "shape")}
-                                                      for t in meta["io"]]
+    assert [
+        {k: t[k] for k in ("name", "mode", "dtype", "shape")}
+        for t in engine.load_io(tmp_path / "mnist_trt" / f"{stem}.plan")
+    ] == [{k: t[k] for k in ("name", "mode", "dtype", "shape")} for t in meta["io"]]
     assert json.loads((tmp_path / "mnist_trt" / f"{stem}.layers.json").read_text())["Layers"]
     assert (tmp_path / "timing.cache").stat().st_size > 0
 
@@ -375,8 +403,15 @@ def test_served_engine_matches_keras(in_workspace: Path, tmp_path: Path) -> None
 
     overrides = [f"paths.tensorrt={tmp_path / 'plans'}", f"paths.logs={tmp_path}"]
     export_tensorrt.run(compose_config("tensorrt", ["model=mnist_trt", *overrides]))
-    cfg = compose_config("parity", ["model=mnist_trt", *overrides, f"paths.model_repository_gpu={tmp_path / 'repo'}",
-                                    f"paths.parity_reports_gpu={tmp_path / 'reports'}"])
+    cfg = compose_config(
+        "parity",
+        [
+            "model=mnist_trt",
+            *overrides,
+            f"paths.model_repository_gpu={tmp_path / 'repo'}",
+            f"paths.parity_reports_gpu={tmp_path / 'reports'}",
+        ],
+    )
     assembly.assemble([model_spec("mnist_trt", cfg.model)], tmp_path / "repo")
     assert parity_cli.run(cfg) == 0
     report = json.loads((tmp_path / "reports" / "mnist_trt.json").read_text())

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
+from pipelines.config.spec import model_spec
+from pipelines.core.errors import ConfigError
+from pipelines.model_repository import triton_config
+
 from conftest import compose_config
-from pipelines import triton_config
-from pipelines.errors import ConfigError
-from pipelines.spec import model_spec
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 
@@ -46,12 +47,15 @@ def test_extra_config_is_merged_and_checked_by_the_protobuf_parser() -> None:
         triton_config.build(spec_of("mnist_onnx", "+model.extra_config='no_such_field: 1'"))
 
 
-@pytest.mark.parametrize(("extra", "field"), [
-    ("instance_group { count: 2 }", "instance_group"),  # would add a second group, not change the count
-    ('input { name: "image" data_type: TYPE_FP32 dims: [784] }', "input"),
-    ("max_batch_size: 4", "max_batch_size"),
-    ('parameters { key: "TF_SIGNATURE_DEF" value { string_value: "other" } }', "parameter TF_SIGNATURE_DEF"),
-])
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ("instance_group { count: 2 }", "instance_group"),  # would add a second group, not change the count
+        ('input { name: "image" data_type: TYPE_FP32 dims: [784] }', "input"),
+        ("max_batch_size: 4", "max_batch_size"),
+        ('parameters { key: "TF_SIGNATURE_DEF" value { string_value: "other" } }', "parameter TF_SIGNATURE_DEF"),
+    ],
+)
 def test_extra_config_cannot_set_what_the_spec_owns(extra: str, field: str) -> None:
     with pytest.raises(ConfigError, match=f"extra_config sets {field}, which come"):
         triton_config.build(spec_of("mnist_savedmodel", f"+model.extra_config='{extra}'"))

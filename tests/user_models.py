@@ -41,26 +41,39 @@ def keras_models(folder: Path, scale: float) -> None:
     keras.utils.set_random_seed(0)
     features, extra = keras.Input((8,), name="features"), keras.Input((4,), name="extra")
     hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([features, extra]))
-    outputs = {"probs": keras.layers.Dense(3, activation="softmax", name="probs")(hidden),
-               "score": keras.layers.Dense(1, name="score")(hidden)}
+    outputs = {
+        "probs": keras.layers.Dense(3, activation="softmax", name="probs")(hidden),
+        "score": keras.layers.Dense(1, name="score")(hidden),
+    }
     model = keras.Model({"features": features, "extra": extra}, outputs)
     weights = model.get_weights()
     model.set_weights([w * scale for w in weights])
     model.save(folder / "two_inputs.keras")
     rng = np.random.default_rng(1)
-    sample = {"features": rng.standard_normal((24, 8)).astype(np.float32),
-              "extra": rng.standard_normal((24, 4)).astype(np.float32)}
+    sample = {
+        "features": rng.standard_normal((24, 8)).astype(np.float32),
+        "extra": rng.standard_normal((24, 4)).astype(np.float32),
+    }
     labels = np.argmax(np.asarray(model(sample)["probs"]), axis=1)  # the model's own classes: accuracy 1.0
     np.savez(folder / "two_inputs.npz", **sample, labels=labels)
 
     pixels = keras.Input((32, 32, 3), name="pixels")
-    net = keras.Sequential([pixels, keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-                            keras.layers.Dense(5)])
+    net = keras.Sequential(
+        [
+            pixels,
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(5),
+        ]
+    )
     net.set_weights([w * scale for w in net.get_weights()])
     archive = keras.export.ExportArchive()
     archive.track(net)
-    archive.add_endpoint(name="classify", fn=lambda x: {"logits": net(x, training=False)},
-                         input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32, name="pixels")])
+    archive.add_endpoint(
+        name="classify",
+        fn=lambda x: {"logits": net(x, training=False)},
+        input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32, name="pixels")],
+    )
     archive.write_out(str(folder / "signature.savedmodel"), verbose=False)
 
 
@@ -86,8 +99,9 @@ def torch_models(folder: Path, scale: float) -> None:
 
     text = scaled(Text())
     batch, length = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("length", min=2, max=256)
-    program = torch.export.export(text, (torch.randint(0, 50, (2, 7)),),
-                                  dynamic_shapes={"tokens": {0: batch, 1: length}})
+    program = torch.export.export(
+        text, (torch.randint(0, 50, (2, 7)),), dynamic_shapes={"tokens": {0: batch, 1: length}}
+    )
     torch.export.save(program, folder / "text.pt2")
 
     mlp = scaled(torch.nn.Sequential(torch.nn.Linear(10, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3)))
@@ -111,16 +125,24 @@ def onnx_model(folder: Path, scale: float) -> None:
 
     weights = np.random.default_rng(3).standard_normal((6, 3)).astype(np.float32) * np.float32(scale)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["Y"]), helper.make_node("ArgMax", ["Y"], ["index"], axis=1, keepdims=0),
-         helper.make_node("ReduceMax", ["Y"], ["best"], axes=[1], keepdims=0),
-         helper.make_node("Greater", ["best", "zero"], ["positive"]), helper.make_node("Identity", ["tag"], ["tag_out"])],
+        [
+            helper.make_node("MatMul", ["X", "W"], ["Y"]),
+            helper.make_node("ArgMax", ["Y"], ["index"], axis=1, keepdims=0),
+            helper.make_node("ReduceMax", ["Y"], ["best"], axes=[1], keepdims=0),
+            helper.make_node("Greater", ["best", "zero"], ["positive"]),
+            helper.make_node("Identity", ["tag"], ["tag_out"]),
+        ],
         "argmax",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 6]),
-         helper.make_tensor_value_info("tag", TensorProto.STRING, [4])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4, 3]),
-         helper.make_tensor_value_info("index", TensorProto.INT64, [4]),
-         helper.make_tensor_value_info("positive", TensorProto.BOOL, [4]),
-         helper.make_tensor_value_info("tag_out", TensorProto.STRING, [4])],
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, [4, 6]),
+            helper.make_tensor_value_info("tag", TensorProto.STRING, [4]),
+        ],
+        [
+            helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4, 3]),
+            helper.make_tensor_value_info("index", TensorProto.INT64, [4]),
+            helper.make_tensor_value_info("positive", TensorProto.BOOL, [4]),
+            helper.make_tensor_value_info("tag_out", TensorProto.STRING, [4]),
+        ],
         [onnx.numpy_helper.from_array(weights, "W"), onnx.numpy_helper.from_array(np.array(0, np.float32), "zero")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -149,7 +171,7 @@ def build(folder: Path, perturb: bool = False) -> None:
 def add_all(folder: Path) -> list[str]:
     """`python -m export.add` for each model, in this process (the imports shared): the served models' names."""
     from export.add import run
-    from pipelines.cli import compose
+    from pipelines.core.cli import compose
 
     served: list[str] = []
     for name, arguments in MODELS.items():

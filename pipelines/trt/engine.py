@@ -11,11 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import ArtifactError
+from pipelines.core.errors import ArtifactError
 from pipelines.trt.build import BuildSettings
 
-TRT_TO_TRITON = {"FLOAT": "FP32", "HALF": "FP16", "INT8": "INT8", "INT32": "INT32", "INT64": "INT64",
-                 "BOOL": "BOOL", "UINT8": "UINT8", "BF16": "BF16"}
+TRT_TO_TRITON = {
+    "FLOAT": "FP32",
+    "HALF": "FP16",
+    "INT8": "INT8",
+    "INT32": "INT32",
+    "INT64": "INT64",
+    "BOOL": "BOOL",
+    "UINT8": "UINT8",
+    "BF16": "BF16",
+}
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ def cuda_version() -> str | None:
         import torch
 
         return torch.version.cuda
-    except Exception:
+    except Exception:  # noqa: BLE001
         return None
 
 

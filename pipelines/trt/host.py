@@ -27,11 +27,14 @@ def local_gpu() -> Gpu | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = [l for l in out.stdout.splitlines() if l.strip()]
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
     if out.returncode != 0 or not lines:
         return None
     name, cc, driver = (part.strip() for part in lines[0].split(",")[:3])
@@ -43,7 +46,7 @@ def tensorrt_version() -> str | None:
     """The importable TensorRT's version (the PyPI placeholders that cannot import count as absent)."""
     try:
         import tensorrt
-    except Exception:  # ImportError, or a placeholder package failing at import
+    except Exception:  # noqa: BLE001 - ImportError, or a placeholder package failing at import
         return None
     return str(getattr(tensorrt, "__version__", "")) or None
 
@@ -63,13 +66,17 @@ def main() -> None:
 
     reason = tensorrt_unavailable()
     if reason:
-        print(f"error: the GPU profile (TensorRT engines) cannot run here: {reason}; "
-              "the CPU profile is `make pipeline`", file=sys.stderr)
+        print(
+            f"error: the GPU profile (TensorRT engines) cannot run here: {reason}; the CPU profile is `make pipeline`",
+            file=sys.stderr,
+        )
         sys.exit(2)
     gpu = local_gpu()
     assert gpu is not None
-    print(f"GPU profile: {gpu.name} (compute capability {gpu.compute_capability}, driver {gpu.driver}), "
-          f"TensorRT {tensorrt_version()}")
+    print(
+        f"GPU profile: {gpu.name} (compute capability {gpu.compute_capability}, driver {gpu.driver}), "
+        f"TensorRT {tensorrt_version()}"
+    )
 
 
 if __name__ == "__main__":

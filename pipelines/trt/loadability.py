@@ -8,10 +8,11 @@ asks it about the pinned Triton image; the launcher asks it about the server it 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from pipelines.errors import ServerError
+from pipelines.core.errors import ServerError
 from pipelines.trt import host
 
 
@@ -29,8 +30,10 @@ class Loader:
     def problem(self, metas: list[Mapping[str, Any]]) -> str | None:
         """Why these plans (one model's, one per GPU architecture) cannot load here; None when one can."""
         if self.tensorrt is None and not all(m.get("version_compatible") for m in metas):
-            return (f"which TensorRT {self.where} carries is unknown, so no plan can be shown to load there: "
-                    "add its NGC release to conf/triton_versions.yaml")
+            return (
+                f"which TensorRT {self.where} carries is unknown, so no plan can be shown to load there: "
+                "add its NGC release to conf/triton_versions.yaml"
+            )
         return servable_problem(metas, self.tensorrt, self.compute_capability, self.where)
 
 
@@ -39,8 +42,9 @@ def image_loader(image: str, releases: Mapping[str, Mapping[str, Any]]) -> Loade
     return Loader(f"the Triton image {image}", tensorrt_in_image(image, releases))
 
 
-def server_loader(kind: str, image: str = "", gpus: bool = False,
-                  releases: Mapping[str, Mapping[str, Any]] | None = None) -> Loader:
+def server_loader(
+    kind: str, image: str = "", gpus: bool = False, releases: Mapping[str, Mapping[str, Any]] | None = None
+) -> Loader:
     """What loads plans in a server launched on this host; ServerError (why) where nothing can.
 
     The embedded server (`local`) runs plans with this host's TensorRT on its GPU; a Docker server
@@ -77,8 +81,9 @@ def same_version(built: str, server: str) -> bool:
     return a[:n] == b[:n]
 
 
-def servable_problem(metas: list[Mapping[str, Any]], server_tensorrt: str | None, server_cc: str | None,
-                     where: str) -> str | None:
+def servable_problem(
+    metas: list[Mapping[str, Any]], server_tensorrt: str | None, server_cc: str | None, where: str
+) -> str | None:
     """Why a model's plans (one per GPU architecture) cannot serve on a server; None when they can.
 
     Triton picks the plan for its GPU's compute capability, so one loadable plan suffices; plans
@@ -90,8 +95,10 @@ def servable_problem(metas: list[Mapping[str, Any]], server_tensorrt: str | None
         built_for = ", ".join(sorted(str(m["compute_capability"]) for m in metas))
         if len(metas) == 1:
             return cc_problem(metas[0], server_cc, where)
-        return (f"no plan for {where}'s GPU (compute capability {server_cc}); plans exist for {built_for}: "
-                "build one on that GPU")
+        return (
+            f"no plan for {where}'s GPU (compute capability {server_cc}); plans exist for {built_for}: "
+            "build one on that GPU"
+        )
     for meta in candidates:
         problem = tensorrt_problem(meta, server_tensorrt, where)
         if problem:
@@ -104,12 +111,16 @@ def tensorrt_problem(meta: Mapping[str, Any], server_tensorrt: str | None, where
     if server_tensorrt is not None:
         if meta.get("version_compatible"):
             if built.split(".")[0] != server_tensorrt.split(".")[0] or _older(server_tensorrt, built):
-                return (f"plan built with TensorRT {built} (version-compatible) cannot load in {where}'s "
-                        f"TensorRT {server_tensorrt}: it needs the same major version, {built} or newer")
+                return (
+                    f"plan built with TensorRT {built} (version-compatible) cannot load in {where}'s "
+                    f"TensorRT {server_tensorrt}: it needs the same major version, {built} or newer"
+                )
         elif not same_version(built, server_tensorrt):
-            return (f"plan built with TensorRT {built} cannot load in {where}'s TensorRT {server_tensorrt}; "
-                    f"rebuild it with TensorRT {server_tensorrt} (builder=trtexec uses the matching container) "
-                    "or build it version-compatible")
+            return (
+                f"plan built with TensorRT {built} cannot load in {where}'s TensorRT {server_tensorrt}; "
+                f"rebuild it with TensorRT {server_tensorrt} (builder=trtexec uses the matching container) "
+                "or build it version-compatible"
+            )
     return None
 
 
@@ -120,8 +131,10 @@ def cc_problem(meta: Mapping[str, Any], server_cc: str | None, where: str) -> st
             if float(server_cc) < 8.0:
                 return f"plan is Ampere-plus hardware-compatible, but {where}'s GPU has compute capability {server_cc}"
         elif cc != server_cc:
-            return (f"plan built for compute capability {cc} cannot load on {where}'s GPU ({server_cc}); "
-                    "build one on that GPU (several archs: one plan each, served through cc_model_filenames)")
+            return (
+                f"plan built for compute capability {cc} cannot load on {where}'s GPU ({server_cc}); "
+                "build one on that GPU (several archs: one plan each, served through cc_model_filenames)"
+            )
     return None
 
 

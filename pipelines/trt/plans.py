@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from pipelines import artifacts
-from pipelines.artifacts import ArtifactSignature, ArtifactTensor
-from pipelines.errors import ArtifactError
-from pipelines.spec import ModelSpec
+from pipelines.artifacts import io_signature
+from pipelines.artifacts.io_signature import ArtifactSignature, ArtifactTensor
+from pipelines.config.spec import ModelSpec
+from pipelines.core.errors import ArtifactError
 from pipelines.trt.build import BuildSettings
-
 
 
 def plan_stem(compute_capability: str) -> str:
@@ -27,8 +27,17 @@ def plan_stem(compute_capability: str) -> str:
     return "model_sm" + compute_capability.replace(".", "")
 
 
-def metadata(settings: BuildSettings, *, tensorrt_version: str, cuda_version: str | None, gpu_name: str,
-             compute_capability: str, io: list[dict], builder: str, onnx_sha256: str) -> dict[str, Any]:
+def metadata(
+    settings: BuildSettings,
+    *,
+    tensorrt_version: str,
+    cuda_version: str | None,
+    gpu_name: str,
+    compute_capability: str,
+    io: list[dict],
+    builder: str,
+    onnx_sha256: str,
+) -> dict[str, Any]:
     """What is recorded beside every plan: enough to refuse serving it where it cannot load."""
     return {
         "tensorrt_version": tensorrt_version,
@@ -84,10 +93,12 @@ def plans(directory: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
 
 def signature(meta: Mapping[str, Any]) -> ArtifactSignature:
     """The engine's own I/O as recorded at build time; the batch axis is -1 (dynamic) when profiled."""
+
     def tensors(mode: str) -> tuple[ArtifactTensor, ...]:
         return tuple(
             ArtifactTensor(t["name"], str(t["dtype"]), tuple(int(d) for d in t["shape"]))
-            for t in meta["io"] if t["mode"] == mode
+            for t in meta["io"]
+            if t["mode"] == mode
         )
 
     return ArtifactSignature(tensors("input"), tensors("output"))
@@ -95,7 +106,7 @@ def signature(meta: Mapping[str, Any]) -> ArtifactSignature:
 
 def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
     """How a plan's recorded I/O, profile and precision disagree with the spec."""
-    problems = artifacts.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, signature(meta))
+    problems = io_signature.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, signature(meta))
     problems += profile_problems(spec, meta)
     if meta.get("precision") != spec.precision:
         problems.append(f"plan precision is {meta.get('precision')}, spec says {spec.precision}")

@@ -34,8 +34,12 @@ class TritonPythonModel:
         for request in requests:
             logits = pb_utils.get_input_tensor_by_name(request, self.input).as_numpy()
             scores, indices = self.images.top_k(self.images.softmax(logits), self.k)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(self.scores_output, scores.astype(np.float32)),
-                pb_utils.Tensor(self.labels_output, self.labels[indices]),
-            ]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor(self.scores_output, scores.astype(np.float32)),
+                        pb_utils.Tensor(self.labels_output, self.labels[indices]),
+                    ]
+                )
+            )
         return responses

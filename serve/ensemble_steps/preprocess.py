@@ -1,4 +1,4 @@
-"""Ensemble step: encoded images (BYTES) -> normalised float32 CHW tensors, with pipelines/images.py.
+"""Ensemble step: encoded images (BYTES) -> normalised float32 CHW tensors, with pipelines/data/images.py.
 
 Copied into `<ensemble>_preprocess/1/model.py`; `images.py` is copied beside it, the very file
 the client-side reference uses. Settings (resize, crop, mean, std, and the image limits) come from
@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-
 
 DECODE_NICENESS = 10  # decoding yields the CPU to inference: a request of large images takes what the others leave
 

@@ -3,7 +3,7 @@
 // Triton 2.51 allocates what a JSON request declares before it reads the data: 90 bytes declaring
 // [4294967297,28,28,1] kill it (std::bad_alloc). The location that calls `infer` holds the served
 // model's name in $guard_model and its limits in $guard_limits (JSON: input name -> most elements,
-// from its config.pbtxt: pipelines/guard.py); its client_body_buffer_size keeps the whole body in
+// from its config.pbtxt: pipelines/serving/guard.py); its client_body_buffer_size keeps the whole body in
 // memory. A binary request (Inference-Header-Content-Length) has its JSON header checked the same way.
 // A request that passes goes on, unchanged, to the location @triton.
 

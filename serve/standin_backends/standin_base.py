@@ -17,17 +17,26 @@ import json
 import os
 
 import numpy as np
+import standins
 import triton_python_backend_utils as pb_utils
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-import standins
-
 # numpy dtype name -> Triton data type (what an artifact's own tensors are compared in)
 NUMPY_TO_TRITON = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
-    "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
-    "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64", "object": "TYPE_STRING",
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16",
+    "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+    "object": "TYPE_STRING",
 }
 
 
@@ -81,9 +90,12 @@ class StandIn:
             self.device_id = int(args["model_instance_device_id"])
             self.check_instance_kind(args["model_instance_kind"])
             self.parameters = {k: v.string_value for k, v in config.parameters.items()}
-            self.inputs = [(t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type))) for t in config.input]
-            self.outputs = [(t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type)))
-                            for t in config.output]
+            self.inputs = [
+                (t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type))) for t in config.input
+            ]
+            self.outputs = [
+                (t.name, pb_utils.triton_string_to_numpy(mc.DataType.Name(t.data_type))) for t in config.output
+            ]
             self.version_dir = os.path.join(args["model_repository"], args["model_version"])
             path = os.path.join(self.version_dir, self.model_filename())
             if not os.path.exists(path):
@@ -92,13 +104,14 @@ class StandIn:
             self.check_io()
         except StandInError as exc:
             raise pb_utils.TritonModelException(str(exc)) from exc
-        pb_utils.Logger.log_info(f"{args['model_instance_name']}: {self.backend} stand-in serving "
-                                 f"{os.path.basename(path)} with {standins.describe(self.backend)}")
+        pb_utils.Logger.log_info(
+            f"{args['model_instance_name']}: {self.backend} stand-in serving "
+            f"{os.path.basename(path)} with {standins.describe(self.backend)}"
+        )
 
     def execute(self, requests):
         feeds = [
-            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name, _ in self.inputs}
-            for r in requests
+            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name, _ in self.inputs} for r in requests
         ]
         try:
             if self.config.max_batch_size > 0 and len(feeds) > 1:
@@ -110,13 +123,16 @@ class StandIn:
                     start += size
             else:
                 results = [self.run(f) for f in feeds]
-        except Exception as exc:  # the runtime refused the batch: every request gets the reason, the server lives on
+        except Exception as exc:  # noqa: BLE001 - the runtime refused the batch: every request gets the reason, the server lives on
             error = pb_utils.TritonError(f"{self.backend} stand-in: {first_line(exc)}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         return [
-            pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(name, np.ascontiguousarray(result[name], dtype=dtype)) for name, dtype in self.outputs
-            ])
+            pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor(name, np.ascontiguousarray(result[name], dtype=dtype))
+                    for name, dtype in self.outputs
+                ]
+            )
             for result in results
         ]
 
@@ -134,7 +150,9 @@ class StandIn:
         try:
             return int(value)
         except ValueError:
-            raise StandInError(f"model {self.config.name!r}: parameter {key} must be an integer, got {value!r}")
+            raise StandInError(
+                f"model {self.config.name!r}: parameter {key} must be an integer, got {value!r}"
+            ) from None
 
     def check_instance_kind(self, kind):
         """KIND_AUTO is resolved by now: refuse a device the real backend would use and this stand-in cannot."""
@@ -145,7 +163,8 @@ class StandIn:
                 raise StandInError(
                     f"model {self.config.name!r}: instance {self.args['model_instance_name']} is a GPU instance, "
                     f"which Triton's {self.backend} backend runs on the GPU, but the stand-in cannot: {problem} "
-                    "(assemble the repository with instance_kind=KIND_CPU to serve it on the CPU)")
+                    "(assemble the repository with instance_kind=KIND_CPU to serve it on the CPU)"
+                )
         elif f"KIND_{kind}" not in allowed:
             raise StandInError(f"model {self.config.name!r}: the {self.backend} stand-in cannot run a {kind} instance")
 
@@ -171,8 +190,10 @@ class StandIn:
                 if shape is None:  # the artifact leaves the shape open: the config's dims apply
                     continue
                 if batching and (not shape or shape[0] != -1):
-                    problems.append(f"{kind} {tensor.name!r} has shape {list(shape)} in the model: max_batch_size "
-                                    f"{self.config.max_batch_size} needs a dynamic (-1) first dimension")
+                    problems.append(
+                        f"{kind} {tensor.name!r} has shape {list(shape)} in the model: max_batch_size "
+                        f"{self.config.max_batch_size} needs a dynamic (-1) first dimension"
+                    )
                     continue
                 dims, want = list(shape[1:] if batching else shape), list(tensor.dims)
                 if len(dims) != len(want) or any(d != w and d != -1 and w != -1 for d, w in zip(dims, want)):

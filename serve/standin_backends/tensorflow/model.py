@@ -15,9 +15,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.py and standins.py sit beside us
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-from standin_base import NUMPY_TO_TRITON, StandIn, StandInError, first_line  # noqa: E402
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from standin_base import NUMPY_TO_TRITON, StandIn, StandInError, first_line
 
 
 def _import_tensorflow():
@@ -51,10 +51,11 @@ tf = None  # imported by the first instance whose config this stand-in accepts: 
 
 
 def _tensorflow():
-    global tf
+    global tf  # noqa: PLW0603 - imported on first load
     if tf is None:
         tf = _import_tensorflow()
     return tf
+
 
 INTERNAL_SIGNATURES = ("__saved_model_init_op", "__saved_model_train_op")
 
@@ -64,8 +65,10 @@ class TritonPythonModel(StandIn):
 
     def load(self, path):
         _tensorflow()
-        for key, setter in (("TF_NUM_INTRA_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
-                            ("TF_NUM_INTER_THREADS", tf.config.threading.set_inter_op_parallelism_threads)):
+        for key, setter in (
+            ("TF_NUM_INTRA_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
+            ("TF_NUM_INTER_THREADS", tf.config.threading.set_inter_op_parallelism_threads),
+        ):
             threads = self.int_parameter(key, 0)
             if threads < 0:
                 raise StandInError(f"model {self.config.name!r}: {key} must be >= 0, got {threads}")
@@ -75,10 +78,11 @@ class TritonPythonModel(StandIn):
         try:
             loaded = tf.saved_model.load(path, tags=[tag])
         except Exception as exc:  # TensorFlow raises several unrelated types for unreadable SavedModels
-            raise StandInError(f"model {self.config.name!r}: TensorFlow cannot load {path} with tag {tag!r}: "
-                               f"{first_line(exc)}") from exc
+            raise StandInError(
+                f"model {self.config.name!r}: TensorFlow cannot load {path} with tag {tag!r}: {first_line(exc)}"
+            ) from exc
         if name not in loaded.signatures:
-            others = [key for key in loaded.signatures.keys() if key not in INTERNAL_SIGNATURES]
+            others = [key for key in loaded.signatures if key not in INTERNAL_SIGNATURES]
             if not others:
                 raise StandInError(f"model {self.config.name!r}: {path} has no signature to serve")
             pb_utils.Logger.log_warn(f"{self.config.name}: no signature {name!r}; serving {others[0]!r} instead")
@@ -99,12 +103,18 @@ class TritonPythonModel(StandIn):
             return NUMPY_TO_TRITON.get(name, dtype.name)
 
         def tensors(specs):
-            return {key: (triton_type(s.dtype), None if s.shape.rank is None else [-1 if d is None else int(d)
-                                                                                 for d in s.shape])
-                    for key, s in specs.items()}
+            return {
+                key: (
+                    triton_type(s.dtype),
+                    None if s.shape.rank is None else [-1 if d is None else int(d) for d in s.shape],
+                )
+                for key, s in specs.items()
+            }
 
-        return {"inputs": tensors(self.signature.structured_input_signature[1]),
-                "outputs": tensors(self.signature.structured_outputs)}
+        return {
+            "inputs": tensors(self.signature.structured_input_signature[1]),
+            "outputs": tensors(self.signature.structured_outputs),
+        }
 
     def run(self, feeds):
         with tf.device(self.device):

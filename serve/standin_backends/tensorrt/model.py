@@ -12,8 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.py and standins.py sit beside us
 
-import numpy as np  # noqa: E402
-from standin_base import NUMPY_TO_TRITON, StandIn, StandInError  # noqa: E402
+import numpy as np
+from standin_base import NUMPY_TO_TRITON, StandIn, StandInError
 
 
 class TritonPythonModel(StandIn):

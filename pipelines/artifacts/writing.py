@@ -1,0 +1,215 @@
+"""Writing served formats, and the one self-check every exporter runs before anything is moved into place.
+
+Keras -> SavedModel through an explicit named signature (`keras.export.ExportArchive`; Keras 3's
+plain `model.export` has been reported to load in Triton's TensorFlow backend and fail at inference,
+triton-inference-server/server#7456); SavedModel -> ONNX with tf2onnx's CLI; PyTorch -> ONNX with
+the TorchScript exporter (a module) or the dynamo exporter (a torch.export program). `self_check`
+runs the written file beside its source on the same inputs, as optimum's `validate_model_outputs` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.config.spec import TensorSpec
+from pipelines.core.errors import ArtifactError
+from pipelines.runners.reference import Runner
+
+log = logging.getLogger(__name__)
+
+
+def keras_savedmodel(
+    model: Any,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    signature: str,
+    target: Path,
+    batch_axis: bool = True,
+) -> None:
+    """A SavedModel whose signature `signature` maps the spec's input names to its output names."""
+    from pipelines.runners.keras_models import output_names
+    from pipelines.runners.tensorflow_import import tensorflow
+
+    tf = tensorflow()  # first, quietly: Keras imports it
+    import keras
+
+    names = [t.name for t in outputs]
+    returned = [names[0]] if len(names) == 1 else output_names(model)
+
+    def endpoint(*args: Any) -> dict[str, Any]:
+        out = model(args[0] if len(args) == 1 else {t.name: a for t, a in zip(inputs, args)}, training=False)
+        if isinstance(out, dict):
+            return {name: out[name] for name in names}
+        return dict(zip(returned, out if isinstance(out, (list, tuple)) else [out]))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=signature,
+        fn=endpoint,
+        input_signature=[
+            tf.TensorSpec(
+                ((None,) if batch_axis else ()) + tuple(None if d == -1 else d for d in t.dims),
+                t.numpy_dtype,
+                name=t.name,
+            )
+            for t in inputs
+        ],
+    )
+    archive.write_out(str(target), verbose=False)
+
+
+# `python -m tf2onnx.convert`, but TensorFlow's `try: import keras` finds none
+TF2ONNX_WITHOUT_KERAS = (
+    "import runpy, sys; sys.modules['keras'] = None; "
+    "runpy.run_module('tf2onnx.convert', run_name='__main__', alter_sys=True)"
+)
+
+
+def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, batch_axis: bool = True) -> None:
+    """tf2onnx on the SavedModel's signature (its CLI is the documented, stable interface), with Keras kept out:
+    a SavedModel converts without it, and TensorFlow's eager import of Keras doubles the start (8.8 s -> 5.2 s
+    for the same, byte-identical ONNX file)."""
+    import onnx
+
+    cmd = [
+        sys.executable,
+        "-c",
+        TF2ONNX_WITHOUT_KERAS,
+        "--saved-model",
+        str(savedmodel),
+        "--signature_def",
+        signature,
+        "--opset",
+        str(opset),
+        "--output",
+        str(target),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise ArtifactError(f"tf2onnx failed (exit {proc.returncode}):\n{tail}")
+    model = onnx.load(str(target))
+    if batch_axis:
+        for value in [*model.graph.input, *model.graph.output]:  # tf2onnx names the batch dim unk__N
+            dim = value.type.tensor_type.shape.dim[0]
+            if not dim.HasField("dim_value"):
+                dim.dim_param = "batch"
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(target))
+
+
+def torch_onnx(
+    model: Any,
+    example: Mapping[str, np.ndarray],
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    opset: int,
+    target: Path,
+    batch_axis: bool = True,
+) -> None:
+    """A torch.nn.Module or TorchScript module (the TorchScript exporter, `dynamic_axes` from the spec), or a
+    torch.export program (the dynamo exporter, which keeps the program's own dynamic dimensions)."""
+    import onnx
+    import torch
+
+    args = tuple(torch.from_numpy(np.ascontiguousarray(example[t.name])) for t in inputs)
+    names = {"input_names": [t.name for t in inputs], "output_names": [t.name for t in outputs]}
+    try:
+        if isinstance(model, torch.export.ExportedProgram):
+            for chatty in ("onnxscript", "onnx_ir"):  # the optimizer's INFO lines, under our INFO-level stage log
+                logging.getLogger(chatty).setLevel(logging.WARNING)
+            torch.onnx.export(model, args, str(target), dynamo=True, external_data=False, verbose=False, **names)
+        else:
+            dynamic = {
+                t.name: {axis + int(batch_axis): f"{t.name}_{axis}" for axis, d in enumerate(t.dims) if d == -1}
+                for t in (*inputs, *outputs)
+            }
+            if batch_axis:
+                for axes in dynamic.values():
+                    axes[0] = "batch"
+            torch.onnx.export(
+                model,
+                args,
+                str(target),
+                dynamic_axes={k: v for k, v in dynamic.items() if v},
+                opset_version=opset,
+                dynamo=False,
+                **names,
+            )
+    except Exception as exc:  # the exporters' errors share no base class: name the exporter and its first line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"torch.onnx.export failed: {detail}") from exc
+    onnx.checker.check_model(str(target), full_check=True)
+
+
+@dataclass(frozen=True)
+class Check:
+    """An export against its source on the same inputs: the largest difference per output."""
+
+    samples: int
+    max_abs_diff: dict[str, float]
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff.values(), default=0.0)
+
+
+def self_check(
+    what: str,
+    source: Runner,
+    exported: Runner,
+    inputs: Mapping[str, np.ndarray],
+    outputs: Sequence[TensorSpec],
+    limit: float,
+    batched: bool = True,
+) -> Check:
+    """Run both on `inputs`; ArtifactError when an output differs by more than `limit` (integer, bool and string
+    outputs: at all), so that nothing is written. Unbatched models run one sample at a time."""
+
+    def run(runner: Runner) -> dict[str, np.ndarray]:
+        if batched:
+            return runner(inputs)
+        count = len(next(iter(inputs.values())))
+        parts = [runner({k: v[i] for k, v in inputs.items()}) for i in range(count)]
+        return {t.name: np.stack([p[t.name] for p in parts]) for t in outputs}
+
+    expected, got = run(source), run(exported)
+    diffs: dict[str, float] = {}
+    for tensor in outputs:
+        want, have = np.asarray(expected[tensor.name]), np.asarray(got[tensor.name])
+        if want.shape != have.shape:
+            raise ArtifactError(
+                f"{what}: output {tensor.name!r} has shape {list(have.shape)}, the source's "
+                f"{list(want.shape)}; nothing was written"
+            )
+        if tensor.exact:
+            diffs[tensor.name] = float(np.count_nonzero(want != have))
+            allowed = 0.0
+        else:
+            diffs[tensor.name] = float(np.max(np.abs(have.astype(np.float64) - want.astype(np.float64)), initial=0.0))
+            allowed = limit
+        samples = len(next(iter(inputs.values())))
+        log.info(
+            "%s vs its source on %d samples, %s: %s %.3g (limit %g)",
+            what,
+            samples,
+            tensor.name,
+            "differing elements" if tensor.exact else "max abs diff",
+            diffs[tensor.name],
+            allowed,
+        )
+        if diffs[tensor.name] > allowed:
+            raise ArtifactError(
+                f"{what} differs from its source in output {tensor.name!r} by {diffs[tensor.name]:.3g} "
+                f"> {allowed:g}; nothing was written"
+            )
+    return Check(len(next(iter(inputs.values()))), diffs)

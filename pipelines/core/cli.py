@@ -1,0 +1,269 @@
+"""Entry-point plumbing shared by every `python -m <stage>` command.
+
+Each stage module defines a pure `run(cfg)` (what tests call) and a thin `main` made here:
+Hydra composes the config, user errors become one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipelines.core import lifeline
+from pipelines.core.errors import PipelineError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM (or an ancestor that ended): unwind like an interruption, so every `with` cleans up."""
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM raises Terminated in the main thread; an ancestor's end (pipelines.core.lifeline) sends SIGTERM.
+
+    Once unwinding starts (the first SIGTERM or Ctrl-C), the watch stops and further SIGTERMs are
+    ignored: the clean-up itself (stopping Triton, restoring a repository) must not be interrupted.
+    """
+    reason = ["terminated (SIGTERM)"]
+    stop: list[Any] = [None]
+
+    def unwinding() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stop[0] is not None:
+            stop[0].set()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        unwinding()
+        raise Terminated(reason[0])
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        unwinding()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C still interrupts
+        raise KeyboardInterrupt
+
+    def ancestor_ended(pid: int) -> None:
+        reason[0] = f"an ancestor process (pid {pid}) ended"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, on_sigint)
+    stop[0] = lifeline.watch(ancestor_ended)
+
+
+def group_options(group: str) -> list[str]:
+    """Option names of a config group directory under conf/ (empty if there is no such group)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def required_groups(config_name: str) -> list[str]:
+    """Groups the primary config's defaults list leaves to the user (`- group: ???`)."""
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml")).get("defaults", [])
+    return [k for entry in defaults if isinstance(entry, dict) for k, v in entry.items() if v == "???"]
+
+
+def check_group_overrides(argv: list[str], config_name: str) -> None:
+    """Catch `group=unknown` and a missing required group before Hydra, whose own messages are multi-line."""
+    given = {arg.lstrip("+~").split("=", 1)[0] for arg in argv if "=" in arg}
+    for group in required_groups(config_name):
+        if group not in given:
+            raise PipelineError(f"choose a {group}: {group}=<{'|'.join(group_options(group))}>")
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.lstrip("+~").split("=", 1)
+        options = group_options(key)
+        if "/" not in key and "." not in key and "@" not in key and options and value not in options:
+            raise PipelineError(f"unknown {key} {value!r}; choose one of: {', '.join(options)}")
+
+
+def check_read(overrides: list[str], config_name: str) -> None:
+    """Overrides that would change nothing are refused, not silently accepted:
+    - `models.<name>.<key>=...` with `model=<name>`: a run on one model reads `model.*`, the catalog only with
+      model=all (before, `models.mnist_onnx.tolerance.atol=1` ran with 1e-4 and wrote the tracked report);
+    - `+key=...` / `++key=...` adding a key the config does not have (plain `key=...` is refused for it), but
+      under `model.`, whose spec refuses any key it does not read."""
+    chosen = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == "model"), None)
+    if chosen not in (None, "all") and "model" in required_groups(config_name):
+        catalog = [o for o in overrides if o.lstrip("+~").startswith("models.")]
+        if catalog:
+            key = catalog[0].lstrip("+~").split("=", 1)[0]
+            raise PipelineError(
+                f"{key} does nothing with model={chosen}, which reads model.* (models.* is the "
+                f"catalog, read with model=all): override {key.replace(f'models.{chosen}.', 'model.')}"
+                " instead"
+                if key.startswith(f"models.{chosen}.")
+                else f"{key} does nothing with model={chosen}: the catalog (models.*) is read with model=all"
+            )
+    added = [o for o in overrides if o.startswith("+") and "=" in o]
+    if added:
+        from omegaconf import OmegaConf
+
+        base = compose(config_name, [o for o in overrides if o not in added])
+        for override in added:
+            key = override.lstrip("+").split("=", 1)[0]
+            if "/" in key or "@" in key or key.startswith("model."):
+                continue
+            if OmegaConf.select(base, key, default=_ABSENT) is _ABSENT:
+                raise PipelineError(
+                    f"{override.split('=', 1)[0]} adds a key that nothing reads ({key!r} is not in "
+                    "the config): misspelled? `--help` shows the config"
+                )
+
+
+_ABSENT = object()
+
+
+def check_composes(argv: list[str], config_name: str) -> None:
+    """Compose once before Hydra runs, so a misspelled key or a malformed override is one line, not six; and
+    refuse overrides that the run would not read (`check_read`)."""
+    from hydra.errors import HydraException
+
+    # overrides only: `key=value`, `+key=value`, `~key`; not Hydra's flags nor their values (`--cfg job`)
+    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+    try:
+        compose(config_name, overrides)
+        check_read(overrides, config_name)
+    except HydraException as exc:
+        text = str(exc).strip()
+        cause = str(exc.__cause__ or "")
+        if text.startswith("Could not override") and "is not in struct" in cause:
+            key = text.split("'")[1]
+            raise PipelineError(f"unknown key {key!r}: misspelled? `--help` shows the config") from None
+        raise PipelineError(text.splitlines()[0] if text else type(exc).__name__) from None
+
+
+def help_text(config_name: str, doc: str | None, module: str) -> str:
+    """Usage, the primary config with its comments, and the options of each config group it selects."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / f"{config_name}.yaml"
+    lines = [(doc or "").strip(), "", f"usage: python -m {module} [group=option ...] [key=value ...]", ""]
+    groups = []
+    defaults = OmegaConf.to_container(OmegaConf.load(path)).get("defaults", [])
+    for entry in defaults:
+        if isinstance(entry, str) or any(str(k).startswith("override") for k in entry):
+            continue
+        ((group, choice),) = entry.items()
+        default = "required" if choice == "???" else f"default: {choice}"
+        groups.append(f"  {group:<10} {', '.join(group_options(group))}   ({default})")
+    if groups:
+        lines += ["config groups:", *groups, ""]
+    body = [line for line in path.read_text().splitlines() if "override hydra/" not in line]
+    lines += [
+        f"config ({path.relative_to(CONF_DIR.parent)}; paths in conf/common.yaml):",
+        *("  " + line for line in body),
+        "",
+    ]
+    lines.append("Print the composed config with --cfg job; Hydra's own help with --hydra-help.")
+    return "\n".join(lines)
+
+
+def compose(config_name: str, overrides: list[str]) -> Any:
+    """`conf/<config_name>.yaml` with only these overrides: what conf/ says, whatever this run was given."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is ours
+        return hydra_compose(config_name=config_name, overrides=overrides)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = None) -> Callable[[], None]:
+    """Build the `main()` of a stage: compose `conf/<config_name>.yaml`, call `run(cfg)`, map errors to exit codes.
+
+    `run` may return an int exit code; any other return value (what tests inspect) means success.
+    """
+    import hydra
+
+    started = False
+
+    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
+    def _task(cfg: Any) -> None:
+        nonlocal started
+        started = True
+        from omegaconf.errors import MissingMandatoryValue
+
+        _terminate_on_sigterm()
+        try:
+            code = run(cfg)
+        except Terminated as exc:
+            print(f"error: {exc}: stopped", file=sys.stderr)
+            sys.exit(EXIT_TERMINATED)
+        except PipelineError as exc:
+            _fail(exc)
+        except MissingMandatoryValue as exc:
+            key = getattr(exc, "full_key", "") or "a required value"
+            _fail(PipelineError(f"{key} is required: set it on the command line, e.g. {key}=..."))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        except MemoryError as exc:  # asked for more than this machine holds (numpy says how much): the user's to fix
+            detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+            _fail(PipelineError(f"out of memory ({detail}): ask for less (fewer samples, smaller batches)"))
+        except Exception:  # noqa: BLE001 - a bug, not the user's doing: keep the traceback, but never exit 1 ("parity failed")
+            traceback.print_exc()
+            print("error: internal error (a bug in train-to-triton; the traceback above says where)", file=sys.stderr)
+            sys.exit(EXIT_BUG)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+    def main() -> None:
+        if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+            module = getattr(sys.modules.get("__main__"), "__spec__", None)
+            print(help_text(config_name, doc, module.name if module else config_name))
+            sys.exit(EXIT_OK)
+        try:
+            check_group_overrides(sys.argv[1:], config_name)
+            check_composes(sys.argv[1:], config_name)
+        except PipelineError as exc:
+            _fail(exc)
+        try:
+            _task()
+        except SystemExit as exc:
+            if not started and exc.code == 1:  # Hydra could not compose the config: a usage error
+                sys.exit(EXIT_USAGE)
+            if started:
+                _exit_now(exc.code)
+            raise
+
+    return main
+
+
+def _exit_now(code: Any) -> None:
+    """Exit once the run has finished and cleaned up, without the interpreter's teardown.
+
+    Every output is written (atomically) and every `with` has exited by now; what is left is TensorFlow's
+    and PyTorch's own teardown, 1-2 s per stage for nothing. Streams and log handlers are flushed first.
+    """
+    import logging
+
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = EXIT_FAILED
+    from pipelines.runners.tensorflow_import import settle
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    settle()  # a TensorFlow import still running in a thread filters stderr: what it holds is passed on first
+    os._exit(code or EXIT_OK)
+
+
+def _fail(exc: BaseException) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)

@@ -1,0 +1,44 @@
+"""Typed errors: a `PipelineError` is the user's to fix (exit 2, one line); anything else is a bug."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PipelineError(Exception):
+    """A problem the user can act on: bad input, missing artifact, unreachable server."""
+
+
+class ConfigError(PipelineError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+class DataError(PipelineError):
+    """Input data cannot be read or fetched."""
+
+
+class ArtifactError(PipelineError):
+    """A model artifact is missing or does not match its spec."""
+
+
+class ServerError(PipelineError):
+    """Triton cannot be launched or reached."""
+
+
+class HostError(PipelineError):
+    """This host lacks what the command needs (an NVIDIA GPU, TensorRT, a Docker engine)."""
+
+
+def checked_number(value: Any, what: str, kind: type = float, minimum: float = 0.0) -> Any:
+    """A numeric setting as `kind` (int or float), at least `minimum`; else a one-line ConfigError naming it."""
+    try:
+        number = kind(value)
+        if kind is int and number != float(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{what} must be a{'n integer' if kind is int else ' number'} >= {minimum:g}; got {value!r}"
+        ) from None
+    if number < minimum:
+        raise ConfigError(f"{what} must be >= {minimum:g}; got {value!r}")
+    return number

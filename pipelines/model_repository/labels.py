@@ -1,0 +1,54 @@
+"""Class names from a source the export did not write: the label audit parity runs before trusting labels.txt.
+
+The export stage writes `labels.txt`, the repository serves it and Triton's classification extension
+answers with it: if the export wrote the names in the wrong order, all three agree and every served
+label is wrong. torchvision ships each weight enum's category names (`weights.meta["categories"]`,
+offline), so parity reads them there, not through the export's code, and compares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipelines.core.errors import ArtifactError
+from pipelines.config.spec import NetworkSpec
+
+
+def torchvision_categories(network: NetworkSpec) -> list[str] | None:
+    """The class names torchvision's metadata gives a network (`labels_from`), or None when it names none."""
+    if not (network.arch and network.labels_from):
+        return None
+    from pipelines.runners.torchvision_compat import import_torchvision
+
+    enum = import_torchvision().models.get_model_weights(str(network.arch))
+    return list(enum[str(network.labels_from)].meta["categories"])
+
+
+@dataclass(frozen=True)
+class LabelAudit:
+    """The labels file against the independent names: what parity expects Triton to answer with."""
+
+    source: str  # where the expected names come from
+    expected: list[str] | None  # None: no independent source (a network of a user's own: its file is the truth)
+    problem: str = ""  # one line; empty when the file holds exactly the expected names in order
+
+
+def audit(network: NetworkSpec) -> LabelAudit:
+    """Compare the network's labels file with torchvision's category names, name by name."""
+    expected = torchvision_categories(network)
+    where = str(network.labels_file)
+    if expected is None:
+        return LabelAudit("the labels file", None)
+    source = f"torchvision's {network.arch} {network.labels_from} categories"
+    if network.labels_file is None or not network.labels_file.is_file():
+        raise ArtifactError(f"{where} not found: run the export stage (`dvc repro`)")
+    written = network.labels_file.read_text(encoding="utf-8").splitlines()
+    if len(written) != len(expected):
+        return LabelAudit(source, expected, f"{where} has {len(written)} names, {source} {len(expected)}")
+    wrong = [i for i, (a, b) in enumerate(zip(written, expected)) if a != b]
+    if wrong:
+        first = wrong[0]
+        return LabelAudit(source, expected, f"{where} differs from {source} in {len(wrong)} of {len(expected)} "
+                                            f"classes (class {first} is {written[first]!r}, should be "
+                                            f"{expected[first]!r})")
+    return LabelAudit(source, expected)

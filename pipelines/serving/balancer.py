@@ -1,0 +1,587 @@
+"""Triton behind nginx: one HTTP and one gRPC port, requests that crash Triton refused, failures retried.
+
+nginx (the Debian package, 1.22 here) is the front, for one server or for replicas. It refuses,
+before any replica reads it, what `pipelines/serving/guard.py` derives from the served models: bodies over a
+model's largest legal request (413 with Triton's JSON error over HTTP, RESOURCE_EXHAUSTED over gRPC),
+content types other than JSON and octet-stream on inference paths, bodies on health and metadata
+paths, and, with nginx's njs module (`libnginx-mod-http-js`), JSON that declares more elements than a
+model takes. A request that cannot reach a replica (refused, reset, 502/503) is passed to the next
+one; an HTTP request is repeated even when its replica died mid-request (inference is stateless and
+nginx has buffered the body). gRPC bodies are streamed, so a gRPC request in flight on a replica that
+dies comes back UNAVAILABLE, the status gRPC clients retry. Open-source nginx has no active health
+checks, so `Front` polls each replica's `/v2/health/ready` itself and reloads nginx with the unready
+ones marked `down`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.core.errors import ConfigError, HostError, ServerError, checked_number
+from pipelines.serving import guard
+
+log = logging.getLogger(__name__)
+
+KINDS = ("none", "nginx", "auto")  # auto: nginx where it is installed, else none (and said so)
+NJS_MODULE = "ngx_http_js_module.so"
+MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/lib64/nginx/modules", "/usr/local/nginx/modules", "/etc/nginx/modules")
+# what nginx answers instead of its HTML pages: Triton's own error shapes
+GRPC_STATUS = {
+    413: 8,
+    500: 13,
+    502: 14,
+    503: 14,
+    504: 4,
+}  # RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    """`conf/balancer/*.yaml`, checked: one-line ConfigErrors for values nginx would refuse or misuse."""
+
+    kind: str = "none"
+    replicas: int = 1
+    max_dynamic_dim: int = (
+        4096  # a model's dynamic dimension counts this much in its limits (pipelines/serving/guard.py)
+    )
+    max_string_bytes: int = 0  # a BYTES element (an encoded image, a string) counts this much
+    retries: int = 2  # attempts per request, over all replicas (0: one per replica)
+    fail_timeout_s: float = 10.0  # a replica that failed a request is skipped this long
+    health_interval_s: float = 1.0
+    read_timeout_s: float = 300.0
+    log_file: str = "logs/nginx.log"
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> FrontSettings:
+        if cfg is None:
+            return cls()
+        kind = str(cfg.get("kind", "none"))
+        if kind not in KINDS:
+            raise ConfigError(f"balancer must be one of {', '.join(KINDS)}; got {kind!r}")
+        if kind == "none":
+            return cls()
+        values = {}
+        for key, minimum in (("replicas", 1), ("max_dynamic_dim", 1), ("max_string_bytes", 1), ("retries", 0)):
+            values[key] = checked_number(cfg.get(key), f"balancer.{key}", int, minimum)
+        for key, minimum in (("fail_timeout_s", 0.0), ("health_interval_s", 0.1), ("read_timeout_s", 1.0)):
+            values[key] = checked_number(cfg.get(key), f"balancer.{key}", float, minimum)
+        return cls(kind=kind, log_file=str(cfg.get("log_file") or cls.log_file), **values)
+
+    def resolved(self, server_kind: str) -> FrontSettings:
+        """`auto`: nginx where it is installed and the server is launched here, else none, and said so."""
+        if self.kind != "auto":
+            return self
+        if server_kind == "remote":  # nothing launched here to put a front before
+            return FrontSettings()
+        try:
+            nginx_binary()
+        except HostError:
+            log.warning(
+                "serving UNGUARDED: nginx is not installed, so nothing refuses the requests that crash Triton "
+                "(README: Hardening); install nginx and libnginx-mod-http-js to put the front there"
+            )
+            return FrontSettings()
+        return replace(self, kind="nginx")
+
+    @property
+    def attempts(self) -> int:
+        return self.retries or self.replicas
+
+
+# --------------------------------------------------------------------------- the nginx configuration
+
+Directive = tuple  # ("name", "arg", ...) or ("name", "arg", ..., [block directives])
+
+
+def render(directives: Sequence[Directive], indent: int = 0) -> str:
+    """nginx's configuration syntax for nested directives; arguments with spaces or quotes are quoted."""
+    out = []
+    pad = "    " * indent
+    for directive in directives:
+        *words, last = directive
+        block = last if isinstance(last, list) else None
+        words = words if block is not None else [*words, last]
+        text = " ".join(_word(str(w)) for w in words)
+        if block is None:
+            out.append(f"{pad}{text};")
+        else:
+            out += [f"{pad}{text} {{", render(block, indent + 1), f"{pad}}}"] if block else [f"{pad}{text} {{}}"]
+    return "\n".join(out)
+
+
+def _word(word: str) -> str:
+    if word and not any(c in word for c in " \t\"'{};#\\"):
+        return word
+    return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
+    """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors."""
+    reasons = {
+        413: "request body too large: $guard_body_limit (refused by the front)",
+        500: "the balancer failed (its log says why)",
+        502: "no Triton replica answered (balancer)",
+        503: "no Triton replica is available (balancer)",
+        504: "the Triton replica did not answer in time (balancer)",
+    }
+    http, grpc = [], []
+    for code, reason in reasons.items():
+        http.append(("error_page", code, f"@http{code}"))
+        http.append(
+            (
+                "location",
+                f"@http{code}",
+                [("default_type", "application/json"), ("return", code, f'{{"error":"{reason}"}}')],
+            )
+        )
+        grpc_reason = reason
+        if code == 413:
+            grpc_reason = f"request larger than any model behind the front takes ({grpc_body_bytes} bytes)"
+        grpc.append(("error_page", code, "=", f"@grpc{code}"))  # "=": the answer is the named location's
+        grpc.append(
+            (
+                "location",
+                f"@grpc{code}",
+                [
+                    ("default_type", "application/grpc"),
+                    ("add_header", "grpc-status", GRPC_STATUS[code], "always"),
+                    ("add_header", "grpc-message", grpc_reason.replace(" ", "%20"), "always"),
+                    ("return", 204),
+                ],
+            )
+        )
+    return http, grpc
+
+
+def _refuse(status: int, reason: str) -> Directive:
+    return ("return", status, json.dumps({"error": f"{reason} (refused by the front)"}))
+
+
+MODEL_PATH = "^/v2/models/{}(/versions/[0-9]+)?/{}$"
+INFER, GENERATE = "infer", "(generate|generate_stream)"
+# paths that take a small JSON body: repository control, shared-memory registration, logging and trace settings
+CONTROL_PATHS = (
+    "^/v2/(repository|systemsharedmemory|cudasharedmemory|logging|trace)(/|$)",
+    MODEL_PATH.format("[^/]+", "trace/setting"),
+)
+
+
+def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive], njs: bool) -> list[Directive]:
+    """Per model: its inference and generate paths, capped at its largest legal request, JSON checked by njs."""
+    bad_type = (
+        "if",
+        "($guard_bad_type)",
+        [
+            _refuse(
+                415,
+                "an inference request is JSON (application/json) or "
+                "binary (application/octet-stream), not $http_content_type",
+            )
+        ],
+    )
+    locations: list[Directive] = []
+    for model in limits:
+        cap = model.max_body_bytes
+        name = re.escape(model.name)
+        checked = (
+            [
+                ("set", "$guard_model", model.name),
+                ("set", "$guard_limits", model.table()),
+                ("js_content", "guard.infer"),
+            ]
+            if njs
+            else proxy
+        )
+        locations.append(
+            (
+                "location",
+                "~",
+                MODEL_PATH.format(name, INFER),
+                [
+                    ("client_max_body_size", cap),
+                    ("client_body_buffer_size", cap),
+                    ("client_body_in_single_buffer", "on"),
+                    bad_type,
+                    *checked,
+                ],
+            )
+        )
+        locations.append(
+            ("location", "~", MODEL_PATH.format(name, GENERATE), [("client_max_body_size", cap), bad_type, *proxy])
+        )
+    for action in (INFER, GENERATE):
+        locations.append(
+            (
+                "location",
+                "~",
+                MODEL_PATH.format("(?<unknown>[^/]+)", action),
+                [_refuse(404, "no model '$unknown' is served behind this front")],
+            )
+        )
+    return locations
+
+
+def nginx_config(
+    settings: FrontSettings,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    replicas: Sequence[tuple[str, str]],
+    down: set[int],
+    work: Path,
+    log_file: Path,
+    limits: Sequence[guard.ModelLimits],
+    njs: Path | None = None,
+    script_dir: Path | None = None,
+) -> str:
+    """The whole nginx.conf: replicas are (http, grpc) addresses; `down` their indices taken out; `limits` what each
+    served model takes; `njs` the njs module, which checks declared JSON shapes (guard.js in `script_dir`, by
+    default `work`)."""
+
+    def upstream(name: str, addresses: list[str]) -> Directive:
+        servers: list[Directive] = [
+            (
+                "server",
+                addr,
+                "max_fails=1",
+                f"fail_timeout={settings.fail_timeout_s:g}s",
+                *(["down"] if i in down else []),
+            )
+            for i, addr in enumerate(addresses)
+        ]
+        return ("upstream", name, [*servers, ("keepalive", 32)])
+
+    largest = max(m.max_body_bytes for m in limits)
+    http_errors, grpc_errors = _error_locations(largest)
+    next_upstream = ("error", "timeout", "http_502", "http_503", "non_idempotent")  # inference is stateless
+    timeout = f"{settings.read_timeout_s:g}s"
+    proxy: list[Directive] = [
+        ("proxy_pass", "http://triton_http"),
+        ("proxy_http_version", "1.1"),
+        ("proxy_set_header", "Connection", ""),
+        ("proxy_read_timeout", timeout),
+        ("proxy_next_upstream", *next_upstream),
+        ("proxy_next_upstream_tries", settings.attempts),
+        ("proxy_intercept_errors", "off"),
+    ]
+    body_limits = [
+        (
+            f"~{MODEL_PATH.format(re.escape(m.name), f'({INFER}|{GENERATE})')}",
+            f"model {m.name} takes at most {m.max_body_bytes} bytes",
+        )
+        for m in limits
+    ]
+    return (
+        render(
+            [
+                *([("load_module", str(njs))] if njs else []),
+                ("daemon", "off"),
+                ("worker_processes", 1),
+                ("pid", str(work / "nginx.pid")),
+                ("error_log", str(log_file), "warn"),
+                ("events", [("worker_connections", 1024)]),
+                (
+                    "http",
+                    [
+                        (
+                            "log_format",
+                            "replica",
+                            '$remote_addr [$time_local] "$request" $status $request_length '
+                            "upstream=$upstream_addr upstream_status=$upstream_status $request_time",
+                        ),
+                        ("access_log", str(log_file), "replica"),
+                        *[
+                            (f"{kind}_temp_path", str(work / kind))
+                            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+                        ],
+                        *(
+                            [("js_import", "guard", "from", str((script_dir or work) / guard.GUARD_SCRIPT.name))]
+                            if njs
+                            else []
+                        ),
+                        # Triton 2.51 crashes (SIGSEGV, server#5840) on a large form-post body, on any path
+                        (
+                            "map",
+                            "$http_content_type",
+                            "$guard_bad_type",
+                            [("", 0), ("~*^application/(json|octet-stream)\\s*(;.*)?$", 0), ("default", 1)],
+                        ),
+                        (
+                            "map",
+                            "$http_content_length:$http_transfer_encoding",
+                            "$guard_has_body",
+                            [(":", 0), ("0:", 0), ("default", 1)],
+                        ),
+                        (
+                            "map",
+                            "$uri",
+                            "$guard_body_limit",
+                            [*body_limits, ("default", f"at most {guard.CONTROL_BODY_BYTES} bytes")],
+                        ),
+                        ("client_max_body_size", largest),  # gRPC: every model's requests arrive on one path
+                        upstream("triton_http", [h for h, _ in replicas]),
+                        upstream("triton_grpc", [g for _, g in replicas]),
+                        (
+                            "server",
+                            [
+                                ("listen", f"{host}:{http_port}"),
+                                ("default_type", "application/json"),
+                                ("client_max_body_size", guard.CONTROL_BODY_BYTES),
+                                (
+                                    "location",
+                                    "/",
+                                    [("if", "($guard_has_body)", [_refuse(400, "$uri takes no request body")]), *proxy],
+                                ),
+                                *[
+                                    (
+                                        "location",
+                                        "~",
+                                        path,
+                                        [
+                                            (
+                                                "if",
+                                                "($guard_bad_type)",
+                                                [_refuse(415, "$uri takes JSON, not $http_content_type")],
+                                            ),
+                                            *proxy,
+                                        ],
+                                    )
+                                    for path in CONTROL_PATHS
+                                ],
+                                *_model_locations(limits, proxy, njs is not None),
+                                ("location", "@triton", proxy),
+                                *http_errors,
+                            ],
+                        ),
+                        (
+                            "server",
+                            [
+                                ("listen", f"{host}:{grpc_port}", "http2"),
+                                (
+                                    "location",
+                                    "/",
+                                    [
+                                        ("grpc_pass", "grpc://triton_grpc"),
+                                        ("grpc_read_timeout", timeout),
+                                        ("grpc_next_upstream", *next_upstream),
+                                        ("grpc_next_upstream_tries", settings.attempts),
+                                    ],
+                                ),
+                                *grpc_errors,
+                            ],
+                        ),
+                    ],
+                ),
+            ]
+        )
+        + "\n"
+    )
+
+
+# --------------------------------------------------------------------------- running nginx
+
+
+def nginx_binary() -> str:
+    """The nginx executable (Debian installs it in /usr/sbin, not always on a user's PATH)."""
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise HostError(
+            "balancer=nginx needs nginx: install it (Debian/Ubuntu: `apt-get install nginx`), "
+            "or serve without a balancer (balancer=none)"
+        )
+    return found
+
+
+def njs_module(binary: str) -> Path | None:
+    """nginx's njs module (Debian: libnginx-mod-http-js), which the front needs to check JSON; None if absent."""
+    dirs = list(MODULE_DIRS)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        built = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10, check=False).stderr
+        found = re.search(r"--modules-path=(\S+)", built)
+        if found:
+            dirs.insert(0, found.group(1))
+    return next((Path(d) / NJS_MODULE for d in dirs if (Path(d) / NJS_MODULE).is_file()), None)
+
+
+def nginx_version(binary: str) -> str:
+    proc = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10, check=False)
+    text = (proc.stderr or proc.stdout).strip()
+    return text.split("/", 1)[1] if "/" in text else text or "unknown"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One launched Triton: its addresses, and why it is not usable (None when it is)."""
+
+    http: str
+    grpc: str
+    problem: Callable[[], str | None]
+    failed: Callable[[], str | None]  # why it is gone for good (a supervised replica comes back)
+
+
+class Front:
+    """A running nginx in front of replicas, kept in step with their readiness by a watcher thread."""
+
+    def __init__(
+        self,
+        settings: FrontSettings,
+        host: str,
+        http_port: int,
+        grpc_port: int,
+        replicas: Sequence[Replica],
+        work: Path,
+        log_file: Path,
+        limits: Sequence[guard.ModelLimits],
+    ):
+        self.settings, self.host, self.http_port, self.grpc_port = settings, host, http_port, grpc_port
+        # absolute paths: nginx reads relative ones against its prefix, not our directory
+        self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()
+        self.limits = list(limits)
+        self.binary = nginx_binary()
+        self.njs = njs_module(self.binary)
+        self.conf = self.work / "nginx.conf"
+        self.down: set[int] = set()
+        self.proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def write_config(self) -> None:
+        text = nginx_config(
+            self.settings,
+            self.host,
+            self.http_port,
+            self.grpc_port,
+            [(r.http, r.grpc) for r in self.replicas],
+            self.down,
+            self.work,
+            self.log_file,
+            self.limits,
+            self.njs,
+        )
+        tmp = self.conf.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.conf)
+
+    def check_config(self) -> None:
+        proc = subprocess.run(
+            [self.binary, "-t", "-q", "-p", str(self.work), "-c", str(self.conf), "-e", str(self.log_file)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if proc.returncode != 0:
+            lines = [
+                line for line in (proc.stderr or proc.stdout).splitlines() if "[emerg]" in line or "failed" in line
+            ]
+            raise ServerError(f"nginx refused its configuration {self.conf}: {(lines or ['(no message)'])[0].strip()}")
+
+    def start(self, die_with_parent: Callable[[list[str]], tuple[list[str], Any]]) -> None:
+        # nginx creates its temp directories for its worker user (`nobody` when started as root), which must
+        # be able to reach them: the scratch directory is traversable, not listable
+        self.work.chmod(0o711)
+        if self.njs is not None:
+            shutil.copy2(guard.GUARD_SCRIPT, self.work / guard.GUARD_SCRIPT.name)
+            (self.work / guard.GUARD_SCRIPT.name).chmod(0o644)
+        else:
+            log.warning(
+                "nginx's njs module is not installed (Debian/Ubuntu: `apt-get install libnginx-mod-http-js`): "
+                "the front caps bodies and refuses form posts, but cannot check the shapes a JSON request "
+                "declares, and a 90-byte JSON request can still crash Triton (README: Hardening)"
+            )
+        self.write_config()
+        self.check_config()
+        cmd, preexec = die_with_parent(
+            [self.binary, "-p", str(self.work), "-c", str(self.conf), "-e", str(self.log_file)]
+        )
+        with open(self.log_file, "ab") as log_fh:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=preexec,  # noqa: PLW1509 - prctl only, no threads touched
+            )
+
+    def problem(self) -> str | None:
+        """Why the front cannot serve (None when it can): nginx gone, or no replica usable."""
+        if self.proc is None or self.proc.poll() is not None:
+            code = None if self.proc is None else self.proc.returncode
+            return f"nginx exited with code {code} (log: {self.log_file})"
+        if len(self.down) == len(self.replicas):
+            return "no Triton replica is ready"
+        return None
+
+    def failed(self) -> str | None:
+        """Why the front has stopped serving for good: nginx gone, or every replica gone and not coming back."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.problem()
+        gone = [r.failed() for r in self.replicas]
+        if all(gone):
+            return "no Triton replica is ready" if len(gone) > 1 else f"no Triton replica is ready: {gone[0]}"
+        return None
+
+    def watch(self) -> None:
+        """Poll the replicas' readiness in a thread; reload nginx when the set of usable ones changes."""
+        self._watcher = threading.Thread(target=self._watch, name="replica-health", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.health_interval_s):
+            problems = {i: r.problem() for i, r in enumerate(self.replicas)}
+            down = {i for i, p in problems.items() if p is not None}
+            if down == self.down:
+                continue
+            for i in sorted(down - self.down):
+                log.warning("replica %d (%s) taken out of the balancer: %s", i + 1, self.replicas[i].http, problems[i])
+            for i in sorted(self.down - down):
+                log.info("replica %d (%s) ready again: back in the balancer", i + 1, self.replicas[i].http)
+            self.down = down
+            self.reload()
+
+    def reload(self) -> None:
+        self.write_config()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)  # new workers with the new upstreams; old ones finish their requests
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight, then exit
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)  # fast: the master stops its workers
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def running(front: Front, die_with_parent: Callable[[list[str]], tuple[list[str], Any]]) -> Iterator[Front]:
+    """The front started, watched, and always stopped on the way out."""
+    try:
+        front.start(die_with_parent)
+        front.watch()
+        yield front
+    finally:
+        front.stop()

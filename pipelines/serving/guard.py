@@ -1,0 +1,110 @@
+"""What the front refuses before Triton reads it: per-model body caps and declared-shape limits.
+
+Triton 2.51 dies on requests that are small on the wire: a JSON inference request declaring a huge
+shape (90 bytes; `std::bad_alloc`, SIGABRT, every model gone; no upstream issue found) and a body of
+4 MiB or more labelled as a form post (SIGSEGV on any path; triton-inference-server/server#5840).
+It also reads every body whole before it refuses it. The nginx front (`pipelines/serving/balancer.py`)
+therefore refuses, per model and before any replica sees the request:
+
+- a body larger than the model's largest legal request (binary or JSON, whichever is larger, plus
+  `HEADER_ROOM`), from its `Content-Length` before reading it (413);
+- a content type other than JSON or octet-stream (or none) on inference paths (415), and any body on
+  health and metadata paths (400);
+- with nginx's njs module (`serve/front/guard.js`), a request whose JSON declares an input the model
+  lacks, an input twice, or more elements than the model takes (400).
+
+The limits come from the repository's own `config.pbtxt` files, which are what Triton serves (parity
+checks that they equal the spec), so every served model is covered, ensemble steps and added models
+included. A dynamic dimension counts as `max_dynamic_dim`; a BYTES element as `max_string_bytes`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from pipelines.config.spec import TRITON_TO_NUMPY
+from pipelines.core.errors import ConfigError
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, dtype_name, parse
+
+HEADER_ROOM = 64 << 10  # the request's JSON around the data: names, shapes, parameters, requested outputs
+JSON_NUMBER_CHARS = 25  # the longest number a client writes, with its comma: -2.2250738585072014e-308,
+STRING_OVERHEAD = 8  # a BYTES element's quotes and comma (binary: its 4-byte length) and a few escapes
+CONTROL_BODY_BYTES = 64 << 10  # repository control, shared-memory registration, logging and trace settings
+GUARD_SCRIPT = Path(__file__).resolve().parents[2] / "serve" / "front" / "guard.js"
+
+
+@dataclass(frozen=True)
+class InputLimit:
+    """The most elements one input may hold in a request, and the bytes one element takes at most."""
+
+    name: str
+    max_elements: int
+    element_bytes: int  # binary size; BYTES: max_string_bytes + its overhead
+
+    @property
+    def json_bytes(self) -> int:
+        return self.max_elements * max(self.element_bytes, JSON_NUMBER_CHARS)
+
+    @property
+    def binary_bytes(self) -> int:
+        return self.max_elements * self.element_bytes
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """One served model's limits: what each input may declare, and the largest body the front lets through."""
+
+    name: str
+    inputs: tuple[InputLimit, ...]
+
+    @property
+    def max_body_bytes(self) -> int:
+        binary = sum(i.binary_bytes for i in self.inputs)
+        as_json = sum(i.json_bytes for i in self.inputs)
+        return max(binary, as_json) + HEADER_ROOM
+
+    def table(self) -> str:
+        """The input limits as the njs guard reads them (JSON: input name -> most elements)."""
+        return json.dumps({i.name: i.max_elements for i in self.inputs}, separators=(",", ":"), sort_keys=True)
+
+
+def model_limits(config: mc.ModelConfig, max_dynamic_dim: int, max_string_bytes: int) -> ModelLimits:
+    """Limits from a served config: max_batch_size x dims per input, a dynamic dim counted at `max_dynamic_dim`."""
+    inputs = []
+    for tensor in config.input:
+        dims = list(tensor.dims)
+        elements = max(config.max_batch_size, 1)
+        for dim in dims:
+            elements *= max_dynamic_dim if dim < 0 else dim
+        dtype = dtype_name(tensor.data_type)
+        if dtype == "BYTES":
+            element = max_string_bytes + STRING_OVERHEAD
+        elif dtype in TRITON_TO_NUMPY:
+            element = TRITON_TO_NUMPY[dtype].itemsize
+        else:  # BF16 and anything newer: two bytes or more, counted generously
+            element = 8
+        inputs.append(InputLimit(tensor.name, elements, element))
+    return ModelLimits(config.name, tuple(inputs))
+
+
+def repository_limits(repository: Path, max_dynamic_dim: int, max_string_bytes: int) -> list[ModelLimits]:
+    """Every model of a model repository, by its config.pbtxt; a model Triton could not load is named."""
+    limits = []
+    for config_file in sorted(Path(repository).glob(f"*/{CONFIG_FILENAME}")):
+        try:
+            config = parse(config_file.read_text())
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+        if config.name and config.name != config_file.parent.name:
+            raise ConfigError(
+                f"{config_file}: names model {config.name!r}, but Triton serves it as {config_file.parent.name!r}"
+            )
+        config.name = config_file.parent.name
+        limits.append(model_limits(config, max_dynamic_dim, max_string_bytes))
+    if not limits:
+        raise ConfigError(f"{repository} holds no {CONFIG_FILENAME}: the front has no model to guard")
+    return limits
