@@ -67,7 +67,7 @@ ci-gpu: setup
 # After a green run on main: share what was built, so CI and colleagues pull instead of retraining.
 push: setup
 	@if [ -n "$$($(DVC) remote list)" ]; then $(DVC) push; \
-	else echo "no DVC remote configured: nothing to push (README: Shared cache)"; fi
+	else echo "no DVC remote configured: nothing to push (docs/ci-gate.md: Shared cache)"; fi
 
 clean:   # outputs that are not committed (reports/ is, with the code)
 	rm -rf data models model_repository model_repository_gpu logs reports/parity_adhoc reports/gate

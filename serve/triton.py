@@ -34,7 +34,7 @@ def run(cfg: Any) -> Endpoints:
                 )
             else:
                 print(
-                    "UNGUARDED: nothing in front of Triton refuses the requests that crash it (README: Hardening)",
+                    "UNGUARDED: nothing in front of Triton refuses the requests that crash it (docs/hardening.md)",
                     flush=True,
                 )
             print("Ctrl-C stops it.", flush=True)

@@ -162,7 +162,7 @@ def test_client_errors_are_one_line(args: list[str], message: str) -> None:
             "serve.triton",
             ["server.host=0.0.0.0"],  # before: bound every interface without a word
             "server.host=0.0.0.0 would serve beyond loopback, where anyone who reaches the port can send the requests "
-            "that crash Triton (README: Hardening); add server.expose=true to serve there anyway",
+            "that crash Triton (docs/hardening.md); add server.expose=true to serve there anyway",
         ),
         (
             "serve.client",

@@ -59,7 +59,7 @@ def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
     catalog = {**catalog, "resnet50_onnx": dataclasses.replace(classifier, artifact=export, network=network)}
     repo = tmp_path / "repo"
     sources = {rel.as_posix(): src for rel, src in assembly.served_copies(catalog["resnet50_ensemble"], catalog)}
-    # by hand: what assembly copies for the ensemble (README, "The model repository")
+    # by hand: what assembly copies for the ensemble (docs/repository.md)
     assert set(sources) == {
         "resnet50_ensemble_preprocess/1/model.py",
         "resnet50_ensemble_preprocess/1/images.py",
@@ -132,7 +132,7 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
     assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
 
 
-# mnist_onnx's config.pbtxt as README's "The model repository" describes it, written by hand
+# mnist_onnx's config.pbtxt as docs/repository.md describes it, written by hand
 MNIST_ONNX_CONFIG = """\
 name: "mnist_onnx"
 platform: "onnxruntime_onnx"

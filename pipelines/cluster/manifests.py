@@ -6,7 +6,7 @@ The pod runs the pinned NGC `tritonserver` image with the launcher's own server 
 Triton's health endpoints (a start-up probe long enough for model loading) and, in the GPU
 profile, a GPU limit. Triton listens on loopback inside the pod; the pod's HTTP and gRPC ports are
 the front's, an nginx container with the configuration `serve.triton` runs locally (a ConfigMap:
-nginx.conf and the njs guard), so the requests that crash Triton never reach it (README: Hardening).
+nginx.conf and the njs guard), so the requests that crash Triton never reach it (docs/hardening.md).
 The autoscaler follows Triton's own Helm chart: a Pods metric
 `avg_time_queue_us` that prometheus-adapter derives from `nv_inference_queue_duration_us`.
 """

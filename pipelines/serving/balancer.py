@@ -90,7 +90,7 @@ class FrontSettings:
         except HostError:
             log.warning(
                 "serving UNGUARDED: nginx is not installed, so nothing refuses the requests that crash Triton "
-                "(README: Hardening); install nginx and libnginx-mod-http-js to put the front there"
+                "(docs/hardening.md); install nginx and libnginx-mod-http-js to put the front there"
             )
             return FrontSettings()
         return replace(self, kind="nginx")
@@ -501,7 +501,7 @@ class Front:
             log.warning(
                 "nginx's njs module is not installed (Debian/Ubuntu: `apt-get install libnginx-mod-http-js`): "
                 "the front caps bodies and refuses form posts, but cannot check the shapes a JSON request "
-                "declares, and a 90-byte JSON request can still crash Triton (README: Hardening)"
+                "declares, and a 90-byte JSON request can still crash Triton (docs/hardening.md)"
             )
         self.write_config()
         self.check_config()

@@ -569,7 +569,7 @@ def exposure(cfg: Any, front: balancer.FrontSettings) -> None:
     if not cfg.get("expose", False):
         raise ConfigError(
             f"server.host={host} would serve beyond loopback, where anyone who reaches the port can "
-            "send the requests that crash Triton (README: Hardening); add server.expose=true to "
+            "send the requests that crash Triton (docs/hardening.md); add server.expose=true to "
             "serve there anyway"
         )
     guard = (

@@ -1,6 +1,6 @@
 """A long-running server process kept alive: restarted with backoff after it dies unasked, on the same ports.
 
-Triton has requests that kill it (README: Hardening); the front refuses the known ones, supervision
+Triton has requests that kill it (docs/hardening.md); the front refuses the known ones, supervision
 covers the rest. `serve.triton` supervises each server it launches (`server.restart` in
 conf/server/local.yaml): a crash is logged with its reason (the signal, the log's last error), the
 same command runs again after a backoff that doubles up to `max_backoff_s` (reset once a server

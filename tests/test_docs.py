@@ -1,0 +1,118 @@
+"""The README and docs/ stay true: every link resolves and every command they show is one the project takes.
+
+A command is checked the way its own tool would read it, without running it: a `python -m` entry point's
+Hydra overrides are composed against its config (a renamed key or group fails here before a reader meets
+it), `make` targets must exist in the Makefile, and `dvc` commands go through DVC's own argument parser.
+What acts on the reader's cloud, cluster or git history is named in EXTERNAL and not checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, compose_config
+
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXTERNAL = {"source", "git", "aws", "kubectl"}  # the reader's shell, history, bucket and cluster
+SHELL_BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def commands(document: Path) -> list[list[str]]:
+    """The simple commands of a document's shell blocks: comments dropped, `&&` and `&` split."""
+    found = []
+    for block in SHELL_BLOCK.findall(document.read_text()):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            current: list[str] = []
+            for word in [*words, "&&"]:
+                if word in ("&&", "&", "|", ";"):
+                    if current:
+                        found.append(current)
+                    current = []
+                else:
+                    current.append(word)
+    return found
+
+
+ALL = [(doc, cmd) for doc in DOCUMENTS for cmd in commands(doc)]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(document: Path) -> set[str]:
+    return {slug(m) for m in re.findall(r"^#+ (.+)$", document.read_text(), re.M)}
+
+
+def hydra_config(module: str) -> str | None:
+    """The primary config an entry point composes (None: not a Hydra entry point)."""
+    path = ROOT / (module.replace(".", "/") + ".py")
+    assert path.is_file(), f"no module {module} in the project"
+    found = re.search(r'hydra_main\("(\w+)"', path.read_text())
+    return found.group(1) if found else None
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d.name)
+def test_every_link_resolves(document: Path) -> None:
+    for target in LINK.findall(document.read_text()):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (document.parent / path).resolve() if path else document
+        assert file.exists(), f"{document.name}: link to {target} (no such file)"
+        if anchor and file.suffix == ".md":
+            assert anchor in anchors(file), f"{document.name}: link to {target} (no such heading)"
+
+
+@pytest.mark.parametrize(("document", "command"), ALL, ids=[f"{d.name}:{' '.join(c)[:60]}" for d, c in ALL])
+def test_every_command_is_one_the_project_takes(document: Path, command: list[str]) -> None:
+    tool, *args = command
+    if tool in EXTERNAL:
+        return
+    if tool == "python":
+        assert args[:1] == ["-m"], f"{document.name}: {command}: run entry points as `python -m <module>`"
+        module, *overrides = args[1:]
+        config = hydra_config(module)
+        assert config is not None, f"{document.name}: {module} is not an entry point"
+        compose_config(config, [o for o in overrides if not o.startswith("-")])
+    elif tool == "make":
+        assert set(args) <= make_targets(), f"{document.name}: make {args}: no such target"
+    elif tool == "dvc":
+        from dvc.cli import parse_args
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            parse_args(args)
+    else:
+        pytest.fail(f"{document.name}: {command}: a command this check does not know (add it to EXTERNAL?)")
+
+
+def test_the_check_catches_a_stale_command(tmp_path: Path) -> None:
+    """A renamed key, a missing target and a misspelled DVC command each fail, as a reader would."""
+    from dvc.cli import DvcParserError
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose_config(hydra_config("evaluate.parity"), ["load.concurrency=2"])
+    assert "pipline" not in make_targets()
+    with pytest.raises(DvcParserError), contextlib.redirect_stderr(io.StringIO()):
+        from dvc.cli import parse_args
+
+        parse_args(["metrics", "shw"])
+    doc = tmp_path / "doc.md"
+    doc.write_text("```bash\nmake test && dvc repro  # both\npython -m evaluate.gate baseline=HEAD~3 &\n```\n")
+    assert commands(doc) == [["make", "test"], ["dvc", "repro"], ["python", "-m", "evaluate.gate", "baseline=HEAD~3"]]
+    assert slug("TensorRT engines (GPU hosts)") == "tensorrt-engines-gpu-hosts"
