@@ -12,6 +12,7 @@ and a Markdown table. Exit 0, or 2 on usage and environment errors.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import http.client
 import json
@@ -48,8 +49,10 @@ from pipelines.performance.benchmark_report import (
     precisions,
 )
 from pipelines.runners import runtimes
+from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, free_port, serve
 from pipelines.serving.served_model import ServedModel
+from pipelines.serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 PATHS = tuple(PATH_NAMES)  # in_process, flask, http, grpc, shm
@@ -477,26 +480,28 @@ def server_memory(endpoints: Endpoints, specs: list[ModelSpec]) -> dict[str, dic
 # --------------------------------------------------------------------------- the run
 
 
-def launched_server(cfg: Any) -> Any:
-    """The server config with explicit model control, so the batching-off variant can be loaded in place."""
-    server = OmegaConf.create(OmegaConf.to_container(cfg.server, resolve=True))
-    if server.kind != "remote":
-        server.extra_args = [*list(server.get("extra_args") or []), "--model-control-mode=explicit", "--load-model=*"]
-    return server
+def launched_server(server: ServerSettings) -> ServerSettings:
+    """The server with explicit model control, so the batching-off variant can be loaded in place."""
+    if server.flags is None:  # remote: launched elsewhere
+        return server
+    explicit = (*server.flags.extra_args, "--model-control-mode=explicit", "--load-model=*")
+    return dataclasses.replace(server, flags=dataclasses.replace(server.flags, extra_args=explicit))
 
 
 def run(cfg: Any) -> int:
     settings = Settings.from_cfg(cfg.load)
     catalog = served_specs(cfg.models)
     specs = selected(cfg, catalog)
-    require_gpu_host(specs, cfg)
+    server = launched_server(ServerSettings.from_cfg(cfg.server))
+    front = FrontSettings.from_cfg(cfg.balancer)
+    require_gpu_host(specs, server, cfg.triton_releases)
     unbatched = [s.name for s in specs if s.max_batch_size == 0]
     if unbatched:  # every path here sends batches (batch 1 and max_batch_size) of the same samples
         print(f"note: not measured: {', '.join(unbatched)} (no batch axis, max_batch_size 0)", flush=True)
         specs = [s for s in specs if s.max_batch_size > 0]
     out = Path(cfg.load.reports)
-    kind = str(cfg.server.kind)
-    balanced = str(cfg.balancer.kind) != "none"
+    kind = server.kind
+    balanced = front.kind != "none"
     bench = Bench(settings, specs, catalog)
     arrays = {spec.name: inputs_for(spec, str(cfg.paths.data)) for spec in specs}
     try:
@@ -514,7 +519,7 @@ def run(cfg: Any) -> int:
                 measure_in_process(bench, spec, arrays[spec.name])
             if "flask" in settings.measure:
                 measure_flask(bench, spec, arrays[spec.name], Path(cfg.paths.logs), cfg.models)
-        with serve(launched_server(cfg), cfg.model_repository, cfg.triton_releases, cfg.balancer) as endpoints:
+        with serve(server, cfg.model_repository, cfg.triton_releases, front) as endpoints:
             for spec in specs:
                 measure_triton(
                     bench,

@@ -25,6 +25,7 @@ from pipelines.data import parity_inputs
 from pipelines.performance import hostile
 from pipelines.serving import balancer
 from pipelines.serving.launcher import is_ready, serve
+from pipelines.serving.settings import ServerSettings
 
 
 def _good_request(model: str, http: str):
@@ -50,9 +51,8 @@ def run(cfg: Any) -> dict:
     settings = balancer.FrontSettings.from_cfg(cfg.balancer)
     if balancer.njs_module(balancer.nginx_binary()) is None:
         raise HostError("the hardening check needs nginx's njs module: apt-get install libnginx-mod-http-js")
-    with serve(
-        cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True, supervise=True
-    ) as front:
+    server = ServerSettings.from_cfg(cfg.server)
+    with serve(server, cfg.model_repository, cfg.triton_releases, settings, graceful=True, supervise=True) as front:
         results = []
         for case in hostile.cases():
             print(f"{case.name}: {case.what} ...", flush=True)

@@ -21,6 +21,7 @@ from pipelines.core.errors import ConfigError, DataError
 from pipelines.data import images, parity_inputs
 from pipelines.serving.launcher import serve
 from pipelines.serving.served_model import ServedModel, as_text, parse_classes
+from pipelines.serving.settings import ServerSettings
 
 PROTOCOLS = ("http", "grpc")
 SHOW = ("metadata", "config")
@@ -103,7 +104,8 @@ def run(cfg: Any) -> list[tuple[str, float]] | str:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"top_k must be a whole number >= 1, got {k!r}")
     repository = cfg.paths.model_repository_gpu if spec.format == "tensorrt" else cfg.model_repository
-    with serve(cfg.server, repository, cfg.triton_releases) as endpoints, ServedModel(spec, endpoints) as model:
+    server = ServerSettings.from_cfg(cfg.server)
+    with serve(server, repository, cfg.triton_releases) as endpoints, ServedModel(spec, endpoints) as model:
         model.check_ready()
         if cfg.show is not None:
             text = json.dumps(model.metadata(), indent=2) if cfg.show == "metadata" else model.config_text()

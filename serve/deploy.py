@@ -14,13 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from pipelines.cluster import manifests
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ArtifactError, ConfigError, checked_number
 from pipelines.serving import balancer, guard, launcher
+from pipelines.serving.settings import ServerSettings, TritonFlags
 
 
 def runtime_version(image: str) -> str:
@@ -35,16 +34,9 @@ def runtime_version(image: str) -> str:
 
 def server_args(cfg: Any, settings: manifests.DeploySettings, repository: Path) -> list[str]:
     """The tritonserver flags of every launch here, and what the repository's TensorRT plans need of the image."""
-    server = OmegaConf.create(
-        {
-            "kind": "docker",
-            "image": settings.image,
-            "gpus": "all" if settings.gpus else None,
-            **OmegaConf.to_container(cfg.server, resolve=True),
-        }
-    )
-    extra = launcher.guard_plans(server, repository, cfg.triton_releases)
-    return launcher.server_flags(server, extra)
+    flags = TritonFlags.from_cfg(cfg.server)
+    server = ServerSettings(kind="docker", image=settings.image, gpus="all" if settings.gpus else None, flags=flags)
+    return flags.args(launcher.guard_plans(server, repository, cfg.triton_releases))
 
 
 def front_settings(cfg: Any) -> balancer.FrontSettings:

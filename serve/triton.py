@@ -13,18 +13,20 @@ from typing import Any
 
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ServerError
+from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
+from pipelines.serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> Endpoints:
     """Serve until Ctrl-C (exit 0), SIGTERM (exit 143, as every entry point: pipelines.core.cli) or the server's end."""
-    with serve(
-        cfg.server, cfg.model_repository, cfg.triton_releases, cfg.balancer, graceful=True, supervise=True
-    ) as endpoints:
+    server = ServerSettings.from_cfg(cfg.server)
+    front = FrontSettings.from_cfg(cfg.balancer)
+    with serve(server, cfg.model_repository, cfg.triton_releases, front, graceful=True, supervise=True) as endpoints:
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
-        if cfg.server.kind != "remote":
+        if server.launched:
             print(f"serving {cfg.model_repository}/ ({endpoints.server})", flush=True)
             if endpoints.members:
                 print(

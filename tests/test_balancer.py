@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 from pipelines.core.errors import ConfigError
 from pipelines.serving import balancer, guard
 from pipelines.serving.launcher import serve
+from pipelines.serving.settings import ServerSettings
 
 from conftest import AFTER_BUILD, ROOT, compose_config, job_result, tool_env
 
@@ -59,7 +60,7 @@ def test_bad_balancer_settings_are_one_line_errors(tmp_path: Path, override: str
 def test_balancer_with_a_remote_server_is_refused(tmp_path: Path) -> None:
     cfg = front_cfg(tmp_path, "server=remote")
     with pytest.raises(ConfigError, match="server=remote launches nothing"):
-        serve(cfg.server, tmp_path, front=cfg.balancer)
+        serve(ServerSettings.from_cfg(cfg.server), tmp_path, front=balancer.FrontSettings.from_cfg(cfg.balancer))
 
 
 def test_cli_names_an_unknown_balancer_in_one_line() -> None:
@@ -235,7 +236,8 @@ def test_body_over_the_models_limit_is_refused_before_any_replica(workspace: Pat
     # mnist_onnx's largest legal request: 64 images of 28x28 FP32 values as JSON text, 25 characters each,
     # and 64 KiB for the rest of the request (worked out by hand: tests/test_front.py)
     limit = 64 * 28 * 28 * 25 + 64 * 1024
-    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
+    server, settings = ServerSettings.from_cfg(cfg.server), balancer.FrontSettings.from_cfg(cfg.balancer)
+    with serve(server, small_repository(workspace, tmp_path / "repo"), front=settings) as front:
         (replica,) = front.members
         fits = digits(64)  # 200 KB: Triton answers
         assert infer(httpclient, front.http, fits).shape == (64, 10)
@@ -266,23 +268,31 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
     cfg = front_cfg(tmp_path, "balancer.replicas=2", "balancer.health_interval_s=0.2")
     batch = digits()
     outcomes: dict[str, list] = {"http": [], "grpc": []}
-    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
+    server, settings = ServerSettings.from_cfg(cfg.server), balancer.FrontSettings.from_cfg(cfg.balancer)
+    with serve(server, small_repository(workspace, tmp_path / "repo"), front=settings) as front:
         expected = infer(httpclient, front.members[0], batch)  # Triton's answer, asked directly on a quiet replica
-        stop = time.monotonic() + 6.0
+        stop = threading.Event()
 
         def load(protocol: str) -> None:
             module, url = (httpclient, front.http) if protocol == "http" else (grpcclient, front.grpc)
-            while time.monotonic() < stop:
+            while not stop.is_set():
                 try:
                     outcomes[protocol].append(infer(module, url, batch))
                 except InferenceServerException as exc:
                     outcomes[protocol].append(exc)
 
+        def each_has(count: int) -> None:  # requests answered (or failed) on both protocols, not a fixed time
+            deadline = time.monotonic() + 60
+            while min(len(r) for r in outcomes.values()) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+
         threads = [threading.Thread(target=load, args=(p,)) for p in ("http", "grpc") * 2]
         for thread in threads:
             thread.start()
-        time.sleep(2.0)
+        each_has(30)  # both replicas under load
         replica_process(front.members[1]).kill()
+        each_has(min(len(r) for r in outcomes.values()) + 60)  # and long after the kill
+        stop.set()
         for thread in threads:
             thread.join()
         time.sleep(0.5)

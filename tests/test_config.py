@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from omegaconf import OmegaConf
 
 from pipelines.config.spec import model_spec, served_specs
 from pipelines.core.errors import ConfigError
 from pipelines.model_repository import ensemble, standins, triton_config
+from pipelines.serving.settings import ServerSettings
 
 from conftest import CONF, compose_config
 
@@ -48,16 +51,27 @@ def test_every_data_option_composes(option: str) -> None:
 
 
 @pytest.mark.parametrize("option", options("catalog"))
-def test_every_catalog_option_composes(option: str) -> None:
+def test_every_catalog_option_builds_the_models_it_lists(option: str) -> None:
+    """Every model the catalog file lists (read here as text) becomes a validated spec; none more, none less."""
     cfg = compose_config("parity", ["model=all", f"catalog={option}"])
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    assert cfg.models and cfg.model_repository and cfg.parity_reports
+    entry = re.compile(r"^\s*- /model@models\.(\w+): \1$", re.M)  # the catalog's and conf/added.yaml's
+    listed = entry.findall((CONF / "catalog" / f"{option}.yaml").read_text())
+    listed += (
+        entry.findall((CONF / "added.yaml").read_text())
+        if "/added" in (CONF / "catalog" / f"{option}.yaml").read_text()
+        else []
+    )
+    assert listed and sorted(served_specs(cfg.models)) == sorted(listed)
 
 
 @pytest.mark.parametrize("option", options("server"))
-def test_every_server_option_composes(option: str) -> None:
-    cfg = compose_config("parity", ["model=all", f"server={option}"])
-    assert cfg.server.kind == option
+def test_every_server_option_builds_its_settings(option: str) -> None:
+    """Each server file carries every key its kind needs (defaults live in the YAML only): a missing one fails."""
+    settings = ServerSettings.from_cfg(compose_config("parity", ["model=all", f"server={option}"]).server)
+    assert settings.kind == option and settings.launched == (option != "remote")
+    if settings.launched:
+        assert settings.flags is not None and settings.startup_timeout_s > 0 and settings.host == "127.0.0.1"
 
 
 @pytest.mark.parametrize("option", options("network"))

@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
 from evaluate import parity as parity_cli
+from pipelines.comparison import job as parity_job
 from pipelines.config.spec import model_spec, served_specs
 from pipelines.core.errors import ArtifactError
 from pipelines.model_repository import assembly
@@ -331,7 +332,7 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, run
         )
 
     before = requests()
-    (report,) = parity_cli.check(cfg)
+    (report,) = parity_job.check(parity_job.ParityJob.from_cfg(cfg))
     # each distinct request once per protocol: batch_1, batch_7, and all samples in chunks of 64 (the first of
     # which is batch_64), over 3 protocols; then the burst, one request per sample
     settings, chunk = cfg.model.parity, cfg.model.max_batch_size
@@ -386,7 +387,7 @@ def test_a_remote_server_serving_other_settings_than_the_spec_is_refused(
         match=r"the server's mnist_onnx is not what the spec generates \("
         r"dynamic_batching.max_queue_delay_microseconds: 100, expected 5000000\)",
     ):
-        parity_cli.check(cfg)
+        parity_job.check(parity_job.ParityJob.from_cfg(cfg))
     assert not (tmp_path / "reports").exists()
 
 

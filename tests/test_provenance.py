@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluate import parity as parity_cli
+from pipelines.comparison import job as parity_job
 from pipelines.config import selection
 from pipelines.config.spec import model_spec, served_specs
 from pipelines.core.errors import ArtifactError
@@ -102,16 +102,16 @@ def test_a_changed_check_never_writes_the_tracked_reports(
 ) -> None:
     cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
     specs = selection.selected(cfg)
-    where = parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1])
-    assert where == parity_cli.Reports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
+    where = parity_job.tracked_or_adhoc(cfg, specs, parity_job.profile_paths(cfg, specs)[1])
+    assert where == parity_job.Reports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
     out = capsys.readouterr().out
     assert change in out and "not to the tracked reports/parity/" in out
 
 
 def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:
     cfg = compose_config("parity", ["model=all"])
-    tracked = parity_cli.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
-    assert parity_cli.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
+    tracked = parity_job.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
+    assert parity_job.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
     # a directory of the user's choosing is theirs: a changed check is written where they said
     cfg = compose_config(
         "parity",
@@ -123,13 +123,13 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
         ],
     )
     specs = selection.selected(cfg)
-    chosen = parity_cli.Reports(tmp_path, tmp_path / "figures")
-    assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
-    chosen = parity_cli.Reports(tmp_path, tmp_path / "metrics")
+    chosen = parity_job.Reports(tmp_path, tmp_path / "figures")
+    assert parity_job.tracked_or_adhoc(cfg, specs, parity_job.profile_paths(cfg, specs)[1]) == chosen
+    chosen = parity_job.Reports(tmp_path, tmp_path / "metrics")
     # only the full reports' directory chosen: the headline figures go along, not into the tracked metrics
     cfg = compose_config("parity", ["model=mnist_onnx", f"paths.parity_reports={tmp_path}"])
     specs = selection.selected(cfg)
-    assert parity_cli.tracked_or_adhoc(cfg, specs, parity_cli.profile_paths(cfg, specs)[1]) == chosen
+    assert parity_job.tracked_or_adhoc(cfg, specs, parity_job.profile_paths(cfg, specs)[1]) == chosen
 
 
 # mnist_onnx's config.pbtxt as docs/repository.md describes it, written by hand

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from pipelines.core.errors import ServerError
 from pipelines.serving import launcher
+from pipelines.serving.settings import ServerSettings
 
 from conftest import compose_config, file_hashes, own_processes
 
@@ -34,7 +35,7 @@ def local_cfg(tmp_path: Path, **changes):
     cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}"]).server
     for key, value in changes.items():
         OmegaConf.update(cfg, key, value)
-    return cfg
+    return ServerSettings.from_cfg(cfg)
 
 
 _OTHERS: set[int] = set()  # servers running before the test: the shared one, the background pipeline's
@@ -149,16 +150,17 @@ def test_binding_beyond_loopback_is_a_decision_and_warned_about(caplog: pytest.L
     alone = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=none"]).balancer)
     for host in ("0.0.0.0", "192.0.2.7", "triton.example.com"):
         with pytest.raises(ConfigError, match=f"server.host={host} would serve beyond loopback"):
-            launcher.exposure(OmegaConf.create({"host": host}), alone)
+            launcher.exposure(ServerSettings("local", host=host), alone)
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
-        launcher.exposure(OmegaConf.create({"host": host}), alone)
+        launcher.exposure(ServerSettings("local", host=host), alone)
     assert not caplog.records
-    launcher.exposure(OmegaConf.create({"host": "0.0.0.0", "expose": True}), alone)
+    launcher.exposure(ServerSettings("local", host="0.0.0.0", expose=True), alone)
     assert "serving on 0.0.0.0, beyond loopback (server.expose=true): UNGUARDED" in caplog.text
     fronted = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=nginx"]).balancer)
-    launcher.exposure(OmegaConf.create({"host": "0.0.0.0", "expose": True}), fronted)
+    launcher.exposure(ServerSettings("local", host="0.0.0.0", expose=True), fronted)
     assert "behind nginx (balancer=nginx), the replicas on loopback" in caplog.text
-    replica = launcher.replica_cfg(compose_config("triton", ["server.host=0.0.0.0", "server.expose=true"]).server, 0)
+    server = ServerSettings.from_cfg(compose_config("triton", ["server.host=0.0.0.0", "server.expose=true"]).server)
+    replica = server.replica(0)
     assert replica.host == "127.0.0.1"
 
 
@@ -169,7 +171,7 @@ def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
 
 
 def test_docker_command_publishes_loopback_ports_and_mounts_the_repository_read_only(tmp_path: Path) -> None:
-    cfg = compose_config("triton", ["server=docker", "server.gpus=all"]).server
+    cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker", "server.gpus=all"]).server)
     cmd = launcher.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test")
     assert cmd[:3] == ["docker", "run", "--rm"]
     assert cmd[cmd.index("--gpus") : cmd.index("--gpus") + 2] == ["--gpus", "all"]
@@ -187,13 +189,14 @@ def test_the_embedded_server_loads_the_directory_docker_mounts(tmp_path: Path) -
     mounted, loaded = {}, {}
     for kind in ("local", "docker"):
         cfg = compose_config("triton", [f"server={kind}", f"paths.model_repository={repo}"])
-        served = launcher.repository_for(cfg.server, cfg.model_repository)
+        served = launcher.repository_for(ServerSettings.from_cfg(cfg.server), cfg.model_repository)
         if kind == "docker":
-            cmd = launcher.docker_command(cfg.server, served, 1, 2, "n")
+            cmd = launcher.docker_command(ServerSettings.from_cfg(cfg.server), served, 1, 2, "n")
             mounted[kind] = cmd[cmd.index("-v") + 1].removesuffix(":/models:ro")
         else:
             embedded = launcher.EmbeddedTriton.find()
-            cmd = launcher.local_command(embedded, served, tmp_path, "127.0.0.1", 1, 2, cfg.server)
+            flags = ServerSettings.from_cfg(cfg.server).flags
+            cmd = launcher.local_command(embedded, served, tmp_path, "127.0.0.1", 1, 2, flags)
             loaded[kind] = next(a for a in cmd if a.startswith("--model-repository=")).split("=", 1)[1]
     assert loaded["local"] == mounted["docker"] == str(repo.resolve())
 
@@ -208,7 +211,7 @@ def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(
 
 
 def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
-    cfg = compose_config("triton", ["server=docker"]).server
+    cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker"]).server)
     assert "--gpus" not in launcher.docker_command(cfg, tmp_path, 1, 2, "n")
 
 
@@ -216,15 +219,15 @@ def test_docker_without_an_engine_is_one_line(tmp_path: Path) -> None:
     if launcher._docker_engine_error() is None:
         pytest.skip("a Docker engine runs here")
     (tmp_path / "repo" / "m").mkdir(parents=True)
-    cfg = compose_config("triton", ["server=docker", f"paths.logs={tmp_path}"]).server
+    cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker", f"paths.logs={tmp_path}"]).server)
     with pytest.raises(ServerError, match="needs a running Docker engine"), launcher.serve(cfg, tmp_path / "repo"):
         pass
 
 
 def test_remote_launches_nothing_and_checks_reachability(tmp_path: Path) -> None:
-    cfg = compose_config(
-        "triton", ["server=remote", "server.http_url=127.0.0.1:9", "server.connect_timeout_s=1"]
-    ).server
+    cfg = ServerSettings.from_cfg(
+        compose_config("triton", ["server=remote", "server.http_url=127.0.0.1:9", "server.connect_timeout_s=1"]).server
+    )
     with pytest.raises(ServerError, match="no ready Triton"), launcher.serve(cfg, tmp_path / "nowhere"):
         pass
 
@@ -237,10 +240,13 @@ def test_remote_urls_swapped_are_named_in_one_line(tmp_path: Path, workspace: Pa
             (endpoints.grpc, endpoints.http, "not over HTTP/1.1: is it the gRPC port?"),
             (endpoints.http, endpoints.http, "(server.grpc_url)"),
         ):
-            cfg = compose_config(
-                "triton",
-                ["server=remote", f"server.http_url={http}", f"server.grpc_url={grpc}", "server.connect_timeout_s=3"],
-            ).server
+            remote = [
+                "server=remote",
+                f"server.http_url={http}",
+                f"server.grpc_url={grpc}",
+                "server.connect_timeout_s=3",
+            ]
+            cfg = ServerSettings.from_cfg(compose_config("triton", remote).server)
             with pytest.raises(ServerError) as info, launcher.serve(cfg, tmp_path / "nowhere"):
                 pass
             message = str(info.value)

@@ -18,6 +18,7 @@ from pipelines.config.spec import model_spec
 from pipelines.core.errors import ArtifactError, ConfigError, ServerError
 from pipelines.model_repository import assembly, triton_config
 from pipelines.serving import launcher
+from pipelines.serving.settings import ServerSettings
 from pipelines.trt import build, host, loadability, plans
 from pipelines.trt.loadability import Loader
 
@@ -339,10 +340,10 @@ def test_server_launch_refuses_plans_without_a_gpu(tmp_path: Path) -> None:
     assembly.assemble([spec], tmp_path / "repo")
     local = compose_config("triton", [f"paths.logs={tmp_path}"])
     with pytest.raises(ServerError, match="no NVIDIA GPU"):
-        launcher.serve(local.server, tmp_path / "repo")
+        launcher.serve(ServerSettings.from_cfg(local.server), tmp_path / "repo")
     docker = compose_config("triton", ["server=docker", "server.gpus=all"])
     with pytest.raises(ServerError, match=r"server\.gpus=all on a host with an NVIDIA GPU"):
-        launcher.serve(docker.server, tmp_path / "repo", docker.triton_releases)
+        launcher.serve(ServerSettings.from_cfg(docker.server), tmp_path / "repo", docker.triton_releases)
 
 
 # --------------------------------------------------------------------------- trtexec in the NGC container

@@ -33,11 +33,6 @@ def test_instance_kind_is_set_as_asked() -> None:
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
 
 
-def test_text_round_trips_through_the_parser() -> None:
-    config = triton_config.build(spec_of("mnist_onnx"))
-    assert triton_config.parse(triton_config.to_text(config)) == config
-
-
 def test_extra_config_is_merged_and_checked_by_the_protobuf_parser() -> None:
     extra = 'parameters { key: "intra_op_thread_count" value { string_value: "1" } }\nmodel_warmup { name: "w" }'
     config = triton_config.build(spec_of("mnist_onnx", f"+model.extra_config='{extra}'"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig
 
 from pipelines.byom import sources
 from pipelines.config.spec import TRITON_TO_NUMPY, Preprocessing, TensorSpec
@@ -56,7 +57,7 @@ class Request:
     dim_sizes: tuple[int, ...] = (8, 13)
 
 
-def request(cfg: Any) -> Request:
+def request(cfg: DictConfig) -> Request:
     """Build the request from the composed config; a wrong type or value is one line."""
 
     def optional(key: str) -> Any:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from pipelines.core.errors import ConfigError, checked_number
 from pipelines.serving import balancer, guard
 
@@ -61,7 +63,7 @@ class DeploySettings:
     front_memory: str = "512Mi"
 
     @classmethod
-    def from_cfg(cls, cfg: Any, models: list[str]) -> DeploySettings:
+    def from_cfg(cls, cfg: DictConfig, models: list[str]) -> DeploySettings:
         kind = str(cfg.target.kind)
         uri = str(cfg.repository_uri) if cfg.get("repository_uri") else None
         claim = str(cfg.repository_claim) if cfg.get("repository_claim") else None

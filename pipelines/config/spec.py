@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipelines.core.errors import ArtifactError, ConfigError, checked_number
 
@@ -365,19 +366,18 @@ def _choice(value: Any, allowed: tuple[str, ...], what: str, where: str) -> str:
     return str(value)
 
 
-def plain(cfg: Any) -> Any:
-    """A resolved plain-Python copy of an OmegaConf node (interpolations such as `${paths.x}` applied)."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+def plain(node: object) -> Any:
+    """A resolved plain-Python copy of an OmegaConf node (interpolations such as `${paths.x}` applied); anything
+    else as it is."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
 
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
 
-
-def _validated(what: str, build: Any, cfg: Any) -> Any:
+def _validated(what: str, build: Any, node: object) -> Any:
     """Run a builder on a plain copy; a missing key or a value of the wrong type is a one-line ConfigError."""
     try:
-        return build(plain(cfg))
+        return build(plain(node))
     except (KeyError, TypeError, ValueError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ConfigError(f"{what}: invalid config ({detail})") from exc

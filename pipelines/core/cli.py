@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from pipelines.core import lifeline
 from pipelines.core.errors import PipelineError
 
@@ -193,7 +195,7 @@ def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = No
     started = False
 
     @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
-    def _task(cfg: Any) -> None:
+    def _task(cfg: DictConfig) -> None:
         nonlocal started
         started = True
         from omegaconf.errors import MissingMandatoryValue

@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from pipelines.core.errors import ConfigError, HostError, ServerError, checked_number
 from pipelines.serving import guard
 
@@ -64,7 +66,7 @@ class FrontSettings:
     log_file: str = "logs/nginx.log"
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> FrontSettings:
+    def from_cfg(cls, cfg: DictConfig | None) -> FrontSettings:
         if cfg is None:
             return cls()
         kind = str(cfg.get("kind", "none"))

@@ -5,7 +5,7 @@ Python backend, so its backend directory also holds the stand-in backends
 (`serve/standin_backends/`): Triton serves each ONNX, SavedModel and TensorRT model of the
 repository through the stand-in named like the backend its platform maps to.
 
-`serve(cfg, repository)` is a context manager in the style of Triton's QA scripts: the server
+`serve(server, repository)` is a context manager in the style of Triton's QA scripts: the server
 logs to a file, readiness is polled while the process is checked for life, and the server is
 always stopped on the way out, also when the caller fails. The local server additionally dies
 with its parent (PR_SET_PDEATHSIG), so even a killed pipeline leaves no orphan.
@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from http.client import HTTPException
 from pathlib import Path
@@ -40,13 +40,13 @@ from pipelines.core import scratch
 from pipelines.core.errors import ConfigError, ServerError
 from pipelines.model_repository import standins
 from pipelines.serving import balancer, guard
+from pipelines.serving.settings import ServerSettings, TritonFlags
 from pipelines.serving.supervision import RestartPolicy, Supervised
 from pipelines.trt import loadability
 from pipelines.trt.plans import load_metadata
 
 log = logging.getLogger(__name__)
 
-KINDS = ("local", "docker", "remote")
 Started = Callable[[], None] | None  # see serve(): called once the server process runs, before it is ready
 STANDIN_BACKENDS = Path(__file__).resolve().parents[2] / "serve" / "standin_backends"
 STANDIN_BASE = STANDIN_BACKENDS / "standin_base.py"
@@ -90,17 +90,6 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return [int(s.getsockname()[1]) for s in sockets]
 
 
-def configured_port(value: Any, what: str) -> int:
-    """A port setting: 0 (a free one) or 1..65535; anything else is a one-line ConfigError."""
-    try:
-        port = int(value or 0)
-    except (TypeError, ValueError):
-        port = -1
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{what} must be a port number 1..65535, or 0 for a free one; got {value!r}")
-    return port
-
-
 def _port(port: int, host: str) -> int:
     """The configured port, refused if something already listens there (its health answers would fool us)."""
     if port == 0:
@@ -117,18 +106,9 @@ def _port(port: int, host: str) -> int:
     return port
 
 
-def configured_ports(cfg: Any) -> tuple[int, int]:
-    """(HTTP, gRPC) ports of a server to launch, as configured (0: a free one); one-line errors when invalid."""
-    http_port = configured_port(cfg.http_port, "server.http_port")
-    grpc_port = configured_port(cfg.grpc_port, "server.grpc_port")
-    if http_port and http_port == grpc_port:
-        raise ConfigError(f"server.http_port and server.grpc_port are both {http_port}: each needs its own port")
-    return http_port, grpc_port
-
-
-def _ports(cfg: Any, host: str) -> tuple[int, int]:
+def _ports(server: ServerSettings, host: str) -> tuple[int, int]:
     """(HTTP, gRPC) ports to launch on: the configured ones, checked to be free, or free ones."""
-    http_port, grpc_port = configured_ports(cfg)
+    http_port, grpc_port = server.http_port, server.grpc_port
     spare = iter(free_ports(2, host))
     return _port(http_port, host) if http_port else next(spare), _port(grpc_port, host) if grpc_port else next(spare)
 
@@ -301,7 +281,7 @@ def local_command(
     host: str,
     http_port: int,
     grpc_port: int,
-    cfg: Any,
+    flags: TritonFlags,
     extra: list[str] | None = None,
 ) -> list[str]:
     return [
@@ -313,19 +293,7 @@ def local_command(
         f"--grpc-address={host}",
         f"--grpc-port={grpc_port}",
         "--allow-metrics=false",
-        *server_flags(cfg, extra),
-    ]
-
-
-def server_flags(cfg: Any, extra: list[str] | None = None) -> list[str]:
-    """The tritonserver options every launch shares (embedded and Docker), then the plan guard's and the user's."""
-    return [
-        "--disable-auto-complete-config",  # our configs are complete; 3x faster start
-        "--exit-on-error=true",
-        f"--exit-timeout-secs={int(cfg.get('exit_timeout_s', 10))}",  # a client left connected delays exit this long
-        f"--log-verbose={int(cfg.get('log_verbose', 0))}",
-        *(extra or []),
-        *[str(a) for a in cfg.get("extra_args") or []],
+        *flags.args(extra),
     ]
 
 
@@ -410,7 +378,7 @@ def _stop(proc: subprocess.Popen, grace_s: float, graceful: bool = True) -> None
 
 @contextlib.contextmanager
 def _serve_local(
-    cfg: Any,
+    server: ServerSettings,
     repository: Path,
     extra: list[str],
     started: Started = None,
@@ -418,11 +386,12 @@ def _serve_local(
     supervise: bool = False,
 ) -> Iterator[Endpoints]:
     embedded = EmbeddedTriton.find()
-    host = str(cfg.host)
-    http_port, grpc_port = _ports(cfg, host)
-    log_file = run_log(cfg.log_file)
+    assert server.host is not None and server.log_file is not None and server.flags is not None
+    host = server.host
+    http_port, grpc_port = _ports(server, host)
+    log_file = run_log(server.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
-    policy = RestartPolicy.from_cfg(cfg.get("restart")) if supervise else RestartPolicy()
+    policy = server.restart if supervise else RestartPolicy()
     # after a SIGKILL, stubs that were still starting outlive the reap below: this one finds them, as planned
     reap = functools.partial(reap_stubs, expected=not graceful)
     with (
@@ -431,7 +400,7 @@ def _serve_local(
     ):
         backends = embedded.backend_directory(Path(tmp))
         command, preexec = die_with_parent(
-            local_command(embedded, repository, backends, host, http_port, grpc_port, cfg, extra), graceful
+            local_command(embedded, repository, backends, host, http_port, grpc_port, server.flags, extra), graceful
         )
 
         def spawn() -> subprocess.Popen:  # a restart runs the same command: the same ports, the same log
@@ -448,7 +417,7 @@ def _serve_local(
             "starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file
         )
         start = time.monotonic()
-        server = Supervised(
+        supervised = Supervised(
             spawn,
             lambda proc: _exited(proc, log_file) or "it exited",
             lambda: is_ready(endpoints.http, 1.0),
@@ -458,20 +427,22 @@ def _serve_local(
         try:
             if started is not None:
                 started()
-            wait_until_ready(endpoints, server.proc, float(cfg.startup_timeout_s))
+            wait_until_ready(endpoints, supervised.proc, server.startup_timeout_s)
             log.info("Triton ready in %.1f s", time.monotonic() - start)
-            server.watch()
+            supervised.watch()
             yield replace(
                 endpoints,
-                problem=lambda: server.failure or _exited(server.proc, log_file) or readiness(endpoints.http, 1.0),
-                failed=(lambda: server.failure) if policy.max_restarts else None,
+                problem=lambda: (
+                    supervised.failure or _exited(supervised.proc, log_file) or readiness(endpoints.http, 1.0)
+                ),
+                failed=(lambda: supervised.failure) if policy.max_restarts else None,
             )
         finally:
-            server.stop()
-            proc = server.proc
+            supervised.stop()
+            proc = supervised.proc
             if not graceful and proc.poll() is None:  # the stubs first: one whose server is gone exits on its
                 reap_stubs(backends, expected=True)  # own and leaves its shared-memory region behind
-            _stop(proc, float(cfg.get("stop_timeout_s", 30)), graceful)
+            _stop(proc, server.stop_timeout_s, graceful)
             log.info("tritonserver stopped" if graceful else "tritonserver stopped (SIGKILL, its stubs first)")
 
 
@@ -479,23 +450,30 @@ def _serve_local(
 
 
 def docker_command(
-    cfg: Any, repository: Path, http_port: int, grpc_port: int, name: str, extra: list[str] | None = None
+    server: ServerSettings,
+    repository: Path,
+    http_port: int,
+    grpc_port: int,
+    name: str,
+    extra: list[str] | None = None,
 ) -> list[str]:
-    """`docker run` for the pinned NGC image serving the repository (read-only), ports published on loopback only."""
-    cmd = ["docker", "run", "--rm", "--name", name, "--shm-size", str(cfg.shm_size)]
-    if cfg.get("gpus"):
-        cmd += ["--gpus", str(cfg.gpus)]
+    """`docker run` for the pinned NGC image serving the repository (read-only), ports published on the configured
+    host (loopback unless `server.expose=true`)."""
+    assert server.image is not None and server.shm_size is not None and server.flags is not None
+    cmd = ["docker", "run", "--rm", "--name", name, "--shm-size", server.shm_size]
+    if server.gpus:
+        cmd += ["--gpus", server.gpus]
     cmd += [
         "-p",
-        f"127.0.0.1:{http_port}:8000",
+        f"{server.host}:{http_port}:8000",
         "-p",
-        f"127.0.0.1:{grpc_port}:8001",
+        f"{server.host}:{grpc_port}:8001",
         "-v",
         f"{repository.resolve()}:/models:ro",
-        str(cfg.image),
+        server.image,
         "tritonserver",
         "--model-repository=/models",
-        *server_flags(cfg, extra),
+        *server.flags.args(extra),
     ]
     return cmd
 
@@ -521,7 +499,7 @@ def _docker_engine_error() -> str | None:
 
 @contextlib.contextmanager
 def _serve_docker(
-    cfg: Any,
+    server: ServerSettings,
     repository: Path,
     extra: list[str],
     started: Started = None,
@@ -532,22 +510,25 @@ def _serve_docker(
     problem = _docker_engine_error()
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
-    http_port, grpc_port = _ports(cfg, "127.0.0.1")
+    assert server.host is not None and server.log_file is not None
+    http_port, grpc_port = _ports(server, server.host)
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
-    log_file = run_log(cfg.log_file)
-    endpoints = Endpoints(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_file, f"docker {cfg.image}")
-    cmd = docker_command(cfg, repository, http_port, grpc_port, name, extra)
-    log.info("starting %s as container %s; log %s", cfg.image, name, log_file)
+    log_file = run_log(server.log_file)
+    endpoints = Endpoints(
+        f"{server.host}:{http_port}", f"{server.host}:{grpc_port}", log_file, f"docker {server.image}"
+    )
+    cmd = docker_command(server, repository, http_port, grpc_port, name, extra)
+    log.info("starting %s as container %s; log %s", server.image, name, log_file)
     with open(log_file, "wb") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             if started is not None:
                 started()
-            wait_until_ready(endpoints, proc, float(cfg.startup_timeout_s))
+            wait_until_ready(endpoints, proc, server.startup_timeout_s)
             yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
         finally:
             subprocess.run(["docker", "stop", "--time", "10", name], capture_output=True, check=False)
-            _stop(proc, float(cfg.get("stop_timeout_s", 30)))
+            _stop(proc, server.stop_timeout_s)
 
 
 # --------------------------------------------------------------------------- replicas behind a balancer
@@ -560,13 +541,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure(cfg: Any, front: balancer.FrontSettings) -> None:
+def exposure(server: ServerSettings, front: balancer.FrontSettings) -> None:
     """Binding beyond loopback is a decision: refused unless `server.expose=true`, then warned about, naming the
     risk and whether a front stands between the network and Triton."""
-    host = str(cfg.get("host", "127.0.0.1"))
+    host = str(server.host)
     if is_loopback(host):
         return
-    if not cfg.get("expose", False):
+    if not server.expose:
         raise ConfigError(
             f"server.host={host} would serve beyond loopback, where anyone who reaches the port can "
             "send the requests that crash Triton (docs/hardening.md); add server.expose=true to "
@@ -580,23 +561,9 @@ def exposure(cfg: Any, front: balancer.FrontSettings) -> None:
     log.warning("serving on %s, beyond loopback (server.expose=true): %s", host, guard)
 
 
-def replica_cfg(cfg: Any, index: int) -> Any:
-    """The server config of replica `index`: free ports on loopback (the configured host and ports are the
-    balancer's), its own log."""
-    from omegaconf import OmegaConf
-
-    replica = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    log_file = Path(str(cfg.log_file))
-    replica.http_port, replica.grpc_port = 0, 0
-    if "host" in replica:
-        replica.host = "127.0.0.1"
-    replica.log_file = str(log_file.with_name(f"{log_file.stem}-replica{index + 1}{log_file.suffix}"))
-    return replica
-
-
 @contextlib.contextmanager
 def _serve_front(
-    cfg: Any,
+    server: ServerSettings,
     repository: Path,
     extra: list[str],
     front: balancer.FrontSettings,
@@ -608,8 +575,8 @@ def _serve_front(
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
     binary = balancer.nginx_binary()  # before minutes of replica start-up
     limits = guard.repository_limits(repository, front.max_dynamic_dim, front.max_string_bytes)
-    host = str(cfg.get("host", "127.0.0.1"))
-    http_port, grpc_port = configured_ports(cfg)
+    host = str(server.host)
+    http_port, grpc_port = server.http_port, server.grpc_port
     for port in (http_port, grpc_port):
         if port:
             _port(port, host)
@@ -621,7 +588,7 @@ def _serve_front(
             replicas.append(
                 stack.enter_context(
                     launch(
-                        replica_cfg(cfg, index), repository, extra, started if index == 0 else None, graceful, supervise
+                        server.replica(index), repository, extra, started if index == 0 else None, graceful, supervise
                     )
                 )
             )
@@ -649,7 +616,7 @@ def _serve_front(
             problem=nginx.problem,
             failed=nginx.failed,
         )
-        wait_until_ready(endpoints, nginx.proc, float(cfg.startup_timeout_s), what="nginx")
+        wait_until_ready(endpoints, nginx.proc, server.startup_timeout_s, what="nginx")
         problem = _grpc_problem(endpoints.grpc, 10.0)
         if problem is not None:
             raise ServerError(
@@ -670,7 +637,7 @@ def _serve_front(
 
 @contextlib.contextmanager
 def _serve_remote(
-    cfg: Any,
+    server: ServerSettings,
     repository: Path,
     extra: list[str],
     started: Started = None,
@@ -684,8 +651,8 @@ def _serve_remote(
         graceful,
         supervise,
     )  # the remote server has its own repository and options, and is up
-    endpoints = Endpoints(str(cfg.http_url), str(cfg.grpc_url), server=f"remote http://{cfg.http_url}")
-    timeout = float(cfg.get("connect_timeout_s", 5))
+    endpoints = Endpoints(str(server.http_url), str(server.grpc_url), server=f"remote http://{server.http_url}")
+    timeout = server.connect_timeout_s
     problem = readiness(endpoints.http, timeout)
     if problem is not None:
         raise ServerError(
@@ -716,10 +683,10 @@ def _grpc_problem(grpc: str, timeout: float) -> str | None:
     return None if live else "it is not live"
 
 
-def repository_for(cfg: Any, repository: Path) -> Path:
+def repository_for(server: ServerSettings, repository: Path) -> Path:
     """The repository a launched server serves (a remote server has its own)."""
     path = Path(repository)
-    if cfg.kind != "remote" and not (path.is_dir() and any(path.iterdir())):
+    if server.launched and not (path.is_dir() and any(path.iterdir())):
         raise ServerError(f"{path} is empty or missing: run `dvc repro repository` (or `python -m serve.repository`)")
     return path
 
@@ -732,60 +699,57 @@ def served_plans(repository: Path) -> list[tuple[str, dict]]:
     ]
 
 
-def guard_plans(cfg: Any, repository: Path, releases: Any = None) -> list[str]:
+def guard_plans(server: ServerSettings, repository: Path, releases: Mapping[str, Any] | None = None) -> list[str]:
     """Refuse, in one line naming both versions, plans this server cannot load; extra server args otherwise."""
-    plans = served_plans(repository) if cfg.kind != "remote" else []
+    plans = served_plans(repository) if server.launched else []
     if not plans:
         return []
     by_model: dict[str, list[dict]] = {}
     for name, meta in plans:
         by_model.setdefault(name, []).append(meta)
     try:
-        loader = loadability.server_loader(str(cfg.kind), str(cfg.get("image", "")), bool(cfg.get("gpus")), releases)
+        loader = loadability.server_loader(server.kind, server.image or "", bool(server.gpus), releases)
     except ServerError as exc:
         raise ServerError(f"{next(iter(by_model))} is a TensorRT engine: {exc}") from None
     for name, metas in by_model.items():
         problem = loader.problem(metas)
         if problem:
             raise ServerError(f"{name}: {problem}")
-    return loadability.backend_args([m for _, m in plans]) if cfg.kind == "docker" else []
+    return loadability.backend_args([m for _, m in plans]) if server.kind == "docker" else []
 
 
 def serve(
-    cfg: Any,
+    server: ServerSettings,
     repository: str | Path,
-    releases: Any = None,
-    front: Any = None,
+    releases: Mapping[str, Any] | None = None,
+    front: balancer.FrontSettings | None = None,
     started: Started = None,
     graceful: bool = False,
     supervise: bool = False,
 ) -> contextlib.AbstractContextManager[Endpoints]:
-    """Context manager yielding the endpoints of a ready Triton for server config `cfg` (`conf/server/*.yaml`).
+    """Context manager yielding the endpoints of a ready Triton for `server` (`conf/server/*.yaml`).
 
     `releases` (conf/triton_versions.yaml) tells which TensorRT a Triton image carries, for the plan guard.
-    `front` (conf/balancer/*.yaml): replicas behind a balancer, whose ports are then the configured ones.
+    `front` (conf/balancer/*.yaml; None: no balancer): replicas behind one, whose ports are the configured ones.
     `started`: called once the (first) server process runs, before it is ready: work that overlaps its loading.
     `graceful`: stop with SIGTERM and Triton's own shutdown (a server others use: `serve.triton`); by default
     a launched server is killed once the caller is done with it and its stubs reaped, which saves 1-4 s.
     `supervise`: restart a local server that dies (`server.restart`; pipelines/serving/supervision.py), for
     `serve.triton`.
     """
-    kind = str(cfg.kind)
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
-    if kind not in launchers:
-        raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    settings = balancer.FrontSettings.from_cfg(front).resolved(kind)
-    if kind != "remote":
-        configured_ports(cfg)  # settings first: a typo is named before anything is looked for
-        exposure(cfg, settings)
+    settings = (front or balancer.FrontSettings()).resolved(server.kind)
+    if server.launched:
+        exposure(server, settings)
     elif settings.kind != "none":
         raise ConfigError(
             f"balancer={settings.kind} launches replicas; server=remote launches nothing "
             "(to check a running balancer, point server.http_url/grpc_url at it with balancer=none)"
         )
-    path = repository_for(cfg, Path(repository))
+    path = repository_for(server, Path(repository))
+    launch = launchers[server.kind]
     if settings.kind != "none":
         return _serve_front(
-            cfg, path, guard_plans(cfg, path, releases), settings, launchers[kind], started, graceful, supervise
+            server, path, guard_plans(server, path, releases), settings, launch, started, graceful, supervise
         )
-    return launchers[kind](cfg, path, guard_plans(cfg, path, releases), started, graceful, supervise)
+    return launch(server, path, guard_plans(server, path, releases), started, graceful, supervise)

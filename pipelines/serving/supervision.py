@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig
+
 from pipelines.core.errors import checked_number
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class RestartPolicy:
     stable_s: float = 60.0
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> RestartPolicy:
+    def from_cfg(cls, cfg: DictConfig | None) -> RestartPolicy:
         if not cfg:
             return cls()
         values: dict[str, Any] = {

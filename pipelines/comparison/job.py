@@ -1,0 +1,278 @@
+"""A parity job: what `python -m evaluate.parity` was asked, typed once, and the run that answers it.
+
+`ParityJob.from_cfg` is the one place the parity config is read: the models (the catalog and the chosen
+ones), the server and its front, where reports go (tracked, or ad hoc when the settings differ from conf/)
+and the localize settings. `check` runs the proof against one server; `localize_model` blames the first
+layer of one ONNX model. Neither reads the config again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from pipelines.comparison import comparator
+from pipelines.comparison.parity_report import ParityReport
+from pipelines.config.selection import require_gpu_host, selected, whole_catalog
+from pipelines.config.spec import ModelSpec, served_specs
+from pipelines.core.atomic import atomic_path, prune_reports, write_json
+from pipelines.core.background import Background
+from pipelines.core.cli import compose
+from pipelines.core.errors import ArtifactError, ConfigError, ServerError, checked_number
+from pipelines.model_repository import assembly
+from pipelines.serving.balancer import FrontSettings
+from pipelines.serving.launcher import Endpoints, serve
+from pipelines.serving.served_model import server_version
+from pipelines.serving.settings import ServerSettings
+from pipelines.trt import plans
+
+
+@dataclasses.dataclass(frozen=True)
+class Reports:
+    """Where a run's reports go: one full report per model, and its headline figures (the DVC metrics)."""
+
+    full: Path
+    metrics: Path
+
+    def write(self, report: ParityReport) -> None:
+        write_json(self.full / f"{report.model}.json", report.to_dict())
+        write_json(self.metrics / f"{report.model}.json", report.headline())
+
+
+@dataclasses.dataclass(frozen=True)
+class Localize:
+    """`localize=true`: how many samples to send (one per request) and the relative error a tensor may reach."""
+
+    samples: int
+    bound: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityJob:
+    catalog: Mapping[str, ModelSpec]
+    specs: list[ModelSpec]
+    whole_catalog: bool  # model=all: reports of models gone from the catalog are pruned
+    protocols: list[str]
+    server: ServerSettings
+    front: FrontSettings
+    releases: Mapping[str, Any]  # conf/triton_versions.yaml: which TensorRT each Triton image carries
+    repository: Path
+    reports: Reports
+    adhoc: Path  # paths.parity_adhoc
+    data: str  # paths.data
+    instance_kind: str
+    localize: Localize | None
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ParityJob:
+        catalog = served_specs(cfg.models)
+        specs = selected(cfg, catalog)
+        server = ServerSettings.from_cfg(cfg.server)
+        require_gpu_host(specs, server, cfg.triton_releases)
+        localize = None
+        if cfg.localize:
+            localize = Localize(
+                checked_number(cfg.localize_samples, "localize_samples", int, 1),
+                checked_number(cfg.localize_bound, "localize_bound", float, 0.0),
+            )
+        repository, reports = profile_paths(cfg, specs)
+        return cls(
+            catalog=catalog,
+            specs=specs,
+            whole_catalog=whole_catalog(cfg),
+            protocols=comparator.check_protocols([str(p) for p in cfg.protocols]),
+            server=server,
+            front=FrontSettings.from_cfg(cfg.balancer),
+            releases=cfg.triton_releases,
+            repository=repository,
+            reports=reports if localize else tracked_or_adhoc(cfg, specs, reports),
+            adhoc=Path(cfg.paths.parity_adhoc),
+            data=str(cfg.paths.data),
+            instance_kind=str(cfg.instance_kind),
+            localize=localize,
+        )
+
+
+def profile_paths(cfg: DictConfig, specs: list[ModelSpec]) -> tuple[Path, Reports]:
+    """Repository and reports: a TensorRT model chosen by name is served from the GPU profile's repository."""
+    if not whole_catalog(cfg) and any(s.format == "tensorrt" for s in specs):
+        return Path(cfg.paths.model_repository_gpu), Reports(
+            Path(cfg.paths.parity_reports_gpu), Path(cfg.paths.parity_metrics_gpu)
+        )
+    return Path(cfg.model_repository), Reports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
+
+
+def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) -> Reports:
+    """Where reports go: the tracked directories only when the check is the one conf/ defines.
+
+    A run whose model settings, protocols or data differ from conf/ (command-line overrides) proves
+    something else: its reports go to `paths.parity_adhoc`, never over the recorded proof. Reports
+    sent elsewhere by the user take their headline figures with them.
+    """
+    if not cfg.get("profile"):
+        raise ConfigError("the catalog names no `profile:` (its own name, as conf/catalog/cpu.yaml does)")
+    configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
+    configured = {s.name: s for s in selected(configured_cfg)}
+    changes = (
+        [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"]
+        if list(cfg.protocols) != list(configured_cfg.protocols)
+        else []
+    )
+    if str(cfg.paths.data) != str(configured_cfg.paths.data):
+        changes.append(f"paths.data {configured_cfg.paths.data} -> {cfg.paths.data}")
+    for spec in specs:
+        changes += (
+            differences(configured[spec.name], spec, f"{spec.name}.")
+            if spec.name in configured
+            else [f"{spec.name} (not in conf/)"]
+        )
+    tracked = profile_paths(configured_cfg, specs)[1]
+    if reports.full.resolve() != tracked.full.resolve():  # the user chose where reports go: the figures go along,
+        if reports.metrics.resolve() == tracked.metrics.resolve():  # never into the tracked metrics alone
+            return Reports(reports.full, reports.full / "metrics")
+        return reports
+    if not changes:
+        return reports
+    adhoc = Path(cfg.paths.parity_adhoc)
+    print(
+        f"note: settings differ from conf/ ({'; '.join(changes)}): reports go to {adhoc}/, not to the "
+        f"tracked {reports.full}/",
+        flush=True,
+    )
+    return Reports(adhoc, adhoc / "metrics")
+
+
+def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:
+    """'name.field: configured -> run' for every field of two specs (nested dataclasses followed) that differs."""
+    if configured == run:
+        return []
+    if not (dataclasses.is_dataclass(configured) and type(configured) is type(run)):
+        return [f"{prefix.rstrip('.')}: {configured!r} -> {run!r}"]
+    return [
+        change
+        for f in dataclasses.fields(configured)
+        for change in differences(getattr(configured, f.name), getattr(run, f.name), f"{prefix}{f.name}.")
+    ]
+
+
+def check(job: ParityJob) -> list[ParityReport]:
+    """Run parity for the job's models against one server; write and return their reports."""
+    served = job.repository if job.server.launched else None  # a remote server's repository cannot be read here
+
+    def provenance() -> dict[str, list[dict[str, str]]]:
+        """SHA-256 of what is served; a repository copy that is not the current export, or a config.pbtxt that is
+        not the one the spec generates (every field), is refused."""
+        records = {s.name: assembly.provenance(s, job.catalog, served) for s in job.specs}
+        for spec in job.specs if served is not None else []:
+            assembly.check_configs(spec, job.catalog, served, job.instance_kind)
+        return records
+
+    # a stale repository is refused before a server is started on it; for a remote server the server comes
+    # first: an unreachable one fails in seconds, before any local artifact is read
+    checked = provenance() if served is not None else {}
+
+    def prepare() -> list[comparator.Prepared]:
+        return [comparator.prepare(spec, job.data, job.catalog) for spec in job.specs]
+
+    early: list[Background[list[comparator.Prepared]]] = []
+
+    def loading() -> None:  # the framework references are computed while Triton loads its models
+        early.append(Background(prepare, "references"))
+
+    results = []
+    with serve(job.server, job.repository, job.releases, job.front, started=loading) as endpoints:
+        checked = checked or provenance()
+        if served is None:  # a remote server: what it reports of each config, in every field the spec sets
+            fetch = served_configs(endpoints)
+            for spec in job.specs:
+                assembly.check_served_configs(spec, job.catalog, fetch, job.instance_kind)
+        server = {
+            "kind": job.server.kind,
+            "description": endpoints.server,
+            "triton_version": server_version(endpoints),
+        }
+        prepared = early[0].result() if early else prepare()  # a remote server: once it answered
+        local = job.server.kind == "local"
+        for item in prepared:
+            report = comparator.evaluate(item, comparator.collect(item, endpoints, job.protocols, local), server)
+            report = dataclasses.replace(report, artifacts=checked[item.spec.name])
+            if item.spec.format == "tensorrt":  # the proof names the engines it was made with
+                engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
+                report = dataclasses.replace(report, engines=engines)
+            results.append(report)
+    for report in results:
+        job.reports.write(report)
+    if job.whole_catalog:  # the reports kept between runs (DVC's persist): none of a model gone since
+        prune_reports([job.reports.full, job.reports.metrics], set(job.catalog))
+    return results
+
+
+def served_configs(endpoints: Endpoints) -> Callable[[str], Any]:
+    """A model name -> the config a running server reports for it (gRPC), in one line when it has none."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(endpoints.grpc)
+
+    def fetch(name: str) -> Any:
+        try:
+            return client.get_model_config(name).config
+        except InferenceServerException as exc:
+            raise ServerError(
+                f"the server at {endpoints.grpc} has no config for {name!r}: "
+                f"{(exc.message() or '').splitlines()[0][:200]}"
+            ) from None
+
+    return fetch
+
+
+def localize_model(job: ParityJob) -> tuple[Any, Path]:
+    """Serve the debug copy of one ONNX model from a scratch repository and blame the first layer over the bound.
+    Returns the typed result and where its JSON and plot were written."""
+    from pipelines.artifacts import quantization
+    from pipelines.comparison import localize
+    from pipelines.data import parity_inputs
+    from pipelines.runners.reference import onnxruntime_runner
+    from pipelines.serving.served_model import ServedModel
+
+    assert job.localize is not None
+    if len(job.specs) != 1 or job.specs[0].format != "onnx":
+        raise ConfigError("localize=true takes one ONNX model: model=<name> (its debug copy exposes every tensor)")
+    if job.server.kind != "local":
+        raise ConfigError("localize=true serves a debug copy from a scratch repository: server=local only")
+    (spec,) = job.specs
+    # the FP32 export for a lossy model (the precision's cost, layer by layer), else the served file itself
+    reference_file = quantization.source(spec) if spec.quantization is not None else spec.artifact
+    reference_name = f"{reference_file} in onnxruntime"
+    batched = spec.max_batch_size > 0
+    inputs = parity_inputs.for_model(spec, job.localize.samples, job.data).head(job.localize.samples).arrays
+    with tempfile.TemporaryDirectory(prefix="localize-") as tmp:
+        work = Path(tmp)
+        exposed = localize.expose(spec.artifact, work / "served.onnx", batched)
+        reference_exposed = localize.expose(reference_file, work / "reference.onnx", batched)
+        debug = localize.debug_spec(spec, work / "served.onnx", exposed)
+        assembly.assemble([debug], work / "repository", job.instance_kind)
+        run_reference = comparator.unbatched(
+            spec, onnxruntime_runner(work / "reference.onnx", spec.inputs, [e.tensor for e in reference_exposed])
+        )
+        samples = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))]
+        reference = comparator.concat([run_reference(sample) for sample in samples])
+        with (
+            serve(job.server, work / "repository", job.releases) as endpoints,
+            ServedModel(debug, endpoints) as model,
+        ):  # one sample per request: every activation travels back
+            infer = comparator.unbatched(debug, lambda arrays: model.infer("grpc", arrays))
+            served = comparator.concat([infer(sample) for sample in samples])
+    result = localize.compare(spec.name, reference_name, exposed, served, reference, job.localize.bound)
+    if not result.layers:
+        raise ArtifactError(f"no tensor of {spec.artifact} has a namesake in {reference_file}: nothing to compare")
+    out = job.adhoc / "localize"
+    write_json(out / f"{spec.name}.json", result.to_dict())
+    with atomic_path(out / f"{spec.name}.png", suffix=".png") as png:
+        result.plot(png)
+    return result, out

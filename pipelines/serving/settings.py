@@ -1,0 +1,126 @@
+"""What a server launch is told (`conf/server/*.yaml`), typed and validated once where the entry point hands over.
+
+Every value comes from the YAML: nothing here repeats a default. A key that a kind does not use is None
+(a remote server has no ports to open, a local one no image). The launcher reads these objects only, so a
+misspelled or out-of-range setting is one line before anything starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from pipelines.core.errors import ConfigError, checked_number
+from pipelines.serving.supervision import RestartPolicy
+
+KINDS = ("local", "docker", "remote")
+
+
+def configured_port(value: object, what: str) -> int:
+    """A port setting: 0 (a free one) or 1..65535; anything else is a one-line ConfigError."""
+    try:
+        port = int(value or 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what} must be a port number 1..65535, or 0 for a free one; got {value!r}")
+    return port
+
+
+@dataclass(frozen=True)
+class TritonFlags:
+    """The tritonserver options every launch shares, embedded, Docker or in a pod (`serve.deploy`)."""
+
+    exit_timeout_s: int  # how long a client left connected may delay exit
+    log_verbose: int
+    extra_args: tuple[str, ...]
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> TritonFlags:
+        return cls(
+            exit_timeout_s=checked_number(cfg.exit_timeout_s, "server.exit_timeout_s", int, 0),
+            log_verbose=checked_number(cfg.log_verbose, "server.log_verbose", int, 0),
+            extra_args=tuple(str(a) for a in cfg.extra_args or ()),
+        )
+
+    def args(self, extra: list[str] | None = None) -> list[str]:
+        """The options, then the plan guard's (`extra`) and the user's own."""
+        return [
+            "--disable-auto-complete-config",  # our configs are complete; 3x faster start
+            "--exit-on-error=true",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            f"--log-verbose={self.log_verbose}",
+            *(extra or []),
+            *self.extra_args,
+        ]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """One server: launched here (`local`, `docker`) or already running (`remote`)."""
+
+    kind: str
+    # launched kinds
+    host: str | None = None
+    expose: bool = False
+    http_port: int = 0
+    grpc_port: int = 0
+    startup_timeout_s: float = 0.0
+    stop_timeout_s: float = 0.0
+    log_file: Path | None = None
+    flags: TritonFlags | None = None
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    # docker
+    image: str | None = None
+    gpus: str | None = None
+    shm_size: str | None = None
+    # remote
+    http_url: str | None = None
+    grpc_url: str | None = None
+    connect_timeout_s: float = 0.0
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> ServerSettings:
+        kind = str(cfg.kind)
+        if kind not in KINDS:
+            raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if kind == "remote":
+            return cls(
+                kind=kind,
+                http_url=str(cfg.http_url),
+                grpc_url=str(cfg.grpc_url),
+                connect_timeout_s=checked_number(cfg.connect_timeout_s, "server.connect_timeout_s", float, 0.0),
+            )
+        http_port = configured_port(cfg.http_port, "server.http_port")
+        grpc_port = configured_port(cfg.grpc_port, "server.grpc_port")
+        if http_port and http_port == grpc_port:
+            raise ConfigError(f"server.http_port and server.grpc_port are both {http_port}: each needs its own port")
+        docker = kind == "docker"
+        return cls(
+            kind=kind,
+            host=str(cfg.host),
+            expose=bool(cfg.expose),
+            http_port=http_port,
+            grpc_port=grpc_port,
+            startup_timeout_s=checked_number(cfg.startup_timeout_s, "server.startup_timeout_s", float, 1.0),
+            stop_timeout_s=checked_number(cfg.stop_timeout_s, "server.stop_timeout_s", float, 0.0),
+            log_file=Path(str(cfg.log_file)),
+            flags=TritonFlags.from_cfg(cfg),
+            restart=RestartPolicy.from_cfg(cfg.restart) if not docker else RestartPolicy(),
+            image=str(cfg.image) if docker else None,
+            gpus=str(cfg.gpus) if docker and cfg.gpus else None,
+            shm_size=str(cfg.shm_size) if docker else None,
+        )
+
+    @property
+    def launched(self) -> bool:
+        return self.kind != "remote"
+
+    def replica(self, index: int) -> ServerSettings:
+        """Replica `index` behind a balancer: free ports on loopback (the configured host and ports are the
+        balancer's), a log of its own."""
+        assert self.log_file is not None
+        log_file = self.log_file.with_name(f"{self.log_file.stem}-replica{index + 1}{self.log_file.suffix}")
+        return replace(self, host="127.0.0.1", http_port=0, grpc_port=0, log_file=log_file)
