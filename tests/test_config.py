@@ -74,6 +74,13 @@ def test_every_server_option_builds_its_settings(option: str) -> None:
         assert settings.flags is not None and settings.startup_timeout_s > 0 and settings.host == "127.0.0.1"
 
 
+def test_a_server_file_that_lacks_a_key_is_one_line() -> None:
+    cfg = compose_config("parity", ["model=all", "server=local"]).server
+    del cfg.stop_timeout_s
+    with pytest.raises(ConfigError, match=r"server: missing key 'stop_timeout_s' \(conf/server/local\.yaml"):
+        ServerSettings.from_cfg(cfg)
+
+
 @pytest.mark.parametrize("option", options("network"))
 def test_every_network_option_composes(option: str) -> None:
     cfg = compose_config("train", [f"network={option}"])

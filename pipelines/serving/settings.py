@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from pipelines.core.errors import ConfigError, checked_number
 from pipelines.serving.supervision import RestartPolicy
@@ -83,6 +84,16 @@ class ServerSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ServerSettings:
+        try:
+            return cls._from_cfg(cfg)
+        except (ConfigAttributeError, ConfigKeyError) as exc:  # a server file of the user's that lacks a key
+            key = getattr(exc, "key", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"server: missing key {key!r} (conf/server/{cfg.get('kind')}.yaml has them all)"
+            ) from None
+
+    @classmethod
+    def _from_cfg(cls, cfg: DictConfig) -> ServerSettings:
         kind = str(cfg.kind)
         if kind not in KINDS:
             raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
