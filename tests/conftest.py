@@ -284,7 +284,8 @@ def running_triton(
 ):
     """One embedded Triton on the workspace's CPU repository, shared by every test that only talks to it."""
     from pipelines.serving.launcher import serve
+    from pipelines.serving.settings import ServerSettings
 
     local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('triton-logs')}"])
-    with serve(local.server, workspace / local.model_repository) as endpoints:
+    with serve(ServerSettings.from_cfg(local.server), workspace / local.model_repository) as endpoints:
         yield endpoints

@@ -27,7 +27,9 @@ import tritonclient.http as httpclient
 from pipelines.model_repository.triton_config import parse
 from pipelines.performance import hostile
 from pipelines.serving import guard
+from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import serve
+from pipelines.serving.settings import ServerSettings
 
 from conftest import compose_config
 
@@ -229,7 +231,8 @@ HOSTILE = [
 def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path: Path) -> None:
     cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}"])  # balancer=auto: the front, nginx installed
     assert cfg.balancer.kind == "auto"
-    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer) as front:
+    settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
+    with serve(settings[0], small_repository(workspace, tmp_path / "repo"), front=settings[1]) as front:
         (replica,) = front.members
         triton = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
         expected = infer(httpclient, replica, digits())  # Triton's own answer, asked directly
@@ -263,7 +266,8 @@ def test_a_crashed_server_is_restarted_on_its_ports_and_logged(
 ) -> None:
     caplog.set_level(logging.INFO)
     cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}", "balancer=none"])
-    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), supervise=True) as server:
+    settings = ServerSettings.from_cfg(cfg.server)
+    with serve(settings, small_repository(workspace, tmp_path / "repo"), supervise=True) as server:
         before = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
         with pytest.raises((http.client.HTTPException, ConnectionError)):
             post(server.http, f"/v2/models/{MODEL}/infer", KILLER, {"Content-Type": "application/json"})
@@ -295,7 +299,8 @@ def test_a_replica_crashed_under_load_loses_no_good_request_and_rejoins(
         "triton",
         [f"paths.logs={tmp_path / 'logs'}", "balancer=nginx", "balancer.replicas=2", "balancer.health_interval_s=0.2"],
     )
-    with serve(cfg.server, small_repository(workspace, tmp_path / "repo"), front=cfg.balancer, supervise=True) as front:
+    settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
+    with serve(settings[0], small_repository(workspace, tmp_path / "repo"), front=settings[1], supervise=True) as front:
         expected = infer(httpclient, front.members[1], digits())
         with GoodLoad(front.http, None) as load:
             with pytest.raises((http.client.HTTPException, ConnectionError)):
