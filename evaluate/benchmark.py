@@ -482,7 +482,7 @@ def server_memory(endpoints: Endpoints, specs: list[ModelSpec]) -> dict[str, dic
 
 def launched_server(server: ServerSettings) -> ServerSettings:
     """The server with explicit model control, so the batching-off variant can be loaded in place."""
-    if server.flags is None:  # remote: launched elsewhere
+    if not server.launched or server.flags is None:  # remote: launched elsewhere, with its own options
         return server
     explicit = (*server.flags.extra_args, "--model-control-mode=explicit", "--load-model=*")
     return dataclasses.replace(server, flags=dataclasses.replace(server.flags, extra_args=explicit))

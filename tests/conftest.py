@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,6 +59,12 @@ def tool_env() -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def entry_config(path: Path) -> str | None:
+    """The primary Hydra config an entry-point module composes (`hydra_main("<name>", ...)`), None if none."""
+    found = re.search(r'hydra_main\("(\w+)"', path.read_text())
+    return found.group(1) if found else None
 
 
 def git(repo: Path, *args: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, compose_config, entry_config
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXTERNAL = {"source", "git", "aws", "kubectl"}  # the reader's shell, history, bucket and cluster
@@ -58,8 +58,7 @@ def hydra_config(module: str) -> str | None:
     """The primary config an entry point composes (None: not a Hydra entry point)."""
     path = ROOT / (module.replace(".", "/") + ".py")
     assert path.is_file(), f"no module {module} in the project"
-    found = re.search(r'hydra_main\("(\w+)"', path.read_text())
-    return found.group(1) if found else None
+    return entry_config(path)
 
 
 def make_targets() -> set[str]:
@@ -78,40 +77,50 @@ def test_every_link_resolves(document: Path) -> None:
             assert anchor in anchors(file), f"{document.name}: link to {target} (no such heading)"
 
 
-@pytest.mark.parametrize(("document", "command"), ALL, ids=[f"{d.name}:{' '.join(c)[:60]}" for d, c in ALL])
-def test_every_command_is_one_the_project_takes(document: Path, command: list[str]) -> None:
+def check_command(command: list[str]) -> None:
+    """Raise if the project would not take `command` (its own tool's error, or an AssertionError saying why)."""
     tool, *args = command
     if tool in EXTERNAL:
         return
     if tool == "python":
-        assert args[:1] == ["-m"], f"{document.name}: {command}: run entry points as `python -m <module>`"
+        assert args[:1] == ["-m"], f"{command}: run entry points as `python -m <module>`"
         module, *overrides = args[1:]
         config = hydra_config(module)
-        assert config is not None, f"{document.name}: {module} is not an entry point"
+        assert config is not None, f"{module} is not an entry point"
         compose_config(config, [o for o in overrides if not o.startswith("-")])
     elif tool == "make":
-        assert set(args) <= make_targets(), f"{document.name}: make {args}: no such target"
+        assert set(args) <= make_targets(), f"make {args}: no such target"
     elif tool == "dvc":
         from dvc.cli import parse_args
 
         with contextlib.redirect_stderr(io.StringIO()):
             parse_args(args)
     else:
-        pytest.fail(f"{document.name}: {command}: a command this check does not know (add it to EXTERNAL?)")
+        raise AssertionError(f"{command}: a command this check does not know (add it to EXTERNAL?)")
+
+
+@pytest.mark.parametrize(("document", "command"), ALL, ids=[f"{d.name}:{' '.join(c)[:60]}" for d, c in ALL])
+def test_every_command_is_one_the_project_takes(document: Path, command: list[str]) -> None:
+    del document  # in the test's id
+    check_command(command)
 
 
 def test_the_check_catches_a_stale_command(tmp_path: Path) -> None:
-    """A renamed key, a missing target and a misspelled DVC command each fail, as a reader would."""
+    """The checker itself refuses a renamed key, a missing target, a misspelled DVC command, a missing module and
+    an unknown tool, as a reader would meet them."""
     from dvc.cli import DvcParserError
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises(ConfigCompositionException):
-        compose_config(hydra_config("evaluate.parity"), ["load.concurrency=2"])
-    assert "pipline" not in make_targets()
-    with pytest.raises(DvcParserError), contextlib.redirect_stderr(io.StringIO()):
-        from dvc.cli import parse_args
-
-        parse_args(["metrics", "shw"])
+        check_command(["python", "-m", "evaluate.parity", "load.concurrency=2"])
+    with pytest.raises(AssertionError, match="no such target"):
+        check_command(["make", "pipline"])
+    with pytest.raises(DvcParserError):
+        check_command(["dvc", "metrics", "shw"])
+    with pytest.raises(AssertionError, match=r"no module evaluate\.parityy"):
+        check_command(["python", "-m", "evaluate.parityy"])
+    with pytest.raises(AssertionError, match="does not know"):
+        check_command(["curl", "localhost:8000"])
     doc = tmp_path / "doc.md"
     doc.write_text("```bash\nmake test && dvc repro  # both\npython -m evaluate.gate baseline=HEAD~3 &\n```\n")
     assert commands(doc) == [["make", "test"], ["dvc", "repro"], ["python", "-m", "evaluate.gate", "baseline=HEAD~3"]]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, entry_config
 
 PIPELINES = [ROOT / "dvc.yaml", ROOT / "gpu" / "dvc.yaml"]
 PACKAGES = ("pipelines", "train", "export", "serve", "evaluate")
@@ -62,9 +62,9 @@ def needed(module: str) -> set[str]:
     files = {str(p.relative_to(ROOT)) for p in seen}
     for path in list(files):
         files |= set(RUNTIME_FILES.get(path, []))
-    config = re.search(r'hydra_main\("(\w+)"', start.read_text())
+    config = entry_config(start)
     if config:
-        files.add(f"conf/{config.group(1)}.yaml")
+        files.add(f"conf/{config}.yaml")
     return files
 
 

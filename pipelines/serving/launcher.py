@@ -106,9 +106,9 @@ def _port(port: int, host: str) -> int:
     return port
 
 
-def _ports(server: ServerSettings, host: str) -> tuple[int, int]:
-    """(HTTP, gRPC) ports to launch on: the configured ones, checked to be free, or free ones."""
-    http_port, grpc_port = server.http_port, server.grpc_port
+def _ports(server: ServerSettings) -> tuple[int, int]:
+    """(HTTP, gRPC) ports to launch on: the configured ones, checked to be free on the host, or free ones."""
+    host, http_port, grpc_port = str(server.host), server.http_port, server.grpc_port
     spare = iter(free_ports(2, host))
     return _port(http_port, host) if http_port else next(spare), _port(grpc_port, host) if grpc_port else next(spare)
 
@@ -388,7 +388,7 @@ def _serve_local(
     embedded = EmbeddedTriton.find()
     assert server.host is not None and server.log_file is not None and server.flags is not None
     host = server.host
-    http_port, grpc_port = _ports(server, host)
+    http_port, grpc_port = _ports(server)
     log_file = run_log(server.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
     policy = server.restart if supervise else RestartPolicy()
@@ -511,7 +511,7 @@ def _serve_docker(
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
     assert server.host is not None and server.log_file is not None
-    http_port, grpc_port = _ports(server, server.host)
+    http_port, grpc_port = _ports(server)
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
     log_file = run_log(server.log_file)
     endpoints = Endpoints(
