@@ -12,7 +12,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup tools lint format pipeline pipeline-gpu test ci ci-gpu reproduce push clean
+.PHONY: setup tools lint format docs pipeline pipeline-gpu test ci ci-gpu reproduce push clean
 
 setup: $(STAMP)
 
@@ -22,14 +22,14 @@ $(STAMP): requirements-torch.txt requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps kserve==0.21.0 onnxscript==0.7.2 onnx_ir==1.1.0 onnxconverter-common==1.16.0
-	$(BIN)/python -m pipelines.performance.perf_analyzer install >/dev/null || echo "warning: no perf_analyzer (the benchmark skips its cross-check)"
+	$(BIN)/python -m evaluate.install_perf_analyzer >/dev/null || echo "warning: no perf_analyzer (the benchmark skips its cross-check)"
 	@touch $(STAMP)
 
 pipeline: setup
 	PATH="$(BIN):$$PATH" dvc repro
 
 pipeline-gpu: setup
-	@$(BIN)/python -m pipelines.trt.host
+	@$(BIN)/python -m export.gpu_host
 	PATH="$(BIN):$$PATH" dvc repro gpu/dvc.yaml
 
 # what some tests need beyond Python (nginx with njs, actionlint): installed where possible, else reported
@@ -43,6 +43,10 @@ lint: setup
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# the tables in docs/ from the committed reports (after a `dvc repro` or `python -m evaluate.hardening` changed them)
+docs: setup
+	$(BIN)/python -m evaluate.doc_figures
 
 test: setup tools lint
 	PATH="$(BIN):$$PATH" python -m pytest
@@ -61,7 +65,7 @@ ci: setup
 	status=0; ($(REPRODUCE)) || status=$$?; $(GATE) || status=$$?; exit $$status
 
 ci-gpu: setup
-	@$(BIN)/python -m pipelines.trt.host
+	@$(BIN)/python -m export.gpu_host
 	status=0; $(DVC) repro gpu/dvc.yaml || status=$$?; $(GATE) || status=$$?; exit $$status
 
 # After a green run on main: share what was built, so CI and colleagues pull instead of retraining.

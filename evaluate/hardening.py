@@ -10,102 +10,19 @@ and its njs module.
 
 from __future__ import annotations
 
-import functools
-import time
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import psutil
+from omegaconf import DictConfig
 
 from pipelines.core.atomic import write_json
-from pipelines.core.cli import hydra_main
-from pipelines.core.errors import HostError
-from pipelines.data import parity_inputs
-from pipelines.performance import hostile
-from pipelines.serving import balancer
-from pipelines.serving.launcher import is_ready, serve
-from pipelines.serving.settings import ServerSettings
+from pipelines.core.cli import EXIT_FAILED, hydra_main
+from pipelines.performance.hardening_check import HardeningJob, check, print_table
 
 
-def _good_request(model: str, http: str):
-    """A callable sending one good request of `model` over binary HTTP (its own client: one per thread)."""
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(http)
-    if model == hostile.MNIST:
-        item = httpclient.InferInput("image", [4, 28, 28, 1], "FP32")
-        item.set_data_from_numpy(np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32))
-    else:
-        photo = parity_inputs.sample_photo_paths()[0].read_bytes()
-        item = httpclient.InferInput("image", [1, 1], "BYTES")
-        item.set_data_from_numpy(np.array([[photo]], dtype=np.object_))
-    return lambda: client.infer(model, [item])
-
-
-def _servers() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver"}
-
-
-def run(cfg: Any) -> dict:
-    settings = balancer.FrontSettings.from_cfg(cfg.balancer)
-    if balancer.njs_module(balancer.nginx_binary()) is None:
-        raise HostError("the hardening check needs nginx's njs module: apt-get install libnginx-mod-http-js")
-    server = ServerSettings.from_cfg(cfg.server)
-    with serve(server, cfg.model_repository, cfg.triton_releases, settings, graceful=True, supervise=True) as front:
-        results = []
-        for case in hostile.cases():
-            print(f"{case.name}: {case.what} ...", flush=True)
-            make_good = functools.partial(_good_request, case.good, front.http)
-            results.append(hostile.run_case(case, front.http, make_good, _servers, float(cfg.seconds_per_case)))
-        (replica,) = front.members[:1]
-        print(f"restart: the 90-byte request straight to {replica} (no front) ...", flush=True)
-        crashed = time.monotonic()
-        status = hostile.post(
-            replica, f"/v2/models/{hostile.MNIST}/infer", hostile.KILLER, {"Content-Type": "application/json"}
-        )
-        deadline = crashed + float(cfg.restart_timeout_s)
-        while time.monotonic() < deadline and (status or not is_ready(replica, 1.0)):
-            if status:  # it answered: this Triton no longer crashes on it
-                break
-            time.sleep(0.1)
-        restart_s = None if status or not is_ready(replica, 1.0) else round(time.monotonic() - crashed, 1)
-        server = front.server
-    alone = {r.good_model: r.good_p50_ms for r in results if not r.hostile_statuses and r.good_p50_ms}
-    for r in results:  # how much slower the good requests were with the hostile ones in flight (p50 over p50 alone)
-        r.slowdown_p50 = (
-            round(r.good_p50_ms / alone[r.good_model], 2) if r.good_p50_ms and r.good_model in alone else None
-        )
-    report = {
-        "server": server,
-        "front": {"max_dynamic_dim": settings.max_dynamic_dim, "max_string_bytes": settings.max_string_bytes},
-        "cases": [r.as_dict() for r in results],
-        "restart": {"answered": status, "ready_again_s": restart_s},
-    }
-    write_json(Path(str(cfg.out)), report)
+def run(cfg: DictConfig) -> dict | int:
+    job = HardeningJob.from_cfg(cfg)
+    report = check(job)
+    write_json(job.out, report)
     print_table(report)
-    failed = [r for r in results if not r.server_survived or r.good_failures]
-    if failed or restart_s is None:
-        raise SystemExit(1)
-    return report
-
-
-def print_table(report: dict) -> None:
-    print(
-        f"{'case':<18} {'hostile answers':<16} {'good answered':<26} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} "
-        f"{'x alone':>8} {'peak MB':>8}  server"
-    )
-    for case in report["cases"]:
-        answers = ", ".join(f"{n}x {s}" for s, n in case["hostile_statuses"].items()) or "-"
-        good = f"{case['good_requests'] - case['good_failures']}/{case['good_requests']} {case['good_model']}"
-        print(
-            f"{case['name']:<18} {answers:<16} {good:<26} {case['good_p50_ms'] or '-':>8} "
-            f"{case['good_p90_ms'] or '-':>8} {case['good_max_ms'] or '-':>8} {case['slowdown_p50'] or '-':>8} "
-            f"{case['peak_memory_mb']:>8}  "
-            f"{'the same' if case['server_survived'] else 'DIED'}"
-        )
-    restart = report["restart"]
-    print(f"crash straight on the server's port: ready again after {restart['ready_again_s']} s (supervised)")
+    return report if report["passed"] else EXIT_FAILED
 
 
 main = hydra_main("hardening", run, __doc__)

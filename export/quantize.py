@@ -16,7 +16,7 @@ from pipelines.artifacts import io_signature, quantization
 from pipelines.config.spec import model_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
-from pipelines.core.errors import ArtifactError, ConfigError
+from pipelines.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,13 @@ def run(cfg: Any) -> dict[str, Any]:
         )
     with atomic_path(spec.artifact) as tmp:
         built = quantization.build(spec, tmp, str(cfg.paths.data))
-        problems = io_signature.mismatches(
-            spec.inputs, spec.outputs, spec.max_batch_size, io_signature.onnx_signature(tmp)
+        io_signature.require_match(
+            f"the {spec.precision} model",
+            spec.inputs,
+            spec.outputs,
+            spec.max_batch_size,
+            io_signature.onnx_signature(tmp),
         )
-        if problems:
-            raise ArtifactError(f"the {spec.precision} model does not match its spec: {'; '.join(problems)}")
     report = {
         "model": spec.name,
         "precision": spec.precision,

@@ -14,8 +14,8 @@ from pipelines.artifacts import io_signature, writing
 from pipelines.config.spec import network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
-from pipelines.core.errors import ArtifactError, ConfigError
-from pipelines.data import parity_inputs
+from pipelines.core.errors import ConfigError
+from pipelines.data import labels, parity_inputs
 from pipelines.runners import reference, torch_models
 
 log = logging.getLogger(__name__)
@@ -44,20 +44,18 @@ def run(cfg: Any) -> dict[str, Any]:
         log.info("exporting ONNX (opset %s, dynamic batch)", cfg.opset)
         feeds = {inputs[0].name: example}
         writing.torch_onnx(model, feeds, inputs, outputs, int(cfg.opset), onnx_tmp)
-        problems = io_signature.mismatches(inputs, outputs, 1, io_signature.onnx_signature(onnx_tmp))
-        if problems:
-            raise ArtifactError(f"exported ONNX does not match network {name!r}: {'; '.join(problems)}")
-        diff = writing.self_check(
+        diff = writing.check_export(
             "the ONNX export",
+            io_signature.onnx_signature(onnx_tmp),
             reference.torch_runner(model, network),
             reference.onnxruntime_runner(onnx_tmp, inputs, outputs),
             feeds,
-            outputs,
+            network,
             float(cfg.verify.max_abs_diff),
         ).worst
         torch.save(model.state_dict(), str(sd_tmp))
-        labels = torch_models.labels(network)
-        labels_tmp.write_text("\n".join(labels) + "\n")
+        names = labels.torchvision_categories(network)
+        labels.write(labels_tmp, names)
     report = {
         "network": name,
         "arch": network.arch,
@@ -65,7 +63,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "opset": int(cfg.opset),
         "verify_batch_size": len(example),
         "max_abs_diff": {"onnx": diff},
-        "labels": len(labels),
+        "labels": len(names),
         "artifacts": {"onnx": str(onnx_path), "state_dict": str(state_dict_path), "labels": str(network.labels_file)},
     }
     write_json(Path(cfg.paths.export_reports) / f"{name}.json", report)

@@ -17,7 +17,7 @@ import pytest
 from evaluate import benchmark
 from pipelines.config.spec import model_spec
 from pipelines.core.errors import ConfigError
-from pipelines.performance import load, perf_analyzer
+from pipelines.performance import load, measurement, perf_analyzer
 from pipelines.performance.benchmark_report import ModelBenchmark, Point, precisions
 
 from conftest import compose_config
@@ -40,7 +40,7 @@ def test_breakdown_is_the_average_per_request_over_the_window() -> None:
     before = stats(10, queue=(10, 5_000_000), compute_infer=(10, 40_000_000))
     after = stats(30, queue=(30, 9_000_000), compute_infer=(30, 140_000_000), compute_input=(20, 2_000_000))
     # 20 requests in the window: 4 ms of queueing (0.2 each), 100 ms of inference (5 each), 2 ms of input copies
-    assert benchmark.breakdown(before, after) == {
+    assert measurement.breakdown(before, after) == {
         "queue": 0.2,
         "compute_input": 0.1,
         "compute_infer": 5.0,
@@ -121,9 +121,9 @@ def test_precisions_set_each_lossy_model_beside_its_fp32_model() -> None:
 )
 def test_each_load_plans_the_points_it_promises(load: str, expected: set) -> None:
     cfg = compose_config("benchmark", ["model=mnist_onnx", f"load={load}"])
-    settings = benchmark.Settings.from_cfg(cfg.load)
+    settings = measurement.LoadSettings.from_cfg(cfg.load)
     spec = model_spec("mnist_onnx", cfg.model)
-    bench = benchmark.Bench(settings, [spec], {spec.name: spec})
+    bench = measurement.Bench(settings, [spec], {spec.name: spec})
     bench.progress.close()
     assert {(path, b, c) for path in settings.measure for b, c in bench.plan(spec, path)} == expected
 
@@ -139,7 +139,7 @@ def test_each_load_plans_the_points_it_promises(load: str, expected: set) -> Non
 )
 def test_bad_settings_are_one_line_errors(override: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
-        benchmark.Settings.from_cfg(compose_config("benchmark", ["model=mnist_onnx", override]).load)
+        measurement.LoadSettings.from_cfg(compose_config("benchmark", ["model=mnist_onnx", override]).load)
 
 
 def test_closed_loop_counts_answers_in_the_window_and_failures_apart() -> None:
@@ -284,7 +284,7 @@ def test_the_window_hook_runs_after_the_warm_up() -> None:
 def test_the_breakdown_waits_for_triton_to_record_the_answered_requests() -> None:
     """Triton records a request's statistics after sending its answer: the read after the window waits until every
     answered request is in them (a fresh clone's suite once read a window's compute time as 0)."""
-    from evaluate.benchmark import landed
+    from pipelines.performance.measurement import landed
 
     def snapshot(count: int) -> list[dict]:
         return [{"inference_stats": {"success": {"count": str(count), "ns": "0"}}}]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import shlex
 from pathlib import Path
@@ -93,8 +94,12 @@ def check_command(command: list[str]) -> None:
     elif tool == "dvc":
         from dvc.cli import parse_args
 
-        with contextlib.redirect_stderr(io.StringIO()):
-            parse_args(args)
+        logging.disable(logging.CRITICAL)  # DVC logs the refusal through handlers an earlier in-process DVC call set up
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                parse_args(args)
+        finally:
+            logging.disable(logging.NOTSET)
     else:
         raise AssertionError(f"{command}: a command this check does not know (add it to EXTERNAL?)")
 
@@ -125,3 +130,40 @@ def test_the_check_catches_a_stale_command(tmp_path: Path) -> None:
     doc.write_text("```bash\nmake test && dvc repro  # both\npython -m evaluate.gate baseline=HEAD~3 &\n```\n")
     assert commands(doc) == [["make", "test"], ["dvc", "repro"], ["python", "-m", "evaluate.gate", "baseline=HEAD~3"]]
     assert slug("TensorRT engines (GPU hosts)") == "tensorrt-engines-gpu-hosts"
+
+
+def committed_reports():
+    from pipelines.performance.doc_figures import Reports
+
+    paths = compose_config("doc_figures").paths
+    return Reports(ROOT / paths.hardening_report, ROOT / paths.benchmark_reports, ROOT / paths.parity_reports)
+
+
+FIGURED = [d for d in DOCUMENTS if "<!-- figures:" in d.read_text()]
+
+
+@pytest.mark.parametrize("document", FIGURED, ids=[d.name for d in FIGURED])
+def test_figures_are_the_committed_reports(document: Path) -> None:
+    """Each marked table is what the committed reports give (`make docs` renders them after a run changed them)."""
+    from pipelines.performance.doc_figures import render
+
+    text = document.read_text()
+    assert render(text, committed_reports(), document.name) == text, f"{document.name}: stale figures, run `make docs`"
+
+
+def test_a_hand_edited_figure_is_caught() -> None:
+    """The rendering reads the reports: a figure typed over in a document, or a report that changed, is a difference
+    (checked against the report's own JSON, read here)."""
+    import json
+
+    from pipelines.performance.doc_figures import render
+
+    reports = committed_reports()
+    case = json.loads(reports.hardening.read_text())["cases"][0]
+    text = (ROOT / "docs" / "hardening.md").read_text()
+    row = f"| {case['what']} |"
+    assert row in text and f"{case['good_requests']} ({case['good_model']})" in text
+    edited = text.replace(f"{case['good_p50_ms']} ms", "0.1 ms", 1)
+    assert edited != text and render(edited, reports) == text
+    with pytest.raises(Exception, match="no figures named 'nonesuch'"):
+        render("<!-- figures:nonesuch -->\n<!-- /figures -->", reports)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config.spec import network_spec
-from pipelines.model_repository import labels
+from pipelines.data import labels
 
 from conftest import compose_config
 

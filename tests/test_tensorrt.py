@@ -263,7 +263,9 @@ def test_version_table_maps_the_pinned_image() -> None:
     assert "add its NGC release to conf/triton_versions.yaml" in unknown.problem(
         [{"tensorrt_version": "10.4.0", "compute_capability": "8.0"}]
     )
-    assert loadability.release_of(cfg.tensorrt_image) == loadability.release_of(cfg.triton_image)
+    # the builder's container and the server's image are one NGC release (read from each, not from one another)
+    assert (loadability.release_of(cfg.tensorrt_image), loadability.release_of(cfg.triton_image)) == ("24.10", "24.10")
+    assert loadability.release_of("nvcr.io/nvidia/tensorrt:25.02-py3") == "25.02"
     image = loadability.image_loader(cfg.triton_image, cfg.triton_releases)
     assert (image.tensorrt, image.compute_capability) == ("10.5", None)  # its GPU is known only at launch
     assert "TensorRT 10.4.0" in image.problem([{"tensorrt_version": "10.4.0", "compute_capability": "8.0"}])

@@ -10,32 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.config import dtypes
 from pipelines.config.spec import ModelSpec, TensorSpec
 from pipelines.core.errors import ArtifactError
-
-# ONNX TensorProto element types -> Triton dtype names
-ONNX_TO_TRITON = {
-    1: "FP32",
-    2: "UINT8",
-    3: "INT8",
-    6: "INT32",
-    7: "INT64",
-    8: "BYTES",
-    9: "BOOL",
-    10: "FP16",
-    11: "FP64",
-}
-TF_TO_TRITON = {
-    "float32": "FP32",
-    "float16": "FP16",
-    "float64": "FP64",
-    "uint8": "UINT8",
-    "int8": "INT8",
-    "int32": "INT32",
-    "int64": "INT64",
-    "bool": "BOOL",
-    "string": "BYTES",
-}
 
 
 @dataclass(frozen=True)
@@ -87,7 +64,7 @@ def onnx_signature(path: Path) -> ArtifactSignature:
                 continue
             t = v.type.tensor_type
             shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
-            dtype = ONNX_TO_TRITON.get(t.elem_type) or f"onnx {onnx.TensorProto.DataType.Name(t.elem_type)}"
+            dtype = dtypes.from_onnx(t.elem_type) or f"onnx {onnx.TensorProto.DataType.Name(t.elem_type)}"
             out.append(ArtifactTensor(v.name, dtype, shape))
         return tuple(out)
 
@@ -116,7 +93,7 @@ def savedmodel_signature(path: Path, signature: str) -> ArtifactSignature:
         return tuple(
             ArtifactTensor(
                 name,
-                TF_TO_TRITON.get(s.dtype.name, f"tf:{s.dtype.name}"),
+                dtypes.from_tensorflow(s.dtype.name) or f"tf:{s.dtype.name}",
                 tuple(-1 if d is None else int(d) for d in s.shape),
             )
             for name, s in sorted(specs.items())
@@ -171,10 +148,24 @@ def _compatible(got: tuple[int, ...], want: tuple[int, ...]) -> bool:
     return len(got) == len(want) and all(w == -1 or g == w for g, w in zip(got, want))
 
 
+def require_match(
+    what: str,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    max_batch_size: int,
+    signature: ArtifactSignature,
+) -> ArtifactSignature:
+    """`ArtifactError` listing every way `what` disagrees with the spec's tensors: the one artifact check that
+    every exporter runs on what it wrote and the repository runs on what it serves."""
+    problems = mismatches(inputs, outputs, max_batch_size, signature)
+    if problems:
+        raise ArtifactError(f"{what} does not match its spec: " + "; ".join(problems))
+    return signature
+
+
 def check(spec: ModelSpec, signature: ArtifactSignature | None = None) -> ArtifactSignature:
     """Raise `ArtifactError` listing every mismatch between `spec` and its artifact."""
     signature = signature or read_signature(spec)
-    problems = mismatches(spec.inputs, spec.outputs, spec.max_batch_size, signature)
-    if problems:
-        raise ArtifactError(f"{spec.artifact} does not match model {spec.name!r}: " + "; ".join(problems))
-    return signature
+    return require_match(
+        f"{spec.artifact} (model {spec.name!r})", spec.inputs, spec.outputs, spec.max_batch_size, signature
+    )

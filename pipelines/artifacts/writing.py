@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config.spec import TensorSpec
+from pipelines.artifacts.io_signature import ArtifactSignature, require_match
+from pipelines.config.spec import NetworkSpec, TensorSpec
 from pipelines.core.errors import ArtifactError
 from pipelines.runners.reference import Runner
 
@@ -161,6 +162,21 @@ class Check:
     @property
     def worst(self) -> float:
         return max(self.max_abs_diff.values(), default=0.0)
+
+
+def check_export(
+    what: str,
+    signature: ArtifactSignature,
+    source: Runner,
+    exported: Runner,
+    inputs: Mapping[str, np.ndarray],
+    network: NetworkSpec,
+    limit: float,
+) -> Check:
+    """What every exporter checks before anything is moved into place: the written file's own I/O against the
+    network's spec (names, dtypes, dims, batch axis), then its outputs against the source's on the same inputs."""
+    require_match(what, network.inputs, network.outputs, int(network.batch_axis), signature)
+    return self_check(what, source, exported, inputs, network.outputs, limit, network.batch_axis)
 
 
 def self_check(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.artifacts import io_signature
-from pipelines.config.spec import TRITON_TO_NUMPY
+from pipelines.config import dtypes
 from pipelines.core.errors import ArtifactError
 
 # kind -> the reference that runs it (pipelines/runners/reference.py) and the formats it is served as
@@ -27,8 +27,6 @@ KINDS = {
     "torchscript": ("torchscript", ("onnx",)),
     "onnx": ("onnx", ("onnx",)),
 }
-# numpy dtype name -> Triton's (torch's dtypes have the same names: torch.float32 is "float32")
-NUMPY_TO_TRITON = {dtype.name: name for name, dtype in TRITON_TO_NUMPY.items() if name != "BYTES"}
 
 
 @dataclass(frozen=True)
@@ -102,12 +100,14 @@ def read(path: Path, signature: str = "serving_default", sample: Any = None) -> 
 
 def _tensor(name: str, dtype: str, shape: tuple[int, ...], where: Path) -> io_signature.ArtifactTensor:
     """A tensor of a numpy or torch dtype (by name) as Triton types it; a dtype parity cannot check: one line."""
-    if dtype not in NUMPY_TO_TRITON:
+    numeric = [d for d in dtypes.SPEC_DTYPES if d != "BYTES"]  # torch's dtypes have numpy's names: "float32"
+    triton = dtypes.from_numpy(dtype) if dtype != "object" else None
+    if triton not in numeric:
         raise ArtifactError(
             f"{where}: tensor {name!r} has dtype {dtype}, which Triton parity does not support "
-            f"(supported: {', '.join(sorted(set(NUMPY_TO_TRITON.values())))})"
+            f"(supported: {', '.join(sorted(numeric))})"
         )
-    return io_signature.ArtifactTensor(name, NUMPY_TO_TRITON[dtype], shape)
+    return io_signature.ArtifactTensor(name, triton, shape)
 
 
 def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signature.ArtifactTensor]]:

@@ -20,7 +20,8 @@ import yaml
 from omegaconf import DictConfig
 
 from pipelines.byom import sources
-from pipelines.config.spec import TRITON_TO_NUMPY, Preprocessing, TensorSpec
+from pipelines.config import dtypes
+from pipelines.config.spec import Preprocessing, TensorSpec
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import CONF_DIR
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, checked_number
@@ -199,10 +200,10 @@ def _tensors(found: tuple[Any, ...], batched: bool, kind: str, where: Path) -> t
             raise ArtifactError(
                 f"{where}: {kind} {t.name!r} has no usable name (Triton needs letters, digits, _ . : / -)"
             )
-        if t.dtype not in TRITON_TO_NUMPY:
+        if t.dtype not in dtypes.SPEC_DTYPES:
             raise ArtifactError(
                 f"{where}: {kind} {t.name!r} is {t.dtype}, which is not supported (supported: "
-                f"{', '.join(TRITON_TO_NUMPY)})"
+                f"{', '.join(dtypes.SPEC_DTYPES)})"
             )
         dims = tuple(t.shape[1:] if batched else t.shape)
         tensors.append(TensorSpec(t.name, t.dtype, dims))

@@ -58,9 +58,9 @@ class DeploySettings:
     queue_time_us: int
     min_available: int
     models: tuple[str, ...]
-    front_image: str = "nginx"
-    front_cpu: str = "250m"
-    front_memory: str = "512Mi"
+    front_image: str
+    front_cpu: str
+    front_memory: str
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, models: list[str]) -> DeploySettings:
@@ -148,7 +148,7 @@ def front_config(limits: list[guard.ModelLimits], settings: balancer.FrontSettin
         [(f"127.0.0.1:{TRITON_IN_POD[0][1]}", f"127.0.0.1:{TRITON_IN_POD[1][1]}")],
         set(),
         Path(FRONT_WORK),
-        Path("/dev/stderr"),
+        Path(settings.log_file),
         limits,
         Path(NJS_IN_IMAGE),
         Path(FRONT_DIR),

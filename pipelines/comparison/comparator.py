@@ -28,8 +28,8 @@ from pipelines.comparison.parity_report import (
 )
 from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ConfigError, DataError
-from pipelines.data import images, parity_inputs
-from pipelines.model_repository import ensemble, labels, standins
+from pipelines.data import images, labels, parity_inputs
+from pipelines.model_repository import ensemble, standins
 from pipelines.runners import reference, runtimes
 from pipelines.serving.launcher import Endpoints
 from pipelines.serving.served_model import BURST, PROTOCOLS, ServedModel, parse_classes
@@ -120,7 +120,7 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     audit = labels.audit(parts.classifier.network if parts else spec.network) if labelled or parts else None
     names = None
     if labelled:
-        names = audit.expected if audit is not None and audit.expected is not None else spec.network.class_names()
+        names = audit.expected if audit is not None and audit.expected is not None else labels.read(spec.network)
     judged_lossy = spec.lossy is not None  # its own file runs here, in ONNX Runtime; the FP32 model apart
     if parts:
         run_reference, described = reference.load_ensemble(parts), spec.reference

@@ -1,3 +1,4 @@
-"""What a run is about, typed and validated once: the declarative model spec (`spec`: tensor names, dtypes,
-dims, tolerances, pre-processing, lossy bounds) and which models a command works on (`selection`).
+"""What a run is about, typed and validated once: the declarative model spec (`spec`: tensor names, dims,
+tolerances, pre-processing, lossy bounds), tensor data types and every other library's name for them
+(`dtypes`), and which models a command works on (`selection`).
 """

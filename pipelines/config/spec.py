@@ -18,21 +18,9 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pipelines.core.errors import ArtifactError, ConfigError, checked_number
+from pipelines.config import dtypes
+from pipelines.core.errors import ConfigError, checked_number
 
-# Triton data type name (without TYPE_) -> numpy dtype. Only types our models use or may use.
-TRITON_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "INT8": np.dtype(np.int8),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(np.object_),  # Triton's TYPE_STRING: encoded images, label strings
-}
-FLOAT_DTYPES = ("FP16", "BF16", "FP32", "FP64")
 FORMATS = ("savedmodel", "onnx", "tensorrt", "ensemble", "python")  # python: an ensemble's own steps
 LAYOUTS = ("NCHW", "NHWC")  # Triton's input `format`: how image clients lay out pixels
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -67,12 +55,12 @@ class TensorSpec:
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        return TRITON_TO_NUMPY[self.dtype]
+        return dtypes.to_numpy(self.dtype)
 
     @property
     def exact(self) -> bool:
         """Integer, bool and string values compare for equality; only floating-point values get a tolerance."""
-        return self.dtype not in FLOAT_DTYPES
+        return self.dtype not in dtypes.FLOAT_DTYPES
 
     @property
     def json_safe(self) -> bool:
@@ -200,18 +188,6 @@ class NetworkSpec:
         if self.preprocessing is None:
             raise ConfigError(f"network {self.name!r} declares no preprocessing, which {what} needs")
         return self.preprocessing
-
-    def class_names(self) -> list[str]:
-        """The labels file (written by the export stage): one name per class of the labelled output."""
-        labelled = [t for t in self.outputs if t.labels]
-        if not labelled or self.labels_file is None:
-            raise ConfigError(f"network {self.name!r} declares no labelled output with a labels file")
-        if not self.labels_file.is_file():
-            raise ArtifactError(f"{self.labels_file} not found: run the export stage (`dvc repro`)")
-        names = self.labels_file.read_text(encoding="utf-8").splitlines()
-        if len(names) != labelled[0].dims[-1]:
-            raise ArtifactError(f"{self.labels_file} has {len(names)} labels for {labelled[0].dims[-1]} classes")
-        return names
 
 
 @dataclass(frozen=True)
@@ -342,7 +318,7 @@ def _tensors(items: Any, where: str) -> tuple[TensorSpec, ...]:
     tensors = []
     for item in items:
         dtype = str(item["dtype"]).upper()
-        if dtype not in TRITON_TO_NUMPY:
+        if dtype not in dtypes.SPEC_DTYPES:
             raise ConfigError(f"{where}: tensor {item['name']!r} has unknown dtype {dtype!r}")
         dims = tuple(int(d) for d in item["dims"])
         if any(d == 0 or d < -1 for d in dims):

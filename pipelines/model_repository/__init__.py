@@ -1,4 +1,4 @@
 """The Triton model repository: `config.pbtxt` generated from the spec through Triton's model-config protobuf
 (`triton_config`), one directory per served model written atomically (`assembly`), the image ensemble
-(`ensemble`), what the stand-in backends honour (`standins`) and class labels with their audit (`labels`).
+(`ensemble`) and what the stand-in backends honour (`standins`).
 """

@@ -23,13 +23,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.artifacts import io_signature
 
+from pipelines.data import labels
 from pipelines.model_repository import ensemble, standins, triton_config
 from pipelines.core.atomic import atomic_path
 from pipelines.core.errors import ArtifactError, ConfigError, ServerError
 from pipelines.config.spec import ModelSpec
 from pipelines.trt import plans as trt_plans
 from pipelines.trt.loadability import Loader
-from pipelines.model_repository.triton_config import CONFIG_FILENAME, LABELS_FILENAME, PYTHON_MODEL_FILENAME, VERSION
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, PYTHON_MODEL_FILENAME, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO",
     else:
         _copy_artifact(spec.artifact, version_dir / config.default_model_filename)
     if any(t.labels for t in spec.outputs):
-        shutil.copy2(_labels(spec), model_dir / LABELS_FILENAME)
+        shutil.copy2(_labels(spec), model_dir / labels.FILENAME)
     _write_config(model_dir, config, spec)
     _check_artifact(model_dir, spec, config)
     return model_dir
@@ -91,7 +92,7 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
         shutil.copy2(ENSEMBLE_STEPS / f"{role}.py", version_dir / PYTHON_MODEL_FILENAME)
         shutil.copy2(IMAGES_MODULE, version_dir / IMAGES_MODULE.name)
         if role == "postprocess":
-            shutil.copy2(_labels(parts.classifier), version_dir / LABELS_FILENAME)
+            shutil.copy2(_labels(parts.classifier), version_dir / labels.FILENAME)
         _write_config(root / step.name, triton_config.ensemble_step(step, step_settings(parts, role)), step)
         written.append(root / step.name)
     (root / parts.ensemble.name / VERSION).mkdir(parents=True)  # Triton wants a version even for an ensemble
@@ -105,7 +106,7 @@ def step_settings(parts_: ensemble.Parts, role: str) -> dict[str, object]:
     if role == "preprocess":
         pre = parts_.ensemble.network.require_preprocessing("the ensemble's pre-processing step")
         return {**pre.settings(), "limits": parts_.ensemble.ensemble.image_limits.settings()}
-    return {"top_k": parts_.ensemble.ensemble.top_k, "labels": LABELS_FILENAME}  # the labels are copied beside it
+    return {"top_k": parts_.ensemble.ensemble.top_k, "labels": labels.FILENAME}  # the labels are copied beside it
 
 
 def _refuse_what_standins_cannot_honour(config: mc.ModelConfig) -> None:
@@ -116,7 +117,7 @@ def _refuse_what_standins_cannot_honour(config: mc.ModelConfig) -> None:
 
 def _labels(spec: ModelSpec) -> Path:
     """The model's labels file, one label per class of its labelled output."""
-    spec.network.class_names()  # exists, one label per class
+    labels.read(spec.network)  # exists, one label per class
     assert spec.labels_file is not None
     return spec.labels_file
 
@@ -158,15 +159,15 @@ def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tupl
         steps = [pair for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
                  for pair in ((Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
                               (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE))]
-        labels = (Path(parts.postprocess.name, VERSION, LABELS_FILENAME), _labels(parts.classifier))
-        return [*steps, labels, *served_copies(parts.classifier, served)]
+        label_copy = (Path(parts.postprocess.name, VERSION, labels.FILENAME), _labels(parts.classifier))
+        return [*steps, label_copy, *served_copies(parts.classifier, served)]
     if spec.format == "tensorrt":
         copies = [(Path(spec.name, VERSION, f.name), f) for plan, _ in trt_plans.plans(spec.artifact).values()
                   for f in (plan, plan.with_suffix(".json"))]
     else:
         copies = [(Path(spec.name, VERSION, triton_config.artifact_filename(spec)), spec.artifact)]
     if any(t.labels for t in spec.outputs):
-        copies.append((Path(spec.name, LABELS_FILENAME), _labels(spec)))
+        copies.append((Path(spec.name, labels.FILENAME), _labels(spec)))
     return copies
 
 

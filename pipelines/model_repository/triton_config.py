@@ -15,8 +15,10 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.core.errors import ConfigError
+from pipelines.config import dtypes
 from pipelines.config.spec import ModelSpec
+from pipelines.core.errors import ConfigError
+from pipelines.data import labels
 from pipelines.model_repository.standins import INSTANCE_KINDS, default_filename
 
 if TYPE_CHECKING:
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 PLATFORMS = {"savedmodel": "tensorflow_savedmodel", "onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 VERSION = "1"  # the one version directory every model is served from
 CONFIG_FILENAME = "config.pbtxt"
-LABELS_FILENAME = "labels.txt"
 PYTHON_MODEL_FILENAME = "model.py"
 STEP_SETTINGS = "config"  # parameter key under which an ensemble step's settings travel (JSON)
 
@@ -35,28 +36,18 @@ def artifact_filename(spec: ModelSpec) -> str:
     return default_filename(PLATFORMS[spec.format])
 
 
-def data_type(dtype: str) -> int:
-    """Spec dtype -> model-config enum (the protocol's BYTES is TYPE_STRING in model configs)."""
-    return mc.DataType.Value("TYPE_STRING" if dtype == "BYTES" else f"TYPE_{dtype}")
-
-
-def dtype_name(data_type_: int) -> str:
-    name = mc.DataType.Name(data_type_).removeprefix("TYPE_")
-    return "BYTES" if name == "STRING" else name
-
-
-def _io(config: mc.ModelConfig, spec: ModelSpec, labels: bool = True) -> None:
+def _io(config: mc.ModelConfig, spec: ModelSpec, with_labels: bool = True) -> None:
     """Inputs (with their declared layout) and outputs (with the labels file where one applies)."""
     for tensor in spec.inputs:
-        message = config.input.add(name=tensor.name, data_type=data_type(tensor.dtype))
+        message = config.input.add(name=tensor.name, data_type=dtypes.config_enum(tensor.dtype))
         message.dims.extend(tensor.dims)
         if tensor.layout:
             message.format = mc.ModelInput.Format.Value(f"FORMAT_{tensor.layout}")
     for tensor in spec.outputs:
-        message = config.output.add(name=tensor.name, data_type=data_type(tensor.dtype))
+        message = config.output.add(name=tensor.name, data_type=dtypes.config_enum(tensor.dtype))
         message.dims.extend(tensor.dims)
-        if labels and tensor.labels:
-            message.label_filename = LABELS_FILENAME
+        if with_labels and tensor.labels:
+            message.label_filename = labels.FILENAME
 
 
 def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[str, str] | None = None) -> mc.ModelConfig:
@@ -121,7 +112,7 @@ def _with_extra(config: mc.ModelConfig, spec: ModelSpec) -> mc.ModelConfig:
 def ensemble_step(step: ModelSpec, settings: Mapping[str, object]) -> mc.ModelConfig:
     """A Python-backend step of an ensemble; its settings travel as one JSON parameter."""
     config = mc.ModelConfig(name=step.name, backend="python", max_batch_size=step.max_batch_size)
-    _io(config, step, labels=False)
+    _io(config, step, with_labels=False)
     _dynamic_batching(config, step)  # concurrent ensemble requests merge in every step, not only the classifier
     config.instance_group.add(count=step.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
     config.parameters[STEP_SETTINGS].string_value = json.dumps(dict(settings), sort_keys=True)
@@ -132,7 +123,7 @@ def ensemble(parts: Parts) -> mc.ModelConfig:
     """platform "ensemble": image -> preprocess -> classifier -> postprocess -> probabilities, labels."""
     spec = parts.ensemble
     config = mc.ModelConfig(name=spec.name, platform="ensemble", max_batch_size=spec.max_batch_size)
-    _io(config, spec, labels=False)
+    _io(config, spec, with_labels=False)
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
     scheduling = config.ensemble_scheduling
     pre = scheduling.step.add(model_name=parts.preprocess.name, model_version=-1)
@@ -227,7 +218,7 @@ def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
     if config.max_batch_size != spec.max_batch_size:
         problems.append(f"max_batch_size is {config.max_batch_size}, spec says {spec.max_batch_size}")
     for kind, messages, tensors in (("input", config.input, spec.inputs), ("output", config.output, spec.outputs)):
-        got = {m.name: (dtype_name(m.data_type), tuple(m.dims)) for m in messages}
+        got = {m.name: (dtypes.from_config_enum(m.data_type), tuple(m.dims)) for m in messages}
         want = {t.name: (t.dtype, t.dims) for t in tensors}
         if got != want:
             problems.append(f"{kind}s are {got}, spec says {want}")

@@ -2,7 +2,7 @@
 
 The `tritonclient` wheel of Triton 2.51.0 (the embedded server's release) carries the binary; the
 PyPI `perf-analyzer` package is an empty placeholder, and the newer tritonclient this project uses
-no longer ships it. `python -m pipelines.performance.perf_analyzer install` (run by `make setup`) downloads that
+no longer ships it. `python -m evaluate.install_perf_analyzer` (run by `make setup`) downloads that
 wheel, takes the binary out, and links the two libraries it needs from the nvidia-pytriton wheel
 (`libb64.so.0d`, `libcudart.so.12`, there under hashed names) into `<venv>/opt/perf_analyzer/`.
 """
@@ -99,7 +99,7 @@ def find(home: Path = HOME) -> Path:
     if not binary.exists():
         raise HostError(
             f"perf_analyzer is not installed ({binary}): run `make setup` "
-            "(or `python -m pipelines.performance.perf_analyzer install`)"
+            "(or `python -m evaluate.install_perf_analyzer`)"
         )
     return binary
 
@@ -169,14 +169,3 @@ def measure(
                 )
             )
         return rows
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["install"]:
-        print("usage: python -m pipelines.performance.perf_analyzer install", file=sys.stderr)
-        sys.exit(2)
-    try:
-        print(install())
-    except HostError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -180,18 +180,18 @@ def load_ensemble(parts: Any, classify: Runner | None = None) -> Runner:
 
     `classify`: another runner for the classifier step (the benchmark's in-process runtime); default its framework.
     """
-    from pipelines.data import images
+    from pipelines.data import images, labels
 
     classify = classify or load(parts.classifier)
     settings = parts.ensemble.network.require_preprocessing("the ensemble's reference").settings()
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
-    labels = np.array([name.encode() for name in parts.classifier.network.class_names()], dtype=np.object_)
+    names = np.array([name.encode() for name in labels.read(parts.classifier.network)], dtype=np.object_)
     k = parts.ensemble.ensemble.top_k
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = np.stack([images.preprocess(item, settings) for item in arrays[parts.image.name].reshape(-1)])
         scores, indices = images.top_k(images.softmax(classify({cls_in.name: batch})[cls_out.name]), k)
-        return {parts.probabilities.name: scores, parts.labels.name: labels[indices]}
+        return {parts.probabilities.name: scores, parts.labels.name: names[indices]}
 
     return run
 

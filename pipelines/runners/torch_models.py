@@ -80,10 +80,3 @@ def load_state_dict(path: str | Path) -> dict:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors
         raise ArtifactError(f"{path}: not a loadable state dict ({exc})") from exc
-
-
-def labels(network: NetworkSpec) -> list[str]:
-    """Category names from the weight enum's metadata, which torchvision ships offline."""
-    tv = import_torchvision()
-    enum = tv.models.get_model_weights(str(network.arch))
-    return list(enum[str(network.labels_from)].meta["categories"])

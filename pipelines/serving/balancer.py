@@ -51,42 +51,48 @@ GRPC_STATUS = {
 
 @dataclass(frozen=True)
 class FrontSettings:
-    """`conf/balancer/*.yaml`, checked: one-line ConfigErrors for values nginx would refuse or misuse."""
+    """`conf/balancer/*.yaml` (or conf/deploy.yaml's `front`), checked: one-line ConfigErrors for values nginx
+    would refuse or misuse. Every value comes from the YAML; `alone()` is no front at all."""
 
-    kind: str = "none"
-    replicas: int = 1
-    max_dynamic_dim: int = (
-        4096  # a model's dynamic dimension counts this much in its limits (pipelines/serving/guard.py)
-    )
-    max_string_bytes: int = 0  # a BYTES element (an encoded image, a string) counts this much
-    retries: int = 2  # attempts per request, over all replicas (0: one per replica)
-    fail_timeout_s: float = 10.0  # a replica that failed a request is skipped this long
-    health_interval_s: float = 1.0
-    read_timeout_s: float = 300.0
-    log_file: str = "logs/nginx.log"
+    kind: str  # none | nginx | auto
+    replicas: int
+    max_dynamic_dim: int  # a model's dynamic dimension counts this much in its limits (pipelines/serving/guard.py)
+    max_string_bytes: int  # a BYTES element (an encoded image, a string) counts this much
+    retries: int  # attempts per request, over all replicas (0: one per replica)
+    fail_timeout_s: float  # a replica that failed a request is skipped this long
+    health_interval_s: float
+    read_timeout_s: float
+    log_file: str
 
     @classmethod
-    def from_cfg(cls, cfg: DictConfig | None) -> FrontSettings:
+    def alone(cls) -> FrontSettings:
+        """No front: Triton serves its own ports (nothing below is read)."""
+        return cls("none", 1, 0, 0, 0, 0.0, 0.0, 0.0, "")
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig | None, where: str = "balancer") -> FrontSettings:
         if cfg is None:
-            return cls()
+            return cls.alone()
         kind = str(cfg.get("kind", "none"))
         if kind not in KINDS:
-            raise ConfigError(f"balancer must be one of {', '.join(KINDS)}; got {kind!r}")
+            raise ConfigError(f"{where} must be one of {', '.join(KINDS)}; got {kind!r}")
         if kind == "none":
-            return cls()
-        values = {}
+            return cls.alone()
+        values: dict[str, Any] = {}
         for key, minimum in (("replicas", 1), ("max_dynamic_dim", 1), ("max_string_bytes", 1), ("retries", 0)):
-            values[key] = checked_number(cfg.get(key), f"balancer.{key}", int, minimum)
+            values[key] = checked_number(cfg.get(key), f"{where}.{key}", int, minimum)
         for key, minimum in (("fail_timeout_s", 0.0), ("health_interval_s", 0.1), ("read_timeout_s", 1.0)):
-            values[key] = checked_number(cfg.get(key), f"balancer.{key}", float, minimum)
-        return cls(kind=kind, log_file=str(cfg.get("log_file") or cls.log_file), **values)
+            values[key] = checked_number(cfg.get(key), f"{where}.{key}", float, minimum)
+        if not cfg.get("log_file"):
+            raise ConfigError(f"{where}.log_file is required: where nginx logs")
+        return cls(kind=kind, log_file=str(cfg.log_file), **values)
 
     def resolved(self, server_kind: str) -> FrontSettings:
         """`auto`: nginx where it is installed and the server is launched here, else none, and said so."""
         if self.kind != "auto":
             return self
         if server_kind == "remote":  # nothing launched here to put a front before
-            return FrontSettings()
+            return FrontSettings.alone()
         try:
             nginx_binary()
         except HostError:
@@ -94,7 +100,7 @@ class FrontSettings:
                 "serving UNGUARDED: nginx is not installed, so nothing refuses the requests that crash Triton "
                 "(docs/hardening.md); install nginx and libnginx-mod-http-js to put the front there"
             )
-            return FrontSettings()
+            return FrontSettings.alone()
         return replace(self, kind="nginx")
 
     @property

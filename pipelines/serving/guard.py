@@ -26,9 +26,9 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.config.spec import TRITON_TO_NUMPY
+from pipelines.config import dtypes
 from pipelines.core.errors import ConfigError
-from pipelines.model_repository.triton_config import CONFIG_FILENAME, dtype_name, parse
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
 
 HEADER_ROOM = 64 << 10  # the request's JSON around the data: names, shapes, parameters, requested outputs
 JSON_NUMBER_CHARS = 25  # the longest number a client writes, with its comma: -2.2250738585072014e-308,
@@ -80,11 +80,11 @@ def model_limits(config: mc.ModelConfig, max_dynamic_dim: int, max_string_bytes:
         elements = max(config.max_batch_size, 1)
         for dim in dims:
             elements *= max_dynamic_dim if dim < 0 else dim
-        dtype = dtype_name(tensor.data_type)
+        dtype = dtypes.from_config_enum(tensor.data_type)
         if dtype == "BYTES":
             element = max_string_bytes + STRING_OVERHEAD
-        elif dtype in TRITON_TO_NUMPY:
-            element = TRITON_TO_NUMPY[dtype].itemsize
+        elif dtype in dtypes.SPEC_DTYPES:
+            element = dtypes.to_numpy(dtype).itemsize
         else:  # BF16 and anything newer: two bytes or more, counted generously
             element = 8
         inputs.append(InputLimit(tensor.name, elements, element))

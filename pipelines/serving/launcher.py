@@ -738,7 +738,7 @@ def serve(
     `serve.triton`.
     """
     launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
-    settings = (front or balancer.FrontSettings()).resolved(server.kind)
+    settings = (front or balancer.FrontSettings.alone()).resolved(server.kind)
     if server.launched:
         exposure(server, settings)
     elif settings.kind != "none":

@@ -11,19 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.config.dtypes import TENSORRT_TO_TRITON
 from pipelines.core.errors import ArtifactError
 from pipelines.trt.build import BuildSettings
-
-TRT_TO_TRITON = {
-    "FLOAT": "FP32",
-    "HALF": "FP16",
-    "INT8": "INT8",
-    "INT32": "INT32",
-    "INT64": "INT64",
-    "BOOL": "BOOL",
-    "UINT8": "UINT8",
-    "BF16": "BF16",
-}
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,7 @@ def io_of(engine: Any) -> list[dict[str, Any]]:
         entry = {
             "name": name,
             "mode": mode,
-            "dtype": TRT_TO_TRITON.get(engine.get_tensor_dtype(name).name, engine.get_tensor_dtype(name).name),
+            "dtype": TENSORRT_TO_TRITON.get(engine.get_tensor_dtype(name).name, engine.get_tensor_dtype(name).name),
             "shape": [int(d) for d in engine.get_tensor_shape(name)],
         }
         if mode == "input":

@@ -58,26 +58,3 @@ def tensorrt_unavailable() -> str | None:
     if tensorrt_version() is None:
         return "TensorRT is not installed here (pip install tensorrt-cu12==<the version of your Triton image>)"
     return None
-
-
-def main() -> None:
-    """`python -m pipelines.trt.host`: can this host run the GPU profile? (exit 0 yes, 2 no, with why)."""
-    import sys
-
-    reason = tensorrt_unavailable()
-    if reason:
-        print(
-            f"error: the GPU profile (TensorRT engines) cannot run here: {reason}; the CPU profile is `make pipeline`",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    gpu = local_gpu()
-    assert gpu is not None
-    print(
-        f"GPU profile: {gpu.name} (compute capability {gpu.compute_capability}, driver {gpu.driver}), "
-        f"TensorRT {tensorrt_version()}"
-    )
-
-
-if __name__ == "__main__":
-    main()

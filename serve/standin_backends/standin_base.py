@@ -21,23 +21,19 @@ import standins
 import triton_python_backend_utils as pb_utils
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.utils import np_to_triton_dtype
 
-# numpy dtype name -> Triton data type (what an artifact's own tensors are compared in)
-NUMPY_TO_TRITON = {
-    "bool": "TYPE_BOOL",
-    "uint8": "TYPE_UINT8",
-    "uint16": "TYPE_UINT16",
-    "uint32": "TYPE_UINT32",
-    "uint64": "TYPE_UINT64",
-    "int8": "TYPE_INT8",
-    "int16": "TYPE_INT16",
-    "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64",
-    "float16": "TYPE_FP16",
-    "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
-    "object": "TYPE_STRING",
-}
+
+def config_type(dtype):
+    """A numpy dtype (or its name) as the model config names it (TYPE_FP32, TYPE_STRING), through tritonclient's
+    own table; the name itself where Triton has no such type."""
+    try:
+        name = np_to_triton_dtype(np.dtype(dtype))
+    except TypeError:
+        name = None
+    if name is None:
+        return str(dtype)
+    return "TYPE_STRING" if name == "BYTES" else f"TYPE_{name}"
 
 
 def first_line(exc):

@@ -20,6 +20,7 @@ from standin_base import StandIn, StandInError, first_line
 _text = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v, otypes=[object])
 _encoded = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v, otypes=[object])
 
+# ONNX Runtime's type strings as the model config names them: the table Triton's onnxruntime backend keeps
 ORT_TYPES = {
     "tensor(bool)": "TYPE_BOOL",
     "tensor(uint8)": "TYPE_UINT8",

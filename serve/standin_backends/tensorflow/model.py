@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from standin_base import NUMPY_TO_TRITON, StandIn, StandInError, first_line
+from standin_base import StandIn, StandInError, config_type, first_line
 
 
 def _import_tensorflow():
@@ -99,8 +99,7 @@ class TritonPythonModel(StandIn):
 
     def artifact_io(self):
         def triton_type(dtype):
-            name = "object" if dtype == tf.string else np.dtype(dtype.as_numpy_dtype).name
-            return NUMPY_TO_TRITON.get(name, dtype.name)
+            return config_type(np.object_ if dtype == tf.string else dtype.as_numpy_dtype)
 
         def tensors(specs):
             return {

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # standin_base.py and standins.py sit beside us
 
 import numpy as np
-from standin_base import NUMPY_TO_TRITON, StandIn, StandInError
+from standin_base import StandIn, StandInError, config_type
 
 
 class TritonPythonModel(StandIn):
@@ -58,8 +58,8 @@ class TritonPythonModel(StandIn):
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             kind = "inputs" if self.engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT else "outputs"
-            dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name))).name
-            found[kind][name] = (NUMPY_TO_TRITON.get(dtype, dtype), list(self.engine.get_tensor_shape(name)))
+            dtype = config_type(self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            found[kind][name] = (dtype, list(self.engine.get_tensor_shape(name)))
         return found
 
     def run(self, feeds):

@@ -1,0 +1,128 @@
+"""The figures in docs/, rendered from the committed reports, never typed by hand.
+
+A document marks each generated table with `<!-- figures:<name> -->` ... `<!-- /figures -->`;
+`render` replaces what is between the marks with the table `FIGURES[name]` renders from the reports
+(`python -m evaluate.doc_figures`, `make docs`). tests/test_docs.py fails when a document's tables are not
+what the committed reports give, so a report and the prose that quotes it cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.core.errors import ArtifactError
+from pipelines.performance.benchmark_report import ModelBenchmark, precisions
+
+MARK = re.compile(r"(<!-- figures:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
+
+
+@dataclass(frozen=True)
+class Reports:
+    """Where the committed reports are."""
+
+    hardening: Path  # reports/hardening.json
+    benchmark: Path  # reports/benchmark/: one JSON per model
+    parity: Path  # reports/parity/: one JSON per model
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: no readable report ({exc}); run the stage that writes it") from None
+
+
+def hardening(reports: Reports) -> str:
+    """reports/hardening.json: what each hostile request got, and the good requests beside it."""
+    report = _read(reports.hardening)
+    rows = [
+        "| case | the hostile requests got | good requests answered | good p50 (x alone) | good p90 "
+        "| peak memory of Triton, stubs and nginx |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for case in report["cases"]:
+        answers = ", ".join(f"{n} x {status}" for status, n in case["hostile_statuses"].items()) or "-"
+        answered = case["good_requests"] - case["good_failures"]
+        slowdown = f" ({case['slowdown_p50']}x)" if case["slowdown_p50"] else ""
+        rows.append(
+            f"| {case['what']} | {answers} | {answered} of {case['good_requests']} ({case['good_model']}) "
+            f"| {case['good_p50_ms']} ms{slowdown} | {case['good_p90_ms']} ms | {case['peak_memory_mb']} MB |"
+        )
+    survived = all(case["server_survived"] for case in report["cases"])
+    restart = report["restart"]
+    rows += [
+        "",
+        (
+            "The server serving at the start was the one serving at the end of every case."
+            if survived
+            else "A server died during a case: the front let a hostile request through."
+        )
+        + (
+            f" Sent straight to the server's own port, the 90-byte request killed it and supervision had it "
+            f"ready again {restart['ready_again_s']} s later."
+            if restart["ready_again_s"] is not None
+            else " Sent straight to the server's own port, the 90-byte request did not bring it back in time."
+        ),
+    ]
+    return "\n".join(rows)
+
+
+def precision_costs(reports: Reports) -> str:
+    """reports/benchmark/: each lossy model beside its FP32 model (size, latency, throughput)."""
+    benchmarks = [
+        ModelBenchmark.from_dict(_read(p)) for p in sorted(reports.benchmark.glob("*.json")) if p.name != "curves.json"
+    ]
+    return precisions(benchmarks).split("\n", 2)[2].strip()  # the table, under the report's own heading
+
+
+def precision_quality(reports: Reports) -> str:
+    """reports/parity/: what each lossy model's served answers lost against its FP32 model."""
+    rows = [
+        "| model | reference | accuracy, FP32 -> served | top-1 agreement | max / p99 \\|error\\| vs FP32 | verdict |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for path in sorted(reports.parity.glob("*.json")):
+        report = _read(path)
+        lossy = report.get("lossy")
+        if not lossy:
+            continue
+        ((output, figures),) = list(lossy["outputs"].items())[:1]
+        accuracy = (
+            f"{lossy['fp32_accuracy']:.3f} -> {lossy['served_accuracy']:.3f}"
+            if lossy.get("fp32_accuracy") is not None
+            else "(no labels offline)"
+        )
+        rows.append(
+            f"| `{report['model']}` ({report['precision']}) | {lossy['reference']} | {accuracy} "
+            f"| {figures['top1_agreement']:.3f} | {figures['max_abs']:.2g} / {figures['p99_abs']:.2g} ({output}) "
+            f"| {'passed' if lossy['passed'] else 'FAILED'} |"
+        )
+    return "\n".join(rows)
+
+
+FIGURES: dict[str, Callable[[Reports], str]] = {
+    "hardening": hardening,
+    "precision_costs": precision_costs,
+    "precision_quality": precision_quality,
+}
+
+
+def render(text: str, reports: Reports, where: str = "the document") -> str:
+    """The document with every marked table rendered afresh from the reports."""
+
+    def table(match: re.Match) -> str:
+        name = match["name"]
+        if name not in FIGURES:
+            raise ArtifactError(f"{where}: no figures named {name!r} (known: {', '.join(FIGURES)})")
+        return f"{match[1]}{FIGURES[name](reports)}\n{match[4]}"
+
+    return MARK.sub(table, text)
+
+
+def marked(text: str) -> list[str]:
+    """The names of the tables a document marks."""
+    return [m["name"] for m in MARK.finditer(text)]

@@ -1,0 +1,157 @@
+"""A benchmark job: what `python -m evaluate.benchmark` was asked, typed once, the run that answers it, its reports.
+
+`BenchmarkJob.from_cfg` is the one place the benchmark config is read: the load settings, the models
+(the catalog and the measured ones), the server and its front, the inputs and where reports go.
+`measure` runs every path for every model against one server; `write` writes the reports. Neither
+reads the config again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from pipelines.config.selection import require_gpu_host, selected, whole_catalog
+from pipelines.config.spec import ModelSpec, served_specs
+from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_text
+from pipelines.performance.benchmark_report import ModelBenchmark, plot, precisions
+from pipelines.performance.measured_paths import measure_flask, measure_in_process, measure_triton, server_memory
+from pipelines.performance.measurement import Bench, LoadSettings, inputs_for
+from pipelines.serving.balancer import FrontSettings
+from pipelines.serving.launcher import serve
+from pipelines.serving.settings import ServerSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkJob:
+    load: LoadSettings
+    catalog: Mapping[str, ModelSpec]
+    specs: list[ModelSpec]  # the measured ones: every model with a batch axis among those chosen
+    unbatched: list[str]  # chosen but not measured: every path sends batches (batch 1 and max_batch_size)
+    whole_catalog: bool  # model=all: reports of models gone from the catalog are pruned
+    server: ServerSettings
+    front: FrontSettings
+    releases: Mapping[str, Any]  # conf/triton_versions.yaml
+    repository: Path
+    data: str  # paths.data: the parity inputs every path is sent
+    logs: Path
+    models: DictConfig  # the run's models config, handed to the Flask baseline's process as YAML
+    reports: Path
+    metrics: Path
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> BenchmarkJob:
+        catalog = served_specs(cfg.models)
+        chosen = selected(cfg, catalog)
+        server = launched_server(ServerSettings.from_cfg(cfg.server))
+        require_gpu_host(chosen, server, cfg.triton_releases)
+        return cls(
+            load=LoadSettings.from_cfg(cfg.load),
+            catalog=catalog,
+            specs=[s for s in chosen if s.max_batch_size > 0],
+            unbatched=[s.name for s in chosen if s.max_batch_size == 0],
+            whole_catalog=whole_catalog(cfg),
+            server=server,
+            front=FrontSettings.from_cfg(cfg.balancer),
+            releases=cfg.triton_releases,
+            repository=Path(cfg.model_repository),
+            data=str(cfg.paths.data),
+            logs=Path(cfg.paths.logs),
+            models=cfg.models,
+            reports=Path(cfg.load.reports),
+            metrics=Path(cfg.load.metrics),
+        )
+
+
+def launched_server(server: ServerSettings) -> ServerSettings:
+    """The server with explicit model control, so the batching-off variant can be loaded in place."""
+    if not server.launched or server.flags is None:  # remote: launched elsewhere, with its own options
+        return server
+    explicit = (*server.flags.extra_args, "--model-control-mode=explicit", "--load-model=*")
+    return dataclasses.replace(server, flags=dataclasses.replace(server.flags, extra_args=explicit))
+
+
+def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
+    """Every chosen path of every model: the local ones first, one model at a time, then Triton's on one server."""
+    settings, specs = job.load, job.specs
+    kind = job.server.kind
+    here = kind != "remote" and job.front.kind == "none"  # the server is this host's own, unbalanced
+    bench = Bench(settings, specs, dict(job.catalog))
+    arrays = {spec.name: inputs_for(spec, job.data) for spec in specs}
+    try:
+        for spec in specs:
+            if spec.format == "tensorrt":
+                local_paths = [p for p in ("in_process", "flask") if p in settings.measure]
+                bench.skip(
+                    spec,
+                    " and ".join(local_paths) or "in_process",
+                    "a TensorRT engine runs in process only with TensorRT here",
+                    sum(bench.latency_points(spec, p) for p in local_paths),
+                )
+                continue
+            if "in_process" in settings.measure:
+                measure_in_process(bench, spec, arrays[spec.name])
+            if "flask" in settings.measure:
+                measure_flask(bench, spec, arrays[spec.name], job.logs, job.models)
+        with serve(job.server, job.repository, job.releases, job.front) as endpoints:
+            for spec in specs:
+                measure_triton(bench, spec, arrays[spec.name], endpoints, same_host=here, can_reload=here)
+            memory = server_memory(endpoints, specs) if kind == "local" else {}
+            description = endpoints.server
+    finally:
+        bench.progress.close()
+    return [
+        ModelBenchmark(
+            s.name,
+            s.format,
+            description,
+            settings.__dict__ | {"concurrency": list(settings.concurrency), "measure": list(settings.measure)},
+            bench.points[s.name],
+            bench.memory[s.name] | memory.get(s.name, {}),
+            bench.cross[s.name],
+            bench.skipped[s.name],
+            s.network.name,
+            s.precision,
+            artifact_bytes(s),
+        )
+        for s in specs
+    ]
+
+
+def write(results: list[ModelBenchmark], out: Path, metrics: Path, served: set[str] | None = None) -> None:
+    """Each model's report, headline and curve; then the table and plot of every model reported in `out`.
+    `served` (a model=all run): the reports of any other model, kept from an earlier run (DVC's persist), go."""
+    for result in results:
+        write_json(out / f"{result.model}.json", result.to_dict())
+        write_json(metrics / f"{result.model}.json", result.to_dict()["headline"])
+    if served is not None:
+        prune_reports([out, metrics], served, keep=("curves.json",))
+    everything = [
+        ModelBenchmark.from_dict(json.loads(p.read_text()))
+        for p in sorted(out.glob("*.json"))
+        if p.name != "curves.json"
+    ]
+    write_json(out / "curves.json", [row for r in everything for row in r.curve()])
+    compared = precisions(everything)
+    write_text(
+        out / "benchmark.md",
+        "# Serving benchmark\n\n"
+        + (compared + "\n\n" if compared else "")
+        + "\n\n".join(r.table() for r in everything)
+        + "\n",
+    )
+    with atomic_path(out / "benchmark.png", suffix=".png") as tmp:
+        plot(everything, tmp)
+
+
+def artifact_bytes(spec: ModelSpec) -> int | None:
+    """The served file's size on disk (a SavedModel: its directory), where it is one here."""
+    path = spec.artifact
+    if spec.format == "ensemble" or not path.exists():
+        return None
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
