@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
 
+from pipelines.core import cli
 from pipelines.core.background import Background
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +49,10 @@ def compose_config(name: str, overrides: list[str] | tuple[str, ...] = ()):
 
 @functools.cache
 def _composed(name: str, overrides: tuple[str, ...]):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose(config_name=name, overrides=list(overrides))
+    return _library_compose(name, list(overrides))  # under the library's lock: a background thread composes too
+
+
+_library_compose = cli.compose  # the original: tests/test_cli.py replaces cli.compose with compose_config
 
 
 def tool_env() -> dict[str, str]:
@@ -296,3 +298,14 @@ def running_triton(
     local = compose_config("triton", [f"paths.logs={tmp_path_factory.mktemp('triton-logs')}"])
     with serve(ServerSettings.from_cfg(local.server), workspace / local.model_repository) as endpoints:
         yield endpoints
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something true, and return that; fail naming `what` after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(interval_s)  # the polling interval, not a wait for anything
+    return value

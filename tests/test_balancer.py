@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from pipelines.serving import balancer, guard
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
-from conftest import AFTER_BUILD, ROOT, compose_config, job_result, tool_env
+from conftest import AFTER_BUILD, ROOT, compose_config, job_result, tool_env, wait_until
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 needs_nginx = pytest.mark.skipif(
@@ -157,10 +156,12 @@ def successes(http: str) -> int:
 
 def counted(http: str, at_least: int, timeout_s: float = 10.0) -> int:
     """Triton's count of successful requests once it reaches `at_least` (statistics land just after the answers)."""
-    deadline = time.monotonic() + timeout_s
-    while (count := successes(http)) < at_least and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return count
+    assert at_least >= 1
+    return wait_until(
+        lambda: count if (count := successes(http)) >= at_least else 0,
+        timeout_s,
+        f"{at_least} successful requests counted by {http}",
+    )
 
 
 def replica_process(http: str) -> psutil.Process:
@@ -282,9 +283,7 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
                     outcomes[protocol].append(exc)
 
         def each_has(count: int) -> None:  # requests answered (or failed) on both protocols, not a fixed time
-            deadline = time.monotonic() + 60
-            while min(len(r) for r in outcomes.values()) < count and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: min(len(r) for r in outcomes.values()) >= count, 60, f"{count} outcomes per protocol")
 
         threads = [threading.Thread(target=load, args=(p,)) for p in ("http", "grpc") * 2]
         for thread in threads:
@@ -295,8 +294,13 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
         stop.set()
         for thread in threads:
             thread.join()
-        time.sleep(0.5)
-        assert front.problem() is None  # one replica still serves
+        # the front has seen the kill (its health check), and one replica still serves
+        wait_until(
+            lambda: any(f"({front.members[1]}) taken out of the balancer" in r.getMessage() for r in caplog.records),
+            30,
+            "the killed replica taken out of the balancer",
+        )
+        assert front.problem() is None
     answers = [o for results in outcomes.values() for o in results if isinstance(o, np.ndarray)]
     mismatched = [a for a in answers if not np.array_equal(a, expected)]
     failed = {p: [o for o in results if not isinstance(o, np.ndarray)] for p, results in outcomes.items()}

@@ -1,14 +1,24 @@
-"""The commands users type: one-line errors with exit code 2, and a --help that answers."""
+"""The commands users type: one-line errors with exit code 2, and a --help that answers.
+
+What a command refuses is checked in this process, as `main()` finds it (pipelines.core.cli.hydra_main): the
+checks it makes before Hydra runs, then the stage's `run(cfg)` on the config Hydra composes, raising the typed
+error whose message main prints as `error: <message>`. A few real commands check that wiring end to end.
+"""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from conftest import ROOT, tool_env
+from pipelines.core.cli import check_composes, check_group_overrides
+from pipelines.core.errors import ArtifactError, ConfigError, DataError, HostError, PipelineError, ServerError
+
+from conftest import ROOT, compose_config, entry_config, tool_env
 
 
 def run_module(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -23,70 +33,176 @@ def run_module(module: str, *args: str, cwd: Path = ROOT) -> subprocess.Complete
     )
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines and lines[-1].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
+def entry(module: str) -> tuple[ModuleType, str]:
+    """The entry module and the primary config its `main` composes (read from its source)."""
+    config = entry_config(ROOT / f"{module.replace('.', '/')}.py")
+    assert config is not None, f"{module} has no hydra_main"
+    return importlib.import_module(module), config
+
+
+@pytest.fixture(autouse=True)
+def one_composition_per_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-Hydra checks compose as the run's config is composed: through conftest's cache, each config once (a
+    composition costs Hydra 0.3 s; `compose` only hands conf/ and the overrides to Hydra, the real commands below
+    run it)."""
+    from pipelines.core import cli
+
+    monkeypatch.setattr(cli, "compose", compose_config)
+
+
+def error_of(module: str, *argv: str) -> PipelineError | None:
+    """The error `python -m <module> <argv>` reports, found in this process as its main() finds it: the checks main
+    makes before Hydra runs, in main's order; where they pass, the stage's run(cfg) on the composed config. None
+    when the run succeeded."""
+    stage, config = entry(module)
+    try:
+        check_group_overrides(list(argv), config)
+        check_composes(list(argv), config)
+    except PipelineError as exc:
+        return exc
+    try:
+        stage.run(compose_config(config, argv))
+    except PipelineError as exc:
+        return exc
+    return None
+
+
+def assert_user_error(error: PipelineError | None, kind: type[PipelineError], *fragments: str) -> str:
+    """`error` is a `kind` whose message is one line (what main prints after `error: `) holding every fragment."""
+    assert isinstance(error, kind), f"expected a {kind.__name__}, got {error!r}"
+    message = str(error)
+    assert message and "\n" not in message, message
     for fragment in fragments:
-        assert fragment in lines[-1]
+        assert fragment in message, message
+    return message
 
 
-def test_unknown_model_is_a_usage_error() -> None:
-    assert_one_line_error(
-        run_module("evaluate.parity", "model=resnet51_onnx"), "unknown model 'resnet51_onnx'", "resnet50_onnx"
-    )
+@pytest.mark.parametrize(
+    ("module", "args", "kind", "fragments"),
+    [
+        ("evaluate.parity", ["model=resnet51_onnx"], PipelineError, ("unknown model 'resnet51_onnx'", "resnet50_onnx")),
+        ("evaluate.parity", [], PipelineError, ("choose a model: model=<all|", "|mnist_onnx|")),
+        (
+            "evaluate.parity",
+            ["model=mnist_onnx", "model.max_batch_size=lots"],
+            ConfigError,
+            ("model 'mnist_onnx': invalid config",),
+        ),
+        ("train.mnist", ["network=resnet50"], ConfigError, ("handles keras networks",)),
+        (
+            "evaluate.parity",
+            ["model=mnist_onnx", "server=remote", "server.http_url=127.0.0.1:9", "server.connect_timeout_s=1"],
+            ServerError,
+            ("no ready Triton at http://127.0.0.1:9",),
+        ),
+        ("train.prepare_data", ["data=imagenet"], PipelineError, ("unknown data 'imagenet'", "mnist_offline")),
+        ("export.tensorrt", ["model=resnet50_onnx"], ConfigError, ("choose a TensorRT model",)),
+        (
+            "serve.client",
+            ["model=resnet50_ensemble", "image=/nonexistent/mug.jpg"],
+            DataError,
+            ("image /nonexistent/mug.jpg not found",),
+        ),
+        (
+            "serve.client",
+            ["model=resnet50_ensemble", "image=README.md"],
+            DataError,
+            ("not an image Pillow can decode",),
+        ),
+        ("serve.client", ["model=resnet50_ensemble", "image=sample:dog.png"], DataError, ("chelsea.png",)),
+        ("serve.client", ["model=resnet50_ensemble"], ConfigError, ("image=<file> is required",)),
+        ("serve.client", ["model=mug_classifier", "image=x.jpg"], PipelineError, ("unknown model 'mug_classifier'",)),
+        (
+            "serve.client",
+            ["model=resnet50_ensemble", "image=sample:chelsea.png", "image_limits.max_pixels=1000"],
+            DataError,
+            ("image sample:chelsea.png is 451x300: over 1000 pixels (image_limits in conf/common.yaml)",),
+        ),
+        (
+            "serve.client",
+            ["model=resnet50_ensemble", "image=sample:chelsea.png", "image_limits.max_aspect=0.5"],
+            ConfigError,
+            ("image_limits must be positive",),
+        ),
+    ],
+)
+def test_user_errors_are_one_line_naming_the_fix(
+    module: str, args: list[str], kind: type[PipelineError], fragments: tuple[str, ...]
+) -> None:
+    assert_user_error(error_of(module, *args), kind, *fragments)
 
 
-def test_missing_model_choice_is_a_usage_error() -> None:
-    assert_one_line_error(run_module("evaluate.parity"), "choose a model: model=<all|", "|mnist_onnx|")
-
-
-def test_bad_value_type_is_a_usage_error() -> None:
-    assert_one_line_error(
-        run_module("evaluate.parity", "model=mnist_onnx", "model.max_batch_size=lots"),
-        "model 'mnist_onnx': invalid config",
-    )
-
-
-def test_wrong_network_for_a_stage_points_to_the_right_one() -> None:
-    assert_one_line_error(run_module("train.mnist", "network=resnet50"), "handles keras networks")
-
-
-def test_unreachable_remote_server_is_one_line(tmp_path: Path) -> None:
-    proc = run_module(
-        "evaluate.parity",
-        "model=mnist_onnx",
-        "server=remote",
-        "server.http_url=127.0.0.1:9",
-        "server.connect_timeout_s=1",
-    )
-    assert_one_line_error(proc, "no ready Triton at http://127.0.0.1:9")
+@pytest.mark.parametrize(
+    ("module", "args", "kind", "message"),
+    [
+        (
+            "evaluate.parity",
+            ["model=mnist_onnx", "modle.tolerance.atol=1"],
+            PipelineError,
+            "unknown key 'modle.tolerance.atol': misspelled? `--help` shows the config",
+        ),
+        (
+            "evaluate.parity",
+            ["model=mnist_onnx", "model.tolerance.atol=[1"],
+            PipelineError,
+            "no viable alternative at input '[1'",
+        ),
+        # duration_s=0 for serve.triton: were a check gone, its server would stop at once, not serve until killed
+        (
+            "serve.triton",
+            ["server.http_port=70000", "duration_s=0"],
+            ConfigError,
+            "server.http_port must be a port number 1..65535",
+        ),
+        (
+            "serve.triton",
+            ["server.grpc_port=eighty", "duration_s=0"],
+            ConfigError,
+            "server.grpc_port must be a port number",
+        ),
+        (
+            "serve.triton",
+            ["server.http_port=8000", "server.grpc_port=8000", "duration_s=0"],
+            ConfigError,
+            "server.http_port and server.grpc_port are both 8000: each needs its own port",
+        ),
+        (
+            "serve.triton",
+            ["server.host=0.0.0.0", "duration_s=0"],  # before: bound every interface without a word
+            ConfigError,
+            "server.host=0.0.0.0 would serve beyond loopback, where anyone who reaches the port can send the requests "
+            "that crash Triton (docs/hardening.md); add server.expose=true to serve there anyway",
+        ),
+        (
+            "serve.client",
+            ["model=resnet50_ensemble", "image=sample:chelsea.png", "top_k=abc"],
+            ConfigError,
+            "top_k must be a whole number >= 1, got 'abc'",
+        ),
+    ],
+)
+def test_user_errors_are_exactly_one_line(
+    module: str, args: list[str], kind: type[PipelineError], message: str
+) -> None:
+    """Each of these once ended in a traceback (exit 3) or in Hydra's six-line message."""
+    assert assert_user_error(error_of(module, *args), kind).startswith(message)
 
 
 def test_missing_artifacts_name_the_stage_to_run(tmp_path: Path) -> None:
-    proc = run_module(
+    error = error_of(
         "serve.repository",
         f"paths.model_repository={tmp_path / 'repo'}",
         f"paths.mnist_savedmodel={tmp_path / 'absent'}",
     )
-    assert_one_line_error(proc, "run the export stage")
+    assert_user_error(error, ArtifactError, "run the export stage")
     assert not (tmp_path / "repo").exists()
 
 
-def test_required_value_is_named() -> None:
-    assert_one_line_error(run_module("train.prepare_data", "data=local"), "data.path is required")
-
-
-def test_unknown_group_option_lists_the_choices() -> None:
-    assert_one_line_error(run_module("train.prepare_data", "data=imagenet"), "mnist_offline")
-
-
 def test_offline_download_fails_with_the_offline_option(tmp_path: Path) -> None:
-    proc = run_module("export.torchvision_onnx", "weights=IMAGENET1K_V2", f"paths.classifiers={tmp_path}")
-    if proc.returncode == 0:
+    error = error_of("export.torchvision_onnx", "weights=IMAGENET1K_V2", f"paths.classifiers={tmp_path}")
+    if error is None:
         pytest.skip("this machine can download torchvision weights")
-    assert_one_line_error(proc, "weights=null")
+    assert_user_error(error, ArtifactError, "weights=null")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -95,12 +211,37 @@ def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
 
     if host.tensorrt_unavailable() is None:
         pytest.skip("this host can build and serve TensorRT engines")
-    assert_one_line_error(run_module("export.tensorrt", "model=resnet50_trt"), "GPU host", "make pipeline-gpu")
-    assert_one_line_error(
-        run_module("evaluate.parity", "model=resnet50_trt"), "resnet50_trt", "not part of the CPU profile"
+    assert_user_error(error_of("export.tensorrt", "model=resnet50_trt"), HostError, "GPU host", "make pipeline-gpu")
+    assert_user_error(
+        error_of("evaluate.parity", "model=resnet50_trt"), HostError, "resnet50_trt", "not part of the CPU profile"
     )
-    assert_one_line_error(run_module("export.tensorrt", "model=resnet50_onnx"), "choose a TensorRT model")
-    assert_one_line_error(run_module("pipelines.trt.host"), "GPU profile", "cannot run here")  # make pipeline-gpu
+    # what `make pipeline-gpu` asks first
+    assert_user_error(error_of("export.gpu_host"), HostError, "GPU profile", "cannot run here")
+
+
+# --------------------------------------------------------------------------- the real commands: the wiring
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # refused before Hydra runs (check_group_overrides)
+        (["evaluate.parity", "model=resnet51_onnx"], "unknown model 'resnet51_onnx'; choose one of: all, "),
+        # a ConfigError raised inside run(cfg)
+        (
+            ["serve.triton", "server.http_port=8000", "server.grpc_port=8000", "duration_s=0"],
+            "server.http_port and server.grpc_port are both 8000: each needs its own port",
+        ),
+        # a mandatory value (???) left unset, met inside run(cfg): named by the entry point, not by OmegaConf
+        (["train.prepare_data", "data=local"], "data.path is required: set it on the command line, e.g. data.path="),
+    ],
+    ids=["before-hydra", "in-run", "required-value"],
+)
+def test_a_user_error_is_one_line_on_stderr_with_exit_code_2(args: list[str], message: str) -> None:
+    proc = run_module(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -120,64 +261,6 @@ def test_the_composed_config_prints_as_help_says() -> None:
     assert "atol: 0.5" in proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["model=resnet50_ensemble", "image=/nonexistent/mug.jpg"], "image /nonexistent/mug.jpg not found"),
-        (["model=resnet50_ensemble", "image=README.md"], "not an image Pillow can decode"),
-        (["model=resnet50_ensemble", "image=sample:dog.png"], "chelsea.png"),
-        (["model=resnet50_ensemble"], "image=<file> is required"),
-        (["model=mug_classifier", "image=x.jpg"], "unknown model 'mug_classifier'"),
-        (
-            ["model=resnet50_ensemble", "image=sample:chelsea.png", "image_limits.max_pixels=1000"],
-            "image sample:chelsea.png is 451x300: over 1000 pixels (image_limits in conf/common.yaml)",
-        ),
-        (
-            ["model=resnet50_ensemble", "image=sample:chelsea.png", "image_limits.max_aspect=0.5"],
-            "image_limits must be positive",
-        ),
-    ],
-)
-def test_client_errors_are_one_line(args: list[str], message: str) -> None:
-    assert_one_line_error(run_module("serve.client", *args), message)
-
-
-@pytest.mark.parametrize(
-    ("module", "args", "message"),
-    [
-        (
-            "evaluate.parity",
-            ["model=mnist_onnx", "modle.tolerance.atol=1"],
-            "unknown key 'modle.tolerance.atol': misspelled? `--help` shows the config",
-        ),
-        ("evaluate.parity", ["model=mnist_onnx", "model.tolerance.atol=[1"], "no viable alternative at input '[1'"),
-        ("serve.triton", ["server.http_port=70000"], "server.http_port must be a port number 1..65535"),
-        ("serve.triton", ["server.grpc_port=eighty"], "server.grpc_port must be a port number"),
-        (
-            "serve.triton",
-            ["server.http_port=8000", "server.grpc_port=8000"],
-            "server.http_port and server.grpc_port are both 8000: each needs its own port",
-        ),
-        (
-            "serve.triton",
-            ["server.host=0.0.0.0"],  # before: bound every interface without a word
-            "server.host=0.0.0.0 would serve beyond loopback, where anyone who reaches the port can send the requests "
-            "that crash Triton (docs/hardening.md); add server.expose=true to serve there anyway",
-        ),
-        (
-            "serve.client",
-            ["model=resnet50_ensemble", "image=sample:chelsea.png", "top_k=abc"],
-            "top_k must be a whole number >= 1, got 'abc'",
-        ),
-    ],
-)
-def test_user_errors_are_exactly_one_line(module: str, args: list[str], message: str) -> None:
-    """Each of these once ended in a traceback (exit 3) or in Hydra's six-line message."""
-    proc = run_module(module, *args)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: {message}"), proc.stderr
-
-
 def test_running_out_of_memory_is_the_users_one_line() -> None:
     """numpy's own ArrayMemoryError (an absurd request, e.g. model.parity.samples=100000000) is exit 2, not a bug."""
     code = (
@@ -187,7 +270,10 @@ def test_running_out_of_memory_is_the_users_one_line() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
-    assert_one_line_error(proc, "out of memory (Unable to allocate", "ask for less")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    assert "out of memory (Unable to allocate" in lines[-1] and "ask for less" in lines[-1], proc.stderr
 
 
 def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
@@ -211,6 +297,9 @@ def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
     assert not [line for line in lines if "InitializeLog" in line or "oneDNN custom operations" in line], lines
 
 
+# --------------------------------------------------------------------------- overrides the run would not read
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -231,7 +320,6 @@ def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
 )
 def test_overrides_that_would_change_nothing_are_refused(overrides: list[str], message: str) -> None:
     from pipelines.core.cli import check_read
-    from pipelines.core.errors import PipelineError
 
     with pytest.raises(PipelineError) as refused:
         check_read(overrides, "parity")
@@ -241,8 +329,6 @@ def test_overrides_that_would_change_nothing_are_refused(overrides: list[str], m
 def test_overrides_the_run_reads_pass() -> None:
     from pipelines.config.spec import model_spec
     from pipelines.core.cli import check_read
-
-    from conftest import compose_config
 
     for overrides in (
         ["model=mnist_onnx", "model.tolerance.atol=1"],

@@ -31,7 +31,7 @@ from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
-from conftest import compose_config
+from conftest import compose_config, wait_until
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 needs_njs = pytest.mark.skipif(
@@ -105,6 +105,16 @@ def infer(module, url: str, batch: np.ndarray, binary: bool = True) -> np.ndarra
         client.close()
 
 
+def successes(http: str) -> int:
+    """Triton's count of the requests this server answered (per process: a restarted server counts from 0)."""
+    client = httpclient.InferenceServerClient(http)
+    try:
+        stats = client.get_inference_statistics(MODEL)["model_stats"]
+    finally:
+        client.close()
+    return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
+
+
 class GoodLoad:
     """Good requests over binary HTTP, JSON and gRPC in threads, until stopped; every answer kept."""
 
@@ -115,20 +125,31 @@ class GoodLoad:
         calls = [lambda: infer(httpclient, http, self.batch), lambda: infer(httpclient, http, self.batch, False)]
         if grpc is not None:
             calls.append(lambda: infer(grpcclient, grpc, self.batch))
-        self.threads = [threading.Thread(target=self._run, args=(call,)) for call in calls]
+        self.answered = [0] * len(calls)  # outcomes per thread
+        self.threads = [threading.Thread(target=self._run, args=(i, call)) for i, call in enumerate(calls)]
 
-    def _run(self, call) -> None:
+    def _run(self, index: int, call) -> None:
         while not self._stop.is_set():
             try:
                 self.outcomes.append(call())
             except Exception as exc:  # noqa: BLE001 - every failure is an outcome to report
                 self.outcomes.append(exc)
+            self.answered[index] += 1
 
     def __enter__(self) -> GoodLoad:
         for thread in self.threads:
             thread.start()
-        time.sleep(0.5)
+        self.more(1)  # under way: each kind of good request answered before the test goes on
         return self
+
+    def more(self, count: int, timeout_s: float = 60) -> None:
+        """Wait until each kind of good request has `count` more outcomes than now."""
+        wanted = [n + count for n in self.answered]
+        wait_until(
+            lambda: all(n >= w for n, w in zip(self.answered, wanted)),
+            timeout_s,
+            f"{count} more good requests of each kind",
+        )
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -240,6 +261,7 @@ def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path
             answers = {
                 what: post(front.http, path, body, headers, send) for what, path, body, headers, send, *_ in HOSTILE
             }
+            load.more(7)  # good requests still answered after the last hostile one (7 more of each kind)
         for what, *_, status, words in HOSTILE:
             got, text = answers[what]
             assert got == status and words in text and "refused by the front" in text, (what, got, text)
@@ -250,14 +272,6 @@ def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path
         assert infer(httpclient, front.http, digits(64), binary=False).shape == (64, 10)
         stats = httpclient.InferenceServerClient(replica).get_inference_statistics(MODEL)["model_stats"][0]
         assert int(stats["inference_stats"]["fail"]["count"]) == 0  # nothing hostile reached Triton
-
-
-def wait_for(condition, timeout_s: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout_s, f"not within {timeout_s} s"
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 @pytest.mark.integration
@@ -272,11 +286,15 @@ def test_a_crashed_server_is_restarted_on_its_ports_and_logged(
         with pytest.raises((http.client.HTTPException, ConnectionError)):
             post(server.http, f"/v2/models/{MODEL}/infer", KILLER, {"Content-Type": "application/json"})
         crashed = time.monotonic()
-        wait_for(lambda: not before.is_running() or before.status() == psutil.STATUS_ZOMBIE, 30)
+        wait_until(lambda: not before.is_running() or before.status() == psutil.STATUS_ZOMBIE, 30, "the crash")
         assert server.stopped_for_good() is None  # a supervised server is not given up on after one crash
-        wait_for(lambda: server.problem() is None, 60)
+        wait_until(lambda: server.problem() is None, 60, "the restarted server ready")
         back = time.monotonic() - crashed
-        wait_for(lambda: any(r.getMessage().startswith("tritonserver ready again,") for r in caplog.records), 10)
+        wait_until(
+            lambda: any(r.getMessage().startswith("tritonserver ready again,") for r in caplog.records),
+            10,
+            "'tritonserver ready again' logged",
+        )
         assert infer(httpclient, server.http, digits()).shape == (4, 10)  # the same port answers again
         assert infer(grpcclient, server.grpc, digits()).shape == (4, 10)
     messages = [r.getMessage() for r in caplog.records]
@@ -305,8 +323,9 @@ def test_a_replica_crashed_under_load_loses_no_good_request_and_rejoins(
         with GoodLoad(front.http, None) as load:
             with pytest.raises((http.client.HTTPException, ConnectionError)):
                 post(front.members[0], f"/v2/models/{MODEL}/infer", KILLER, {"Content-Type": "application/json"})
-            wait_for(lambda: any("back in the balancer" in r.getMessage() for r in caplog.records), 90)
-            time.sleep(1.0)  # good requests on both replicas again
+            wait_until(lambda: any("back in the balancer" in r.getMessage() for r in caplog.records), 90, "the rejoin")
+            # good requests on both replicas again: Triton's own count on the restarted one (its statistics start at 0)
+            wait_until(lambda: successes(front.members[0]) >= 5, 60, "good requests answered by the restarted replica")
         assert front.stopped_for_good() is None and front.problem() is None
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("tritonserver died:") for m in messages)

@@ -271,12 +271,12 @@ def test_labels_written_wrong_at_export_fail_parity(
     """The export writes labels.txt, the repository serves it, Triton answers with it: all agree, and parity must
     still fail, because it reads the names from torchvision's metadata, not from what the export wrote."""
     from export import torchvision_onnx
-    from pipelines.runners import torch_models
+    from pipelines.data import labels
 
     corrupt, problem = LABEL_CORRUPTIONS[corruption]
-    right = torch_models.labels
-    with monkeypatch.context() as patch:
-        patch.setattr(torch_models, "labels", lambda network: corrupt(right(network)))
+    right = labels.write
+    with monkeypatch.context() as patch:  # only the export writes labels: parity reads torchvision's own names
+        patch.setattr(labels, "write", lambda path, names: right(path, corrupt(names)))
         torchvision_onnx.run(
             compose_config(
                 "export_classifier",

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -173,16 +174,20 @@ def help_text(config_name: str, doc: str | None, module: str) -> str:
     return "\n".join(lines)
 
 
+_COMPOSING = threading.Lock()  # Hydra's config search path is one global: two threads composing at once collide
+
+
 def compose(config_name: str, overrides: list[str]) -> Any:
     """`conf/<config_name>.yaml` with only these overrides: what conf/ says, whatever this run was given."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is ours
-        return hydra_compose(config_name=config_name, overrides=overrides)
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=overrides)
+    with _COMPOSING:
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is ours
+            return hydra_compose(config_name=config_name, overrides=overrides)
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=overrides)
 
 
 def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = None) -> Callable[[], None]:

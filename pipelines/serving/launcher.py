@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipelines.core import scratch
 from pipelines.core.errors import ConfigError, ServerError
@@ -48,6 +49,26 @@ from pipelines.trt.plans import load_metadata
 log = logging.getLogger(__name__)
 
 Started = Callable[[], None] | None  # see serve(): called once the server process runs, before it is ready
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """What every launcher is asked (serve() documents each): one server of a kind, on one repository."""
+
+    server: ServerSettings
+    repository: Path
+    extra: list[str]  # tritonserver flags beyond the settings' (what the repository's TensorRT plans need)
+    started: Started = None
+    graceful: bool = False
+    supervise: bool = False
+
+
+class Launcher(Protocol):
+    """A server kind's launcher: a context manager yielding the endpoints of a ready server, stopped on exit."""
+
+    def __call__(self, request: Launch) -> contextlib.AbstractContextManager[Endpoints]: ...
+
+
 STANDIN_BACKENDS = Path(__file__).resolve().parents[2] / "serve" / "standin_backends"
 STANDIN_BASE = STANDIN_BACKENDS / "standin_base.py"
 STANDIN_RULES = Path(standins.__file__)
@@ -378,20 +399,22 @@ def _stop(proc: subprocess.Popen, grace_s: float, graceful: bool = True) -> None
 
 @contextlib.contextmanager
 def _serve_local(
-    server: ServerSettings,
-    repository: Path,
-    extra: list[str],
-    started: Started = None,
-    graceful: bool = True,
-    supervise: bool = False,
+    request: Launch,
 ) -> Iterator[Endpoints]:
+    server, repository, extra, started, graceful = (
+        request.server,
+        request.repository,
+        request.extra,
+        request.started,
+        request.graceful,
+    )
     embedded = EmbeddedTriton.find()
     assert server.host is not None and server.log_file is not None and server.flags is not None
     host = server.host
     http_port, grpc_port = _ports(server)
     log_file = run_log(server.log_file)
     endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
-    policy = server.restart if supervise else RestartPolicy()
+    policy = server.restart if request.supervise else RestartPolicy()
     # after a SIGKILL, stubs that were still starting outlive the reap below: this one finds them, as planned
     reap = functools.partial(reap_stubs, expected=not graceful)
     with (
@@ -499,14 +522,11 @@ def _docker_engine_error() -> str | None:
 
 @contextlib.contextmanager
 def _serve_docker(
-    server: ServerSettings,
-    repository: Path,
-    extra: list[str],
-    started: Started = None,
-    graceful: bool = True,
-    supervise: bool = False,
+    request: Launch,
 ) -> Iterator[Endpoints]:
-    del graceful, supervise  # `docker stop` gives the container 10 s, then kills it; a dead container stays dead
+    # graceful and supervise do not apply: `docker stop` gives the container 10 s, then kills it; a dead container
+    # stays dead
+    server, repository, extra, started = request.server, request.repository, request.extra, request.started
     problem = _docker_engine_error()
     if problem:
         raise ServerError(f"server=docker needs a running Docker engine: {problem}")
@@ -563,18 +583,14 @@ def exposure(server: ServerSettings, front: balancer.FrontSettings) -> None:
 
 @contextlib.contextmanager
 def _serve_front(
-    server: ServerSettings,
-    repository: Path,
-    extra: list[str],
+    request: Launch,
     front: balancer.FrontSettings,
-    launch: Callable[..., contextlib.AbstractContextManager[Endpoints]],
-    started: Started = None,
-    graceful: bool = True,
-    supervise: bool = False,
+    launch: Launcher,
 ) -> Iterator[Endpoints]:
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
+    server = request.server
     binary = balancer.nginx_binary()  # before minutes of replica start-up
-    limits = guard.repository_limits(repository, front.max_dynamic_dim, front.max_string_bytes)
+    limits = guard.repository_limits(request.repository, front.max_dynamic_dim, front.max_string_bytes)
     host = str(server.host)
     http_port, grpc_port = server.http_port, server.grpc_port
     for port in (http_port, grpc_port):
@@ -587,8 +603,10 @@ def _serve_front(
             log.info("starting replica %d of %d", index + 1, front.replicas)
             replicas.append(
                 stack.enter_context(
-                    launch(
-                        server.replica(index), repository, extra, started if index == 0 else None, graceful, supervise
+                    launch(  # the first replica's start may overlap the caller's work
+                        dataclasses.replace(
+                            request, server=server.replica(index), started=request.started if index == 0 else None
+                        )
                     )
                 )
             )
@@ -637,20 +655,9 @@ def _serve_front(
 
 @contextlib.contextmanager
 def _serve_remote(
-    server: ServerSettings,
-    repository: Path,
-    extra: list[str],
-    started: Started = None,
-    graceful: bool = True,
-    supervise: bool = False,
+    request: Launch,
 ) -> Iterator[Endpoints]:
-    del (
-        repository,
-        extra,
-        started,
-        graceful,
-        supervise,
-    )  # the remote server has its own repository and options, and is up
+    server = request.server  # the remote server has its own repository and options, and is up
     endpoints = Endpoints(str(server.http_url), str(server.grpc_url), server=f"remote http://{server.http_url}")
     timeout = server.connect_timeout_s
     problem = readiness(endpoints.http, timeout)
@@ -737,7 +744,7 @@ def serve(
     `supervise`: restart a local server that dies (`server.restart`; pipelines/serving/supervision.py), for
     `serve.triton`.
     """
-    launchers = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
+    launchers: dict[str, Launcher] = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
     settings = (front or balancer.FrontSettings.alone()).resolved(server.kind)
     if server.launched:
         exposure(server, settings)
@@ -748,8 +755,7 @@ def serve(
         )
     path = repository_for(server, Path(repository))
     launch = launchers[server.kind]
+    request = Launch(server, path, guard_plans(server, path, releases), started, graceful, supervise)
     if settings.kind != "none":
-        return _serve_front(
-            server, path, guard_plans(server, path, releases), settings, launch, started, graceful, supervise
-        )
-    return launch(server, path, guard_plans(server, path, releases), started, graceful, supervise)
+        return _serve_front(request, settings, launch)
+    return launch(request)
