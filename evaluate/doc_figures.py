@@ -1,7 +1,7 @@
 """`python -m evaluate.doc_figures [check=true]`: the tables in docs/ rendered from the committed reports.
 
 A document marks each generated table `<!-- figures:<name> -->` ... `<!-- /figures -->`
-(pipelines/performance/doc_figures.py names them). Writes the documents whose tables changed;
+(pipelines/documentation/figures.py names them). Writes the documents whose tables changed;
 `check=true` writes nothing and exits 1 naming the documents whose tables are not what the reports
 give. `make docs` runs it after a `dvc repro` (or `python -m evaluate.hardening`) changed the reports.
 """
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import EXIT_FAILED, EXIT_OK, hydra_main
-from pipelines.performance.doc_figures import Reports, marked, render
+from pipelines.documentation.figures import Reports, marked, render
 
 
 def run(cfg: DictConfig) -> int:

@@ -4,111 +4,33 @@ Writes `models/added/<network>/`: the parity inputs (`inputs.npz`: the user's sa
 inputs generated from the spec), `model.onnx` and, for Keras and TensorFlow sources,
 `model.savedmodel`. Each export is checked against the source on those inputs by the shared
 self-check before the folder is moved into place; a source that fails on generated inputs is one
-line that names the input's value range to declare.
+line that names the input's value range to declare. The conversions: pipelines/byom/conversion.py.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import io_signature, writing
-from pipelines.byom import sources
-from pipelines.config.spec import NetworkSpec, network_spec
+from pipelines.byom import conversion, sources
+from pipelines.config.spec import network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
-from pipelines.core.errors import ConfigError, DataError
 from pipelines.data import parity_inputs
-from pipelines.runners import keras_models, reference
+from pipelines.runners import reference
 
 log = logging.getLogger(__name__)
-SERVED = ("savedmodel", "onnx")  # the artifacts this stage writes, where the network declares them
-
-
-def inputs_for(network: NetworkSpec) -> parity_inputs.ParityInputs:
-    """The user's sample, checked against the spec, or inputs generated from it."""
-    sampling = network.sampling
-    if sampling is None:
-        raise ConfigError(f"network {network.name!r} has no `sampling:` (a model added with `python -m export.add`)")
-    if sampling.sample is not None and sampling.sample.is_dir():
-        log.info("parity inputs: the images of %s, pre-processed as the ensemble does", sampling.sample)
-        (image,) = network.inputs
-        return parity_inputs.read_images(sampling.sample, image, network.require_preprocessing("a folder of images"))
-    if sampling.sample is not None:
-        log.info("parity inputs: the sample %s", sampling.sample)
-        return parity_inputs.read_npz(sampling.sample, network.inputs, network.batch_axis)
-    log.info("parity inputs: %d generated samples (seed %d)", sampling.count, sampling.seed)
-    return parity_inputs.generate(network.inputs, sampling)
-
-
-def write(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dict[str, Any]) -> None:
-    """One served format of the source at `target`."""
-    source, kind = network.source, sources.kind_of(network.source)
-    batched = network.batch_axis
-    if fmt == "savedmodel" and kind == "keras":
-        writing.keras_savedmodel(
-            keras_models.load(source), network.inputs, network.outputs, network.signature, target, batched
-        )
-    elif fmt == "savedmodel" and kind == "savedmodel":
-        shutil.copytree(source, target)
-    elif fmt == "onnx" and kind == "savedmodel":
-        writing.savedmodel_onnx(source, network.signature, opset, target, batched)
-    elif fmt == "onnx" and kind == "keras":  # through the SavedModel: the one served beside it, else one made here
-        served = target.parent / network.artifact("savedmodel").name if "savedmodel" in network.artifacts else None
-        if served is not None and served.is_dir():
-            writing.savedmodel_onnx(served, network.signature, opset, target, batched)
-        else:
-            with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-                savedmodel = Path(scratch) / "model.savedmodel"
-                writing.keras_savedmodel(
-                    keras_models.load(source), network.inputs, network.outputs, network.signature, savedmodel, batched
-                )
-                writing.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
-    elif fmt == "onnx" and kind == "torch_export":
-        writing.torch_onnx(
-            sources.load_torch_export(source), feeds, network.inputs, network.outputs, opset, target, batched
-        )
-    elif fmt == "onnx" and kind == "torchscript":
-        writing.torch_onnx(
-            sources.load_torchscript(source), feeds, network.inputs, network.outputs, opset, target, batched
-        )
-    elif fmt == "onnx" and kind == "onnx":
-        import onnx
-
-        onnx.checker.check_model(str(source), full_check=True)
-        shutil.copy2(source, target)
-    else:
-        raise ConfigError(f"network {network.name!r}: a {kind} source is not served as {fmt}")
-
-
-def runner(network: NetworkSpec, fmt: str, path: Path) -> reference.Runner:
-    if fmt == "savedmodel":
-        return reference.savedmodel_runner(path, network.signature, network.inputs, network.outputs)
-    return reference.onnxruntime_runner(path, network.inputs, network.outputs)
 
 
 def run(cfg: Any) -> dict[str, Any]:
     network = network_spec(cfg.network)
-    samples = inputs_for(network)
+    samples = conversion.inputs_for(network)
     source_run = reference.load(network)
     feeds = samples.head(2).arrays if network.batch_axis else {k: v[0] for k, v in samples.head(1).arrays.items()}
-    try:  # the source itself must run on its parity inputs before anything is exported from it
-        source_run(feeds)
-    except Exception as exc:  # the frameworks' errors share no base class: the inputs do not fit the model
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = (
-            ""
-            if network.sampling and network.sampling.sample
-            else (
-                "; declare each input's values with value_ranges (e.g. token ids below the vocabulary size) in "
-                "`python -m export.add`, or give a sample"
-            )
-        )
-        raise DataError(f"{network.source} fails on its parity inputs ({detail}){hint}") from exc
-    formats = [fmt for fmt in SERVED if fmt in network.artifacts]
+    conversion.require_runs(network, source_run, feeds)
+    formats = [fmt for fmt in conversion.SERVED if fmt in network.artifacts]
     folder = network.artifact("inputs").parent
     opset, limit = int(cfg.opset), float(cfg.verify.max_abs_diff)
     checks: dict[str, Any] = {}
@@ -117,13 +39,13 @@ def run(cfg: Any) -> dict[str, Any]:
         for fmt in formats:
             target = tmp / network.artifact(fmt).name
             log.info("writing %s", target.name)
-            write(network, fmt, target, opset, feeds)
+            conversion.convert(network, fmt, target, opset, feeds)
             signature = (
                 io_signature.onnx_signature(target)
                 if fmt == "onnx"
                 else io_signature.savedmodel_signature(target, network.signature)
             )
-            exported = runner(network, fmt, target)
+            exported = conversion.runner(network, fmt, target)
             for tag, arrays in {"": samples.arrays, **samples.groups}.items():  # each size of the open dimensions
                 what = f"the {fmt} export" + (f" ({parity_inputs.GROUP}{tag})" if tag else "")
                 check = writing.check_export(what, signature, source_run, exported, arrays, network, limit)

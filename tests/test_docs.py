@@ -133,7 +133,7 @@ def test_the_check_catches_a_stale_command(tmp_path: Path) -> None:
 
 
 def committed_reports():
-    from pipelines.performance.doc_figures import Reports
+    from pipelines.documentation.figures import Reports
 
     paths = compose_config("doc_figures").paths
     return Reports(ROOT / paths.hardening_report, ROOT / paths.benchmark_reports, ROOT / paths.parity_reports)
@@ -145,7 +145,7 @@ FIGURED = [d for d in DOCUMENTS if "<!-- figures:" in d.read_text()]
 @pytest.mark.parametrize("document", FIGURED, ids=[d.name for d in FIGURED])
 def test_figures_are_the_committed_reports(document: Path) -> None:
     """Each marked table is what the committed reports give (`make docs` renders them after a run changed them)."""
-    from pipelines.performance.doc_figures import render
+    from pipelines.documentation.figures import render
 
     text = document.read_text()
     assert render(text, committed_reports(), document.name) == text, f"{document.name}: stale figures, run `make docs`"
@@ -156,7 +156,7 @@ def test_a_hand_edited_figure_is_caught() -> None:
     (checked against the report's own JSON, read here)."""
     import json
 
-    from pipelines.performance.doc_figures import render
+    from pipelines.documentation.figures import render
 
     reports = committed_reports()
     case = json.loads(reports.hardening.read_text())["cases"][0]

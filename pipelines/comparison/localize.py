@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.config import dtypes
 from pipelines.config.spec import ModelSpec, TensorSpec
 
 log = logging.getLogger(__name__)
-FLOAT_TYPES = {1: "FP32", 10: "FP16"}  # onnx.TensorProto element types that carry activations
+ACTIVATION_DTYPES = ("FP32", "FP16")  # the activations compared: what an FP32, FP16 or INT8 (dequantized) file carries
 DEBUG_SUFFIX = "__localize"  # the debug copy's model name
 DEQUANTIZED = "_DequantizeLinear_Output"  # ONNX Runtime's quantizer names an activation's dequantized copy so
 
@@ -149,10 +150,10 @@ def expose(source: Path, target: Path, batched: bool = True) -> list[Exposed]:
             info = known.get(name)
             if not name or info is None or not info.type.tensor_type.HasField("shape"):
                 continue
-            kind = FLOAT_TYPES.get(info.type.tensor_type.elem_type)
+            kind = dtypes.from_onnx(info.type.tensor_type.elem_type)
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in info.type.tensor_type.shape.dim]
             dims = dims[1:] if batched else dims
-            if kind is None or not dims or any(d == 0 for d in dims):
+            if kind not in ACTIVATION_DTYPES or not dims or any(d == 0 for d in dims):
                 continue  # not an activation, or no dimension Triton could declare beside the batch
             exposed.append(Exposed(TensorSpec(name, kind, tuple(dims)), index, node.name or name, node.op_type))
             if name not in outputs:  # the model's own outputs are compared too, and are outputs already

@@ -44,7 +44,7 @@ from pipelines.serving import balancer, guard
 from pipelines.serving.settings import ServerSettings, TritonFlags
 from pipelines.serving.supervision import RestartPolicy, Supervised
 from pipelines.trt import loadability
-from pipelines.trt.plans import load_metadata
+from pipelines.trt.plans import served_plans
 
 log = logging.getLogger(__name__)
 
@@ -698,17 +698,9 @@ def repository_for(server: ServerSettings, repository: Path) -> Path:
     return path
 
 
-def served_plans(repository: Path) -> list[tuple[str, dict]]:
-    """(model, metadata) of every TensorRT plan in the repository."""
-    return [
-        (meta_file.parent.parent.name, load_metadata(meta_file))
-        for meta_file in sorted(Path(repository).glob("*/*/model_sm*.json"))
-    ]
-
-
 def guard_plans(server: ServerSettings, repository: Path, releases: Mapping[str, Any] | None = None) -> list[str]:
     """Refuse, in one line naming both versions, plans this server cannot load; extra server args otherwise."""
-    plans = served_plans(repository) if server.launched else []
+    plans = served_plans(Path(repository)) if server.launched else []
     if not plans:
         return []
     by_model: dict[str, list[dict]] = {}

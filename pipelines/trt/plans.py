@@ -19,12 +19,14 @@ from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ArtifactError
 from pipelines.trt.build import BuildSettings
 
+PLAN_PREFIX = "model_sm"  # a plan's file name: this, then its compute capability's digits
+
 
 def plan_stem(compute_capability: str) -> str:
     """'8.0' -> 'model_sm80': the naming Triton's cc_model_filenames examples use."""
     if not re.fullmatch(r"\d+\.\d+", compute_capability):
         raise ArtifactError(f"compute capability must look like 8.0, got {compute_capability!r}")
-    return "model_sm" + compute_capability.replace(".", "")
+    return PLAN_PREFIX + compute_capability.replace(".", "")
 
 
 def metadata(
@@ -70,6 +72,14 @@ def load_metadata(path: Path) -> dict[str, Any]:
     if missing:
         raise ArtifactError(f"{path}: plan metadata lacks {missing}")
     return meta
+
+
+def served_plans(repository: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(model, metadata) of every TensorRT plan in a model repository (`<model>/<version>/model_smXX.json`)."""
+    return [
+        (meta_file.parent.parent.name, load_metadata(meta_file))
+        for meta_file in sorted(repository.glob(f"*/*/{PLAN_PREFIX}*.json"))
+    ]
 
 
 def plans(directory: Path) -> dict[str, tuple[Path, dict[str, Any]]]:

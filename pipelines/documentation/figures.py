@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.comparison.parity_report import ParityReport
 from pipelines.core.errors import ArtifactError
 from pipelines.performance.benchmark_report import ModelBenchmark, precisions
 
@@ -86,20 +87,21 @@ def precision_quality(reports: Reports) -> str:
         "|---|---|---|---:|---|---|",
     ]
     for path in sorted(reports.parity.glob("*.json")):
-        report = _read(path)
-        lossy = report.get("lossy")
-        if not lossy:
+        report = ParityReport.from_dict(_read(path))
+        lossy = report.lossy
+        if lossy is None:
             continue
-        ((output, figures),) = list(lossy["outputs"].items())[:1]
+        output, figures = next(iter(lossy.outputs.items()))
         accuracy = (
-            f"{lossy['fp32_accuracy']:.3f} -> {lossy['served_accuracy']:.3f}"
-            if lossy.get("fp32_accuracy") is not None
+            f"{lossy.fp32_accuracy:.3f} -> {lossy.served_accuracy:.3f}"
+            if lossy.fp32_accuracy is not None and lossy.served_accuracy is not None
             else "(no labels offline)"
         )
+        agreement = "-" if figures.top1_agreement is None else f"{figures.top1_agreement:.3f}"
         rows.append(
-            f"| `{report['model']}` ({report['precision']}) | {lossy['reference']} | {accuracy} "
-            f"| {figures['top1_agreement']:.3f} | {figures['max_abs']:.2g} / {figures['p99_abs']:.2g} ({output}) "
-            f"| {'passed' if lossy['passed'] else 'FAILED'} |"
+            f"| `{report.model}` ({report.precision}) | {lossy.reference} | {accuracy} "
+            f"| {agreement} | {figures.max_abs:.2g} / {figures.p99_abs:.2g} ({output}) "
+            f"| {'passed' if lossy.passed else 'FAILED'} |"
         )
     return "\n".join(rows)
 
