@@ -20,6 +20,7 @@ from pipelines.runners import keras_models, reference
 
 log = logging.getLogger(__name__)
 SERVED = ("savedmodel", "onnx")  # the artifacts the stage writes, where the network declares them
+TORCH_LOADERS = {"torch_export": sources.load_torch_export, "torchscript": sources.load_torchscript}
 
 
 def inputs_for(network: NetworkSpec) -> parity_inputs.ParityInputs:
@@ -57,18 +58,11 @@ def convert(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dic
         else:
             with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
                 savedmodel = Path(scratch) / "model.savedmodel"
-                writing.keras_savedmodel(
-                    keras_models.load(source), network.inputs, network.outputs, network.signature, savedmodel, batched
-                )
+                convert(network, "savedmodel", savedmodel, opset, feeds)
                 writing.savedmodel_onnx(savedmodel, network.signature, opset, target, batched)
-    elif fmt == "onnx" and kind == "torch_export":
-        writing.torch_onnx(
-            sources.load_torch_export(source), feeds, network.inputs, network.outputs, opset, target, batched
-        )
-    elif fmt == "onnx" and kind == "torchscript":
-        writing.torch_onnx(
-            sources.load_torchscript(source), feeds, network.inputs, network.outputs, opset, target, batched
-        )
+    elif fmt == "onnx" and kind in TORCH_LOADERS:
+        module = TORCH_LOADERS[kind](source)
+        writing.torch_onnx(module, feeds, network.inputs, network.outputs, opset, target, batched)
     elif fmt == "onnx" and kind == "onnx":
         import onnx
 
