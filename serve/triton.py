@@ -7,10 +7,13 @@ With balancer=nginx, `balancer.replicas` servers run behind nginx on one HTTP an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+from pipelines.core.atomic import write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ServerError
 from pipelines.serving.balancer import FrontSettings
@@ -24,8 +27,20 @@ def run(cfg: Any) -> Endpoints:
     """Serve until Ctrl-C (exit 0), SIGTERM (exit 143, as every entry point: pipelines.core.cli) or the server's end."""
     server = ServerSettings.from_cfg(cfg.server)
     front = FrontSettings.from_cfg(cfg.balancer)
-    with serve(server, cfg.model_repository, cfg.triton_releases, front, graceful=True, supervise=True) as endpoints:
+    with (
+        contextlib.ExitStack() as stack,
+        serve(server, cfg.model_repository, cfg.triton_releases, front, graceful=True, supervise=True) as endpoints,
+    ):
         print(f"Triton ready: HTTP http://{endpoints.http}  gRPC {endpoints.grpc}", flush=True)
+        if server.launched and endpoints.operator:
+            (header, key), path = next(iter(endpoints.operator.items())), Path(str(cfg.operator_key_file))
+            write_text(path, key + "\n", private=True)
+            stack.callback(path.unlink, missing_ok=True)
+            print(
+                f"operator key (header {header}; {', '.join(server.flags.restricted_apis)}): {path} "
+                f"(server=remote reads it from TRITON_OPERATOR_KEY)",
+                flush=True,
+            )
         if server.launched:
             print(f"serving {cfg.model_repository}/ ({endpoints.server})", flush=True)
             if endpoints.members:

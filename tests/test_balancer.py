@@ -92,7 +92,7 @@ def test_generated_configuration_is_the_expected_one_and_nginx_accepts_it(tmp_pa
     settings = balancer.FrontSettings.from_cfg(front_cfg(tmp_path, "balancer.replicas=2").balancer)
     work = tmp_path / "work"
     work.mkdir()
-    mnist = guard.ModelLimits("mnist_onnx", (guard.InputLimit("image", 64 * 784, 4),))
+    mnist = guard.ModelLimits("mnist_onnx", (guard.InputLimit("image", 64 * 784, 4),), rank=4)
     text = balancer.nginx_config(
         settings,
         "127.0.0.1",
@@ -149,16 +149,16 @@ def infer(module, url: str, batch: np.ndarray) -> np.ndarray:
         client.close()
 
 
-def successes(http: str) -> int:
-    stats = httpclient.InferenceServerClient(http).get_inference_statistics(MODEL)["model_stats"]
+def successes(http: str, operator: dict[str, str]) -> int:
+    stats = httpclient.InferenceServerClient(http).get_inference_statistics(MODEL, headers=operator)["model_stats"]
     return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
 
 
-def counted(http: str, at_least: int, timeout_s: float = 10.0) -> int:
+def counted(http: str, operator: dict[str, str], at_least: int, timeout_s: float = 10.0) -> int:
     """Triton's count of successful requests once it reaches `at_least` (statistics land just after the answers)."""
     assert at_least >= 1
     return wait_until(
-        lambda: count if (count := successes(http)) >= at_least else 0,
+        lambda: count if (count := successes(http, operator)) >= at_least else 0,
         timeout_s,
         f"{at_least} successful requests counted by {http}",
     )
@@ -234,16 +234,16 @@ def test_parity_passes_for_every_cpu_model_through_two_replicas(parity_through_r
 @pytest.mark.integration
 def test_body_over_the_models_limit_is_refused_before_any_replica(workspace: Path, tmp_path: Path) -> None:
     cfg = front_cfg(tmp_path, "balancer.replicas=1")
-    # mnist_onnx's largest legal request: 64 images of 28x28 FP32 values as JSON text, 25 characters each,
+    # mnist_onnx's largest legal request: 64 images of 28x28 FP32 values as JSON text, 26 characters each,
     # and 64 KiB for the rest of the request (worked out by hand: tests/test_front.py)
-    limit = 64 * 28 * 28 * 25 + 64 * 1024
+    limit = 64 * 28 * 28 * 26 + 64 * 1024
     server, settings = ServerSettings.from_cfg(cfg.server), balancer.FrontSettings.from_cfg(cfg.balancer)
     with serve(server, small_repository(workspace, tmp_path / "repo"), front=settings) as front:
         (replica,) = front.members
         fits = digits(64)  # 200 KB: Triton answers
         assert infer(httpclient, front.http, fits).shape == (64, 10)
         assert infer(grpcclient, front.grpc, fits).shape == (64, 10)
-        before = counted(replica, 2)
+        before = counted(replica, front.operator, 2)
         too_big = digits(limit // (28 * 28 * 4) + 1)  # binary: one image more than the limit holds
         with pytest.raises(InferenceServerException) as http_error:
             infer(httpclient, front.http, too_big)
@@ -256,8 +256,9 @@ def test_body_over_the_models_limit_is_refused_before_any_replica(workspace: Pat
         # Triton's own count: neither request reached it (nor failed there). One more good request, counted once
         # its statistics show it, so that nothing sent before it is still on its way into them
         assert infer(httpclient, front.http, fits).shape == (64, 10)
-        assert counted(replica, before + 1) == before + 1
-        stats = httpclient.InferenceServerClient(replica).get_inference_statistics(MODEL)["model_stats"][0]
+        assert counted(replica, front.operator, before + 1) == before + 1
+        client = httpclient.InferenceServerClient(replica)
+        stats = client.get_inference_statistics(MODEL, headers=front.operator)["model_stats"][0]
         assert int(stats["inference_stats"]["fail"]["count"]) == 0
 
 

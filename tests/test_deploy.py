@@ -61,6 +61,11 @@ def test_kubernetes_manifests_read_back_as_configured(tmp_path: Path) -> None:
     assert startup["httpGet"]["path"] == "/v2/health/ready"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= cfg.startup_timeout_s
     assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    # Triton's management APIs behind a key from a Secret the operator creates: Kubernetes substitutes $(VAR)
+    restricted = "shared-memory,model-repository,statistics,trace,logging:triton-operator-key=$(TRITON_OPERATOR_KEY)"
+    assert {f"--http-restricted-api={restricted}", f"--grpc-restricted-protocol={restricted}"} <= set(container["args"])
+    key = {"name": "train-to-triton-operator-key", "key": "key"}
+    assert container["env"] == [{"name": "TRITON_OPERATOR_KEY", "valueFrom": {"secretKeyRef": key}}]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
     assert docs["Deployment"]["spec"]["replicas"] == cfg.replicas
     assert docs["Deployment"]["metadata"]["annotations"]["train-to-triton/models"] == "mnist_onnx,resnet50_onnx"
@@ -129,14 +134,15 @@ NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (`make test` installs it where it can: .ci/tools)")
 def test_the_pods_front_is_a_configuration_nginx_accepts(tmp_path: Path) -> None:
     """The ConfigMap's nginx.conf and guard, checked by this host's nginx (`nginx -t`) with the pod's paths moved
-    here; the per-model cap is the model's largest legal request, worked out by hand: 8 x 3 x 4 FP32 values as JSON."""
+    here; the per-model cap is the model's largest legal request, worked out by hand: 8 x 3 x 4 FP32 values as JSON,
+    26 characters each."""
     (config_map, deployment, *_) = generate(tmp_path, f"repository_uri={URI}")
     files = config_map["data"]
     assert set(files) == {"nginx.conf", "guard.js"}
     conf = files["nginx.conf"]
-    assert "listen 0.0.0.0:8000;" in conf and "listen 0.0.0.0:8001 http2;" in conf
+    assert "listen 0.0.0.0:8000 reuseport;" in conf and "listen 0.0.0.0:8001 http2 reuseport;" in conf
     assert "server 127.0.0.1:8010 " in conf and "server 127.0.0.1:8011 " in conf
-    assert f"client_max_body_size {8 * 3 * 4 * 25 + 64 * 1024};" in conf
+    assert f"client_max_body_size {8 * 3 * 4 * 26 + 64 * 1024};" in conf
     mounts = {m["mountPath"]: m for m in containers(deployment)["front"]["volumeMounts"]}
     assert mounts["/etc/front"]["readOnly"] and "/tmp/front" in mounts
     etc, work = tmp_path / "etc", tmp_path / "work"

@@ -10,6 +10,7 @@ expected limits are worked out by hand here from the model's shape, not read fro
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import json
 import logging
@@ -60,13 +61,19 @@ output { name: "labels" data_type: TYPE_STRING dims: [5] }
 
 def test_limits_are_each_models_largest_legal_request() -> None:
     mnist = guard.model_limits(parse(MNIST_CONFIG), max_dynamic_dim=100, max_string_bytes=1000)
-    assert json.loads(mnist.table()) == {"image": 64 * 28 * 28}
-    # as JSON, each FP32 value takes at most 25 characters ("-2.2250738585072014e-308,"); binary takes 4
-    assert mnist.max_body_bytes == 64 * 28 * 28 * 25 + 64 * 1024
+    # per input: the most elements, and the JSON characters one takes; JSON nests {request} [inputs] {input} and
+    # the data as deep as [batch, 28, 28, 1]; a binary request's JSON header takes 64 KiB at most
+    assert json.loads(mnist.table()) == {"inputs": {"image": [64 * 28 * 28, 26]}, "depth": 7, "header": 65536}
+    # as JSON, each FP32 value takes at most 26 characters ("-2.2250738585072014e-308, "); binary takes 4
+    assert mnist.max_body_bytes == 64 * 28 * 28 * 26 + 64 * 1024
     ensemble = guard.model_limits(parse(ENSEMBLE_CONFIG), max_dynamic_dim=100, max_string_bytes=1000)
-    assert json.loads(ensemble.table()) == {"image": 8, "tokens": 8 * 100}
-    # a string counts its bytes plus 8 (quotes, comma, length); an INT64 token 25 characters as JSON
-    assert ensemble.max_body_bytes == 8 * (1000 + 8) + 8 * 100 * 25 + 64 * 1024
+    assert json.loads(ensemble.table()) == {
+        "inputs": {"image": [8, 1008], "tokens": [8 * 100, 26]},
+        "depth": 5,
+        "header": 65536,
+    }
+    # a string counts its bytes plus 8 (quotes, comma, length); an INT64 token 26 characters as JSON
+    assert ensemble.max_body_bytes == 8 * (1000 + 8) + 8 * 100 * 26 + 64 * 1024
 
 
 def small_repository(workspace: Path, root: Path) -> Path:
@@ -78,13 +85,22 @@ def digits(count: int = 4) -> np.ndarray:
     return np.random.default_rng(7).random((count, 28, 28, 1), dtype=np.float32)
 
 
-def post(address: str, path: str, body: bytes, headers: dict[str, str], send: int | None = None) -> tuple[int, str]:
-    """(status, body) of one raw POST; `send`: bytes of the body actually sent (the rest is only announced)."""
+def post(
+    address: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str] | list[tuple[str, str]],
+    send: int | None = None,
+    method: str = "POST",
+) -> tuple[int, str]:
+    """(status, body) of one raw request; `send`: bytes of the body actually sent (the rest is only announced);
+    `headers` as a list may repeat a header."""
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    pairs = list(headers.items()) if isinstance(headers, dict) else headers
     try:
-        conn.putrequest("POST", path)
-        for key, value in {"Content-Length": str(len(body)), **headers}.items():
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for key, value in [("Content-Length", str(len(body))), *pairs]:
             conn.putheader(key, value)
         conn.endheaders()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # refused before it was read: answered
@@ -105,11 +121,11 @@ def infer(module, url: str, batch: np.ndarray, binary: bool = True) -> np.ndarra
         client.close()
 
 
-def successes(http: str) -> int:
+def successes(http: str, operator: dict[str, str]) -> int:
     """Triton's count of the requests this server answered (per process: a restarted server counts from 0)."""
     client = httpclient.InferenceServerClient(http)
     try:
-        stats = client.get_inference_statistics(MODEL)["model_stats"]
+        stats = client.get_inference_statistics(MODEL, headers=operator)["model_stats"]
     finally:
         client.close()
     return sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
@@ -205,7 +221,7 @@ HOSTILE = [
         {"Content-Type": "application/x-www-form-urlencoded"},
         None,
         413,
-        "takes at most 1319936 bytes",
+        "takes at most 1370112 bytes",  # 64 x 28 x 28 values x 26 characters + 64 KiB
     ),
     (
         "1 MiB form post to infer",
@@ -223,16 +239,16 @@ HOSTILE = [
         {"Content-Type": "application/x-www-form-urlencoded"},
         None,
         413,
-        "at most 65536 bytes",
+        "/v2/health/live takes no body",
     ),
     (
-        "a body to metadata",
+        "a POST to metadata",
         f"/v2/models/{MODEL}",
         b"a=0",
         {"Content-Type": "application/x-www-form-urlencoded"},
         None,
-        400,
-        "takes no request body",
+        405,
+        "takes GET, HEAD only, not POST",
     ),
     (
         "512 MiB announced, 1 MiB sent",
@@ -241,8 +257,140 @@ HOSTILE = [
         {"Content-Type": "application/octet-stream"},
         1 << 20,
         413,
-        "takes at most 1319936 bytes",
+        "takes at most 1370112 bytes",
     ),
+    # no parser differential: Triton's rapidjson reads the first of two equal keys, njs's JSON.parse the last
+    (
+        "shape twice, the huge one first",
+        f"/v2/models/{MODEL}/infer",
+        hostile.DUPLICATE_SHAPE,
+        {},
+        None,
+        400,
+        'repeats the key \\"shape\\" in one object',
+    ),
+    (
+        "shape twice, the second escaped",
+        f"/v2/models/{MODEL}/infer",
+        hostile.DUPLICATE_SHAPE.replace(b'"shape":[1,', b'"sh\\u0061pe":[1,'),
+        {},
+        None,
+        400,
+        'repeats the key \\"shape\\" in one object',
+    ),
+    (
+        "inputs twice, the huge one first",
+        f"/v2/models/{MODEL}/infer",
+        hostile.DUPLICATE_INPUTS,
+        {},
+        None,
+        400,
+        "takes at most 50176",
+    ),
+    ("a comment in the JSON", f"/v2/models/{MODEL}/infer", b'{/* */"inputs":[]}', {}, None, 400, "is not JSON"),
+    (
+        "a dimension written 1e0",
+        f"/v2/models/{MODEL}/infer",
+        KILLER.replace(b"4294967297", b"1e0"),
+        {},
+        None,
+        400,
+        "non-negative decimal integers",
+    ),
+    (
+        "a huge dimension beside a 0",
+        f"/v2/models/{MODEL}/infer",
+        KILLER.replace(b"[4294967297,", b"[0,4294967297,"),
+        {},
+        None,
+        400,
+        "takes at most 50176 elements",
+    ),
+    (
+        "1,000 nested brackets to infer",
+        f"/v2/models/{MODEL}/infer",
+        b'{"inputs":' + b"[" * 1000 + b"]" * 1000 + b"}",
+        {},
+        None,
+        400,
+        "nests deeper than 7 levels",
+    ),
+    (
+        "JSON longer than its shapes need",
+        f"/v2/models/{MODEL}/infer",
+        json.dumps(
+            {"inputs": [{"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.5] * 30_000}]}
+        ).encode(),
+        {},
+        None,
+        413,
+        "the shapes it declares take at most 85920",
+    ),  # 784 x 26 + 64 KiB
+    (
+        "gzip body",
+        f"/v2/models/{MODEL}/infer",
+        gzip.compress(KILLER),
+        {"Content-Encoding": "gzip"},
+        None,
+        415,
+        "bodies travel uncompressed",
+    ),
+    (
+        "a hex header length",
+        f"/v2/models/{MODEL}/infer",
+        KILLER,
+        {"Inference-Header-Content-Length": "0x5a"},
+        None,
+        400,
+        "is not a decimal length",
+    ),
+    (
+        "the header length twice",
+        f"/v2/models/{MODEL}/infer",
+        KILLER + b"\0" * 16,
+        [("Inference-Header-Content-Length", str(len(KILLER))), ("Inference-Header-Content-Length", "2")],
+        None,
+        400,
+        "repeats the header inference-header-content-length",
+    ),
+    (
+        "binary JSON header over 64 KiB",
+        f"/v2/models/{MODEL}/infer",
+        b" " * 70_000 + KILLER,
+        {"Inference-Header-Content-Length": str(70_000 + len(KILLER))},
+        None,
+        413,
+        "takes at most 65536 bytes",
+    ),
+    # the allowlist: only what an inference client needs passes
+    (
+        "300,000 nested brackets to generate",
+        f"/v2/models/{MODEL}/generate",
+        hostile.NESTED,
+        {},
+        None,
+        413,
+        "takes no body",
+    ),
+    ("generate", f"/v2/models/{MODEL}/generate", b"{}", {}, None, 403, "passes inference only"),
+    (
+        "shared-memory registration",
+        "/v2/systemsharedmemory/region/x/register",
+        hostile.SHM_REGISTER,
+        {},
+        None,
+        403,
+        "passes inference only",
+    ),
+    ("logging", "/v2/logging", b'{"log_verbose_level":1}', {}, None, 403, "passes inference only"),
+    ("repository index", "/v2/repository/index", b"{}", {}, None, 403, "passes inference only"),
+    ("model unload", f"/v2/repository/models/{MODEL}/unload", b"{}", {}, None, 403, "passes inference only"),
+    ("statistics", "/v2/models/stats", b"", {}, None, 403, "passes inference only"),
+    ("a model's statistics", f"/v2/models/{MODEL}/stats", b"", {}, None, 403, "passes inference only"),
+    ("trace settings", "/v2/trace/setting", b"{}", {}, None, 403, "passes inference only"),
+    ("an escaped path", f"/v2/models/{MODEL}%2Fconfig", b"", {}, None, 400, "plain segments"),
+    ("a dot segment", f"/v2/models/{MODEL}/../../repository/index", b"", {}, None, 400, "plain segments"),
+    ("a query", f"/v2/models/{MODEL}/infer?x=1", KILLER, {}, None, 400, "plain segments"),
     ("an unknown model", "/v2/models/nonesuch/infer", KILLER, {}, None, 404, "no model 'nonesuch'"),
 ]
 
@@ -268,9 +416,11 @@ def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path
         assert triton.is_running() and front.problem() is None
         assert load.failures() == [] and len(load.outcomes) > 20
         assert all(np.allclose(o, expected, atol=1e-6) for o in load.outcomes)
+        assert post(front.http, f"/v2/models/{MODEL}/config", b"a=0", {}, method="GET")[0] == 400  # a body to a read
         # the largest legal JSON request passes the front whole
         assert infer(httpclient, front.http, digits(64), binary=False).shape == (64, 10)
-        stats = httpclient.InferenceServerClient(replica).get_inference_statistics(MODEL)["model_stats"][0]
+        client = httpclient.InferenceServerClient(replica)
+        stats = client.get_inference_statistics(MODEL, headers=front.operator)["model_stats"][0]
         assert int(stats["inference_stats"]["fail"]["count"]) == 0  # nothing hostile reached Triton
 
 
@@ -325,7 +475,11 @@ def test_a_replica_crashed_under_load_loses_no_good_request_and_rejoins(
                 post(front.members[0], f"/v2/models/{MODEL}/infer", KILLER, {"Content-Type": "application/json"})
             wait_until(lambda: any("back in the balancer" in r.getMessage() for r in caplog.records), 90, "the rejoin")
             # good requests on both replicas again: Triton's own count on the restarted one (its statistics start at 0)
-            wait_until(lambda: successes(front.members[0]) >= 5, 60, "good requests answered by the restarted replica")
+            wait_until(
+                lambda: successes(front.members[0], front.operator) >= 5,
+                60,
+                "good requests answered by the restarted replica",
+            )
         assert front.stopped_for_good() is None and front.problem() is None
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("tritonserver died:") for m in messages)
@@ -384,3 +538,39 @@ def test_the_hardening_check_reports_every_case(workspace: Path, tmp_path: Path)
     for case in cases.values():
         assert case["server_survived"] and case["good_failures"] == 0 and case["good_requests"] > 0, case
     assert report["restart"]["answered"] == 0 and report["restart"]["ready_again_s"] > 0
+
+
+@needs_njs
+@pytest.mark.integration
+def test_only_inference_passes_the_front_and_triton_keeps_its_management_apis_to_the_operator(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """The allowlist over gRPC (methods by name), and Triton's own refusal of its management APIs to a client that
+    goes around the front: each launch's operator key opens them, and only the project's tools hold it."""
+    cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}"])
+    settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
+    with serve(settings[0], small_repository(workspace, tmp_path / "repo"), front=settings[1]) as front:
+        (replica,), (replica_grpc,) = front.members, front.member_grpc
+        client = grpcclient.InferenceServerClient(front.grpc)
+        assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL)
+        assert client.get_server_metadata().name == "triton" and client.get_model_metadata(MODEL).name == MODEL
+        assert client.get_model_config(MODEL).config.name == MODEL
+        assert infer(grpcclient, front.grpc, digits()).shape == (4, 10)
+        # shared memory, logging, repository, statistics, trace; a compressed request
+        assert hostile.management_grpc(front.grpc) == ["PERMISSION_DENIED"] * 5
+        assert hostile.grpc_gzip(front.grpc) == ["UNIMPLEMENTED"]
+        # straight to Triton's own ports, without the key: Triton refuses them itself
+        assert [hostile.request(replica, *call) for call in hostile.MANAGEMENT_HTTP] == [403] * 5
+        assert hostile.management_grpc(replica_grpc) == ["UNAVAILABLE"] * 5
+        # with it (what parity and the benchmark send)
+        key = front.operator
+        stats = httpclient.InferenceServerClient(replica).get_inference_statistics(MODEL, headers=key)
+        assert stats["model_stats"][0]["name"] == MODEL
+        index = grpcclient.InferenceServerClient(replica_grpc).get_model_repository_index(headers=front.operator_grpc)
+        assert [m.name for m in index.models] == [MODEL]
+        # a secret of this launch: in no file the front or Triton writes
+        (value,) = key.values()
+        assert len(value) >= 32
+        for log in (tmp_path / "logs").iterdir():
+            assert value not in log.read_text(errors="replace"), log
+    assert not any(Path("/dev/shm").glob("t2t-hostile*"))  # no region was created on the client's behalf

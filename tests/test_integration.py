@@ -124,14 +124,15 @@ def test_every_model_answers_as_on_an_ngc_server(running_triton) -> None:
 
     http = httpclient.InferenceServerClient(running_triton.http)
     grpc = grpcclient.InferenceServerClient(running_triton.grpc)
-    index = {m["name"]: m["state"] for m in http.get_model_repository_index()}
+    operator = running_triton.operator  # the restricted APIs' key of this launch
+    index = {m["name"]: m["state"] for m in http.get_model_repository_index(headers=operator)}
     assert index == dict.fromkeys(NATIVE, "READY")
     for name, (platform, backend) in NATIVE.items():
         assert http.get_model_metadata(name)["platform"] == platform, name
         config = grpc.get_model_config(name).config
         assert config.backend == backend, name
         assert config.runtime == ("model.py" if backend in ("onnxruntime", "tensorflow") else ""), name
-        (stats,) = http.get_inference_statistics(name)["model_stats"]
+        (stats,) = http.get_inference_statistics(name, headers=operator)["model_stats"]
         assert stats["name"] == name and "inference_stats" in stats
 
 
@@ -321,6 +322,7 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, run
             "server=remote",
             f"server.http_url={endpoints.http}",
             f"server.grpc_url={endpoints.grpc}",
+            f"server.operator_key={endpoints.operator['triton-operator-key']}",  # its statistics count the burst
             f"paths.parity_reports={tmp_path / 'reports'}",
         ],
     )
@@ -328,7 +330,9 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, run
 
     def requests() -> int:  # Triton's own count of the model's successful requests
         return int(
-            client.get_inference_statistics("mnist_onnx")["model_stats"][0]["inference_stats"]["success"]["count"]
+            client.get_inference_statistics("mnist_onnx", headers=endpoints.operator)["model_stats"][0][
+                "inference_stats"
+            ]["success"]["count"]
         )
 
     before = requests()

@@ -411,7 +411,7 @@ def test_the_embedded_server_serves_the_repository_files_unchanged(
 
     repo = workspace / "model_repository"
     client = grpcclient.InferenceServerClient(running_triton.grpc)
-    served = {m.name: m.state for m in client.get_model_repository_index().models}
+    served = {m.name: m.state for m in client.get_model_repository_index(headers=running_triton.operator_grpc).models}
     assert served == {p.name: "READY" for p in repo.iterdir()}
 
     def fields(config) -> set[tuple[str, str]]:  # a map's order is not part of its value

@@ -52,7 +52,9 @@ class DeployJob:
             models=models,
             target=target,
             settings=settings,
-            server_args=flags.args(launcher.guard_plans(server, repository, cfg.triton_releases)),
+            server_args=flags.args(
+                launcher.guard_plans(server, repository, cfg.triton_releases), f"$({manifests.OPERATOR_ENV})"
+            ),
             front=balancer.FrontSettings.from_cfg(cfg.front, "front"),
             kubernetes_version=str(cfg.kubernetes_version),
             out=Path(str(cfg.out)),

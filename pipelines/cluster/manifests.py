@@ -166,6 +166,18 @@ def front_config_map(s: DeploySettings, nginx_conf: str):
     )
 
 
+OPERATOR_ENV = "TRITON_OPERATOR_KEY"  # Kubernetes substitutes `$(TRITON_OPERATOR_KEY)` in the args from the Secret
+
+
+def operator_env(s: DeploySettings) -> list:
+    """The restricted APIs' key from the Secret `<name>-operator-key` (key `key`), which the operator creates:
+    never in a manifest (docs/deploy.md)."""
+    from kubernetes import client as k
+
+    source = k.V1SecretKeySelector(name=f"{s.name}-operator-key", key="key")
+    return [k.V1EnvVar(name=OPERATOR_ENV, value_from=k.V1EnvVarSource(secret_key_ref=source))]
+
+
 def deployment(s: DeploySettings, server_args: list[str]):
     """Triton's pods: the pinned image on loopback behind the nginx front, the repository from the object store or a
     claim, Triton's health probes (through the front: the kubelet reaches only the pod's ports)."""
@@ -181,6 +193,7 @@ def deployment(s: DeploySettings, server_args: list[str]):
         image=s.image,
         image_pull_policy="IfNotPresent",
         args=["tritonserver", f"--model-repository={s.repository}", *loopback, *server_args],
+        env=operator_env(s) if any(OPERATOR_ENV in a for a in server_args) else None,
         ports=[k.V1ContainerPort(name=n, container_port=p) for n, p in PORTS if n == "metrics"],
         resources=_resources(s),
         env_from=[k.V1EnvFromSource(secret_ref=k.V1SecretEnvSource(name=s.credentials_secret))]
@@ -315,6 +328,7 @@ def inference_service(s: DeploySettings, runtime_version: str, server_args: list
                     protocol_version="v2",
                     resources=_resources(s),
                     args=server_args,
+                    env=operator_env(s) if any(OPERATOR_ENV in a for a in server_args) else None,
                 ),
             )
         ),

@@ -14,11 +14,13 @@ from pipelines.core import scratch
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path, *, directory: bool = False, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(
+    target: str | Path, *, directory: bool = False, suffix: str = ".tmp", private: bool = False
+) -> Iterator[Path]:
     """Yield a temporary sibling of `target`; on success it replaces `target` in one rename.
 
     On failure the temporary is removed and `target` is left as it was. `suffix` is for writers
-    that insist on a file extension (Keras wants `.keras`).
+    that insist on a file extension (Keras wants `.keras`); `private` keeps a file the owner's alone (a secret).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +35,8 @@ def atomic_path(target: str | Path, *, directory: bool = False, suffix: str = ".
         tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # mkstemp/mkdtemp make them private
+        if not private:
+            os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # mkstemp/mkdtemp make them private
         if directory:
             _replace_dir(tmp, target)
         else:
@@ -65,8 +68,8 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
-def write_text(target: str | Path, text: str) -> Path:
-    with atomic_path(target) as tmp:
+def write_text(target: str | Path, text: str, private: bool = False) -> Path:
+    with atomic_path(target, private=private) as tmp:
         tmp.write_text(text)
     return Path(target)
 

@@ -42,3 +42,10 @@ def checked_number(value: Any, what: str, kind: type = float, minimum: float = 0
     if number < minimum:
         raise ConfigError(f"{what} must be >= {minimum:g}; got {value!r}")
     return number
+
+
+def checked_choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    """A setting that must be one of `allowed`; else a one-line ConfigError naming it and the choices."""
+    if value not in allowed:
+        raise ConfigError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+    return str(value)

@@ -75,12 +75,13 @@ def check(job: HardeningJob) -> dict:
     if balancer.njs_module(balancer.nginx_binary()) is None:
         raise HostError("the hardening check needs nginx's njs module: apt-get install libnginx-mod-http-js")
     with serve(job.server, job.repository, job.releases, settings, graceful=True, supervise=True) as front:
+        (replica,) = front.members[:1]
+        target = hostile.Target(front.http, front.grpc, replica, front.member_grpc[0])
         results = []
         for case in hostile.cases():
             print(f"{case.name}: {case.what} ...", flush=True)
             make_good = functools.partial(_good_request, case.good, front.http)
-            results.append(hostile.run_case(case, front.http, make_good, _servers, job.seconds_per_case))
-        (replica,) = front.members[:1]
+            results.append(hostile.run_case(case, target, make_good, _servers, job.seconds_per_case))
         print(f"restart: the 90-byte request straight to {replica} (no front) ...", flush=True)
         crashed = time.monotonic()
         status = hostile.post(

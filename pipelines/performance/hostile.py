@@ -10,8 +10,11 @@ on its own port, and times its supervised return. `python -m evaluate.hardening`
 
 from __future__ import annotations
 
+import functools
+import gzip
 import http.client
 import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +26,7 @@ import psutil
 MNIST, ENSEMBLE = "mnist_onnx", "resnet50_ensemble"
 KILLER = b'{"inputs":[{"name":"image","shape":[4294967297,28,28,1],"datatype":"FP32","data":[1]}]}'
 MIB = 1 << 20
+HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 def zeros_png(side: int) -> bytes:
@@ -57,21 +61,23 @@ def binary_bytes_request(images: list[bytes], name: str = "image") -> tuple[byte
     }
 
 
-def post(
+def request(
     address: str,
+    method: str,
     path: str,
-    body: bytes | Iterable[bytes],
-    headers: dict[str, str],
+    body: bytes | Iterable[bytes] = b"",
+    headers: dict[str, str] | None = None,
     length: int | None = None,
     timeout: float = 120.0,
 ) -> int:
-    """One raw POST; the status, or 0 when the connection dropped without an answer (a crashed server)."""
+    """One raw request; the status, or 0 when the connection dropped without an answer (a crashed server).
+    `length`: the Content-Length announced for a body sent in chunks."""
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        conn.putrequest("POST", path)
+        conn.putrequest(method, path, skip_accept_encoding=True)
         conn.putheader("Content-Length", str(len(body) if length is None else length))  # type: ignore[arg-type]
-        for key, value in headers.items():
+        for key, value in (headers or {}).items():
             conn.putheader(key, value)
         conn.endheaders()
         try:
@@ -88,6 +94,12 @@ def post(
         conn.close()
 
 
+def post(
+    address: str, path: str, body: bytes | Iterable[bytes], headers: dict[str, str], length: int | None = None
+) -> int:
+    return request(address, "POST", path, body, headers, length)
+
+
 def zero_chunks(total: int, chunk: int = MIB) -> Iterator[bytes]:
     block = b"\0" * chunk
     for _ in range(total // chunk):
@@ -98,24 +110,103 @@ def zero_chunks(total: int, chunk: int = MIB) -> Iterator[bytes]:
 class Hostile:
     name: str
     what: str
-    send: Callable[[str], list[int]]  # front address -> the statuses one round got
+    send: Callable[[Target], list[int | str]]  # where it goes -> the statuses one round got (gRPC: the code's name)
     good: str = MNIST  # the good requests timed beside it
+    direct: bool = False  # sent straight to the server's own ports (no front), as a client that goes around it
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a round goes: the front's ports, and the server's own behind it."""
+
+    http: str
+    grpc: str
+    server_http: str
+    server_grpc: str
+
+
+def grpc_status(call: Callable[[], object]) -> str:
+    """The gRPC status a call ended with (OK, or the code's name, e.g. PERMISSION_DENIED)."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        call()
+    except InferenceServerException as exc:
+        return str(exc.status() or "UNKNOWN").removeprefix("StatusCode.")
+    return "OK"
+
+
+DUPLICATE_SHAPE = (
+    b'{"inputs":[{"name":"image","shape":[4294967297,28,28,1],"shape":[1,28,28,1],"datatype":"FP32","data":[1]}]}'
+)
+DUPLICATE_INPUTS = (
+    b'{"inputs":[{"name":"image","shape":[4294967297,28,28,1],"datatype":"FP32","data":[1]}],'
+    b'"inputs":[{"name":"image","shape":[1,28,28,1],"datatype":"FP32","data":[1]}]}'
+)
+NESTED = b"[" * 300_000  # killed Triton 2.51 through /generate (SIGSEGV)
+SHM_REGISTER = b'{"key":"/t2t-hostile","offset":0,"byte_size":64}'
+JSON = {"Content-Type": "application/json"}
+MANAGEMENT_HTTP = (  # (method, path, body, headers): Triton's shared-memory, logging, repository, statistics, trace
+    ("POST", "/v2/systemsharedmemory/region/hostile/register", SHM_REGISTER, JSON),
+    ("POST", "/v2/logging", b'{"log_verbose_level":1}', JSON),
+    ("POST", "/v2/repository/index", b"{}", JSON),
+    ("GET", f"/v2/models/{MNIST}/stats", b"", JSON),
+    ("POST", "/v2/trace/setting", b'{"trace_level":["TIMESTAMPS"]}', JSON),
+)
+
+
+def management_grpc(address: str) -> list[str]:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(address)
+    try:
+        return [
+            grpc_status(call)
+            for call in (
+                lambda: client.register_system_shared_memory("hostile", "/t2t-hostile", 64),
+                lambda: client.update_log_settings({"log_verbose_level": 1}),
+                client.get_model_repository_index,
+                lambda: client.get_inference_statistics(MNIST),
+                lambda: client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]}),
+            )
+        ]
+    finally:
+        client.close()
+
+
+def grpc_gzip(address: str) -> list[str]:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(address)
+    item = grpcclient.InferInput("image", [1, 28, 28, 1], "FP32")
+    item.set_data_from_numpy(np.zeros((1, 28, 28, 1), np.float32))
+    try:
+        return [grpc_status(lambda: client.infer(MNIST, [item], compression_algorithm="gzip"))]
+    finally:
+        client.close()
 
 
 def cases() -> list[Hostile]:
     big = zeros_png(6000)
     eight, two = binary_bytes_request([big] * 8), binary_bytes_request([big] * 2)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    json_type = {"Content-Type": "application/json"}
+    infer = f"/v2/models/{MNIST}/infer"
+    good_json = json.dumps(
+        {"inputs": [{"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.5] * 784}]}
+    ).encode()
 
-    def uploads(front: str) -> list[int]:
-        out: list[int] = []
+    @functools.cache
+    def numbers() -> bytes:  # 150 MB of numbers as one encoded image: njs's JSON.parse took 2.6 GB, stalled the front
+        return b'{"inputs":[{"name":"image","shape":[1,1],"datatype":"BYTES","data":[' + b"0," * (75 * MIB) + b"0]}]}"
+
+    def uploads(target: Target) -> list[int | str]:
+        out: list[int | str] = []
         threads = [
             threading.Thread(
                 target=lambda: out.append(
                     post(
-                        front,
-                        f"/v2/models/{MNIST}/infer",
+                        target.http,
+                        infer,
                         zero_chunks(512 * MIB),
                         {"Content-Type": "application/octet-stream"},
                         length=512 * MIB,
@@ -131,32 +222,90 @@ def cases() -> list[Hostile]:
         return out
 
     return [
-        Hostile("none", "nothing hostile (the good requests alone)", lambda front: []),
+        Hostile("none", "nothing hostile (the good requests alone)", lambda t: []),
         Hostile(
             "json_huge_shape",
             "90-byte JSON declaring [4294967297,28,28,1] (kills Triton: bad_alloc)",
-            lambda front: [post(front, f"/v2/models/{MNIST}/infer", KILLER, json_type)],
+            lambda t: [post(t.http, infer, KILLER, JSON)],
+        ),
+        Hostile(
+            "json_duplicate_key",
+            'JSON with "shape" twice, the huge one first (Triton reads the first: bad_alloc)',
+            lambda t: [post(t.http, infer, DUPLICATE_SHAPE, JSON)],
+        ),
+        Hostile(
+            "json_duplicate_inputs",
+            'JSON with "inputs" twice, the huge one first',
+            lambda t: [post(t.http, infer, DUPLICATE_INPUTS, JSON)],
+        ),
+        Hostile(
+            "generate_nested",
+            "300,000 nested brackets to /generate (kills Triton: SIGSEGV)",
+            lambda t: [post(t.http, f"/v2/models/{MNIST}/generate", NESTED, JSON)],
+        ),
+        Hostile(
+            "infer_nested",
+            "300,000 nested brackets to /infer",
+            lambda t: [post(t.http, infer, NESTED, JSON)],
         ),
         Hostile(
             "form_post_4mib",
             "4 MiB form-urlencoded body to infer and to health (kills Triton: server#5840)",
-            lambda front: [
-                post(front, path, b"a=" + b"0" * (4 * MIB), form)
-                for path in (f"/v2/models/{MNIST}/infer", "/v2/health/live")
-            ],
+            lambda t: [post(t.http, path, b"a=" + b"0" * (4 * MIB), form) for path in (infer, "/v2/health/live")],
         ),
         Hostile("uploads_6x512mib", "six concurrent 512 MiB bodies to infer", uploads),
-        Hostile("ensemble_none", "nothing hostile (the good ensemble request alone)", lambda front: [], ENSEMBLE),
+        Hostile(
+            "gzip_body",
+            "a gzip body (Content-Encoding: gzip; Triton inflated 1 MB to 19 GB)",
+            lambda t: [post(t.http, infer, gzip.compress(good_json), {**JSON, "Content-Encoding": "gzip"})],
+        ),
+        Hostile(
+            "hex_header_length",
+            "Inference-Header-Content-Length: 0xC4 (196 to njs, 0 to Triton)",
+            lambda t: [
+                post(t.http, infer, good_json, {"Content-Type": "application/octet-stream", HEADER_LENGTH: "0xC4"})
+            ],
+        ),
+        Hostile(
+            "management_http",
+            "shared memory, logging, repository, statistics and trace over HTTP",
+            lambda t: [request(t.http, *call) for call in MANAGEMENT_HTTP],
+        ),
+        Hostile(
+            "management_grpc",
+            "shared memory, logging, repository, statistics and trace over gRPC",
+            lambda t: management_grpc(t.grpc),
+        ),
+        Hostile("grpc_gzip", "a gzip-compressed gRPC request (grpc-encoding: gzip)", lambda t: grpc_gzip(t.grpc)),
+        Hostile(
+            "management_http_direct",
+            "the same over HTTP straight to Triton's port, without the operator key",
+            lambda t: [request(t.server_http, *call) for call in MANAGEMENT_HTTP],
+            direct=True,
+        ),
+        Hostile(
+            "management_grpc_direct",
+            "the same over gRPC straight to Triton's port, without the operator key",
+            lambda t: management_grpc(t.server_grpc),
+            direct=True,
+        ),
+        Hostile("ensemble_none", "nothing hostile (the good ensemble request alone)", lambda t: [], ENSEMBLE),
         Hostile(
             "ensemble_8x36mp",
             "one request of eight 6000x6000 PNGs (105 KB each): over the request's pixel budget",
-            lambda front: [post(front, f"/v2/models/{ENSEMBLE}/infer", *eight)],
+            lambda t: [post(t.http, f"/v2/models/{ENSEMBLE}/infer", *eight)],
             ENSEMBLE,
         ),
         Hostile(
             "ensemble_2x36mp",
             "one request of two 6000x6000 PNGs: within the budget, 1.3-2 s of decoding",
-            lambda front: [post(front, f"/v2/models/{ENSEMBLE}/infer", *two)],
+            lambda t: [post(t.http, f"/v2/models/{ENSEMBLE}/infer", *two)],
+            ENSEMBLE,
+        ),
+        Hostile(
+            "ensemble_json_150mb",
+            "150 MB of JSON numbers declared as one encoded image",
+            lambda t: [post(t.http, f"/v2/models/{ENSEMBLE}/infer", numbers(), JSON)],
             ENSEMBLE,
         ),
     ]
@@ -167,6 +316,7 @@ class CaseResult:
     name: str
     what: str
     good_model: str
+    direct: bool = False  # sent around the front, straight to Triton
     hostile_statuses: dict[str, int] = field(default_factory=dict)
     good_requests: int = 0
     good_failures: int = 0
@@ -196,7 +346,7 @@ def serving_memory_mb(root: psutil.Process) -> float:
 
 def run_case(
     case: Hostile,
-    front: str,
+    target: Target,
     make_good: Callable[[], Callable[[], object]],
     servers: Callable[[], set[int]],
     seconds: float,
@@ -205,7 +355,7 @@ def run_case(
 
     `make_good` builds the good request's sender in the thread that uses it (tritonclient's HTTP client
     belongs to the thread that made it); its first request, which warms the connection, is not timed."""
-    result = CaseResult(case.name, case.what, case.good)
+    result = CaseResult(case.name, case.what, case.good, case.direct)
     before = servers()
     stop = threading.Event()
     latencies: list[float] = []
@@ -236,9 +386,9 @@ def run_case(
         thread.start()
     ready.wait(60)
     deadline = time.monotonic() + seconds
-    statuses: list[int] = []
+    statuses: list[int | str] = []
     while True:
-        statuses += case.send(front)
+        statuses += case.send(target)
         if time.monotonic() >= deadline:
             break
         if not statuses:
@@ -246,7 +396,7 @@ def run_case(
     stop.set()
     for thread in threads:
         thread.join()
-    result.hostile_statuses = {str(s): statuses.count(s) for s in sorted(set(statuses))}
+    result.hostile_statuses = {str(s): statuses.count(s) for s in sorted(set(statuses), key=str)}
     result.good_requests = len(latencies) + result.good_failures
     if latencies:
         result.good_p50_ms = round(float(np.percentile(latencies, 50)) * 1e3, 2)

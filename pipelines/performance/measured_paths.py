@@ -116,7 +116,11 @@ def measure_batching_off(
     from google.protobuf import json_format
 
     config.ClearField("dynamic_batching")
-    probe.grpc.load_model(spec.name, config=json_format.MessageToJson(config, preserving_proto_field_name=True))
+    probe.grpc.load_model(
+        spec.name,
+        config=json_format.MessageToJson(config, preserving_proto_field_name=True),
+        headers=endpoints.operator_grpc,
+    )
     try:
         bench.sweep(
             spec,
@@ -127,7 +131,7 @@ def measure_batching_off(
             stats=probe.model_stats,
         )
     finally:
-        probe.grpc.load_model(spec.name)  # back to the repository's config
+        probe.grpc.load_model(spec.name, headers=endpoints.operator_grpc)  # back to the repository's config
 
 
 def cross_check(bench: Bench, spec: ModelSpec, endpoints: Endpoints) -> None:

@@ -41,12 +41,16 @@ NJS_MODULE = "ngx_http_js_module.so"
 MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/lib64/nginx/modules", "/usr/local/nginx/modules", "/etc/nginx/modules")
 # what nginx answers instead of its HTML pages: Triton's own error shapes
 GRPC_STATUS = {
+    403: 7,
     413: 8,
+    415: 12,
     500: 13,
     502: 14,
     503: 14,
     504: 4,
-}  # RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED
+}  # PERMISSION_DENIED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED
+WORKERS = 2  # a hostile body scanned in one worker leaves the other serving (a fixed count: a pod sees the host's CPUs)
+NO_BODY_BYTES = 1 << 10  # paths that take no body: a larger one is refused from its Content-Length (413)
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ def _word(word: str) -> str:
 def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
     """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors."""
     reasons = {
+        403: "this front passes inference only (health, server and model metadata, model config, ModelInfer)",
         413: "request body too large: $guard_body_limit (refused by the front)",
+        415: "compressed messages are not accepted (refused by the front)",
         500: "the balancer failed (its log says why)",
         502: "no Triton replica answered (balancer)",
         503: "no Triton replica is available (balancer)",
@@ -146,14 +152,15 @@ def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Direct
     }
     http, grpc = [], []
     for code, reason in reasons.items():
-        http.append(("error_page", code, f"@http{code}"))
-        http.append(
-            (
-                "location",
-                f"@http{code}",
-                [("default_type", "application/json"), ("return", code, f'{{"error":"{reason}"}}')],
+        if code not in (403, 415):  # over HTTP the front's refusals carry their own reason
+            http.append(("error_page", code, f"@http{code}"))
+            http.append(
+                (
+                    "location",
+                    f"@http{code}",
+                    [("default_type", "application/json"), ("return", code, f'{{"error":"{reason}"}}')],
+                )
             )
-        )
         grpc_reason = reason
         if code == 413:
             grpc_reason = f"request larger than any model behind the front takes ({grpc_body_bytes} bytes)"
@@ -177,17 +184,45 @@ def _refuse(status: int, reason: str) -> Directive:
     return ("return", status, json.dumps({"error": f"{reason} (refused by the front)"}))
 
 
-MODEL_PATH = "^/v2/models/{}(/versions/[0-9]+)?/{}$"
-INFER, GENERATE = "infer", "(generate|generate_stream)"
-# paths that take a small JSON body: repository control, shared-memory registration, logging and trace settings
-CONTROL_PATHS = (
-    "^/v2/(repository|systemsharedmemory|cudasharedmemory|logging|trace)(/|$)",
-    MODEL_PATH.format("[^/]+", "trace/setting"),
+# The allowlist: what an inference client needs, and nothing else (Triton's Secure Deployment Considerations).
+# Every other path and method is refused, whatever the Triton behind the front would answer.
+MODEL_PATH = "^/v2/models/{}(/versions/[0-9]+)?{}$"
+MODEL_READS = "(/ready|/config)?"  # GET: the model's metadata, readiness and config
+INFER = "/infer"  # POST
+# a request path as sent, before nginx decodes and normalizes it for matching: plain segments only, no
+# %-escapes, dot segments, empty segments or query, so that Triton reads the path the allowlist matched
+PLAIN_URI = r"~^(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)+$"
+GRPC_SERVICE = "/inference.GRPCInferenceService/"
+GRPC_ALLOWED = (
+    *(
+        GRPC_SERVICE + method
+        for method in ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig")
+    ),
+    GRPC_SERVICE + "ModelInfer",
+    "/grpc.health.v1.Health/Check",
+)
+# headers Triton reads whose first value the front checked: passed as that one value, every repeat dropped
+CHECKED_HEADERS = (
+    ("Content-Type", "$http_content_type"),
+    ("Inference-Header-Content-Length", "$http_inference_header_content_length"),
+    ("Content-Encoding", ""),  # identity only (the rest is refused): nothing to pass
+    ("Accept-Encoding", ""),  # Triton answers uncompressed
 )
 
 
+def _methods(allowed: str) -> Directive:
+    """Refuse (405) every method but `allowed` ("read": GET and HEAD, or "POST")."""
+    variable, words = ("$guard_not_read", "GET, HEAD") if allowed == "read" else ("$guard_not_post", "POST")
+    return (
+        "if",
+        f"({variable})",
+        [("add_header", "Allow", words, "always"), _refuse(405, f"$uri takes {words} only, not $request_method")],
+    )
+
+
 def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive], njs: bool) -> list[Directive]:
-    """Per model: its inference and generate paths, capped at its largest legal request, JSON checked by njs."""
+    """Per served model: its reads (GET, no body) and its inference path (POST, capped at its largest legal
+    request, JSON checked by njs); any other model's paths answer 404."""
     bad_type = (
         "if",
         "($guard_bad_type)",
@@ -199,6 +234,7 @@ def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive]
             )
         ],
     )
+    no_body = ("if", "($guard_has_body)", [_refuse(400, "$uri takes no request body")])
     locations: list[Directive] = []
     for model in limits:
         cap = model.max_body_bytes
@@ -212,6 +248,7 @@ def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive]
             if njs
             else proxy
         )
+        locations.append(("location", "~", MODEL_PATH.format(name, MODEL_READS), [_methods("read"), no_body, *proxy]))
         locations.append(
             (
                 "location",
@@ -221,24 +258,75 @@ def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive]
                     ("client_max_body_size", cap),
                     ("client_body_buffer_size", cap),
                     ("client_body_in_single_buffer", "on"),
+                    _methods("POST"),
                     bad_type,
                     *checked,
                 ],
             )
         )
-        locations.append(
-            ("location", "~", MODEL_PATH.format(name, GENERATE), [("client_max_body_size", cap), bad_type, *proxy])
+    locations.append(
+        (
+            "location",
+            "~",
+            MODEL_PATH.format("(?<unknown>[^/]+)", f"({MODEL_READS[1:-2]}|{INFER})?"),
+            [_refuse(404, "no model '$unknown' is served behind this front")],
         )
-    for action in (INFER, GENERATE):
-        locations.append(
-            (
-                "location",
-                "~",
-                MODEL_PATH.format("(?<unknown>[^/]+)", action),
-                [_refuse(404, "no model '$unknown' is served behind this front")],
-            )
-        )
+    )
     return locations
+
+
+def _http_server(
+    host: str, port: int, limits: Sequence[guard.ModelLimits], proxy: list[Directive], njs: bool, errors: list
+) -> Directive:
+    no_body = ("if", "($guard_has_body)", [_refuse(400, "$uri takes no request body")])
+    reads = [_methods("read"), no_body, *proxy]
+    forbidden = _refuse(
+        403,
+        "this front passes inference only (health, server and model metadata, model config, infer); "
+        "not $request_method $uri",
+    )
+    return (
+        "server",
+        [
+            ("listen", f"{host}:{port}", "reuseport"),
+            ("default_type", "application/json"),
+            ("client_max_body_size", NO_BODY_BYTES),  # raised per inference location; no other path takes a body
+            (
+                "if",
+                "($guard_bad_uri)",
+                [_refuse(400, "a path is plain segments ([A-Za-z0-9_.-]; no %-escapes, dot segments or query)")],
+            ),
+            ("if", "($guard_encoded)", [_refuse(415, "bodies travel uncompressed, not as $http_content_encoding")]),
+            ("location", "=", "/v2", reads),
+            ("location", "=", "/v2/health/live", reads),
+            ("location", "=", "/v2/health/ready", reads),
+            *_model_locations(limits, proxy, njs),
+            ("location", "=", "/v2/models/stats", [forbidden]),  # Triton's statistics, not a model's metadata
+            ("location", "/", [forbidden]),
+            ("location", "@triton", proxy),
+            *errors,
+        ],
+    )
+
+
+def _grpc_server(host: str, port: int, timeout: str, attempts: int, next_upstream: tuple, errors: list) -> Directive:
+    grpc = [
+        ("grpc_pass", "grpc://triton_grpc"),
+        ("grpc_read_timeout", timeout),
+        ("grpc_next_upstream", *next_upstream),
+        ("grpc_next_upstream_tries", attempts),
+        ("grpc_set_header", "grpc-accept-encoding", "identity"),
+    ]
+    return (
+        "server",
+        [
+            ("listen", f"{host}:{port}", "http2", "reuseport"),
+            ("if", "($guard_grpc_encoded)", [("return", 415)]),  # -> UNIMPLEMENTED, as gRPC answers an unknown codec
+            *[("location", "=", method, grpc) for method in GRPC_ALLOWED],
+            ("location", "/", [("return", 403)]),  # -> PERMISSION_DENIED
+            *errors,
+        ],
+    )
 
 
 def nginx_config(
@@ -255,7 +343,7 @@ def nginx_config(
     script_dir: Path | None = None,
 ) -> str:
     """The whole nginx.conf: replicas are (http, grpc) addresses; `down` their indices taken out; `limits` what each
-    served model takes; `njs` the njs module, which checks declared JSON shapes (guard.js in `script_dir`, by
+    served model takes; `njs` the njs module, which checks inference requests' JSON (guard.js in `script_dir`, by
     default `work`)."""
 
     def upstream(name: str, addresses: list[str]) -> Directive:
@@ -279,16 +367,14 @@ def nginx_config(
         ("proxy_pass", "http://triton_http"),
         ("proxy_http_version", "1.1"),
         ("proxy_set_header", "Connection", ""),
+        *[("proxy_set_header", header, value) for header, value in CHECKED_HEADERS],
         ("proxy_read_timeout", timeout),
         ("proxy_next_upstream", *next_upstream),
         ("proxy_next_upstream_tries", settings.attempts),
         ("proxy_intercept_errors", "off"),
     ]
     body_limits = [
-        (
-            f"~{MODEL_PATH.format(re.escape(m.name), f'({INFER}|{GENERATE})')}",
-            f"model {m.name} takes at most {m.max_body_bytes} bytes",
-        )
+        (f"~{MODEL_PATH.format(re.escape(m.name), INFER)}", f"model {m.name} takes at most {m.max_body_bytes} bytes")
         for m in limits
     ]
     return (
@@ -296,7 +382,7 @@ def nginx_config(
             [
                 *([("load_module", str(njs))] if njs else []),
                 ("daemon", "off"),
-                ("worker_processes", 1),
+                ("worker_processes", WORKERS),
                 ("pid", str(work / "nginx.pid")),
                 ("error_log", str(log_file), "warn"),
                 ("events", [("worker_connections", 1024)]),
@@ -332,64 +418,28 @@ def nginx_config(
                             "$guard_has_body",
                             [(":", 0), ("0:", 0), ("default", 1)],
                         ),
+                        ("map", "$request_uri", "$guard_bad_uri", [(PLAIN_URI, 0), ("default", 1)]),
+                        ("map", "$request_method", "$guard_not_read", [("GET", 0), ("HEAD", 0), ("default", 1)]),
+                        ("map", "$request_method", "$guard_not_post", [("POST", 0), ("default", 1)]),
+                        # Triton inflates gzip and deflate bodies without a bound (1 MB became 19 GB)
                         (
                             "map",
-                            "$uri",
-                            "$guard_body_limit",
-                            [*body_limits, ("default", f"at most {guard.CONTROL_BODY_BYTES} bytes")],
+                            "$http_content_encoding",
+                            "$guard_encoded",
+                            [("", 0), ("~*^identity$", 0), ("default", 1)],
                         ),
+                        (
+                            "map",
+                            "$http_grpc_encoding",
+                            "$guard_grpc_encoded",
+                            [("", 0), ("identity", 0), ("default", 1)],
+                        ),
+                        ("map", "$uri", "$guard_body_limit", [*body_limits, ("default", "$uri takes no body")]),
                         ("client_max_body_size", largest),  # gRPC: every model's requests arrive on one path
                         upstream("triton_http", [h for h, _ in replicas]),
                         upstream("triton_grpc", [g for _, g in replicas]),
-                        (
-                            "server",
-                            [
-                                ("listen", f"{host}:{http_port}"),
-                                ("default_type", "application/json"),
-                                ("client_max_body_size", guard.CONTROL_BODY_BYTES),
-                                (
-                                    "location",
-                                    "/",
-                                    [("if", "($guard_has_body)", [_refuse(400, "$uri takes no request body")]), *proxy],
-                                ),
-                                *[
-                                    (
-                                        "location",
-                                        "~",
-                                        path,
-                                        [
-                                            (
-                                                "if",
-                                                "($guard_bad_type)",
-                                                [_refuse(415, "$uri takes JSON, not $http_content_type")],
-                                            ),
-                                            *proxy,
-                                        ],
-                                    )
-                                    for path in CONTROL_PATHS
-                                ],
-                                *_model_locations(limits, proxy, njs is not None),
-                                ("location", "@triton", proxy),
-                                *http_errors,
-                            ],
-                        ),
-                        (
-                            "server",
-                            [
-                                ("listen", f"{host}:{grpc_port}", "http2"),
-                                (
-                                    "location",
-                                    "/",
-                                    [
-                                        ("grpc_pass", "grpc://triton_grpc"),
-                                        ("grpc_read_timeout", timeout),
-                                        ("grpc_next_upstream", *next_upstream),
-                                        ("grpc_next_upstream_tries", settings.attempts),
-                                    ],
-                                ),
-                                *grpc_errors,
-                            ],
-                        ),
+                        _http_server(host, http_port, limits, proxy, njs is not None, http_errors),
+                        _grpc_server(host, grpc_port, timeout, settings.attempts, next_upstream, grpc_errors),
                     ],
                 ),
             ]

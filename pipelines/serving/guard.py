@@ -4,14 +4,15 @@ Triton 2.51 dies on requests that are small on the wire: a JSON inference reques
 shape (90 bytes; `std::bad_alloc`, SIGABRT, every model gone; no upstream issue found) and a body of
 4 MiB or more labelled as a form post (SIGSEGV on any path; triton-inference-server/server#5840).
 It also reads every body whole before it refuses it. The nginx front (`pipelines/serving/balancer.py`)
-therefore refuses, per model and before any replica sees the request:
+passes only what an inference client needs, and refuses, per model and before any replica sees the request:
 
 - a body larger than the model's largest legal request (binary or JSON, whichever is larger, plus
   `HEADER_ROOM`), from its `Content-Length` before reading it (413);
 - a content type other than JSON or octet-stream (or none) on inference paths (415), and any body on
   health and metadata paths (400);
 - with nginx's njs module (`serve/front/guard.js`), a request whose JSON declares an input the model
-  lacks, an input twice, or more elements than the model takes (400).
+  lacks, an input twice, more elements than the model takes, a key twice in one object, nesting
+  deeper than `depth`, or a binary request's JSON header over `HEADER_ROOM` (400, 413).
 
 The limits come from the repository's own `config.pbtxt` files, which are what Triton serves (parity
 checks that they equal the spec), so every served model is covered, ensemble steps and added models
@@ -31,9 +32,8 @@ from pipelines.core.errors import ConfigError
 from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
 
 HEADER_ROOM = 64 << 10  # the request's JSON around the data: names, shapes, parameters, requested outputs
-JSON_NUMBER_CHARS = 25  # the longest number a client writes, with its comma: -2.2250738585072014e-308,
+JSON_NUMBER_CHARS = 26  # the longest number a client writes, with json.dumps' separator: "-2.2250738585072014e-308, "
 STRING_OVERHEAD = 8  # a BYTES element's quotes and comma (binary: its 4-byte length) and a few escapes
-CONTROL_BODY_BYTES = 64 << 10  # repository control, shared-memory registration, logging and trace settings
 GUARD_SCRIPT = Path(__file__).resolve().parents[2] / "serve" / "front" / "guard.js"
 
 
@@ -56,10 +56,18 @@ class InputLimit:
 
 @dataclass(frozen=True)
 class ModelLimits:
-    """One served model's limits: what each input may declare, and the largest body the front lets through."""
+    """One served model's limits: what each input may declare, how deep its JSON may nest, and the largest body
+    the front lets through."""
 
     name: str
     inputs: tuple[InputLimit, ...]
+    rank: int  # the most dimensions an input has, the batch included
+
+    @property
+    def depth(self) -> int:
+        """The deepest JSON a request needs: {request} [inputs] {input} then `data` nested as deep as its shape,
+        or an input's {parameters} one level below it."""
+        return max(4, 3 + self.rank)
 
     @property
     def max_body_bytes(self) -> int:
@@ -68,14 +76,22 @@ class ModelLimits:
         return max(binary, as_json) + HEADER_ROOM
 
     def table(self) -> str:
-        """The input limits as the njs guard reads them (JSON: input name -> most elements)."""
-        return json.dumps({i.name: i.max_elements for i in self.inputs}, separators=(",", ":"), sort_keys=True)
+        """The limits as the njs guard reads them (JSON: `inputs`, input name -> [most elements, most JSON
+        characters one takes]; `depth`; `header`, the largest JSON header of a binary request and the room a JSON
+        request has beside its data)."""
+        inputs = {i.name: [i.max_elements, max(i.element_bytes, JSON_NUMBER_CHARS)] for i in self.inputs}
+        return json.dumps(
+            {"inputs": inputs, "depth": self.depth, "header": HEADER_ROOM},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
 
 def model_limits(config: mc.ModelConfig, max_dynamic_dim: int, max_string_bytes: int) -> ModelLimits:
     """Limits from a served config: max_batch_size x dims per input, a dynamic dim counted at `max_dynamic_dim`."""
-    inputs = []
+    inputs, rank = [], 0
     for tensor in config.input:
+        rank = max(rank, len(tensor.dims) + (1 if config.max_batch_size > 0 else 0))
         dims = list(tensor.dims)
         elements = max(config.max_batch_size, 1)
         for dim in dims:
@@ -88,7 +104,7 @@ def model_limits(config: mc.ModelConfig, max_dynamic_dim: int, max_string_bytes:
         else:  # BF16 and anything newer: two bytes or more, counted generously
             element = 8
         inputs.append(InputLimit(tensor.name, elements, element))
-    return ModelLimits(config.name, tuple(inputs))
+    return ModelLimits(config.name, tuple(inputs), rank)
 
 
 def repository_limits(repository: Path, max_dynamic_dim: int, max_string_bytes: int) -> list[ModelLimits]:

@@ -41,7 +41,7 @@ from pipelines.core import scratch
 from pipelines.core.errors import ConfigError, ServerError
 from pipelines.model_repository import standins
 from pipelines.serving import balancer, guard
-from pipelines.serving.settings import ServerSettings, TritonFlags
+from pipelines.serving.settings import ServerSettings, TritonFlags, new_operator_key
 from pipelines.serving.supervision import RestartPolicy, Supervised
 from pipelines.trt import loadability
 from pipelines.trt.plans import served_plans
@@ -49,6 +49,7 @@ from pipelines.trt.plans import served_plans
 log = logging.getLogger(__name__)
 
 Started = Callable[[], None] | None  # see serve(): called once the server process runs, before it is ready
+GRPC_OPERATOR_PREFIX = "triton-grpc-protocol-"  # Triton's gRPC server reads the restricted key under this prefix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Launch:
     started: Started = None
     graceful: bool = False
     supervise: bool = False
+    operator_key: str | None = field(default=None, repr=False)  # this launch's secret for Triton's restricted APIs
 
 
 class Launcher(Protocol):
@@ -79,10 +81,13 @@ class Endpoints:
     """Where a running Triton answers: `host:port` for HTTP and for gRPC, as tritonclient takes them.
 
     `server` says what was launched or reached, for the reports (no ports: reruns stay comparable).
-    `members`: the HTTP addresses of the replicas behind a balancer (their statistics add up).
+    `members`: the HTTP addresses of the replicas behind a balancer (their statistics add up); `member_grpc` theirs
+    for gRPC.
     `problem`: why a launched server cannot serve now (None while it can).
     `failed`: why it has stopped serving for good (None while it serves or a supervisor brings it back);
     unset, `problem` is final.
+    `operator`: the header Triton's restricted APIs (statistics, repository, shared memory, logging, trace)
+    want, for this project's own tools; empty when none is restricted or the key is unknown.
     """
 
     http: str
@@ -90,8 +95,15 @@ class Endpoints:
     log_file: Path | None = None
     server: str = ""
     members: tuple[str, ...] = ()
+    member_grpc: tuple[str, ...] = ()
     problem: Callable[[], str | None] = field(default=lambda: None, compare=False, repr=False)
     failed: Callable[[], str | None] | None = field(default=None, compare=False, repr=False)
+    operator: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def operator_grpc(self) -> dict[str, str]:
+        """`operator` as gRPC metadata: Triton expects the header's name behind `triton-grpc-protocol-`."""
+        return {GRPC_OPERATOR_PREFIX + name: value for name, value in self.operator.items()}
 
     def stopped_for_good(self) -> str | None:
         return (self.failed or self.problem)()
@@ -304,6 +316,7 @@ def local_command(
     grpc_port: int,
     flags: TritonFlags,
     extra: list[str] | None = None,
+    operator_key: str | None = None,
 ) -> list[str]:
     return [
         str(embedded.binary),
@@ -314,7 +327,7 @@ def local_command(
         f"--grpc-address={host}",
         f"--grpc-port={grpc_port}",
         "--allow-metrics=false",
-        *flags.args(extra),
+        *flags.args(extra, operator_key),
     ]
 
 
@@ -413,7 +426,13 @@ def _serve_local(
     host = server.host
     http_port, grpc_port = _ports(server)
     log_file = run_log(server.log_file)
-    endpoints = Endpoints(f"{host}:{http_port}", f"{host}:{grpc_port}", log_file, embedded.description())
+    endpoints = Endpoints(
+        f"{host}:{http_port}",
+        f"{host}:{grpc_port}",
+        log_file,
+        embedded.description(),
+        operator=server.flags.operator(request.operator_key),
+    )
     policy = server.restart if request.supervise else RestartPolicy()
     # after a SIGKILL, stubs that were still starting outlive the reap below: this one finds them, as planned
     reap = functools.partial(reap_stubs, expected=not graceful)
@@ -423,7 +442,10 @@ def _serve_local(
     ):
         backends = embedded.backend_directory(Path(tmp))
         command, preexec = die_with_parent(
-            local_command(embedded, repository, backends, host, http_port, grpc_port, server.flags, extra), graceful
+            local_command(
+                embedded, repository, backends, host, http_port, grpc_port, server.flags, extra, request.operator_key
+            ),
+            graceful,
         )
 
         def spawn() -> subprocess.Popen:  # a restart runs the same command: the same ports, the same log
@@ -479,6 +501,7 @@ def docker_command(
     grpc_port: int,
     name: str,
     extra: list[str] | None = None,
+    operator_key: str | None = None,
 ) -> list[str]:
     """`docker run` for the pinned NGC image serving the repository (read-only), ports published on the configured
     host (loopback unless `server.expose=true`)."""
@@ -496,7 +519,7 @@ def docker_command(
         server.image,
         "tritonserver",
         "--model-repository=/models",
-        *server.flags.args(extra),
+        *server.flags.args(extra, operator_key),
     ]
     return cmd
 
@@ -535,9 +558,13 @@ def _serve_docker(
     name = f"train-to-triton-{uuid.uuid4().hex[:8]}"
     log_file = run_log(server.log_file)
     endpoints = Endpoints(
-        f"{server.host}:{http_port}", f"{server.host}:{grpc_port}", log_file, f"docker {server.image}"
+        f"{server.host}:{http_port}",
+        f"{server.host}:{grpc_port}",
+        log_file,
+        f"docker {server.image}",
+        operator=server.flags.operator(request.operator_key),
     )
-    cmd = docker_command(server, repository, http_port, grpc_port, name, extra)
+    cmd = docker_command(server, repository, http_port, grpc_port, name, extra, request.operator_key)
     log.info("starting %s as container %s; log %s", server.image, name, log_file)
     with open(log_file, "wb") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -631,8 +658,10 @@ def _serve_front(
             log_file,
             f"nginx {balancer.nginx_version(binary)} balancing {front.replicas} x {replicas[0].server}",
             members=tuple(r.http for r in replicas),
+            member_grpc=tuple(r.grpc for r in replicas),
             problem=nginx.problem,
             failed=nginx.failed,
+            operator=replicas[0].operator,  # for the members: the front itself passes no restricted API
         )
         wait_until_ready(endpoints, nginx.proc, server.startup_timeout_s, what="nginx")
         problem = _grpc_problem(endpoints.grpc, 10.0)
@@ -658,7 +687,9 @@ def _serve_remote(
     request: Launch,
 ) -> Iterator[Endpoints]:
     server = request.server  # the remote server has its own repository and options, and is up
-    endpoints = Endpoints(str(server.http_url), str(server.grpc_url), server=f"remote http://{server.http_url}")
+    endpoints = Endpoints(
+        str(server.http_url), str(server.grpc_url), server=f"remote http://{server.http_url}", operator=server.operator
+    )
     timeout = server.connect_timeout_s
     problem = readiness(endpoints.http, timeout)
     if problem is not None:
@@ -747,7 +778,8 @@ def serve(
         )
     path = repository_for(server, Path(repository))
     launch = launchers[server.kind]
-    request = Launch(server, path, guard_plans(server, path, releases), started, graceful, supervise)
+    key = new_operator_key() if server.launched else None  # one for all replicas of this launch
+    request = Launch(server, path, guard_plans(server, path, releases), started, graceful, supervise, key)
     if settings.kind != "none":
         return _serve_front(request, settings, launch)
     return launch(request)

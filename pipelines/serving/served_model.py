@@ -118,8 +118,11 @@ class ServedModel:
         except ServerError:
             raise
         except Exception as exc:  # tritonclient, gevent, grpc and socket errors share no base class
+            hint = ""
+            if "is restricted, expecting header" in _one_line(exc) and not self.endpoints.operator:
+                hint = " (its APIs are restricted: give its operator key, TRITON_OPERATOR_KEY or server.operator_key)"
             raise ServerError(
-                f"{what} on Triton ({self.endpoints.http} / {self.endpoints.grpc}) failed: {_one_line(exc)}"
+                f"{what} on Triton ({self.endpoints.http} / {self.endpoints.grpc}) failed: {_one_line(exc)}{hint}"
             ) from exc
 
     def check_ready(self) -> mc.ModelConfig:
@@ -133,7 +136,7 @@ class ServedModel:
             raise ServerError(f"Triton at http://{self.endpoints.http} is not live")
         with self._talking(f"the readiness check of {self.spec.name!r}"):
             if not self.http.is_model_ready(self.spec.name):
-                index = self.http.get_model_repository_index()
+                index = self.http.get_model_repository_index(headers=self.endpoints.operator)
                 served = [m.get("name") for m in index if m.get("state") == "READY"]
                 raise ServerError(
                     f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r} (ready: {served})"
@@ -257,11 +260,11 @@ class ServedModel:
         stats: list[dict] = []
         with self._talking(f"reading the statistics of {name!r}"):
             if not self.endpoints.members:
-                stats = self.http.get_inference_statistics(name)["model_stats"]
+                stats = self.http.get_inference_statistics(name, headers=self.endpoints.operator)["model_stats"]
             for member in self.endpoints.members:
                 client = self._http_mod.InferenceServerClient(member, connection_timeout=30, network_timeout=30)
                 try:
-                    stats += client.get_inference_statistics(name)["model_stats"]
+                    stats += client.get_inference_statistics(name, headers=self.endpoints.operator)["model_stats"]
                 finally:
                     client.close()
         return stats
@@ -294,7 +297,9 @@ class ServedModel:
                     handle = shm.create_shared_memory_region(name, "/" + name, size)
                     regions.append((name, handle))
                     with self._talking("registering shared memory"):
-                        self.grpc.register_system_shared_memory(name, "/" + name, size)
+                        self.grpc.register_system_shared_memory(
+                            name, "/" + name, size, headers=self.endpoints.operator_grpc
+                        )
                     if role == "in":
                         shm.set_shared_memory_region(handle, [array])
                         item = self._grpc_mod.InferInput(tensor.name, list(array.shape), tensor.dtype)
@@ -315,7 +320,7 @@ class ServedModel:
         finally:
             for name, handle in regions:
                 with contextlib.suppress(Exception):
-                    self.grpc.unregister_system_shared_memory(name)
+                    self.grpc.unregister_system_shared_memory(name, headers=self.endpoints.operator_grpc)
                 with contextlib.suppress(Exception):
                     shm.destroy_shared_memory_region(handle)
 

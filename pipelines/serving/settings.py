@@ -7,16 +7,30 @@ misspelled or out-of-range setting is one line before anything starts.
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from pipelines.core.errors import ConfigError, checked_number
+from pipelines.core.errors import ConfigError, checked_choice, checked_number
 from pipelines.serving.supervision import RestartPolicy
 
 KINDS = ("local", "docker", "remote")
+# Triton's names for the API groups `--http-restricted-api` / `--grpc-restricted-protocol` put behind a header key
+RESTRICTABLE = (
+    "health",
+    "metadata",
+    "inference",
+    "shared-memory",
+    "model-config",
+    "model-repository",
+    "statistics",
+    "trace",
+    "logging",
+)
 
 
 def configured_port(value: object, what: str) -> int:
@@ -37,25 +51,57 @@ class TritonFlags:
     exit_timeout_s: int  # how long a client left connected may delay exit
     log_verbose: int
     extra_args: tuple[str, ...]
+    restricted_apis: tuple[str, ...]  # API groups answered only to requests carrying the operator key
+    operator_header: str  # the header that carries it
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> TritonFlags:
+        restricted = tuple(str(a) for a in cfg.restricted_apis or ())
+        for api in restricted:
+            checked_choice(api, RESTRICTABLE, "server.restricted_apis[]")
+        header = str(cfg.operator_header or "")
+        if restricted and not OPERATOR_HEADER.fullmatch(header):
+            raise ConfigError(
+                f"server.operator_header must be an HTTP header name (letters, digits, '-'); got {header!r}"
+            )
         return cls(
             exit_timeout_s=checked_number(cfg.exit_timeout_s, "server.exit_timeout_s", int, 0),
             log_verbose=checked_number(cfg.log_verbose, "server.log_verbose", int, 0),
             extra_args=tuple(str(a) for a in cfg.extra_args or ()),
+            restricted_apis=restricted,
+            operator_header=header.lower(),
         )
 
-    def args(self, extra: list[str] | None = None) -> list[str]:
-        """The options, then the plan guard's (`extra`) and the user's own."""
+    def args(self, extra: list[str] | None = None, operator_key: str | None = None) -> list[str]:
+        """The options, the restricted APIs behind `operator_key` (a launch's own secret; Kubernetes passes
+        `$(VAR)` to substitute it from the pod's environment), then the plan guard's (`extra`) and the user's own."""
+        restricted = []
+        if self.restricted_apis:
+            if not operator_key:
+                raise ValueError("restricted APIs need an operator key")  # a bug of ours: launches make one
+            setting = f"{','.join(self.restricted_apis)}:{self.operator_header}={operator_key}"
+            restricted = [f"--http-restricted-api={setting}", f"--grpc-restricted-protocol={setting}"]
         return [
             "--disable-auto-complete-config",  # our configs are complete; 3x faster start
             "--exit-on-error=true",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
+            *restricted,
             *(extra or []),
             *self.extra_args,
         ]
+
+    def operator(self, key: str | None) -> dict[str, str]:
+        """The header a request to a restricted API carries (none when nothing is restricted or no key is known)."""
+        return {self.operator_header: key} if self.restricted_apis and key else {}
+
+
+OPERATOR_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+
+
+def new_operator_key() -> str:
+    """A launch's own secret for Triton's restricted APIs: URL-safe, so it travels in a header and a flag as is."""
+    return secrets.token_urlsafe(24)
 
 
 @dataclass(frozen=True)
@@ -81,6 +127,7 @@ class ServerSettings:
     http_url: str | None = None
     grpc_url: str | None = None
     connect_timeout_s: float = 0.0
+    operator: dict[str, str] = field(default_factory=dict, repr=False)  # a remote server's operator header, if known
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ServerSettings:
@@ -103,6 +150,7 @@ class ServerSettings:
                 http_url=str(cfg.http_url),
                 grpc_url=str(cfg.grpc_url),
                 connect_timeout_s=checked_number(cfg.connect_timeout_s, "server.connect_timeout_s", float, 0.0),
+                operator={str(cfg.operator_header).lower(): str(cfg.operator_key)} if cfg.operator_key else {},
             )
         http_port = configured_port(cfg.http_port, "server.http_port")
         grpc_port = configured_port(cfg.grpc_port, "server.grpc_port")

@@ -1,51 +1,168 @@
-// The front's check of an inference request's JSON, before Triton parses it (nginx njs, `js_content`).
+// The front's check of an inference request, before Triton reads it (nginx njs, `js_content`).
 //
 // Triton 2.51 allocates what a JSON request declares before it reads the data: 90 bytes declaring
 // [4294967297,28,28,1] kill it (std::bad_alloc). The location that calls `infer` holds the served
-// model's name in $guard_model and its limits in $guard_limits (JSON: input name -> most elements,
-// from its config.pbtxt: pipelines/serving/guard.py); its client_body_buffer_size keeps the whole body in
-// memory. A binary request (Inference-Header-Content-Length) has its JSON header checked the same way.
-// A request that passes goes on, unchanged, to the location @triton.
+// model's name in $guard_model and its limits in $guard_limits (JSON, from its config.pbtxt:
+// pipelines/serving/guard.py): `inputs` (input name -> [most elements, most JSON characters an element
+// takes]), `depth` (deepest nesting), `header` (largest JSON header of a binary request, and the room a JSON
+// request has beside its data). A JSON request may be no longer than the shapes it declares need. Its client_body_buffer_size keeps the whole body
+// in memory. A request that passes goes on, unchanged, to the location @triton.
+//
+// No parser differential: the check reads the JSON as Triton's parser (rapidjson) would, or refuses it.
+// rapidjson keeps the first of two equal keys and njs's JSON.parse the last, so a key repeated in any
+// object is refused, as is anything but JSON's own tokens between strings and brackets (no comments,
+// NaN or single quotes), nesting deeper than the protocol needs, and a repeated or non-decimal
+// Inference-Header-Content-Length or Content-Encoding. The body is never parsed whole: one regular
+// expression walks it (strings, brackets, and any character JSON does not allow between them), so a
+// large number array costs a native scan, not millions of JavaScript numbers; only each input's name
+// and shape are decoded.
+
+// a string (its text in group 1, a following ':' in group 2), a bracket (3), or a character that no
+// JSON value has outside strings (4): letters other than those of true/false/null and exponents, '/', '*', quotes
+const TOKEN = /"([^"\\]*(?:\\.[^"\\]*)*)"(\s*:)?|([{}[\]])|([^\s,:0-9eE+\-.truefalsn])/g;
+
+const SHAPE = /^\[\s*(?:[0-9]{1,19}\s*(?:,\s*[0-9]{1,19}\s*)*)?\]$/;
 
 function refuse(r, status, reason) {
     r.headersOut['Content-Type'] = 'application/json';
     r.return(status, JSON.stringify({error: reason + ' (refused by the front)'}));
 }
 
-function problem(request, model, limits) {
-    if (request === null || typeof request !== 'object' || !Array.isArray(request.inputs)) {
-        return "the request has no 'inputs' list";
+function headerValues(r, name) {
+    return r.rawHeadersIn.filter(function (h) { return h[0].toLowerCase() === name; })
+        .map(function (h) { return h[1]; });
+}
+
+function decoded(raw) {
+    return raw.indexOf('\\') < 0 ? raw : JSON.parse('"' + raw + '"');
+}
+
+// Why the input in `frame` is refused, or null; `sizes.json` adds the JSON its data may take.
+function inputProblem(frame, model, limits, seen, sizes) {
+    const name = frame.name;
+    if (typeof name !== 'string') {
+        return 'input ' + frame.index + ' has no name';
     }
+    if (!Object.prototype.hasOwnProperty.call(limits, name)) {
+        return "model '" + model + "' has no input '" + name + "'";
+    }
+    if (seen[name]) {
+        return "input '" + name + "' appears twice";
+    }
+    seen[name] = true;
+    if (typeof frame.shape !== 'string') {
+        return "input '" + name + "' has no shape list";
+    }
+    if (!SHAPE.test(frame.shape)) {  // 1e3 or 4.0 are numbers to njs, not the integers Triton reads
+        return "input '" + name + "' has shape " + frame.shape + ': dimensions must be non-negative decimal integers';
+    }
+    const shape = JSON.parse(frame.shape);
+    let elements = 1;
+    const most = limits[name][0];
+    for (let d = 0; d < shape.length; d++) {
+        if (shape[d] > most) {  // also where another dimension is 0
+            return "input '" + name + "' declares shape " + frame.shape + "; model '" + model + "' takes at most " +
+                   most + ' elements';
+        }
+        elements *= shape[d];
+    }
+    if (elements > most) {
+        return "input '" + name + "' declares shape " + JSON.stringify(shape) + ' (' + elements +
+               " elements); model '" + model + "' takes at most " + most;
+    }
+    sizes.json += elements * limits[name][1];
+    return null;
+}
+
+// Why the request's JSON is refused, or null: one walk over its strings and brackets. `sizes.json`: the most
+// JSON the data of the inputs it declares can take.
+function problem(text, model, limits, sizes) {
+    const stack = [];
     const seen = {};
-    for (let i = 0; i < request.inputs.length; i++) {
-        const input = request.inputs[i];
-        if (input === null || typeof input !== 'object' || typeof input.name !== 'string') {
-            return 'input ' + i + ' has no name';
+    let root = null;
+    let inputs = 0;
+    let m;
+    TOKEN.lastIndex = 0;
+    while ((m = TOKEN.exec(text)) !== null) {
+        if (m[4] !== undefined) {
+            return 'the request is not JSON: ' + JSON.stringify(m[4]) + ' at character ' + m.index;
         }
-        const name = input.name;
-        if (!Object.prototype.hasOwnProperty.call(limits, name)) {
-            return "model '" + model + "' has no input '" + name + "'";
-        }
-        if (seen[name]) {
-            return "input '" + name + "' appears twice";
-        }
-        seen[name] = true;
-        if (!Array.isArray(input.shape)) {
-            return "input '" + name + "' has no shape list";
-        }
-        let elements = 1;
-        for (let d = 0; d < input.shape.length; d++) {
-            const dim = input.shape[d];
-            if (!Number.isInteger(dim) || dim < 0) {
-                return "input '" + name + "' has shape " + JSON.stringify(input.shape) +
-                       ': dimensions must be non-negative integers';
+        const top = stack.length ? stack[stack.length - 1] : null;
+        const bracket = m[3];
+        if (bracket === '{' || bracket === '[') {
+            if (stack.length >= limits.depth) {
+                return 'the request nests deeper than ' + limits.depth + ' levels';
             }
-            elements *= dim;
+            if (top === null && root !== null) {
+                return 'the request holds more than one JSON value';
+            }
+            const key = top !== null && top.object ? top.pending : null;
+            const frame = {object: bracket === '{', keys: {}, pending: null, key: key, parent: top, start: m.index};
+            if (top === null) {
+                root = frame;
+            } else if (top.object) {
+                top.pending = null;
+            }
+            if (frame.object && top !== null && top.key === 'inputs' && top.parent === root) {
+                frame.index = inputs++;  // an input
+                frame.input = true;
+            }
+            stack.push(frame);
+            continue;
         }
-        if (elements > limits[name]) {
-            return "input '" + name + "' declares shape " + JSON.stringify(input.shape) + ' (' + elements +
-                   " elements); model '" + model + "' takes at most " + limits[name];
+        if (bracket !== undefined) {  // a closing bracket
+            if (top === null || top.object !== (bracket === '}')) {
+                return 'the request is not JSON: unbalanced ' + JSON.stringify(bracket) + ' at character ' + m.index;
+            }
+            stack.pop();
+            const parent = top.parent;
+            if (!top.object && top.key === 'shape' && parent !== null && parent.input) {
+                parent.shape = text.slice(top.start, m.index + 1);
+            } else if (!top.object && top.key === 'inputs' && parent === root) {
+                root.inputs = true;
+            }
+            if (top.input) {
+                const reason = inputProblem(top, model, limits.inputs, seen, sizes);
+                if (reason !== null) {
+                    return reason;
+                }
+            }
+            continue;
         }
+        let value;
+        try {
+            value = decoded(m[1]);
+        } catch (e) {
+            return 'the request is not JSON: ' + e.message;
+        }
+        if (top === null || !top.object) {
+            if (top === null) {
+                return 'the request is not a JSON object';
+            }
+            continue;  // a string in an array: data
+        }
+        if (m[2] !== undefined) {  // a key
+            if (Object.prototype.hasOwnProperty.call(top.keys, value)) {
+                return "the request repeats the key " + JSON.stringify(value) + ' in one object (Triton would read ' +
+                       'the first, this check the last)';
+            }
+            top.keys[value] = true;
+            top.pending = value;
+        } else {
+            if (top.input && top.pending === 'name') {
+                top.name = value;
+            }
+            top.pending = null;
+        }
+    }
+    if (root === null || !root.object) {
+        return 'the request is not a JSON object';
+    }
+    if (stack.length) {
+        return 'the request is not JSON: it ends inside ' + stack.length + ' open bracket(s)';
+    }
+    if (!root.inputs) {
+        return "the request has no 'inputs' list";
     }
     return null;
 }
@@ -56,28 +173,39 @@ function infer(r) {
         r.internalRedirect('@triton');  // no body: Triton answers that itself
         return;
     }
+    const limits = JSON.parse(r.variables.guard_limits);
+    const once = ['inference-header-content-length', 'content-encoding', 'content-type'];
+    for (let i = 0; i < once.length; i++) {
+        if (headerValues(r, once[i]).length > 1) {
+            refuse(r, 400, 'the request repeats the header ' + once[i]);
+            return;
+        }
+    }
     let text = body;
-    const declared = r.headersIn['Inference-Header-Content-Length'];
-    if (declared !== undefined) {
-        const length = Number(declared);
-        if (!Number.isInteger(length) || length < 0 || length > body.length) {
-            refuse(r, 400, 'Inference-Header-Content-Length ' + JSON.stringify(declared) +
-                           ' is not a length within the body (' + body.length + ' bytes)');
+    const declared = headerValues(r, 'inference-header-content-length');
+    if (declared.length) {
+        const length = /^[0-9]{1,10}$/.test(declared[0]) ? Number(declared[0]) : -1;
+        if (length < 0 || length > body.length) {
+            refuse(r, 400, 'Inference-Header-Content-Length ' + JSON.stringify(declared[0]) +
+                           ' is not a decimal length within the body (' + body.length + ' bytes)');
+            return;
+        }
+        if (length > limits.header) {
+            refuse(r, 413, 'the JSON header of a binary request takes at most ' + limits.header + ' bytes; this one ' +
+                           length);
             return;
         }
         text = body.slice(0, length);
     }
-    let request;
-    try {
-        request = JSON.parse(text.toString());
-    } catch (e) {
-        refuse(r, 400, 'the request is not JSON: ' + e.message);
-        return;
-    }
-    const model = r.variables.guard_model;
-    const reason = problem(request, model, JSON.parse(r.variables.guard_limits));
+    const sizes = {json: 0};
+    const reason = problem(text.toString(), r.variables.guard_model, limits, sizes);
     if (reason !== null) {
         refuse(r, 400, reason);
+        return;
+    }
+    if (!declared.length && body.length > sizes.json + limits.header) {
+        refuse(r, 413, 'the request is ' + body.length + ' bytes of JSON; the shapes it declares take at most ' +
+                       (sizes.json + limits.header));
         return;
     }
     r.internalRedirect('@triton');
