@@ -92,7 +92,7 @@ def test_generated_configuration_is_the_expected_one_and_nginx_accepts_it(tmp_pa
     settings = balancer.FrontSettings.from_cfg(front_cfg(tmp_path, "balancer.replicas=2").balancer)
     work = tmp_path / "work"
     work.mkdir()
-    mnist = guard.ModelLimits("mnist_onnx", (guard.InputLimit("image", 64 * 784, 4),), rank=4)
+    mnist = guard.ModelLimits("mnist_onnx", (guard.InputLimit("image", 64 * 784, 4, 26),), rank=4)
     text = balancer.nginx_config(
         settings,
         "127.0.0.1",

@@ -67,6 +67,11 @@ def test_kubernetes_manifests_read_back_as_configured(tmp_path: Path) -> None:
     key = {"name": "train-to-triton-operator-key", "key": "key"}
     assert container["env"] == [{"name": "TRITON_OPERATOR_KEY", "valueFrom": {"secretKeyRef": key}}]
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
+    # least privilege: as user 1000, never root, no escalation, no capability, the runtime's seccomp profile
+    pod = docs["Deployment"]["spec"]["template"]["spec"]["securityContext"]
+    assert pod["runAsUser"] == 1000 and pod["runAsNonRoot"] and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for each in (container, front):
+        assert each["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert docs["Deployment"]["spec"]["replicas"] == cfg.replicas
     assert docs["Deployment"]["metadata"]["annotations"]["train-to-triton/models"] == "mnist_onnx,resnet50_onnx"
     assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8000, 8001, 8002}

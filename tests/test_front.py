@@ -10,11 +10,17 @@ expected limits are worked out by hand here from the model's shape, not read fro
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import http.client
 import json
 import logging
+import os
+import pwd
 import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,17 +69,27 @@ def test_limits_are_each_models_largest_legal_request() -> None:
     mnist = guard.model_limits(parse(MNIST_CONFIG), max_dynamic_dim=100, max_string_bytes=1000)
     # per input: the most elements, and the JSON characters one takes; JSON nests {request} [inputs] {input} and
     # the data as deep as [batch, 28, 28, 1]; a binary request's JSON header takes 64 KiB at most
-    assert json.loads(mnist.table()) == {"inputs": {"image": [64 * 28 * 28, 26]}, "depth": 7, "header": 65536}
+    assert json.loads(mnist.table()) == {
+        "inputs": {"image": [64 * 28 * 28, 26]},
+        "depth": 7,
+        "header": 65536,
+        "json": 64 * 28 * 28 * 26 + 64 * 1024,
+    }
     # as JSON, each FP32 value takes at most 26 characters ("-2.2250738585072014e-308, "); binary takes 4
     assert mnist.max_body_bytes == 64 * 28 * 28 * 26 + 64 * 1024
-    ensemble = guard.model_limits(parse(ENSEMBLE_CONFIG), max_dynamic_dim=100, max_string_bytes=1000)
+    ensemble = guard.model_limits(
+        parse(ENSEMBLE_CONFIG), max_dynamic_dim=100, max_string_bytes=1000, max_json_string_bytes=100
+    )
+    # as JSON, a string counts at most max_json_string_bytes (larger ones travel as binary data)
     assert json.loads(ensemble.table()) == {
-        "inputs": {"image": [8, 1008], "tokens": [8 * 100, 26]},
+        "inputs": {"image": [8, 108], "tokens": [8 * 100, 26]},
         "depth": 5,
         "header": 65536,
+        "json": 8 * 108 + 8 * 100 * 26 + 64 * 1024,
     }
     # a string counts its bytes plus 8 (quotes, comma, length); an INT64 token 26 characters as JSON
-    assert ensemble.max_body_bytes == 8 * (1000 + 8) + 8 * 100 * 26 + 64 * 1024
+    # the largest body: binary (8 strings of 1000 bytes, 8 more each, and 800 INT64) or JSON, whichever is larger
+    assert ensemble.max_body_bytes == max(8 * (1000 + 8) + 800 * 8, 8 * 108 + 800 * 26) + 64 * 1024
 
 
 def small_repository(workspace: Path, root: Path) -> Path:
@@ -92,11 +108,12 @@ def post(
     headers: dict[str, str] | list[tuple[str, str]],
     send: int | None = None,
     method: str = "POST",
+    source: str | None = None,
 ) -> tuple[int, str]:
     """(status, body) of one raw request; `send`: bytes of the body actually sent (the rest is only announced);
-    `headers` as a list may repeat a header."""
+    `headers` as a list may repeat a header; `source`: the client's address (any of 127.0.0.0/8)."""
     host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60, source_address=(source, 0) if source else None)
     pairs = list(headers.items()) if isinstance(headers, dict) else headers
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
@@ -574,3 +591,85 @@ def test_only_inference_passes_the_front_and_triton_keeps_its_management_apis_to
         for log in (tmp_path / "logs").iterdir():
             assert value not in log.read_text(errors="replace"), log
     assert not any(Path("/dev/shm").glob("t2t-hostile*"))  # no region was created on the client's behalf
+
+
+@needs_njs
+@pytest.mark.integration
+def test_a_crash_the_front_does_not_know_costs_only_its_sender(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request that passes the guard and kills Triton (here the guard is told that mnist_onnx takes 10^13
+    elements, standing in for a crash nobody has seen yet). A request that arrives while the server restarts waits
+    for it and is answered; the crashing request is sent again alone once the server is back, dies with it a second
+    time and is answered 502; its sender (127.0.0.2) is then refused, a client at another address is not."""
+    caplog.set_level(logging.INFO)
+    table = guard.ModelLimits.table
+    monkeypatch.setattr(guard.ModelLimits, "table", lambda self: table(self).replace("[50176,", "[10000000000000,"))
+    cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}", "balancer.health_interval_s=0.2"])
+    settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
+    repository = small_repository(workspace, tmp_path / "repo")
+    with serve(settings[0], repository, front=settings[1], supervise=True) as front:
+        expected = infer(httpclient, front.http, digits())
+        first = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
+        attack: dict[str, tuple[int, str]] = {}
+        path, headers = f"/v2/models/{MODEL}/infer", {"Content-Type": "application/json"}
+        attacker = threading.Thread(
+            target=lambda: attack.update(answer=post(front.http, path, KILLER, headers, source="127.0.0.2"))
+        )
+        attacker.start()
+        wait_until(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE, 30, "the first crash")
+        during = infer(httpclient, front.http, digits())  # sent while the server restarts: it waits, then is answered
+        attacker.join(120)
+        status, text = attack["answer"]
+        assert status == 502 and "in flight at two crashes of Triton" in text, text
+        assert np.allclose(during, expected, atol=1e-6)
+        ready = functools.partial(post, front.http, "/v2/health/ready", b"", {}, method="GET", source="127.0.0.2")
+        wait_until(lambda: ready()[0] == 403, 10, "the ban")  # the front's watcher reads its log, then reloads nginx
+        assert "in flight at two crashes of Triton" in ready()[1]
+        assert post(front.http, path, KILLER, headers, source="127.0.0.2")[0] == 403
+        assert np.allclose(infer(httpclient, front.http, digits()), expected, atol=1e-6)  # 127.0.0.1 is served
+        assert front.stopped_for_good() is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if m.startswith("tritonserver died:")]) == 2, messages
+    assert any(m.startswith("refusing requests from 127.0.0.2 for 600 s") for m in messages), messages
+
+
+@needs_njs
+@pytest.mark.integration
+def test_launched_by_root_triton_and_nginx_run_as_an_unprivileged_account(workspace: Path) -> None:
+    """Least privilege: neither parses clients' requests as root. Needs root and a world-readable scratch directory;
+    Triton changes account only where that account can run this checkout's Python (its stubs do), which is asked
+    here of the kernel by running that Python as the account."""
+    if os.geteuid() != 0:
+        pytest.skip("only a launch by root changes account")
+    nobody = pwd.getpwnam("nobody")
+    try:
+        runs = (
+            subprocess.run(
+                [sys.executable, "-c", "import numpy"],
+                user=nobody.pw_uid,
+                group=nobody.pw_gid,
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
+    except PermissionError:  # the interpreter itself lies where the account may not go
+        runs = False
+    shared = Path(tempfile.mkdtemp(prefix="t2t-unprivileged-"))
+    try:
+        shared.chmod(0o755)
+        repository, logs = small_repository(workspace, shared / "repo"), shared / "logs"
+        logs.mkdir()
+        cfg = compose_config("triton", [f"paths.logs={logs}"])
+        settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
+        assert settings[0].run_as == "nobody"
+        with serve(settings[0], repository, front=settings[1]) as front:
+            launched = {p.pid: p for p in psutil.Process().children(recursive=True)}.values()
+            accounts = {(p.name(), p.username()) for p in launched if p.name() in ("tritonserver", "nginx")}
+            triton = "nobody" if runs else "root"  # root: this checkout's Python is not the account's to run
+            assert accounts == {("nginx", "nobody"), ("tritonserver", triton)}, accounts
+            assert infer(httpclient, front.http, digits()).shape == (4, 10)
+            assert infer(grpcclient, front.grpc, digits()).shape == (4, 10)
+    finally:
+        shutil.rmtree(shared)

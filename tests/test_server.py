@@ -172,7 +172,7 @@ def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
 
 def test_docker_command_publishes_loopback_ports_and_mounts_the_repository_read_only(tmp_path: Path) -> None:
     cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker", "server.gpus=all"]).server)
-    cmd = launcher.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test")
+    cmd = launcher.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test", operator_key="s3cret")
     assert cmd[:3] == ["docker", "run", "--rm"]
     assert cmd[cmd.index("--gpus") : cmd.index("--gpus") + 2] == ["--gpus", "all"]
     assert "127.0.0.1:8000:8000" in cmd and "127.0.0.1:8001:8001" in cmd
@@ -180,6 +180,18 @@ def test_docker_command_publishes_loopback_ports_and_mounts_the_repository_read_
     assert cfg.image in cmd and cfg.image.startswith("nvcr.io/nvidia/tritonserver:")
     assert cmd[cmd.index(cfg.image) + 1 :][:2] == ["tritonserver", "--model-repository=/models"]
     assert "--disable-auto-complete-config" in cmd
+    restricted = "shared-memory,model-repository,statistics,trace,logging:triton-operator-key=s3cret"
+    assert f"--http-restricted-api={restricted}" in cmd and f"--grpc-restricted-protocol={restricted}" in cmd
+
+
+def test_a_crash_is_named_by_its_own_lines_not_an_earlier_crashs(tmp_path: Path) -> None:
+    """Restarts share one log: the cause of a crash is read from the lines its process wrote."""
+    log = tmp_path / "triton.log"
+    earlier = "I1207 09:00:00 server.cc] started\nterminate called after throwing an instance of 'std::bad_alloc'\n"
+    earlier += "  what():  std::bad_alloc\n"
+    log.write_text(earlier + "I1207 09:00:07 server.cc] started again\n")
+    assert launcher._crash_cause(log) == "std::bad_alloc"
+    assert launcher._crash_cause(log, since=len(earlier.encode())) == ""
 
 
 IDENTITY_MODEL = """

@@ -65,7 +65,10 @@ def documents(job: DeployJob) -> list[dict]:
     """Every object of the target as plain YAML-ready dicts, validated."""
     settings, args = job.settings, job.server_args
     if job.target == "kubernetes":
-        limits = guard.repository_limits(job.repository, job.front.max_dynamic_dim, job.front.max_string_bytes)
+        front = job.front
+        limits = guard.repository_limits(
+            job.repository, front.max_dynamic_dim, front.max_string_bytes, front.max_json_string_bytes
+        )
         objects = [
             manifests.front_config_map(settings, manifests.front_config(limits, job.front)),
             manifests.deployment(settings, args),

@@ -178,6 +178,13 @@ def operator_env(s: DeploySettings) -> list:
     return [k.V1EnvVar(name=OPERATOR_ENV, value_from=k.V1EnvVarSource(secret_key_ref=source))]
 
 
+def container_security():
+    """A container's least privilege: no privilege escalation, no Linux capability (both listen above 1024)."""
+    from kubernetes import client as k
+
+    return k.V1SecurityContext(allow_privilege_escalation=False, capabilities=k.V1Capabilities(drop=["ALL"]))
+
+
 def deployment(s: DeploySettings, server_args: list[str]):
     """Triton's pods: the pinned image on loopback behind the nginx front, the repository from the object store or a
     claim, Triton's health probes (through the front: the kubelet reaches only the pod's ports)."""
@@ -209,6 +216,7 @@ def deployment(s: DeploySettings, server_args: list[str]):
         ),
         readiness_probe=probe("/v2/health/ready", period_seconds=5, failure_threshold=3),
         liveness_probe=probe("/v2/health/live", period_seconds=10, failure_threshold=3),
+        security_context=container_security(),
     )
     front = k.V1Container(
         name="front",
@@ -224,6 +232,7 @@ def deployment(s: DeploySettings, server_args: list[str]):
             k.V1VolumeMount(name="front-work", mount_path=FRONT_WORK),
         ],
         liveness_probe=k.V1Probe(tcp_socket=k.V1TCPSocketAction(port=front_port), period_seconds=10),
+        security_context=container_security(),
     )
     volumes = [
         k.V1Volume(name="front-config", config_map=k.V1ConfigMapVolumeSource(name=f"{s.name}-front")),
@@ -250,7 +259,13 @@ def deployment(s: DeploySettings, server_args: list[str]):
                 spec=k.V1PodSpec(
                     containers=[front, container],
                     volumes=volumes,
-                    security_context=k.V1PodSecurityContext(run_as_user=1000, fs_group=1000),
+                    security_context=k.V1PodSecurityContext(
+                        run_as_user=1000,
+                        run_as_group=1000,
+                        run_as_non_root=True,
+                        fs_group=1000,
+                        seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault"),
+                    ),
                 ),
             ),
         ),

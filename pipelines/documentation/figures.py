@@ -57,17 +57,23 @@ def hardening(reports: Reports) -> str:
 
 def _hardening_table(report: dict[str, Any]) -> str:
     rows = [
-        "| case | the hostile requests got | good requests answered | good p50 (x alone) | good p90 "
-        "| peak memory of Triton, stubs and nginx |",
+        "| case | the hostile requests got (rounds/s) | good requests answered | good p50 (x alone) | good p90 "
+        "| peak memory of Triton, stubs and nginx (x idle) |",
         "|---|---|---|---:|---:|---:|",
     ]
+    idle = {c["good_model"]: c["peak_memory_mb"] for c in report["cases"] if not c["hostile_statuses"]}
     for case in report["cases"]:
         answers = ", ".join(f"{n} x {status}" for status, n in case["hostile_statuses"].items()) or "-"
+        if case["hostile_statuses"]:
+            answers += f" ({case['hostile_rate']}/s)"
         answered = case["good_requests"] - case["good_failures"]
         slowdown = f" ({case['slowdown_p50']}x)" if case["slowdown_p50"] else ""
+        memory = case["peak_memory_mb"] / idle[case["good_model"]] if idle.get(case["good_model"]) else None
+        where = " (straight to Triton)" if case["direct"] else ""
         rows.append(
-            f"| {case['what']} | {answers} | {answered} of {case['good_requests']} ({case['good_model']}) "
-            f"| {case['good_p50_ms']} ms{slowdown} | {case['good_p90_ms']} ms | {case['peak_memory_mb']} MB |"
+            f"| {case['what']}{where} | {answers} | {answered} of {case['good_requests']} ({case['good_model']}) "
+            f"| {case['good_p50_ms']} ms{slowdown} | {case['good_p90_ms']} ms | {case['peak_memory_mb']} MB"
+            + (f" ({memory:.2f}x) |" if memory else " |")
         )
     survived = all(case["server_survived"] for case in report["cases"])
     restart = report["restart"]
@@ -84,7 +90,17 @@ def _hardening_table(report: dict[str, Any]) -> str:
             if restart["ready_again_s"] is not None
             else " Sent straight to the server's own port, the 90-byte request did not bring it back in time."
         ),
+        "",
+        "What the front costs a good request (batch 1, p50 through the front and straight to Triton, alternating):",
+        "",
+        "| model | protocol | requests each | straight to Triton | through the front | cost |",
+        "|---|---|---:|---:|---:|---:|",
     ]
+    for cost in report["front_cost"]:
+        rows.append(
+            f"| {cost['model']} | {cost['protocol']} | {cost['requests']} | {cost['direct_p50_ms']} ms "
+            f"| {cost['front_p50_ms']} ms | {cost['cost_ms']:+.3f} ms ({cost['cost_pct']:+.1f}%) |"
+        )
     return "\n".join(rows)
 
 

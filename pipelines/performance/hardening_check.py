@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from pipelines.core.errors import HostError, checked_number
 from pipelines.data import parity_inputs
-from pipelines.performance import hostile
+from pipelines.performance import front_cost, hostile
 from pipelines.serving import balancer
 from pipelines.serving.launcher import is_ready, serve
 from pipelines.serving.settings import ServerSettings
@@ -33,6 +33,8 @@ class HardeningJob:
     repository: Path
     releases: Mapping[str, Any]
     seconds_per_case: float  # hostile rounds and good requests side by side this long
+    flood_rate: float  # hostile rounds a second at most
+    front_cost_s: float  # requests timed per model, protocol and side (front, direct) this long
     restart_timeout_s: float  # longest the crashed server may take to be ready again
     out: Path
 
@@ -44,6 +46,8 @@ class HardeningJob:
             repository=Path(str(cfg.model_repository)),
             releases=cfg.triton_releases,
             seconds_per_case=checked_number(cfg.seconds_per_case, "seconds_per_case", float, 0.1),
+            flood_rate=checked_number(cfg.flood_rate, "flood_rate", float, 0.1),
+            front_cost_s=checked_number(cfg.front_cost_s, "front_cost_s", float, 0.1),
             restart_timeout_s=checked_number(cfg.restart_timeout_s, "restart_timeout_s", float, 1.0),
             out=Path(str(cfg.out)),
         )
@@ -76,12 +80,15 @@ def check(job: HardeningJob) -> dict:
         raise HostError("the hardening check needs nginx's njs module: apt-get install libnginx-mod-http-js")
     with serve(job.server, job.repository, job.releases, settings, graceful=True, supervise=True) as front:
         (replica,) = front.members[:1]
+        print("the front's cost: good requests through it and straight to Triton ...", flush=True)
+        served = {p.parent.name for p in job.repository.glob("*/config.pbtxt")}
+        costs = front_cost.measure(front, served, job.front_cost_s)
         target = hostile.Target(front.http, front.grpc, replica, front.member_grpc[0])
         results = []
         for case in hostile.cases():
             print(f"{case.name}: {case.what} ...", flush=True)
             make_good = functools.partial(_good_request, case.good, front.http)
-            results.append(hostile.run_case(case, target, make_good, _servers, job.seconds_per_case))
+            results.append(hostile.run_case(case, target, make_good, _servers, job.seconds_per_case, job.flood_rate))
         print(f"restart: the 90-byte request straight to {replica} (no front) ...", flush=True)
         crashed = time.monotonic()
         status = hostile.post(
@@ -104,6 +111,7 @@ def check(job: HardeningJob) -> dict:
         "server": server,
         "front": {"max_dynamic_dim": settings.max_dynamic_dim, "max_string_bytes": settings.max_string_bytes},
         "cases": [r.as_dict() for r in results],
+        "front_cost": [c.as_dict() for c in costs],
         "restart": {"answered": status, "ready_again_s": restart_s},
         "passed": not failed and restart_s is not None,
     }
@@ -111,17 +119,22 @@ def check(job: HardeningJob) -> dict:
 
 def print_table(report: dict) -> None:
     print(
-        f"{'case':<18} {'hostile answers':<16} {'good answered':<26} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} "
+        f"{'case':<24} {'hostile answers':<28} {'rate/s':>7} {'good answered':<26} {'p50 ms':>8} {'p90 ms':>8} "
         f"{'x alone':>8} {'peak MB':>8}  server"
     )
     for case in report["cases"]:
         answers = ", ".join(f"{n}x {s}" for s, n in case["hostile_statuses"].items()) or "-"
         good = f"{case['good_requests'] - case['good_failures']}/{case['good_requests']} {case['good_model']}"
         print(
-            f"{case['name']:<18} {answers:<16} {good:<26} {case['good_p50_ms'] or '-':>8} "
-            f"{case['good_p90_ms'] or '-':>8} {case['good_max_ms'] or '-':>8} {case['slowdown_p50'] or '-':>8} "
-            f"{case['peak_memory_mb']:>8}  "
-            f"{'the same' if case['server_survived'] else 'DIED'}"
+            f"{case['name']:<24} {answers:<28} {case['hostile_rate'] or '-':>7} {good:<26} "
+            f"{case['good_p50_ms'] or '-':>8} {case['good_p90_ms'] or '-':>8} {case['slowdown_p50'] or '-':>8} "
+            f"{case['peak_memory_mb']:>8}  {'the same' if case['server_survived'] else 'DIED'}"
         )
     restart = report["restart"]
     print(f"crash straight on the server's port: ready again after {restart['ready_again_s']} s (supervised)")
+    print(f"{'the front costs':<24} {'protocol':<9} {'direct p50 ms':>14} {'front p50 ms':>13} {'cost':>16}")
+    for cost in report["front_cost"]:
+        print(
+            f"{cost['model']:<24} {cost['protocol']:<9} {cost['direct_p50_ms']:>14} {cost['front_p50_ms']:>13} "
+            f"{cost['cost_ms']:>+8.3f} ms {cost['cost_pct']:>+5.1f}%"
+        )

@@ -318,6 +318,7 @@ class CaseResult:
     good_model: str
     direct: bool = False  # sent around the front, straight to Triton
     hostile_statuses: dict[str, int] = field(default_factory=dict)
+    hostile_rate: float = 0.0  # rounds a second, as sent (at most the run's flood rate; large bodies take longer)
     good_requests: int = 0
     good_failures: int = 0
     good_errors: list[str] = field(default_factory=list)  # the first few failures, as the client saw them
@@ -350,8 +351,10 @@ def run_case(
     make_good: Callable[[], Callable[[], object]],
     servers: Callable[[], set[int]],
     seconds: float,
+    rate: float,
 ) -> CaseResult:
-    """Hostile rounds for `seconds` (at least one), good requests timed beside them, memory sampled.
+    """Hostile rounds for `seconds` (at least one), at most `rate` a second, good requests timed beside them, memory
+    sampled.
 
     `make_good` builds the good request's sender in the thread that uses it (tritonclient's HTTP client
     belongs to the thread that made it); its first request, which warms the connection, is not timed."""
@@ -385,14 +388,22 @@ def run_case(
     for thread in threads:
         thread.start()
     ready.wait(60)
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
     statuses: list[int | str] = []
+    rounds = 0
     while True:
-        statuses += case.send(target)
+        sent = case.send(target)
+        statuses += sent
+        rounds += 1
         if time.monotonic() >= deadline:
             break
-        if not statuses:
+        if not sent:  # nothing hostile: the good requests alone
             time.sleep(seconds)
+            rounds = 0
+            break
+        time.sleep(max(0.0, start + rounds / rate - time.monotonic()))  # the flood's rate
+    result.hostile_rate = round(rounds / (time.monotonic() - start), 1)
     stop.set()
     for thread in threads:
         thread.join()

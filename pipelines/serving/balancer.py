@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipelines.core.errors import ConfigError, HostError, ServerError, checked_number
-from pipelines.serving import guard
+from pipelines.serving import guard, privileges
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ GRPC_STATUS = {
     403: 7,
     413: 8,
     415: 12,
+    429: 7,  # a banned source (HTTP answers it 403 with its own reason)
     500: 13,
     502: 14,
     503: 14,
@@ -62,16 +64,19 @@ class FrontSettings:
     replicas: int
     max_dynamic_dim: int  # a model's dynamic dimension counts this much in its limits (pipelines/serving/guard.py)
     max_string_bytes: int  # a BYTES element (an encoded image, a string) counts this much
+    max_json_string_bytes: int  # ... and this much in a JSON request (longer strings travel as binary)
     retries: int  # attempts per request, over all replicas (0: one per replica)
     fail_timeout_s: float  # a replica that failed a request is skipped this long
     health_interval_s: float
     read_timeout_s: float
     log_file: str
+    restart_wait_s: float  # a request that finds no replica ready waits this long for one (with njs)
+    ban_s: float  # a source whose request was in flight at two crashes is refused this long (with njs)
 
     @classmethod
     def alone(cls) -> FrontSettings:
         """No front: Triton serves its own ports (nothing below is read)."""
-        return cls("none", 1, 0, 0, 0, 0.0, 0.0, 0.0, "")
+        return cls("none", 1, 0, 0, 0, 0, 0.0, 0.0, 0.0, "", 0.0, 0.0)
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig | None, where: str = "balancer") -> FrontSettings:
@@ -83,9 +88,21 @@ class FrontSettings:
         if kind == "none":
             return cls.alone()
         values: dict[str, Any] = {}
-        for key, minimum in (("replicas", 1), ("max_dynamic_dim", 1), ("max_string_bytes", 1), ("retries", 0)):
+        for key, minimum in (
+            ("replicas", 1),
+            ("max_dynamic_dim", 1),
+            ("max_string_bytes", 1),
+            ("max_json_string_bytes", 1),
+            ("retries", 0),
+        ):
             values[key] = checked_number(cfg.get(key), f"{where}.{key}", int, minimum)
-        for key, minimum in (("fail_timeout_s", 0.0), ("health_interval_s", 0.1), ("read_timeout_s", 1.0)):
+        for key, minimum in (
+            ("fail_timeout_s", 0.0),
+            ("health_interval_s", 0.1),
+            ("read_timeout_s", 1.0),
+            ("restart_wait_s", 0.0),
+            ("ban_s", 0.0),
+        ):
             values[key] = checked_number(cfg.get(key), f"{where}.{key}", float, minimum)
         if not cfg.get("log_file"):
             raise ConfigError(f"{where}.log_file is required: where nginx logs")
@@ -139,12 +156,14 @@ def _word(word: str) -> str:
     return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Directive]]:
-    """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors."""
+def _error_locations(grpc_body_bytes: int, wait: bool) -> tuple[list[Directive], list[Directive]]:
+    """(HTTP, gRPC) named locations answering nginx's own errors the way Triton answers its errors; `wait`: an HTTP
+    request that found no replica (502, 503) waits for one in @wait (njs) instead."""
     reasons = {
         403: "this front passes inference only (health, server and model metadata, model config, ModelInfer)",
         413: "request body too large: $guard_body_limit (refused by the front)",
         415: "compressed messages are not accepted (refused by the front)",
+        429: BANNED,
         500: "the balancer failed (its log says why)",
         502: "no Triton replica answered (balancer)",
         503: "no Triton replica is available (balancer)",
@@ -152,7 +171,9 @@ def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Direct
     }
     http, grpc = [], []
     for code, reason in reasons.items():
-        if code not in (403, 415):  # over HTTP the front's refusals carry their own reason
+        if wait and code in (502, 503):
+            http.append(("error_page", code, "=", "@wait"))
+        elif code not in (403, 415, 429):  # over HTTP the front's refusals carry their own reason
             http.append(("error_page", code, f"@http{code}"))
             http.append(
                 (
@@ -178,6 +199,9 @@ def _error_locations(grpc_body_bytes: int) -> tuple[list[Directive], list[Direct
             )
         )
     return http, grpc
+
+
+BANNED = "requests from this address were in flight at two crashes of Triton: refused for a while (by the front)"
 
 
 def _refuse(status: int, reason: str) -> Directive:
@@ -239,15 +263,7 @@ def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive]
     for model in limits:
         cap = model.max_body_bytes
         name = re.escape(model.name)
-        checked = (
-            [
-                ("set", "$guard_model", model.name),
-                ("set", "$guard_limits", model.table()),
-                ("js_content", "guard.infer"),
-            ]
-            if njs
-            else proxy
-        )
+        checked = [("js_content", "guard.infer")] if njs else proxy
         locations.append(("location", "~", MODEL_PATH.format(name, MODEL_READS), [_methods("read"), no_body, *proxy]))
         locations.append(
             (
@@ -260,6 +276,26 @@ def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive]
                     ("client_body_in_single_buffer", "on"),
                     _methods("POST"),
                     bad_type,
+                    *(
+                        [
+                            ("set", "$guard_model", model.name),
+                            ("set", "$guard_limits", model.table()),
+                            # from the headers, before the body is read: JSON beyond what the model can take
+                            (
+                                "if",
+                                "($guard_json_over)",
+                                [
+                                    _refuse(
+                                        413,
+                                        f"a JSON request to model {model.name} takes at most "
+                                        "$guard_json_over bytes; send large tensors as binary data",
+                                    )
+                                ],
+                            ),
+                        ]
+                        if njs
+                        else []
+                    ),
                     *checked,
                 ],
             )
@@ -276,7 +312,13 @@ def _model_locations(limits: Sequence[guard.ModelLimits], proxy: list[Directive]
 
 
 def _http_server(
-    host: str, port: int, limits: Sequence[guard.ModelLimits], proxy: list[Directive], njs: bool, errors: list
+    host: str,
+    port: int,
+    limits: Sequence[guard.ModelLimits],
+    proxy: list[Directive],
+    njs: bool,
+    errors: list,
+    waiting: list[Directive],
 ) -> Directive:
     no_body = ("if", "($guard_has_body)", [_refuse(400, "$uri takes no request body")])
     reads = [_methods("read"), no_body, *proxy]
@@ -291,6 +333,8 @@ def _http_server(
             ("listen", f"{host}:{port}", "reuseport"),
             ("default_type", "application/json"),
             ("client_max_body_size", NO_BODY_BYTES),  # raised per inference location; no other path takes a body
+            ("if", "($guard_banned)", [("return", 403, json.dumps({"error": BANNED}))]),
+            *waiting,
             (
                 "if",
                 "($guard_bad_uri)",
@@ -304,6 +348,20 @@ def _http_server(
             ("location", "=", "/v2/models/stats", [forbidden]),  # Triton's statistics, not a model's metadata
             ("location", "/", [forbidden]),
             ("location", "@triton", proxy),
+            *(
+                [
+                    ("location", "@wait", [("js_content", "guard.wait")]),
+                    (
+                        "location",
+                        "@quarantine",
+                        [
+                            *(d if d[0] != "proxy_pass" else ("proxy_pass", "http://triton_quarantine") for d in proxy),
+                        ],
+                    ),
+                ]
+                if njs
+                else []
+            ),
             *errors,
         ],
     )
@@ -321,6 +379,7 @@ def _grpc_server(host: str, port: int, timeout: str, attempts: int, next_upstrea
         "server",
         [
             ("listen", f"{host}:{port}", "http2", "reuseport"),
+            ("if", "($guard_banned)", [("return", 429)]),  # -> PERMISSION_DENIED, naming why
             ("if", "($guard_grpc_encoded)", [("return", 415)]),  # -> UNIMPLEMENTED, as gRPC answers an unknown codec
             *[("location", "=", method, grpc) for method in GRPC_ALLOWED],
             ("location", "/", [("return", 403)]),  # -> PERMISSION_DENIED
@@ -341,10 +400,12 @@ def nginx_config(
     limits: Sequence[guard.ModelLimits],
     njs: Path | None = None,
     script_dir: Path | None = None,
+    banned: Sequence[str] = (),
 ) -> str:
     """The whole nginx.conf: replicas are (http, grpc) addresses; `down` their indices taken out; `limits` what each
     served model takes; `njs` the njs module, which checks inference requests' JSON (guard.js in `script_dir`, by
-    default `work`)."""
+    default `work`) and lets a request that finds no replica ready wait for one; `banned` client addresses refused
+    (403, PERMISSION_DENIED) because a request of theirs was in flight at two crashes."""
 
     def upstream(name: str, addresses: list[str]) -> Directive:
         servers: list[Directive] = [
@@ -359,8 +420,23 @@ def nginx_config(
         ]
         return ("upstream", name, [*servers, ("keepalive", 32)])
 
+    # a request that was in flight when its replica died is sent again alone: one such request per replica at a
+    # time, counted across workers (zone), so that the request that dies with a replica a second time is the cause
+    quarantine: Directive = (
+        "upstream",
+        "triton_quarantine",
+        [("zone", "quarantine", "64k"), *[("server", h, "max_conns=1", "max_fails=0") for h, _ in replicas]],
+    )
+
     largest = max(m.max_body_bytes for m in limits)
-    http_errors, grpc_errors = _error_locations(largest)
+    http_errors, grpc_errors = _error_locations(largest, njs is not None)
+    waiting: list[Directive] = []
+    if njs is not None:  # @wait: the replicas' health, polled until one is ready, and how long that may take
+        waiting = [
+            ("recursive_error_pages", "on"),  # a retry that fails again waits again (njs counts the rounds)
+            ("set", "$guard_replicas", ",".join(h for h, _ in replicas)),
+            ("set", "$guard_wait_ms", int(settings.restart_wait_s * 1000)),
+        ]
     next_upstream = ("error", "timeout", "http_502", "http_503", "non_idempotent")  # inference is stateless
     timeout = f"{settings.read_timeout_s:g}s"
     proxy: list[Directive] = [
@@ -393,7 +469,8 @@ def nginx_config(
                             "log_format",
                             "replica",
                             '$remote_addr [$time_local] "$request" $status $request_length '
-                            "upstream=$upstream_addr upstream_status=$upstream_status $request_time",
+                            "upstream=$upstream_addr upstream_status=$upstream_status "
+                            "connect=$upstream_connect_time $request_time" + (" guard=$guard_verdict" if njs else ""),
                         ),
                         ("access_log", str(log_file), "replica"),
                         *[
@@ -401,10 +478,16 @@ def nginx_config(
                             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
                         ],
                         *(
-                            [("js_import", "guard", "from", str((script_dir or work) / guard.GUARD_SCRIPT.name))]
+                            [
+                                ("js_import", "guard", "from", str((script_dir or work) / guard.GUARD_SCRIPT.name)),
+                                ("js_set", "$guard_json_over", "guard.jsonOver"),
+                                ("js_var", "$guard_waited", "0"),  # rounds of waiting for a replica, per request
+                                ("js_var", "$guard_verdict", ""),  # "culprit": in flight at two crashes (the log)
+                            ]
                             if njs
                             else []
                         ),
+                        ("geo", "$guard_banned", [("default", 0), *[(address, 1) for address in sorted(banned)]]),
                         # Triton 2.51 crashes (SIGSEGV, server#5840) on a large form-post body, on any path
                         (
                             "map",
@@ -437,8 +520,9 @@ def nginx_config(
                         ("map", "$uri", "$guard_body_limit", [*body_limits, ("default", "$uri takes no body")]),
                         ("client_max_body_size", largest),  # gRPC: every model's requests arrive on one path
                         upstream("triton_http", [h for h, _ in replicas]),
+                        *([quarantine] if njs else []),
                         upstream("triton_grpc", [g for _, g in replicas]),
-                        _http_server(host, http_port, limits, proxy, njs is not None, http_errors),
+                        _http_server(host, http_port, limits, proxy, njs is not None, http_errors, waiting),
                         _grpc_server(host, grpc_port, timeout, settings.attempts, next_upstream, grpc_errors),
                     ],
                 ),
@@ -504,7 +588,9 @@ class Front:
         work: Path,
         log_file: Path,
         limits: Sequence[guard.ModelLimits],
+        account: privileges.Account | None = None,
     ):
+        self.account = account  # launched by root: nginx runs as this account, its work directory and log its own
         self.settings, self.host, self.http_port, self.grpc_port = settings, host, http_port, grpc_port
         # absolute paths: nginx reads relative ones against its prefix, not our directory
         self.replicas, self.work, self.log_file = list(replicas), work.resolve(), log_file.resolve()
@@ -513,6 +599,8 @@ class Front:
         self.njs = njs_module(self.binary)
         self.conf = self.work / "nginx.conf"
         self.down: set[int] = set()
+        self.banned: dict[str, float] = {}  # client address -> when its ban ends (time.monotonic())
+        self._log_read = 0  # how much of the log the ban watcher has read
         self.proc: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -524,11 +612,13 @@ class Front:
             self.http_port,
             self.grpc_port,
             [(r.http, r.grpc) for r in self.replicas],
-            self.down,
+            # every replica down: nginx keeps trying them, and a request waits in @wait for one to come back
+            self.down if len(self.down) < len(self.replicas) else set(),
             self.work,
             self.log_file,
             self.limits,
             self.njs,
+            banned=sorted(self.banned),
         )
         tmp = self.conf.with_suffix(".tmp")
         tmp.write_text(text)
@@ -541,6 +631,7 @@ class Front:
             text=True,
             timeout=30,
             check=False,
+            **(self.account.popen_args() if self.account else {}),
         )
         if proc.returncode != 0:
             lines = [
@@ -552,6 +643,10 @@ class Front:
         # nginx creates its temp directories for its worker user (`nobody` when started as root), which must
         # be able to reach them: the scratch directory is traversable, not listable
         self.work.chmod(0o711)
+        if self.account is not None:  # nginx as that account altogether: its work directory and log are its own
+            self.log_file.touch()
+            self.account.give(self.work, self.log_file)
+            log.info("nginx runs as %s (launched by root)", self.account.name)
         if self.njs is not None:
             shutil.copy2(guard.GUARD_SCRIPT, self.work / guard.GUARD_SCRIPT.name)
             (self.work / guard.GUARD_SCRIPT.name).chmod(0o644)
@@ -573,6 +668,7 @@ class Front:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=preexec,  # noqa: PLW1509 - prctl only, no threads touched
+                **(self.account.popen_args() if self.account else {}),
             )
 
     def problem(self) -> str | None:
@@ -599,10 +695,14 @@ class Front:
         self._watcher.start()
 
     def _watch(self) -> None:
+        self._log_read = self.log_file.stat().st_size if self.log_file.exists() else 0
         while not self._stop.wait(self.settings.health_interval_s):
             problems = {i: r.problem() for i, r in enumerate(self.replicas)}
             down = {i for i, p in problems.items() if p is not None}
+            bans_changed = self._update_bans()
             if down == self.down:
+                if bans_changed:
+                    self.reload()
                 continue
             for i in sorted(down - self.down):
                 log.warning("replica %d (%s) taken out of the balancer: %s", i + 1, self.replicas[i].http, problems[i])
@@ -610,6 +710,41 @@ class Front:
                 log.info("replica %d (%s) ready again: back in the balancer", i + 1, self.replicas[i].http)
             self.down = down
             self.reload()
+
+    def _update_bans(self) -> bool:
+        """Ban the senders of requests the front found in flight at two crashes (logged `guard=culprit` by njs), for
+        `ban_s`; lift bans that ran out. True when the set changed."""
+        if self.settings.ban_s <= 0:
+            return False
+        now = time.monotonic()
+        changed = False
+        for address in self._culprits():
+            if address not in self.banned:
+                log.warning(
+                    "refusing requests from %s for %g s: one of its requests was in flight at two crashes of Triton",
+                    address,
+                    self.settings.ban_s,
+                )
+                changed = True
+            self.banned[address] = now + self.settings.ban_s
+        for address in [a for a, until in self.banned.items() if until <= now]:
+            log.info("requests from %s are accepted again (its ban ran out)", address)
+            del self.banned[address]
+            changed = True
+        return changed
+
+    def _culprits(self) -> set[str]:
+        """Client addresses of the access-log lines marked `guard=culprit` written since the last call."""
+        try:
+            with open(self.log_file, "rb") as fh:
+                fh.seek(self._log_read)
+                data = fh.read(16 << 20)
+        except OSError:
+            return set()
+        complete = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self._log_read += complete
+        lines = data[:complete].splitlines()
+        return {line.split(b" ", 1)[0].decode(errors="replace") for line in lines if line.endswith(b" guard=culprit")}
 
     def reload(self) -> None:
         self.write_config()

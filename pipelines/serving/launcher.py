@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from pipelines.core import scratch
 from pipelines.core.errors import ConfigError, ServerError
 from pipelines.model_repository import standins
-from pipelines.serving import balancer, guard
+from pipelines.serving import balancer, guard, privileges
 from pipelines.serving.settings import ServerSettings, TritonFlags, new_operator_key
 from pipelines.serving.supervision import RestartPolicy, Supervised
 from pipelines.trt import loadability
@@ -281,6 +281,14 @@ class EmbeddedTriton:
 
         return f"embedded tritonserver (nvidia-pytriton {version('nvidia-pytriton')})"
 
+    def needs(self, repository: Path) -> list[Path]:
+        """What the server reads beside its own files: the repository, and the Python its stubs run (the
+        interpreter, its standard library, the environment's packages)."""
+        import numpy
+
+        python = [Path(sys.executable).resolve(), Path(os.__file__).resolve().parent, Path(numpy.__file__).parents[1]]
+        return [Path(repository).resolve(), self.binary, self.stub, *python]
+
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(self.libs), env.get("LD_LIBRARY_PATH")]))
@@ -331,14 +339,15 @@ def local_command(
     ]
 
 
-def _exited(proc: subprocess.Popen, log_file: Path) -> str | None:
-    """Why a launched server's process is gone (its log's telling line), None while it runs."""
+def _exited(proc: subprocess.Popen, log_file: Path, since: int = 0) -> str | None:
+    """Why a launched server's process is gone (its log's telling line), None while it runs; `since`: where this
+    process's lines start in a log that restarts share."""
     if proc.poll() is None:
         return None
     if proc.returncode < 0:
         sig = signal.Signals(-proc.returncode)
         if sig in CRASH_SIGNALS:  # its own fault: the C++ exception that ended it, where the log has one
-            cause = _crash_cause(log_file)
+            cause = _crash_cause(log_file, since)
             return f"tritonserver crashed ({sig.name}{': ' + cause if cause else ''}; log: {log_file})"
         # killed from outside: its log's last error says nothing about why
         return f"tritonserver was killed ({sig.name}; log: {log_file})"
@@ -348,10 +357,13 @@ def _exited(proc: subprocess.Popen, log_file: Path) -> str | None:
 CRASH_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL)
 
 
-def _crash_cause(log_file: Path) -> str:
-    """The last uncaught C++ exception in the log (`what():  std::bad_alloc`), or ''."""
+def _crash_cause(log_file: Path, since: int = 0) -> str:
+    """The last uncaught C++ exception in the log from byte `since` on (`what():  std::bad_alloc`), or '': an
+    earlier crash's, in the lines before, is not this one's."""
     try:
-        lines = log_file.read_text(errors="replace").splitlines()
+        with open(log_file, "rb") as fh:
+            fh.seek(since)
+            lines = fh.read().decode(errors="replace").splitlines()
     except OSError:
         return ""
     causes = [line.split("what():", 1)[1].strip() for line in lines if "what():" in line]
@@ -436,11 +448,20 @@ def _serve_local(
     policy = server.restart if request.supervise else RestartPolicy()
     # after a SIGKILL, stubs that were still starting outlive the reap below: this one finds them, as planned
     reap = functools.partial(reap_stubs, expected=not graceful)
+    account = privileges.unprivileged(server.run_as, embedded.needs(repository), "tritonserver")
     with (
         scratch.scratch_dir(Path(tempfile.gettempdir()), "triton-backends-", reap) as tmp,
         open(log_file, "wb") as log_fh,
     ):
         backends = embedded.backend_directory(Path(tmp))
+        environment = embedded.environment()
+        if account is not None:  # it reads the backends; its home is a scratch one (frameworks write caches there)
+            Path(tmp).chmod(0o755)
+            home = Path(tmp) / "home"
+            home.mkdir()
+            account.give(home)
+            environment["HOME"] = str(home)
+            log.info("tritonserver runs as %s (launched by root)", account.name)
         command, preexec = die_with_parent(
             local_command(
                 embedded, repository, backends, host, http_port, grpc_port, server.flags, extra, request.operator_key
@@ -448,15 +469,25 @@ def _serve_local(
             graceful,
         )
 
+        starts: dict[int, int] = {}  # pid -> where its lines start in the log
+
         def spawn() -> subprocess.Popen:  # a restart runs the same command: the same ports, the same log
-            return subprocess.Popen(
+            log_fh.flush()
+            offset = os.fstat(log_fh.fileno()).st_size
+            proc = subprocess.Popen(
                 command,
                 stdout=log_fh,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=embedded.environment(),
+                env=environment,
                 preexec_fn=preexec,  # noqa: PLW1509 - prctl only, no threads touched
+                **(account.popen_args() if account else {}),
             )
+            starts[proc.pid] = offset
+            return proc
+
+        def exited(proc: subprocess.Popen) -> str | None:
+            return _exited(proc, log_file, starts.get(proc.pid, 0))
 
         log.info(
             "starting tritonserver (embedded) on http %s, grpc %s; log %s", endpoints.http, endpoints.grpc, log_file
@@ -464,7 +495,7 @@ def _serve_local(
         start = time.monotonic()
         supervised = Supervised(
             spawn,
-            lambda proc: _exited(proc, log_file) or "it exited",
+            lambda proc: exited(proc) or "it exited",
             lambda: is_ready(endpoints.http, 1.0),
             policy,
             functools.partial(reap_stubs, backends),
@@ -477,9 +508,7 @@ def _serve_local(
             supervised.watch()
             yield replace(
                 endpoints,
-                problem=lambda: (
-                    supervised.failure or _exited(supervised.proc, log_file) or readiness(endpoints.http, 1.0)
-                ),
+                problem=lambda: supervised.failure or exited(supervised.proc) or readiness(endpoints.http, 1.0),
                 failed=(lambda: supervised.failure) if policy.max_restarts else None,
             )
         finally:
@@ -617,7 +646,9 @@ def _serve_front(
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
     server = request.server
     binary = balancer.nginx_binary()  # before minutes of replica start-up
-    limits = guard.repository_limits(request.repository, front.max_dynamic_dim, front.max_string_bytes)
+    limits = guard.repository_limits(
+        request.repository, front.max_dynamic_dim, front.max_string_bytes, front.max_json_string_bytes
+    )
     host = str(server.host)
     http_port, grpc_port = server.http_port, server.grpc_port
     for port in (http_port, grpc_port):
@@ -650,6 +681,7 @@ def _serve_front(
             work,
             log_file,
             limits,
+            privileges.unprivileged(server.run_as, [Path(binary), log_file.resolve().parent], "nginx"),
         )
         stack.enter_context(balancer.running(nginx, die_with_parent))
         endpoints = Endpoints(

@@ -119,6 +119,7 @@ class ServerSettings:
     log_file: Path | None = None
     flags: TritonFlags | None = None
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    run_as: str | None = None  # launched by root: the account Triton and nginx run as (pipelines/serving/privileges.py)
     # docker
     image: str | None = None
     gpus: str | None = None
@@ -168,6 +169,7 @@ class ServerSettings:
             log_file=Path(str(cfg.log_file)),
             flags=TritonFlags.from_cfg(cfg),
             restart=RestartPolicy.from_cfg(cfg.restart) if not docker else RestartPolicy(),
+            run_as=str(cfg.run_as) if not docker and cfg.get("run_as") else None,
             image=str(cfg.image) if docker else None,
             gpus=str(cfg.gpus) if docker and cfg.gpus else None,
             shm_size=str(cfg.shm_size) if docker else None,

@@ -167,6 +167,16 @@ function problem(text, model, limits, sizes) {
     return null;
 }
 
+// $guard_json_over (js_set, read in the rewrite phase, before the body): the model's JSON limit when a request
+// without binary tensors announces a longer body, else ''.
+function jsonOver(r) {
+    if (headerValues(r, 'inference-header-content-length').length) {
+        return '';
+    }
+    const limit = JSON.parse(r.variables.guard_limits).json;
+    return Number(r.headersIn['Content-Length'] || 0) > limit ? String(limit) : '';
+}
+
 function infer(r) {
     const body = r.requestBuffer;
     if (body === undefined || body.length === 0) {
@@ -183,6 +193,11 @@ function infer(r) {
     }
     let text = body;
     const declared = headerValues(r, 'inference-header-content-length');
+    if (!declared.length && body.length > limits.json) {  // a chunked body: its length is known only now
+        refuse(r, 413, 'a JSON request to model ' + r.variables.guard_model + ' takes at most ' + limits.json +
+                       ' bytes; send large tensors as binary data');
+        return;
+    }
     if (declared.length) {
         const length = /^[0-9]{1,10}$/.test(declared[0]) ? Number(declared[0]) : -1;
         if (length < 0 || length > body.length) {
@@ -211,4 +226,74 @@ function infer(r) {
     r.internalRedirect('@triton');
 }
 
-export default {infer};
+// A request that found no replica ready (502, 503) waits here, with its body, while supervision restarts one:
+// the replicas' /v2/health/ready ($guard_replicas) is polled until one answers or $guard_wait_ms pass, then the
+// request goes to @triton again. A request that reached Triton and lost its connection was in flight when Triton
+// died: once a replica is ready it is sent again through @quarantine, which takes one request per replica at a
+// time, so that a request that did not cause the crash succeeds, and the one that did dies alone with its replica.
+// A request in flight at two crashes is not sent again, and the log marks it (guard=culprit) so that the front
+// refuses its sender for a while (pipelines/serving/balancer.py). gRPC cannot wait: nginx streams its bodies.
+const POLL_MS = 200;
+const MAX_ROUNDS = 4;  // nginx allows 10 internal redirects a request: an error page and a redirect per round
+
+// How many replica deaths this request was in flight at: per attempt (nginx's variables list the attempts, ", "
+// between replicas tried in one pass and " : " between passes), a connection made and lost without an answer;
+// a replica counted once per pass (nginx may try a single replica again while it dies).
+function crashesSeen(r) {
+    const passes = function (name) { return (r.variables[name] || '').split(' : '); };
+    const statuses = passes('upstream_status');
+    const connects = passes('upstream_connect_time');
+    const addresses = passes('upstream_addr');
+    let crashes = 0;
+    for (let p = 0; p < statuses.length; p++) {
+        const status = statuses[p].split(', ');
+        const connect = (connects[p] || '').split(', ');
+        const address = (addresses[p] || '').split(', ');
+        const died = {};
+        for (let i = 0; i < status.length; i++) {
+            if (status[i] === '502' && connect[i] !== undefined && connect[i] !== '' && connect[i] !== '-') {
+                died[address[i]] = true;  // connected, then the connection died without an answer
+            }
+        }
+        crashes += Object.keys(died).length;
+    }
+    return crashes;
+}
+
+function wait(r) {
+    if (crashesSeen(r) >= 2) {
+        r.variables.guard_verdict = 'culprit';
+        refuse(r, 502, 'this request was in flight at two crashes of Triton: it is not sent again, and its sender ' +
+                       'is refused for a while');
+        return;
+    }
+    const rounds = Number(r.variables.guard_waited) + 1;
+    r.variables.guard_waited = String(rounds);
+    const budget = Number(r.variables.guard_wait_ms);
+    if (rounds > MAX_ROUNDS || budget <= 0) {
+        refuse(r, 503, 'no Triton replica is ready (waited ' + (rounds - 1) + ' times)');
+        return;
+    }
+    const replicas = r.variables.guard_replicas.split(',');
+    const deadline = Date.now() + budget;
+    const crashed = crashesSeen(r) > 0;
+    function poll() {
+        Promise.all(replicas.map(function (replica) {
+            return ngx.fetch('http://' + replica + '/v2/health/ready', {max_response_body_size: 64})
+                .then(function (reply) { return reply.status === 200; }, function () { return false; });
+        })).then(function (ready) {
+            if (ready.indexOf(true) >= 0 && crashed) {  // spread out, one at a time per replica
+                setTimeout(function () { r.internalRedirect('@quarantine'); }, Math.random() * 1000);
+            } else if (ready.indexOf(true) >= 0) {
+                r.internalRedirect('@triton');
+            } else if (Date.now() >= deadline) {
+                refuse(r, 503, 'no Triton replica became ready within ' + budget / 1000 + ' s');
+            } else {
+                setTimeout(poll, POLL_MS);
+            }
+        });
+    }
+    poll();
+}
+
+export default {infer, jsonOver, wait};
