@@ -53,6 +53,7 @@ def test_step_configs_carry_their_settings(catalog) -> None:
             "max_pixels": 40000000,
             "max_aspect": 20.0,
             "max_request_pixels": 100000000,
+            "client_pixels_per_s": 40000000,
         },
     }
     assert [(g.kind, g.count) for g in pre.instance_group] == [(pre.instance_group[0].KIND_CPU, 2)]  # decode_instances

@@ -529,31 +529,41 @@ def test_the_hardening_check_reports_every_case(workspace: Path, tmp_path: Path)
             f"out={tmp_path / 'hardening.json'}",
             f"paths.logs={tmp_path / 'logs'}",
             "seconds_per_case=0.5",
+            "front_cost_s=0.5",
         ],
     )
     report = hardening.run(cfg)
     assert json.loads((tmp_path / "hardening.json").read_text()) == report
     cases = {c["name"]: c for c in report["cases"]}
-    assert set(cases) == {
-        "none",
-        "json_huge_shape",
-        "form_post_4mib",
-        "uploads_6x512mib",
-        "ensemble_none",
-        "ensemble_8x36mp",
-        "ensemble_2x36mp",
-    }
-    expected = {
+    expected = {  # what each hostile request must get (the answers, as the front or Triton gives them)
         "json_huge_shape": {"400"},
+        "json_duplicate_key": {"400"},
+        "json_duplicate_inputs": {"400"},
+        "generate_nested": {"413"},
+        "infer_nested": {"400"},
         "form_post_4mib": {"413"},
         "uploads_6x512mib": {"413"},
+        "gzip_body": {"415"},
+        "hex_header_length": {"400"},
+        "management_http": {"403"},
+        "management_grpc": {"PERMISSION_DENIED"},
+        "grpc_gzip": {"UNIMPLEMENTED"},
+        "management_http_direct": {"403"},  # Triton's own refusal: no operator key
+        "management_grpc_direct": {"UNAVAILABLE"},
         "ensemble_8x36mp": {"400"},
-        "ensemble_2x36mp": {"200"},
+        "ensemble_json_150mb": {"413"},
     }
+    assert set(cases) == {*expected, "none", "ensemble_none", "ensemble_2x36mp", "ensemble_declared_40mp"}
     for name, statuses in expected.items():
         assert set(cases[name]["hostile_statuses"]) == statuses, cases[name]
+    # decoded, or over the sender's pixel budget (503: it may send again later), never anything else
+    for name in ("ensemble_2x36mp", "ensemble_declared_40mp"):
+        assert set(cases[name]["hostile_statuses"]) <= {"200", "503"} and cases[name]["hostile_statuses"], cases[name]
     for case in cases.values():
         assert case["server_survived"] and case["good_failures"] == 0 and case["good_requests"] > 0, case
+    costs = {(c["model"], c["protocol"]): c for c in report["front_cost"]}
+    assert set(costs) == {(m, p) for m in ("mnist_onnx", "resnet50_onnx") for p in ("http", "grpc")}
+    assert all(c["direct_p50_ms"] > 0 and c["front_p50_ms"] > 0 and c["requests"] > 0 for c in costs.values())
     assert report["restart"]["answered"] == 0 and report["restart"]["ready_again_s"] > 0
 
 

@@ -85,3 +85,33 @@ def test_hostile_requests_mixed_with_good_ones_leave_every_good_answer_intact(se
     assert all(
         isinstance(r, InferenceServerException) and r.status() in ("400", "StatusCode.INVALID_ARGUMENT") for r in bad
     )
+
+
+def test_a_client_over_its_pixel_budget_is_told_to_come_back_and_others_are_not(server) -> None:
+    """633-byte JPEGs that each declare 40 MP (half a second of decoding each): a client that keeps sending them is
+    answered UNAVAILABLE once its budget is spent (image_limits.client_pixels_per_s, max_request_pixels at once,
+    each of the two decoding instances its share), before any decoding; another client is served meanwhile. The
+    client is named by the header the front sets and Triton forwards to the step."""
+    from pipelines.data.images import CLIENT_PARAMETER
+    from pipelines.performance.hostile import declared_jpeg
+
+    data = declared_jpeg(5000, 8000)
+    client = httpclient.InferenceServerClient(server.http)
+    answers = []
+    for _ in range(16):  # 200 MP at once over both instances, 40 MP a second back: refused within a dozen
+        try:
+            item = httpclient.InferInput("image", [1, 1], "BYTES")
+            item.set_data_from_numpy(np.array([[data]], dtype=np.object_))
+            client.infer(MODEL, [item], headers={CLIENT_PARAMETER: "hostile-client"})
+            answers.append("200")
+        except InferenceServerException as exc:
+            answers.append(exc.status())
+            if exc.status() == "503":
+                assert "client hostile-client is over its pixel budget" in exc.message(), exc.message()
+                break
+    assert answers[-1] == "503" and set(answers[:-1]) <= {"200"}, answers
+    photo = parity_inputs.sample_photo_paths()[0].read_bytes()
+    item = httpclient.InferInput("image", [1, 1], "BYTES")
+    item.set_data_from_numpy(np.array([[photo]], dtype=np.object_))
+    labels = client.infer(MODEL, [item], headers={CLIENT_PARAMETER: "another-client"}).as_numpy("labels")
+    assert labels.shape == (1, 5)

@@ -98,6 +98,32 @@ def test_a_requests_images_share_one_pixel_budget_checked_before_decoding(monkey
     with pytest.raises(images.ImageDecodeError, match=r"^image 1 is not an image Pillow can decode"):
         images.decode_request([big, b"not an image"], limits)
     assert decoded == []
+    # the client's budget over time is charged from the headers too: 72 MP, refused before decoding
+    budget = images.PixelBudget(rate=40_000_000, burst=100_000_000)
+    budget.charge("127.0.0.2", 50_000_000, now=0.0)  # 50 MP of the 100 MP it may hold at once
+    with pytest.raises(
+        images.ImageBudgetError,
+        match=r"^client 127.0.0.2 is over its pixel budget .*: this request's 72 MP fit in 0.6 s",
+    ):
+        images.decode_request([big] * 2, limits, lambda pixels: budget.charge("127.0.0.2", pixels, now=0.0))
+    assert decoded == []
+
+
+def test_a_clients_pixel_budget_refills_over_time_and_is_its_own() -> None:
+    """A token bucket per client, worked by hand: 10 pixels a second, 30 at once."""
+    budget = images.PixelBudget(rate=10, burst=30, clients=2)
+    budget.charge("a", 30, now=0.0)  # the whole burst
+    with pytest.raises(images.ImageBudgetError, match=r"this request's 5e-06 MP fit in 0.5 s"):
+        budget.charge("a", 5, now=0.0)
+    budget.charge("b", 30, now=0.0)  # another client has its own
+    budget.charge("a", 5, now=0.5)  # 0.5 s later: 5 pixels back
+    with pytest.raises(images.ImageBudgetError):
+        budget.charge("a", 1, now=0.5)
+    budget.charge("a", 30, now=100.0)  # refilled, never beyond the burst
+    with pytest.raises(images.ImageBudgetError):
+        budget.charge("a", 1, now=100.0)
+    budget.charge("c", 1, now=100.0)  # a third client: the least recently seen ("b") is forgotten
+    budget.charge("b", 30, now=100.0)  # ... and starts afresh
 
 
 def test_the_clients_input_for_a_greyscale_model_is_its_grey_pixels_scaled() -> None:

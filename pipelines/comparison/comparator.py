@@ -263,18 +263,25 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
         if burst is not None:
             parts = prepared.parts  # an ensemble has no batcher of its own: each of its steps must merge the burst
             batched = [parts.preprocess.name, parts.classifier.name, parts.postprocess.name] if parts else [spec.name]
-            before = {name: model.settled_counts(name) for name in batched}
+            refused = model.statistics_refused(batched[0])
+            before = {name: model.settled_counts(name) for name in batched} if refused is None else {}
             outputs = model.burst(burst.inputs)
-            counted = {name: model.counts_after(before[name], len(outputs), name) for name in batched}
             burst_outputs = concat(outputs)
-            # the report keeps whether the batcher merged them, not the count (timing decides it: 2 one run, 3
-            # the next), so identical runs leave the committed report unchanged; the log has the count
-            batching = {
-                "requests": min(r for r, _ in counted.values()),
-                "merged": all(executions < requests for requests, executions in counted.values()),
-            }
-            for name, (requests, executions) in counted.items():
-                log.info("%s: burst of %d requests ran in %d executions", name, requests, executions)
+            if (
+                refused is not None
+            ):  # a server behind a front, or without its operator key: outputs checked, not counted
+                log.warning("%s: the burst's executions are not counted: %s", spec.name, refused)
+                batching = {"requests": len(outputs), "merged": None, "not_counted": refused}
+            else:
+                counted = {name: model.counts_after(before[name], len(outputs), name) for name in batched}
+                # the report keeps whether the batcher merged them, not the count (timing decides it: 2 one run, 3
+                # the next), so identical runs leave the committed report unchanged; the log has the count
+                batching = {
+                    "requests": min(r for r, _ in counted.values()),
+                    "merged": all(executions < requests for requests, executions in counted.values()),
+                }
+                for name, (requests, executions) in counted.items():
+                    log.info("%s: burst of %d requests ran in %d executions", name, requests, executions)
     return Served(served, classifications, burst_outputs, batching, skipped, preprocessing, backend)
 
 

@@ -234,10 +234,10 @@ class ParityReport:
             lines += self.lossy.lines()
         if self.dynamic_batching:
             b = self.dynamic_batching
-            lines.append(
-                f"dynamic batching: {b['requests']} concurrent requests "
-                + ("merged into fewer executions" if b["merged"] else "ran one execution each")
+            verdict = {True: "merged into fewer executions", False: "ran one execution each"}.get(
+                b["merged"], f"not counted ({b.get('not_counted')})"
             )
+            lines.append(f"dynamic batching: {b['requests']} concurrent requests {verdict}")
         lines.append(f"RESULT: {'PASS' if self.passed else 'FAIL'}")
         lines += [f"  - {f}" for f in self.failures]
         return "\n".join(lines)

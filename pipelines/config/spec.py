@@ -232,6 +232,7 @@ class ImageLimits:
     max_pixels: int  # width * height
     max_aspect: float  # longer side / shorter side
     max_request_pixels: int  # all of one request's images together: how long one request may hold a decoder
+    client_pixels_per_s: int  # one client's images over time (max_request_pixels at once): what it may hold
 
     def settings(self) -> dict[str, Any]:
         """Plain values for `images.decode`, on the client and in the ensemble's step (as JSON)."""
@@ -249,6 +250,7 @@ def image_limits(cfg: Mapping[str, Any]) -> ImageLimits:
             int(c["max_pixels"]),
             float(c["max_aspect"]),
             int(c["max_request_pixels"]),
+            int(c["client_pixels_per_s"]),
         )
         bad = [f"{k}={v}" for k, v in limits.__dict__.items() if not v > 0]
         if bad or limits.max_aspect < 1:

@@ -9,14 +9,45 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+# the request parameter naming the client (its address): the front sets the header, Triton forwards it to the
+# pre-processing step as a parameter (--http/grpc-header-forward-pattern), the step keeps a pixel budget per value
+CLIENT_PARAMETER = "x-t2t-client"
+
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image Pillow can decode within the limits: the sender's error, not the server's."""
+
+
+class ImageBudgetError(ImageDecodeError):
+    """The client sent more pixels than its budget over time allows: it may send again later."""
+
+
+class PixelBudget:
+    """Pixels each client may have decoded over time: a token bucket per client (`rate` a second, `burst` at
+    once), charged from the images' headers before any is decoded. The least recently seen clients are forgotten
+    past `clients`, so that a flood of addresses cannot grow it without bound."""
+
+    def __init__(self, rate: float, burst: int, clients: int = 10_000):
+        self.rate, self.burst, self.clients = rate, burst, clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (pixels left, when), oldest first
+
+    def charge(self, client: str, pixels: int, now: float) -> None:
+        left, then = self._buckets.pop(client, (float(self.burst), now))
+        left = min(float(self.burst), left + (now - then) * self.rate)
+        if pixels > left:
+            self._buckets[client] = (left, now)
+            raise ImageBudgetError(
+                f"client {client} is over its pixel budget (image_limits.client_pixels_per_s): this request's "
+                f"{pixels * 1e-6:g} MP fit in {(pixels - left) / self.rate:.1f} s; send it again then"
+            )
+        self._buckets[client] = (left - pixels, now)
+        while len(self._buckets) > self.clients:
+            del self._buckets[next(iter(self._buckets))]
 
 
 def decode(data: bytes, limits: Mapping[str, Any] | None = None) -> Any:
@@ -59,10 +90,13 @@ def _decoded(image: Any) -> Any:
     return image.convert("RGB")
 
 
-def decode_request(items: Sequence[bytes], limits: Mapping[str, Any] | None = None) -> list[Any]:
+def decode_request(
+    items: Sequence[bytes], limits: Mapping[str, Any] | None = None, charge: Callable[[int], None] | None = None
+) -> list[Any]:
     """A request's images, every header checked before any pixel is decoded: each within the limits, and all of
-    them together within `max_request_pixels`, so that one request cannot hold a decoder for long. An
-    ImageDecodeError names the image (`image N ...`)."""
+    them together within `max_request_pixels`, so that one request cannot hold a decoder for long; `charge` then
+    takes their pixels from the client's budget (ImageBudgetError). An ImageDecodeError names the image
+    (`image N ...`)."""
     opened, total = [], 0
     for index, data in enumerate(items):
         try:
@@ -76,6 +110,8 @@ def decode_request(items: Sequence[bytes], limits: Mapping[str, Any] | None = No
             f"images hold {total} pixels together, over the limit of {budget} per request "
             "(max_request_pixels): send them in several requests"
         )
+    if charge is not None:
+        charge(total)
     decoded = []
     for index, image in enumerate(opened):
         try:
@@ -135,9 +171,12 @@ def preprocess(data: bytes, settings: Mapping[str, Any]) -> np.ndarray:
     return tensor(decode(bytes(data), settings.get("limits")), settings)
 
 
-def preprocess_request(items: Sequence[bytes], settings: Mapping[str, Any]) -> np.ndarray:
-    """A request's encoded images -> its batch of model inputs (`decode_request`: the request's pixel budget)."""
-    return np.stack([tensor(image, settings) for image in decode_request(items, settings.get("limits"))])
+def preprocess_request(
+    items: Sequence[bytes], settings: Mapping[str, Any], charge: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """A request's encoded images -> its batch of model inputs (`decode_request`: the request's pixel budget, and
+    the client's where `charge` takes it)."""
+    return np.stack([tensor(image, settings) for image in decode_request(items, settings.get("limits"), charge)])
 
 
 def tensor(image: Any, settings: Mapping[str, Any]) -> np.ndarray:

@@ -27,6 +27,9 @@ MNIST, ENSEMBLE = "mnist_onnx", "resnet50_ensemble"
 KILLER = b'{"inputs":[{"name":"image","shape":[4294967297,28,28,1],"datatype":"FP32","data":[1]}]}'
 MIB = 1 << 20
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# the hostile client's address (loopback has all of 127/8): the front and the images' pixel budget tell it from the
+# good client's (127.0.0.1) as they would tell two hosts apart
+SOURCE = "127.0.0.2"
 
 
 def zeros_png(side: int) -> bytes:
@@ -36,6 +39,18 @@ def zeros_png(side: int) -> bytes:
     out = io.BytesIO()
     Image.new("L", (side, side)).save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def declared_jpeg(width: int, height: int) -> bytes:
+    """A 16x16 JPEG whose header declares `width` x `height`: 633 bytes that decode (grey) at full size."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 30, 200)).save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    frame = data.find(b"\xff\xc0")  # the baseline frame header: length, precision, height, width
+    data[frame + 5 : frame + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
 
 
 def binary_bytes_request(images: list[bytes], name: str = "image") -> tuple[bytes, dict[str, str]]:
@@ -70,10 +85,10 @@ def request(
     length: int | None = None,
     timeout: float = 120.0,
 ) -> int:
-    """One raw request; the status, or 0 when the connection dropped without an answer (a crashed server).
-    `length`: the Content-Length announced for a body sent in chunks."""
+    """One raw request from `SOURCE`; the status, or 0 when the connection dropped without an answer (a crashed
+    server). `length`: the Content-Length announced for a body sent in chunks."""
     host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout, source_address=(SOURCE, 0))
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         conn.putheader("Content-Length", str(len(body) if length is None else length))  # type: ignore[arg-type]
@@ -146,6 +161,7 @@ DUPLICATE_INPUTS = (
 NESTED = b"[" * 300_000  # killed Triton 2.51 through /generate (SIGSEGV)
 SHM_REGISTER = b'{"key":"/t2t-hostile","offset":0,"byte_size":64}'
 JSON = {"Content-Type": "application/json"}
+BINARY = {"Content-Type": "application/octet-stream"}
 MANAGEMENT_HTTP = (  # (method, path, body, headers): Triton's shared-memory, logging, repository, statistics, trace
     ("POST", "/v2/systemsharedmemory/region/hostile/register", SHM_REGISTER, JSON),
     ("POST", "/v2/logging", b'{"log_verbose_level":1}', JSON),
@@ -153,6 +169,16 @@ MANAGEMENT_HTTP = (  # (method, path, body, headers): Triton's shared-memory, lo
     ("GET", f"/v2/models/{MNIST}/stats", b"", JSON),
     ("POST", "/v2/trace/setting", b'{"trace_level":["TIMESTAMPS"]}', JSON),
 )
+
+
+def _concurrently(count: int, send: Callable[[], int | str]) -> list[int | str]:
+    out: list[int | str] = []
+    threads = [threading.Thread(target=lambda: out.append(send())) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
 
 
 def management_grpc(address: str) -> list[str]:
@@ -188,6 +214,7 @@ def grpc_gzip(address: str) -> list[str]:
 
 def cases() -> list[Hostile]:
     big = zeros_png(6000)
+    declared = binary_bytes_request([declared_jpeg(5000, 8000)])
     eight, two = binary_bytes_request([big] * 8), binary_bytes_request([big] * 2)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     infer = f"/v2/models/{MNIST}/infer"
@@ -198,28 +225,6 @@ def cases() -> list[Hostile]:
     @functools.cache
     def numbers() -> bytes:  # 150 MB of numbers as one encoded image: njs's JSON.parse took 2.6 GB, stalled the front
         return b'{"inputs":[{"name":"image","shape":[1,1],"datatype":"BYTES","data":[' + b"0," * (75 * MIB) + b"0]}]}"
-
-    def uploads(target: Target) -> list[int | str]:
-        out: list[int | str] = []
-        threads = [
-            threading.Thread(
-                target=lambda: out.append(
-                    post(
-                        target.http,
-                        infer,
-                        zero_chunks(512 * MIB),
-                        {"Content-Type": "application/octet-stream"},
-                        length=512 * MIB,
-                    )
-                )
-            )
-            for _ in range(6)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return out
 
     return [
         Hostile("none", "nothing hostile (the good requests alone)", lambda t: []),
@@ -253,7 +258,11 @@ def cases() -> list[Hostile]:
             "4 MiB form-urlencoded body to infer and to health (kills Triton: server#5840)",
             lambda t: [post(t.http, path, b"a=" + b"0" * (4 * MIB), form) for path in (infer, "/v2/health/live")],
         ),
-        Hostile("uploads_6x512mib", "six concurrent 512 MiB bodies to infer", uploads),
+        Hostile(
+            "uploads_6x512mib",
+            "six concurrent 512 MiB bodies to infer",
+            lambda t: _concurrently(6, lambda: post(t.http, infer, zero_chunks(512 * MIB), BINARY, length=512 * MIB)),
+        ),
         Hostile(
             "gzip_body",
             "a gzip body (Content-Encoding: gzip; Triton inflated 1 MB to 19 GB)",
@@ -300,6 +309,12 @@ def cases() -> list[Hostile]:
             "ensemble_2x36mp",
             "one request of two 6000x6000 PNGs: within the budget, 1.3-2 s of decoding",
             lambda t: [post(t.http, f"/v2/models/{ENSEMBLE}/infer", *two)],
+            ENSEMBLE,
+        ),
+        Hostile(
+            "ensemble_declared_40mp",
+            "four clients at one address looping on 633-byte JPEGs that declare 40 MP (0.5 s each to decode)",
+            lambda t: _concurrently(4, lambda: post(t.http, f"/v2/models/{ENSEMBLE}/infer", *declared)),
             ENSEMBLE,
         ),
         Hostile(

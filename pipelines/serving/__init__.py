@@ -1,5 +1,5 @@
 """A running Triton: what a launch is told, typed once (`settings`: ServerSettings, TritonFlags), launched,
-reached and stopped (`launcher`: endpoints and server kinds), kept alive (`supervision`), fronted by nginx
-(`balancer`) that refuses what would crash it (`guard`), talked to over HTTP, JSON and gRPC
-(`served_model`), and asked to classify one image (`classify`).
+reached and stopped (`launcher`: endpoints and server kinds), kept alive (`supervision`), run without root
+(`privileges`), fronted by nginx (`balancer`) that passes only inference and refuses what would crash it
+(`guard`), talked to over HTTP, JSON and gRPC (`served_model`), and asked to classify one image (`classify`).
 """

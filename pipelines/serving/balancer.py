@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipelines.core.errors import ConfigError, HostError, ServerError, checked_number
+from pipelines.data import images
 from pipelines.serving import guard, privileges
 
 log = logging.getLogger(__name__)
@@ -374,6 +375,7 @@ def _grpc_server(host: str, port: int, timeout: str, attempts: int, next_upstrea
         ("grpc_next_upstream", *next_upstream),
         ("grpc_next_upstream_tries", attempts),
         ("grpc_set_header", "grpc-accept-encoding", "identity"),
+        ("grpc_set_header", images.CLIENT_PARAMETER, "$remote_addr"),
     ]
     return (
         "server",
@@ -444,6 +446,7 @@ def nginx_config(
         ("proxy_http_version", "1.1"),
         ("proxy_set_header", "Connection", ""),
         *[("proxy_set_header", header, value) for header, value in CHECKED_HEADERS],
+        ("proxy_set_header", images.CLIENT_PARAMETER, "$remote_addr"),  # never the client's own word
         ("proxy_read_timeout", timeout),
         ("proxy_next_upstream", *next_upstream),
         ("proxy_next_upstream_tries", settings.attempts),

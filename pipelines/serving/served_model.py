@@ -136,11 +136,12 @@ class ServedModel:
             raise ServerError(f"Triton at http://{self.endpoints.http} is not live")
         with self._talking(f"the readiness check of {self.spec.name!r}"):
             if not self.http.is_model_ready(self.spec.name):
-                index = self.http.get_model_repository_index(headers=self.endpoints.operator)
-                served = [m.get("name") for m in index if m.get("state") == "READY"]
-                raise ServerError(
-                    f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r} (ready: {served})"
-                )
+                try:  # the repository index is an operator's API: a front or a server without our key refuses it
+                    index = self.http.get_model_repository_index(headers=self.endpoints.operator)
+                    ready = f" (ready: {[m.get('name') for m in index if m.get('state') == 'READY']})"
+                except Exception:  # noqa: BLE001 - tritonclient's errors share no base class; the line says enough
+                    ready = ""
+                raise ServerError(f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r}{ready}")
             config = self.grpc.get_model_config(self.spec.name).config
         problems = triton_config.mismatches(config, self.spec)
         if problems:
@@ -253,6 +254,18 @@ class ServedModel:
         stats = self.model_stats(name)
         requests = sum(int(s["inference_stats"]["success"]["count"]) for s in stats)
         return requests, sum(int(s.get("execution_count", 0)) for s in stats)
+
+    def statistics_refused(self, name: str) -> str | None:
+        """Why Triton's statistics of model `name` cannot be read here (None when they can): a front that passes
+        inference only, or restricted APIs without their key."""
+        try:
+            self.model_stats(name)
+        except ServerError as exc:
+            text = str(exc)
+            if any(word in text for word in ("restricted", "refused by the front", "403", "PERMISSION_DENIED")):
+                return text.split(" failed: ", 1)[-1]
+            raise
+        return None
 
     def model_stats(self, name: str | None = None) -> list[dict]:
         """Triton's statistics of this model (or of model `name`; one entry per version), from every replica."""

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from pipelines.core.errors import ConfigError, checked_choice, checked_number
+from pipelines.data import images
 from pipelines.serving.supervision import RestartPolicy
 
 KINDS = ("local", "docker", "remote")
@@ -81,9 +82,12 @@ class TritonFlags:
                 raise ValueError("restricted APIs need an operator key")  # a bug of ours: launches make one
             setting = f"{','.join(self.restricted_apis)}:{self.operator_header}={operator_key}"
             restricted = [f"--http-restricted-api={setting}", f"--grpc-restricted-protocol={setting}"]
+        forward = f"^{images.CLIENT_PARAMETER}$"  # the front's name for the client, for the images' pixel budget
         return [
             "--disable-auto-complete-config",  # our configs are complete; 3x faster start
             "--exit-on-error=true",
+            f"--http-header-forward-pattern={forward}",
+            f"--grpc-header-forward-pattern={forward}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
             *restricted,

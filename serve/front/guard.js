@@ -3,19 +3,20 @@
 // Triton 2.51 allocates what a JSON request declares before it reads the data: 90 bytes declaring
 // [4294967297,28,28,1] kill it (std::bad_alloc). The location that calls `infer` holds the served
 // model's name in $guard_model and its limits in $guard_limits (JSON, from its config.pbtxt:
-// pipelines/serving/guard.py): `inputs` (input name -> [most elements, most JSON characters an element
-// takes]), `depth` (deepest nesting), `header` (largest JSON header of a binary request, and the room a JSON
-// request has beside its data). A JSON request may be no longer than the shapes it declares need. Its client_body_buffer_size keeps the whole body
-// in memory. A request that passes goes on, unchanged, to the location @triton.
+// pipelines/serving/guard.py): `inputs` (input name -> [most elements, most JSON characters an
+// element takes]), `depth` (deepest nesting), `header` (largest JSON header of a binary request, and
+// the room a JSON request has beside its data), `json` (its largest JSON request). A JSON request may
+// be no longer than the shapes it declares need. Its client_body_buffer_size keeps the whole body in
+// memory. A request that passes goes on, unchanged, to the location @triton.
 //
-// No parser differential: the check reads the JSON as Triton's parser (rapidjson) would, or refuses it.
-// rapidjson keeps the first of two equal keys and njs's JSON.parse the last, so a key repeated in any
-// object is refused, as is anything but JSON's own tokens between strings and brackets (no comments,
-// NaN or single quotes), nesting deeper than the protocol needs, and a repeated or non-decimal
-// Inference-Header-Content-Length or Content-Encoding. The body is never parsed whole: one regular
-// expression walks it (strings, brackets, and any character JSON does not allow between them), so a
-// large number array costs a native scan, not millions of JavaScript numbers; only each input's name
-// and shape are decoded.
+// No parser differential: the check reads the JSON as Triton's parser (rapidjson) would, or refuses
+// it. rapidjson keeps the first of two equal keys and njs's JSON.parse the last, so a key repeated in
+// any object is refused, as is anything but JSON's own tokens between strings and brackets (no
+// comments, NaN or single quotes), nesting deeper than the protocol needs, and a repeated or
+// non-decimal Inference-Header-Content-Length or Content-Encoding. The body is never handed to
+// JSON.parse: one regular expression walks it (strings, brackets, and any character JSON does not
+// allow between them), so a large number array costs a scan, not millions of JavaScript numbers; only
+// each input's name and shape are decoded. A binary request's tensors are not read at all.
 
 // a string (its text in group 1, a following ':' in group 2), a bracket (3), or a character that no
 // JSON value has outside strings (4): letters other than those of true/false/null and exponents, '/', '*', quotes
@@ -184,15 +185,20 @@ function infer(r) {
         return;
     }
     const limits = JSON.parse(r.variables.guard_limits);
-    const once = ['inference-header-content-length', 'content-encoding', 'content-type'];
-    for (let i = 0; i < once.length; i++) {
-        if (headerValues(r, once[i]).length > 1) {
-            refuse(r, 400, 'the request repeats the header ' + once[i]);
-            return;
+    const seen = {'inference-header-content-length': [], 'content-encoding': [], 'content-type': []};
+    const raw = r.rawHeadersIn;  // one pass: the headers Triton reads, each at most once
+    for (let i = 0; i < raw.length; i++) {
+        const values = seen[raw[i][0].toLowerCase()];
+        if (values !== undefined) {
+            values.push(raw[i][1]);
+            if (values.length > 1) {
+                refuse(r, 400, 'the request repeats the header ' + raw[i][0].toLowerCase());
+                return;
+            }
         }
     }
     let text = body;
-    const declared = headerValues(r, 'inference-header-content-length');
+    const declared = seen['inference-header-content-length'];
     if (!declared.length && body.length > limits.json) {  // a chunked body: its length is known only now
         refuse(r, 413, 'a JSON request to model ' + r.variables.guard_model + ' takes at most ' + limits.json +
                        ' bytes; send large tensors as binary data');
