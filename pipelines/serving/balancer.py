@@ -656,8 +656,9 @@ class Front:
         else:
             log.warning(
                 "nginx's njs module is not installed (Debian/Ubuntu: `apt-get install libnginx-mod-http-js`): "
-                "the front caps bodies and refuses form posts, but cannot check the shapes a JSON request "
-                "declares, and a 90-byte JSON request can still crash Triton (docs/hardening.md)"
+                "the front passes inference only, caps bodies and refuses form posts and compression, but "
+                "cannot check what a JSON request declares (a 90-byte one can still crash Triton), requests "
+                "do not wait through a restart and no sender is refused after crashes (docs/hardening.md)"
             )
         self.write_config()
         self.check_config()
