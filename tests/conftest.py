@@ -309,3 +309,16 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str, interv
         assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
         time.sleep(interval_s)  # the polling interval, not a wait for anything
     return value
+
+
+def server_process(http: str) -> Any:
+    """The tritonserver listening at `http` (host:port), among every one this test session started."""
+    import psutil
+
+    port = http.rsplit(":", 1)[1]
+    (found,) = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline()
+    ]
+    return found

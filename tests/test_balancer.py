@@ -26,7 +26,7 @@ from pipelines.serving import balancer, guard
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
-from conftest import AFTER_BUILD, ROOT, compose_config, job_result, tool_env, wait_until
+from conftest import AFTER_BUILD, ROOT, compose_config, job_result, server_process, tool_env, wait_until
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 needs_nginx = pytest.mark.skipif(
@@ -164,15 +164,6 @@ def counted(http: str, operator: dict[str, str], at_least: int, timeout_s: float
     )
 
 
-def replica_process(http: str) -> psutil.Process:
-    port = http.rsplit(":", 1)[1]
-    return next(
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline()
-    )
-
-
 def parity_through_two_replicas(workspace: Path, scratch: Path) -> tuple[subprocess.CompletedProcess, Path]:
     """`evaluate.parity model=all` through nginx and two replicas, in a copy of the built workspace: the run, and
     where its reports are. HTTP (binary) and gRPC: what the balancer carries; JSON bodies travel as binary ones do.
@@ -290,7 +281,7 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
         for thread in threads:
             thread.start()
         each_has(30)  # both replicas under load
-        replica_process(front.members[1]).kill()
+        server_process(front.members[1]).kill()
         each_has(min(len(r) for r in outcomes.values()) + 60)  # and long after the kill
         stop.set()
         for thread in threads:

@@ -38,7 +38,7 @@ from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
-from conftest import compose_config, wait_until
+from conftest import compose_config, server_process, wait_until
 
 NGINX = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
 needs_njs = pytest.mark.skipif(
@@ -420,7 +420,7 @@ def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path
     settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
     with serve(settings[0], small_repository(workspace, tmp_path / "repo"), front=settings[1]) as front:
         (replica,) = front.members
-        triton = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
+        triton = server_process(replica)
         expected = infer(httpclient, replica, digits())  # Triton's own answer, asked directly
         with GoodLoad(front.http, front.grpc) as load:
             answers = {
@@ -449,7 +449,7 @@ def test_a_crashed_server_is_restarted_on_its_ports_and_logged(
     cfg = compose_config("triton", [f"paths.logs={tmp_path / 'logs'}", "balancer=none"])
     settings = ServerSettings.from_cfg(cfg.server)
     with serve(settings, small_repository(workspace, tmp_path / "repo"), supervise=True) as server:
-        before = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
+        before = server_process(server.http)
         with pytest.raises((http.client.HTTPException, ConnectionError)):
             post(server.http, f"/v2/models/{MODEL}/infer", KILLER, {"Content-Type": "application/json"})
         crashed = time.monotonic()
@@ -620,7 +620,7 @@ def test_a_crash_the_front_does_not_know_costs_only_its_sender(
     repository = small_repository(workspace, tmp_path / "repo")
     with serve(settings[0], repository, front=settings[1], supervise=True) as front:
         expected = infer(httpclient, front.http, digits())
-        first = next(p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver")
+        first = server_process(front.members[0])
         attack: dict[str, tuple[int, str]] = {}
         path, headers = f"/v2/models/{MODEL}/infer", {"Content-Type": "application/json"}
         attacker = threading.Thread(

@@ -219,7 +219,7 @@ def perturbed_ci_run(repo: Path) -> dict[str, Any]:
     git(repo, "checkout", "-q", "-b", "drift")
     step = repo / "serve" / "ensemble_steps" / "preprocess.py"
     text = step.read_text()
-    line = "batch = self.images.preprocess_request(encoded, self.settings).astype(np.float32)"
+    line = "batch = self.images.preprocess_request(encoded, self.settings, charge).astype(np.float32)"
     assert line in text
     step.write_text(text.replace(line, line + " * 1.01"))
     # and an added model "retrained" into one that gets every label of its sample wrong

@@ -225,7 +225,8 @@ def test_the_embedded_server_loads_the_directory_docker_mounts(tmp_path: Path) -
     ]
     docker = compose_config("triton", ["server=docker", f"paths.model_repository={repo}"])
     settings = ServerSettings.from_cfg(docker.server)
-    cmd = launcher.docker_command(settings, launcher.repository_for(settings, docker.model_repository), 1, 2, "n")
+    repository = launcher.repository_for(settings, docker.model_repository)
+    cmd = launcher.docker_command(settings, repository, 1, 2, "n", operator_key="k")
     assert cmd[cmd.index("-v") : cmd.index("-v") + 5] == [
         "-v",
         f"{repo.resolve()}:/models:ro",
@@ -246,7 +247,7 @@ def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(
 
 def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
     cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker"]).server)
-    assert "--gpus" not in launcher.docker_command(cfg, tmp_path, 1, 2, "n")
+    assert "--gpus" not in launcher.docker_command(cfg, tmp_path, 1, 2, "n", operator_key="k")
 
 
 def test_docker_without_an_engine_is_one_line(tmp_path: Path) -> None:
