@@ -332,6 +332,24 @@ HOSTILE = [
         400,
         "nests deeper than 7 levels",
     ),
+    (  # judged by its first 8 KiB, the rest never decoded
+        "300,000 nested brackets to infer",
+        f"/v2/models/{MODEL}/infer",
+        b'{"inputs":' + hostile.NESTED,
+        {},
+        None,
+        400,
+        "nests deeper than 7 levels",
+    ),
+    (  # a body whose first 8 KiB end inside a string: judged whole
+        "a long string cut by the first 8 KiB, and a comment after it",
+        f"/v2/models/{MODEL}/infer",
+        b'{"inputs":[],"parameters":{"note":"' + b"x" * 10_000 + b'"}, /* */ "outputs":[]}',
+        {},
+        None,
+        400,
+        "is not JSON",
+    ),
     (
         "JSON longer than its shapes need",
         f"/v2/models/{MODEL}/infer",
@@ -434,8 +452,12 @@ def test_the_default_front_refuses_what_crashes_triton(workspace: Path, tmp_path
         assert load.failures() == [] and len(load.outcomes) > 20
         assert all(np.allclose(o, expected, atol=1e-6) for o in load.outcomes)
         assert post(front.http, f"/v2/models/{MODEL}/config", b"a=0", {}, method="GET")[0] == 400  # a body to a read
-        # the largest legal JSON request passes the front whole
+        # the largest legal JSON request passes the front whole, and so does one whose first 8 KiB end in a string
         assert infer(httpclient, front.http, digits(64), binary=False).shape == (64, 10)
+        image = {"name": "image", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.5] * 784}
+        noted = json.dumps({"parameters": {"note": "x" * 10_000}, "inputs": [image]}).encode()
+        status, text = post(front.http, f"/v2/models/{MODEL}/infer", noted, {"Content-Type": "application/json"})
+        assert status == 200 and '"probabilities"' in text, text
         client = httpclient.InferenceServerClient(replica)
         stats = client.get_inference_statistics(MODEL, headers=front.operator)["model_stats"][0]
         assert int(stats["inference_stats"]["fail"]["count"]) == 0  # nothing hostile reached Triton
