@@ -10,6 +10,7 @@ expected limits are worked out by hand here from the model's shape, not read fro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gzip
 import http.client
@@ -31,11 +32,13 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
+from pipelines.config.spec import model_spec
 from pipelines.model_repository.triton_config import parse
 from pipelines.performance import hostile
 from pipelines.serving import guard
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import serve
+from pipelines.serving.served_model import ServedModel
 from pipelines.serving.settings import ServerSettings
 
 from conftest import compose_config, server_process, wait_until
@@ -617,6 +620,14 @@ def test_only_inference_passes_the_front_and_triton_keeps_its_management_apis_to
         assert stats["model_stats"][0]["name"] == MODEL
         index = grpcclient.InferenceServerClient(replica_grpc).get_model_repository_index(headers=front.operator_grpc)
         assert [m.name for m in index.models] == [MODEL]
+        # parity's check of the burst asks for statistics: refused through the front (Triton's or the front's own
+        # answer, not a port number that happens to read 403), given with the key on Triton's own port
+        spec = model_spec(MODEL, compose_config("parity", [f"model={MODEL}"]).model)
+        through = dataclasses.replace(front, members=(), operator={})
+        with ServedModel(spec, through) as served:
+            assert "refused by the front" in str(served.statistics_refused(MODEL))
+        with ServedModel(spec, dataclasses.replace(front, http=replica, grpc=replica_grpc, members=())) as served:
+            assert served.statistics_refused(MODEL) is None
         # a secret of this launch: in no file the front or Triton writes
         (value,) = key.values()
         assert len(value) >= 32

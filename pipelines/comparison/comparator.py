@@ -267,9 +267,7 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
             before = {name: model.settled_counts(name) for name in batched} if refused is None else {}
             outputs = model.burst(burst.inputs)
             burst_outputs = concat(outputs)
-            if (
-                refused is not None
-            ):  # a server behind a front, or without its operator key: outputs checked, not counted
+            if refused is not None:  # behind a front, or without the operator key: outputs checked, not counted
                 log.warning("%s: the burst's executions are not counted: %s", spec.name, refused)
                 batching = {"requests": len(outputs), "merged": None, "not_counted": refused}
             else:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from pipelines.config import dtypes
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
 from pipelines.serving.launcher import Endpoints
 
 # the models measured: a small one (the front's fixed cost shows) and a large request (its cost per byte shows)
-MODELS = {"mnist_onnx": ("image", (1, 28, 28, 1)), "resnet50_onnx": ("input", (1, 3, 224, 224))}
+MODELS = ("mnist_onnx", "resnet50_onnx")
 PROTOCOLS = ("http", "grpc")  # binary tensors over HTTP, and gRPC
 
 
@@ -41,7 +44,7 @@ class FrontCost:
 
 
 def _sender(
-    protocol: str, address: str, model: str, name: str, data: np.ndarray
+    protocol: str, address: str, model: str, inputs: dict[str, np.ndarray]
 ) -> tuple[Callable[[], object], object]:
     """(send one request, the client to close)."""
     if protocol == "http":
@@ -49,23 +52,36 @@ def _sender(
     else:
         import tritonclient.grpc as client_module  # type: ignore[no-redef]
     client = client_module.InferenceServerClient(address)
-    item = client_module.InferInput(name, list(data.shape), "FP32")
-    item.set_data_from_numpy(data)
-    return (lambda: client.infer(model, [item])), client
+    items = []
+    for name, data in inputs.items():
+        items.append(client_module.InferInput(name, list(data.shape), dtypes.from_numpy(data.dtype)))
+        items[-1].set_data_from_numpy(data)
+    return (lambda: client.infer(model, items)), client
 
 
-def measure(endpoints: Endpoints, served: set[str], seconds: float, rounds: int = 8) -> list[FrontCost]:
-    """Each model of `MODELS` that is `served`, each protocol: about `seconds` of requests per side."""
+def _batch_of_one(config_file: Path) -> dict[str, np.ndarray]:
+    """Random data for each input of a served config, batch 1 (the model's own names, dtypes and dims)."""
+    config, rng = parse(config_file.read_text()), np.random.default_rng(0)
+    batch = [1] if config.max_batch_size > 0 else []
+    return {
+        t.name: rng.random([*batch, *t.dims]).astype(dtypes.to_numpy(dtypes.from_config_enum(t.data_type)))
+        for t in config.input
+    }
+
+
+def measure(endpoints: Endpoints, repository: Path, seconds: float, rounds: int = 8) -> list[FrontCost]:
+    """Each model of `MODELS` that `repository` serves, each protocol: about `seconds` of requests per side."""
     rows = []
     direct = {"http": endpoints.members[0], "grpc": endpoints.member_grpc[0]}
     front = {"http": endpoints.http, "grpc": endpoints.grpc}
-    for model, (name, shape) in MODELS.items():
-        if model not in served:
+    for model in MODELS:
+        config_file = Path(repository) / model / CONFIG_FILENAME
+        if not config_file.is_file():
             continue
-        data = np.random.default_rng(0).random(shape, dtype=np.float32)
+        inputs = _batch_of_one(config_file)
         for protocol in PROTOCOLS:
             senders = {
-                side: _sender(protocol, address[protocol], model, name, data)
+                side: _sender(protocol, address[protocol], model, inputs)
                 for side, address in (("direct", direct), ("front", front))
             }
             try:

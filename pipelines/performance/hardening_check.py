@@ -81,8 +81,7 @@ def check(job: HardeningJob) -> dict:
     with serve(job.server, job.repository, job.releases, settings, graceful=True, supervise=True) as front:
         (replica,) = front.members[:1]
         print("the front's cost: good requests through it and straight to Triton ...", flush=True)
-        served = {p.parent.name for p in job.repository.glob("*/config.pbtxt")}
-        costs = front_cost.measure(front, served, job.front_cost_s)
+        costs = front_cost.measure(front, job.repository, job.front_cost_s)
         target = hostile.Target(front.http, front.grpc, replica, front.member_grpc[0])
         results = []
         for case in hostile.cases():

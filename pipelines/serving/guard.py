@@ -80,9 +80,7 @@ class ModelLimits:
 
     @property
     def max_body_bytes(self) -> int:
-        binary = sum(i.binary_bytes for i in self.inputs)
-        as_json = sum(i.json_bytes for i in self.inputs)
-        return max(binary, as_json) + HEADER_ROOM
+        return max(sum(i.binary_bytes for i in self.inputs) + HEADER_ROOM, self.max_json_bytes)
 
     def table(self) -> str:
         """The limits as the njs guard reads them (JSON: `inputs`, input name -> [most elements, most JSON

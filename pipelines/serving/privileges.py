@@ -68,7 +68,10 @@ def unprivileged(name: str | None, needs: Sequence[Path], what: str) -> Account 
 def _readable_by(account: Account, path: Path) -> bool:
     """Whether `account` can read `path` (and list it, for a directory): asked of the kernel, as that account."""
     test = shutil.which("test") or "/usr/bin/test"
-    executable = path.is_dir() or bool(path.stat().st_mode & 0o100)  # a directory to enter, a program to run
+    try:
+        executable = path.is_dir() or bool(path.stat().st_mode & 0o100)  # a directory to enter, a program to run
+    except OSError:
+        return False
     checks = ["-r", str(path), *(["-a", "-x", str(path)] if executable else [])]
     try:
         proc = subprocess.run([test, *checks], **account.popen_args(), capture_output=True, timeout=10, check=False)

@@ -261,9 +261,10 @@ class ServedModel:
         try:
             self.model_stats(name)
         except ServerError as exc:
-            text = str(exc)
-            if any(word in text for word in ("restricted", "refused by the front", "403", "PERMISSION_DENIED")):
-                return text.split(" failed: ", 1)[-1]
+            answer = exc.__cause__  # tritonclient's: the status the server (or the front) answered with
+            status = str(getattr(answer, "status", lambda: "")() or "")
+            if status in ("403", "StatusCode.PERMISSION_DENIED") or "is restricted" in _one_line(answer or exc):
+                return _one_line(answer or exc)
             raise
         return None
 
