@@ -91,15 +91,17 @@ def _hardening_table(report: dict[str, Any]) -> str:
             else " Sent straight to the server's own port, the 90-byte request did not bring it back in time."
         ),
         "",
-        "What the front costs a good request (batch 1, p50 through the front and straight to Triton, alternating):",
+        "What the front costs a good request (batch 1, p50 straight to Triton, through the front, and through a "
+        "bare nginx that only proxies, in turn):",
         "",
-        "| model | protocol | requests each | straight to Triton | through the front | cost |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | protocol | requests each | straight to Triton | through the front | cost | bare nginx hop |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for cost in report["front_cost"]:
         rows.append(
             f"| {cost['model']} | {cost['protocol']} | {cost['requests']} | {cost['direct_p50_ms']} ms "
-            f"| {cost['front_p50_ms']} ms | {cost['cost_ms']:+.3f} ms ({cost['cost_pct']:+.1f}%) |"
+            f"| {cost['front_p50_ms']} ms | {cost['cost_ms']:+.3f} ms ({cost['cost_pct']:+.1f}%) "
+            f"| {cost['hop_ms']:+.3f} ms |"
         )
     return "\n".join(rows)
 

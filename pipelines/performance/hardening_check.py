@@ -34,7 +34,7 @@ class HardeningJob:
     releases: Mapping[str, Any]
     seconds_per_case: float  # hostile rounds and good requests side by side this long
     flood_rate: float  # hostile rounds a second at most
-    front_cost_s: float  # requests timed per model, protocol and side (front, direct) this long
+    front_cost_s: float  # requests timed per model, protocol and side (direct, front, bare nginx) this long
     restart_timeout_s: float  # longest the crashed server may take to be ready again
     out: Path
 
@@ -131,9 +131,12 @@ def print_table(report: dict) -> None:
         )
     restart = report["restart"]
     print(f"crash straight on the server's port: ready again after {restart['ready_again_s']} s (supervised)")
-    print(f"{'the front costs':<24} {'protocol':<9} {'direct p50 ms':>14} {'front p50 ms':>13} {'cost':>16}")
+    print(
+        f"{'the front costs':<24} {'protocol':<9} {'direct p50 ms':>14} {'front p50 ms':>13} {'cost':>16} "
+        f"{'bare nginx hop':>15}"
+    )
     for cost in report["front_cost"]:
         print(
             f"{cost['model']:<24} {cost['protocol']:<9} {cost['direct_p50_ms']:>14} {cost['front_p50_ms']:>13} "
-            f"{cost['cost_ms']:>+8.3f} ms {cost['cost_pct']:>+5.1f}%"
+            f"{cost['cost_ms']:>+8.3f} ms {cost['cost_pct']:>+5.1f}% {cost['hop_ms']:>+12.3f} ms"
         )
