@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from test_pipeline import ADDED, CPU_MODELS
 
+from pipelines.model_repository import triton_config
+
 import user_models
 from conftest import AFTER_BUILD, USER_MODELS, job_result, run_cmd
 
@@ -27,6 +29,7 @@ EXPECTED = {
     "text_onnx": ("torch_export", (), False),
     "scripted_onnx": ("torchscript", (), True),
     "argmax_onnx": ("onnx (onnx.reference)", ("index", "positive", "tag_out"), False),  # INT64, BOOL, BYTES
+    "scores_onnx": ("onnx (onnx.reference)", ("label",), False),  # per-sample scalars, batched
 }
 NO_JSON = {"argmax_onnx"}  # BYTES: checked over binary HTTP and gRPC (JSON carries only UTF-8 text)
 
@@ -57,6 +60,15 @@ def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -
     assert "dims: -1" in config and "data_type: TYPE_INT64" in config  # the open sequence length, served dynamic
     assert "max_batch_size: 0" not in config
     assert "max_batch_size" not in (workspace / "model_repository" / "argmax_onnx" / "config.pbtxt").read_text()
+    # per-sample scalars: declared [1] and reshaped to [] (Triton refuses a tensor without dims), proven per sample
+    scores = json.loads((workspace / "reports" / "parity" / "scores_onnx.json").read_text())
+    assert scores["protocols"]["grpc"]["outputs"]["score"]["samples"] > 1
+    served = triton_config.parse((workspace / "model_repository" / "scores_onnx" / "config.pbtxt").read_text())
+    declared = {t.name: (list(t.dims), t.HasField("reshape") and list(t.reshape.shape)) for t in served.output}
+    assert declared == {"Y": ([3], False), "label": ([1], []), "score": ([1], [])}
+    assert [(t.name, list(t.dims), list(t.reshape.shape)) for t in served.input if t.HasField("reshape")] == [
+        ("shift", [1], [])
+    ]
     # a folder of photos, through the ensemble's pre-processing: one sample each, the input laid out NHWC
     for model in ("sigmodel_savedmodel", "sigmodel_onnx"):
         cnn = json.loads((workspace / "reports" / "parity" / f"{model}.json").read_text())

@@ -47,6 +47,7 @@ NATIVE = {
     "text_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "scripted_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "argmax_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "scores_onnx": ("onnxruntime_onnx", "onnxruntime"),
 }
 EMBEDDED_TRITON = "2.51.0"  # the tritonserver inside nvidia-pytriton 0.7.0 (NGC 24.10)
 

@@ -109,3 +109,12 @@ def test_the_worst_element_is_named_and_groups_of_other_shapes_merge_to_their_wo
     assert both.samples == 3 and both.max_abs == 2.0 and both.worst_index == [0, 1] and both.worst_served == 12.0
     assert both.needed_atol == pytest.approx(2.0 - 1e-3 * 10) and both.cosine == min(a.cosine, b.cosine)
     assert merged([a]) is a
+
+
+def test_per_sample_scalars_are_one_vector_for_the_cosine() -> None:
+    """A score per sample: near zero, rounding flips a sign, which a per-sample cosine would read as -1."""
+    reference = np.array([[3.0], [1e-9], [-2.0]])
+    served = np.array([[3.0], [-1e-9], [-2.0]])
+    metrics = compare_output(served, reference, STRICT, classes=False)
+    assert metrics.cosine == pytest.approx(1.0) and judge(metrics, STRICT).passed
+    assert compare_output(-served, reference, STRICT, classes=False).cosine == pytest.approx(-1.0)

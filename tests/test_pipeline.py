@@ -39,6 +39,7 @@ ADDED = [
     "text_onnx",
     "scripted_onnx",
     "argmax_onnx",
+    "scores_onnx",
 ]
 
 

@@ -94,3 +94,23 @@ def test_unknown_instance_kind_is_rejected() -> None:
 def test_a_layout_needs_three_dims() -> None:
     with pytest.raises(ConfigError, match="layout must be one of NCHW, NHWC on 3 dims"):
         spec_of("mnist_onnx", "model.network.inputs.0.layout=NCW")
+
+
+def test_a_per_sample_scalar_is_declared_dims_1_reshaped_to_nothing() -> None:
+    """Triton refuses a tensor without dims ("model output 'label' must specify 'dims'"); its idiom for an argmax
+    or a score per sample is dims [1] with an empty reshape (Triton's model_configuration.md, "Reshape")."""
+    base = spec_of("mnist_onnx")
+    scalar = dataclasses.replace(base.outputs[0], name="label", dtype="INT64", dims=(), labels=False)
+    spec = dataclasses.replace(base, outputs=(base.outputs[0], scalar))
+    config = triton_config.build(spec)
+    hand_written = triton_config.parse(
+        'name: "x" output { name: "label" data_type: TYPE_INT64 dims: [ 1 ] reshape: { shape: [ ] } }'
+    )
+    assert config.output[1] == hand_written.output[0]
+    assert config.output[0].dims == [10] and not config.output[0].HasField("reshape")
+    assert triton_config.mismatches(config, spec) == []
+    config.output[1].ClearField("reshape")  # dims [1] alone: the model's [N] is not what the config says
+    assert triton_config.mismatches(config, spec) == [
+        "outputs are {'probabilities': 'FP32 [10]', 'label': 'INT64 [1]'}, "
+        "spec says {'probabilities': 'FP32 [10]', 'label': 'INT64 [1] reshaped to []'}"
+    ]

@@ -27,6 +27,7 @@ MODELS = {
     "text": ["source={d}/text.pt2", "output_names=[logits]", "value_ranges={{tokens: [0, 50]}}"],  # generated
     "scripted": ["source={d}/scripted.pt", "sample={d}/scripted.npz"],  # labels: accuracy gated
     "argmax": ["source={d}/argmax.onnx"],
+    "scores": ["source={d}/scores.onnx"],  # per-sample scalars in and out (served dims [1], reshaped to [])
 }
 # scripted's classes rolled by one: a "retrained" model that gets every label of its sample wrong (the CI test's
 # later change that breaks an added model; TorchScript's export takes 3 s, Keras's 14)
@@ -151,6 +152,39 @@ def onnx_model(folder: Path, scale: float) -> None:
     onnx.save(model, folder / "argmax.onnx")
 
 
+def scores_model(folder: Path, scale: float) -> None:
+    """Batched, with per-sample scalars, as a regression head or an argmax layer has them: X [N, 6] and a shift
+    [N] -> Y = X W + shift [N, 3], its argmax `label` (INT64 [N]) and its maximum `score` (FP32 [N])."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weights = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32) * np.float32(scale)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["XW"]),
+            helper.make_node("Unsqueeze", ["shift", "one"], ["column"]),
+            helper.make_node("Add", ["XW", "column"], ["Y"]),
+            helper.make_node("ArgMax", ["Y"], ["label"], axis=1, keepdims=0),
+            helper.make_node("ReduceMax", ["Y"], ["score"], axes=[1], keepdims=0),
+        ],
+        "scores",
+        [
+            helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 6]),
+            helper.make_tensor_value_info("shift", TensorProto.FLOAT, ["N"]),
+        ],
+        [
+            helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+        ],
+        [onnx.numpy_helper.from_array(weights, "W"), onnx.numpy_helper.from_array(np.array([1], np.int64), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, folder / "scores.onnx")
+
+
 def photos(folder: Path) -> None:
     import skimage
 
@@ -166,6 +200,7 @@ def build(folder: Path, perturb: bool = False) -> None:
     keras_models(folder, scale)
     torch_models(folder, scale)
     onnx_model(folder, scale)
+    scores_model(folder, scale)
 
 
 def add_all(folder: Path) -> list[str]:

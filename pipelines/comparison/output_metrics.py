@@ -50,8 +50,12 @@ def _topk(values: np.ndarray, k: int) -> np.ndarray:
 
 def min_cosine(served: np.ndarray, reference: np.ndarray) -> float:
     """The lowest cosine similarity of a sample (batch first, flattened): identical zero samples 1, a zero sample
-    against a non-zero one 0 (an output collapsed by a broken scale is as far as it gets)."""
+    against a non-zero one 0 (an output collapsed by a broken scale is as far as it gets). Samples of one element
+    (a per-sample score) are one vector over the batch: the cosine of two numbers is only their signs, which
+    rounding flips near zero."""
     flat_s, flat_r = served.reshape(len(served), -1), reference.reshape(len(reference), -1)
+    if flat_s.shape[1] == 1:
+        flat_s, flat_r = flat_s.reshape(1, -1), flat_r.reshape(1, -1)
     norms = np.linalg.norm(flat_s, axis=1) * np.linalg.norm(flat_r, axis=1)
     dots = np.sum(flat_s * flat_r, axis=1)
     cosine = np.where(

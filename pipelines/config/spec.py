@@ -67,6 +67,17 @@ class TensorSpec:
         """FP16/BF16 cannot travel as JSON in the KServe v2 protocol, nor can arbitrary (non-UTF-8) bytes."""
         return self.dtype not in ("FP16", "BF16", "BYTES")
 
+    @property
+    def reshaped(self) -> bool:
+        """A per-sample scalar (an argmax, a score, skl2onnx's `label`): Triton refuses a tensor without dims, so
+        its config declares `dims: [1]` with `reshape: { shape: [] }`, and clients send and get [batch, 1]."""
+        return not self.dims
+
+    @property
+    def served_dims(self) -> tuple[int, ...]:
+        """The dims a config declares and clients see (the model's own `dims` unless `reshaped`)."""
+        return self.dims or (1,)
+
 
 @dataclass(frozen=True)
 class Tolerance:

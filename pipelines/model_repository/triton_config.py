@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config import dtypes
-from pipelines.config.spec import ModelSpec
+from pipelines.config.spec import ModelSpec, TensorSpec
 from pipelines.core.errors import ConfigError
 from pipelines.data import labels
 from pipelines.model_repository.standins import INSTANCE_KINDS, default_filename
@@ -40,14 +40,30 @@ def _io(config: mc.ModelConfig, spec: ModelSpec, with_labels: bool = True) -> No
     """Inputs (with their declared layout) and outputs (with the labels file where one applies)."""
     for tensor in spec.inputs:
         message = config.input.add(name=tensor.name, data_type=dtypes.config_enum(tensor.dtype))
-        message.dims.extend(tensor.dims)
+        _dims(message, tensor)
         if tensor.layout:
             message.format = mc.ModelInput.Format.Value(f"FORMAT_{tensor.layout}")
     for tensor in spec.outputs:
         message = config.output.add(name=tensor.name, data_type=dtypes.config_enum(tensor.dtype))
-        message.dims.extend(tensor.dims)
+        _dims(message, tensor)
         if with_labels and tensor.labels:
             message.label_filename = labels.FILENAME
+
+
+def _dims(message: mc.ModelInput | mc.ModelOutput, tensor: TensorSpec) -> None:
+    """dims, and `reshape: { shape: [] }` for a per-sample scalar (Triton: "must specify 'dims'")."""
+    message.dims.extend(tensor.served_dims)
+    if tensor.reshaped:
+        message.reshape.SetInParent()
+
+
+def _declared(message: mc.ModelInput | mc.ModelOutput) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """(dims, reshape shape or None) as a config declares a tensor."""
+    return tuple(message.dims), tuple(message.reshape.shape) if message.HasField("reshape") else None
+
+
+def _tensor_text(dtype: str, dims: tuple[int, ...], reshape: tuple[int, ...] | None) -> str:
+    return f"{dtype} {list(dims)}" + ("" if reshape is None else f" reshaped to {list(reshape)}")
 
 
 def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[str, str] | None = None) -> mc.ModelConfig:
@@ -218,8 +234,8 @@ def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
     if config.max_batch_size != spec.max_batch_size:
         problems.append(f"max_batch_size is {config.max_batch_size}, spec says {spec.max_batch_size}")
     for kind, messages, tensors in (("input", config.input, spec.inputs), ("output", config.output, spec.outputs)):
-        got = {m.name: (dtypes.from_config_enum(m.data_type), tuple(m.dims)) for m in messages}
-        want = {t.name: (t.dtype, t.dims) for t in tensors}
+        got = {m.name: _tensor_text(dtypes.from_config_enum(m.data_type), *_declared(m)) for m in messages}
+        want = {t.name: _tensor_text(t.dtype, t.served_dims, () if t.reshaped else None) for t in tensors}
         if got != want:
             problems.append(f"{kind}s are {got}, spec says {want}")
     for message in config.input:

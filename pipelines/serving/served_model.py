@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.config.spec import ModelSpec
+from pipelines.config.spec import ModelSpec, TensorSpec
 from pipelines.core.errors import ServerError
 from pipelines.model_repository import triton_config
 from pipelines.serving.launcher import Endpoints
@@ -157,10 +157,23 @@ class ServedModel:
         with self._talking(f"reading the config of {name!r}"):
             return self.grpc.get_model_config(name).config
 
+    def _wire(self, tensor: TensorSpec, array: np.ndarray) -> np.ndarray:
+        """An input as its config declares it: a per-sample scalar goes as [batch, 1] (Triton reshapes it to [])."""
+        array = np.ascontiguousarray(array, dtype=tensor.numpy_dtype)
+        if not tensor.reshaped:
+            return array
+        return array.reshape(*array.shape[: int(self.spec.max_batch_size > 0)], *tensor.served_dims)
+
+    def _unwired(self, tensor: TensorSpec, array: np.ndarray | None) -> np.ndarray | None:
+        """An output in the model's own shape: a per-sample scalar arrives as [batch, 1]."""
+        if array is None or not tensor.reshaped:
+            return array
+        return array.reshape(*array.shape[: int(self.spec.max_batch_size > 0)], *tensor.dims)
+
     def _inputs(self, module, arrays: Mapping[str, np.ndarray], binary: bool) -> list:
         inputs = []
         for tensor in self.spec.inputs:
-            array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
+            array = self._wire(tensor, arrays[tensor.name])
             item = module.InferInput(tensor.name, list(array.shape), tensor.dtype)
             if module is self._http_mod and not binary and tensor.dtype != "BYTES":
                 _set_json_data(item, array)
@@ -199,7 +212,7 @@ class ServedModel:
 
     def _outputs(self, result: Any) -> dict[str, np.ndarray]:
         """Every output of the spec, BYTES as bytes whatever the protocol (over JSON they arrive as str)."""
-        arrays = {t.name: result.as_numpy(t.name) for t in self.spec.outputs}
+        arrays = {t.name: self._unwired(t, result.as_numpy(t.name)) for t in self.spec.outputs}
         for t in self.spec.outputs:
             if t.dtype == "BYTES" and arrays[t.name] is not None:
                 arrays[t.name] = _as_bytes(arrays[t.name])
@@ -303,7 +316,7 @@ class ServedModel:
             for role, tensors in (("in", self.spec.inputs), ("out", self.spec.outputs)):
                 for tensor in tensors:
                     if role == "in":
-                        array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
+                        array = self._wire(tensor, arrays[tensor.name])
                         size = array.nbytes
                     else:
                         size = batch * int(np.prod(tensor.dims)) * tensor.numpy_dtype.itemsize

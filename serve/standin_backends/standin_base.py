@@ -191,7 +191,10 @@ class StandIn:
                         f"{self.config.max_batch_size} needs a dynamic (-1) first dimension"
                     )
                     continue
-                dims, want = list(shape[1:] if batching else shape), list(tensor.dims)
+                # the model's own shape is `reshape`'s where the config has one (a per-sample scalar: dims [1],
+                # reshape []), as Triton's backends compare it
+                want = list(tensor.reshape.shape if tensor.HasField("reshape") else tensor.dims)
+                dims = list(shape[1:] if batching else shape)
                 if len(dims) != len(want) or any(d != w and d != -1 and w != -1 for d, w in zip(dims, want)):
                     problems.append(f"{kind} {tensor.name!r} has dims {dims} in the model, {want} in the config")
         if problems:
