@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 from tritonclient.grpc import model_config_pb2 as mc
 
+from evaluate import gate as gate_cli
 from evaluate import parity as parity_cli
 from pipelines.comparison import job as parity_job
 from pipelines.config.spec import model_spec, served_specs
@@ -226,6 +227,59 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
     # the served copy is wrong identically over every protocol: the fault is the model, not the transport
     assert report["protocol_agreement"] == {"http_json": True, "grpc": True}
     assert "RESULT: FAIL" in capsys.readouterr().out
+
+
+def test_a_model_triton_cannot_load_fails_alone_and_the_others_are_proven(
+    in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A config that Triton refuses at load (its version policy names a version the repository lacks) costs that
+    model alone: the server serves the others, parity proves them and fails that one with Triton's reason, and the
+    gate's table names it."""
+    keep = ("mnist_onnx", "mnist_onnx_fp16", "mnist_savedmodel")
+    policy = "version_policy { specific { versions: [ 2 ] } }"  # only version 1 is served
+    others = [f"~models.{m}" for m in compose_config("parity", ["model=all"]).models if m not in keep]
+    overrides = [
+        "model=all",
+        *others,
+        f"+models.mnist_onnx_fp16.extra_config='{policy}'",
+        f"paths.model_repository={tmp_path / 'repo'}",
+        f"paths.parity_reports={tmp_path / 'reports' / 'parity'}",
+        f"paths.logs={tmp_path}",
+    ]
+    cfg = compose_config("parity", overrides)
+    assembly.assemble(list(served_specs(cfg.models).values()), tmp_path / "repo")
+    assert parity_cli.run(cfg) == 1
+    out = capsys.readouterr().out
+    assert "parity FAILED for: mnist_onnx_fp16" in out and "served by: nothing (the server did not load it)" in out
+    reports = {m: json.loads((tmp_path / "reports" / "parity" / f"{m}.json").read_text()) for m in keep}
+    assert reports["mnist_onnx"]["passed"] and reports["mnist_savedmodel"]["passed"]
+    assert set(reports["mnist_onnx"]["protocols"]) >= {"http", "http_json", "grpc"}
+    (failure,) = reports["mnist_onnx_fp16"]["failures"]
+    # Triton's own words, from its repository index
+    assert failure.startswith("Triton did not load 'mnist_onnx_fp16': ") and "version" in failure, failure
+    gate = compose_config(
+        "gate",
+        [
+            f"baseline_dir={in_workspace}",
+            f"output={tmp_path / 'gate.md'}",
+            "serving_dirs=[]",
+            f"metrics_dirs=[{tmp_path / 'reports' / 'parity' / 'metrics'}]",
+        ],
+    )
+    assert gate_cli.run(gate) == 1
+    reasons = (tmp_path / "gate.md").read_text().split("Failed because:")[1].strip().splitlines()
+    assert reasons == ["- metrics/mnist_onnx_fp16: fails parity"], reasons
+    # one model asked for: the server loads it alone, whatever else the repository holds
+    logs = tmp_path / "one"
+    single = [
+        "model=mnist_onnx",
+        f"paths.model_repository={tmp_path / 'repo'}",
+        f"paths.parity_reports={tmp_path / 'one' / 'parity'}",
+        f"paths.logs={logs}",
+    ]
+    assert parity_cli.run(compose_config("parity", single)) == 0
+    (log,) = logs.glob("triton-*.log")
+    assert "'mnist_onnx_fp16'" not in log.read_text() and "mnist_savedmodel" not in log.read_text()
 
 
 def test_a_broken_quantization_fails_parity(in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

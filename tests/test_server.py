@@ -64,8 +64,8 @@ def test_server_that_fails_to_start_reports_its_log_line(tmp_path: Path) -> None
     cfg = local_cfg(tmp_path)
     with pytest.raises(ServerError) as info, launcher.serve(cfg, broken_repository(tmp_path / "repo")):
         pytest.fail("a broken repository must not become ready")
-    message = str(info.value)
-    assert "exited with code" in message and "log:" in message
+    message = str(info.value)  # Triton serves what it could load; of this repository, nothing
+    assert message.startswith("no model of the repository loaded: ") and "log:" in message
     assert "model 'broken' failed to load: Internal: TritonModelException: deliberately broken for the test" in message
     assert "\n" not in message
     assert not tritonservers()

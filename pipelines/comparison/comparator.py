@@ -331,6 +331,26 @@ def _exact(got: np.ndarray, ref: np.ndarray) -> tuple[OutputResult, str]:
     return result, f"first at {list(index)}: served {got[index]!r}, reference {ref[index]!r}"
 
 
+def _report(prepared: Prepared, server: Mapping[str, str], **found: Any) -> ParityReport:
+    """A model's report: what was checked against what (from its spec), on which server, and what was `found`."""
+    spec = prepared.spec
+    return ParityReport(
+        model=spec.name,
+        network=spec.network.name,
+        format=spec.format,
+        precision=spec.precision,
+        reference=prepared.reference or spec.reference,
+        tolerance=spec.tolerance,
+        server=dict(server),
+        **found,
+    )
+
+
+def not_served(prepared: Prepared, server: Mapping[str, str], reason: str) -> ParityReport:
+    """The report of a model the server did not load: failed, with Triton's reason, nothing compared."""
+    return _report(prepared, server, served_by={}, protocols={}, failures=[reason])
+
+
 def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> ParityReport:
     """Compare and judge, in one place: every failure of the model is listed in the report's `failures`.
 
@@ -395,14 +415,9 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
     cost = _lossy(prepared, served)
     if cost is not None:
         failures += [f"vs FP32 {cost.reference}: {f}" for f in cost.failures]
-    return ParityReport(
-        model=spec.name,
-        network=spec.network.name,
-        format=spec.format,
-        precision=spec.precision,
-        reference=prepared.reference or spec.reference,
-        tolerance=spec.tolerance,
-        server=dict(server),
+    return _report(
+        prepared,
+        server,
         served_by=result.backend,
         protocols=protocols,
         protocol_agreement=agreement,

@@ -23,7 +23,7 @@ from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json
 from pipelines.core.background import Background
 from pipelines.core.cli import compose
-from pipelines.core.errors import ArtifactError, ConfigError, ServerError, checked_number
+from pipelines.core.errors import ArtifactError, ConfigError, ModelNotServed, ServerError, checked_number
 from pipelines.model_repository import assembly
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
@@ -185,7 +185,8 @@ def check(job: ParityJob) -> list[ParityReport]:
         early.append(Background(prepare, "references"))
 
     results = []
-    with serve(job.server, job.repository, job.releases, job.front, started=loading) as endpoints:
+    server_settings = job.server if job.whole_catalog else job.server.loading_only([s.name for s in job.specs])
+    with serve(server_settings, job.repository, job.releases, job.front, started=loading) as endpoints:
         checked = checked or provenance()
         if served is None:  # a remote server: what it reports of each config, in every field the spec sets
             fetch = served_configs(endpoints)
@@ -199,7 +200,10 @@ def check(job: ParityJob) -> list[ParityReport]:
         prepared = early[0].result() if early else prepare()  # a remote server: once it answered
         local = job.server.kind == "local"
         for item in prepared:
-            report = comparator.evaluate(item, comparator.collect(item, endpoints, job.protocols, local), server)
+            try:
+                report = comparator.evaluate(item, comparator.collect(item, endpoints, job.protocols, local), server)
+            except ModelNotServed as exc:  # that model's failure: the others are still proven
+                report = comparator.not_served(item, server, str(exc))
             report = dataclasses.replace(report, artifacts=checked[item.spec.name])
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}

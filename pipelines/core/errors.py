@@ -25,6 +25,11 @@ class ServerError(PipelineError):
     """Triton cannot be launched or reached."""
 
 
+class ModelNotServed(ServerError):
+    """Triton runs but did not load one model (its config refused, its file unreadable): that model's failure,
+    not the run's; the message carries Triton's reason."""
+
+
 class HostError(PipelineError):
     """This host lacks what the command needs (an NVIDIA GPU, TensorRT, a Docker engine)."""
 

@@ -72,12 +72,11 @@ def launched_server(server: ServerSettings) -> ServerSettings:
     """The server with explicit model control, so the batching-off variant can be loaded in place, and its
     statistics open: perf_analyzer reads them over gRPC, where it sends no header (its `-H` is HTTP-only). The
     benchmark's server lives on loopback for the run only; every other API stays behind the operator key."""
-    if not server.launched or server.flags is None:  # remote: launched elsewhere, with its own options
-        return server
-    explicit = (*server.flags.extra_args, "--model-control-mode=explicit", "--load-model=*")
-    restricted = tuple(api for api in server.flags.restricted_apis if api != "statistics")
-    flags = dataclasses.replace(server.flags, extra_args=explicit, restricted_apis=restricted)
-    return dataclasses.replace(server, flags=flags)
+    explicit = server.loading_only(["*"])
+    if explicit.flags is None or not explicit.launched:  # remote: launched elsewhere, with its own options
+        return explicit
+    restricted = tuple(api for api in explicit.flags.restricted_apis if api != "statistics")
+    return dataclasses.replace(explicit, flags=dataclasses.replace(explicit.flags, restricted_apis=restricted))
 
 
 def measure(job: BenchmarkJob) -> list[ModelBenchmark]:

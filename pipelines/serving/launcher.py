@@ -18,6 +18,7 @@ import ctypes
 import dataclasses
 import functools
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -222,6 +223,56 @@ def wait_until_ready(
         time.sleep(0.25)
     detail = f": {_last_log_line(endpoints.log_file)} (log: {endpoints.log_file})" if endpoints.log_file else ""
     raise ServerError(f"Triton at {endpoints.http} not ready after {timeout_s:g} s{detail}")
+
+
+def repository_index(endpoints: Endpoints) -> list[dict[str, Any]]:
+    """Triton's repository index: each model's name, and its state and reason where it tried to load it (an
+    operator's API: empty where the key is not held or the server does not answer)."""
+    request = urllib.request.Request(
+        f"http://{endpoints.http}/v2/repository/index", data=b"{}", headers=endpoints.operator, method="POST"
+    )
+    try:
+        with _DIRECT.open(request, timeout=30) as resp:
+            index = json.loads(resp.read())
+    except (OSError, HTTPException, ValueError):
+        return []
+    return index if isinstance(index, list) else []
+
+
+# Triton's log line for a model it could not load: its config refused ("failed to load model 'x': at least one
+# version must be available ..."), or a version that failed ("failed to load 'x' version 1: Internal: ...")
+LOAD_FAILED = re.compile(r"failed to load (?:model )?'(?P<name>[^']+)'(?: version \d+)?: (?P<reason>.*?)\"?\s*$")
+
+
+def load_failures(index: list[dict[str, Any]], log_file: Path | None) -> dict[str, str]:
+    """Model -> Triton's reason, for each model it tried and failed to load: from its repository index (a model
+    whose version failed) and from its log (a model refused before any version, which the index leaves out)."""
+    failures = {
+        str(m.get("name")): " ".join(str(m.get("reason") or "no reason given").split())
+        for m in index
+        if m.get("state") not in (None, "READY")
+    }
+    ready = {str(m.get("name")) for m in index if m.get("state") == "READY"}
+    if log_file is not None and log_file.is_file():
+        for line in log_file.read_text(errors="replace").splitlines():
+            found = LOAD_FAILED.search(line)
+            if found and found["name"] not in ready:
+                failures.setdefault(found["name"], found["reason"])
+    return failures
+
+
+def check_loaded(endpoints: Endpoints) -> None:
+    """A model Triton could not load is that model's failure (the server serves the others, and parity reports it
+    failed): warned about here; a repository of which nothing loaded is the launch's failure."""
+    index = repository_index(endpoints)
+    failures = load_failures(index, endpoints.log_file)
+    if not failures:
+        return
+    lines = [f"model {name!r} failed to load: {reason}" for name, reason in sorted(failures.items())]
+    if not any(m.get("state") == "READY" for m in index):
+        raise ServerError(f"no model of the repository loaded: {'; '.join(lines)} (log: {endpoints.log_file})")
+    for line in lines:
+        log.warning("%s; the other models are served (log: %s)", line, endpoints.log_file)
 
 
 # --------------------------------------------------------------------------- local
@@ -505,6 +556,7 @@ def _serve_local(
                 started()
             wait_until_ready(endpoints, supervised.proc, server.startup_timeout_s)
             log.info("Triton ready in %.1f s", time.monotonic() - start)
+            check_loaded(endpoints)
             supervised.watch()
             yield replace(
                 endpoints,
@@ -601,6 +653,7 @@ def _serve_docker(
             if started is not None:
                 started()
             wait_until_ready(endpoints, proc, server.startup_timeout_s)
+            check_loaded(endpoints)
             yield replace(endpoints, problem=lambda: _exited(proc, log_file) or readiness(endpoints.http, 1.0))
         finally:
             subprocess.run(["docker", "stop", "--time", "10", name], capture_output=True, check=False)

@@ -17,9 +17,9 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.spec import ModelSpec, TensorSpec
-from pipelines.core.errors import ServerError
+from pipelines.core.errors import ModelNotServed, ServerError
 from pipelines.model_repository import triton_config
-from pipelines.serving.launcher import Endpoints
+from pipelines.serving.launcher import Endpoints, load_failures
 
 PROTOCOLS = ("http", "http_json", "grpc")  # http = binary tensors
 BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a protocol
@@ -28,7 +28,7 @@ BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a 
 INT32_MAX = 2**31 - 1
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -135,13 +135,19 @@ class ServedModel:
         if not live:
             raise ServerError(f"Triton at http://{self.endpoints.http} is not live")
         with self._talking(f"the readiness check of {self.spec.name!r}"):
-            if not self.http.is_model_ready(self.spec.name):
-                try:  # the repository index is an operator's API: a front or a server without our key refuses it
-                    index = self.http.get_model_repository_index(headers=self.endpoints.operator)
-                    ready = f" (ready: {[m.get('name') for m in index if m.get('state') == 'READY']})"
-                except Exception:  # noqa: BLE001 - tritonclient's errors share no base class; the line says enough
-                    ready = ""
-                raise ServerError(f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r}{ready}")
+            ready = self.http.is_model_ready(self.spec.name)
+        if not ready:
+            try:  # the repository index is an operator's API: a front or a server without our key refuses it
+                index = self.http.get_model_repository_index(headers=self.endpoints.operator)
+            except Exception:  # noqa: BLE001 - tritonclient's errors share no base class; the line says enough
+                index = None
+            reason = load_failures(index or [], self.endpoints.log_file).get(self.spec.name)
+            if reason is not None:  # Triton tried to load it and said why it could not
+                where = self.endpoints.log_file or "the server log"
+                raise ModelNotServed(f"Triton did not load {self.spec.name!r}: {reason} (log: {where})")
+            loaded = "" if index is None else f" (ready: {[m.get('name') for m in index if m.get('state') == 'READY']})"
+            raise ServerError(f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r}{loaded}")
+        with self._talking(f"reading the config of {self.spec.name!r}"):
             config = self.grpc.get_model_config(self.spec.name).config
         problems = triton_config.mismatches(config, self.spec)
         if problems:

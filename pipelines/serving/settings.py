@@ -85,7 +85,11 @@ class TritonFlags:
         forward = f"^{images.CLIENT_PARAMETER}$"  # the front's name for the client, for the images' pixel budget
         return [
             "--disable-auto-complete-config",  # our configs are complete; 3x faster start
-            "--exit-on-error=true",
+            # one model Triton cannot load is that model's failure: the others are served, and the server is
+            # ready once every load was tried (a client asks for each model's readiness; parity reports the
+            # model failed with Triton's reason, the repository index's)
+            "--exit-on-error=false",
+            "--strict-readiness=false",
             f"--http-header-forward-pattern={forward}",
             f"--grpc-header-forward-pattern={forward}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
@@ -182,6 +186,17 @@ class ServerSettings:
     @property
     def launched(self) -> bool:
         return self.kind != "remote"
+
+    def loading_only(self, models: list[str]) -> ServerSettings:
+        """A launched server that loads `models` alone (Triton loads an ensemble's steps with it), unless the user
+        chose the model control in `extra_args`: a run for some models proves them whatever else the repository
+        holds, and waits only for their loading. A remote server is what it is."""
+        if self.flags is None or not self.launched:
+            return self
+        if any(a.startswith(("--model-control-mode", "--load-model")) for a in self.flags.extra_args):
+            return self
+        control = ("--model-control-mode=explicit", *(f"--load-model={m}" for m in models))
+        return replace(self, flags=replace(self.flags, extra_args=(*self.flags.extra_args, *control)))
 
     def replica(self, index: int) -> ServerSettings:
         """Replica `index` behind a balancer: free ports on loopback (the configured host and ports are the
