@@ -21,6 +21,8 @@ def run(cfg: DictConfig) -> int:
     job = BenchmarkJob.from_cfg(cfg)
     if job.unbatched:  # every path here sends batches (batch 1 and max_batch_size) of the same samples
         print(f"note: not measured: {', '.join(job.unbatched)} (no batch axis, max_batch_size 0)", flush=True)
+    if job.export_failed:  # parity fails them, with the exporter's reason
+        print(f"note: not measured: {', '.join(job.export_failed)} (their export failed)", flush=True)
     results = measure(job)
     for result in results:
         print(result.table() + "\n", flush=True)

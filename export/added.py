@@ -13,11 +13,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts import io_signature, writing
+from pipelines.artifacts import export_failure, io_signature, writing
 from pipelines.byom import conversion, sources
-from pipelines.config.spec import network_spec
+from pipelines.config.spec import NetworkSpec, network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
+from pipelines.core.errors import ArtifactError, ConfigError, DataError
 from pipelines.data import parity_inputs
 from pipelines.runners import reference
 
@@ -25,7 +26,28 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> dict[str, Any]:
+    """Export and check; with `record_failure` (the DVC stage), a model that cannot be exported is recorded as
+    failed in its folder and report, and the run succeeds, so that `dvc repro` proves every other model."""
     network = network_spec(cfg.network)
+    try:
+        return _export(cfg, network)
+    except (ArtifactError, ConfigError, DataError) as exc:  # the user's model, not our code: theirs to fix
+        if not cfg.record_failure:
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.error("the export of %s failed: %s (recorded: the other models go on)", network.name, reason)
+        export_failure.record(network.artifact("inputs").parent, reason)
+        report = {
+            "network": network.name,
+            "source": Path(network.source).as_posix(),
+            "kind": sources.kind_of(network.source),
+            "export_failed": reason,
+        }
+        write_json(Path(cfg.paths.export_reports) / f"{network.name}.json", report)
+        return report
+
+
+def _export(cfg: Any, network: NetworkSpec) -> dict[str, Any]:
     samples = conversion.inputs_for(network)
     source_run = reference.load(network)
     feeds = samples.head(2).arrays if network.batch_axis else {k: v[0] for k, v in samples.head(1).arrays.items()}

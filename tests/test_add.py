@@ -7,12 +7,14 @@ and TorchScript kinds go through the whole pipeline in the pipeline test (tests/
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipelines.artifacts import export_failure
 from pipelines.byom import spec_files
 from pipelines.config.spec import Sampling, TensorSpec
 from pipelines.core.errors import ArtifactError, ConfigError, DataError
@@ -158,6 +160,26 @@ def test_add_and_remove_from_the_command_line(tmp_path: Path) -> None:
     removed = run_cmd([sys.executable, "-m", "export.remove", "name=summer"], project, timeout=120)
     assert removed.returncode == 0, removed.stderr
     assert {p.relative_to(project): p.read_bytes() for p in (project / "conf").rglob("*.yaml")} == conf
+
+
+def test_an_export_that_fails_is_recorded_for_the_stage_and_refused_alone(tmp_path: Path) -> None:
+    """`export_added` as `dvc repro` runs it (record_failure=true): a model that cannot be exported leaves a record in
+    its folder and report, exit 0, so the other models go on; run by hand, the same failure is one line, exit 2."""
+    project = copy_project(tmp_path / "project")
+    source = two_input_model(tmp_path / "m.onnx")
+    add = run_cmd([sys.executable, "-m", "export.add", f"source={source}", "name=summer"], project, timeout=120)
+    assert add.returncode == 0, add.stderr
+    source.write_bytes(b"not an ONNX file")  # changed after it was added: the export cannot read it
+    export = [sys.executable, "-m", "export.added", "network=summer"]
+    by_hand = run_cmd(export, project, timeout=120)
+    assert by_hand.returncode == 2 and by_hand.stderr.strip().count("\n") == 0, by_hand.stderr
+    assert not (project / "models/added/summer").exists()
+    stage = run_cmd([*export, "record_failure=true"], project, timeout=120)
+    assert stage.returncode == 0, stage.stderr
+    record = json.loads((project / "models/added/summer" / export_failure.FILENAME).read_text())
+    assert record["export_failed"] == by_hand.stderr.strip().removeprefix("error: ")
+    assert [p.name for p in (project / "models/added/summer").iterdir()] == [export_failure.FILENAME]
+    assert json.loads((project / "reports/export/summer.json").read_text())["export_failed"] == record["export_failed"]
 
 
 def test_generated_inputs_follow_the_spec() -> None:

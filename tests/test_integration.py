@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from evaluate import gate as gate_cli
 from evaluate import parity as parity_cli
+from pipelines.artifacts import export_failure
 from pipelines.comparison import job as parity_job
 from pipelines.config.spec import model_spec, served_specs
 from pipelines.core.errors import ArtifactError
@@ -229,34 +231,46 @@ def test_perturbed_model_fails_parity(in_workspace: Path, tmp_path: Path, capsys
     assert "RESULT: FAIL" in capsys.readouterr().out
 
 
-def test_a_model_triton_cannot_load_fails_alone_and_the_others_are_proven(
+def test_a_model_that_cannot_be_served_fails_alone_and_the_others_are_proven(
     in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """A config that Triton refuses at load (its version policy names a version the repository lacks) costs that
-    model alone: the server serves the others, parity proves them and fails that one with Triton's reason, and the
-    gate's table names it."""
-    keep = ("mnist_onnx", "mnist_onnx_fp16", "mnist_savedmodel")
+    """A config Triton refuses at load (its version policy names a version the repository lacks) and an export that
+    failed (its folder holds the failure record export_added writes) cost those models alone: the repository
+    leaves the failed export out, the server serves the rest, parity proves them and fails the two with Triton's
+    and the exporter's reasons, and the gate names both."""
+    keep = ("mnist_onnx", "mnist_onnx_fp16", "mnist_onnx_int8", "mnist_savedmodel")
     policy = "version_policy { specific { versions: [ 2 ] } }"  # only version 1 is served
+    quantized = tmp_path / "quantized"
+    shutil.copytree(
+        in_workspace / compose_config("parity", ["model=mnist_onnx"]).paths.quantized / "mnist_onnx_fp16",
+        quantized / "mnist_onnx_fp16",
+    )
+    export_failure.record(quantized / "mnist_onnx_int8", "the calibration data could not be read (for the test)")
     others = [f"~models.{m}" for m in compose_config("parity", ["model=all"]).models if m not in keep]
     overrides = [
         "model=all",
         *others,
         f"+models.mnist_onnx_fp16.extra_config='{policy}'",
+        f"paths.quantized={quantized}",
         f"paths.model_repository={tmp_path / 'repo'}",
         f"paths.parity_reports={tmp_path / 'reports' / 'parity'}",
         f"paths.logs={tmp_path}",
     ]
     cfg = compose_config("parity", overrides)
     assembly.assemble(list(served_specs(cfg.models).values()), tmp_path / "repo")
+    assert not (tmp_path / "repo" / "mnist_onnx_int8").exists()
     assert parity_cli.run(cfg) == 1
     out = capsys.readouterr().out
-    assert "parity FAILED for: mnist_onnx_fp16" in out and "served by: nothing (the server did not load it)" in out
+    assert "parity FAILED for: mnist_onnx_fp16, mnist_onnx_int8" in out and "served by: nothing" in out
     reports = {m: json.loads((tmp_path / "reports" / "parity" / f"{m}.json").read_text()) for m in keep}
     assert reports["mnist_onnx"]["passed"] and reports["mnist_savedmodel"]["passed"]
     assert set(reports["mnist_onnx"]["protocols"]) >= {"http", "http_json", "grpc"}
-    (failure,) = reports["mnist_onnx_fp16"]["failures"]
-    # Triton's own words, from its repository index
-    assert failure.startswith("Triton did not load 'mnist_onnx_fp16': ") and "version" in failure, failure
+    (unloaded,) = reports["mnist_onnx_fp16"]["failures"]
+    # Triton's own words, from its log (the index leaves out a model refused before any version)
+    assert unloaded.startswith("Triton did not load 'mnist_onnx_fp16': at least one version must be available")
+    assert reports["mnist_onnx_int8"]["failures"] == [
+        "its export failed: the calibration data could not be read (for the test)"
+    ]
     gate = compose_config(
         "gate",
         [
@@ -268,7 +282,7 @@ def test_a_model_triton_cannot_load_fails_alone_and_the_others_are_proven(
     )
     assert gate_cli.run(gate) == 1
     reasons = (tmp_path / "gate.md").read_text().split("Failed because:")[1].strip().splitlines()
-    assert reasons == ["- metrics/mnist_onnx_fp16: fails parity"], reasons
+    assert reasons == ["- metrics/mnist_onnx_fp16: fails parity", "- metrics/mnist_onnx_int8: fails parity"], reasons
     # one model asked for: the server loads it alone, whatever else the repository holds
     logs = tmp_path / "one"
     single = [

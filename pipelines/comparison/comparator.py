@@ -331,15 +331,14 @@ def _exact(got: np.ndarray, ref: np.ndarray) -> tuple[OutputResult, str]:
     return result, f"first at {list(index)}: served {got[index]!r}, reference {ref[index]!r}"
 
 
-def _report(prepared: Prepared, server: Mapping[str, str], **found: Any) -> ParityReport:
+def _report(spec: ModelSpec, reference: str, server: Mapping[str, str], **found: Any) -> ParityReport:
     """A model's report: what was checked against what (from its spec), on which server, and what was `found`."""
-    spec = prepared.spec
     return ParityReport(
         model=spec.name,
         network=spec.network.name,
         format=spec.format,
         precision=spec.precision,
-        reference=prepared.reference or spec.reference,
+        reference=reference or spec.reference,
         tolerance=spec.tolerance,
         server=dict(server),
         **found,
@@ -348,7 +347,13 @@ def _report(prepared: Prepared, server: Mapping[str, str], **found: Any) -> Pari
 
 def not_served(prepared: Prepared, server: Mapping[str, str], reason: str) -> ParityReport:
     """The report of a model the server did not load: failed, with Triton's reason, nothing compared."""
-    return _report(prepared, server, served_by={}, protocols={}, failures=[reason])
+    return _report(prepared.spec, prepared.reference, server, served_by={}, protocols={}, failures=[reason])
+
+
+def export_failed(spec: ModelSpec, server_kind: str, reason: str) -> ParityReport:
+    """The report of a model whose export failed: failed, with the exporter's reason; never served."""
+    server = {"kind": server_kind, "description": "", "triton_version": ""}
+    return _report(spec, "", server, served_by={}, protocols={}, failures=[f"its export failed: {reason}"])
 
 
 def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> ParityReport:
@@ -416,7 +421,8 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
     if cost is not None:
         failures += [f"vs FP32 {cost.reference}: {f}" for f in cost.failures]
     return _report(
-        prepared,
+        prepared.spec,
+        prepared.reference,
         server,
         served_by=result.backend,
         protocols=protocols,

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from pipelines.artifacts import export_failure
 from pipelines.comparison import comparator
 from pipelines.comparison.parity_report import ParityReport
 from pipelines.config.selection import require_gpu_host, selected, whole_catalog
@@ -161,7 +162,24 @@ def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:
 
 
 def check(job: ParityJob) -> list[ParityReport]:
-    """Run parity for the job's models against one server; write and return their reports."""
+    """Run parity for the job's models against one server; write and return their reports. A model whose export
+    failed (pipelines/artifacts/export_failure.py) fails with the exporter's reason and is not served."""
+    failed = {s.name: reason for s in job.specs if (reason := export_failure.reason(s)) is not None}
+    exported = [s for s in job.specs if s.name not in failed]
+    by_name = {r.model: r for r in _proven(dataclasses.replace(job, specs=exported))} if exported else {}
+    for spec in job.specs:
+        if spec.name in failed:
+            by_name[spec.name] = comparator.export_failed(spec, job.server.kind, failed[spec.name])
+    results = [by_name[s.name] for s in job.specs]
+    for report in results:
+        job.reports.write(report)
+    if job.whole_catalog:  # the reports kept between runs (DVC's persist): none of a model gone since
+        prune_reports([job.reports.full, job.reports.metrics], set(job.catalog))
+    return results
+
+
+def _proven(job: ParityJob) -> list[ParityReport]:
+    """Every model of `job` served and compared (their exports exist)."""
     served = job.repository if job.server.launched else None  # a remote server's repository cannot be read here
 
     def provenance() -> dict[str, list[dict[str, str]]]:
@@ -209,10 +227,6 @@ def check(job: ParityJob) -> list[ParityReport]:
                 engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
                 report = dataclasses.replace(report, engines=engines)
             results.append(report)
-    for report in results:
-        job.reports.write(report)
-    if job.whole_catalog:  # the reports kept between runs (DVC's persist): none of a model gone since
-        prune_reports([job.reports.full, job.reports.metrics], set(job.catalog))
     return results
 
 

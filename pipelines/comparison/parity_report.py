@@ -198,10 +198,10 @@ class ParityReport:
             f"   tolerance atol={tol.atol:g} rtol={tol.rtol:g} cosine>={tol.min_cosine}",
             (
                 f"served by: {backend['implementation']} (platform {backend['platform']}) on "
+                f"{server['description']}, Triton {server['triton_version']}"
                 if backend
-                else "served by: nothing (the server did not load it) on "
-            )
-            + f"{server['description']}, Triton {server['triton_version']}",
+                else "served by: nothing"
+            ),
             f"{'protocol':<10} {'output':<14} {'samples':>7} {'max_abs':>9} {'mean_abs':>9} {'max_rel':>9} "
             f"{'cosine':>10} {'top1':>6} {'top5':>6} {'need_atol':>9}  result",
         ]

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.artifacts import io_signature
+from pipelines.artifacts import export_failure, io_signature
 
 from pipelines.data import labels
 from pipelines.model_repository import ensemble, standins, triton_config
@@ -259,6 +259,10 @@ def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIN
                 parts = ensemble.parts(spec, served)
                 log.info("%s: ensemble over %s", spec.name, parts.classifier.name)
                 write_ensemble(parts, tmp)
+                continue
+            failed = export_failure.reason(spec)
+            if failed is not None:  # that model's failure: the others are still served (parity fails it)
+                log.warning("%s: left out of the repository, its export failed: %s", spec.name, failed)
                 continue
             log.info("%s: %s", spec.name, spec.artifact)
             write_model(spec, tmp, instance_kind, loader)

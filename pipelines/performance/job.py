@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from pipelines.artifacts import export_failure
 from pipelines.config.selection import require_gpu_host, selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_text
@@ -33,6 +34,7 @@ class BenchmarkJob:
     catalog: Mapping[str, ModelSpec]
     specs: list[ModelSpec]  # the measured ones: every model with a batch axis among those chosen
     unbatched: list[str]  # chosen but not measured: every path sends batches (batch 1 and max_batch_size)
+    export_failed: list[str]  # chosen but not measured: their export failed (parity fails them with the reason)
     whole_catalog: bool  # model=all: reports of models gone from the catalog are pruned
     server: ServerSettings
     front: FrontSettings
@@ -53,8 +55,9 @@ class BenchmarkJob:
         return cls(
             load=LoadSettings.from_cfg(cfg.load),
             catalog=catalog,
-            specs=[s for s in chosen if s.max_batch_size > 0],
+            specs=[s for s in chosen if s.max_batch_size > 0 and export_failure.reason(s) is None],
             unbatched=[s.name for s in chosen if s.max_batch_size == 0],
+            export_failed=[s.name for s in chosen if export_failure.reason(s) is not None],
             whole_catalog=whole_catalog(cfg),
             server=server,
             front=FrontSettings.from_cfg(cfg.balancer),

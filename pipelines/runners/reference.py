@@ -134,7 +134,10 @@ def onnx_runtime_name(path: Path) -> str:
     """Which implementation runs an ONNX source as the reference: onnx.reference where it is fast enough."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends: the user's file, not our bug
+        raise ArtifactError(f"{path}: not a readable ONNX model ({exc})") from exc
     weights = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
     return "onnx.reference" if weights <= REFERENCE_EVALUATOR_MAX_WEIGHTS else "onnxruntime (optimizations off)"
 
