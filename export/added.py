@@ -50,7 +50,7 @@ def run(cfg: Any) -> dict[str, Any]:
 def _export(cfg: Any, network: NetworkSpec) -> dict[str, Any]:
     samples = conversion.inputs_for(network)
     source_run = reference.load(network)
-    feeds = samples.head(2).arrays if network.batch_axis else {k: v[0] for k, v in samples.head(1).arrays.items()}
+    feeds = conversion.first_feeds(network, samples)
     conversion.require_runs(network, source_run, feeds)
     formats = [fmt for fmt in conversion.SERVED if fmt in network.artifacts]
     folder = network.artifact("inputs").parent

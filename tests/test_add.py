@@ -56,6 +56,41 @@ def attempt(**settings: object) -> None:
 FLOAT, INT64, UINT16 = 1, 7, 4
 
 
+def embedding_model(path: Path) -> Path:
+    """Token ids [batch, seq] into a table of 10 rows: generated ids (0..99 by default) are out of its range."""
+    import onnx
+    from onnx import helper
+
+    table = onnx.numpy_helper.from_array(np.arange(40, dtype=np.float32).reshape(10, 4), "table")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "tokens"], ["vectors"])],
+        "embed",
+        [helper.make_tensor_value_info("tokens", INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("vectors", FLOAT, ["batch", "seq", 4])],
+        [table],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_that_does_not_run_on_its_parity_inputs_is_refused_at_add_time(tmp_path: Path) -> None:
+    """Found when it is added, not in `dvc repro`: the ids generated for it overflow its table; with the range
+    declared it is added."""
+    source = embedding_model(tmp_path / "embed.onnx")
+    before = conf_state()
+    with pytest.raises(DataError, match=r"fails on its parity inputs .*declare each input's values with value_ranges"):
+        attempt(source=source, name="mine")
+    assert conf_state() == before
+    try:
+        attempt(source=source, name="mine", value_ranges="{tokens: [0, 10]}")
+        assert "mine_onnx" in (ROOT / "conf/added.yaml").read_text()
+    finally:
+        spec_files.remove("mine")
+    assert conf_state() == before
+
+
 @pytest.mark.parametrize(
     ("make", "settings", "error", "words"),
     [

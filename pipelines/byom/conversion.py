@@ -79,6 +79,13 @@ def runner(network: NetworkSpec, fmt: str, path: Path) -> reference.Runner:
     return reference.onnxruntime_runner(path, network.inputs, network.outputs)
 
 
+def first_feeds(network: NetworkSpec, samples: parity_inputs.ParityInputs) -> dict[str, Any]:
+    """The first parity inputs, as the source takes them: two samples of a batched model, one of an unbatched."""
+    if network.batch_axis:
+        return samples.head(2).arrays
+    return {k: v[0] for k, v in samples.head(1).arrays.items()}
+
+
 def require_runs(network: NetworkSpec, source_run: reference.Runner, feeds: dict[str, Any]) -> None:
     """The source itself must run on its parity inputs before anything is exported from it."""
     try:

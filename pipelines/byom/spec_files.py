@@ -19,13 +19,15 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from pipelines.byom import sources
+from pipelines.byom import conversion, sources
 from pipelines.config import dtypes
-from pipelines.config.spec import Preprocessing, TensorSpec
+from pipelines.config.spec import Preprocessing, TensorSpec, model_spec, network_spec
 from pipelines.core.atomic import write_text
-from pipelines.core.cli import CONF_DIR
+from pipelines.core.cli import CONF_DIR, compose
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, checked_number
 from pipelines.data import parity_inputs
+from pipelines.model_repository import standins, triton_config
+from pipelines.runners import reference
 
 ROOT = CONF_DIR.parent
 INDEX = CONF_DIR / "added.yaml"
@@ -436,13 +438,17 @@ def _spec_files(
 
 
 def _validate(name: str, models: tuple[str, ...]) -> None:
-    """The written files compose and build valid specs, as every entry point will build them."""
-    from pipelines.config.spec import model_spec, network_spec
-    from pipelines.core.cli import compose
-
-    network_spec(compose("export_added", [f"network={name}"]).network)
+    """The written files compose and build valid specs and Triton configs, as every entry point will build them,
+    and the source runs on its parity inputs, as its export will run it: a model that cannot get through is
+    refused now, not in `dvc repro`. (Whether Triton loads the config is known only to a server: parity says.)"""
+    network = network_spec(compose("export_added", [f"network={name}"]).network)
+    feeds = conversion.first_feeds(network, conversion.inputs_for(network))
+    conversion.require_runs(network, reference.load(network), feeds)
     for model in models:
-        model_spec(model, compose("parity", [f"model={model}"]).model)
+        config = triton_config.build(model_spec(model, compose("parity", [f"model={model}"]).model))
+        refused = standins.refusal_message(config)
+        if refused:
+            raise ConfigError(refused)
 
 
 def remove(name: str) -> tuple[list[Path], list[str]]:
