@@ -87,7 +87,7 @@ class TritonFlags:
             "--disable-auto-complete-config",  # our configs are complete; 3x faster start
             # one model Triton cannot load is that model's failure: the others are served, and the server is
             # ready once every load was tried (a client asks for each model's readiness; parity reports the
-            # model failed with Triton's reason, the repository index's)
+            # model failed with Triton's reason, from its repository index or its log)
             "--exit-on-error=false",
             "--strict-readiness=false",
             f"--http-header-forward-pattern={forward}",
