@@ -239,9 +239,13 @@ def repository_index(endpoints: Endpoints) -> list[dict[str, Any]]:
     return index if isinstance(index, list) else []
 
 
-# Triton's log line for a model it could not load: its config refused ("failed to load model 'x': at least one
-# version must be available ..."), or a version that failed ("failed to load 'x' version 1: Internal: ...")
-LOAD_FAILED = re.compile(r"failed to load (?:model )?'(?P<name>[^']+)'(?: version \d+)?: (?P<reason>.*?)\"?\s*$")
+# Triton's log line for a model it could not load: a config it cannot parse ("Poll failed for model directory
+# 'x': failed to read text proto from ..."), one it refuses ("failed to load model 'x': at least one version must
+# be available ..."), or a version that failed ("failed to load 'x' version 1: Internal: ...")
+LOAD_FAILED = re.compile(
+    r"(?:failed to load (?:model )?|Poll failed for model directory )'(?P<name>[^']+)'(?: version \d+)?: "
+    r"(?P<reason>.*?)\"?\s*$"
+)
 
 
 def load_failures(index: list[dict[str, Any]], log_file: Path | None) -> dict[str, str]:
