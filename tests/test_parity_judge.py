@@ -74,6 +74,20 @@ def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
     assert "RESULT: FAIL" in report.table()
 
 
+def test_an_answer_of_another_shape_fails_that_output_only() -> None:
+    """skl2onnx's 2-target MLPRegressor declares [N, 1] and answers [2N, 1] (the corpus trial): that output fails,
+    named with both shapes, and the report is still written (it was a ValueError that ended the whole run)."""
+    prepared = mnist_like()
+    served = served_copy(prepared)
+    doubled = served.outputs["grpc"][ALL_SAMPLES]["probabilities"]
+    served.outputs["grpc"][ALL_SAMPLES]["probabilities"] = np.concatenate([doubled, doubled])
+    report = comparator.evaluate(prepared, served, SERVER)
+    assert not report.passed and not report.protocols["grpc"].outputs["probabilities"].passed
+    assert "grpc probabilities: Triton answered shape [9, 10], the reference [5, 10]" in report.failures  # both cases
+    assert report.protocols["http"].outputs["probabilities"].passed
+    assert "RESULT: FAIL" in report.table()
+
+
 def test_served_accuracy_below_the_framework_fails() -> None:
     prepared = mnist_like()
     served = served_copy(prepared)

@@ -59,6 +59,12 @@ def test_nms_keeps_what_onnx_runtime_keeps(count: int, iou_threshold: float) -> 
     )
 
 
+def test_nms_can_be_scripted() -> None:
+    """Detection models are scripted and traced through torchvision.ops.nms (found by the corpus trial)."""
+    scripted = torch.jit.script(torchvision.ops.nms)
+    assert scripted(torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11]]), torch.tensor([0.9, 0.8]), 0.5).tolist() == [0]
+
+
 def test_batched_nms_keeps_boxes_of_other_classes() -> None:
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]])
     kept = torchvision.ops.batched_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 1]), 0.5)

@@ -366,6 +366,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
     failures: list[str] = []
     protocols: dict[str, ProtocolResult] = {}
     compared = dict(served)
+    misshapen: set[str] = set()  # protocols with an answer of another shape than the reference's
     if result.burst is not None and prepared.burst is not None:  # reported beside the protocols
         compared[BURST] = {prepared.burst.name: result.burst}
     for protocol, by_case in compared.items():
@@ -373,6 +374,15 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
         cases = list(by_case)
         for tensor in spec.outputs:
             pairs = _by_shape([(by_case[c][tensor.name], _case(prepared, c).reference[tensor.name]) for c in cases])
+            unequal = [(got.shape, ref.shape) for got, ref in pairs if got.shape != ref.shape]
+            if unequal:  # that output's failure, not the run's: nothing element by element to compare
+                misshapen.add(protocol)
+                outputs[tensor.name] = OutputResult(sum(len(ref) for _, ref in pairs), False)
+                failures.append(
+                    f"{protocol} {tensor.name}: Triton answered shape {list(unequal[0][0])}, the reference "
+                    f"{list(unequal[0][1])}"
+                )
+                continue
             if tensor.exact:
                 checked = [_exact(got, ref) for got, ref in pairs]
                 wrong = [where for result_, where in checked if not result_.passed]
@@ -395,12 +405,15 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = OutputResult(metrics.samples, verdict.passed, metrics)
         protocols[protocol] = ProtocolResult({c: len(next(iter(by_case[c].values()))) for c in cases}, outputs)
+    served = {p: by_case for p, by_case in served.items() if p not in misshapen}  # what the checks below can read
     audit = prepared.label_audit
     if audit is not None and audit.problem:
         failures.append(f"labels: {audit.problem}")
     if result.preprocessing and not result.preprocessing.passed:
         failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing.max_abs:.3g}")
-    classification = _classification(prepared, served, result.classifications)
+    classification = _classification(
+        prepared, served, {p: c for p, c in result.classifications.items() if p not in misshapen}
+    )
     for protocol, by_output in (classification or {}).items():
         for output, check in by_output.items():
             if not check.passed:

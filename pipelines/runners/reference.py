@@ -152,7 +152,13 @@ def _onnx(spec: NetworkSpec) -> Runner:
     names = [t.name for t in spec.outputs]
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, evaluator.run(names, {t.name: arrays[t.name] for t in spec.inputs})))
+        # string tensors go in as str, as to ONNX Runtime: given bytes, onnx.reference's string lookups (a label
+        # encoder, skl2onnx's one-hot encoding) match nothing; BYTES come back as bytes, as Triton returns them
+        feeds = {t.name: _ort_text(arrays[t.name]) if t.dtype == "BYTES" else arrays[t.name] for t in spec.inputs}
+        return {
+            name: _bytes(out) if out.dtype == np.object_ else out
+            for name, out in zip(names, evaluator.run(names, feeds))
+        }
 
     return run
 

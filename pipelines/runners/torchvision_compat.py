@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _schema_library = None  # kept alive: the definitions vanish with the Library object
+torch: ModuleType | None = None  # torch, once the shim is taken (imported lazily: this module is imported early)
 
 
 def import_torchvision() -> ModuleType:
-    global _schema_library  # noqa: PLW0603 - one load per process
+    global _schema_library, torch  # noqa: PLW0603 - one load per process; `torch` for _nms, once imported
     try:
         import torchvision
 
@@ -30,7 +35,7 @@ def import_torchvision() -> ModuleType:
     except RuntimeError as exc:
         if "torchvision::nms" not in str(exc):
             raise
-    import torch
+    import torch  # the module global _nms reads
 
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
@@ -69,8 +74,8 @@ def nms_cpu(dets, scores, iou_threshold: float):  # torch tensors (torch is impo
     return order[torch.tensor(keep, dtype=torch.int64)]
 
 
-def _nms(boxes, scores, iou_threshold: float):
-    """torchvision.ops.nms without its check for the C++ extension: the kernel registered above runs."""
-    import torch
-
+def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """torchvision.ops.nms without its check for the C++ extension: the kernel registered above runs. Scriptable
+    (TorchScript reads `torch` from this module's globals, set when the shim is taken), as detection models are
+    scripted and traced through it."""
     return torch.ops.torchvision.nms(boxes, scores, iou_threshold)
