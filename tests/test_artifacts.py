@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from pipelines.artifacts import io_signature
+from pipelines.artifacts import io_signature, writing
 from pipelines.config.spec import ModelSpec, NetworkSpec, TensorSpec, Tolerance
 from pipelines.core.errors import ArtifactError
 
@@ -84,3 +85,45 @@ def test_missing_and_corrupt_files_are_artifact_errors(tmp_path: Path) -> None:
         io_signature.onnx_signature(bad)
     with pytest.raises(ArtifactError, match="not a SavedModel"):
         io_signature.savedmodel_signature(tmp_path, "serving_default")
+
+
+def test_the_self_check_compares_outputs_whose_length_follows_the_data_sample_by_sample() -> None:
+    """An unbatched model's output whose length depends on the data (NonZero, TopK with k an input) has another
+    shape for each sample: compared one sample at a time (stacking them was a ValueError, exit 3)."""
+    inputs = {"x": np.array([[0, 3, 0, 1], [5, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32)}
+    nonzero = [TensorSpec("where", "INT64", (-1,))]
+
+    def source(feeds: dict) -> dict:
+        return {"where": np.flatnonzero(feeds["x"])}
+
+    check = writing.self_check("the onnx export", source, source, inputs, nonzero, 1e-4, batched=False)
+    assert check.samples == 3 and check.max_abs_diff == {"where": 0.0}
+
+    def off_by_one(feeds: dict) -> dict:
+        return {"where": np.flatnonzero(feeds["x"])[:1]}
+
+    with pytest.raises(ArtifactError, match=r"output 'where' has shape \[1\], the source's \[2\] for sample 0"):
+        writing.self_check("the onnx export", source, off_by_one, inputs, nonzero, 1e-4, batched=False)
+
+
+def test_an_fp16_output_may_differ_by_its_own_rounding() -> None:
+    """Half an FP16 step near 1 (4.9e-4) is the FP16 output's own rounding, not the export's fault; more is."""
+    inputs = {"x": np.ones((2, 3), dtype=np.float32)}
+    half = [TensorSpec("y", "FP16", (3,))]
+
+    def source(feeds: dict) -> dict:
+        return {"y": feeds["x"].astype(np.float16)}
+
+    def rounded(feeds: dict) -> dict:
+        return {"y": (feeds["x"] + 4.9e-4).astype(np.float32)}  # what a float32 step before the cast gives
+
+    assert writing.self_check("the onnx export", source, rounded, inputs, half, 1e-4).max_abs_diff["y"] < 5e-4
+
+    def wrong(feeds: dict) -> dict:
+        return {"y": (feeds["x"] + 3e-3).astype(np.float16)}
+
+    with pytest.raises(ArtifactError, match="differs from its source in output 'y'"):
+        writing.self_check("the onnx export", source, wrong, inputs, half, 1e-4)
+    fp32 = [TensorSpec("y", "FP32", (3,))]
+    with pytest.raises(ArtifactError, match=r"by 0\.000[45]\d* > 0\.0001"):  # the FP32 limit stays the FP32 limit
+        writing.self_check("the onnx export", source, rounded, inputs, fp32, 1e-4)

@@ -30,8 +30,14 @@ EXPECTED = {
     "scripted_onnx": ("torchscript", (), True),
     "argmax_onnx": ("onnx (onnx.reference)", ("index", "positive", "tag_out"), False),  # INT64, BOOL, BYTES
     "scores_onnx": ("onnx (onnx.reference)", ("label",), False),  # per-sample scalars, batched
+    "strings_savedmodel": ("keras", (), False),  # a string input per sample (BYTES)
+    "strings_onnx": ("keras", (), False),
 }
-NO_JSON = {"argmax_onnx"}  # BYTES: checked over binary HTTP and gRPC (JSON carries only UTF-8 text)
+NO_JSON = {
+    "argmax_onnx",
+    "strings_savedmodel",
+    "strings_onnx",
+}  # BYTES: checked over binary HTTP and gRPC (JSON carries only UTF-8 text)
 
 
 def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -> None:

@@ -51,6 +51,8 @@ NATIVE = {
     "scripted_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "argmax_onnx": ("onnxruntime_onnx", "onnxruntime"),
     "scores_onnx": ("onnxruntime_onnx", "onnxruntime"),
+    "strings_savedmodel": ("tensorflow_savedmodel", "tensorflow"),
+    "strings_onnx": ("onnxruntime_onnx", "onnxruntime"),
 }
 EMBEDDED_TRITON = "2.51.0"  # the tritonserver inside nvidia-pytriton 0.7.0 (NGC 24.10)
 

@@ -40,6 +40,8 @@ ADDED = [
     "scripted_onnx",
     "argmax_onnx",
     "scores_onnx",
+    "strings_savedmodel",
+    "strings_onnx",
 ]
 
 

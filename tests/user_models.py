@@ -28,6 +28,7 @@ MODELS = {
     "scripted": ["source={d}/scripted.pt", "sample={d}/scripted.npz"],  # labels: accuracy gated
     "argmax": ["source={d}/argmax.onnx"],
     "scores": ["source={d}/scores.onnx"],  # per-sample scalars in and out (served dims [1], reshaped to [])
+    "strings": ["source={d}/strings.keras", "sample={d}/strings.npz"],  # a Keras string input: BYTES
 }
 # scripted's classes rolled by one: a "retrained" model that gets every label of its sample wrong (the CI test's
 # later change that breaks an added model; TorchScript's export takes 3 s, Keras's 14)
@@ -57,6 +58,20 @@ def keras_models(folder: Path, scale: float) -> None:
     }
     labels = np.argmax(np.asarray(model(sample)["probs"]), axis=1)  # the model's own classes: accuracy 1.0
     np.savez(folder / "two_inputs.npz", **sample, labels=labels)
+
+    # a string per sample (StringLookup, one-hot) beside numbers: served as BYTES [N] (dims [1], reshaped)
+    city, numbers = keras.Input(shape=(), dtype="string", name="city"), keras.Input((3,), name="numbers")
+    lookup = keras.layers.StringLookup(vocabulary=["paris", "rome", "oslo", "lima"], output_mode="one_hot")(city)
+    scaled = keras.layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[4.0, 1.0, 0.25])(numbers)
+    dense = keras.layers.Dense(3, activation="softmax", name="probs")
+    strings = keras.Model(
+        {"city": city, "numbers": numbers}, {"probs": dense(keras.layers.Concatenate()([lookup, scaled]))}
+    )
+    dense.set_weights([w * scale for w in dense.get_weights()])
+    strings.save(folder / "strings.keras")
+    rng = np.random.default_rng(3)
+    cities = np.array(["paris", "rome", "oslo", "lima", "tokyo"])[rng.integers(0, 5, 16)]  # tokyo: out of vocabulary
+    np.savez(folder / "strings.npz", city=cities, numbers=rng.standard_normal((16, 3)).astype(np.float32))
 
     pixels = keras.Input((32, 32, 3), name="pixels")
     net = keras.Sequential(

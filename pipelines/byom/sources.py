@@ -98,9 +98,14 @@ def read(path: Path, signature: str = "serving_default", sample: Any = None) -> 
     return Source(path, kind, tuple(inputs), tuple(outputs), signature)
 
 
-def _tensor(name: str, dtype: str, shape: tuple[int, ...], where: Path) -> io_signature.ArtifactTensor:
-    """A tensor of a numpy or torch dtype (by name) as Triton types it; a dtype parity cannot check: one line."""
+def _tensor(
+    name: str, dtype: str, shape: tuple[int, ...], where: Path, strings: bool = False
+) -> io_signature.ArtifactTensor:
+    """A tensor of a numpy or torch dtype (by name) as Triton types it; a dtype parity cannot check: one line.
+    `strings`: Keras's `string` is BYTES (torch has no string tensors)."""
     numeric = [d for d in dtypes.SPEC_DTYPES if d != "BYTES"]  # torch's dtypes have numpy's names: "float32"
+    if strings and dtype == "string":
+        return io_signature.ArtifactTensor(name, "BYTES", shape)
     triton = dtypes.from_numpy(dtype) if dtype != "object" else None
     if triton not in numeric:
         raise ArtifactError(
@@ -120,7 +125,10 @@ def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signa
     except Exception as exc:  # Keras's load errors (bad zip, unknown layer) share no base class
         raise ArtifactError(f"{path}: Keras cannot load it ({_first_line(exc)})") from exc
     inputs, outputs = keras_models.signature(model)
-    return ([_tensor(n, d, s, path) for n, d, s in inputs], [_tensor(n, d, s, path) for n, d, s in outputs])
+    return (
+        [_tensor(n, d, s, path, strings=True) for n, d, s in inputs],
+        [_tensor(n, d, s, path, strings=True) for n, d, s in outputs],
+    )
 
 
 def load_torch_export(path: Path) -> Any:
