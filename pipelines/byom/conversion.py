@@ -96,8 +96,8 @@ def require_runs(network: NetworkSpec, source_run: reference.Runner, feeds: dict
             ""
             if network.sampling and network.sampling.sample
             else (
-                "; declare each input's values with value_ranges (e.g. token ids below the vocabulary size) in "
-                "`python -m export.add`, or give a sample"
+                "; if the generated inputs are outside what it takes, declare each input's values with value_ranges "
+                "(e.g. token ids below the vocabulary size) in `python -m export.add`, or give a sample"
             )
         )
         raise DataError(f"{network.source} fails on its parity inputs ({detail}){hint}") from exc
