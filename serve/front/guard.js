@@ -55,7 +55,7 @@ function inputProblem(frame, model, limits, seen, sizes) {
     if (!Object.prototype.hasOwnProperty.call(limits, name)) {
         return "model '" + model + "' has no input '" + name + "'";
     }
-    if (seen[name]) {
+    if (seen[name] === true) {
         return "input '" + name + "' appears twice";
     }
     seen[name] = true;
@@ -103,7 +103,7 @@ function tokens(text) {
 // cut off (a string, the closing brackets) is no fault; only what lies wholly within it is judged.
 function problem(text, model, limits, sizes, prefix) {
     const stack = [];
-    const seen = {};
+    const seen = Object.create(null);  // input names: "__proto__" included
     const next = tokens(text);
     let root = null;
     let inputs = 0;
