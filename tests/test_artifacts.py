@@ -127,3 +127,17 @@ def test_an_fp16_output_may_differ_by_its_own_rounding() -> None:
     fp32 = [TensorSpec("y", "FP32", (3,))]
     with pytest.raises(ArtifactError, match=r"by 0\.000[45]\d* > 0\.0001"):  # the FP32 limit stays the FP32 limit
         writing.self_check("the onnx export", source, rounded, inputs, fp32, 1e-4)
+
+
+def test_an_export_that_is_not_valid_onnx_is_one_line() -> None:
+    """tf2onnx writes a Bitcast for a Keras argmax that opset 17 lacks: ONNX's checker refuses it, in one line (it was
+    a traceback, exit 3)."""
+    graph = helper.make_graph(
+        [helper.make_node("Bitcast", ["x"], ["y"], to=TensorProto.INT32)],
+        "bitcast",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ArtifactError, match=r"^tf2onnx's export is not valid ONNX: No Op registered for Bitcast"):
+        writing.require_valid_onnx(model, "tf2onnx's export")

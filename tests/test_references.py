@@ -52,3 +52,22 @@ def test_onnx_reference_looks_strings_up_as_onnx_runtime_does(tmp_path: Path) ->
     theirs = reference.onnxruntime_runner(path, inputs, outputs)({"word": words})
     assert ours["id"].tolist() == theirs["id"].tolist() == [10, 20, -1, 0]
     assert ours["word_out"].tolist() == theirs["word_out"].tolist() == list(words)  # bytes, as Triton returns
+
+
+def test_a_keras_model_whose_outputs_are_a_dict_of_ops_is_named_by_its_keys() -> None:
+    """`{"score": ops.max(...), "label": ops.argmax(...)}`: Keras's `output_names` names the ops (`max`, `argmax`), a
+    call returns the dict's keys; the signature must name what a call returns (it was a KeyError on 'argmax')."""
+    from pipelines.runners import keras_models
+
+    keras_models.tensorflow()  # first, quietly: Keras imports it
+    import keras
+    from keras import ops
+
+    features = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(3)(features)
+    model = keras.Model(features, {"score": ops.max(hidden, axis=1), "label": ops.argmax(hidden, axis=1)})
+    _, outputs = keras_models.signature(model)
+    called = model(np.ones((2, 4), np.float32))  # Keras's own answer: the dict a call returns
+    assert {name for name, _, _ in outputs} == set(called) == {"score", "label"}
+    for name, dtype, shape in outputs:
+        assert np.asarray(called[name]).dtype.name == dtype and shape == (-1,), (name, dtype, shape)

@@ -104,8 +104,20 @@ def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, 
             dim = value.type.tensor_type.shape.dim[0]
             if not dim.HasField("dim_value"):
                 dim.dim_param = "batch"
-    onnx.checker.check_model(model, full_check=True)
+    require_valid_onnx(model, "tf2onnx's export")
     onnx.save(model, str(target))
+
+
+def require_valid_onnx(model: Any, what: str) -> None:
+    """ONNX's own checker (full, with shape inference); one line when it refuses: an exporter wrote an op the opset
+    lacks (tf2onnx's Bitcast for a Keras argmax), or a user's file is not valid ONNX."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{what} is not valid ONNX: {detail}") from exc
 
 
 def torch_onnx(
@@ -119,7 +131,6 @@ def torch_onnx(
 ) -> None:
     """A torch.nn.Module or TorchScript module (the TorchScript exporter, `dynamic_axes` from the spec), or a
     torch.export program (the dynamo exporter, which keeps the program's own dynamic dimensions)."""
-    import onnx
     import torch
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[t.name])) for t in inputs)
@@ -149,7 +160,7 @@ def torch_onnx(
     except Exception as exc:  # the exporters' errors share no base class: name the exporter and its first line
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"torch.onnx.export failed: {detail}") from exc
-    onnx.checker.check_model(str(target), full_check=True)
+    require_valid_onnx(str(target), "torch.onnx.export's export")
 
 
 @dataclass(frozen=True)

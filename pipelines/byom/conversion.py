@@ -64,9 +64,7 @@ def convert(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dic
         module = TORCH_LOADERS[kind](source)
         writing.torch_onnx(module, feeds, network.inputs, network.outputs, opset, target, batched)
     elif fmt == "onnx" and kind == "onnx":
-        import onnx
-
-        onnx.checker.check_model(str(source), full_check=True)
+        writing.require_valid_onnx(str(source), str(source))
         shutil.copy2(source, target)
     else:
         raise ConfigError(f"network {network.name!r}: a {kind} source is not served as {fmt}")

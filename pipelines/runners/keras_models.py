@@ -19,8 +19,14 @@ def load(path: str | Path) -> Any:
 
 
 def output_names(model: Any) -> list[str]:
-    """The names of a model's outputs, in the order a call returns them as a list: a functional model's
-    `output_names`, else the layers that produce them."""
+    """The names of a model's outputs, in the order of `model.outputs`: a functional model's dict keys where its
+    outputs are a dict (a call returns that dict; `output_names` would name the ops that made them, e.g. `argmax`),
+    else its `output_names`, else the layers that produce them."""
+    structure = getattr(model, "output", None) if getattr(model, "_is_graph_network", True) else None
+    if isinstance(structure, dict):
+        keys = {id(tensor): str(key) for key, tensor in structure.items()}
+        if all(id(t) in keys for t in model.outputs):
+            return [keys[id(t)] for t in model.outputs]
     names = getattr(model, "output_names", None)
     if names:
         return [str(n) for n in names]
