@@ -136,21 +136,6 @@ def save_torchscript(module, example, path: Path, sample_path: Path, arg: str = 
     np.savez(sample_path, **{arg: rng.standard_normal((count, *example.shape[1:])).astype(np.float32)})
 
 
-def _scriptable_nms():
-    """Workaround for the project's shim: its torchvision.ops.nms replacement (`_nms`) holds `import torch` in its
-    body, which torch.jit.script refuses ("import statements aren't supported"); torchvision's batched_nms is
-    scripted while tracing (torch.jit.trace, the TorchScript ONNX exporter). Same kernel, no import."""
-    tv, torch = _torchvision(), _torch()
-    from torchvision.ops import boxes
-
-    ops = torch.ops
-
-    def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-        return ops.torchvision.nms(boxes, scores, iou_threshold)
-
-    boxes.nms = tv.ops.nms = nms
-
-
 def _batch(name: str = "batch", high: int = 32):
     torch = _torch()
     return torch.export.Dim(name, min=1, max=high)
@@ -268,30 +253,12 @@ def tv_deeplabv3(folder: Path) -> None:
 @model("tv_ssdlite", "torchvision", "source={d}/tv_ssdlite.onnx")
 def tv_ssdlite(folder: Path) -> None:
     """One image [3, 320, 320] (no batch axis) -> boxes [K, 4], scores [K], labels [K]: K is data-dependent."""
-    tv, torch = _torchvision(), _torch()
-    _scriptable_nms()
+    tv = _torchvision()
+    _torch()  # seeded before the weights are drawn
     net = tv.models.detection.ssdlite320_mobilenet_v3_large(
         weights=None, weights_backbone=None, num_classes=3, score_thresh=0.3, detections_per_img=20
     ).eval()
-
-    class Detect(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, image):
-            (out,) = self.net([image])
-            return out["boxes"], out["scores"], out["labels"]
-
-    save_onnx_legacy(
-        Detect(),
-        (torch.rand(3, 320, 320),),
-        folder / "tv_ssdlite.onnx",
-        ["image"],
-        ["boxes", "scores", "labels"],
-        batch=False,
-        extra_axes={"boxes": {0: "k"}, "scores": {0: "k"}, "labels": {0: "k"}},
-    )
+    _save_detector(net, 320, folder / "tv_ssdlite.onnx")
 
 
 @model("tv_fasterrcnn_mbv3", "torchvision", "source={d}/tv_fasterrcnn_mbv3.onnx")
@@ -299,8 +266,8 @@ def tv_fasterrcnn(folder: Path) -> None:
     """One image [3, 160, 160] -> boxes [K, 4], scores [K], labels [K]. As a torch.export program it does not export
     (GuardOnDataDependentSymNode: Eq(4*u1, 0), the RPN's proposals): the TorchScript ONNX exporter, as
     torchvision documents."""
-    tv, torch = _torchvision(), _torch()
-    _scriptable_nms()
+    tv = _torchvision()
+    _torch()  # seeded before the weights are drawn
     net = tv.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
         weights=None,
         weights_backbone=None,
@@ -312,6 +279,13 @@ def tv_fasterrcnn(folder: Path) -> None:
         min_size=160,
         max_size=160,
     ).eval()
+    _save_detector(net, 160, folder / "tv_fasterrcnn_mbv3.onnx")
+
+
+def _save_detector(net, side: int, path: Path) -> None:
+    """A torchvision detector taking one image [3, side, side] (no batch axis), as ONNX through the TorchScript
+    exporter: boxes [K, 4], scores [K], labels [K], K data-dependent."""
+    torch = _torch()
 
     class Detect(torch.nn.Module):
         def __init__(self) -> None:
@@ -324,8 +298,8 @@ def tv_fasterrcnn(folder: Path) -> None:
 
     save_onnx_legacy(
         Detect(),
-        (torch.rand(3, 160, 160),),
-        folder / "tv_fasterrcnn_mbv3.onnx",
+        (torch.rand(3, side, side),),
+        path,
         ["image"],
         ["boxes", "scores", "labels"],
         batch=False,

@@ -65,8 +65,6 @@ def bare_nginx(http: str, grpc: str) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="t2t-bare-nginx-") as tmp:
         work = Path(tmp)
         work.chmod(0o711)  # nginx's workers (nobody, under root) reach their temp directories
-        kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        temps = [(f"{kind}_temp_path", str(work / kind)) for kind in kinds]
         conf = [
             ("daemon", "off"),
             ("worker_processes", 2),
@@ -77,7 +75,7 @@ def bare_nginx(http: str, grpc: str) -> Iterator[tuple[str, str]]:
                 "http",
                 [
                     ("access_log", "off"),
-                    *temps,
+                    *balancer.temp_paths(work),
                     ("client_max_body_size", 0),
                     ("upstream", "replica_http", [("server", http), ("keepalive", 8)]),
                     ("upstream", "replica_grpc", [("server", grpc), ("keepalive", 8)]),

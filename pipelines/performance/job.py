@@ -50,14 +50,15 @@ class BenchmarkJob:
     def from_cfg(cls, cfg: DictConfig) -> BenchmarkJob:
         catalog = served_specs(cfg.models)
         chosen = selected(cfg, catalog)
+        failed = {s.name for s in chosen if export_failure.reason(s) is not None}
         server = launched_server(ServerSettings.from_cfg(cfg.server))
         require_gpu_host(chosen, server, cfg.triton_releases)
         return cls(
             load=LoadSettings.from_cfg(cfg.load),
             catalog=catalog,
-            specs=[s for s in chosen if s.max_batch_size > 0 and export_failure.reason(s) is None],
+            specs=[s for s in chosen if s.max_batch_size > 0 and s.name not in failed],
             unbatched=[s.name for s in chosen if s.max_batch_size == 0],
-            export_failed=[s.name for s in chosen if export_failure.reason(s) is not None],
+            export_failed=[s.name for s in chosen if s.name in failed],
             whole_catalog=whole_catalog(cfg),
             server=server,
             front=FrontSettings.from_cfg(cfg.balancer),

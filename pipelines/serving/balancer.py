@@ -151,6 +151,11 @@ def render(directives: Sequence[Directive], indent: int = 0) -> str:
     return "\n".join(out)
 
 
+def temp_paths(work: Path) -> list[Directive]:
+    """nginx's temporary directories inside `work` (its defaults lie under its prefix, not ours to write)."""
+    return [(f"{kind}_temp_path", str(work / kind)) for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
+
+
 def _word(word: str) -> str:
     if word and not any(c in word for c in " \t\"'{};#\\"):
         return word
@@ -476,10 +481,7 @@ def nginx_config(
                             "connect=$upstream_connect_time $request_time" + (" guard=$guard_verdict" if njs else ""),
                         ),
                         ("access_log", str(log_file), "replica"),
-                        *[
-                            (f"{kind}_temp_path", str(work / kind))
-                            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-                        ],
+                        *temp_paths(work),
                         *(
                             [
                                 ("js_import", "guard", "from", str((script_dir or work) / guard.GUARD_SCRIPT.name)),
