@@ -80,7 +80,7 @@ def check(job: HardeningJob) -> dict:
         raise HostError("the hardening check needs nginx's njs module: apt-get install libnginx-mod-http-js")
     with serve(job.server, job.repository, job.releases, settings, graceful=True, supervise=True) as front:
         (replica,) = front.members[:1]
-        print("the front's cost: good requests through it and straight to Triton ...", flush=True)
+        print("the front's cost: good requests straight to Triton, through the front and a bare nginx ...", flush=True)
         costs = front_cost.measure(front, job.repository, job.front_cost_s)
         target = hostile.Target(front.http, front.grpc, replica, front.member_grpc[0])
         results = []
