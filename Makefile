@@ -16,12 +16,13 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements-torch.txt requirements.txt
+$(STAMP): requirements-torch.txt requirements.txt requirements-corpus.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps kserve==0.21.0 onnxscript==0.7.2 onnx_ir==1.1.0 onnxconverter-common==1.16.0
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-corpus.txt   # the corpus test's builders
 	$(BIN)/python -m evaluate.install_perf_analyzer >/dev/null || echo "warning: no perf_analyzer (the benchmark skips its cross-check)"
 	@touch $(STAMP)
 

@@ -23,6 +23,12 @@ def run(cfg: DictConfig) -> int:
         print(f"note: not measured: {', '.join(job.unbatched)} (no batch axis, max_batch_size 0)", flush=True)
     if job.export_failed:  # parity fails them, with the exporter's reason
         print(f"note: not measured: {', '.join(job.export_failed)} (their export failed)", flush=True)
+    if job.kept:
+        print(
+            f"kept {len(job.kept)} report(s) whose model, code and settings are unchanged (reuse=true): "
+            f"{', '.join(job.kept)}",
+            flush=True,
+        )
     results = measure(job)
     for result in results:
         print(result.table() + "\n", flush=True)

@@ -22,6 +22,7 @@ def run(cfg: DictConfig) -> int:
         Path(str(cfg.paths.hardening_report)),
         Path(str(cfg.paths.benchmark_reports)),
         Path(str(cfg.paths.parity_reports)),
+        Path(str(cfg.paths.compatibility_report)),
     )
     stale = []
     for doc in sorted(Path(str(cfg.docs)).glob("*.md")):

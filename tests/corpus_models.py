@@ -149,20 +149,20 @@ TIMM = {
     "timm_efficientnet_b0": ("efficientnet_b0", {}, "onnx", 64),
     "timm_mobilenetv3": ("mobilenetv3_small_050", {}, "torchscript", 64),
     "timm_convnext_atto": ("convnext_atto", {}, "pt2", 64),
-    "timm_vit_tiny": ("vit_tiny_patch16_224", {"img_size": 64}, "pt2", 64),
+    "timm_vit_tiny": ("vit_tiny_patch16_224", {"img_size": 64}, "onnx", 64),
     "timm_deit_tiny": ("deit_tiny_patch16_224", {"img_size": 64}, "onnx", 64),
     "timm_swin_mini": (
         "swin_tiny_patch4_window7_224",
         {"img_size": 64, "window_size": 4, "embed_dim": 32, "depths": (1, 1, 1, 1), "num_heads": (1, 2, 2, 4)},
-        "pt2",
+        "onnx",
         64,
     ),
-    "timm_mixer_s16": ("mixer_s16_224", {"img_size": 64}, "torchscript", 64),
+    "timm_mixer_s16": ("mixer_s16_224", {"img_size": 64}, "onnx", 64),
     "timm_resmlp_12": ("resmlp_12_224", {"img_size": 64}, "onnx", 64),
-    "timm_regnetx_002": ("regnetx_002", {}, "pt2", 64),
+    "timm_regnetx_002": ("regnetx_002", {}, "onnx", 64),
     "timm_densenet121": ("densenet121", {}, "onnx", 64),
-    "timm_ghostnet_050": ("ghostnet_050", {}, "pt2", 64),
-    "timm_mobilevit_xxs": ("mobilevit_xxs", {}, "pt2", 64),
+    "timm_ghostnet_050": ("ghostnet_050", {}, "onnx", 64),
+    "timm_mobilevit_xxs": ("mobilevit_xxs", {}, "onnx", 64),
     "timm_lcnet_050": ("lcnet_050", {}, "torchscript", 64),
     "timm_poolformer_s12": ("poolformer_s12", {}, "onnx", 64),
 }
@@ -211,11 +211,11 @@ def tv_shufflenet(folder: Path) -> None:
     save_onnx_legacy(net, (torch.randn(2, 3, 64, 64),), folder / "tv_shufflenet.onnx", ["image"], ["logits"])
 
 
-@model("tv_mnasnet", "torchvision", "source={d}/tv_mnasnet.pt", "sample={d}/tv_mnasnet.npz")
+@model("tv_mnasnet", "torchvision", "source={d}/tv_mnasnet.onnx")
 def tv_mnasnet(folder: Path) -> None:
     tv, torch = _torchvision(), _torch()
     net = tv.models.mnasnet0_5(weights=None, num_classes=10)
-    save_torchscript(net, torch.randn(2, 3, 64, 64), folder / "tv_mnasnet.pt", folder / "tv_mnasnet.npz")
+    save_onnx_legacy(net, (torch.randn(2, 3, 64, 64),), folder / "tv_mnasnet.onnx", ["image"], ["logits"])
 
 
 def _seg_wrapper(net):
@@ -232,11 +232,11 @@ def _seg_wrapper(net):
     return Seg().eval()
 
 
-@model("tv_lraspp", "torchvision", "source={d}/tv_lraspp.pt2", "output_names=[masks]")
+@model("tv_lraspp", "torchvision", "source={d}/tv_lraspp.onnx")
 def tv_lraspp(folder: Path) -> None:
     tv, torch = _torchvision(), _torch()
     net = tv.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=4)
-    save_pt2(_seg_wrapper(net), (torch.randn(2, 3, 64, 64),), folder / "tv_lraspp.pt2", dynamic_shapes=({0: _batch()},))
+    save_onnx_legacy(_seg_wrapper(net), (torch.randn(2, 3, 64, 64),), folder / "tv_lraspp.onnx", ["image"], ["masks"])
 
 
 @model("tv_deeplabv3_mbv3", "torchvision", "source={d}/tv_deeplabv3_mbv3.onnx")
@@ -366,6 +366,11 @@ def _seq_dims(*names: str, high_seq: int = 64) -> dict:
     return {n: {0: batch, 1: seq} for n in names}
 
 
+def _seq_axes(*names: str) -> dict:
+    """The TorchScript exporter's dynamic axes of these tensors' sequence axis (save_onnx_legacy adds the batch's)."""
+    return {n: {1: "sequence"} for n in names}
+
+
 def _first_output(net, arg: str = "input_ids"):
     """A wrapper taking one named input (`arg`, the name torch.export gives the program's input) and returning the
     logits of a transformers output."""
@@ -440,21 +445,20 @@ def hf_distilbert(folder: Path) -> None:
         vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, num_labels=2
     )
     net = _first_output(tf.DistilBertForSequenceClassification(cfg))
-    save_onnx_dynamo(
+    save_onnx_legacy(
         net,
         (_tokens(),),
         folder / "hf_distilbert_cls.onnx",
         ["input_ids"],
         ["logits"],
-        dynamic_shapes=(_seq_dims("input_ids")["input_ids"],),
+        extra_axes=_seq_axes("input_ids"),
     )
 
 
 @model(
     "hf_roberta_tokcls",
     "transformers",
-    "source={d}/hf_roberta_tokcls.pt2",
-    "output_names=[logits]",
+    "source={d}/hf_roberta_tokcls.onnx",
     f"value_ranges={{{{input_ids: [3, {VOCAB}]}}}}",
 )
 def hf_roberta(folder: Path) -> None:
@@ -472,7 +476,14 @@ def hf_roberta(folder: Path) -> None:
     net = _first_output(tf.RobertaForTokenClassification(cfg))
     ids = _tokens() + 3
     ids = ids.clamp(max=VOCAB - 1)
-    save_pt2(net, (ids,), folder / "hf_roberta_tokcls.pt2", dynamic_shapes=_seq_dims("input_ids"))
+    save_onnx_legacy(
+        net,
+        (ids,),
+        folder / "hf_roberta_tokcls.onnx",
+        ["input_ids"],
+        ["logits"],
+        extra_axes=_seq_axes("input_ids", "logits"),
+    )
 
 
 @model(
@@ -591,17 +602,10 @@ def hf_vit(folder: Path) -> None:
         num_labels=4,
     )
     net = _first_output(tf.ViTForImageClassification(cfg), "pixel_values")
-    save_onnx_dynamo(
-        net,
-        (torch.randn(2, 3, 32, 32),),
-        folder / "hf_vit_cls.onnx",
-        ["pixel_values"],
-        ["logits"],
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=16)},),
-    )
+    save_onnx_legacy(net, (torch.randn(2, 3, 32, 32),), folder / "hf_vit_cls.onnx", ["pixel_values"], ["logits"])
 
 
-@model("hf_wav2vec2_cls", "transformers", "source={d}/hf_wav2vec2_cls.pt2", "output_names=[logits]")
+@model("hf_wav2vec2_cls", "transformers", "source={d}/hf_wav2vec2_cls.onnx")
 def hf_wav2vec2(folder: Path) -> None:
     """Raw audio [N, 800] (fixed length) -> class logits [N, 3]."""
     tf = _hf()
@@ -624,7 +628,7 @@ def hf_wav2vec2(folder: Path) -> None:
         feat_extract_norm="group",
     )
     net = _first_output(tf.Wav2Vec2ForSequenceClassification(cfg), "input_values")
-    save_pt2(net, (torch.randn(2, 800),), folder / "hf_wav2vec2_cls.pt2", dynamic_shapes=({0: _batch()},))
+    save_onnx_legacy(net, (torch.randn(2, 800),), folder / "hf_wav2vec2_cls.onnx", ["input_values"], ["logits"])
 
 
 @model("hf_whisper_encoder", "transformers", "source={d}/hf_whisper_encoder.onnx")
@@ -678,7 +682,7 @@ def _keras():
 def keras_mobilenetv3(folder: Path) -> None:
     keras = _keras()
     net = keras.applications.MobileNetV3Small(
-        weights=None, input_shape=(64, 64, 3), classes=10, alpha=0.75, include_preprocessing=True
+        weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.75, include_preprocessing=True
     )
     net.save(folder / "keras_mobilenetv3s.keras")
 
@@ -686,7 +690,7 @@ def keras_mobilenetv3(folder: Path) -> None:
 @model("keras_efficientnetb0", "keras", "source={d}/keras_efficientnetb0.keras", "formats=[onnx]")
 def keras_efficientnet(folder: Path) -> None:
     keras = _keras()
-    net = keras.applications.EfficientNetB0(weights=None, input_shape=(64, 64, 3), classes=10)
+    net = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10)
     net.save(folder / "keras_efficientnetb0.keras")
 
 
@@ -1134,6 +1138,122 @@ def add_arguments(name: str, folder: Path) -> list[str]:
     return [f"name={name}", *(a.format(d=folder) for a in MODELS[name])]
 
 
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:400]
+
+
+def add_all(folder: Path) -> dict[str, dict]:
+    """`python -m export.add` for each model built in `folder`, in this process (the imports shared); one refusal
+    does not stop the others. Writes and returns folder/outcomes.json: build and add outcome, seconds, served."""
+    from export.add import run
+    from pipelines.core.cli import compose
+
+    outcomes = json.loads((folder / "build_times.json").read_text())
+    for name in MODELS:
+        built = outcomes.setdefault(name, {"ok": False, "error": "not built"})
+        outcomes[name] = {"build": built}
+        if not built.get("ok"):
+            continue
+        start = time.perf_counter()
+        try:
+            served = list(run(compose("add", add_arguments(name, folder))).models)
+            outcome: dict = {"ok": True, "served": served}
+        except Exception as exc:  # noqa: BLE001 - a refusal is this model's outcome (export.add's typed errors)
+            outcome = {"ok": False, "error": one_line(exc)}
+        outcome["seconds"] = round(time.perf_counter() - start, 2)
+        outcomes[name]["add"] = outcome
+        print(f"add {name}: {'ok' if outcome['ok'] else outcome['error']} ({outcome['seconds']} s)", flush=True)
+    (folder / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
+    return outcomes
+
+
+# ---------------------------------------------------------------- the compatibility report
+
+# Not architectures: models built to be refused, each where it says (they count in neither the total nor the passes).
+NEGATIVE = {
+    "onnx_empty_output": (
+        "add",
+        "ours, by design: a dimension of 0 is refused (Triton itself refuses 0 in a config's dims)",
+    ),
+    "onnx_if_branch": (
+        "parity",
+        "the model's own: its If branches on the whole batch's sum, so dynamic batching changes its answer",
+    ),
+}
+# Public architectures that do not go through: name -> (where it stops, whose it is, why, the upstream issue or "").
+KNOWN_FAILURES: dict[str, tuple[str, str, str, str]] = {}
+OWNERS = ("ours", "exporter", "triton", "environment")
+STEPS = ("build", "add", "export", "parity")
+
+
+def _tensors(network: Path, kind: str) -> list[str]:
+    import yaml
+
+    spec = yaml.safe_load(network.read_text()) if network.is_file() else {}
+    return [f"{t['name']} {t['dtype']} {list(t['dims'])}" for t in spec.get(kind) or []]
+
+
+def compatibility(workspace: Path, folder: Path, export_seconds: dict[str, float]) -> dict:
+    """The corpus's outcome per model, from what each step left: build and add outcomes (folder/outcomes.json),
+    the export's failure record, the parity reports. `export_seconds`: each export_added stage's wall time."""
+    outcomes = json.loads((folder / "outcomes.json").read_text())
+    models: dict[str, dict] = {}
+    for name, args in MODELS.items():
+        source = next(a for a in args if a.startswith("source=")).rsplit(".", 1)[-1]
+        row: dict = {
+            "family": FAMILY[name],
+            "source": {"pt2": "torch.export", "pt": "TorchScript", "onnx": "ONNX", "keras": "Keras"}[source],
+            "inputs": _tensors(workspace / "conf" / "network" / f"{name}.yaml", "inputs"),
+            "outputs": _tensors(workspace / "conf" / "network" / f"{name}.yaml", "outputs"),
+            "seconds": {},
+            "served": {},
+        }
+        outcome = outcomes.get(name, {})
+        stopped, reason = None, ""
+        for step, record in (("build", outcome.get("build")), ("add", outcome.get("add"))):
+            if record is None or not record.get("ok"):
+                stopped, reason = step, (record or {}).get("error", "not reached")
+                break
+            row["seconds"][step] = record["seconds"]
+        if stopped is None:
+            row["seconds"]["export"] = export_seconds.get(name)
+            failed = workspace / "models" / "added" / name / "export_failed.json"
+            if failed.is_file():
+                stopped, reason = "export", json.loads(failed.read_text())["export_failed"]
+        for model in outcome.get("add", {}).get("served", []) if stopped is None else []:
+            path = workspace / "reports" / "parity" / f"{model}.json"
+            if not path.is_file():
+                stopped, reason = "parity", f"{model}: no parity report"
+                continue
+            report = json.loads(path.read_text())
+            headline = json.loads((workspace / "reports" / "parity_metrics" / f"{model}.json").read_text())
+            row["served"][model.removeprefix(f"{name}_")] = {
+                "passed": report["passed"],
+                "protocols": sorted(p for p in report["protocols"] if p != "grpc_burst"),
+                "burst": "grpc_burst" in report["protocols"],
+                "max_abs": headline.get("max_abs"),
+            }
+            if not report["passed"] and stopped is None:
+                stopped, reason = "parity", f"{model}: {report['failures'][0]}"
+        row["passed"] = stopped is None
+        if stopped is not None:
+            row["stopped"] = {"step": stopped, "reason": " ".join(str(reason).split())[:400]}
+        if name in NEGATIVE:
+            row["negative"] = NEGATIVE[name][1]
+        elif name in KNOWN_FAILURES:
+            step, owner, why, upstream = KNOWN_FAILURES[name]
+            row["known"] = {"step": step, "owner": owner, "why": why, "upstream": upstream}
+        models[name] = row
+    architectures = [r for n, r in models.items() if n not in NEGATIVE]
+    return {
+        "generated_by": "tests/test_corpus.py (T2T_WRITE_COMPATIBILITY=1 writes this file)",
+        "architectures": len(architectures),
+        "passed": sum(r["passed"] for r in architectures),
+        "models": models,
+    }
+
+
 if __name__ == "__main__":
     target = Path(sys.argv[1])
     selected: list[str] | None = None
@@ -1143,3 +1263,6 @@ if __name__ == "__main__":
         fam = sys.argv[sys.argv.index("--family") + 1].split(",")
         selected = [n for n in MODELS if FAMILY[n] in fam]
     build(target, selected)
+    if "--add" in sys.argv:  # from the project root, whose conf/ export.add writes
+        sys.path.insert(0, str(Path.cwd()))
+        add_all(target)

@@ -182,20 +182,18 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(
 ) -> None:
     repository = tmp_path / "repository"  # the one model measured: a server that loads only it starts sooner
     shutil.copytree(in_workspace / "model_repository" / "mnist_onnx", repository / "mnist_onnx")
-    cfg = compose_config(
-        "benchmark",
-        [
-            "model=mnist_onnx",
-            f"model_repository={repository}",
-            "load.concurrency=[1,2]",
-            "load.duration_s=0.2",
-            "load.warmup_s=0.05",
-            "load.perf_analyzer_interval_ms=200",
-            f"load.reports={tmp_path / 'reports'}",
-            f"load.metrics={tmp_path / 'metrics'}",
-            f"paths.logs={tmp_path / 'logs'}",
-        ],
-    )
+    cfg_overrides = [
+        "model=mnist_onnx",
+        f"model_repository={repository}",
+        "load.concurrency=[1,2]",
+        "load.duration_s=0.2",
+        "load.warmup_s=0.05",
+        "load.perf_analyzer_interval_ms=200",
+        f"load.reports={tmp_path / 'reports'}",
+        f"load.metrics={tmp_path / 'metrics'}",
+        f"paths.logs={tmp_path / 'logs'}",
+    ]
+    cfg = compose_config("benchmark", cfg_overrides)
     assert benchmark.run(cfg) == 0
     report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
     seen = {(p["path"], p["batch"], p["concurrency"], p["dynamic_batching"]) for p in report["points"]}
@@ -225,6 +223,13 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(
     assert (tmp_path / "reports" / "benchmark.png").stat().st_size > 10_000
     assert "| Triton gRPC + shm | 64 | 1 |" in (tmp_path / "reports" / "benchmark.md").read_text()
     assert "### mnist_onnx" in capsys.readouterr().out
+    # reuse=true (the dvc.yaml stage's): nothing it was measured from changed, so no server starts, the report stays
+    logs = len(list((tmp_path / "logs").glob("triton-*.log")))
+    before = (tmp_path / "reports" / "mnist_onnx.json").read_bytes()
+    assert benchmark.run(compose_config("benchmark", [*cfg_overrides, "reuse=true"])) == 0
+    assert len(list((tmp_path / "logs").glob("triton-*.log"))) == logs
+    assert (tmp_path / "reports" / "mnist_onnx.json").read_bytes() == before
+    assert "kept 1 report(s)" in capsys.readouterr().out
 
 
 @pytest.mark.integration

@@ -136,7 +136,12 @@ def committed_reports():
     from pipelines.documentation.figures import Reports
 
     paths = compose_config("doc_figures").paths
-    return Reports(ROOT / paths.hardening_report, ROOT / paths.benchmark_reports, ROOT / paths.parity_reports)
+    return Reports(
+        ROOT / paths.hardening_report,
+        ROOT / paths.benchmark_reports,
+        ROOT / paths.parity_reports,
+        ROOT / paths.compatibility_report,
+    )
 
 
 FIGURED = [d for d in DOCUMENTS if "<!-- figures:" in d.read_text()]

@@ -503,3 +503,35 @@ def test_localize_blames_the_layer_whose_quantization_was_broken(
     assert (tmp_path / "adhoc" / "localize" / "mnist_onnx_int8.png").stat().st_size > 0
     assert "first over the bound: node" in capsys.readouterr().out
     assert not any("__localize" in p.name for p in (tmp_path / "repo").iterdir())  # the debug copy served apart
+
+
+def test_a_passed_proof_is_kept_while_nothing_it_was_made_from_changes(
+    in_workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """reuse=true (the parity stage's setting): a second run with nothing changed starts no server, and the
+    report is kept as it was; a changed input file (here: one pixel of the test digits) makes the proof again."""
+    data = tmp_path / "mnist.npz"
+    shutil.copy2(in_workspace / compose_config("parity", ["model=mnist_onnx"]).paths.data, data)
+    logs = tmp_path / "logs"
+    overrides = [
+        "model=mnist_onnx",
+        "reuse=true",
+        f"paths.data={data}",
+        f"paths.parity_reports={tmp_path / 'reports'}",
+        f"paths.logs={logs}",
+    ]
+    report = tmp_path / "reports" / "mnist_onnx.json"
+    assert parity_cli.run(compose_config("parity", overrides)) == 0
+    first = report.read_bytes()
+    assert len(list(logs.glob("triton-*.log"))) == 1 and json.loads(first)["proof_key"]
+    assert parity_cli.run(compose_config("parity", overrides)) == 0
+    assert len(list(logs.glob("triton-*.log"))) == 1  # no server started: nothing to prove again
+    assert report.read_bytes() == first and "kept 1 passed report(s)" in capsys.readouterr().out
+    with np.load(data) as arrays:
+        digits = dict(arrays)
+    digits["x_test"] = digits["x_test"].copy()
+    digits["x_test"].flat[0] ^= 1
+    np.savez(data, **digits)
+    assert parity_cli.run(compose_config("parity", overrides)) == 0
+    assert len(list(logs.glob("triton-*.log"))) == 2
+    assert json.loads(report.read_text())["proof_key"] != json.loads(first)["proof_key"]

@@ -3,15 +3,18 @@
 Keras -> SavedModel through an explicit named signature (`keras.export.ExportArchive`; Keras 3's
 plain `model.export` has been reported to load in Triton's TensorFlow backend and fail at inference,
 triton-inference-server/server#7456); SavedModel -> ONNX with tf2onnx's CLI; PyTorch -> ONNX with
-the TorchScript exporter (a module) or the dynamo exporter (a torch.export program). `self_check`
+the TorchScript exporter (a module) or the dynamo exporter (a torch.export program; the TorchScript
+exporter on its module where the dynamo one fails, as on transformers' T5). `self_check`
 runs the written file beside its source on the same inputs, as optimum's `validate_model_outputs` does.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,37 +133,113 @@ def torch_onnx(
     batch_axis: bool = True,
 ) -> None:
     """A torch.nn.Module or TorchScript module (the TorchScript exporter, `dynamic_axes` from the spec), or a
-    torch.export program (the dynamo exporter, which keeps the program's own dynamic dimensions)."""
+    torch.export program (the dynamo exporter, which keeps the program's own dynamic dimensions; where it fails, as
+    torch 2.13's does on transformers' T5, the TorchScript exporter on the program's module)."""
     import torch
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[t.name])) for t in inputs)
     names = {"input_names": [t.name for t in inputs], "output_names": [t.name for t in outputs]}
-    try:
-        if isinstance(model, torch.export.ExportedProgram):
-            for chatty in ("onnxscript", "onnx_ir"):  # the optimizer's INFO lines, under our INFO-level stage log
-                logging.getLogger(chatty).setLevel(logging.WARNING)
-            torch.onnx.export(model, args, str(target), dynamo=True, external_data=False, verbose=False, **names)
-        else:
-            dynamic = {
-                t.name: {axis + int(batch_axis): f"{t.name}_{axis}" for axis, d in enumerate(t.dims) if d == -1}
-                for t in (*inputs, *outputs)
-            }
-            if batch_axis:
-                for axes in dynamic.values():
-                    axes[0] = "batch"
+    dynamic = {
+        t.name: {axis + int(batch_axis): f"{t.name}_{axis}" for axis, d in enumerate(t.dims) if d == -1}
+        for t in (*inputs, *outputs)
+    }
+    if batch_axis:
+        for axes in dynamic.values():
+            axes[0] = "batch"
+    dynamic_axes = {k: v for k, v in dynamic.items() if v}
+    if not isinstance(model, torch.export.ExportedProgram):
+        try:
             torch.onnx.export(
-                model,
-                args,
-                str(target),
-                dynamic_axes={k: v for k, v in dynamic.items() if v},
-                opset_version=opset,
-                dynamo=False,
-                **names,
+                model, args, str(target), dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, **names
             )
-    except Exception as exc:  # the exporters' errors share no base class: name the exporter and its first line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"torch.onnx.export failed: {detail}") from exc
+        except Exception as exc:  # the exporters' errors share no base class: name the exporter and its first line
+            raise ArtifactError(f"torch.onnx.export failed: {_first_line(exc)}") from exc
+    else:
+        for chatty in ("onnxscript", "onnx_ir"):  # the optimizer's INFO lines, under our INFO-level stage log
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+        try:
+            torch.onnx.export(model, args, str(target), dynamo=True, external_data=False, verbose=False, **names)
+        except Exception as dynamo_exc:  # noqa: BLE001 - its errors share no base class; the TorchScript exporter next
+            try:
+                # a program's module is straight-line code: its tracer warnings are its shape guards, checked once
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    torch.onnx.export(
+                        _program_module(model),
+                        args,
+                        str(target),
+                        dynamic_axes=dynamic_axes,
+                        opset_version=opset,
+                        dynamo=False,
+                        **names,
+                    )
+            except Exception as exc:
+                raise ArtifactError(
+                    f"torch.onnx.export failed: dynamo: {_first_line(dynamo_exc)}; TorchScript: {_first_line(exc)}"
+                ) from exc
+            log.warning(
+                "%s: written by the TorchScript exporter from the program's module; the dynamo exporter failed (%s)",
+                target.name,
+                _first_line(dynamo_exc),
+            )
     require_valid_onnx(str(target), "torch.onnx.export's export")
+
+
+def _program_module(program: Any) -> Any:
+    """A torch.export program's module as the TorchScript exporter can take it, its open dimensions still open.
+
+    That exporter switches what it exports to eval mode, and a program's module refuses `.train()`
+    (NotImplementedError): a plain module holds it outside its own module tree and calls it. Its tracer records a
+    size read as `x.size(d)` (a traced 0-dim tensor), while the program's `aten.sym_size.int` gives a plain int,
+    which the trace would keep as a constant: sizes are read as `x.size(d)`, and the aten overloads they go to
+    (`aten.view.default`, which takes ints only) become the Python functions that take traced sizes."""
+    import torch
+
+    module = program.module()
+    for weight in module.parameters():  # the exporter makes them constants, which must not require grad
+        weight.requires_grad_(False)
+    graph, sized = module.graph, set()
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is torch.ops.aten.sym_size.int:
+            with graph.inserting_before(node):
+                size = graph.call_method("size", node.args)
+            node.replace_all_uses_with(size)
+            graph.erase_node(node)
+            sized.add(size)
+        elif sized.intersection(node.all_input_nodes):
+            if getattr(node.target, "__module__", None) in ("operator", "_operator"):  # arithmetic on sizes: a size
+                sized.add(node)
+            elif isinstance(node.target, torch._ops.OpOverload):
+                name = node.target.overloadpacket.__name__
+                node.target = TRACEABLE.get(name) or getattr(torch, name, None) or getattr(torch.Tensor, name)
+    module.recompile()
+
+    class Program(torch.nn.Module):
+        def __init__(self, module: Any) -> None:
+            super().__init__()
+            object.__setattr__(self, "_program", module)  # not a submodule: `.train()` never reaches it
+
+        def forward(self, *args: Any) -> Any:
+            return self._program(*args)
+
+    return Program(module)
+
+
+def _slice(tensor: Any, dim: int = 0, start: Any = None, end: Any = None, step: Any = 1) -> Any:
+    """`aten.slice.Tensor` as indexing (torch has no `slice` function), which the tracer records with traced bounds."""
+    return tensor[(slice(None),) * (dim % tensor.dim()) + (slice(start, end, step),)]
+
+
+# aten operators without a Python function of the same name, as the tracer takes them
+TRACEABLE = {"slice": _slice}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line, without the terminal colours torch.onnx's messages carry."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from pipelines.artifacts import writing
 from pipelines.byom import sources
 from pipelines.config.spec import NetworkSpec
-from pipelines.core.errors import ConfigError, DataError
+from pipelines.core.errors import ArtifactError, ConfigError, DataError
 from pipelines.data import parity_inputs
 from pipelines.runners import keras_models, reference
 
@@ -88,6 +88,8 @@ def require_runs(network: NetworkSpec, source_run: reference.Runner, feeds: dict
     """The source itself must run on its parity inputs before anything is exported from it."""
     try:
         source_run(feeds)
+    except ArtifactError:  # the model itself: no reference can run it (pipelines/runners/reference.py)
+        raise
     except Exception as exc:  # the frameworks' errors share no base class: the inputs do not fit the model
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = (

@@ -167,16 +167,17 @@ def index_text(models: list[str], networks: dict[str, dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def served_names() -> set[str]:
-    """Every model name the catalogs serve or conf/model/ defines (an ensemble's steps included)."""
-    from pipelines.core.cli import compose
+CATALOG_ENTRY = re.compile(r"^\s*-\s*/model@models\.([\w.-]+)\s*:", re.MULTILINE)
 
-    names = {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
-    for catalog in ("cpu", "gpu"):
-        for name, model in compose("repository", [f"catalog={catalog}"]).models.items():
-            names.add(str(name))
-            if model.get("format") == "ensemble":
-                names |= {f"{name}_preprocess", f"{name}_postprocess"}
+
+def served_names() -> set[str]:
+    """Every model name the catalogs serve or conf/model/ defines (an ensemble's steps included). Read from the
+    files, not composed: composing a catalog composes every model in it, seconds once many models are added."""
+    names = set(CATALOG_ENTRY.findall("\n".join(p.read_text() for p in (CONF_DIR / "catalog").glob("*.yaml"))))
+    for path in (CONF_DIR / "model").glob("*.yaml"):
+        names.add(path.stem)
+        if (yaml.safe_load(path.read_text()) or {}).get("format") == "ensemble":
+            names |= {f"{path.stem}_preprocess", f"{path.stem}_postprocess"}
     return names
 
 
@@ -444,8 +445,9 @@ def _validate(name: str, models: tuple[str, ...]) -> None:
     network = network_spec(compose("export_added", [f"network={name}"]).network)
     feeds = conversion.first_feeds(network, conversion.inputs_for(network))
     conversion.require_runs(network, reference.load(network), feeds)
-    for model in models:
-        config = triton_config.build(model_spec(model, compose("parity", [f"model={model}"]).model))
+    for model in models:  # composed as export.quantize composes one model: without the catalog (parity's config
+        # composes every model it serves: seconds once dozens are added, for each add)
+        config = triton_config.build(model_spec(model, compose("quantize", [f"model={model}"]).model))
         refused = standins.refusal_message(config)
         if refused:
             raise ConfigError(refused)

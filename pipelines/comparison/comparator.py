@@ -128,9 +128,11 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
         own, described = runtimes.own_file(spec)
         run_reference = unbatched(spec, own)
     else:
-        run_reference, described = unbatched(spec, reference.load(spec)), reference.describe(spec.network)
-    log.info("%s: reference (%s) on %d samples", spec.name, described, total)
+        run_reference, described = unbatched(spec, reference.load(spec)), ""
     everything = concat([run_reference(part) for part in _requests(cases[-1])])  # once per distinct input
+    # named once it ran: onnx.reference hands a model it cannot run to ONNX Runtime, and the name says so
+    described = described or reference.describe(spec.network)
+    log.info("%s: reference (%s) on %d samples", spec.name, described, total)
     fp32 = None
     if judged_lossy:
         log.info("%s: FP32 %s on %d samples", spec.name, reference.describe(spec.network), total)

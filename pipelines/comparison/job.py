@@ -9,6 +9,7 @@ layer of one ONNX model. Neither reads the config again.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ from pipelines.core.atomic import atomic_path, prune_reports, write_json
 from pipelines.core.background import Background
 from pipelines.core.cli import compose
 from pipelines.core.errors import ArtifactError, ConfigError, ModelNotServed, ServerError, checked_number
-from pipelines.model_repository import assembly
+from pipelines.model_repository import assembly, fingerprint
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
 from pipelines.serving.served_model import server_version
@@ -68,6 +69,7 @@ class ParityJob:
     data: str  # paths.data
     instance_kind: str
     localize: Localize | None
+    reuse: bool = False  # keep a passed report whose proof key holds (pipelines/model_repository/fingerprint.py)
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> ParityJob:
@@ -96,6 +98,7 @@ class ParityJob:
             data=str(cfg.paths.data),
             instance_kind=str(cfg.instance_kind),
             localize=localize,
+            reuse=bool(cfg.get("reuse", False)) and not localize,
         )
 
 
@@ -163,19 +166,48 @@ def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:
 
 def check(job: ParityJob) -> list[ParityReport]:
     """Run parity for the job's models against one server; write and return their reports. A model whose export
-    failed (pipelines/artifacts/export_failure.py) fails with the exporter's reason and is not served."""
+    failed (pipelines/artifacts/export_failure.py) fails with the exporter's reason and is not served. With
+    `job.reuse`, a passed report whose proof key still holds is kept as it is, and its model is not served."""
     failed = {s.name: reason for s in job.specs if (reason := export_failure.reason(s)) is not None}
-    exported = [s for s in job.specs if s.name not in failed]
-    by_name = {r.model: r for r in _proven(dataclasses.replace(job, specs=exported))} if exported else {}
+    settings = {"protocols": job.protocols, "server": repr(job.server), "front": repr(job.front)}
+    keys = {
+        s.name: fingerprint.key(s, job.catalog, settings, job.instance_kind, Path(job.data))
+        for s in job.specs
+        if s.name not in failed
+    }
+    kept = {
+        name: report
+        for name, key in keys.items()
+        if job.reuse and (report := reusable(job.reports.full / f"{name}.json", key)) is not None
+    }
+    if kept:
+        print(
+            f"kept {len(kept)} passed report(s) whose proof still holds (reuse=true: nothing they were made from "
+            f"changed): {', '.join(kept)}",
+            flush=True,
+        )
+    exported = [s for s in job.specs if s.name in keys and s.name not in kept]
+    proving = dataclasses.replace(job, specs=exported, whole_catalog=job.whole_catalog and not kept)
+    by_name = {r.model: dataclasses.replace(r, proof_key=keys[r.model]) for r in _proven(proving)} if exported else {}
     for spec in job.specs:
         if spec.name in failed:
             by_name[spec.name] = comparator.export_failed(spec, job.server.kind, failed[spec.name])
-    results = [by_name[s.name] for s in job.specs]
+    results = [kept.get(s.name) or by_name[s.name] for s in job.specs]
     for report in results:
-        job.reports.write(report)
+        if report.model not in kept:
+            job.reports.write(report)
     if job.whole_catalog:  # the reports kept between runs (DVC's persist): none of a model gone since
         prune_reports([job.reports.full, job.reports.metrics], set(job.catalog))
     return results
+
+
+def reusable(path: Path, key: str) -> ParityReport | None:
+    """The report at `path` when it passed with this proof key; None when it must be made again."""
+    try:
+        data = json.loads(path.read_text())
+        return ParityReport.from_dict(data) if data.get("passed") and data.get("proof_key") == key else None
+    except (OSError, ValueError, KeyError, TypeError):  # absent, torn or from an older layout: prove it again
+        return None
 
 
 def _proven(job: ParityJob) -> list[ParityReport]:

@@ -99,6 +99,7 @@ class ParityReport:
     artifacts: list[dict[str, str]] = field(default_factory=list)  # served path, source, SHA-256 of each
     lossy: LossyResult | None = None  # an FP16/INT8 model against the FP32 framework model (the precision's cost)
     labels: dict[str, Any] | None = None  # the label audit: source of the expected names, passed, problem
+    proof_key: str = ""  # what the verdict was made from (model_repository/fingerprint.py): kept while it holds
 
     @property
     def passed(self) -> bool:
@@ -134,6 +135,8 @@ class ParityReport:
             data["lossy"] = self.lossy.to_dict()
         if self.labels is not None:
             data["labels"] = dict(self.labels)
+        if self.proof_key:
+            data["proof_key"] = self.proof_key
         return data
 
     @classmethod
@@ -166,6 +169,7 @@ class ParityReport:
             artifacts=[dict(a) for a in data.get("artifacts") or []],
             lossy=LossyResult.from_dict(data["lossy"]) if data.get("lossy") else None,
             labels=dict(data["labels"]) if data.get("labels") else None,
+            proof_key=str(data.get("proof_key") or ""),
         )
 
     def headline(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class Reports:
     hardening: Path  # reports/hardening.json
     benchmark: Path  # reports/benchmark/: one JSON per model
     parity: Path  # reports/parity/: one JSON per model
+    compatibility: Path | None = None  # reports/compatibility.json: the corpus run (tests/test_corpus.py)
 
 
 def _read(path: Path) -> dict:
@@ -139,7 +140,72 @@ def precision_quality(reports: Reports) -> str:
     return "\n".join(rows)
 
 
+def compatibility_summary(reports: Reports) -> str:
+    """reports/compatibility.json: per family, how many architectures went through and where the others stopped."""
+    return _report(_compatibility_path(reports), _summary_table)
+
+
+def compatibility_models(reports: Reports) -> str:
+    """reports/compatibility.json: per model, source, tensors, what was proven, its worst error and times."""
+    return _report(_compatibility_path(reports), _models_table)
+
+
+def _compatibility_path(reports: Reports) -> Path:
+    if reports.compatibility is None:
+        raise ArtifactError("no compatibility report given (paths.compatibility_report)")
+    return reports.compatibility
+
+
+def _summary_table(report: dict[str, Any]) -> str:
+    families: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, row in report["models"].items():
+        families.setdefault("negative cases" if "negative" in row else row["family"], []).append((name, row))
+    rows = ["| family | models | proven | stopped (step: why) |", "|---|---:|---:|---|"]
+    for family, members in families.items():
+        stopped = [
+            f"{name} ({row['stopped']['step']}: {row.get('known', {}).get('owner') or 'expected'})"
+            for name, row in members
+            if not row["passed"]
+        ]
+        proven = sum(row["passed"] for _, row in members)
+        rows.append(f"| {family} | {len(members)} | {proven} | {', '.join(stopped) or '-'} |")
+    rows.append(
+        f"| **architectures** | **{report['architectures']}** | **{report['passed']}** "
+        f"({100 * report['passed'] / report['architectures']:.0f}%) | |"
+    )
+    return "\n".join(rows)
+
+
+def _models_table(report: dict[str, Any]) -> str:
+    rows = [
+        "| model | source | inputs -> outputs | served as: protocols | worst \\|error\\| | add / export s | outcome |",
+        "|---|---|---|---|---:|---|---|",
+    ]
+    for name, row in report["models"].items():
+        served = "; ".join(
+            f"{fmt}: {', '.join(s['protocols'])}{' + burst' if s['burst'] else ''}" for fmt, s in row["served"].items()
+        )
+        worst = [s["max_abs"] for s in row["served"].values() if s.get("max_abs") is not None]
+        seconds = row["seconds"]
+        times = f"{seconds.get('add', '-')} / {seconds.get('export') or '-'}"
+        if row["passed"]:
+            outcome = "proven"
+        else:
+            known = row.get("known") or {}
+            why = row.get("negative") or (f"{known['owner']}: {known['why']}" if known else "unexplained")
+            upstream = f" ({known['upstream']})" if known.get("upstream") else ""
+            outcome = f"stopped at {row['stopped']['step']}: {why}{upstream}"
+        tensors = f"{', '.join(row['inputs'])} -> {', '.join(row['outputs'])}".replace("|", "\\|")
+        rows.append(
+            f"| {name} | {row['source']} | {tensors} | {served or '-'} | {f'{max(worst):.2g}' if worst else '-'} "
+            f"| {times} | {outcome} |"
+        )
+    return "\n".join(rows)
+
+
 FIGURES: dict[str, Callable[[Reports], str]] = {
+    "compatibility_summary": compatibility_summary,
+    "compatibility_models": compatibility_models,
     "hardening": hardening,
     "precision_costs": precision_costs,
     "precision_quality": precision_quality,

@@ -74,6 +74,7 @@ class ModelBenchmark:
     network: str = ""  # the network it serves: models of one network and format compare as precisions
     precision: str = ""
     artifact_bytes: int | None = None  # the served file's size on disk
+    proof_key: str = ""  # what it was measured from (model_repository/fingerprint.py): kept while it holds
 
     def find(self, path: str, batch: int = 1, concurrency: int = 1, batching: bool | None = True) -> Point | None:
         for p in self.points:
@@ -131,6 +132,7 @@ class ModelBenchmark:
             str(data.get("network") or ""),
             str(data.get("precision") or ""),
             data.get("artifact_bytes"),
+            str(data.get("proof_key") or ""),
         )
 
     def curve(self) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from pipelines.artifacts import export_failure
 from pipelines.config.selection import require_gpu_host, selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_text
+from pipelines.model_repository import fingerprint
 from pipelines.performance.benchmark_report import ModelBenchmark, plot, precisions
 from pipelines.performance.measured_paths import measure_flask, measure_in_process, measure_triton, server_memory
 from pipelines.performance.measurement import Bench, LoadSettings, inputs_for
@@ -45,6 +46,8 @@ class BenchmarkJob:
     models: DictConfig  # the run's models config, handed to the Flask baseline's process as YAML
     reports: Path
     metrics: Path
+    keys: Mapping[str, str] = dataclasses.field(default_factory=dict)  # each measured model's proof key
+    kept: list[str] = dataclasses.field(default_factory=list)  # reuse=true: reports kept, their key unchanged
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> BenchmarkJob:
@@ -53,23 +56,42 @@ class BenchmarkJob:
         failed = {s.name for s in chosen if export_failure.reason(s) is not None}
         server = launched_server(ServerSettings.from_cfg(cfg.server))
         require_gpu_host(chosen, server, cfg.triton_releases)
+        load, front = LoadSettings.from_cfg(cfg.load), FrontSettings.from_cfg(cfg.balancer)
+        measured = [s for s in chosen if s.max_batch_size > 0 and s.name not in failed]
+        settings = {"load": repr(load), "server": repr(server), "front": repr(front)}
+        keys = {
+            s.name: fingerprint.key(s, catalog, settings, str(cfg.instance_kind), Path(cfg.paths.data))
+            for s in measured
+        }
+        reports = Path(cfg.load.reports)
+        kept = [s.name for s in measured if cfg.get("reuse", False) and _recorded_key(reports, s.name) == keys[s.name]]
         return cls(
-            load=LoadSettings.from_cfg(cfg.load),
+            load=load,
             catalog=catalog,
-            specs=[s for s in chosen if s.max_batch_size > 0 and s.name not in failed],
+            specs=[s for s in measured if s.name not in kept],
             unbatched=[s.name for s in chosen if s.max_batch_size == 0],
             export_failed=[s.name for s in chosen if s.name in failed],
             whole_catalog=whole_catalog(cfg),
             server=server,
-            front=FrontSettings.from_cfg(cfg.balancer),
+            front=front,
             releases=cfg.triton_releases,
             repository=Path(cfg.model_repository),
             data=str(cfg.paths.data),
             logs=Path(cfg.paths.logs),
             models=cfg.models,
-            reports=Path(cfg.load.reports),
+            reports=reports,
             metrics=Path(cfg.load.metrics),
+            keys=keys,
+            kept=kept,
         )
+
+
+def _recorded_key(reports: Path, model: str) -> str | None:
+    """The proof key a model's benchmark report records; None when there is no readable report."""
+    try:
+        return json.loads((reports / f"{model}.json").read_text()).get("proof_key")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def launched_server(server: ServerSettings) -> ServerSettings:
@@ -86,6 +108,8 @@ def launched_server(server: ServerSettings) -> ServerSettings:
 def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
     """Every chosen path of every model: the local ones first, one model at a time, then Triton's on one server."""
     settings, specs = job.load, job.specs
+    if not specs:  # every report kept (reuse=true): no server to start
+        return []
     kind = job.server.kind
     here = kind != "remote" and job.front.kind == "none"  # the server is this host's own, unbalanced
     bench = Bench(settings, specs, dict(job.catalog))
@@ -125,6 +149,7 @@ def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
             s.network.name,
             s.precision,
             artifact_bytes(s),
+            job.keys.get(s.name, ""),
         )
         for s in specs
     ]

@@ -6,11 +6,15 @@ An FP16/INT8 model has a second, strict reference apart from this one: its own f
 Our own networks run in Keras (MNIST) and PyTorch (torchvision state dicts); a model added with
 `python -m export.add` runs from the user's own source file: a Keras model, a SavedModel signature
 in TensorFlow, a torch.export program or TorchScript in PyTorch, or an ONNX file in `onnx.reference`
-(an implementation independent of ONNX Runtime, which serves it) where that is fast enough.
+(an implementation independent of ONNX Runtime, which serves it) where that is fast enough and implements the
+model's operators (else ONNX Runtime with every graph optimization off, the reference's name saying why).
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,15 @@ from pipelines.config.spec import ModelSpec, NetworkSpec, TensorSpec
 from pipelines.core.errors import ArtifactError, ConfigError
 from pipelines.runners import keras_models
 
+log = logging.getLogger(__name__)
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 # onnx.reference is pure numpy: above this many weights (ResNet50 has 25 M) it takes seconds per sample, and
 # ONNX Runtime with every graph optimization off is the reference instead
 REFERENCE_EVALUATOR_MAX_WEIGHTS = 5_000_000
+# what onnx.reference said it cannot run, per ONNX file (resolved path), where that was found by running it
+_REFUSED: dict[str, str] = {}
+# an error of onnx.reference's own that says it lacks an implementation (GridSample: "only supports nearest, ...")
+_LACKS = re.compile(r"not implemented|not supported|only supports|unsupported", re.IGNORECASE)
 
 
 def _keras(spec: NetworkSpec) -> Runner:
@@ -131,7 +140,17 @@ def _bytes(array: np.ndarray) -> np.ndarray:
 
 
 def onnx_runtime_name(path: Path) -> str:
-    """Which implementation runs an ONNX source as the reference: onnx.reference where it is fast enough."""
+    """Which implementation runs an ONNX source as the reference: onnx.reference where it is fast enough and can run
+    the model, else ONNX Runtime with every graph optimization off, named with the reason."""
+    too_large, refused = _onnx_reference_fit(path)
+    if too_large:
+        return "onnxruntime (optimizations off)"
+    return f"onnxruntime (optimizations off; onnx.reference cannot run {refused})" if refused else "onnx.reference"
+
+
+def _onnx_reference_fit(path: Path) -> tuple[bool, str | None]:
+    """Whether the model is too large for onnx.reference, and what of it onnx.reference cannot run (None: nothing
+    known: found in the file, or by an earlier run in this process)."""
     import onnx
 
     try:
@@ -139,28 +158,123 @@ def onnx_runtime_name(path: Path) -> str:
     except Exception as exc:  # onnx raises DecodeError and friends: the user's file, not our bug
         raise ArtifactError(f"{path}: not a readable ONNX model ({exc})") from exc
     weights = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
-    return "onnx.reference" if weights <= REFERENCE_EVALUATOR_MAX_WEIGHTS else "onnxruntime (optimizations off)"
+    if weights > REFERENCE_EVALUATOR_MAX_WEIGHTS:
+        return True, None
+    return False, _REFUSED.get(str(Path(path).resolve())) or _known_refusal(model)
+
+
+def _known_refusal(model: Any) -> str | None:
+    """A valid construct onnx.reference (1.23) refuses only when it runs it, found in the file, so that the reference
+    is named the same before its first run as after it: GridSample's opset-16 modes "bilinear" and "bicubic" (it knows
+    opset 20's "linear" and "cubic" only; fixed upstream in onnx/onnx#8431)."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    for node in _nodes([model.graph, *model.functions]):
+        if node.op_type == "GridSample" and node.domain in ("", "ai.onnx") and opset < 20:
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "bilinear")
+            if mode in ("bilinear", "bicubic"):
+                return f"GridSample mode {mode!r}: onnx/onnx#8431"
+    return None
+
+
+def _nodes(graphs: Sequence[Any]) -> list[Any]:
+    """Every node of the graphs (or functions), with those of their subgraphs (If, Loop, Scan)."""
+    import onnx
+
+    found = []
+    for graph in graphs:
+        for node in graph.node:
+            found.append(node)
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    found.extend(_nodes([attribute.g]))
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    found.extend(_nodes(attribute.graphs))
+    return found
+
+
+def _lacks(exc: BaseException) -> str | None:
+    """What onnx.reference lacks, where `exc` is its own saying so: a NotImplementedError (an operator, or an
+    attribute value, without an implementation) or a RuntimeError naming what it does not support, raised in its own
+    code. None otherwise (numpy's errors among them): the inputs do not fit the model, and the caller says so."""
+    import onnx.reference
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = bool(frames) and Path(frames[-1].filename).is_relative_to(Path(onnx.reference.__file__).parent)
+    if own and (isinstance(exc, NotImplementedError) or (isinstance(exc, RuntimeError) and _LACKS.search(str(exc)))):
+        return _first_line(exc).rstrip(".")
+    return None
+
+
+def _fails_alone(exc: BaseException, spec: NetworkSpec, arrays: Mapping[str, np.ndarray]) -> str | None:
+    """onnx.reference's own bug, where ONNX Runtime runs the same inputs (RoBERTa as the TorchScript exporter writes
+    it: onnx 1.23's GatherElements after an Expand fails with numpy's "cannot reshape array"): what it raised. None
+    where ONNX Runtime fails too: the inputs do not fit the model, and the caller says so."""
+    try:
+        onnxruntime_runner(spec.source, spec.inputs, spec.outputs, optimize=False)(arrays)
+    except Exception:  # noqa: BLE001 - ONNX Runtime refuses them too: the inputs, not onnx.reference
+        return None
+    return f"{type(exc).__name__}: {_first_line(exc)}".rstrip(".")
+
+
+def _instead(spec: NetworkSpec, refused: str) -> Runner:
+    """ONNX Runtime, optimizations off, as the reference of a model onnx.reference cannot run; recorded, so that the
+    reference's name (`describe`) says so."""
+    _REFUSED[str(Path(spec.source).resolve())] = refused
+    log.warning(
+        "%s: onnx.reference cannot run %s; ONNX Runtime (optimizations off) is its reference instead",
+        spec.source,
+        refused,
+    )
+    try:
+        return onnxruntime_runner(spec.source, spec.inputs, spec.outputs, optimize=False)
+    except Exception as exc:  # ONNX Runtime's errors share no base class: neither can run the model
+        raise ArtifactError(
+            f"{spec.source}: neither onnx.reference (it cannot run {refused}) nor ONNX Runtime "
+            f"({_first_line(exc)}) can run it"
+        ) from exc
 
 
 def _onnx(spec: NetworkSpec) -> Runner:
     path = spec.source
-    if onnx_runtime_name(path) != "onnx.reference":
+    too_large, refused = _onnx_reference_fit(path)
+    if too_large:
         return onnxruntime_runner(path, spec.inputs, spec.outputs, optimize=False)
+    if refused:
+        return _instead(spec, refused)
     from onnx.reference import ReferenceEvaluator
 
-    evaluator = ReferenceEvaluator(str(path))
+    try:
+        evaluator = ReferenceEvaluator(str(path))
+    except Exception as exc:  # onnx.reference's errors share no base class: an operator it lacks, or not ours
+        refused = _lacks(exc)
+        if refused is None:
+            raise
+        return _instead(spec, f"it: {refused}")
     names = [t.name for t in spec.outputs]
+    fallback: list[Runner] = []  # ONNX Runtime, once onnx.reference has said it cannot run the model
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if fallback:
+            return fallback[0](arrays)
         # string tensors go in as str, as to ONNX Runtime: given bytes, onnx.reference's string lookups (a label
         # encoder, skl2onnx's one-hot encoding) match nothing; BYTES come back as bytes, as Triton returns them
         feeds = {t.name: _ort_text(arrays[t.name]) if t.dtype == "BYTES" else arrays[t.name] for t in spec.inputs}
-        return {
-            name: _bytes(out) if out.dtype == np.object_ else out
-            for name, out in zip(names, evaluator.run(names, feeds))
-        }
+        try:
+            got = evaluator.run(names, feeds)
+        except Exception as exc:  # onnx.reference's errors share no base class: what it lacks, or bad inputs
+            refused = _lacks(exc) or _fails_alone(exc, spec, arrays)
+            if refused is None:
+                raise
+            fallback.append(_instead(spec, f"it: {refused}"))
+            return fallback[0](arrays)
+        return {name: _bytes(out) if out.dtype == np.object_ else out for name, out in zip(names, got)}
 
     return run
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _tensorflow(spec: NetworkSpec) -> Runner:
