@@ -965,6 +965,35 @@ def onnx_empty(folder: Path) -> None:
     )
 
 
+@model("onnx_empty_runtime", "onnx", "source={d}/onnx_empty_runtime.onnx")
+def onnx_empty_runtime(folder: Path) -> None:
+    """An output that is empty at run time, as a detector's with nothing found: X [N, 4] -> Y = X[:, :E] [N, E], E the
+    count of values above 100 (none in the generated inputs: Y is [N, 0] over every protocol)."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    _onnx_save(
+        [
+            h.make_node("Greater", ["X", "hundred"], ["mask"]),
+            h.make_node("Cast", ["mask"], ["ones"], to=T.INT64),
+            h.make_node("ReduceSum", ["ones"], ["count"], keepdims=0),
+            h.make_node("Reshape", ["count", "one"], ["end"]),
+            h.make_node("Slice", ["X", "zero", "end", "axis"], ["Y"]),
+        ],
+        "onnx_empty_runtime",
+        [h.make_tensor_value_info("X", T.FLOAT, ["N", 4])],
+        [h.make_tensor_value_info("Y", T.FLOAT, ["N", "E"])],
+        [
+            nh.from_array(np.array(100, np.float32), "hundred"),
+            nh.from_array(np.array([1], np.int64), "one"),
+            nh.from_array(np.array([0], np.int64), "zero"),
+            nh.from_array(np.array([1], np.int64), "axis"),
+        ],
+        folder,
+    )
+
+
 @model("onnx_nonzero", "onnx", "source={d}/onnx_nonzero.onnx")
 def onnx_nonzero(folder: Path) -> None:
     """Data-dependent shape: X [N, 6] -> indices of X > 0, INT64 [2, K]."""
