@@ -1211,8 +1211,23 @@ NEGATIVE = {
     ),
 }
 # Public architectures that do not go through: name -> (where it stops, whose it is, why, the upstream issue or "").
-KNOWN_FAILURES: dict[str, tuple[str, str, str, str]] = {}
-OWNERS = ("ours", "exporter", "triton", "environment")
+KNOWN_FAILURES: dict[str, tuple[str, str, str, str]] = {
+    "skl_mlp_regressor": (
+        "parity",
+        "exporter",
+        "skl2onnx 1.20 declares a 2-target MLPRegressor's output [N, 1] and its Reshape answers [2N, 1]: Triton serves "
+        "the file's answer, which no longer has one row per sample",
+        "https://github.com/onnx/sklearn-onnx/issues/474",
+    ),
+    "tv_fasterrcnn_mbv3": (
+        "export",
+        "model",
+        "with random weights every detection scores the same (0.338): which of the tied boxes NMS keeps first is "
+        "each runtime's choice, so ONNX Runtime's answer differs from the reference's by whole boxes",
+        "",
+    ),
+}
+OWNERS = ("ours", "exporter", "triton", "environment", "model")  # model: the corpus model's own (random weights)
 STEPS = ("build", "add", "export", "parity")
 
 

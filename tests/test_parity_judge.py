@@ -340,3 +340,17 @@ def test_a_drop_exactly_at_the_bound_passes() -> None:
     assert 0.978 - 0.973 > 0.005  # in floating point
     assert lossy.judge({}, bounds, 0.978, 0.973) == []
     assert lossy.judge({}, bounds, 0.978, 0.972)[0].startswith("accuracy 0.9720 is 0.0060 below")
+
+
+def test_answers_of_other_shapes_per_request_are_kept_apart_and_compared_request_by_request() -> None:
+    """An unbatched model's data-dependent output (NonZero: [2, K], K per sample) cannot be one array: `concat`
+    keeps each request's answer, a prefix of samples takes whole requests, and pairs are made request by request."""
+    answers = [{"idx": np.zeros((1, 2, k), np.int64)} for k in (3, 5, 3)]
+    joined = comparator.concat(answers)["idx"]
+    assert isinstance(joined, comparator.Ragged) and [a.shape for a in joined] == [(1, 2, 3), (1, 2, 5), (1, 2, 3)]
+    assert comparator.concat(answers[:1])["idx"].shape == (1, 2, 3)  # one shape: an array, as before
+    assert [a.shape[2] for a in comparator._slice({"idx": joined}, 0, 2)["idx"]] == [3, 5]
+    pairs = comparator._request_pairs(joined, comparator.concat(answers)["idx"])
+    assert len(pairs) == 3 and all(g.shape == r.shape for g, r in pairs)
+    assert comparator._equal(joined, comparator.concat(answers)["idx"])
+    assert not comparator._equal(joined, comparator.concat([answers[0], answers[2], answers[1]])["idx"])

@@ -78,8 +78,27 @@ class Prepared:
         return "framework" if self.fp32 is None else lossy.OWN_FILE
 
 
-def _slice(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> Arrays:
-    return {k: v[start:stop] for k, v in arrays.items()}
+class Ragged(list):
+    """One tensor of several requests whose answers differ in shape beyond the batch axis (an unbatched model's
+    data-dependent output: NonZero's indices, TopK's with k an input): each request's array, kept apart and compared
+    request by request, as no array can hold them."""
+
+    def samples(self) -> int:
+        return sum(len(a) for a in self)
+
+
+def _slice(arrays: Mapping[str, Any], start: int, stop: int) -> Arrays:
+    return {k: _ragged_slice(v, start, stop) if isinstance(v, Ragged) else v[start:stop] for k, v in arrays.items()}
+
+
+def _ragged_slice(ragged: Ragged, start: int, stop: int) -> Ragged:
+    """The requests' arrays holding samples start..stop (every case's requests are a prefix of the same samples)."""
+    kept, first = Ragged(), 0
+    for array in ragged:
+        if start <= first and first + len(array) <= stop:
+            kept.append(array)
+        first += len(array)
+    return kept
 
 
 def _chunks(total: int, size: int) -> list[int]:
@@ -175,9 +194,31 @@ def _requests(case: Case) -> list[Arrays]:
     return [_slice(case.inputs, start, stop) for start, stop in _spans(case)]
 
 
-def concat(parts: list[Mapping[str, np.ndarray]]) -> Arrays:
-    """Each tensor of several requests' arrays, joined along the batch axis."""
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def concat(parts: list[Mapping[str, Any]]) -> Arrays:
+    """Each tensor of several requests' arrays, joined along the batch axis; kept apart (`Ragged`) where the
+    requests' answers differ in shape beyond it."""
+    joined: Arrays = {}
+    for key in parts[0]:
+        arrays = [a for p in parts for a in (p[key] if isinstance(p[key], Ragged) else [p[key]])]
+        same = len({np.shape(a)[1:] for a in arrays}) == 1
+        joined[key] = np.concatenate(arrays) if same else Ragged(arrays)
+    return joined
+
+
+def _request_pairs(got: Any, ref: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(served, reference) request by request where either is `Ragged`, else the one pair."""
+    if not isinstance(got, Ragged) and not isinstance(ref, Ragged):
+        return [(got, ref)]
+    lengths = [len(a) for a in (ref if isinstance(ref, Ragged) else got)]
+    split = lambda x: list(x) if isinstance(x, Ragged) else np.split(x, np.cumsum(lengths)[:-1])  # noqa: E731
+    return list(zip(split(got), split(ref), strict=False))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Two answers alike in every element (and, `Ragged`, request by request)."""
+    if isinstance(a, Ragged) or isinstance(b, Ragged):
+        return isinstance(a, Ragged) and isinstance(b, Ragged) and len(a) == len(b) and all(map(_equal, a, b))
+    return bool(np.array_equal(a, b))
 
 
 @dataclass
@@ -352,6 +393,11 @@ def not_served(prepared: Prepared, server: Mapping[str, str], reason: str) -> Pa
     return _report(prepared.spec, prepared.reference, server, served_by={}, protocols={}, failures=[reason])
 
 
+def reference_failed(spec: ModelSpec, server: Mapping[str, str], reason: str) -> ParityReport:
+    """The report of a model whose inputs or framework reference could not be made: failed, nothing compared."""
+    return _report(spec, "", server, served_by={}, protocols={}, failures=[f"its reference could not run: {reason}"])
+
+
 def export_failed(spec: ModelSpec, server_kind: str, reason: str) -> ParityReport:
     """The report of a model whose export failed: failed, with the exporter's reason; never served."""
     server = {"kind": server_kind, "description": "", "triton_version": ""}
@@ -375,7 +421,13 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
         outputs: dict[str, OutputResult] = {}
         cases = list(by_case)
         for tensor in spec.outputs:
-            pairs = _by_shape([(by_case[c][tensor.name], _case(prepared, c).reference[tensor.name]) for c in cases])
+            pairs = _by_shape(
+                [
+                    pair
+                    for c in cases
+                    for pair in _request_pairs(by_case[c][tensor.name], _case(prepared, c).reference[tensor.name])
+                ]
+            )
             unequal = [(got.shape, ref.shape) for got, ref in pairs if got.shape != ref.shape]
             if unequal:  # that output's failure, not the run's: nothing element by element to compare
                 misshapen.add(protocol)
@@ -406,7 +458,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
             verdict = output_metrics.judge(metrics, tol)
             failures += [f"{protocol} {tensor.name}: {f}" for f in verdict.failures]
             outputs[tensor.name] = OutputResult(metrics.samples, verdict.passed, metrics)
-        protocols[protocol] = ProtocolResult({c: len(next(iter(by_case[c].values()))) for c in cases}, outputs)
+        protocols[protocol] = ProtocolResult({c: _count(next(iter(by_case[c].values()))) for c in cases}, outputs)
     served = {p: by_case for p, by_case in served.items() if p not in misshapen}  # what the checks below can read
     audit = prepared.label_audit
     if audit is not None and audit.problem:
@@ -520,6 +572,11 @@ def _classification(
     return result
 
 
+def _count(answer: Any) -> int:
+    """The samples an answer holds."""
+    return answer.samples() if isinstance(answer, Ragged) else len(answer)
+
+
 def _case(prepared: Prepared, name: str) -> Case:
     for case in [*prepared.cases, *([prepared.burst] if prepared.burst else [])]:
         if case.name == name:
@@ -534,9 +591,7 @@ def _agreement(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> dict
     base = served["http"]
     return {
         protocol: all(
-            np.array_equal(by_case[c.name][t.name], base[c.name][t.name])
-            for c in prepared.cases
-            for t in prepared.spec.outputs
+            _equal(by_case[c.name][t.name], base[c.name][t.name]) for c in prepared.cases for t in prepared.spec.outputs
         )
         for protocol, by_case in served.items()
         if protocol != "http"

@@ -25,7 +25,7 @@ from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json
 from pipelines.core.background import Background
 from pipelines.core.cli import compose
-from pipelines.core.errors import ArtifactError, ConfigError, ModelNotServed, ServerError, checked_number
+from pipelines.core.errors import ArtifactError, ConfigError, DataError, ModelNotServed, ServerError, checked_number
 from pipelines.model_repository import assembly, fingerprint
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
@@ -226,10 +226,10 @@ def _proven(job: ParityJob) -> list[ParityReport]:
     # first: an unreachable one fails in seconds, before any local artifact is read
     checked = provenance() if served is not None else {}
 
-    def prepare() -> list[comparator.Prepared]:
-        return [comparator.prepare(spec, job.data, job.catalog) for spec in job.specs]
+    def prepare() -> list[comparator.Prepared | ReferenceFailed]:
+        return [_prepared(spec, job) for spec in job.specs]
 
-    early: list[Background[list[comparator.Prepared]]] = []
+    early: list[Background[list[comparator.Prepared | ReferenceFailed]]] = []
 
     def loading() -> None:  # the framework references are computed while Triton loads its models
         early.append(Background(prepare, "references"))
@@ -251,7 +251,11 @@ def _proven(job: ParityJob) -> list[ParityReport]:
         local = job.server.kind == "local"
         for item in prepared:
             try:
-                report = comparator.evaluate(item, comparator.collect(item, endpoints, job.protocols, local), server)
+                if isinstance(item, ReferenceFailed):
+                    report = comparator.reference_failed(item.spec, server, item.reason)
+                else:
+                    collected = comparator.collect(item, endpoints, job.protocols, local)
+                    report = comparator.evaluate(item, collected, server)
             except ModelNotServed as exc:  # that model's failure: the others are still proven
                 report = comparator.not_served(item, server, str(exc))
             report = dataclasses.replace(report, artifacts=checked[item.spec.name])
@@ -260,6 +264,22 @@ def _proven(job: ParityJob) -> list[ParityReport]:
                 report = dataclasses.replace(report, engines=engines)
             results.append(report)
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceFailed:
+    """A model whose inputs or reference could not be made (its source gone or refusing its inputs): that model
+    fails with the one-line reason, and every other model is still proven."""
+
+    spec: ModelSpec
+    reason: str
+
+
+def _prepared(spec: ModelSpec, job: ParityJob) -> comparator.Prepared | ReferenceFailed:
+    try:
+        return comparator.prepare(spec, job.data, job.catalog)
+    except (ArtifactError, ConfigError, DataError) as exc:  # the user's files or settings: this model's failure
+        return ReferenceFailed(spec, str(exc))
 
 
 def served_configs(endpoints: Endpoints) -> Callable[[str], Any]:
