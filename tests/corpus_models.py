@@ -197,11 +197,11 @@ for _name, (_timm_name, _kwargs, _fmt, _size) in TIMM.items():
 # ---------------------------------------------------------------- torchvision
 
 
-@model("tv_squeezenet", "torchvision", "source={d}/tv_squeezenet.pt2", "output_names=[logits]")
+@model("tv_squeezenet", "torchvision", "source={d}/tv_squeezenet.pt", "sample={d}/tv_squeezenet.npz")
 def tv_squeezenet(folder: Path) -> None:
     tv, torch = _torchvision(), _torch()
     net = tv.models.squeezenet1_1(weights=None, num_classes=10)
-    save_pt2(net, (torch.randn(2, 3, 64, 64),), folder / "tv_squeezenet.pt2", dynamic_shapes=({0: _batch()},))
+    save_torchscript(net, torch.randn(2, 3, 64, 64), folder / "tv_squeezenet.pt", folder / "tv_squeezenet.npz")
 
 
 @model("tv_shufflenet", "torchvision", "source={d}/tv_shufflenet.onnx")
@@ -685,13 +685,6 @@ def keras_mobilenetv3(folder: Path) -> None:
         weights=None, input_shape=(32, 32, 3), classes=10, alpha=0.75, include_preprocessing=True
     )
     net.save(folder / "keras_mobilenetv3s.keras")
-
-
-@model("keras_efficientnetb0", "keras", "source={d}/keras_efficientnetb0.keras", "formats=[onnx]")
-def keras_efficientnet(folder: Path) -> None:
-    keras = _keras()
-    net = keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=10)
-    net.save(folder / "keras_efficientnetb0.keras")
 
 
 @model(

@@ -8,8 +8,8 @@ again. Each report records a key (`proof_key`): a SHA-256 over everything its fi
 - the model's spec (every field, its network's and tolerances included) and the config.pbtxt files it generates,
 - the content of every file the spec names (the export, the user's source and sample, labels) and of every file
   the repository serves for it (an ensemble's steps and classifier),
-- the run's settings (protocols, or the load; the server and its front), the instance kind, the data, Triton's
-  wheel.
+- the run's settings (protocols, or the load; the server and its front), the instance kind, the data, and the
+  versions of what serves and computes the references (Triton's wheel, ONNX Runtime, TensorFlow, PyTorch, ...).
 
 `reuse=true` (the stages' setting) keeps a report whose key is today's key (for parity: a passed one), and serves
 only the other models; `python -m evaluate.parity model=all` (reuse off) proves everything again.
@@ -32,6 +32,8 @@ from pipelines.model_repository import assembly
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("pipelines", "evaluate", "serve")  # what proves, serves and builds the served steps
+# what serves (Triton, the stand-ins' runtimes), what computes the references, and the clients
+WHEELS = ("nvidia-pytriton", "onnxruntime", "onnx", "tensorflow-cpu", "keras", "torch", "torchvision", "tritonclient")
 
 
 @cache
@@ -78,7 +80,7 @@ def key(
 
     add("code", code_digest())
     add("settings", json.dumps({**settings, "instance_kind": instance_kind}, sort_keys=True, default=repr))
-    add("triton", _wheel("nvidia-pytriton"))
+    add("wheels", " ".join(f"{name}=={_wheel(name)}" for name in WHEELS))
     add("spec", repr(spec))
     for relative, config in assembly.expected_configs(spec, catalog, instance_kind):
         add(relative.as_posix(), str(config))
@@ -87,5 +89,12 @@ def key(
     for path in sorted(named, key=str):
         if path.resolve() in (here, *here.parents):  # a placeholder (an ensemble has no file of its own)
             continue
-        add(path.as_posix(), io_signature.sha256(path) if path.exists() else "absent")
+        add(_shown(path), io_signature.sha256(path) if path.exists() else "absent")
     return digest.hexdigest()
+
+
+def _shown(path: Path) -> str:
+    """A path as the key records it: relative to the project (the ensemble's step code is found by absolute
+    path), so that a copy of the project keeps its keys."""
+    resolved = path.resolve()
+    return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else path.as_posix()
