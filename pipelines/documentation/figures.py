@@ -173,6 +173,14 @@ def _summary_table(report: dict[str, Any]) -> str:
         f"| **architectures** | **{report['architectures']}** | **{report['passed']}** "
         f"({100 * report['passed'] / report['architectures']:.0f}%) | |"
     )
+    seconds = report.get("seconds") or {}
+    if seconds:
+        rows += [
+            "",
+            f"The run: building and adding the {len(report['models'])} models {seconds['build_and_add']:.0f} s, then "
+            f"`dvc repro parity` (their exports, the repository, parity) {seconds['dvc_repro_parity']:.0f} s, on 2 "
+            "cores shared with the rest of the test suite.",
+        ]
     return "\n".join(rows)
 
 
