@@ -1,7 +1,8 @@
 """A corpus of public model architectures, built here offline with seeded random weights, for `python -m export.add`.
 
-`python corpus_models.py DIR [--only NAME[,NAME...]] [--family FAMILY]` writes each model's file into DIR (and
-DIR/build_times.json: seconds and outcome per model). Run it from the project root (or with the project on
+`python corpus_models.py DIR [--only NAME[,NAME...]] [--family FAMILY] [--add] [--built]` writes each model's file
+into DIR (and DIR/build_times.json: seconds and outcome per model); --add then adds each with `export.add`
+(DIR/outcomes.json); --built skips the build (the files are there). Run it from the project root (or with the project on
 sys.path): torchvision is imported through the project's shim (pipelines.runners.torchvision_compat) before timm or
 transformers import it.
 
@@ -1299,7 +1300,8 @@ if __name__ == "__main__":
     if "--family" in sys.argv:
         fam = sys.argv[sys.argv.index("--family") + 1].split(",")
         selected = [n for n in MODELS if FAMILY[n] in fam]
-    build(target, selected)
+    if "--built" not in sys.argv:  # --built: the files are in DIR already (build_times.json with them)
+        build(target, selected)
     if "--add" in sys.argv:  # from the project root, whose conf/ export.add writes
         sys.path.insert(0, str(Path.cwd()))
         add_all(target)

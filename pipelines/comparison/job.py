@@ -178,7 +178,9 @@ def check(job: ParityJob) -> list[ParityReport]:
     kept = {
         name: report
         for name, key in keys.items()
-        if job.reuse and (report := reusable(job.reports.full / f"{name}.json", key)) is not None
+        if job.reuse
+        and (job.reports.metrics / f"{name}.json").is_file()  # its headline figures too (the DVC metrics)
+        and (report := reusable(job.reports.full / f"{name}.json", key)) is not None
     }
     if kept:
         print(

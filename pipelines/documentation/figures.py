@@ -177,7 +177,10 @@ def _summary_table(report: dict[str, Any]) -> str:
     if seconds:
         rows += [
             "",
-            f"The run: building and adding the {len(report['models'])} models {seconds['build_and_add']:.0f} s, then "
+            f"The run: {'adding' if report.get('built_early') else 'building and adding'} the "
+            f"{len(report['models'])} models {seconds['build_and_add']:.0f} s"
+            + (" (their files built from the session's start)" if report.get("built_early") else "")
+            + ", then "
             f"`dvc repro parity` (their exports, the repository, parity) {seconds['dvc_repro_parity']:.0f} s, on 2 "
             "cores shared with the rest of the test suite.",
         ]

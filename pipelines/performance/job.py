@@ -64,7 +64,14 @@ class BenchmarkJob:
             for s in measured
         }
         reports = Path(cfg.load.reports)
-        kept = [s.name for s in measured if cfg.get("reuse", False) and _recorded_key(reports, s.name) == keys[s.name]]
+        metrics = Path(cfg.load.metrics)
+        kept = [
+            s.name
+            for s in measured
+            if cfg.get("reuse", False)
+            and (metrics / f"{s.name}.json").is_file()  # its headline ratios too (the DVC metrics)
+            and _recorded_key(reports, s.name) == keys[s.name]
+        ]
         return cls(
             load=load,
             catalog=catalog,
@@ -80,7 +87,7 @@ class BenchmarkJob:
             logs=Path(cfg.paths.logs),
             models=cfg.models,
             reports=reports,
-            metrics=Path(cfg.load.metrics),
+            metrics=metrics,
             keys=keys,
             kept=kept,
         )
