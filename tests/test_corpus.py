@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,17 @@ _EARLY: dict[str, tuple[subprocess.Popen, Path]] = {}  # the corpus's files, bui
 
 
 @pytest.fixture(scope="session", autouse=True)
-def corpus_files_built_early(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The corpus's files need no pipeline: their build starts with this module's first test (among the first of
-    the session), at the test process's niceness, on what the pipeline build leaves, so the job after the build
-    only adds and proves them (the job is the session's last to end)."""
-    if "files" not in _EARLY:
-        folder = tmp_path_factory.mktemp("corpus_files")
-        log = open(folder.parent / "corpus_files.log", "wb")  # noqa: SIM115 - the process outlives this fixture
+def corpus_files_built_early(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """The corpus's files need no pipeline: where the session runs the corpus, their build starts with this
+    module's first test (among the first of the session), at the test process's niceness, on what the pipeline
+    build leaves, so the job after the build only adds and proves them (the job is the session's last to end)."""
+    if not any("corpus" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield
+        return
+    folder = tmp_path_factory.mktemp("corpus_files")
+    with open(folder.parent / "corpus_files.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "tests/corpus_models.py", str(folder)],
             cwd=ROOT,
@@ -75,7 +80,11 @@ def corpus_files_built_early(tmp_path_factory: pytest.TempPathFactory) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        _EARLY["files"] = (proc, folder)
+    _EARLY["files"] = (proc, folder)
+    yield
+    if proc.poll() is None:  # the session ended first (interrupted): the build goes with it
+        proc.kill()
+        proc.wait()
 
 
 def corpus_run(clone: Path, scratch: Path) -> dict[str, Any]:
