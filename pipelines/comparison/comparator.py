@@ -211,7 +211,7 @@ def _request_pairs(got: Any, ref: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(got, ref)]
     lengths = [len(a) for a in (ref if isinstance(ref, Ragged) else got)]
     split = lambda x: list(x) if isinstance(x, Ragged) else np.split(x, np.cumsum(lengths)[:-1])  # noqa: E731
-    return list(zip(split(got), split(ref), strict=False))
+    return list(zip(split(got), split(ref), strict=True))  # the same requests on both sides, or a bug of ours
 
 
 def _equal(a: Any, b: Any) -> bool:
