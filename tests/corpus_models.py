@@ -353,6 +353,7 @@ def _hf():
 
 
 VOCAB = 128
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}  # BERT-like
 
 
 def _tokens(batch: int = 2, length: int = 7):
@@ -408,10 +409,7 @@ def hf_bert(folder: Path) -> None:
     torch = _torch()
     cfg = tf.BertConfig(
         vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY,
         max_position_embeddings=64,
         num_labels=3,
     )
@@ -466,10 +464,7 @@ def hf_roberta(folder: Path) -> None:
     tf = _hf()
     cfg = tf.RobertaConfig(
         vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY,
         max_position_embeddings=80,
         num_labels=5,
         pad_token_id=1,
@@ -496,25 +491,17 @@ def hf_roberta(folder: Path) -> None:
 )
 def hf_gpt2(folder: Path) -> None:
     tf = _hf()
-    torch = _torch()
+    _torch()  # seeded before the weights are drawn
     cfg = tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64, use_cache=False)
     net = tf.GPT2LMHeadModel(cfg).eval()
 
-    class LM(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, input_ids):
-            return self.net(input_ids=input_ids, use_cache=False, return_dict=True).logits
-
-    save_pt2(LM(), (_tokens(),), folder / "hf_gpt2_lm.pt2", dynamic_shapes=_seq_dims("input_ids"))
+    save_pt2(_first_output(net), (_tokens(),), folder / "hf_gpt2_lm.pt2", dynamic_shapes=_seq_dims("input_ids"))
 
 
 @model("hf_llama_lm", "transformers", "source={d}/hf_llama_lm.onnx", f"value_ranges={{{{input_ids: [0, {VOCAB}]}}}}")
 def hf_llama(folder: Path) -> None:
     tf = _hf()
-    torch = _torch()
+    _torch()  # seeded before the weights are drawn
     cfg = tf.LlamaConfig(
         vocab_size=VOCAB,
         hidden_size=32,
@@ -527,16 +514,8 @@ def hf_llama(folder: Path) -> None:
     )
     net = tf.LlamaForCausalLM(cfg).eval()
 
-    class LM(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, input_ids):
-            return self.net(input_ids=input_ids, use_cache=False, return_dict=True).logits
-
     save_onnx_dynamo(
-        LM(),
+        _first_output(net),  # use_cache=False in its config: the logits alone
         (_tokens(),),
         folder / "hf_llama_lm.onnx",
         ["input_ids"],
@@ -596,10 +575,7 @@ def hf_vit(folder: Path) -> None:
     cfg = tf.ViTConfig(
         image_size=32,
         patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY,
         num_labels=4,
     )
     net = _first_output(tf.ViTForImageClassification(cfg), "pixel_values")
@@ -613,10 +589,7 @@ def hf_wav2vec2(folder: Path) -> None:
     torch = _torch()
     cfg = tf.Wav2Vec2Config(
         vocab_size=32,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY,
         conv_dim=(16, 16),
         conv_stride=(5, 2),
         conv_kernel=(10, 3),

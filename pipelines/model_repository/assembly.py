@@ -232,14 +232,15 @@ def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Pat
                 raise ArtifactError(f"{copy} not found: rebuild the repository (`dvc repro repository`)")
             if (served_digest := io_signature.sha256(copy)) != digest:
                 raise ArtifactError(
-                    f"{copy} is not the current {_shown(source)} (sha256 {served_digest[:12]} vs {digest[:12]}): "
+                    f"{copy} is not the current {project_path(source)} (sha256 {served_digest[:12]} vs {digest[:12]}): "
                     "Triton would serve an older copy; rebuild the repository (`dvc repro repository`)")
-        records.append({"served": relative.as_posix(), "source": _shown(source), "sha256": digest})
+        records.append({"served": relative.as_posix(), "source": project_path(source), "sha256": digest})
     return records
 
 
-def _shown(path: Path) -> str:
-    """A path as the report records it: relative to the project, so two runs' reports compare equal."""
+def project_path(path: Path) -> str:
+    """A path as reports and proof keys record it: relative to the project, so two runs' reports (and a copy of the
+    project's keys) compare equal."""
     root = ENSEMBLE_STEPS.parent.parent
     resolved = Path(path).resolve()
     return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()

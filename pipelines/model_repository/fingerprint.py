@@ -89,12 +89,6 @@ def key(
     for path in sorted(named, key=str):
         if path.resolve() in (here, *here.parents):  # a placeholder (an ensemble has no file of its own)
             continue
-        add(_shown(path), io_signature.sha256(path) if path.exists() else "absent")
+        add(assembly.project_path(path), io_signature.sha256(path) if path.exists() else "absent")
     return digest.hexdigest()
 
-
-def _shown(path: Path) -> str:
-    """A path as the key records it: relative to the project (the ensemble's step code is found by absolute
-    path), so that a copy of the project keeps its keys."""
-    resolved = path.resolve()
-    return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else path.as_posix()

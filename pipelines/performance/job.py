@@ -68,7 +68,7 @@ class BenchmarkJob:
         kept = [
             s.name
             for s in measured
-            if cfg.get("reuse", False)
+            if cfg.reuse
             and (metrics / f"{s.name}.json").is_file()  # its headline ratios too (the DVC metrics)
             and _recorded_key(reports, s.name) == keys[s.name]
         ]
