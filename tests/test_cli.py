@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-from pipelines.core.cli import check_composes, check_group_overrides
+from pipelines.core.cli import check_group_overrides, check_read, composition_errors, overrides_of
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, HostError, PipelineError, ServerError
 
 from conftest import ROOT, compose_config, entry_config, tool_env
@@ -57,11 +57,13 @@ def error_of(module: str, *argv: str) -> PipelineError | None:
     stage, config = entry(module)
     try:
         check_group_overrides(list(argv), config)
-        check_composes(list(argv), config)
+        with composition_errors():
+            check_read(overrides_of(list(argv)), config)
+            cfg = compose_config(config, argv)  # Hydra's composition, its errors as main reports them
     except PipelineError as exc:
         return exc
     try:
-        stage.run(compose_config(config, argv))
+        stage.run(cfg)
     except PipelineError as exc:
         return exc
     return None
@@ -229,6 +231,12 @@ def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
     [
         # refused before Hydra runs (check_group_overrides)
         (["evaluate.parity", "model=resnet51_onnx"], "unknown model 'resnet51_onnx'; choose one of: all, "),
+        # what Hydra cannot compose: Hydra raises it (HYDRA_FULL_ERROR, set by main), main reports it in one line
+        (
+            ["evaluate.parity", "model=mnist_onnx", "modle.tolerance.atol=1"],
+            "unknown key 'modle.tolerance.atol': misspelled? `--help` shows the config",
+        ),
+        (["evaluate.parity", "model=mnist_onnx", "model.tolerance.atol=[1"], "no viable alternative at input '[1'"),
         # a ConfigError raised inside run(cfg)
         (
             ["serve.triton", "server.http_port=8000", "server.grpc_port=8000", "duration_s=0"],
@@ -237,7 +245,7 @@ def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
         # a mandatory value (???) left unset, met inside run(cfg): named by the entry point, not by OmegaConf
         (["train.prepare_data", "data=local"], "data.path is required: set it on the command line, e.g. data.path="),
     ],
-    ids=["before-hydra", "in-run", "required-value"],
+    ids=["before-hydra", "hydra-key", "hydra-syntax", "in-run", "required-value"],
 )
 def test_a_user_error_is_one_line_on_stderr_with_exit_code_2(args: list[str], message: str) -> None:
     proc = run_module(*args)

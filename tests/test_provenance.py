@@ -11,6 +11,7 @@ import pytest
 from pipelines.comparison import job as parity_job
 from pipelines.config import selection
 from pipelines.config.spec import model_spec, served_specs
+from pipelines.core import cli
 from pipelines.core.errors import ArtifactError
 from pipelines.model_repository import assembly
 
@@ -97,15 +98,28 @@ def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
         (["protocols=[grpc]"], "protocols ['http', 'http_json', 'grpc'] -> ['grpc']"),
     ],
 )
+@pytest.mark.parametrize("as_command", [False, True], ids=["run", "command"])
 def test_a_changed_check_never_writes_the_tracked_reports(
-    overrides: list[str], change: str, capsys: pytest.CaptureFixture
+    overrides: list[str], change: str, as_command: bool, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if as_command:  # as `python -m evaluate.parity` runs it: hydra_main recorded its overrides
+        monkeypatch.setattr(cli, "_COMMAND", ["parity", ["model=mnist_onnx", "reuse=true", *overrides]])
     cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
     specs = selection.selected(cfg)
     where = parity_job.tracked_or_adhoc(cfg, specs, parity_job.profile_paths(cfg, specs)[1])
     assert where == parity_job.Reports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
     out = capsys.readouterr().out
     assert change in out and "not to the tracked reports/parity/" in out
+
+
+def test_the_configured_command_is_not_composed_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m evaluate.parity model=all reuse=true` (the DVC stage) chose nothing conf/ does not define: its
+    config is conf/'s, and a second composition (7 s with 77 models) is spared."""
+    cfg = compose_config("parity", ["model=all", "reuse=true"])
+    monkeypatch.setattr(cli, "_COMMAND", ["parity", ["model=all", "reuse=true"]])
+    monkeypatch.setattr(parity_job, "compose", lambda *a: pytest.fail("composed again"))
+    tracked = parity_job.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
+    assert parity_job.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
 
 
 def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:

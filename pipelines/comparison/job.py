@@ -24,7 +24,7 @@ from pipelines.config.selection import require_gpu_host, selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json
 from pipelines.core.background import Background
-from pipelines.core.cli import compose
+from pipelines.core.cli import compose, run_overrides
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, ModelNotServed, ServerError, checked_number
 from pipelines.model_repository import assembly, fingerprint
 from pipelines.serving.balancer import FrontSettings
@@ -111,6 +111,11 @@ def profile_paths(cfg: DictConfig, specs: list[ModelSpec]) -> tuple[Path, Report
     return Path(cfg.model_repository), Reports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
 
 
+# Overrides that choose what conf/ already defines, or how much to re-prove, not what is proven: a run given only these
+# is conf/'s own check (the catalog's profile is the one its configured check composes)
+AS_CONFIGURED = frozenset({"model", "catalog", "reuse"})
+
+
 def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) -> Reports:
     """Where reports go: the tracked directories only when the check is the one conf/ defines.
 
@@ -120,7 +125,11 @@ def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) 
     """
     if not cfg.get("profile"):
         raise ConfigError("the catalog names no `profile:` (its own name, as conf/catalog/cpu.yaml does)")
-    configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
+    given = run_overrides("parity")
+    if given is not None and all(o.lstrip("+~").split("=", 1)[0] in AS_CONFIGURED for o in given):
+        configured_cfg = cfg  # the command line chose only these: its config is conf/'s (no second composition)
+    else:
+        configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
     configured = {s.name: s for s in selected(configured_cfg)}
     changes = (
         [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"]

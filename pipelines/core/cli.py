@@ -7,16 +7,18 @@ Hydra composes the config, user errors become one line on stderr with exit code 
 from __future__ import annotations
 
 import contextlib
+import logging
+import logging.config
 import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipelines.core import lifeline
 from pipelines.core.errors import PipelineError
@@ -71,8 +73,6 @@ def group_options(group: str) -> list[str]:
 
 def required_groups(config_name: str) -> list[str]:
     """Groups the primary config's defaults list leaves to the user (`- group: ???`)."""
-    from omegaconf import OmegaConf
-
     defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{config_name}.yaml")).get("defaults", [])
     return [k for entry in defaults if isinstance(entry, dict) for k, v in entry.items() if v == "???"]
 
@@ -112,8 +112,6 @@ def check_read(overrides: list[str], config_name: str) -> None:
             )
     added = [o for o in overrides if o.startswith("+") and "=" in o]
     if added:
-        from omegaconf import OmegaConf
-
         base = compose(config_name, [o for o in overrides if o not in added])
         for override in added:
             key = override.lstrip("+").split("=", 1)[0]
@@ -129,29 +127,37 @@ def check_read(overrides: list[str], config_name: str) -> None:
 _ABSENT = object()
 
 
-def check_composes(argv: list[str], config_name: str) -> None:
-    """Compose once before Hydra runs, so a misspelled key or a malformed override is one line, not six; and
-    refuse overrides that the run would not read (`check_read`)."""
-    from hydra.errors import HydraException
+def overrides_of(argv: list[str]) -> list[str]:
+    """The overrides among the arguments: `key=value`, `+key=value`, `~key`; not Hydra's flags nor their values
+    (`--cfg job`)."""
+    return [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
 
-    # overrides only: `key=value`, `+key=value`, `~key`; not Hydra's flags nor their values (`--cfg job`)
-    overrides = [a for a in argv if not a.startswith("-") and ("=" in a or a.startswith("~"))]
+
+def usage_error(exc: Exception) -> PipelineError:
+    """What Hydra could not compose, as one line (Hydra's own report is six): a misspelled key or a malformed
+    override is the user's."""
+    text = str(exc).strip()
+    cause = str(exc.__cause__ or "")
+    if text.startswith("Could not override") and "is not in struct" in cause:
+        key = text.split("'")[1]
+        return PipelineError(f"unknown key {key!r}: misspelled? `--help` shows the config")
+    return PipelineError(text.splitlines()[0] if text else type(exc).__name__)
+
+
+@contextlib.contextmanager
+def composition_errors() -> Iterator[None]:
+    """Hydra's composition errors, raised as the user's one-line PipelineError."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
-        compose(config_name, overrides)
-        check_read(overrides, config_name)
-    except HydraException as exc:
-        text = str(exc).strip()
-        cause = str(exc.__cause__ or "")
-        if text.startswith("Could not override") and "is not in struct" in cause:
-            key = text.split("'")[1]
-            raise PipelineError(f"unknown key {key!r}: misspelled? `--help` shows the config") from None
-        raise PipelineError(text.splitlines()[0] if text else type(exc).__name__) from None
+        yield
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise usage_error(exc) from None
 
 
 def help_text(config_name: str, doc: str | None, module: str) -> str:
     """Usage, the primary config with its comments, and the options of each config group it selects."""
-    from omegaconf import OmegaConf
-
     path = CONF_DIR / f"{config_name}.yaml"
     lines = [(doc or "").strip(), "", f"usage: python -m {module} [group=option ...] [key=value ...]", ""]
     groups = []
@@ -170,84 +176,112 @@ def help_text(config_name: str, doc: str | None, module: str) -> str:
         *("  " + line for line in body),
         "",
     ]
-    lines.append("Print the composed config with --cfg job; Hydra's own help with --hydra-help.")
+    lines.append("Print the composed config with --cfg job.")
     return "\n".join(lines)
 
 
 _COMPOSING = threading.Lock()  # Hydra's config search path is one global: two threads composing at once collide
 
 
-def compose(config_name: str, overrides: list[str]) -> Any:
-    """`conf/<config_name>.yaml` with only these overrides: what conf/ says, whatever this run was given."""
+def compose(config_name: str, overrides: list[str], with_hydra: bool = False) -> Any:
+    """`conf/<config_name>.yaml` with only these overrides: what conf/ says, whatever this run was given
+    (`with_hydra`: with Hydra's own settings under `hydra`, which hydra_main reads and removes)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     with _COMPOSING:
         if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is ours
-            return hydra_compose(config_name=config_name, overrides=overrides)
+            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=overrides)
+            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
 
 
 def hydra_main(config_name: str, run: Callable[[Any], Any], doc: str | None = None) -> Callable[[], None]:
     """Build the `main()` of a stage: compose `conf/<config_name>.yaml`, call `run(cfg)`, map errors to exit codes.
 
     `run` may return an int exit code; any other return value (what tests inspect) means success.
+
+    The config is composed once, with Hydra's Compose API: `@hydra.main` composes every config twice (once to
+    learn the run mode), and a catalog of 77 models takes Hydra 7 s per composition (its merges grow with the
+    config). The run gets what `@hydra.main` would give it: the job's config, logging as `hydra/job_logging`
+    says, the project root as its working directory.
     """
-    import hydra
-
-    started = False
-
-    @hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")
-    def _task(cfg: DictConfig) -> None:
-        nonlocal started
-        started = True
-        from omegaconf.errors import MissingMandatoryValue
-
-        _terminate_on_sigterm()
-        try:
-            code = run(cfg)
-        except Terminated as exc:
-            print(f"error: {exc}: stopped", file=sys.stderr)
-            sys.exit(EXIT_TERMINATED)
-        except PipelineError as exc:
-            _fail(exc)
-        except MissingMandatoryValue as exc:
-            key = getattr(exc, "full_key", "") or "a required value"
-            _fail(PipelineError(f"{key} is required: set it on the command line, e.g. {key}=..."))
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-        except MemoryError as exc:  # asked for more than this machine holds (numpy says how much): the user's to fix
-            detail = str(exc).splitlines()[0] if str(exc) else "no detail"
-            _fail(PipelineError(f"out of memory ({detail}): ask for less (fewer samples, smaller batches)"))
-        except Exception:  # noqa: BLE001 - a bug, not the user's doing: keep the traceback, but never exit 1 ("parity failed")
-            traceback.print_exc()
-            print("error: internal error (a bug in train-to-triton; the traceback above says where)", file=sys.stderr)
-            sys.exit(EXIT_BUG)
-        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def main() -> None:
-        if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        argv = sys.argv[1:]
+        if "--help" in argv or "-h" in argv:
             module = getattr(sys.modules.get("__main__"), "__spec__", None)
             print(help_text(config_name, doc, module.name if module else config_name))
             sys.exit(EXIT_OK)
         try:
-            check_group_overrides(sys.argv[1:], config_name)
-            check_composes(sys.argv[1:], config_name)
+            show = _shown_config(argv)
+            check_group_overrides(argv, config_name)
+            overrides = overrides_of(argv)
+            with composition_errors():
+                check_read(overrides, config_name)
+                cfg = compose(config_name, overrides, with_hydra=True)
         except PipelineError as exc:
             _fail(exc)
-        try:
-            _task()
-        except SystemExit as exc:
-            if not started and exc.code == 1:  # Hydra could not compose the config: a usage error
-                sys.exit(EXIT_USAGE)
-            if started:
-                _exit_now(exc.code)
-            raise
+        logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        if show:
+            print(OmegaConf.to_yaml(cfg), end="")
+            sys.exit(EXIT_OK)
+        _COMMAND[:] = [config_name, overrides]
+        _exit_now(_run_stage(run, cfg))
 
     return main
+
+
+_COMMAND: list[Any] = []  # [config name, overrides] of the command this process runs (hydra_main), once composed
+
+
+def run_overrides(config_name: str) -> list[str] | None:
+    """The command line's overrides where this process is a `hydra_main` command composed from `config_name`;
+    None where `run(cfg)` is called on a config composed otherwise (the tests)."""
+    return list(_COMMAND[1]) if _COMMAND and _COMMAND[0] == config_name else None
+
+
+def _shown_config(argv: list[str]) -> bool:
+    """`--cfg job` (print the composed config, run nothing); any other flag is refused in one line."""
+    flags = [a for a in argv if a.startswith("-")]
+    if not flags:
+        return False
+    if flags == ["--cfg"] and argv[argv.index("--cfg") + 1 :][:1] == ["job"]:
+        return True
+    raise PipelineError(f"unknown option {flags[0]}: the options are --help and --cfg job; settings are key=value")
+
+
+def _run_stage(run: Callable[[Any], Any], cfg: DictConfig) -> int:
+    """`run(cfg)`, and the exit code its outcome means."""
+    from omegaconf.errors import MissingMandatoryValue
+
+    _terminate_on_sigterm()
+    try:
+        code = run(cfg)
+    except Terminated as exc:
+        print(f"error: {exc}: stopped", file=sys.stderr)
+        return EXIT_TERMINATED
+    except PipelineError as exc:
+        return _reported(exc)
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", "") or "a required value"
+        return _reported(PipelineError(f"{key} is required: set it on the command line, e.g. {key}=..."))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError as exc:  # asked for more than this machine holds (numpy says how much): the user's to fix
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        return _reported(PipelineError(f"out of memory ({detail}): ask for less (fewer samples, smaller batches)"))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except Exception:  # noqa: BLE001 - a bug, not the user's doing: keep the traceback, but never exit 1 ("parity failed")
+        traceback.print_exc()
+        print("error: internal error (a bug in train-to-triton; the traceback above says where)", file=sys.stderr)
+        return EXIT_BUG
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def _exit_now(code: Any) -> None:
@@ -271,6 +305,10 @@ def _exit_now(code: Any) -> None:
     os._exit(code or EXIT_OK)
 
 
-def _fail(exc: BaseException) -> None:
+def _reported(exc: BaseException) -> int:
     print(f"error: {exc}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
+    return EXIT_USAGE
+
+
+def _fail(exc: BaseException) -> None:
+    sys.exit(_reported(exc))

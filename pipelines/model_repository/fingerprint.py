@@ -62,6 +62,7 @@ def _paths(value: Any) -> Iterator[Path]:
             yield from _paths(item)
 
 
+@cache  # once per process: every model's key asks for the same few
 def _wheel(name: str) -> str:
     try:
         return metadata.version(name)
@@ -89,6 +90,17 @@ def key(
     for path in sorted(named, key=str):
         if path.resolve() in (here, *here.parents):  # a placeholder (an ensemble has no file of its own)
             continue
-        add(assembly.project_path(path), io_signature.sha256(path) if path.exists() else "absent")
+        add(assembly.project_path(path), _content(path.resolve()))
     return digest.hexdigest()
 
+
+def _content(path: Path) -> str:
+    if path.is_file():  # the data file and a catalog's shared files are named by many models' keys: hashed once
+        stat = path.stat()
+        return _file_content(path, stat.st_size, stat.st_mtime_ns)
+    return io_signature.sha256(path) if path.exists() else "absent"
+
+
+@cache  # keyed on the file's size and modification time too: a file written since is hashed again
+def _file_content(path: Path, size: int, mtime_ns: int) -> str:
+    return io_signature.sha256(path)
