@@ -316,9 +316,12 @@ def server_process(http: str) -> Any:
     import psutil
 
     port = http.rsplit(":", 1)[1]
-    (found,) = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if p.name() == "tritonserver" and f"--http-port={port}" in p.cmdline()
-    ]
+
+    def listening(process: Any) -> bool:
+        try:
+            return process.name() == "tritonserver" and f"--http-port={port}" in process.cmdline()
+        except psutil.Error:  # gone, or a zombie another test's server left until it is reaped: not this one
+            return False
+
+    (found,) = [p for p in psutil.Process().children(recursive=True) if listening(p)]
     return found

@@ -277,15 +277,17 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
         def each_has(count: int) -> None:  # requests answered (or failed) on both protocols, not a fixed time
             wait_until(lambda: min(len(r) for r in outcomes.values()) >= count, 60, f"{count} outcomes per protocol")
 
-        threads = [threading.Thread(target=load, args=(p,)) for p in ("http", "grpc") * 2]
+        threads = [threading.Thread(target=load, args=(p,), daemon=True) for p in ("http", "grpc") * 2]
         for thread in threads:
             thread.start()
-        each_has(30)  # both replicas under load
-        server_process(front.members[1]).kill()
-        each_has(min(len(r) for r in outcomes.values()) + 60)  # and long after the kill
-        stop.set()
-        for thread in threads:
-            thread.join()
+        try:
+            each_has(30)  # both replicas under load
+            server_process(front.members[1]).kill()
+            each_has(min(len(r) for r in outcomes.values()) + 60)  # and long after the kill
+        finally:  # a failure above must not leave four threads hammering a stopped front for the rest of the session
+            stop.set()
+            for thread in threads:
+                thread.join()
         # the front has seen the kill (its health check), and one replica still serves
         wait_until(
             lambda: any(f"({front.members[1]}) taken out of the balancer" in r.getMessage() for r in caplog.records),

@@ -181,7 +181,14 @@ def test_a_killed_parity_stage_leaves_the_tracked_reports(workspace: Path, tmp_p
             stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 120
-    while not any("evaluate.parity" in " ".join(p.cmdline()) for p in psutil.Process(dvc.pid).children(recursive=True)):
+
+    def command(process: psutil.Process) -> str:
+        try:
+            return " ".join(process.cmdline())
+        except psutil.Error:  # a stage's process that ended meanwhile (a zombie until reaped)
+            return ""
+
+    while not any("evaluate.parity" in command(p) for p in psutil.Process(dvc.pid).children(recursive=True)):
         assert dvc.poll() is None and time.monotonic() < deadline, (tmp_path / "repro.out").read_text()
         time.sleep(0.1)
     time.sleep(1.0)  # the stage runs: its server starting
