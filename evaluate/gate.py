@@ -2,7 +2,8 @@
 
 Compares this run's parity headline figures (`reports/parity_metrics/`, and the GPU profile's
 where present) with a baseline: the reports committed at a git revision (default: the merge base
-with main), read through DVC, or a directory of such files. Exit 0 pass, 1 fail (a model fails
+with main), read through DVC, or another run's tree or metrics directory (`baseline_dir=`); `baseline=none` for
+a project's first proof. A baseline with no figures is a usage error, never a pass. Exit 0 pass, 1 fail (a model fails
 parity, served accuracy differs from the framework's, framework accuracy dropped, a needed
 tolerance grew, a model is gone, a serving-cost ratio of the benchmark stage worsened beyond
 `serving_cost_growth`), 2 usage errors. Prints a Markdown table and writes it to `output`.
@@ -21,7 +22,7 @@ def run(cfg: DictConfig) -> int:
     settings = GateSettings.from_cfg(cfg)
     text, passed, rev = gate(settings)
     print(text, flush=True)
-    if settings.dvc_diffs and settings.baseline_dir is None:
+    if settings.dvc_diffs and rev:  # DVC diffs against a git revision (not a directory, nor baseline=none)
         text += dvc_diffs(rev, settings.output.parent / "plots", metric_groups(settings))
     write_text(settings.output, text)
     return EXIT_OK if passed else EXIT_FAILED

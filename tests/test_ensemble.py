@@ -39,9 +39,10 @@ def test_ensemble_config_equals_the_hand_written_one(catalog) -> None:
 def test_step_configs_carry_their_settings(catalog) -> None:
     parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
     pre = triton_config.ensemble_step(parts.preprocess, assembly.step_settings(parts, "preprocess"))
-    # torchvision's ImageNet evaluation transform, as the network config states it
+    # torchvision's evaluation transform of resnet50's IMAGENET1K_V2 weights (resize 232, not 256), as the network
+    # config states it
     assert json.loads(pre.parameters[triton_config.STEP_SETTINGS].string_value) == {
-        "resize": 256,
+        "resize": 232,
         "crop": 224,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],

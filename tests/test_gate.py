@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -150,6 +151,45 @@ def test_a_baseline_that_does_not_exist_is_one_line(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(repo)
     with pytest.raises(ConfigError, match="no branch 'main' or origin/main"):
         gate_cli.run(compose_config("gate", [f"output={tmp_path / 'g.md'}"]))
+
+
+def test_every_documented_baseline_fails_a_worse_run_and_an_empty_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/ci-gate.md's forms: a revision, a project tree, a metrics directory (before, the documented
+    `baseline_dir=/tmp/main-reports/parity_metrics` found nothing there and passed: "nothing to compare")."""
+    from pipelines.core.errors import ConfigError
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=repo, check=True, env=tool_env())
+    write(repo, BASELINE)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "accepted run")
+    shutil.copytree(repo / "reports", tmp_path / "artifact" / "reports")  # a CI run's uploaded project tree
+    shutil.copytree(repo / "reports", tmp_path / "main-reports")  # its reports/ downloaded, as docs/ci-gate.md shows
+    write(repo, {"mnist_onnx": {**MNIST, "framework_accuracy": 0.95, "served_accuracy": 0.95}})  # this run: worse
+    monkeypatch.chdir(repo)
+    out = f"output={tmp_path / 'g.md'}"
+    for baseline in (
+        "baseline=HEAD",
+        f"baseline_dir={tmp_path / 'artifact'}",
+        f"baseline_dir={tmp_path / 'main-reports' / 'parity_metrics'}",
+    ):
+        assert gate_cli.run(compose_config("gate", [baseline, out])) == 1, baseline
+        assert "mnist_onnx: framework accuracy fell by 0.0260" in (tmp_path / "g.md").read_text(), baseline
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"has no parity figures .* baseline=none for a project's first proof"):
+        gate_cli.run(compose_config("gate", [f"baseline_dir={empty}", out]))
+    (empty / "mnist_onnx.json").write_text(json.dumps(MNIST))  # figures in a directory named like no metrics dir
+    with pytest.raises(ConfigError, match="named like none of the metrics directories"):
+        gate_cli.run(compose_config("gate", [f"baseline_dir={empty}", out]))
+    # a project's first proof: nothing to compare with, every model must still pass
+    assert gate_cli.run(compose_config("gate", ["baseline=none", out])) == 0
+    write(repo, {"mnist_onnx": {**MNIST, "passed": False}})
+    assert gate_cli.run(compose_config("gate", ["baseline=none", out])) == 1
 
 
 INT8 = {

@@ -15,19 +15,20 @@ from hostile_images import HOSTILE
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
+@pytest.mark.parametrize("resize", [256, 232])  # the IMAGENET1K_V1 recipes' and resnet50 IMAGENET1K_V2's
 @pytest.mark.parametrize("path", parity_inputs.sample_photo_paths(), ids=lambda p: p.name)
-def test_matches_torchvision_transform_exactly(path) -> None:
+def test_matches_torchvision_transform_exactly(path, resize: int) -> None:
     transforms = import_torchvision().transforms
     reference = transforms.Compose(
         [
-            transforms.Resize(256),
+            transforms.Resize(resize),
             transforms.CenterCrop(224),
             transforms.ToTensor(),
             transforms.Normalize(MEAN, STD),
         ]
     )
     image = images.decode(path.read_bytes())
-    ours = images.imagenet_tensor(image, 256, 224, MEAN, STD)
+    ours = images.imagenet_tensor(image, resize, 224, MEAN, STD)
     assert ours.shape == (3, 224, 224) and ours.dtype == np.float32
     np.testing.assert_array_equal(ours, reference(image).numpy())
 

@@ -381,6 +381,30 @@ def test_labels_written_wrong_at_export_fail_parity(
     assert not report["labels"]["passed"]
 
 
+def test_a_constant_written_wrong_in_conf_fails_parity(in_workspace: Path, tmp_path: Path) -> None:
+    """The ImageNet mean in BGR order: the reference and the served side read the same constant, so every figure
+    agrees, and parity must still fail (exit 1), naming it: the constants are audited against torchvision's own
+    transform of the weights (pipelines/data/preprocessing_audit.py)."""
+    cfg = compose_config(
+        "parity",
+        [
+            "model=mobilenet_v2_onnx",
+            "model.network.preprocessing.mean=[0.406,0.456,0.485]",
+            f"paths.parity_adhoc={tmp_path / 'adhoc'}",
+            f"paths.logs={tmp_path}",
+            "model.parity.samples=3",
+            "model.parity.concurrent_requests=0",
+        ],
+    )
+    assert parity_cli.run(cfg) == 1
+    report = json.loads((tmp_path / "adhoc" / "mobilenet_v2_onnx.json").read_text())
+    assert report["failures"] == [
+        "pre-processing constants: preprocessing.mean is [0.406, 0.456, 0.485], torchvision's mobilenet_v2 "
+        "IMAGENET1K_V1 transform has [0.485, 0.456, 0.406]"
+    ]
+    assert not report["constants"]["passed"]
+
+
 def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, running_triton) -> None:
     """server=remote checks a Triton someone else started; the served config agrees with the spec."""
     import tritonclient.http as httpclient

@@ -96,6 +96,14 @@ def test_the_ensemble_serves_the_current_step_code(tmp_path: Path) -> None:
         (["model.parity.samples=64"], "mnist_onnx.parity.samples: 1000 -> 64"),
         (["model.parity.concurrent_requests=0"], "mnist_onnx.parity.concurrent_requests: 32 -> 0"),
         (["protocols=[grpc]"], "protocols ['http', 'http_json', 'grpc'] -> ['grpc']"),
+        # before: each of these checked something else and wrote the tracked verdict
+        (["model_repository=/tmp/elsewhere"], "model_repository model_repository -> /tmp/elsewhere"),
+        (["paths.model_repository=/tmp/elsewhere"], "model_repository model_repository -> /tmp/elsewhere"),
+        (["server=remote"], "server.kind local -> remote"),
+        (["server=docker"], "server.kind local -> docker"),
+        (["server.extra_args=['--log-info=true']"], "server.extra_args [] -> ['--log-info=true']"),
+        (["balancer=nginx"], "balancer.kind none -> nginx"),
+        (["paths.data=data/other.npz"], "paths.data data/mnist.npz -> data/other.npz"),
     ],
 )
 @pytest.mark.parametrize("as_command", [False, True], ids=["run", "command"])
@@ -123,9 +131,11 @@ def test_the_configured_command_is_not_composed_twice(monkeypatch: pytest.Monkey
 
 
 def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:
-    cfg = compose_config("parity", ["model=all"])
     tracked = parity_job.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
-    assert parity_job.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
+    # how the server is run, not what it serves: ports, timeouts, logs, the account
+    for overrides in ([], ["server.http_port=8000", "server.startup_timeout_s=5", "paths.logs=/tmp/x", "reuse=true"]):
+        cfg = compose_config("parity", ["model=all", *overrides])
+        assert parity_job.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked, overrides
     # a directory of the user's choosing is theirs: a changed check is written where they said
     cfg = compose_config(
         "parity",

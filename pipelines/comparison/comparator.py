@@ -28,7 +28,7 @@ from pipelines.comparison.parity_report import (
 )
 from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ConfigError, DataError
-from pipelines.data import images, labels, parity_inputs
+from pipelines.data import images, labels, parity_inputs, preprocessing_audit
 from pipelines.model_repository import ensemble, standins
 from pipelines.runners import reference, runtimes
 from pipelines.serving.launcher import Endpoints
@@ -71,6 +71,7 @@ class Prepared:
     reference: str = ""  # what computed the reference, as the report names it
     fp32: Arrays | None = None  # a lossy model: the FP32 framework model's outputs on all samples
     label_audit: labels.LabelAudit | None = None  # the labels file against names the export did not write
+    constants_audit: preprocessing_audit.PreprocessingAudit | None = None  # conf/'s pre-processing vs the source's
 
     @property
     def accuracy_key(self) -> str:
@@ -137,6 +138,7 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     labelled = any(t.labels for t in spec.outputs) and spec.labels_file is not None
     # the labels Triton answers with (the classifier's, for an ensemble) against torchvision's own names
     audit = labels.audit(parts.classifier.network if parts else spec.network) if labelled or parts else None
+    constants = preprocessing_audit.audit(parts.classifier.network if parts else spec.network)
     names = None
     if labelled:
         names = audit.expected if audit is not None and audit.expected is not None else labels.read(spec.network)
@@ -161,7 +163,7 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
         case.reference = (
             concat([run_reference(p) for p in _requests(case)]) if case.own else _slice(everything, 0, case.size)
         )
-    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described, fp32, audit)
+    return Prepared(spec, cases, burst_case, sampled.labels, parts, names, described, fp32, audit, constants)
 
 
 def unbatched(spec: ModelSpec, run: Callable[[Arrays], Arrays]) -> Callable[[Arrays], Arrays]:
@@ -463,6 +465,8 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
     audit = prepared.label_audit
     if audit is not None and audit.problem:
         failures.append(f"labels: {audit.problem}")
+    constants = prepared.constants_audit
+    failures += [f"pre-processing constants: {problem}" for problem in (constants.problems if constants else ())]
     if result.preprocessing and not result.preprocessing.passed:
         failures.append(f"server-side pre-processing differs from the client's by {result.preprocessing.max_abs:.3g}")
     classification = _classification(
@@ -504,6 +508,7 @@ def evaluate(prepared: Prepared, result: Served, server: Mapping[str, str]) -> P
         labels=None
         if audit is None
         else {"source": audit.source, "passed": not audit.problem, "problem": audit.problem},
+        constants=None if constants is None else constants.as_dict(),
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pipelines.artifacts import export_failure
 from pipelines.comparison import comparator
@@ -116,10 +116,27 @@ def profile_paths(cfg: DictConfig, specs: list[ModelSpec]) -> tuple[Path, Report
 AS_CONFIGURED = frozenset({"model", "catalog", "reuse"})
 
 
+# What a run proves besides each model's spec: the protocols, the data, the repository served and which server serves
+# it (launched or remote, its image or address, its flags), and whether requests pass a front; where the run's
+# differ from conf/'s, it proves something else. Not: ports, timeouts, logs, restarts, the account it runs as.
+PROVING = (
+    "protocols",
+    "paths.data",
+    "model_repository",
+    "server.kind",
+    "server.image",
+    "server.http_url",
+    "server.grpc_url",
+    "server.extra_args",
+    "balancer.kind",
+    "balancer.replicas",
+)
+
+
 def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) -> Reports:
     """Where reports go: the tracked directories only when the check is the one conf/ defines.
 
-    A run whose model settings, protocols or data differ from conf/ (command-line overrides) proves
+    A run whose model settings or `PROVING` settings differ from conf/ (command-line overrides) proves
     something else: its reports go to `paths.parity_adhoc`, never over the recorded proof. Reports
     sent elsewhere by the user take their headline figures with them.
     """
@@ -131,13 +148,11 @@ def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) 
     else:
         configured_cfg = compose("parity", [f"model={cfg.model.name}", f"catalog={cfg.profile}"])
     configured = {s.name: s for s in selected(configured_cfg)}
-    changes = (
-        [f"protocols {list(configured_cfg.protocols)} -> {list(cfg.protocols)}"]
-        if list(cfg.protocols) != list(configured_cfg.protocols)
-        else []
-    )
-    if str(cfg.paths.data) != str(configured_cfg.paths.data):
-        changes.append(f"paths.data {configured_cfg.paths.data} -> {cfg.paths.data}")
+    changes = []
+    for key in PROVING:
+        was, now = (_setting(c, key) for c in (configured_cfg, cfg))
+        if was != now:
+            changes.append(f"{key} {was} -> {now}")
     for spec in specs:
         changes += (
             differences(configured[spec.name], spec, f"{spec.name}.")
@@ -158,6 +173,12 @@ def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) 
         flush=True,
     )
     return Reports(adhoc, adhoc / "metrics")
+
+
+def _setting(cfg: DictConfig, key: str) -> Any:
+    """`key`'s value in `cfg` as plain data (None where that server kind or front has no such key)."""
+    value = OmegaConf.select(cfg, key, default=None)
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:

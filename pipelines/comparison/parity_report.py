@@ -99,6 +99,7 @@ class ParityReport:
     artifacts: list[dict[str, str]] = field(default_factory=list)  # served path, source, SHA-256 of each
     lossy: LossyResult | None = None  # an FP16/INT8 model against the FP32 framework model (the precision's cost)
     labels: dict[str, Any] | None = None  # the label audit: source of the expected names, passed, problem
+    constants: dict[str, Any] | None = None  # the pre-processing constants' audit: source, passed, problems
     proof_key: str = ""  # what the verdict was made from (model_repository/fingerprint.py): kept while it holds
 
     @property
@@ -135,6 +136,8 @@ class ParityReport:
             data["lossy"] = self.lossy.to_dict()
         if self.labels is not None:
             data["labels"] = dict(self.labels)
+        if self.constants is not None:
+            data["constants"] = dict(self.constants)
         if self.proof_key:
             data["proof_key"] = self.proof_key
         return data
@@ -169,6 +172,7 @@ class ParityReport:
             artifacts=[dict(a) for a in data.get("artifacts") or []],
             lossy=LossyResult.from_dict(data["lossy"]) if data.get("lossy") else None,
             labels=dict(data["labels"]) if data.get("labels") else None,
+            constants=dict(data["constants"]) if data.get("constants") else None,
             proof_key=str(data.get("proof_key") or ""),
         )
 
@@ -224,6 +228,12 @@ class ParityReport:
                 f"labels: as {self.labels['source']}"
                 if self.labels["passed"]
                 else f"labels DIFFER: {self.labels['problem']}"
+            )
+        if self.constants is not None:
+            lines += (
+                [f"pre-processing constants: as {self.constants['source']}"]
+                if self.constants["passed"]
+                else [f"pre-processing constant DIFFERS: {problem}" for problem in self.constants["problems"]]
             )
         if self.preprocessing:
             p = self.preprocessing

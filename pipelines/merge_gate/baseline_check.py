@@ -15,12 +15,14 @@ from omegaconf import DictConfig
 from pipelines.core.errors import ArtifactError, ConfigError, HostError
 from pipelines.merge_gate.rules import Thresholds, judge, judge_serving
 
+NO_BASELINE = "none"  # baseline=none: a project's first proof, with nothing committed to compare with
+
 
 @dataclass(frozen=True)
 class GateSettings:
     """`conf/gate.yaml`, typed once at the entry: what is compared with what, and how strictly."""
 
-    baseline: str  # a git revision, or "merge-base"
+    baseline: str  # a git revision, "merge-base", or "none" (NO_BASELINE)
     main_branch: str
     baseline_dir: Path | None  # another run's project tree instead of a revision
     metrics_dirs: list[str]  # the profiles' parity headline figures
@@ -82,30 +84,54 @@ def gate(settings: GateSettings) -> tuple[str, bool, str]:
     now = current(settings.metrics_dirs)
     directories = settings.metrics_dirs
     rev = ""
-    if settings.baseline_dir is not None:
-        # laid out as this project: the metrics directories relative to it (a CI run's uploaded project tree)
-        root = settings.baseline_dir
-        where, baseline = str(root), read_dirs(root, directories)
+    if settings.baseline == NO_BASELINE:  # a project's first proof: each model must pass, nothing to grow from
+        where, baseline = "no baseline (baseline=none: every model must pass)", {}
+    elif settings.baseline_dir is not None:
+        where, baseline = str(settings.baseline_dir), baseline_dir_figures(settings.baseline_dir, directories)
     else:
         rev = baseline_revision(settings)
         where, baseline = f"{settings.baseline} ({rev[:12]})", at_revision(rev, directories)
+    if not baseline and settings.baseline != NO_BASELINE:  # before: "nothing to compare: PASS", exit 0
+        raise ConfigError(
+            f"the baseline {where} has no parity figures ({', '.join(directories)}): nothing to compare with; "
+            "give a baseline that has them (baseline=<rev> or baseline_dir=<project tree or metrics directory>), "
+            "or baseline=none for a project's first proof"
+        )
     thresholds = settings.thresholds
     verdict = judge(baseline, now, thresholds)
-    title = f"Parity gate against {where}" + ("" if baseline else " (no reports there: nothing to compare)")
+    title = f"Parity gate against {where}"
     text = verdict.markdown(title)
     serving_now = read_dirs(Path("."), settings.serving_dirs)
     serving = None
     if serving_now:  # the benchmark stage's ratios, when this run has them
-        serving_before = (
-            read_dirs(settings.baseline_dir, settings.serving_dirs)
-            if settings.baseline_dir is not None
-            else at_revision(rev, settings.serving_dirs)
-        )
+        if settings.baseline == NO_BASELINE:
+            serving_before = {}
+        elif settings.baseline_dir is not None:  # a metrics directory alone holds no serving figures
+            serving_before = read_dirs(settings.baseline_dir, settings.serving_dirs)
+        else:
+            serving_before = at_revision(rev, settings.serving_dirs)
         serving = judge_serving(serving_before, serving_now, thresholds)
         text += "\n" + serving.markdown(
             f"Serving-cost gate against {where} (fails beyond {thresholds.serving_cost_growth:g}x)"
         )
     return text, verdict.passed and (serving is None or serving.passed), rev
+
+
+def baseline_dir_figures(root: Path, directories: list[str]) -> dict[str, dict[str, Any]]:
+    """The figures of `baseline_dir`: a project tree (the metrics directories below it, as a CI run's uploaded
+    tree has them), or one metrics directory itself (`/tmp/main-reports/parity_metrics`), named as in
+    `metrics_dirs`."""
+    figures = read_dirs(root, directories)
+    if figures or not any(root.glob("*.json")):
+        return figures
+    named = [d for d in directories if Path(d).name == root.name]
+    if not named:
+        raise ConfigError(
+            f"baseline_dir {root} holds figures but is named like none of the metrics directories "
+            f"({', '.join(Path(d).name for d in directories)}): give the project tree above it, or the directory "
+            "under its own name"
+        )
+    return read_dirs(root.parent, [str(Path(named[0]).name)])
 
 
 def metric_groups(settings: GateSettings) -> list[list[str]]:
@@ -162,13 +188,17 @@ def at_revision(rev: str, directories: list[str]) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"cannot read the baseline at {rev[:12]} through DVC: {str(exc).splitlines()[0]}") from exc
 
 
+# digits after the point in DVC's tables: DVC rounds to 5 by default, which shows a max_abs of 2.4e-07 as 0.0
+PRECISION = 10
+
+
 def dvc_diffs(rev: str, plots_dir: Path, groups: list[list[str]]) -> str:
     """DVC's own view for the job summary: `dvc metrics diff --md` as Markdown (a table per group of figures),
     `dvc plots diff` as HTML."""
     parts = []
     for targets in groups:
-        parts += ["", f"#### `dvc metrics diff {rev[:12]} --targets {' '.join(targets)}`", ""]
-        metrics = _dvc("metrics", "diff", "--md", rev, "--targets", *targets)
+        parts += ["", f"#### `dvc metrics diff --precision {PRECISION} {rev[:12]} --targets {' '.join(targets)}`", ""]
+        metrics = _dvc("metrics", "diff", "--md", "--precision", str(PRECISION), rev, "--targets", *targets)
         rows = [line for line in metrics.stdout.splitlines() if line.startswith("|")][
             2:
         ]  # below the header and its rule
