@@ -275,8 +275,11 @@ def _run_stage(run: Callable[[Any], Any], cfg: DictConfig) -> int:
     except MemoryError as exc:  # asked for more than this machine holds (numpy says how much): the user's to fix
         detail = str(exc).splitlines()[0] if str(exc) else "no detail"
         return _reported(PipelineError(f"out of memory ({detail}): ask for less (fewer samples, smaller batches)"))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    except SystemExit as exc:  # sys.exit() inside the run: its code, or its message and exit 1
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or EXIT_OK
+        print(exc.code, file=sys.stderr)
+        return EXIT_FAILED
     except Exception:  # noqa: BLE001 - a bug, not the user's doing: keep the traceback, but never exit 1 ("parity failed")
         traceback.print_exc()
         print("error: internal error (a bug in train-to-triton; the traceback above says where)", file=sys.stderr)
