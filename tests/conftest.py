@@ -318,10 +318,17 @@ def server_process(http: str) -> Any:
     port = http.rsplit(":", 1)[1]
 
     def listening(process: Any) -> bool:
-        try:
-            return process.name() == "tritonserver" and f"--http-port={port}" in process.cmdline()
-        except psutil.Error:  # gone, or a zombie another test's server left until it is reaped: not this one
-            return False
+        words = command_line(process.pid).split()  # empty for a zombie another test's server left until reaped
+        return bool(words) and Path(words[0]).name == "tritonserver" and f"--http-port={port}" in words
 
     (found,) = [p for p in psutil.Process().children(recursive=True) if listening(p)]
     return found
+
+
+def command_line(pid: int) -> str:
+    """A process's command line, words separated by spaces; empty once it is gone or a zombie (psutil raises for
+    those: a server that ended in another test and was not yet reaped failed a test that only looked)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""

@@ -231,7 +231,7 @@ def test_tensorrt_commands_explain_themselves_on_a_cpu_host() -> None:
     [
         # refused before Hydra runs (check_group_overrides)
         (["evaluate.parity", "model=resnet51_onnx"], "unknown model 'resnet51_onnx'; choose one of: all, "),
-        # what Hydra cannot compose: Hydra raises it (HYDRA_FULL_ERROR, set by main), main reports it in one line
+        # what Hydra cannot compose (main composes with Hydra's Compose API): one line
         (
             ["evaluate.parity", "model=mnist_onnx", "modle.tolerance.atol=1"],
             "unknown key 'modle.tolerance.atol': misspelled? `--help` shows the config",

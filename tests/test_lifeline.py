@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.core import lifeline
 
-from conftest import tool_env
+from conftest import command_line, tool_env
 
 # the grandparent test starts the real parity and Triton: integration; the others are quick
 
@@ -30,13 +30,6 @@ def children(pid: int) -> list[int]:
         if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-def command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def attached() -> None:
@@ -79,11 +72,13 @@ def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, t
     try:
         parent = wait_for(lambda: children(grandparent.pid), 30, "the parent shell")[0]
         python = wait_for(lambda: children(parent), 30, "the parity process")[0]
-        triton = wait_for(lambda: [c for c in children(python) if "tritonserver" in command(c)], 120, "tritonserver")[0]
+        triton = wait_for(
+            lambda: [c for c in children(python) if "tritonserver" in command_line(c)], 120, "tritonserver"
+        )[0]
         os.kill(grandparent.pid, signal.SIGKILL)
         grandparent.wait()
         started = time.monotonic()
-        wait_for(lambda: not command(python) and not command(triton), 30, "parity and tritonserver to stop")
+        wait_for(lambda: not command_line(python) and not command_line(triton), 30, "parity and tritonserver to stop")
         stopped_in = time.monotonic() - started
     finally:  # whatever happened, nothing of the test outlives it
         with contextlib.suppress(ProcessLookupError):
@@ -118,7 +113,7 @@ def test_killing_parity_kills_its_triton_at_once(in_workspace: Path, tmp_path: P
         )
     try:
         triton = wait_for(
-            lambda: [c for c in children(python.pid) if "tritonserver" in command(c)], 120, "tritonserver"
+            lambda: [c for c in children(python.pid) if "tritonserver" in command_line(c)], 120, "tritonserver"
         )[0]
         wait_for(
             lambda: (
@@ -131,7 +126,7 @@ def test_killing_parity_kills_its_triton_at_once(in_workspace: Path, tmp_path: P
         python.kill()
         python.wait()
         started = time.monotonic()
-        wait_for(lambda: not command(triton), 30, "tritonserver to stop")
+        wait_for(lambda: not command_line(triton), 30, "tritonserver to stop")
         stopped_in = time.monotonic() - started
     finally:
         with contextlib.suppress(ProcessLookupError):

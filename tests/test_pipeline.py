@@ -14,7 +14,18 @@ from typing import Any
 import pytest
 
 import user_models
-from conftest import AFTER_BUILD, BIN, USER_MODELS, compose_config, file_hashes, git, job_result, run_cmd, tool_env
+from conftest import (
+    AFTER_BUILD,
+    BIN,
+    USER_MODELS,
+    command_line,
+    compose_config,
+    file_hashes,
+    git,
+    job_result,
+    run_cmd,
+    tool_env,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -182,13 +193,7 @@ def test_a_killed_parity_stage_leaves_the_tracked_reports(workspace: Path, tmp_p
         )
     deadline = time.monotonic() + 120
 
-    def command(process: psutil.Process) -> str:
-        try:
-            return " ".join(process.cmdline())
-        except psutil.Error:  # a stage's process that ended meanwhile (a zombie until reaped)
-            return ""
-
-    while not any("evaluate.parity" in command(p) for p in psutil.Process(dvc.pid).children(recursive=True)):
+    while not any("evaluate.parity" in command_line(p.pid) for p in psutil.Process(dvc.pid).children(recursive=True)):
         assert dvc.poll() is None and time.monotonic() < deadline, (tmp_path / "repro.out").read_text()
         time.sleep(0.1)
     time.sleep(1.0)  # the stage runs: its server starting

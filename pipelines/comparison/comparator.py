@@ -136,9 +136,11 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     burst_case = Case(f"burst_{burst}", _slice(samples, 0, burst), [1] * burst) if burst > 0 else None
     parts = ensemble.parts(spec, catalog or {}) if spec.format == "ensemble" else None
     labelled = any(t.labels for t in spec.outputs) and spec.labels_file is not None
-    # the labels Triton answers with (the classifier's, for an ensemble) against torchvision's own names
-    audit = labels.audit(parts.classifier.network if parts else spec.network) if labelled or parts else None
-    constants = preprocessing_audit.audit(parts.classifier.network if parts else spec.network)
+    # the labels Triton answers with and the pre-processing constants (the classifier's, for an ensemble) against
+    # torchvision's own metadata
+    audited = parts.classifier.network if parts else spec.network
+    audit = labels.audit(audited) if labelled or parts else None
+    constants = preprocessing_audit.audit(audited)
     names = None
     if labelled:
         names = audit.expected if audit is not None and audit.expected is not None else labels.read(spec.network)

@@ -131,7 +131,7 @@ def baseline_dir_figures(root: Path, directories: list[str]) -> dict[str, dict[s
             f"({', '.join(Path(d).name for d in directories)}): give the project tree above it, or the directory "
             "under its own name"
         )
-    return read_dirs(root.parent, [str(Path(named[0]).name)])
+    return read_dirs(root.parent, [root.name])
 
 
 def metric_groups(settings: GateSettings) -> list[list[str]]:
