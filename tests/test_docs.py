@@ -13,11 +13,12 @@ import io
 import logging
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, compose_config, entry_config
+from conftest import BIN, ROOT, compose_config, entry_config
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXTERNAL = {"source", "git", "aws", "kubectl"}  # the reader's shell, history, bucket and cluster
@@ -91,6 +92,12 @@ def check_command(command: list[str]) -> None:
         compose_config(config, [o for o in overrides if not o.startswith("-")])
     elif tool == "make":
         assert set(args) <= make_targets(), f"make {args}: no such target"
+    elif tool == "pre-commit":  # the hooks it would install: .pre-commit-config.yaml, as pre-commit reads it
+        assert args[:1] in (["install"], ["run"]), f"{command}: not a pre-commit command this project uses"
+        check = subprocess.run(
+            [str(BIN / "pre-commit"), "validate-config"], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
     elif tool == "dvc":
         from dvc.cli import parse_args
 

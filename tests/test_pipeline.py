@@ -243,14 +243,38 @@ def perturbed_ci_run(repo: Path) -> dict[str, Any]:
     step.write_text(text.replace(line, line + " * 1.01"))
     # and an added model "retrained" into one that gets every label of its sample wrong
     shutil.copy2(repo / USER_MODELS / user_models.WORSE, repo / USER_MODELS / "scripted.pt")
-    git(repo, "commit", "-qam", "a change that perturbs a served model, and a worse model of a user's own")
+    # committed without `dvc repro`: the pre-commit hook refuses it; forced past it, CI stops before reproducing
+    hooks = run_cmd([str(BIN / "pre-commit"), "install"], repo, timeout=120)
+    assert hooks.returncode == 0, hooks.stdout + hooks.stderr
+    message = "a change that perturbs a served model, and a worse model of a user's own"
+    refused = commit(repo, "-qam", message)
+    forced = commit(repo, "-qam", message, "--no-verify")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    unreproduced = make_ci(repo)
+    # as the message says: `dvc repro` (it records the failed proofs), then commit the lock with the reports
+    repro = run_cmd([str(BIN / "dvc"), "repro"], repo, timeout=900)
+    git(repo, "add", "-A")
+    accepted_commit = commit(repo, "-qm", "dvc repro: the lock and the reports of that change")
     perturbed = make_ci(repo)
     written = gate.is_file() and gate.stat().st_mtime_ns != before  # this run's own table, not a copied one
     report = repo / "reports" / "parity" / "resnet50_ensemble.json"
     return {
+        "refused_commit": refused,
+        "unreproduced": unreproduced,
+        "repro": repro,
+        "reproduced_commit": accepted_commit,
         "perturbed": (perturbed, gate.read_text() if written else "(the gate wrote no table)", None),
         "perturbed_report": json.loads(report.read_text()) if report.is_file() else {},
     }
+
+
+def commit(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """`git commit` as a contributor runs it: through the pre-commit hook, when one is installed."""
+    identity = ["-c", "user.email=ci@example.com", "-c", "user.name=ci"]
+    env = {**tool_env(), "VENV": str(BIN.parent)}  # the hook's `make lock-check` runs with this environment
+    return subprocess.run(
+        ["git", *identity, "commit", *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 AFTER_BUILD["ci_runs"] = run_ci_twice
@@ -272,6 +296,9 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
     assert plots  # dvc plots diff, for the artifacts
 
     perturbed, table, _ = ci_runs["perturbed"]
+    assert ci_runs["repro"].returncode == 0, ci_runs["repro"].stdout[-3000:]  # the failed proofs are recorded
+    assert "parity FAILED for: resnet50_ensemble" in ci_runs["repro"].stdout
+    assert ci_runs["reproduced_commit"].returncode == 0, ci_runs["reproduced_commit"].stdout[-3000:]
     assert perturbed.returncode != 0
     assert "FAIL" in table.splitlines()[0], perturbed.stdout[-3000:] + perturbed.stderr[-3000:]
     assert "| parity_metrics/resnet50_ensemble | passed | yes | no |" in table
@@ -281,6 +308,21 @@ def test_make_ci_passes_then_fails_on_a_perturbed_model(ci_runs) -> None:
     # an added model is gated like the demo models: its accuracy on its own labelled sample fell from 1 to 0
     assert "| parity_metrics/scripted_onnx | framework_accuracy | 1 | 0 |" in table
     assert re.search(r"\| reports/parity_metrics/scripted_onnx\.json +\| framework_accuracy", table)
+
+
+def test_a_change_committed_without_dvc_repro_is_refused_before_anything_runs(ci_runs) -> None:
+    """The committed dvc.lock must record the commit's own code: the pre-commit hook refuses the commit, and `make ci`
+    on it (committed past the hook) fails at its first step, naming the stages and the change, and reproduces
+    nothing. Once `dvc repro` refreshed the lock, the hook lets the commit through (asserted above)."""
+    for result in (ci_runs["refused_commit"], ci_runs["unreproduced"]):
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, out[-3000:]
+        assert "dvc.lock does not record this commit's code and params" in out, out[-3000:]
+        assert re.search(r"  serve/ensemble_steps: changed for repository, parity, benchmark\n", out), out[-3000:]
+        assert re.search(r"  byom/scripted\.pt: changed for export_added@scripted\n", out), out[-3000:]
+        assert "run `dvc repro dvc.yaml`, then commit dvc.lock" in out
+        assert "Running stage" not in out
+    assert "dvc.lock records this commit's code and params" in ci_runs["refused_commit"].stdout  # the hook's name
 
 
 def test_server_side_preprocessing_drift_is_named_in_the_report(ci_runs) -> None:

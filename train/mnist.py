@@ -6,10 +6,12 @@ import csv
 import io
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipelines.artifacts import reproducible
 from pipelines.config.spec import NetworkSpec, network_spec
 from pipelines.core.atomic import atomic_path, write_json, write_text
 from pipelines.core.cli import hydra_main
@@ -110,6 +112,7 @@ def run(cfg: Any) -> dict[str, float]:
     loss, accuracy = model.evaluate(x_test, mnist.y_test, verbose=0)
     with atomic_path(cfg.paths.keras_model, suffix=".keras") as tmp:
         model.save(tmp)
+        reproducible.keras_archive(Path(tmp))  # no save date or object ids: the same training, the same bytes
     # what two identical runs agree on (committed with the code): no timings, which the log line carries
     metrics = {"test_accuracy": round(float(accuracy), 6), "test_loss": round(float(loss), 6)}
     write_json(cfg.paths.train_metrics, metrics)

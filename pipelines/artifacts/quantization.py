@@ -163,8 +163,8 @@ class Built:
     calibration: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """What the committed report records: no timing (the log line says it), which differs from run to run."""
         return {
-            "seconds": round(self.seconds, 2),
             "source_bytes": self.source_bytes,
             "bytes": self.bytes,
             "size_ratio": round(self.bytes / self.source_bytes, 4),

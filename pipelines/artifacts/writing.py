@@ -11,6 +11,7 @@ runs the written file beside its source on the same inputs, as optimum's `valida
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.artifacts import reproducible
 from pipelines.artifacts.io_signature import ArtifactSignature, require_match
 from pipelines.config.spec import NetworkSpec, TensorSpec
 from pipelines.core.errors import ArtifactError
@@ -54,6 +56,21 @@ def keras_savedmodel(
             return {name: out[name] for name in names}
         return dict(zip(returned, out if isinstance(out, (list, tuple)) else [out]))
 
+    with reproducible.keras_export(model):
+        _export_archive(keras, tf, model, inputs, signature, endpoint, batch_axis, target)
+    reproducible.savedmodel_fingerprint(target)
+
+
+def _export_archive(
+    keras: Any,
+    tf: Any,
+    model: Any,
+    inputs: Sequence[TensorSpec],
+    signature: str,
+    endpoint: Any,
+    batch_axis: bool,
+    target: Path,
+) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -97,7 +114,9 @@ def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, 
         "--output",
         str(target),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # tf2onnx names nodes from counters that follow set order: string hashing fixed, the same names every run
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         raise ArtifactError(f"tf2onnx failed (exit {proc.returncode}):\n{tail}")
@@ -107,6 +126,8 @@ def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, 
             dim = value.type.tensor_type.shape.dim[0]
             if not dim.HasField("dim_value"):
                 dim.dim_param = "batch"
+    model.graph.doc_string = "converted from a SavedModel by tf2onnx"  # tf2onnx's names the (temporary) folder
+    reproducible.onnx_names(model)
     require_valid_onnx(model, "tf2onnx's export")
     onnx.save(model, str(target))
 

@@ -111,9 +111,10 @@ def profile_paths(cfg: DictConfig, specs: list[ModelSpec]) -> tuple[Path, Report
     return Path(cfg.model_repository), Reports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
 
 
-# Overrides that choose what conf/ already defines, or how much to re-prove, not what is proven: a run given only these
-# is conf/'s own check (the catalog's profile is the one its configured check composes)
-AS_CONFIGURED = frozenset({"model", "catalog", "reuse"})
+# Overrides that choose what conf/ already defines, how much to re-prove or whether a failure stops the command, not
+# what is proven: a run given only these is conf/'s own check (the catalog's profile is the one its configured check
+# composes)
+AS_CONFIGURED = frozenset({"model", "catalog", "reuse", "record_failure"})
 
 
 # What a run proves besides each model's spec: the protocols, the data, the repository served and which server serves

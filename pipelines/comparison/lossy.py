@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.comparison.output_metrics import agreement, min_cosine
+from pipelines.comparison.recorded_figures import recorded
 from pipelines.config.spec import LossyBounds
 
 OWN_FILE = "own_file"  # a lossy model's strict reference (its file in process), as reports name its accuracy
@@ -65,7 +66,7 @@ class LossyResult:
             "served_accuracy": self.served_accuracy,
             "accuracy_drop": self.accuracy_drop,
             "bounds": asdict(self.bounds),
-            "outputs": {k: asdict(v) for k, v in self.outputs.items()},
+            "outputs": {k: recorded(asdict(v), keep_worst=False) for k, v in self.outputs.items()},
             "failures": list(self.failures),
         }
 

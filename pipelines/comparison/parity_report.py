@@ -14,6 +14,7 @@ from typing import Any
 
 from pipelines.comparison.lossy import OWN_FILE, LossyResult
 from pipelines.comparison.output_metrics import OutputMetrics
+from pipelines.comparison.recorded_figures import error_figure, recorded
 from pipelines.config.spec import Tolerance
 
 
@@ -29,7 +30,7 @@ class OutputResult:
     def to_dict(self) -> dict[str, Any]:
         if self.metrics is None:
             return {"samples": self.samples, "mismatched_samples": self.mismatched_samples, "passed": self.passed}
-        return {**self.metrics.to_dict(), "passed": self.passed}
+        return {**recorded(self.metrics.to_dict(), keep_worst=not self.passed), "passed": self.passed}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OutputResult:
@@ -107,7 +108,7 @@ class ParityReport:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (DVC metrics)."""
+        """Plain JSON data (DVC metrics), error figures as recorded (comparison/recorded_figures.py)."""
         data: dict[str, Any] = {
             "model": self.model,
             "network": self.network,
@@ -185,8 +186,8 @@ class ParityReport:
         figures: dict[str, Any] = {
             "passed": self.passed,
             "protocols_agree": all(self.protocol_agreement.values()),
-            "max_abs": max((m.max_abs for m in numeric), default=0.0),
-            "needed_atol": max((m.needed_atol for m in numeric), default=0.0),
+            "max_abs": error_figure(max((m.max_abs for m in numeric), default=0.0)),
+            "needed_atol": error_figure(max((m.needed_atol for m in numeric), default=0.0)),
         }
         strict = "framework" if self.lossy is None else OWN_FILE  # what the served accuracy must equal (else: FAIL)
         served = [v for k, v in (self.accuracy or {}).items() if k != strict]
