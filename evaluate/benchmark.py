@@ -5,8 +5,10 @@ TensorFlow), the same runtime behind a one-process Flask server, and Triton over
 gRPC with system shared memory; latency at batch 1 and `max_batch_size`, closed-loop throughput at
 each concurrency, Triton with its dynamic batcher on and off, Triton's own breakdown of where the
 time goes, memory, and perf_analyzer's figures beside ours. Writes reports/benchmark/: one JSON
-report per model, headline ratios (DVC metrics), the latency-throughput curves (DVC plots), a PNG
-and a Markdown table. Exit 0, or 2 on usage and environment errors.
+report per model in ratios over the same run's in-process figures (committed: machines differ, ratios much less),
+and headline ratios (DVC metrics); this host's timings go to reports/benchmark_host/ (not committed): a JSON report
+per model, the latency-throughput curves (DVC plots), a PNG and a Markdown table. Exit 0, or 2 on usage and
+environment errors.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ def run(cfg: DictConfig) -> int:
     if unanswered:  # a dead server measures nothing: its null figures must not become the tracked ones
         print(f"benchmark FAILED (reports not written): {'; '.join(unanswered)}", flush=True)
         return EXIT_FAILED
-    write(results, job.reports, job.metrics, set(job.catalog) if job.whole_catalog else None)
+    write(results, job.reports, job.metrics, job.host, set(job.catalog) if job.whole_catalog else None)
     print(
-        f"reports: {job.reports}/<model>.json, benchmark.md, benchmark.png, curves.json; "
-        f"headline ratios: {job.metrics}/",
+        f"reports: {job.reports}/<model>.json (ratios); headline ratios: {job.metrics}/; this host's timings: "
+        f"{job.host}/<model>.json, benchmark.md, benchmark.png, curves.json",
         flush=True,
     )
     return EXIT_OK

@@ -18,7 +18,7 @@ from evaluate import benchmark
 from pipelines.config.spec import model_spec
 from pipelines.core.errors import ConfigError
 from pipelines.performance import load, measurement, perf_analyzer
-from pipelines.performance.benchmark_report import ModelBenchmark, Point, precisions
+from pipelines.performance.benchmark_report import ModelBenchmark, Point, fp32_of, precisions, recorded_precisions
 
 from conftest import compose_config
 
@@ -68,13 +68,22 @@ def test_headline_ratios_from_hand_written_points() -> None:
             Point("grpc", 1, 1, False, 100, 500.0, 2.0, 2.0, 2.0),  # batching off: not the headline
         ],
     )
-    assert bench.headline() == {
-        "grpc_vs_in_process": 4.0,
-        "grpc_overhead_ms": 3.0,
-        "c4_vs_in_process": 0.8,
-        "c8_vs_flask": 3.0,
-    }
+    assert bench.headline() == {"grpc_vs_in_process": 4.0, "c4_vs_in_process": 0.8, "c8_vs_flask": 3.0}
     assert ModelBenchmark.from_dict(json.loads(json.dumps(bench.to_dict()))) == bench
+    # the committed report: every point over the in-process one (1 ms, 1000/s), by hand; no time of this host
+    recorded = json.loads(json.dumps(bench.recorded()))
+    assert [
+        (q["path"], q["concurrency"], q["p50_vs_in_process"], q["per_second_vs_in_process"]) for q in recorded["points"]
+    ] == [
+        ("in_process", 1, 1.0, 1.0),
+        ("grpc", 1, 4.0, 0.25),
+        ("grpc", 4, 5.0, 0.8),
+        ("grpc", 8, 9.0, 0.9),
+        ("flask", 8, 27.0, 0.3),
+        ("grpc", 1, 2.0, 0.5),
+    ]
+    assert not [k for q in recorded["points"] for k in q if k.endswith(("_ms", "per_second"))]
+    assert "memory_mb" not in recorded and recorded["headline"] == bench.headline()
 
 
 def test_precisions_set_each_lossy_model_beside_its_fp32_model() -> None:
@@ -99,6 +108,24 @@ def test_precisions_set_each_lossy_model_beside_its_fp32_model() -> None:
         "| net_int8 | int8 | 25.0 (4.0x) | 5.00 (4.00x) | 8.00 (3.00x) | 300.0 (3.00x) |",
     ]
     assert "other_fp32" not in text
+    # the committed form: the same gains, from the reports in ratios alone (what docs/precisions.md shows)
+    measured = [
+        bench("net_int8", "int8", 25_000_000, 5.0, 8.0, 300.0),
+        bench("net_fp32", "fp32", 100_000_000, 20.0, 24.0, 100.0),
+    ]
+    records = [json.loads(json.dumps(b.recorded(fp32_of(b, measured)))) for b in measured]
+    assert records[0]["vs_fp32"] == {
+        "fp32_model": "net_fp32",
+        "size_x": 4.0,
+        "in_process_p50_x": 4.0,
+        "grpc_p50_x": 3.0,
+        "grpc_c4_per_second_x": 3.0,
+    }
+    assert "vs_fp32" not in records[1]
+    assert recorded_precisions(records).splitlines()[2:] == [
+        "| net_fp32 | fp32 | 100.0 | 1x | 1x | 1x |",
+        "| net_int8 | int8 | 25.0 (4.0x) | 4.00x | 3.00x | 3.00x |",
+    ]
     again = ModelBenchmark.from_dict(json.loads(json.dumps(bench("a", "int8", 1, 1.0, 1.0, 1.0).to_dict())))
     assert (again.network, again.precision, again.artifact_bytes) == ("net", "int8", 1)
 
@@ -191,11 +218,12 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(
         "load.perf_analyzer_interval_ms=200",
         f"load.reports={tmp_path / 'reports'}",
         f"load.metrics={tmp_path / 'metrics'}",
+        f"load.host_reports={tmp_path / 'host'}",
         f"paths.logs={tmp_path / 'logs'}",
     ]
     cfg = compose_config("benchmark", cfg_overrides)
     assert benchmark.run(cfg) == 0
-    report = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())
+    report = json.loads((tmp_path / "host" / "mnist_onnx.json").read_text())  # this host's timings
     seen = {(p["path"], p["batch"], p["concurrency"], p["dynamic_batching"]) for p in report["points"]}
     for path in ("in_process", "flask", "http", "grpc", "shm"):
         batching = None if path in ("in_process", "flask") else True
@@ -219,9 +247,15 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(
             int(k.rsplit(" ", 1)[1]) for k in report["skipped"] if k.startswith("perf_analyzer at")
         } == {1, 2}
     headline = json.loads((tmp_path / "metrics" / "mnist_onnx.json").read_text())
-    assert headline == report["headline"] and headline["grpc_overhead_ms"] is not None
-    assert (tmp_path / "reports" / "benchmark.png").stat().st_size > 10_000
-    assert "| Triton gRPC + shm | 64 | 1 |" in (tmp_path / "reports" / "benchmark.md").read_text()
+    assert headline == report["headline"] and headline["grpc_vs_in_process"] is not None
+    committed = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())  # in ratios: as many points
+    assert committed["headline"] == headline and len(committed["points"]) == len(report["points"])
+    assert {p["p50_vs_in_process"] for p in committed["points"] if p["path"] == "in_process" and p["batch"] == 1} == {
+        1.0
+    }
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["mnist_onnx.json"]
+    assert (tmp_path / "host" / "benchmark.png").stat().st_size > 10_000
+    assert "| Triton gRPC + shm | 64 | 1 |" in (tmp_path / "host" / "benchmark.md").read_text()
     assert "### mnist_onnx" in capsys.readouterr().out
     # reuse=true (the dvc.yaml stage's): nothing it was measured from changed, so no server starts, the report stays
     logs = len(list((tmp_path / "logs").glob("triton-*.log")))
@@ -253,6 +287,7 @@ def test_a_path_that_answers_nothing_fails_the_run_and_writes_no_report(
             "load.batching_off=false",
             f"load.reports={tmp_path / 'reports'}",
             f"load.metrics={tmp_path / 'metrics'}",
+            f"load.host_reports={tmp_path / 'host'}",
             f"paths.logs={tmp_path / 'logs'}",
             "server.extra_args=['--grpc-restricted-protocol=inference:benchmark-key=secret']",
         ],
@@ -261,7 +296,7 @@ def test_a_path_that_answers_nothing_fails_the_run_and_writes_no_report(
     out = capsys.readouterr().out
     assert "benchmark FAILED (reports not written): mnist_onnx Triton gRPC batch " in out
     assert "mnist_onnx Triton gRPC batch 1 x1: none of " in out
-    assert not (tmp_path / "reports").exists() and not (tmp_path / "metrics").exists()
+    assert not [d for d in ("reports", "metrics", "host") if (tmp_path / d).exists()]
 
 
 def test_the_window_hook_runs_after_the_warm_up() -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pipelines.comparison.parity_report import ParityReport
 from pipelines.core.errors import ArtifactError
-from pipelines.performance.benchmark_report import ModelBenchmark, precisions
+from pipelines.performance.benchmark_report import recorded_precisions
 
 T = TypeVar("T")
 MARK = re.compile(r"(<!-- figures:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
@@ -108,10 +108,16 @@ def _hardening_table(report: dict[str, Any]) -> str:
 
 
 def precision_costs(reports: Reports) -> str:
-    """reports/benchmark/: each lossy model beside its FP32 model (size, latency, throughput)."""
-    files = [p for p in sorted(reports.benchmark.glob("*.json")) if p.name != "curves.json"]
-    benchmarks = [_report(p, ModelBenchmark.from_dict) for p in files]
-    return precisions(benchmarks).split("\n", 2)[2].strip()  # the table, under the report's own heading
+    """reports/benchmark/: each lossy model beside its FP32 model (size, latency, throughput, as ratios)."""
+    records = [_report(p, _benchmark_record) for p in sorted(reports.benchmark.glob("*.json"))]
+    return recorded_precisions(records)
+
+
+def _benchmark_record(data: dict[str, Any]) -> dict[str, Any]:
+    """A committed benchmark report (ModelBenchmark.recorded); one with timings in it is of an earlier version."""
+    if "points" not in data or any("p50_ms" in p for p in data["points"]):
+        raise KeyError("points in ratios")
+    return {k: data[k] for k in ("model", "precision", "artifact_bytes")} | {"vs_fp32": data.get("vs_fp32")}
 
 
 def precision_quality(reports: Reports) -> str:

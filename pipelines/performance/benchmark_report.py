@@ -14,8 +14,8 @@ from typing import Any
 
 # the points (path -> concurrency levels, batch 1) that the headline ratios read
 HEADLINE_POINTS = {"in_process": (1,), "flask": (8,), "grpc": (1, 4, 8)}
-# the headline's figures as the gate judges them: ratios where lower is better, ratios where higher is better;
-# `grpc_overhead_ms`, a difference in ms, is shown but not judged (absolute times differ between machines)
+# the headline's figures as the gate judges them: ratios where lower is better, ratios where higher is better
+# (ratios only: absolute times differ between machines)
 COST_RATIOS = ("grpc_vs_in_process",)
 GAIN_RATIOS = ("c4_vs_in_process", "c8_vs_flask")
 BREAKDOWN = ("queue", "compute_input", "compute_infer", "compute_output")  # Triton's per-request statistics
@@ -103,14 +103,49 @@ class ModelBenchmark:
         ratio = lambda a, b: round(a / b, 3) if a is not None and b else None  # noqa: E731
         return {
             "grpc_vs_in_process": ratio(grpc and grpc.p50_ms, inproc and inproc.p50_ms),  # p50, batch 1, one at a time
-            "grpc_overhead_ms": round(grpc.p50_ms - inproc.p50_ms, 3) if grpc and inproc else None,
             "c4_vs_in_process": ratio(grpc_c4 and grpc_c4.per_second, inproc and inproc.per_second),  # throughput
             "c8_vs_flask": ratio(grpc_c8 and grpc_c8.per_second, flask_c8 and flask_c8.per_second),
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything measured, in this host's milliseconds and inferences per second (not committed)."""
         data = asdict(self)
         data["headline"] = self.headline()
+        return _finite(data)
+
+    def recorded(self, fp32: ModelBenchmark | None = None) -> dict[str, Any]:
+        """The committed report: each point as ratios over this run's in-process point (batch 1, one at a time),
+        and a lossy model's gains over its FP32 model measured in the same run (`fp32`); no absolute timing."""
+        base = self.find("in_process")
+        ratio = lambda a, b: round(a / b, 3) if b and math.isfinite(a) and math.isfinite(b) else None  # noqa: E731
+        points = [
+            {
+                "path": p.path,
+                "batch": p.batch,
+                "concurrency": p.concurrency,
+                "dynamic_batching": p.dynamic_batching,
+                "failures": p.failures,
+                "p50_vs_in_process": ratio(p.p50_ms, base.p50_ms) if base else None,
+                "per_second_vs_in_process": ratio(p.per_second, base.per_second) if base else None,
+            }
+            for p in self.points
+        ]
+        data = {
+            "model": self.model,
+            "format": self.format,
+            "network": self.network,
+            "precision": self.precision,
+            "server": self.server,
+            "settings": self.settings,
+            "artifact_bytes": self.artifact_bytes,
+            "skipped": self.skipped,
+            "baseline": "in_process, batch 1, one request at a time, in the same run",
+            "points": points,
+            "headline": self.headline(),
+            "proof_key": self.proof_key,
+        }
+        if fp32 is not None and fp32 is not self:
+            data["vs_fp32"] = gains(self, fp32)
         return _finite(data)
 
     @classmethod
@@ -221,6 +256,63 @@ def precisions(benchmarks: list[ModelBenchmark]) -> str:
                 )
             lines.append(f"| {b.model} | {b.precision} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# a lossy model's gains over its FP32 model: (path, concurrency, figure); x above 1 is better
+GAINS = {
+    "in_process_p50_x": ("in_process", 1, "p50_ms"),
+    "grpc_p50_x": ("grpc", 1, "p50_ms"),
+    "grpc_c4_per_second_x": ("grpc", 4, "per_second"),
+}
+
+
+def gains(lossy: ModelBenchmark, fp32: ModelBenchmark) -> dict[str, Any]:
+    """What the precision buys, as ratios of one run's figures: size, latency, throughput (above 1 is better)."""
+    out: dict[str, Any] = {"fp32_model": fp32.model}
+    if lossy.artifact_bytes and fp32.artifact_bytes:
+        out["size_x"] = round(fp32.artifact_bytes / lossy.artifact_bytes, 2)
+    for name, (path, concurrency, figure) in GAINS.items():
+        mine, theirs = lossy.find(path, concurrency=concurrency), fp32.find(path, concurrency=concurrency)
+        if mine is None or theirs is None:
+            continue
+        a, b = getattr(mine, figure), getattr(theirs, figure)
+        if a and b and math.isfinite(a) and math.isfinite(b):
+            out[name] = round(b / a if figure == "p50_ms" else a / b, 2)
+    return out
+
+
+def fp32_of(benchmark: ModelBenchmark, others: list[ModelBenchmark]) -> ModelBenchmark | None:
+    """The FP32 model of a lossy model's network and format among `others` (None for an FP32 model)."""
+    if not benchmark.precision or benchmark.precision == "fp32":
+        return None
+    same = (benchmark.network, benchmark.format, "fp32")
+    return next((b for b in others if (b.network, b.format, b.precision) == same), None)
+
+
+def recorded_precisions(records: list[dict[str, Any]]) -> str:
+    """Markdown from the committed reports: each lossy model's gains over its FP32 model (x, above 1 is better)."""
+    lines = [
+        "| model | precision | size MB | in process latency | Triton gRPC latency | Triton gRPC x4 throughput |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    by_name = {r["model"]: r for r in records}
+    lossy = [r for r in records if r.get("vs_fp32")]
+    for fp32_name in sorted({r["vs_fp32"]["fp32_model"] for r in lossy}):
+        base = by_name.get(fp32_name)
+        if base is None:
+            continue
+        lines.append(f"| {fp32_name} | fp32 | {_megabytes(base.get('artifact_bytes'))} | 1x | 1x | 1x |")
+        for r in sorted((r for r in lossy if r["vs_fp32"]["fp32_model"] == fp32_name), key=lambda r: r["model"]):
+            gain = r["vs_fp32"]
+            size = _megabytes(r.get("artifact_bytes"))
+            cells = [f"{size} ({gain['size_x']:.1f}x)" if "size_x" in gain else size]
+            cells += [f"{gain[k]:.2f}x" if k in gain else "-" for k in GAINS]
+            lines.append(f"| {r['model']} | {r['precision']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def _megabytes(size: int | None) -> str:
+    return "-" if not size else f"{size / 1e6:,.1f}"
 
 
 def _size(b: ModelBenchmark, base: ModelBenchmark) -> str:

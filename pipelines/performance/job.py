@@ -21,7 +21,7 @@ from pipelines.config.selection import require_gpu_host, selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_text
 from pipelines.model_repository import fingerprint
-from pipelines.performance.benchmark_report import ModelBenchmark, plot, precisions
+from pipelines.performance.benchmark_report import ModelBenchmark, fp32_of, plot, precisions
 from pipelines.performance.measured_paths import measure_flask, measure_in_process, measure_triton, server_memory
 from pipelines.performance.measurement import Bench, LoadSettings, inputs_for
 from pipelines.serving.balancer import FrontSettings
@@ -44,8 +44,9 @@ class BenchmarkJob:
     data: str  # paths.data: the parity inputs every path is sent
     logs: Path
     models: DictConfig  # the run's models config, handed to the Flask baseline's process as YAML
-    reports: Path
+    reports: Path  # committed: ratios (ModelBenchmark.recorded)
     metrics: Path
+    host: Path  # this host's timings, tables and plot (not committed)
     keys: Mapping[str, str] = dataclasses.field(default_factory=dict)  # each measured model's proof key
     kept: list[str] = dataclasses.field(default_factory=list)  # reuse=true: reports kept, their key unchanged
 
@@ -65,6 +66,7 @@ class BenchmarkJob:
         }
         reports = Path(cfg.load.reports)
         metrics = Path(cfg.load.metrics)
+        host = Path(cfg.load.host_reports)
         kept = [
             s.name
             for s in measured
@@ -88,6 +90,7 @@ class BenchmarkJob:
             models=cfg.models,
             reports=reports,
             metrics=metrics,
+            host=host,
             keys=keys,
             kept=kept,
         )
@@ -162,29 +165,32 @@ def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
     ]
 
 
-def write(results: list[ModelBenchmark], out: Path, metrics: Path, served: set[str] | None = None) -> None:
-    """Each model's report, headline and curve; then the table and plot of every model reported in `out`.
-    `served` (a model=all run): the reports of any other model, kept from an earlier run (DVC's persist), go."""
+def write(results: list[ModelBenchmark], out: Path, metrics: Path, host: Path, served: set[str] | None = None) -> None:
+    """Each model's committed report (ratios), headline and this host's report (timings); then the table, plot and
+    curves of every model this host measured, in `host`. `served` (a model=all run): the reports of any other model,
+    kept from an earlier run (DVC's persist), go."""
     for result in results:
-        write_json(out / f"{result.model}.json", result.to_dict())
-        write_json(metrics / f"{result.model}.json", result.to_dict()["headline"])
+        write_json(host / f"{result.model}.json", result.to_dict())
     if served is not None:
-        prune_reports([out, metrics], served, keep=("curves.json",))
+        prune_reports([out, metrics, host], served, keep=("curves.json",))
     everything = [
         ModelBenchmark.from_dict(json.loads(p.read_text()))
-        for p in sorted(out.glob("*.json"))
+        for p in sorted(host.glob("*.json"))
         if p.name != "curves.json"
     ]
-    write_json(out / "curves.json", [row for r in everything for row in r.curve()])
+    for result in results:  # a lossy model's gains over its FP32 model, as measured here (this run or an earlier one)
+        write_json(out / f"{result.model}.json", result.recorded(fp32_of(result, everything)))
+        write_json(metrics / f"{result.model}.json", result.headline())
+    write_json(host / "curves.json", [row for r in everything for row in r.curve()])
     compared = precisions(everything)
     write_text(
-        out / "benchmark.md",
+        host / "benchmark.md",
         "# Serving benchmark\n\n"
         + (compared + "\n\n" if compared else "")
         + "\n\n".join(r.table() for r in everything)
         + "\n",
     )
-    with atomic_path(out / "benchmark.png", suffix=".png") as tmp:
+    with atomic_path(host / "benchmark.png", suffix=".png") as tmp:
         plot(everything, tmp)
 
 
