@@ -64,21 +64,24 @@ REPRODUCE = if [ -n "$$($(DVC) remote list)" ]; then $(DVC) pull --allow-missing
 reproduce: setup
 	$(REPRODUCE)
 
-# The gate runs even when the pipeline failed (a model that fails parity stops `dvc repro`): its table says
-# which model and which figure; the job fails if either did.
+# The gate runs even when the pipeline failed (an export or a server that fails stops `dvc repro`; a failed proof is
+# recorded and judged here): its table says which model and which figure; the job fails if either did.
 GATE_ARGS ?=
 GATE = PATH="$(BIN):$$PATH" python -m evaluate.gate dvc_diffs=true $(GATE_ARGS)
 # First, in seconds: the committed dvc.lock must record this commit's code and params (else its reports are not this
 # commit's proof). The GPU job checks the CPU profile's lock too: gpu/dvc.lock is made by the job, on its GPU.
-lock-check:   # also the pre-commit hook (.pre-commit-config.yaml)
-	@$(BIN)/python -m evaluate.lock_check
+LOCK_CHECK = $(BIN)/python -m evaluate.lock_check
+lock-check:   # also the pre-commit hook (.pre-commit-config.yaml); no setup: it must take seconds
+	@test -x $(BIN)/python || { echo "error: no $(VENV): run \`make setup\` first" >&2; exit 2; }
+	@$(LOCK_CHECK)
 
-ci: setup lock-check
+ci: setup
+	@$(LOCK_CHECK)
 	status=0; ($(REPRODUCE)) || status=$$?; $(GATE) || status=$$?; exit $$status
 
 ci-gpu: setup
 	@$(BIN)/python -m export.gpu_host
-	@$(BIN)/python -m evaluate.lock_check
+	@$(LOCK_CHECK)
 	status=0; $(DVC) repro gpu/dvc.yaml || status=$$?; $(GATE) || status=$$?; exit $$status
 
 # After a green run on main: share what was built, so CI and colleagues pull instead of retraining.

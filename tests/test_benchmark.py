@@ -250,14 +250,18 @@ def test_benchmark_run_measures_every_path_and_agrees_with_tritons_statistics(
     assert headline == report["headline"] and headline["grpc_vs_in_process"] is not None
     committed = json.loads((tmp_path / "reports" / "mnist_onnx.json").read_text())  # in ratios: as many points
     assert committed["headline"] == headline and len(committed["points"]) == len(report["points"])
-    assert {p["p50_vs_in_process"] for p in committed["points"] if p["path"] == "in_process" and p["batch"] == 1} == {
-        1.0
-    }
+    assert {
+        p["p50_vs_in_process"]
+        for p in committed["points"]
+        if (p["path"], p["batch"], p["concurrency"]) == ("in_process", 1, 1)
+    } == {1.0}
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["mnist_onnx.json"]
     assert (tmp_path / "host" / "benchmark.png").stat().st_size > 10_000
     assert "| Triton gRPC + shm | 64 | 1 |" in (tmp_path / "host" / "benchmark.md").read_text()
     assert "### mnist_onnx" in capsys.readouterr().out
-    # reuse=true (the dvc.yaml stage's): nothing it was measured from changed, so no server starts, the report stays
+    # reuse=true (the dvc.yaml stage's): nothing it was measured from changed, so no server starts, the report stays,
+    # also where this host has no timings of its own (a fresh clone: reports/benchmark_host/ is not committed)
+    shutil.rmtree(tmp_path / "host")
     logs = len(list((tmp_path / "logs").glob("triton-*.log")))
     before = (tmp_path / "reports" / "mnist_onnx.json").read_bytes()
     assert benchmark.run(compose_config("benchmark", [*cfg_overrides, "reuse=true"])) == 0

@@ -4,6 +4,7 @@ real git and DVC: fresh in a fresh clone, stale for a code, params or command ch
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ stages:
     outs: [data.txt]
   score:
     cmd: python score.py
-    deps: [score.py, data.txt]
+    deps: [score.py, data.txt, source.txt]
     params: [params.yaml: [scale]]
     outs:
       - report.json:
@@ -43,8 +44,8 @@ def lock_check(project: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project whose `dvc repro` was committed (report.json with it, data.txt in DVC's cache), cloned: its data is
-    absent, as in CI's clean clone."""
+    """A project whose `dvc repro` was committed (report.json with it, data.txt in DVC's cache, source.txt `dvc add`ed),
+    cloned: its data and source are absent, as in CI's clean clone."""
     origin = tmp_path_factory.mktemp("origin")
     git(origin, "init", "-q")
     (origin / "make_data.py").write_text("open('data.txt', 'w').write('1 2 3')\n")
@@ -54,7 +55,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (origin / "params.yaml").write_text("scale: 2\nunread: 1\n")
     (origin / "dvc.yaml").write_text(DVC_YAML)
+    (origin / "source.txt").write_text("a user's model, tracked by DVC")
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=origin, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "source.txt"], cwd=origin, check=True)
     repro = subprocess.run(
         [sys.executable, "-m", "dvc", "repro"], cwd=origin, capture_output=True, text=True, check=False
     )
@@ -70,11 +73,11 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def project(clone: Path):
     yield clone
     git(clone, "checkout", "-q", "--", ".")  # each test's change undone
-    git(clone, "clean", "-qfd")
+    git(clone, "clean", "-qfdx")  # data.txt too: DVC git-ignores its outputs
 
 
 def test_a_fresh_clone_is_fresh_though_its_outputs_are_absent(project: Path) -> None:
-    assert not (project / "data.txt").exists()
+    assert not (project / "data.txt").exists() and not (project / "source.txt").exists()
     result = lock_check(project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "dvc.yaml: the lock records this commit's code and params"
@@ -88,6 +91,8 @@ def test_a_code_change_names_each_stage_it_makes_stale(project: Path) -> None:
     assert "  score.py: changed for score\n" in result.stdout
     assert "run `dvc repro dvc.yaml`, then commit dvc.lock" in result.stdout
     assert "make_data" not in result.stdout  # the other stage's lock entry still holds
+    table = (project / "reports" / "gate" / "gate.md").read_text()  # where CI posts the gate's table
+    assert table.startswith("### Lock check: **FAIL**") and "  score.py: changed for score" in table
 
 
 def test_a_param_change_names_the_param_and_an_unread_one_nothing(project: Path) -> None:
@@ -110,6 +115,36 @@ def test_a_committed_report_edited_by_hand_is_stale_but_other_outputs_are_not(pr
     (project / "report.json").write_text('{"sum": 100}')  # the committed proof, not what the lock records
     result = lock_check(project)
     assert result.returncode == 1 and "  report.json: changed for score\n" in result.stdout
+
+
+def test_a_source_added_again_without_dvc_repro_is_stale(project: Path) -> None:
+    """A retrained model `dvc add`ed and committed without `dvc repro`: absent from the clone, its .dvc file says."""
+    tracked = project / "source.txt.dvc"
+    tracked.write_text(re.sub(r"md5: \w+", "md5: 0123456789abcdef0123456789abcdef", tracked.read_text()))
+    result = lock_check(project)
+    assert result.returncode == 1
+    assert "  source.txt (recorded as another version than source.txt.dvc's): changed for score\n" in result.stdout
+
+
+def test_a_lock_merged_by_hand_is_stale(project: Path) -> None:
+    """The lock records score's input as another data.txt than the one make_data's entry records."""
+    lock = project / "dvc.lock"
+    text = lock.read_text()
+    made = re.search(r"outs:\n    - path: data.txt\n      hash: md5\n      md5: (\w+)", text)
+    assert made, text
+    lock.write_text(text[: made.start(1)] + "0123456789abcdef" * 2 + text[made.end(1) :])  # make_data's entry, edited
+    result = lock_check(project)
+    assert result.returncode == 1
+    assert "  data.txt (recorded as another version than make_data's): changed for score\n" in result.stdout
+
+
+def test_a_dependency_nothing_makes_is_missing(project: Path) -> None:
+    git(project, "rm", "-q", "score.py")
+    result = lock_check(project)
+    assert result.returncode == 1
+    assert (
+        "  score.py (missing: no stage makes it, and neither git nor DVC tracks it): changed for score" in result.stdout
+    )
 
 
 def test_not_a_dvc_project_is_a_usage_error(tmp_path: Path) -> None:

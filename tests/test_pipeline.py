@@ -234,7 +234,6 @@ def run_ci_twice(repo: Path, scratch: Path) -> dict[str, Any]:
 
 def perturbed_ci_run(repo: Path) -> dict[str, Any]:
     gate = repo / "reports" / "gate" / "gate.md"
-    before = gate.stat().st_mtime_ns if gate.is_file() else None
     git(repo, "checkout", "-q", "-b", "drift")
     step = repo / "serve" / "ensemble_steps" / "preprocess.py"
     text = step.read_text()
@@ -251,16 +250,19 @@ def perturbed_ci_run(repo: Path) -> dict[str, Any]:
     forced = commit(repo, "-qam", message, "--no-verify")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     unreproduced = make_ci(repo)
+    unreproduced_table = gate.read_text() if gate.is_file() else "(no table)"
     # as the message says: `dvc repro` (it records the failed proofs), then commit the lock with the reports
     repro = run_cmd([str(BIN / "dvc"), "repro"], repo, timeout=900)
     git(repo, "add", "-A")
     accepted_commit = commit(repo, "-qm", "dvc repro: the lock and the reports of that change")
+    before = gate.stat().st_mtime_ns if gate.is_file() else None  # the lock check's table, above
     perturbed = make_ci(repo)
     written = gate.is_file() and gate.stat().st_mtime_ns != before  # this run's own table, not a copied one
     report = repo / "reports" / "parity" / "resnet50_ensemble.json"
     return {
         "refused_commit": refused,
         "unreproduced": unreproduced,
+        "unreproduced_table": unreproduced_table,
         "repro": repro,
         "reproduced_commit": accepted_commit,
         "perturbed": (perturbed, gate.read_text() if written else "(the gate wrote no table)", None),
@@ -323,6 +325,7 @@ def test_a_change_committed_without_dvc_repro_is_refused_before_anything_runs(ci
         assert "run `dvc repro dvc.yaml`, then commit dvc.lock" in out
         assert "Running stage" not in out
     assert "dvc.lock records this commit's code and params" in ci_runs["refused_commit"].stdout  # the hook's name
+    assert ci_runs["unreproduced_table"].startswith("### Lock check: **FAIL**")  # what CI posts, in place of the gate's
 
 
 def test_server_side_preprocessing_drift_is_named_in_the_report(ci_runs) -> None:

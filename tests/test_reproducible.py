@@ -84,3 +84,41 @@ def test_the_rewritten_files_still_load_and_compute_the_same(written: list[Path]
     np.testing.assert_allclose(onnx_says, keras_says, atol=1e-6)
     state = torch.load(out / "state_dict.pt", weights_only=True)
     assert set(state) == {"weight", "bias"} and state["weight"].shape == (2, 4)
+
+
+def test_renumbered_names_keep_the_graphs_inputs_and_outputs_and_clash_with_none() -> None:
+    """tf2onnx-style names renumbered around an input that is itself named like one (`x__1`): every name stays
+    unique, ONNX's checker accepts the graph, and it computes what it did."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from pipelines.artifacts import reproducible
+
+    nodes = [
+        helper.make_node("Add", ["x__1", "const_b__7"], ["x__5"], name="Add__9"),  # would be renumbered x__1
+        helper.make_node("Mul", ["x__5", "const_a__3"], ["y"], name="Mul__2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x__1", onnx.TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+        [
+            numpy_helper.from_array(np.array([2.0, 3.0], np.float32), "const_a__3"),
+            numpy_helper.from_array(np.array([1.0, 1.0], np.float32), "const_b__7"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([1.0, 2.0], np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x__1": x})
+    reproducible.onnx_names(model)
+    onnx.checker.check_model(model, full_check=True)
+    produced = [o for n in model.graph.node for o in n.output] + [i.name for i in model.graph.initializer]
+    assert len(produced) == len(set(produced)) and "x__1" not in produced
+    assert model.graph.node[0].input[0] == "x__1" and model.graph.output[0].name == "y"
+    assert model.graph.node[0].output[0] == "x__2"  # x__1 is the input's: skipped
+    assert [i.name for i in model.graph.initializer] == ["const__0", "const__3"]  # numbered by first use
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x__1": x})
+    np.testing.assert_array_equal(before[0], after[0])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import logging
 import re
@@ -118,11 +119,14 @@ def onnx_names(model: Any) -> None:
     interface = {v.name for v in [*graph.input, *graph.output]}
     constants = {i.name for i in graph.initializer}
     names: dict[str, str] = {}
+    numbers = itertools.count()
     for name in [n for node in graph.node for n in [*node.input, *node.output]] + sorted(constants):
         made_up = _MADE_UP.match(name)
         if made_up and name not in interface and name not in names:
             what = "const" if name in constants else made_up.group(1)
-            names[name] = f"{what}__{len(names)}{made_up.group(2) or ''}"
+            while (new := f"{what}__{next(numbers)}{made_up.group(2) or ''}") in interface:  # inputs keep theirs
+                pass
+            names[name] = new
     nodes: dict[str, str] = {}
     for node in graph.node:
         made_up = _MADE_UP.match(node.name)

@@ -123,7 +123,8 @@ def _benchmark_record(data: dict[str, Any]) -> dict[str, Any]:
 def precision_quality(reports: Reports) -> str:
     """reports/parity/: what each lossy model's served answers lost against its FP32 model."""
     rows = [
-        "| model | reference | accuracy, FP32 -> served | top-1 agreement | max / p99 \\|error\\| vs FP32 | verdict |",
+        "| model | reference | accuracy, FP32 -> served | top-1 agreement "
+        "| max / p99 \\|error\\| vs FP32, at most | verdict |",
         "|---|---|---|---:|---|---|",
     ]
     for path in sorted(reports.parity.glob("*.json")):

@@ -67,13 +67,16 @@ class BenchmarkJob:
         reports = Path(cfg.load.reports)
         metrics = Path(cfg.load.metrics)
         host = Path(cfg.load.host_reports)
-        kept = [
+        holds = {
             s.name
             for s in measured
             if cfg.reuse
             and (metrics / f"{s.name}.json").is_file()  # its headline ratios too (the DVC metrics)
             and _recorded_key(reports, s.name) == keys[s.name]
-        ]
+        }
+        # a lossy model's gains over its FP32 model are ratios of one run: a network's precisions are measured together
+        again = {(s.network.name, s.format) for s in measured if s.name not in holds}
+        kept = [s.name for s in measured if s.name in holds and (s.network.name, s.format) not in again]
         return cls(
             load=load,
             catalog=catalog,
@@ -173,13 +176,15 @@ def write(results: list[ModelBenchmark], out: Path, metrics: Path, host: Path, s
         write_json(host / f"{result.model}.json", result.to_dict())
     if served is not None:
         prune_reports([out, metrics, host], served, keep=("curves.json",))
+    if not results:  # every report kept (reuse=true): nothing measured, and this host may have no timings at all
+        return
     everything = [
         ModelBenchmark.from_dict(json.loads(p.read_text()))
         for p in sorted(host.glob("*.json"))
         if p.name != "curves.json"
     ]
-    for result in results:  # a lossy model's gains over its FP32 model, as measured here (this run or an earlier one)
-        write_json(out / f"{result.model}.json", result.recorded(fp32_of(result, everything)))
+    for result in results:  # a lossy model's gains over its FP32 model, measured in this run (BenchmarkJob.kept)
+        write_json(out / f"{result.model}.json", result.recorded(fp32_of(result, results)))
         write_json(metrics / f"{result.model}.json", result.headline())
     write_json(host / "curves.json", [row for r in everything for row in r.curve()])
     compared = precisions(everything)
