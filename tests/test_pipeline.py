@@ -324,7 +324,8 @@ def test_a_change_committed_without_dvc_repro_is_refused_before_anything_runs(ci
         assert re.search(r"  byom/scripted\.pt: changed for export_added@scripted\n", out), out[-3000:]
         assert "run `dvc repro dvc.yaml`, then commit dvc.lock" in out
         assert "Running stage" not in out
-    assert "dvc.lock records this commit's code and params" in ci_runs["refused_commit"].stdout  # the hook's name
+    refused = ci_runs["refused_commit"]
+    assert "dvc.lock records this commit's code and params" in refused.stdout + refused.stderr  # the hook's name
     assert ci_runs["unreproduced_table"].startswith("### Lock check: **FAIL**")  # what CI posts, in place of the gate's
 
 
