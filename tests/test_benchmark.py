@@ -130,6 +130,21 @@ def test_precisions_set_each_lossy_model_beside_its_fp32_model() -> None:
     assert (again.network, again.precision, again.artifact_bytes) == ("net", "int8", 1)
 
 
+def test_a_lossy_model_is_measured_with_its_fp32_model() -> None:
+    """Its gains over the FP32 model are ratios of one run: `model=mnist_onnx_int8` measures mnist_onnx too."""
+    from pipelines.config.spec import served_specs
+    from pipelines.performance.job import with_fp32_models
+
+    cfg = compose_config("benchmark", ["model=mnist_onnx_int8"])
+    catalog = served_specs(cfg.models)
+    assert [s.name for s in with_fp32_models([catalog["mnist_onnx_int8"]], catalog)] == [
+        "mnist_onnx_int8",
+        "mnist_onnx",
+    ]
+    assert [s.name for s in with_fp32_models([catalog["mnist_onnx"]], catalog)] == ["mnist_onnx"]
+    assert [s.name for s in with_fp32_models([catalog["resnet50_ensemble"]], catalog)] == ["resnet50_ensemble"]
+
+
 @pytest.mark.parametrize(
     "load, expected",
     [

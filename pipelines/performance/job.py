@@ -53,7 +53,7 @@ class BenchmarkJob:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> BenchmarkJob:
         catalog = served_specs(cfg.models)
-        chosen = selected(cfg, catalog)
+        chosen = with_fp32_models(selected(cfg, catalog), catalog)
         failed = {s.name for s in chosen if export_failure.reason(s) is not None}
         server = launched_server(ServerSettings.from_cfg(cfg.server))
         require_gpu_host(chosen, server, cfg.triton_releases)
@@ -97,6 +97,17 @@ class BenchmarkJob:
             keys=keys,
             kept=kept,
         )
+
+
+def with_fp32_models(chosen: list[ModelSpec], catalog: Mapping[str, ModelSpec]) -> list[ModelSpec]:
+    """`chosen` and the FP32 model of each lossy one among them: its gains over it are ratios of one run."""
+    lossy = {(s.network.name, s.format) for s in chosen if s.precision and s.precision != "fp32"}
+    names = {s.name for s in chosen}
+    return chosen + [
+        s
+        for s in catalog.values()
+        if s.precision == "fp32" and (s.network.name, s.format) in lossy and s.name not in names
+    ]
 
 
 def _recorded_key(reports: Path, model: str) -> str | None:
