@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.core import lifeline
 
-from conftest import command_line, tool_env
+from conftest import command_line, tool_env, wait_until
 
 # the grandparent test starts the real parity and Triton: integration; the others are quick
 
@@ -35,16 +35,6 @@ def children(pid: int) -> list[int]:
 def attached() -> None:
     """preexec_fn: SIGHUP back to its default, in case this test runs under nohup (then every child is detached)."""
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def test_ancestors_are_this_process_chain() -> None:
@@ -70,15 +60,15 @@ def test_killing_a_grandparent_stops_parity_and_its_triton(in_workspace: Path, t
         preexec_fn=attached,  # noqa: PLW1509
     )
     try:
-        parent = wait_for(lambda: children(grandparent.pid), 30, "the parent shell")[0]
-        python = wait_for(lambda: children(parent), 30, "the parity process")[0]
-        triton = wait_for(
+        parent = wait_until(lambda: children(grandparent.pid), 30, "the parent shell")[0]
+        python = wait_until(lambda: children(parent), 30, "the parity process")[0]
+        triton = wait_until(
             lambda: [c for c in children(python) if "tritonserver" in command_line(c)], 120, "tritonserver"
         )[0]
         os.kill(grandparent.pid, signal.SIGKILL)
         grandparent.wait()
         started = time.monotonic()
-        wait_for(lambda: not command_line(python) and not command_line(triton), 30, "parity and tritonserver to stop")
+        wait_until(lambda: not command_line(python) and not command_line(triton), 30, "parity and tritonserver to stop")
         stopped_in = time.monotonic() - started
     finally:  # whatever happened, nothing of the test outlives it
         with contextlib.suppress(ProcessLookupError):
@@ -112,10 +102,10 @@ def test_killing_parity_kills_its_triton_at_once(in_workspace: Path, tmp_path: P
             stderr=subprocess.STDOUT,
         )
     try:
-        triton = wait_for(
+        triton = wait_until(
             lambda: [c for c in children(python.pid) if "tritonserver" in command_line(c)], 120, "tritonserver"
         )[0]
-        wait_for(
+        wait_until(
             lambda: (
                 list(logs.glob("triton-*.log"))
                 and "Started GRPCInferenceService" in next(logs.glob("triton-*.log")).read_text(errors="replace")
@@ -126,7 +116,7 @@ def test_killing_parity_kills_its_triton_at_once(in_workspace: Path, tmp_path: P
         python.kill()
         python.wait()
         started = time.monotonic()
-        wait_for(lambda: not command_line(triton), 30, "tritonserver to stop")
+        wait_until(lambda: not command_line(triton), 30, "tritonserver to stop")
         stopped_in = time.monotonic() - started
     finally:
         with contextlib.suppress(ProcessLookupError):
