@@ -57,35 +57,22 @@ def keras_savedmodel(
         return dict(zip(returned, out if isinstance(out, (list, tuple)) else [out]))
 
     with reproducible.keras_export(model):
-        _export_archive(keras, tf, model, inputs, signature, endpoint, batch_axis, target)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name=signature,
+            fn=endpoint,
+            input_signature=[
+                tf.TensorSpec(
+                    ((None,) if batch_axis else ()) + tuple(None if d == -1 else d for d in t.dims),
+                    t.numpy_dtype,
+                    name=t.name,
+                )
+                for t in inputs
+            ],
+        )
+        archive.write_out(str(target), verbose=False)
     reproducible.savedmodel_fingerprint(target)
-
-
-def _export_archive(
-    keras: Any,
-    tf: Any,
-    model: Any,
-    inputs: Sequence[TensorSpec],
-    signature: str,
-    endpoint: Any,
-    batch_axis: bool,
-    target: Path,
-) -> None:
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name=signature,
-        fn=endpoint,
-        input_signature=[
-            tf.TensorSpec(
-                ((None,) if batch_axis else ()) + tuple(None if d == -1 else d for d in t.dims),
-                t.numpy_dtype,
-                name=t.name,
-            )
-            for t in inputs
-        ],
-    )
-    archive.write_out(str(target), verbose=False)
 
 
 # `python -m tf2onnx.convert`, but TensorFlow's `try: import keras` finds none
@@ -114,7 +101,7 @@ def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, 
         "--output",
         str(target),
     ]
-    # tf2onnx names nodes from counters that follow set order: string hashing fixed, the same names every run
+    # string hashing fixed: one cause of run-to-run differences fewer (reproducible.onnx_names renumbers the names)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
