@@ -3,7 +3,7 @@
 `python corpus_models.py DIR [--only NAME[,NAME...]] [--family FAMILY] [--add] [--built]` writes each model's file
 into DIR (and DIR/build_times.json: seconds and outcome per model); --add then adds each with `export.add`
 (DIR/outcomes.json); --built skips the build (the files are there). Run it from the project root (or with the project on
-sys.path): torchvision is imported through the project's shim (pipelines.runners.torchvision_compat) before timm or
+sys.path): torchvision is imported through the project's shim (pipelines.frameworks.torchvision_compat) before timm or
 transformers import it.
 
 MODELS: name -> the `export.add` arguments for that model (paths relative to DIR, written `{d}`), as in
@@ -65,7 +65,7 @@ def _torchvision():
     root = Path.cwd()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from pipelines.runners.torchvision_compat import import_torchvision
+    from pipelines.frameworks.torchvision_compat import import_torchvision
 
     return import_torchvision()
 

@@ -292,7 +292,7 @@ def test_tensorflow_start_up_chatter_is_dropped_and_nothing_else() -> None:
     main thread arrives."""
     code = (
         "import sys, threading, time\nfrom pipelines.core import cli\n"
-        "from pipelines.runners.tensorflow_import import tensorflow\n"
+        "from pipelines.frameworks.tensorflow_import import tensorflow\n"
         "threading.Thread(target=tensorflow, daemon=True).start()\n"
         "for i in range(10):\n    print(f'main {i}', file=sys.stderr); time.sleep(0.05)\n"
         "print('error: stopped', file=sys.stderr)\n"

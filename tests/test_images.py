@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.config.spec import image_limits
 from pipelines.data import images, parity_inputs
-from pipelines.runners.torchvision_compat import import_torchvision
+from pipelines.frameworks.torchvision_compat import import_torchvision
 
 from conftest import compose_config
 from hostile_images import HOSTILE

@@ -16,7 +16,7 @@ WRITER = """
 import sys
 from pathlib import Path
 import numpy as np
-from pipelines.runners.tensorflow_import import tensorflow
+from pipelines.frameworks.tensorflow_import import tensorflow
 tensorflow()
 import keras, torch
 from pipelines.artifacts import reproducible, writing

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from pipelines.runners.torchvision_compat import import_torchvision, nms_cpu, roi_align_cpu
+from pipelines.frameworks.torchvision_compat import import_torchvision, nms_cpu, roi_align_cpu
 
 torchvision = import_torchvision()
 

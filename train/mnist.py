@@ -17,7 +17,7 @@ from pipelines.core.atomic import atomic_path, write_json, write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ConfigError
 from pipelines.data import digits
-from pipelines.runners.tensorflow_import import tensorflow
+from pipelines.frameworks.tensorflow_import import tensorflow
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.config import dtypes
 from pipelines.config.spec import ModelSpec, TensorSpec
 from pipelines.core.errors import ArtifactError
+from pipelines.frameworks.tensorflow_import import tensorflow
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def sha256(path: Path) -> str:
 
 
 def onnx_signature(path: Path) -> ArtifactSignature:
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     if not Path(path).is_file():
         raise ArtifactError(f"{path} not found: run the export stage first (`dvc repro`)")
@@ -74,7 +75,6 @@ def onnx_signature(path: Path) -> ArtifactSignature:
 def savedmodel_signature(path: Path, signature: str) -> ArtifactSignature:
     if not (Path(path) / "saved_model.pb").is_file():
         raise ArtifactError(f"{path} is not a SavedModel directory: run the export stage first (`dvc repro`)")
-    from pipelines.runners.tensorflow_import import tensorflow
 
     tf = tensorflow()
 

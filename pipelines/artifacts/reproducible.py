@@ -65,7 +65,9 @@ def keras_export(model: Any) -> Iterator[None]:
     for number, variable in enumerate(v for v in model.variables if v.path.endswith("seed_generator_state")):
         variable.assign([number, 0])  # a random layer's state: used in training only, drawn at random on load
     try:
-        from keras.src.export import saved_model_export_archive as archive_module
+        from keras.src.export import (
+            saved_model_export_archive as archive_module,  # lazy: Keras imports TensorFlow (~15 s); Keras work only
+        )
     except ImportError:  # another Keras layout: the export works, not reproducibly (the test says so)
         log.warning("this Keras has no saved_model_export_archive: the SavedModel will not be byte-reproducible")
         yield
@@ -90,7 +92,7 @@ def _variable_key(variable: Any) -> tuple[str, tuple]:
 
 def savedmodel_fingerprint(savedmodel: Path) -> None:
     """fingerprint.pb's UUID (random per save) derived from the SavedModel's own bytes; its hashes are kept."""
-    from tensorflow.core.protobuf import fingerprint_pb2
+    from tensorflow.core.protobuf import fingerprint_pb2  # lazy: TensorFlow takes ~15 s to import; TF work only
 
     path = savedmodel / "fingerprint.pb"
     if not path.is_file():
@@ -144,7 +146,7 @@ def onnx_names(model: Any) -> None:
 
 def torch_state_dict(state: Any, target: Path) -> None:
     """`torch.save` to a stream: the zip's folder is then "archive", not the temporary file's name."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     with target.open("wb") as stream:
         torch.save(state, stream)

@@ -16,11 +16,11 @@ from pipelines.byom import sources
 from pipelines.config.spec import NetworkSpec
 from pipelines.core.errors import ArtifactError, ConfigError, DataError
 from pipelines.data import parity_inputs
-from pipelines.runners import keras_models, reference
+from pipelines.runners import keras_models, reference, torch_models
 
 log = logging.getLogger(__name__)
 SERVED = ("savedmodel", "onnx")  # the artifacts the stage writes, where the network declares them
-TORCH_LOADERS = {"torch_export": sources.load_torch_export, "torchscript": sources.load_torchscript}
+TORCH_LOADERS = {"torch_export": torch_models.load_torch_export, "torchscript": torch_models.load_torchscript}
 
 
 def inputs_for(network: NetworkSpec) -> parity_inputs.ParityInputs:

@@ -18,6 +18,7 @@ import numpy as np
 from pipelines.artifacts import io_signature
 from pipelines.config import dtypes
 from pipelines.core.errors import ArtifactError
+from pipelines.runners import keras_models, torch_models
 
 # kind -> the reference that runs it (pipelines/runners/reference.py) and the formats it is served as
 KINDS = {
@@ -116,8 +117,6 @@ def _tensor(
 
 
 def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signature.ArtifactTensor]]:
-    from pipelines.runners import keras_models
-
     try:
         model = keras_models.load(path)
     except ArtifactError:
@@ -131,28 +130,10 @@ def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signa
     )
 
 
-def load_torch_export(path: Path) -> Any:
-    import torch
-
-    try:
-        return torch.export.load(str(path))
-    except Exception as exc:  # torch's deserialization errors share no base class
-        raise ArtifactError(f"{path}: torch.export.load cannot read it ({_first_line(exc)})") from exc
-
-
-def load_torchscript(path: Path) -> Any:
-    import torch
-
-    try:
-        return torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception as exc:  # torch.jit's errors share no base class
-        raise ArtifactError(f"{path}: torch.jit.load cannot read it ({_first_line(exc)})") from exc
-
-
 def _torch_export(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signature.ArtifactTensor]]:
     """Inputs named as the program's arguments; outputs `output_<i>` (a program's outputs have no names of their own).
     A dimension is open (-1) where the program declares it symbolic."""
-    program = load_torch_export(path)
+    program = torch_models.load_torch_export(path)
     user_inputs = set(program.graph_signature.user_inputs)
 
     def described(name: str, value: Any) -> io_signature.ArtifactTensor:
@@ -175,9 +156,9 @@ def _torchscript(
     """Inputs: forward's argument names, dtypes and shapes from the sample; outputs from one run on it.
 
     The batch axis and the sample's shapes are what is known; every other dimension is taken as fixed."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
-    module = load_torchscript(path)
+    module = torch_models.load_torchscript(path)
     names = [a.name for a in module.forward.schema.arguments[1:]]
     if sample is None:
         raise ArtifactError(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipelines.cluster import manifests
+from pipelines.cluster import kserve_api, manifests
 from pipelines.core.errors import ArtifactError, ConfigError
 from pipelines.serving import balancer, guard, launcher
 from pipelines.serving.settings import ServerSettings, TritonFlags
@@ -97,8 +97,6 @@ def runtime_version(image: str) -> str:
 
 def kserve_fields(document: dict) -> None:
     """Every field written must be one that KServe's own InferenceService model (and the core types in it) knows."""
-    from pipelines.cluster import kserve_api
-
     unknown = kserve_api.unknown_fields(document, "V1beta1InferenceService")
     if unknown:
         raise ConfigError(f"KServe's InferenceService has no field {', '.join(unknown)}")

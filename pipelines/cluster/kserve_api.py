@@ -31,9 +31,9 @@ def api() -> Any:
         package.__path__ = list(spec.submodule_search_locations)
         package.__spec__ = spec
         sys.modules["kserve"] = package
-    import kserve.api_client
-    import kserve.models
-    from kubernetes.client import models as core
+    import kserve.api_client  # lazy: the KServe client: KServe manifests only
+    import kserve.models  # lazy: the KServe client: KServe manifests only
+    from kubernetes.client import models as core  # lazy: the Kubernetes client takes ~2 s; manifests only
 
     for name in dir(core):  # KServe's types hold core ones (V1ObjectMeta, ...), which its deserializer looks up here
         if name.startswith("V") and not hasattr(kserve.models, name):

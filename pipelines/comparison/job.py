@@ -15,21 +15,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tritonclient.grpc as grpcclient
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from tritonclient.utils import InferenceServerException
 
-from pipelines.artifacts import export_failure
-from pipelines.comparison import comparator
+from pipelines.artifacts import export_failure, quantization
+from pipelines.comparison import comparator, localize
 from pipelines.comparison.parity_report import ParityReport
-from pipelines.config.selection import require_gpu_host, selected, whole_catalog
+from pipelines.config.selection import selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json
 from pipelines.core.background import Background
 from pipelines.core.cli import compose, run_overrides
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, ModelNotServed, ServerError, checked_number
+from pipelines.data import parity_inputs
 from pipelines.model_repository import assembly, fingerprint
+from pipelines.runners.reference import onnxruntime_runner
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
-from pipelines.serving.served_model import server_version
+from pipelines.serving.served_model import ServedModel, server_version
 from pipelines.serving.settings import ServerSettings
 from pipelines.trt import plans
 
@@ -76,7 +80,7 @@ class ParityJob:
         catalog = served_specs(cfg.models)
         specs = selected(cfg, catalog)
         server = ServerSettings.from_cfg(cfg.server)
-        require_gpu_host(specs, server, cfg.triton_releases)
+        server.require_tensorrt_host(specs, cfg.triton_releases)
         localize = None
         if cfg.localize:
             localize = Localize(
@@ -317,9 +321,6 @@ def _prepared(spec: ModelSpec, job: ParityJob) -> comparator.Prepared | Referenc
 
 def served_configs(endpoints: Endpoints) -> Callable[[str], Any]:
     """A model name -> the config a running server reports for it (gRPC), in one line when it has none."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
     client = grpcclient.InferenceServerClient(endpoints.grpc)
 
     def fetch(name: str) -> Any:
@@ -337,12 +338,6 @@ def served_configs(endpoints: Endpoints) -> Callable[[str], Any]:
 def localize_model(job: ParityJob) -> tuple[Any, Path]:
     """Serve the debug copy of one ONNX model from a scratch repository and blame the first layer over the bound.
     Returns the typed result and where its JSON and plot were written."""
-    from pipelines.artifacts import quantization
-    from pipelines.comparison import localize
-    from pipelines.data import parity_inputs
-    from pipelines.runners.reference import onnxruntime_runner
-    from pipelines.serving.served_model import ServedModel
-
     assert job.localize is not None
     if len(job.specs) != 1 or job.specs[0].format != "onnx":
         raise ConfigError("localize=true takes one ONNX model: model=<name> (its debug copy exposes every tensor)")

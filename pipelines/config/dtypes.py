@@ -28,14 +28,14 @@ TENSORRT_TO_TRITON = {
 
 def to_numpy(dtype: str) -> np.dtype:
     """A spec's dtype as numpy's (BYTES: object arrays of bytes, as tritonclient sends them)."""
-    from tritonclient.utils import triton_to_np_dtype
+    from tritonclient.utils import triton_to_np_dtype  # lazy: tritonclient.grpc/http take ~1 s; server calls only
 
     return np.dtype(triton_to_np_dtype(dtype))
 
 
 def from_numpy(dtype: np.dtype | str) -> str | None:
     """numpy's dtype (or its name) as Triton's; None where Triton has none."""
-    from tritonclient.utils import np_to_triton_dtype
+    from tritonclient.utils import np_to_triton_dtype  # lazy: tritonclient.grpc/http take ~1 s; server calls only
 
     try:
         return np_to_triton_dtype(np.dtype(dtype))
@@ -45,7 +45,7 @@ def from_numpy(dtype: np.dtype | str) -> str | None:
 
 def from_onnx(elem_type: int) -> str | None:
     """An ONNX TensorProto element type as Triton's (STRING: BYTES); None where Triton has none."""
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     if elem_type == onnx.TensorProto.STRING:
         return "BYTES"
@@ -62,14 +62,14 @@ def from_tensorflow(name: str) -> str | None:
 
 def config_enum(dtype: str) -> int:
     """A spec's dtype as the model config's enum (the protocol's BYTES is TYPE_STRING in model configs)."""
-    from tritonclient.grpc import model_config_pb2 as mc
+    from tritonclient.grpc import model_config_pb2 as mc  # lazy: tritonclient.grpc/http take ~1 s; server calls only
 
     return mc.DataType.Value("TYPE_STRING" if dtype == "BYTES" else f"TYPE_{dtype}")
 
 
 def from_config_enum(value: int) -> str:
     """The model config's enum as a spec's dtype."""
-    from tritonclient.grpc import model_config_pb2 as mc
+    from tritonclient.grpc import model_config_pb2 as mc  # lazy: tritonclient.grpc/http take ~1 s; server calls only
 
     name = mc.DataType.Name(value).removeprefix("TYPE_")
     return "BYTES" if name == "STRING" else name

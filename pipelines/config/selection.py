@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines.config.spec import ModelSpec, model_spec, served_specs
 from pipelines.core.cli import CONF_DIR
-from pipelines.core.errors import HostError, ServerError
-from pipelines.trt import loadability
-
-if TYPE_CHECKING:
-    from pipelines.serving.settings import ServerSettings
 
 
 def whole_catalog(cfg: DictConfig) -> bool:
@@ -26,20 +20,6 @@ def selected(cfg: DictConfig, catalog: dict[str, ModelSpec] | None = None) -> li
     if whole_catalog(cfg):
         return list((catalog if catalog is not None else served_specs(cfg.models)).values())
     return [model_spec(str(cfg.model.name), cfg.model)]
-
-
-def require_gpu_host(specs: list[ModelSpec], server: ServerSettings, releases: Mapping[str, Any]) -> None:
-    """TensorRT engines run on an NVIDIA GPU: say so in one line on any other host (a remote server may have one)."""
-    engines = [s.name for s in specs if s.format == "tensorrt"]
-    if not engines or not server.launched:
-        return
-    try:
-        loadability.server_loader(server.kind, server.image or "", bool(server.gpus), releases)
-    except ServerError as exc:
-        raise HostError(
-            f"{', '.join(engines)} cannot be served here: {exc}; TensorRT engines are not part of "
-            "the CPU profile (on a GPU host: `make pipeline-gpu`, or server=remote for a GPU Triton elsewhere)"
-        ) from None
 
 
 def engines_outside(catalog: Mapping[str, ModelSpec]) -> list[str]:

@@ -18,10 +18,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from pipelines.core import lifeline
 from pipelines.core.errors import PipelineError
+from pipelines.core.stderr_filter import settle
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
@@ -147,9 +153,6 @@ def usage_error(exc: Exception) -> PipelineError:
 @contextlib.contextmanager
 def composition_errors() -> Iterator[None]:
     """Hydra's composition errors, raised as the user's one-line PipelineError."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         yield
     except (HydraException, OmegaConfBaseException) as exc:
@@ -186,10 +189,6 @@ _COMPOSING = threading.Lock()  # Hydra's config search path is one global: two t
 def compose(config_name: str, overrides: list[str], with_hydra: bool = False) -> Any:
     """`conf/<config_name>.yaml` with only these overrides: what conf/ says, whatever this run was given
     (`with_hydra`: with Hydra's own settings under `hydra`, which hydra_main reads and removes)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     with _COMPOSING:
         if GlobalHydra.instance().is_initialized():  # inside a Hydra app: its config dir is ours
             return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
@@ -256,8 +255,6 @@ def _shown_config(argv: list[str]) -> bool:
 
 def _run_stage(run: Callable[[Any], Any], cfg: DictConfig) -> int:
     """`run(cfg)`, and the exit code its outcome means."""
-    from omegaconf.errors import MissingMandatoryValue
-
     _terminate_on_sigterm()
     try:
         code = run(cfg)
@@ -293,13 +290,9 @@ def _exit_now(code: Any) -> None:
     Every output is written (atomically) and every `with` has exited by now; what is left is TensorFlow's
     and PyTorch's own teardown, 1-2 s per stage for nothing. Streams and log handlers are flushed first.
     """
-    import logging
-
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = EXIT_FAILED
-    from pipelines.runners.tensorflow_import import settle
-
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

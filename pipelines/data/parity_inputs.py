@@ -16,7 +16,7 @@ import numpy as np
 
 from pipelines.config.spec import ModelSpec, Preprocessing, Sampling, TensorSpec
 from pipelines.core.errors import ConfigError, DataError
-from pipelines.data import digits
+from pipelines.data import digits, images
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ SAMPLE_PHOTOS = (
 
 def sample_photo_paths() -> list[Any]:
     try:
-        import skimage
+        import skimage  # lazy: the astronaut test image only
     except ImportError as exc:
         raise ConfigError("sample images come from scikit-image: run `make setup`") from exc
     folder = Path(skimage.__file__).parent / "data"
@@ -164,8 +164,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def read_images(folder: Path, tensor: TensorSpec, preprocessing: Preprocessing) -> ParityInputs:
     """A folder of images as an image input's samples, in name order, through the ensemble's pre-processing
     (`images.preprocess`: shorter side to `resize`, centre crop, normalise), laid out as the input's `layout`."""
-    from pipelines.data import images
-
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")

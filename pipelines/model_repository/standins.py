@@ -14,7 +14,9 @@ so it imports nothing of the project: only the standard library and Triton's mod
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -30,12 +32,29 @@ PYTHON_BASED_RUNTIME = "model.py"  # what Triton reports as `runtime` for a Pyth
 
 # Done by Triton's core for every backend, so a stand-in gets their effect without reading them.
 CORE_FIELDS = (
-    "name", "backend", "version_policy", "max_batch_size",
-    "input.name", "input.data_type", "input.dims", "input.format",
-    "output.name", "output.data_type", "output.dims", "output.label_filename",
-    "dynamic_batching", "instance_group.name", "instance_group.count", "instance_group.kind", "instance_group.gpus",
-    "optimization.priority", "optimization.input_pinned_memory", "optimization.output_pinned_memory",
-    "model_warmup", "response_cache", "metric_tags",
+    "name",
+    "backend",
+    "version_policy",
+    "max_batch_size",
+    "input.name",
+    "input.data_type",
+    "input.dims",
+    "input.format",
+    "output.name",
+    "output.data_type",
+    "output.dims",
+    "output.label_filename",
+    "dynamic_batching",
+    "instance_group.name",
+    "instance_group.count",
+    "instance_group.kind",
+    "instance_group.gpus",
+    "optimization.priority",
+    "optimization.input_pinned_memory",
+    "optimization.output_pinned_memory",
+    "model_warmup",
+    "response_cache",
+    "metric_tags",
 )
 INSTANCE_KINDS = ("KIND_AUTO", "KIND_CPU", "KIND_GPU")  # those a config may ask for (KIND_MODEL: never)
 
@@ -146,8 +165,10 @@ def refusal_message(config: mc.ModelConfig) -> str | None:
     problems = refusals(config)
     if not problems:
         return None
-    return (f"model {config.name!r}: the {backend_of(config)} stand-in backend that serves it here cannot honour "
-            f"{'; '.join(problems)}: Triton's own backend would serve it differently, so it is refused")
+    return (
+        f"model {config.name!r}: the {backend_of(config)} stand-in backend that serves it here cannot honour "
+        f"{'; '.join(problems)}: Triton's own backend would serve it differently, so it is refused"
+    )
 
 
 def served_by(config: mc.ModelConfig, local: bool = False) -> dict[str, str]:
@@ -166,8 +187,12 @@ def served_by(config: mc.ModelConfig, local: bool = False) -> dict[str, str]:
         implementation = "Triton's Python backend"
     else:
         implementation = f"Triton's own {backend} backend" + (f" ({config.runtime})" if config.runtime else "")
-    return {"platform": config.platform, "backend": backend, "runtime": config.runtime,
-            "implementation": implementation}
+    return {
+        "platform": config.platform,
+        "backend": backend,
+        "runtime": config.runtime,
+        "implementation": implementation,
+    }
 
 
 def describe(backend: str, local: bool = True) -> str:
@@ -178,8 +203,6 @@ def describe(backend: str, local: bool = True) -> str:
 
 
 def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(package)
     except PackageNotFoundError:

@@ -346,10 +346,10 @@ def _finite(value: Any) -> Any:
 
 def plot(benchmarks: list[ModelBenchmark], path: Path) -> None:
     """p50 latency against throughput, one panel per model, one line per path (batch 1)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib takes ~2 s; plots only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib takes ~2 s; plots only
 
     fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 4.2), squeeze=False)
     for ax, bench in zip(axes[0], benchmarks):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from omegaconf import DictConfig, OmegaConf
 
 from pipelines.config.spec import ModelSpec
@@ -61,8 +62,6 @@ def flask_server(spec: ModelSpec, models: DictConfig, logs: Path) -> Iterator[tu
 
 def wait_for_flask(proc: subprocess.Popen, model: str, port: int, log_file: Path, timeout_s: float = 180) -> Any:
     """The baseline's process (psutil) once `/ready` answers; its log's last line if it exits first."""
-    import psutil
-
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:

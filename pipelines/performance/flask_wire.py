@@ -13,6 +13,7 @@ import io
 from collections.abc import Mapping
 
 import numpy as np
+from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 BYTES_KEY, SHAPE_KEY = "{}.bytes", "{}.shape"
 
@@ -22,8 +23,6 @@ class WireError(ValueError):
 
 
 def dumps(arrays: Mapping[str, np.ndarray]) -> bytes:
-    from tritonclient.utils import serialize_byte_tensor
-
     plain: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
         if array.dtype == np.object_:
@@ -38,8 +37,6 @@ def dumps(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 
 def loads(data: bytes) -> dict[str, np.ndarray]:
-    from tritonclient.utils import deserialize_bytes_tensor
-
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

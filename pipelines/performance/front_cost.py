@@ -16,8 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 
 from pipelines.config import dtypes
 from pipelines.core.errors import HostError
@@ -129,10 +132,7 @@ def _sender(
     protocol: str, address: str, model: str, inputs: dict[str, np.ndarray]
 ) -> tuple[Callable[[], object], object]:
     """(send one request, the client to close)."""
-    if protocol == "http":
-        import tritonclient.http as client_module
-    else:
-        import tritonclient.grpc as client_module  # type: ignore[no-redef]
+    client_module: Any = httpclient if protocol == "http" else grpcclient
     client = client_module.InferenceServerClient(address)
     items = []
     for name, data in inputs.items():

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+import tritonclient.http as httpclient
 from omegaconf import DictConfig
 
 from pipelines.core.errors import HostError, checked_number
@@ -55,8 +56,6 @@ class HardeningJob:
 
 def _good_request(model: str, http: str):
     """A callable sending one good request of `model` over binary HTTP (its own client: one per thread)."""
-    import tritonclient.http as httpclient
-
     client = httpclient.InferenceServerClient(http)
     if model == hostile.MNIST:
         item = httpclient.InferInput("image", [4, 28, 28, 1], "FP32")

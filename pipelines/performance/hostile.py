@@ -22,6 +22,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import psutil
+import tritonclient.grpc as grpcclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
 
 MNIST, ENSEMBLE = "mnist_onnx", "resnet50_ensemble"
 KILLER = b'{"inputs":[{"name":"image","shape":[4294967297,28,28,1],"datatype":"FP32","data":[1]}]}'
@@ -34,8 +37,6 @@ SOURCE = "127.0.0.2"
 
 def zeros_png(side: int) -> bytes:
     """A square black PNG: about 100 KB on the wire for 6000x6000, and 0.5-0.7 s to decode."""
-    from PIL import Image
-
     out = io.BytesIO()
     Image.new("L", (side, side)).save(out, format="PNG", optimize=True)
     return out.getvalue()
@@ -43,8 +44,6 @@ def zeros_png(side: int) -> bytes:
 
 def declared_jpeg(width: int, height: int) -> bytes:
     """A 16x16 JPEG whose header declares `width` x `height`: 633 bytes that decode (grey) at full size."""
-    from PIL import Image
-
     out = io.BytesIO()
     Image.new("RGB", (16, 16), (120, 30, 200)).save(out, format="JPEG")
     data = bytearray(out.getvalue())
@@ -55,8 +54,6 @@ def declared_jpeg(width: int, height: int) -> bytes:
 
 def binary_bytes_request(images: list[bytes], name: str = "image") -> tuple[bytes, dict[str, str]]:
     """A KServe v2 binary request of BYTES images (each prefixed by its 4-byte length), as tritonclient sends it."""
-    import json
-
     data = b"".join(len(i).to_bytes(4, "little") + i for i in images)
     header = json.dumps(
         {
@@ -142,8 +139,6 @@ class Target:
 
 def grpc_status(call: Callable[[], object]) -> str:
     """The gRPC status a call ended with (OK, or the code's name, e.g. PERMISSION_DENIED)."""
-    from tritonclient.utils import InferenceServerException
-
     try:
         call()
     except InferenceServerException as exc:
@@ -182,8 +177,6 @@ def _concurrently(count: int, send: Callable[[], int | str]) -> list[int | str]:
 
 
 def management_grpc(address: str) -> list[str]:
-    import tritonclient.grpc as grpcclient
-
     client = grpcclient.InferenceServerClient(address)
     try:
         return [
@@ -201,8 +194,6 @@ def management_grpc(address: str) -> list[str]:
 
 
 def grpc_gzip(address: str) -> list[str]:
-    import tritonclient.grpc as grpcclient
-
     client = grpcclient.InferenceServerClient(address)
     item = grpcclient.InferInput("image", [1, 28, 28, 1], "FP32")
     item.set_data_from_numpy(np.zeros((1, 28, 28, 1), np.float32))

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipelines.artifacts import export_failure
-from pipelines.config.selection import require_gpu_host, selected, whole_catalog
+from pipelines.config.selection import selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
 from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_text
 from pipelines.model_repository import fingerprint
@@ -56,7 +56,7 @@ class BenchmarkJob:
         chosen = with_fp32_models(selected(cfg, catalog), catalog)
         failed = {s.name for s in chosen if export_failure.reason(s) is not None}
         server = launched_server(ServerSettings.from_cfg(cfg.server))
-        require_gpu_host(chosen, server, cfg.triton_releases)
+        server.require_tensorrt_host(chosen, cfg.triton_releases)
         load, front = LoadSettings.from_cfg(cfg.load), FrontSettings.from_cfg(cfg.balancer)
         measured = [s for s in chosen if s.max_batch_size > 0 and s.name not in failed]
         settings = {"load": repr(load), "server": repr(server), "front": repr(front)}

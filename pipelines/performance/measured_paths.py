@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
+from google.protobuf import json_format
 from omegaconf import DictConfig
 
 from pipelines.config.spec import ModelSpec
@@ -25,8 +27,6 @@ from pipelines.serving.served_model import ServedModel
 
 
 def measure_in_process(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray]) -> None:
-    import psutil
-
     before = psutil.Process().memory_info().rss
     run = runtimes.load(spec, bench.catalog)
     run(batch_of(arrays, 1))  # first call: lazy initialisation out of the figures
@@ -113,7 +113,6 @@ def measure_batching_off(
         return bench.skip(
             spec, "batching off", "needs a server this command launched (explicit model control, one replica)", levels
         )
-    from google.protobuf import json_format
 
     config.ClearField("dynamic_batching")
     probe.grpc.load_model(
@@ -170,8 +169,6 @@ def cross_check(bench: Bench, spec: ModelSpec, endpoints: Endpoints) -> None:
 
 def server_memory(endpoints: Endpoints, specs: list[ModelSpec]) -> dict[str, dict[str, float]]:
     """RSS of each launched tritonserver with its backend stubs, and of each model's stub processes."""
-    import psutil
-
     servers = [p for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver"]
     total = sum(p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True)) for p in servers)
     memory = {s.name: {"tritonserver with every model (all replicas)": total / 2**20} for s in specs}

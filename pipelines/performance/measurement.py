@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ConfigError, checked_number
@@ -68,8 +69,6 @@ class Progress:
     """One bar over every measurement, saying which one runs (tqdm, on stderr)."""
 
     def __init__(self, total: int):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, unit="point", dynamic_ncols=True, file=sys.stderr)
 
     def step(self, what: str) -> None:

@@ -28,7 +28,7 @@ LIBS = {"libb64.so.0d": "libb64-*.so.0d", "libcudart.so.12": "libcudart-*.so.12*
 
 
 def _bundled_libs() -> Path:
-    import pytriton
+    import pytriton  # lazy: pytriton takes ~2 s; the embedded server only
 
     return Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"
 

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.core.errors import ArtifactError
-from pipelines.runners.tensorflow_import import tensorflow
+from pipelines.frameworks.tensorflow_import import tensorflow
 
 
 def load(path: str | Path) -> Any:
     if not Path(path).is_file():
         raise ArtifactError(f"{path} not found: run the train stage first (`dvc repro train`)")
     tensorflow()  # first, quietly: Keras imports it
-    import keras
+    import keras  # lazy: Keras imports TensorFlow (~15 s); Keras work only
 
     return keras.saving.load_model(path)
 

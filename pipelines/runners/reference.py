@@ -23,7 +23,9 @@ import numpy as np
 
 from pipelines.config.spec import ModelSpec, NetworkSpec, TensorSpec
 from pipelines.core.errors import ArtifactError, ConfigError
-from pipelines.runners import keras_models
+from pipelines.data import images, labels
+from pipelines.frameworks.tensorflow_import import tensorflow
+from pipelines.runners import keras_models, torch_models
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
@@ -58,14 +60,12 @@ def keras_runner(model: Any, spec: NetworkSpec) -> Runner:
 
 
 def _torch(spec: NetworkSpec) -> Runner:
-    from pipelines.runners import torch_models
-
     return torch_runner(torch_models.build(spec, str(spec.artifact("state_dict"))), spec)
 
 
 def torch_runner(module: Any, spec: NetworkSpec) -> Runner:
     """A PyTorch callable with the spec's inputs as positional arguments and its outputs in order."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.no_grad():
@@ -77,23 +77,17 @@ def torch_runner(module: Any, spec: NetworkSpec) -> Runner:
 
 
 def _torch_export(spec: NetworkSpec) -> Runner:
-    from pipelines.byom import sources
-
-    return torch_runner(sources.load_torch_export(spec.source).module(), spec)
+    return torch_runner(torch_models.load_torch_export(spec.source).module(), spec)
 
 
 def _torchscript(spec: NetworkSpec) -> Runner:
-    from pipelines.byom import sources
-
-    return torch_runner(sources.load_torchscript(spec.source), spec)
+    return torch_runner(torch_models.load_torchscript(spec.source), spec)
 
 
 def savedmodel_runner(
     path: Path, signature: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
 ) -> Runner:
     """A SavedModel's named signature in TensorFlow, fed and read by tensor name."""
-    from pipelines.runners.tensorflow_import import tensorflow
-
     tf = tensorflow()
     try:
         fn = tf.saved_model.load(str(path)).signatures[signature]
@@ -111,7 +105,7 @@ def onnxruntime_runner(
     path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], optimize: bool = True
 ) -> Runner:
     """An ONNX file in ONNX Runtime on the CPU; `optimize=False` turns every graph optimization off."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: ONNX Runtime takes ~0.5 s; ONNX runs only
 
     options = ort.SessionOptions()
     if not optimize:
@@ -151,7 +145,7 @@ def onnx_runtime_name(path: Path) -> str:
 def _onnx_reference_fit(path: Path) -> tuple[bool, str | None]:
     """Whether the model is too large for onnx.reference, and what of it onnx.reference cannot run (None: nothing
     known: found in the file, or by an earlier run in this process)."""
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -178,7 +172,7 @@ def _known_refusal(model: Any) -> str | None:
 
 def _nodes(graphs: Sequence[Any]) -> list[Any]:
     """Every node of the graphs (or functions), with those of their subgraphs (If, Loop, Scan)."""
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     found = []
     for graph in graphs:
@@ -196,7 +190,7 @@ def _lacks(exc: BaseException) -> str | None:
     """What onnx.reference lacks, where `exc` is its own saying so: a NotImplementedError (an operator, or an
     attribute value, without an implementation) or a RuntimeError naming what it does not support, raised in its own
     code. None otherwise (numpy's errors among them): the inputs do not fit the model, and the caller says so."""
-    import onnx.reference
+    import onnx.reference  # lazy: onnx takes ~0.6 s; ONNX work only
 
     frames = traceback.extract_tb(exc.__traceback__)
     own = bool(frames) and Path(frames[-1].filename).is_relative_to(Path(onnx.reference.__file__).parent)
@@ -241,7 +235,7 @@ def _onnx(spec: NetworkSpec) -> Runner:
         return onnxruntime_runner(path, spec.inputs, spec.outputs, optimize=False)
     if refused:
         return _instead(spec, refused)
-    from onnx.reference import ReferenceEvaluator
+    from onnx.reference import ReferenceEvaluator  # lazy: onnx takes ~0.6 s; ONNX work only
 
     try:
         evaluator = ReferenceEvaluator(str(path))
@@ -303,8 +297,6 @@ def load_ensemble(parts: Any, classify: Runner | None = None) -> Runner:
 
     `classify`: another runner for the classifier step (the benchmark's in-process runtime); default its framework.
     """
-    from pipelines.data import images, labels
-
     classify = classify or load(parts.classifier)
     settings = parts.ensemble.network.require_preprocessing("the ensemble's reference").settings()
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs

@@ -12,24 +12,20 @@ from collections.abc import Mapping
 
 from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ConfigError
-from pipelines.runners.reference import Runner
+from pipelines.runners import reference
+from pipelines.runners.reference import Runner, onnxruntime_runner, savedmodel_runner
 
 
 def _onnx(spec: ModelSpec) -> Runner:
-    from pipelines.runners.reference import onnxruntime_runner
-
     return onnxruntime_runner(spec.artifact, spec.inputs, spec.outputs)
 
 
 def _savedmodel(spec: ModelSpec) -> Runner:
-    from pipelines.runners.reference import savedmodel_runner
-
     return savedmodel_runner(spec.artifact, spec.network.signature, spec.inputs, spec.outputs)
 
 
 def _ensemble(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
     from pipelines.model_repository import ensemble
-    from pipelines.runners import reference
 
     parts = ensemble.parts(spec, catalog)
     return reference.load_ensemble(parts, load(parts.classifier, catalog))
@@ -39,8 +35,6 @@ def own_file(spec: ModelSpec) -> tuple[Runner, str]:
     """A lossy model's strict reference for parity, and how the report names it: the ONNX file it serves (for a
     TensorRT engine, the Q/DQ file it was built from) in ONNX Runtime here. Serving must add no error to it; its
     cost against the FP32 framework model is judged apart (`pipelines.comparison.lossy`)."""
-    from pipelines.runners.reference import onnxruntime_runner
-
     if spec.format == "tensorrt" and spec.tensorrt is not None:
         source = spec.network.artifact(spec.tensorrt.source)
         return onnxruntime_runner(source, spec.inputs, spec.outputs), "its Q/DQ source in onnxruntime, in process"

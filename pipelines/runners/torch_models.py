@@ -7,12 +7,13 @@ from typing import Any
 
 from pipelines.config.spec import NetworkSpec
 from pipelines.core.errors import ArtifactError, ConfigError
-from pipelines.runners.torchvision_compat import import_torchvision
+from pipelines.data.parity_inputs import imagenet_like
+from pipelines.frameworks.torchvision_compat import import_torchvision
 
 
 def build(network: NetworkSpec, weights: str | None = None, seed: int = 0) -> Any:
     """An eval-mode model: seeded random init (`weights=None`), a torchvision weight name, or a state-dict path."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     tv = import_torchvision()
     arch = network.arch
@@ -54,9 +55,7 @@ def calibrate_batchnorm(model: Any, network: NetworkSpec, images: int = 16) -> A
     MobileNetV2 emits logits of ~1e-9 (every class tied) and parity would compare noise. With it,
     logits spread like a trained net's, so ranking and tolerance checks mean something.
     """
-    import torch
-
-    from pipelines.data.parity_inputs import imagenet_like
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     (tensor,) = network.inputs
     pre = network.require_preprocessing("BatchNorm calibration")
@@ -72,7 +71,7 @@ def calibrate_batchnorm(model: Any, network: NetworkSpec, images: int = 16) -> A
 
 
 def load_state_dict(path: str | Path) -> dict:
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     if not Path(path).is_file():
         raise ArtifactError(f"{path} not found: run the export stage first (`dvc repro`)")
@@ -80,3 +79,28 @@ def load_state_dict(path: str | Path) -> dict:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors
         raise ArtifactError(f"{path}: not a loadable state dict ({exc})") from exc
+
+
+def load_torch_export(path: Path) -> Any:
+    """A torch.export program saved by the user (`torch.export.save`)."""
+    import torch  # lazy: torch takes ~6 s to import; torch work only
+
+    try:
+        return torch.export.load(str(path))
+    except Exception as exc:  # torch's deserialization errors share no base class
+        raise ArtifactError(f"{path}: torch.export.load cannot read it ({_first_line(exc)})") from exc
+
+
+def load_torchscript(path: Path) -> Any:
+    """A TorchScript module saved by the user (`torch.jit.save`), in eval mode on CPU."""
+    import torch  # lazy: torch takes ~6 s to import; torch work only
+
+    try:
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:  # torch.jit's errors share no base class
+        raise ArtifactError(f"{path}: torch.jit.load cannot read it ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config.spec import ModelSpec, TensorSpec
@@ -73,8 +76,6 @@ def _grpc_channel_args(url: str) -> list[tuple[str, int]]:
 
 def server_version(endpoints: Endpoints) -> str:
     """Triton's version, as the server reports it in its metadata."""
-    import tritonclient.http as httpclient
-
     client = httpclient.InferenceServerClient(endpoints.http, connection_timeout=30, network_timeout=30)
     try:
         return str(client.get_server_metadata().get("version", "unknown"))
@@ -88,9 +89,6 @@ class ServedModel:
     """A model on a running Triton, reachable by every protocol parity compares."""
 
     def __init__(self, spec: ModelSpec, endpoints: Endpoints, timeout_s: float = 120.0):
-        import tritonclient.grpc as grpcclient
-        import tritonclient.http as httpclient
-
         self.spec = spec
         self.endpoints = endpoints
         self._http_mod, self._grpc_mod = httpclient, grpcclient
@@ -308,8 +306,6 @@ class ServedModel:
 
         The inputs are written once; each call is one request. Regions are unregistered and removed on the way out.
         """
-        import tritonclient.utils.shared_memory as shm
-
         if any(t.dtype == "BYTES" for t in self.spec.tensors):
             raise ServerError(
                 f"model {self.spec.name!r} has BYTES tensors, whose size varies: no fixed shared-memory region"

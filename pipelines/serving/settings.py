@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from pipelines.core.errors import ConfigError, checked_choice, checked_number
+from pipelines.config.spec import ModelSpec
+from pipelines.core.errors import ConfigError, HostError, ServerError, checked_choice, checked_number
 from pipelines.data import images
 from pipelines.serving.supervision import RestartPolicy
+from pipelines.trt import loadability
 
 KINDS = ("local", "docker", "remote")
 # Triton's names for the API groups `--http-restricted-api` / `--grpc-restricted-protocol` put behind a header key
@@ -186,6 +190,20 @@ class ServerSettings:
     @property
     def launched(self) -> bool:
         return self.kind != "remote"
+
+    def require_tensorrt_host(self, specs: list[ModelSpec], releases: Mapping[str, Any]) -> None:
+        """TensorRT engines run on an NVIDIA GPU: say so in one line on any other host (a remote server may have
+        one)."""
+        engines = [s.name for s in specs if s.format == "tensorrt"]
+        if not engines or not self.launched:
+            return
+        try:
+            loadability.server_loader(self.kind, self.image or "", bool(self.gpus), releases)
+        except ServerError as exc:
+            raise HostError(
+                f"{', '.join(engines)} cannot be served here: {exc}; TensorRT engines are not part of "
+                "the CPU profile (on a GPU host: `make pipeline-gpu`, or server=remote for a GPU Triton elsewhere)"
+            ) from None
 
     def loading_only(self, models: list[str]) -> ServerSettings:
         """A launched server that loads `models` alone (Triton loads an ensemble's steps with it), unless the user

@@ -142,8 +142,8 @@ def explicit_int8_problems(onnx_path: Path) -> list[str]:
     TensorRT quantizes symmetrically: signed INT8 with zero point 0 (its docs); a file without Q/DQ nodes
     would need the implicit calibrator that TensorRT 10 deprecates. Checked on CPU, before a GPU builds.
     """
-    import onnx
-    from onnx import TensorProto, numpy_helper
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
+    from onnx import TensorProto, numpy_helper  # lazy: onnx takes ~0.6 s; ONNX work only
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     init = {i.name: i for i in model.graph.initializer}

@@ -37,7 +37,7 @@ def _parse_errors(parser: Any) -> str:
 
 def io_of(engine: Any) -> list[dict[str, Any]]:
     """Name, mode, dtype, shape (-1 where dynamic) and profile-0 shapes of every I/O tensor."""
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: TensorRT exists only on GPU hosts
 
     io = []
     for i in range(engine.num_io_tensors):
@@ -57,7 +57,7 @@ def io_of(engine: Any) -> list[dict[str, Any]]:
 
 def build(settings: BuildSettings, timing_cache: bytes | None = None) -> Engine:
     """ONNX -> serialized engine with one optimization profile, detailed profiling and a timing cache."""
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: TensorRT exists only on GPU hosts
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -92,7 +92,7 @@ def build(settings: BuildSettings, timing_cache: bytes | None = None) -> Engine:
 
 def cuda_version() -> str | None:
     try:
-        import torch
+        import torch  # lazy: torch takes ~6 s to import; torch work only
 
         return torch.version.cuda
     except Exception:  # noqa: BLE001
@@ -100,7 +100,7 @@ def cuda_version() -> str | None:
 
 
 def _deserialize(plan: bytes, version_compatible: bool, what: str) -> Any:
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: TensorRT exists only on GPU hosts
 
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     if version_compatible:  # such plans embed the lean runtime, which runs only when allowed

@@ -45,7 +45,7 @@ def local_gpu() -> Gpu | None:
 def tensorrt_version() -> str | None:
     """The importable TensorRT's version (the PyPI placeholders that cannot import count as absent)."""
     try:
-        import tensorrt
+        import tensorrt  # lazy: TensorRT exists only on GPU hosts
     except Exception:  # noqa: BLE001 - ImportError, or a placeholder package failing at import
         return None
     return str(getattr(tensorrt, "__version__", "")) or None

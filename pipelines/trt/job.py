@@ -25,7 +25,7 @@ from pipelines.artifacts import io_signature
 from pipelines.config.spec import ModelSpec, model_spec
 from pipelines.core.atomic import atomic_path, write_json, write_text
 from pipelines.core.errors import ArtifactError, ConfigError, HostError
-from pipelines.trt import build, host, loadability, plans
+from pipelines.trt import build, engine, host, loadability, plans
 
 log = logging.getLogger(__name__)
 BUILDERS = ("python", "trtexec")
@@ -60,8 +60,6 @@ class EngineJob:
 
 
 def _build_python(settings: build.BuildSettings, cache_path: Path) -> tuple[bytes, str, list, str, str | None]:
-    from pipelines.trt import engine
-
     cache = cache_path.read_bytes() if cache_path.is_file() else None
     built = engine.build(settings, cache)
     with atomic_path(cache_path) as tmp:
@@ -101,8 +99,6 @@ def _build_trtexec(
         version = loadability.tensorrt_in_image(image, job.releases) or "unknown"
         local = host.tensorrt_version()
         if local is not None and (settings.version_compatible or loadability.same_version(version, local)):
-            from pipelines.trt import engine  # read the engine's own I/O where this TensorRT can load it
-
             io = engine.load_io(work / f"{stem}.plan", settings.version_compatible)
         else:
             io = _io_without_tensorrt(settings)

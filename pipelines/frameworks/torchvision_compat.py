@@ -48,13 +48,13 @@ _GATHER_ELEMENTS = 1 << 24  # samples x channels gathered at once (64 MiB of flo
 def import_torchvision() -> ModuleType:
     global _schema_library, torch  # noqa: PLW0603 - one load per process; `torch` for _nms, once imported
     try:
-        import torchvision
+        import torchvision  # lazy: imports torch (~6 s); torch work only
 
         return torchvision
     except RuntimeError as exc:
         if "torchvision::nms" not in str(exc):
             raise
-    import torch  # the module global _nms reads
+    import torch  # lazy: torch takes ~6 s to import; torch work only (the module global _nms reads)
 
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
         del sys.modules[name]
@@ -70,8 +70,8 @@ def import_torchvision() -> ModuleType:
             "torchvision::roi_align", _roi_align_backward, setup_context=_roi_align_setup_context, lib=library
         )
         _schema_library = library
-    import torchvision
-    from torchvision.ops import boxes
+    import torchvision  # lazy: imports torch (~6 s); torch work only
+    from torchvision.ops import boxes  # lazy: imports torch (~6 s); torch work only
 
     boxes.nms = torchvision.ops.nms = _nms  # batched_nms and the detection models call boxes.nms
     # torchvision.ops.roi_align (eager, scripted and traced; MultiScaleRoIAlign and the R-CNN heads call it) takes
@@ -85,7 +85,7 @@ def import_torchvision() -> ModuleType:
 
 def nms_cpu(dets, scores, iou_threshold: float):  # torch tensors (torch is imported lazily)
     """Indices of the boxes kept ([x1, y1, x2, y2], int64), by descending score: torchvision::nms on the CPU."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     if dets.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=dets.device)
@@ -127,7 +127,7 @@ def roi_align_cpu(
     As torchvision's C++ kernel (csrc/ops/cpu/roi_align_kernel.cpp, roi_align_common.h): aligned shifts the
     box by half a pixel, legacy boxes are at least one pixel a side, a sample more than one pixel outside the
     map is zero, one within that pixel takes the edge value."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     torch._check(input.dim() == 4, lambda: f"input should be [N, C, H, W], got {input.dim()}D")
     torch._check(rois.dim() == 2 and rois.size(1) == 5, lambda: "rois must have shape as Tensor[K, 5]")
@@ -171,7 +171,7 @@ def _roi_align_taps(start, extent, pooled: int, sampling_ratio: int, length: int
     """Along one axis, for each RoI [K], bin [P] and sample [I] (I: the most samples any RoI takes): the low and
     high neighbouring pixels with their bilinear weights, zero for samples the RoI does not take or that lie more
     than a pixel outside the map, as ([(low, weight), (high, weight)], samples per bin [K])."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     bin_size = extent / pooled
     if sampling_ratio > 0:
@@ -197,7 +197,7 @@ def _roi_align_taps(start, extent, pooled: int, sampling_ratio: int, length: int
 
 def _roi_align_fake(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
     """The output's shape and dtype without the data (torch.compile, torch.export): torchvision's meta kernel."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     torch._check(rois.size(1) == 5, lambda: "rois must have shape as Tensor[K, 5]")
     torch._check(input.dtype == rois.dtype, lambda: "input and rois should have the same dtype")
@@ -212,7 +212,7 @@ def _roi_align_setup_context(ctx, inputs, output) -> None:
 def _roi_align_backward(ctx, grad):
     """The gradient for the input, through autograd over the kernel recomputed (it is linear in the input); none
     for the boxes, as in torchvision."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     input, rois = ctx.saved_tensors
     with torch.enable_grad():
