@@ -25,10 +25,10 @@ def run(cfg: Any) -> dict[str, Any]:
     """Export both formats next to each other, check signatures and numerics, then move them into place."""
     network = network_spec(cfg.network)
     network.require_reference("keras", "export.mnist")
-    model = keras_models.load(network.artifact("keras"))
+    model = keras_models.load_keras(network.artifact("keras"))
     inputs, outputs = network.inputs, network.outputs
     (image,) = inputs
-    samples = {image.name: digits.to_model_input(digits.load(cfg.paths.data).x_test[: int(cfg.verify.digits)])}
+    samples = {image.name: digits.to_model_input(digits.load_mnist(cfg.paths.data).x_test[: int(cfg.verify.digits)])}
     targets = {"savedmodel": network.artifact("savedmodel"), "onnx": network.artifact("onnx")}
     with atomic_path(targets["savedmodel"], directory=True) as sm_tmp, atomic_path(targets["onnx"]) as onnx_tmp:
         log.info("writing SavedModel (signature %r)", network.signature)

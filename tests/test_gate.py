@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evaluate import gate as gate_cli
-from pipelines.merge_gate.rules import Thresholds, judge, judge_serving
+from pipelines.merge_gate.rules import Thresholds, judge_gate, judge_serving
 
 from conftest import BIN, compose_config, git, tool_env
 
@@ -28,7 +28,7 @@ BASELINE = {"mnist_onnx": MNIST, "resnet50_onnx": RESNET}
 
 
 def test_the_same_figures_pass() -> None:
-    verdict = judge(BASELINE, BASELINE, LIMITS)
+    verdict = judge_gate(BASELINE, BASELINE, LIMITS)
     assert verdict.passed and verdict.failures == []
     text = verdict.markdown("gate")
     assert text.startswith("### gate: PASS") and "| mnist_onnx | framework_accuracy | 0.976 | 0.976 | 0 |" in text
@@ -55,7 +55,7 @@ def test_the_same_figures_pass() -> None:
 )
 def test_a_worse_run_fails_for_its_reason(model: str, change: dict, reason: str) -> None:
     now = {**BASELINE, model: {**BASELINE[model], **change}}
-    verdict = judge(BASELINE, now, LIMITS)
+    verdict = judge_gate(BASELINE, now, LIMITS)
     assert not verdict.passed and any(f.startswith(reason) for f in verdict.failures), verdict.failures
     assert "**FAIL**" in verdict.markdown("gate")
 
@@ -65,11 +65,11 @@ def test_small_changes_within_thresholds_pass() -> None:
         "mnist_onnx": {**MNIST, "framework_accuracy": 0.972, "served_accuracy": 0.972, "needed_atol": 1.9e-6},
         "resnet50_onnx": {**RESNET, "needed_atol": 3.9e-5},
     }
-    assert judge(BASELINE, now, LIMITS).passed
+    assert judge_gate(BASELINE, now, LIMITS).passed
 
 
 def test_a_model_gone_fails_and_a_new_one_passes() -> None:
-    verdict = judge(BASELINE, {"mnist_onnx": MNIST, "densenet121_onnx": RESNET}, LIMITS)
+    verdict = judge_gate(BASELINE, {"mnist_onnx": MNIST, "densenet121_onnx": RESNET}, LIMITS)
     assert verdict.failures == ["resnet50_onnx: served in the baseline, gone now"]
     assert "| densenet121_onnx | needed_atol | - | 2e-05 |" in verdict.markdown("gate")
 
@@ -207,11 +207,11 @@ def test_a_lossy_model_is_gated_on_its_drop_from_fp32() -> None:
     """Served accuracy differs from the FP32 model's by what the precision costs (parity holds it to its own
     file's); the gate fails when that drop grows by more than the threshold."""
     baseline = {"mnist_onnx_int8": INT8}
-    assert judge(baseline, baseline, LIMITS).passed  # served above the FP32 framework's accuracy: no failure
+    assert judge_gate(baseline, baseline, LIMITS).passed  # served above the FP32 framework's accuracy: no failure
     worse = {**INT8, "served_accuracy": 0.97, "accuracy_drop": 0.008}
-    assert judge(baseline, {"mnist_onnx_int8": worse}, LIMITS).failures == [
+    assert judge_gate(baseline, {"mnist_onnx_int8": worse}, LIMITS).failures == [
         "mnist_onnx_int8: the drop from the FP32 model's accuracy grew by 0.0110 to 0.0080 (more than 0.005)"
     ]
     small = {**INT8, "served_accuracy": 0.977, "accuracy_drop": 0.001}
-    assert judge(baseline, {"mnist_onnx_int8": small}, LIMITS).passed  # grew by 0.004: within the threshold
-    assert not judge(baseline, {"mnist_onnx_int8": {**INT8, "passed": False}}, LIMITS).passed
+    assert judge_gate(baseline, {"mnist_onnx_int8": small}, LIMITS).passed  # grew by 0.004: within the threshold
+    assert not judge_gate(baseline, {"mnist_onnx_int8": {**INT8, "passed": False}}, LIMITS).passed

@@ -22,7 +22,7 @@ def test_offline_default_writes_a_stratified_seeded_split(tmp_path: Path) -> Non
     assert len(first.x_test) == cfg.data.test_size and len(first.x_train) == 5000 - cfg.data.test_size
     assert np.bincount(first.y_test, minlength=10).tolist() == [cfg.data.test_size // 10] * 10
     assert first.x_train.dtype == np.uint8 and first.x_train.max() > 200  # real digits, 0-255
-    again = digits.load(tmp_path / "mnist.npz")
+    again = digits.load_mnist(tmp_path / "mnist.npz")
     np.testing.assert_array_equal(again.y_test, first.y_test)
     second = prepare_data.run(cfg)  # same seed, same split
     np.testing.assert_array_equal(second.x_test, first.x_test)
@@ -88,7 +88,7 @@ def test_wrong_image_shape_is_rejected(tmp_path: Path) -> None:
     src = tmp_path / "in.npz"
     np.savez(src, x_train=np.zeros((3, 32, 32)), y_train=np.zeros(3), x_test=np.zeros((1, 32, 32)), y_test=np.zeros(1))
     with pytest.raises(DataError, match=r"\(N, 28, 28\)"):
-        digits.load(src)
+        digits.load_mnist(src)
 
 
 def test_normalised_float_images_are_refused_not_zeroed(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_normalised_float_images_are_refused_not_zeroed(tmp_path: Path) -> None:
         y_test=np.zeros(1),
     )
     with pytest.raises(DataError, match="normalised"):
-        digits.load(src)
+        digits.load_mnist(src)
 
 
 def test_corrupt_gzip_idx_is_a_data_error(tmp_path: Path) -> None:
@@ -113,4 +113,4 @@ def test_corrupt_gzip_idx_is_a_data_error(tmp_path: Path) -> None:
 
 def test_missing_prepared_data_names_the_stage(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dvc repro prepare"):
-        digits.load(tmp_path / "absent.npz")
+        digits.load_mnist(tmp_path / "absent.npz")

@@ -9,7 +9,7 @@ import pytest
 from pipelines.comparison.output_metrics import OutputMetrics
 from pipelines.comparison.parity_report import OutputResult
 from pipelines.comparison.recorded_figures import error_figure
-from pipelines.merge_gate.rules import Thresholds, judge
+from pipelines.merge_gate.rules import Thresholds, judge_gate
 
 GATE = Thresholds(accuracy_drop=0.005, tolerance_growth=2.0, tolerance_floor=1e-6)  # conf/gate.yaml's
 
@@ -34,9 +34,9 @@ def headline(needed_atol: float) -> dict:
 def test_noise_moves_a_figure_one_step_which_passes_and_a_regression_fails(exact: float) -> None:
     before = {"m": headline(error_figure(exact))}
     noisy = {"m": headline(error_figure(exact * 1.3))}  # another CPU: at most one step up
-    assert judge(before, noisy, GATE).passed
+    assert judge_gate(before, noisy, GATE).passed
     regressed = {"m": headline(error_figure(exact * 4.2))}  # a real regression: more than 4x
-    verdict = judge(before, regressed, GATE)
+    verdict = judge_gate(before, regressed, GATE)
     assert not verdict.passed and "needed tolerance" in verdict.failures[0]
 
 

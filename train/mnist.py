@@ -73,7 +73,7 @@ def run(cfg: Any) -> dict[str, float]:
     network.require_reference("keras", "train.mnist")
     if int(cfg.epochs) < 1 or int(cfg.batch_size) < 1:
         raise ConfigError("epochs and batch_size must be >= 1")
-    mnist = digits.load(cfg.paths.data)
+    mnist = digits.load_mnist(cfg.paths.data)
     tensorflow()  # first, quietly: Keras imports it
     import keras
 

@@ -58,7 +58,7 @@ def _calibration_set(spec: ModelSpec, data_path: str, q: Quantization) -> Calibr
     (tensor,) = spec.inputs
     count = q.calibration_samples
     if q.calibration == "mnist_train":
-        x_train = digits.load(data_path).x_train
+        x_train = digits.load_mnist(data_path).x_train
         if len(x_train) < count:
             raise ConfigError(
                 f"{spec.name}: quantization.calibration_samples {count} > the {len(x_train)} MNIST training digits"

@@ -45,7 +45,7 @@ def convert(network: NetworkSpec, fmt: str, target: Path, opset: int, feeds: dic
     batched = network.batch_axis
     if fmt == "savedmodel" and kind == "keras":
         writing.keras_savedmodel(
-            keras_models.load(source), network.inputs, network.outputs, network.signature, target, batched
+            keras_models.load_keras(source), network.inputs, network.outputs, network.signature, target, batched
         )
     elif fmt == "savedmodel" and kind == "savedmodel":
         shutil.copytree(source, target)

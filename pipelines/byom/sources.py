@@ -118,7 +118,7 @@ def _tensor(
 
 def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signature.ArtifactTensor]]:
     try:
-        model = keras_models.load(path)
+        model = keras_models.load_keras(path)
     except ArtifactError:
         raise
     except Exception as exc:  # Keras's load errors (bad zip, unknown layer) share no base class

@@ -15,7 +15,6 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from hydra import compose as hydra_compose
@@ -27,9 +26,10 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from pipelines.core import lifeline
 from pipelines.core.errors import PipelineError
+from pipelines.core.paths import PROJECT_ROOT, project_path
 from pipelines.core.stderr_filter import settle
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = PROJECT_ROOT / "conf"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning chatter buries our progress lines
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
@@ -175,7 +175,7 @@ def help_text(config_name: str, doc: str | None, module: str) -> str:
         lines += ["config groups:", *groups, ""]
     body = [line for line in path.read_text().splitlines() if "override hydra/" not in line]
     lines += [
-        f"config ({path.relative_to(CONF_DIR.parent)}; paths in conf/common.yaml):",
+        f"config ({project_path(path)}; paths in conf/common.yaml):",
         *("  " + line for line in body),
         "",
     ]

@@ -60,7 +60,7 @@ def save(data: Mnist, path: Path) -> None:
         np.savez_compressed(fh, **{name: getattr(data, name) for name in SPLITS})
 
 
-def load(path: str | Path) -> Mnist:
+def load_mnist(path: str | Path) -> Mnist:
     """Read the prepared dataset; a missing file names the stage that makes it."""
     path = Path(path)
     if not path.is_file():

@@ -131,7 +131,7 @@ def _from_local(source: DataSource) -> digits.Mnist:
             arrays["x_train"], arrays["y_train"].astype(np.int64), arrays["x_test"], arrays["y_test"].astype(np.int64)
         )
     if path.is_file():
-        return digits.load(path)
+        return digits.load_mnist(path)
     raise DataError(f"data.path {str(path)!r} is neither an IDX directory nor an .npz file")
 
 

@@ -245,7 +245,7 @@ def for_model(spec: ModelSpec, count: int, data_path: str) -> ParityInputs:
     if kind == "sample_images":
         return ParityInputs({tensor.name: sample_images(count)})
     if kind == "mnist_test":
-        mnist = digits.load(data_path)
+        mnist = digits.load_mnist(data_path)
         return ParityInputs({tensor.name: digits.to_model_input(mnist.x_test[:count])}, mnist.y_test[:count])
     if kind == "imagenet_like":
         pre = network.require_preprocessing("image-like parity inputs")

@@ -53,7 +53,7 @@ def audit(network: NetworkSpec) -> PreprocessingAudit | None:
     source = f"torchvision's {network.arch} {network.labels_from} transform"
     ours = {**network.preprocessing.settings(), "interpolation": INTERPOLATION}
     problems = tuple(
-        f"preprocessing.{key} is {_shown(ours[key])}, {source} has {_shown(value)}"
+        f"preprocessing.{key} is {_audit_value(ours[key])}, {source} has {_audit_value(value)}"
         for key, value in expected.items()
         if not _same(ours[key], value)
     )
@@ -66,5 +66,5 @@ def _same(ours: Any, theirs: Any) -> bool:
     return ours == theirs
 
 
-def _shown(value: Any) -> str:
+def _audit_value(value: Any) -> str:
     return "[" + ", ".join(f"{v:g}" for v in value) + "]" if isinstance(value, list) else str(value)

@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipelines.core.errors import ArtifactError, ConfigError, HostError
-from pipelines.merge_gate.rules import Thresholds, judge, judge_serving
+from pipelines.merge_gate.rules import Thresholds, judge_gate, judge_serving
 
 NO_BASELINE = "none"  # baseline=none: a project's first proof, with nothing committed to compare with
 
@@ -98,7 +98,7 @@ def gate(settings: GateSettings) -> tuple[str, bool, str]:
             "or baseline=none for a project's first proof"
         )
     thresholds = settings.thresholds
-    verdict = judge(baseline, now, thresholds)
+    verdict = judge_gate(baseline, now, thresholds)
     title = f"Parity gate against {where}"
     text = verdict.markdown(title)
     serving_now = read_dirs(Path("."), settings.serving_dirs)

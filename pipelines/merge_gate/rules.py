@@ -36,7 +36,7 @@ class Row:
 
 
 @dataclass
-class Verdict:
+class GateVerdict:
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -53,7 +53,7 @@ class Verdict:
         ]
         for r in self.rows:
             lines.append(
-                f"| {r.model} | {r.figure} | {_shown(r.baseline)} | {_shown(r.now)} | "
+                f"| {r.model} | {r.figure} | {_table_cell(r.baseline)} | {_table_cell(r.now)} | "
                 f"{_change(r.baseline, r.now)} | {'' if r.verdict == 'ok' else '**' + r.verdict + '**'} |"
             )
         if self.failures:
@@ -72,9 +72,9 @@ FIGURES = (
 )
 
 
-def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
+def judge_gate(baseline: Headlines, now: Headlines, limits: Thresholds) -> GateVerdict:
     """Every figure of every model in either run, and why the run fails (if it does)."""
-    verdict = Verdict()
+    verdict = GateVerdict()
     for model in sorted(set(baseline) | set(now)):
         before, after = baseline.get(model), now.get(model)
         if after is None:
@@ -130,9 +130,9 @@ def judge(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
     return verdict
 
 
-def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Verdict:
+def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> GateVerdict:
     """The benchmark's ratios against the baseline's: only a large regression fails (machines and load vary)."""
-    verdict = Verdict()
+    verdict = GateVerdict()
     growth = limits.serving_cost_growth
     for model in sorted(set(baseline) | set(now)):
         before, after = baseline.get(model) or {}, now.get(model)
@@ -158,7 +158,7 @@ def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Ve
     return verdict
 
 
-def _shown(value: Any) -> str:
+def _table_cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):

@@ -27,6 +27,7 @@ from pipelines.data import labels
 from pipelines.model_repository import ensemble, standins, triton_config
 from pipelines.core.atomic import atomic_path
 from pipelines.core.errors import ArtifactError, ConfigError, ServerError
+from pipelines.core.paths import project_path
 from pipelines.config.spec import ModelSpec
 from pipelines.trt import plans as trt_plans
 from pipelines.trt.loadability import Loader
@@ -236,14 +237,6 @@ def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Pat
                     "Triton would serve an older copy; rebuild the repository (`dvc repro repository`)")
         records.append({"served": relative.as_posix(), "source": project_path(source), "sha256": digest})
     return records
-
-
-def project_path(path: Path) -> str:
-    """A path as reports and proof keys record it: relative to the project, so two runs' reports (and a copy of the
-    project's keys) compare equal."""
-    root = ENSEMBLE_STEPS.parent.parent
-    resolved = Path(path).resolve()
-    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else Path(path).as_posix()
 
 
 def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIND_AUTO",

@@ -28,9 +28,9 @@ from typing import Any
 
 from pipelines.artifacts import io_signature
 from pipelines.config.spec import ModelSpec
+from pipelines.core.paths import PROJECT_ROOT, project_path
 from pipelines.model_repository import assembly
 
-ROOT = Path(__file__).resolve().parents[2]
 CODE = ("pipelines", "evaluate", "serve")  # what proves, serves and builds the served steps
 # what serves (Triton, the stand-ins' runtimes), what computes the references, and the clients
 WHEELS = ("nvidia-pytriton", "onnxruntime", "onnx", "tensorflow-cpu", "keras", "torch", "torchvision", "tritonclient")
@@ -41,9 +41,9 @@ def code_digest() -> str:
     """SHA-256 of every file of the code that makes a proof (bytecode caches left out)."""
     digest = hashlib.sha256()
     for package in CODE:
-        for path in sorted((ROOT / package).rglob("*")):
+        for path in sorted((PROJECT_ROOT / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+                digest.update(path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -90,7 +90,7 @@ def key(
     for path in sorted(named, key=str):
         if path.resolve() in (here, *here.parents):  # a placeholder (an ensemble has no file of its own)
             continue
-        add(assembly.project_path(path), _content(path.resolve()))
+        add(project_path(path), _content(path.resolve()))
     return digest.hexdigest()
 
 

@@ -183,7 +183,7 @@ def field_differences(expected: Message, actual: Message, path: str = "") -> lis
         elif field.message_type is not None and not repeated:
             out += field_differences(want, got, where)
         elif want != got:
-            out.append(f"{where}: {_shown(got)}, expected {_shown(want)}")
+            out.append(f"{where}: {_proto_text(got)}, expected {_proto_text(want)}")
     return out
 
 
@@ -201,7 +201,7 @@ def served_differences(expected: Message, served: Message, path: str = "") -> li
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             for key, value in want.items():
                 if key not in got:
-                    out.append(f"{where}[{key!r}]: missing, expected {_shown({key: value})}")
+                    out.append(f"{where}[{key!r}]: missing, expected {_proto_text({key: value})}")
                 elif hasattr(value, "ListFields"):
                     out += served_differences(value, got[key], f"{where}[{key!r}]")
                 elif value != got[key]:
@@ -213,11 +213,11 @@ def served_differences(expected: Message, served: Message, path: str = "") -> li
         elif field.message_type is not None:
             out += served_differences(want, got, where)
         elif want != got:
-            out.append(f"{where}: {_shown(got)}, expected {_shown(want)}")
+            out.append(f"{where}: {_proto_text(got)}, expected {_proto_text(want)}")
     return out
 
 
-def _shown(value: object) -> str:
+def _proto_text(value: object) -> str:
     if hasattr(value, "items"):  # a protobuf map
         return str(dict(sorted((k, text_format.MessageToString(v, as_one_line=True) if hasattr(v, "ListFields")
                                 else v) for k, v in value.items())))

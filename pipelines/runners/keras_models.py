@@ -9,7 +9,7 @@ from pipelines.core.errors import ArtifactError
 from pipelines.frameworks.tensorflow_import import tensorflow
 
 
-def load(path: str | Path) -> Any:
+def load_keras(path: str | Path) -> Any:
     if not Path(path).is_file():
         raise ArtifactError(f"{path} not found: run the train stage first (`dvc repro train`)")
     tensorflow()  # first, quietly: Keras imports it

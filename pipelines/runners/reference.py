@@ -39,7 +39,7 @@ _LACKS = re.compile(r"not implemented|not supported|only supports|unsupported", 
 
 
 def _keras(spec: NetworkSpec) -> Runner:
-    return keras_runner(keras_models.load(spec.artifact("keras")), spec)
+    return keras_runner(keras_models.load_keras(spec.artifact("keras")), spec)
 
 
 def keras_runner(model: Any, spec: NetworkSpec) -> Runner:
