@@ -201,7 +201,7 @@ def test_closed_loop_counts_answers_in_the_window_and_failures_apart() -> None:
 
     result = load.closed_loop(make_sender, concurrency=2, warmup_s=0.05, duration_s=0.4)
     assert result.failures > 0 and result.first_failure == "every fourth request fails"
-    assert result.requests > 0 and all(0.004 < x < 1.0 for x in result.latencies_s)
+    assert result.requests > 0 and all(x >= 0.005 for x in result.latencies_s)  # each waited its sleep, at least
     assert result.requests + result.failures <= calls["n"]  # warm-up and the last in-flight ones are not counted
 
 
@@ -214,7 +214,7 @@ def test_a_window_no_answer_reached_closes_at_the_first_answer() -> None:
 
     result = load.closed_loop(make_sender, concurrency=2, warmup_s=0.0, duration_s=0.05)
     assert result.requests == 1 and result.failures == 0  # the first answer; the other worker's came after it
-    assert 0.25 < result.elapsed_s < 1.0 and 0.25 < result.latencies_s[0] < 1.0
+    assert result.elapsed_s >= 0.3 and result.latencies_s[0] >= 0.3  # the window lasted until that answer
     assert 1 / result.elapsed_s == pytest.approx(result.per_second())
 
 
