@@ -34,7 +34,7 @@ import tritonclient.http as httpclient
 
 from pipelines.config.spec import model_spec
 from pipelines.model_repository.triton_config import parse
-from pipelines.performance import hostile
+from pipelines.performance import hostile_requests
 from pipelines.serving import guard
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import serve
@@ -50,7 +50,7 @@ needs_njs = pytest.mark.skipif(
     "apt-get install nginx libnginx-mod-http-js)",
 )
 MODEL = "mnist_onnx"
-KILLER = hostile.KILLER  # 90 bytes: {"inputs":[{"name":"image","shape":[4294967297,28,28,1],...}]}
+KILLER = hostile_requests.KILLER  # 90 bytes: {"inputs":[{"name":"image","shape":[4294967297,28,28,1],...}]}
 MNIST_CONFIG = """
 name: "mnist_onnx"
 platform: "onnxruntime_onnx"
@@ -283,7 +283,7 @@ HOSTILE = [
     (
         "shape twice, the huge one first",
         f"/v2/models/{MODEL}/infer",
-        hostile.DUPLICATE_SHAPE,
+        hostile_requests.DUPLICATE_SHAPE,
         {},
         None,
         400,
@@ -292,7 +292,7 @@ HOSTILE = [
     (
         "shape twice, the second escaped",
         f"/v2/models/{MODEL}/infer",
-        hostile.DUPLICATE_SHAPE.replace(b'"shape":[1,', b'"sh\\u0061pe":[1,'),
+        hostile_requests.DUPLICATE_SHAPE.replace(b'"shape":[1,', b'"sh\\u0061pe":[1,'),
         {},
         None,
         400,
@@ -301,7 +301,7 @@ HOSTILE = [
     (
         "inputs twice, the huge one first",
         f"/v2/models/{MODEL}/infer",
-        hostile.DUPLICATE_INPUTS,
+        hostile_requests.DUPLICATE_INPUTS,
         {},
         None,
         400,
@@ -348,7 +348,7 @@ HOSTILE = [
     (  # judged by its first 8 KiB, the rest never decoded
         "300,000 nested brackets to infer",
         f"/v2/models/{MODEL}/infer",
-        b'{"inputs":' + hostile.NESTED,
+        b'{"inputs":' + hostile_requests.NESTED,
         {},
         None,
         400,
@@ -414,7 +414,7 @@ HOSTILE = [
     (
         "300,000 nested brackets to generate",
         f"/v2/models/{MODEL}/generate",
-        hostile.NESTED,
+        hostile_requests.NESTED,
         {},
         None,
         413,
@@ -424,7 +424,7 @@ HOSTILE = [
     (
         "shared-memory registration",
         "/v2/systemsharedmemory/region/x/register",
-        hostile.SHM_REGISTER,
+        hostile_requests.SHM_REGISTER,
         {},
         None,
         403,
@@ -544,7 +544,7 @@ def test_a_replica_crashed_under_load_loses_no_good_request_and_rejoins(
 def test_the_served_ensemble_refuses_a_request_over_its_pixel_budget(running_triton) -> None:
     """Eight 6000x6000 PNGs in one request (item 4 of issue 20 measured 3.9 s of decoding for them, a good
     request waiting as long) are refused by the pre-processing step from their headers."""
-    body, headers = hostile.binary_bytes_request([hostile.zeros_png(6000)] * 8)
+    body, headers = hostile_requests.binary_bytes_request([hostile_requests.zeros_png(6000)] * 8)
     status, text = post(running_triton.http, "/v2/models/resnet50_ensemble/infer", body, headers)
     assert status == 400, text
     assert "images hold 288000000 pixels together, over the limit of 100000000 per request" in text
@@ -622,11 +622,11 @@ def test_only_inference_passes_the_front_and_triton_keeps_its_management_apis_to
         assert client.get_model_config(MODEL).config.name == MODEL
         assert infer(grpcclient, front.grpc, digits()).shape == (4, 10)
         # shared memory, logging, repository, statistics, trace; a compressed request
-        assert hostile.management_grpc(front.grpc) == ["PERMISSION_DENIED"] * 5
-        assert hostile.grpc_gzip(front.grpc) == ["UNIMPLEMENTED"]
+        assert hostile_requests.management_grpc(front.grpc) == ["PERMISSION_DENIED"] * 5
+        assert hostile_requests.grpc_gzip(front.grpc) == ["UNIMPLEMENTED"]
         # straight to Triton's own ports, without the key: Triton refuses them itself
-        assert [hostile.request(replica, *call) for call in hostile.MANAGEMENT_HTTP] == [403] * 5
-        assert hostile.management_grpc(replica_grpc) == ["UNAVAILABLE"] * 5
+        assert [hostile_requests.request(replica, *call) for call in hostile_requests.MANAGEMENT_HTTP] == [403] * 5
+        assert hostile_requests.management_grpc(replica_grpc) == ["UNAVAILABLE"] * 5
         # with it (what parity and the benchmark send)
         key = front.operator
         stats = httpclient.InferenceServerClient(replica).get_inference_statistics(MODEL, headers=key)

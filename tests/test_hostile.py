@@ -93,7 +93,7 @@ def test_a_client_over_its_pixel_budget_is_told_to_come_back_and_others_are_not(
     each of the two decoding instances its share), before any decoding; another client is served meanwhile. The
     client is named by the header the front sets and Triton forwards to the step."""
     from pipelines.data.images import CLIENT_PARAMETER
-    from pipelines.performance.hostile import declared_jpeg
+    from pipelines.performance.hostile_requests import declared_jpeg
 
     data = declared_jpeg(5000, 8000)
 

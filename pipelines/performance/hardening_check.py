@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from pipelines.core.errors import HostError, checked_number
 from pipelines.data import parity_inputs
-from pipelines.performance import front_cost, hostile
+from pipelines.performance import front_cost, hostile, hostile_requests
 from pipelines.serving import balancer
 from pipelines.serving.launcher import is_ready, serve
 from pipelines.serving.settings import ServerSettings
@@ -57,7 +57,7 @@ class HardeningJob:
 def _good_request(model: str, http: str):
     """A callable sending one good request of `model` over binary HTTP (its own client: one per thread)."""
     client = httpclient.InferenceServerClient(http)
-    if model == hostile.MNIST:
+    if model == hostile_requests.MNIST:
         item = httpclient.InferInput("image", [4, 28, 28, 1], "FP32")
         item.set_data_from_numpy(np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32))
     else:
@@ -89,8 +89,11 @@ def check(job: HardeningJob) -> dict:
             results.append(hostile.run_case(case, target, make_good, _servers, job.seconds_per_case, job.flood_rate))
         print(f"restart: the 90-byte request straight to {replica} (no front) ...", flush=True)
         crashed = time.monotonic()
-        status = hostile.post(
-            replica, f"/v2/models/{hostile.MNIST}/infer", hostile.KILLER, {"Content-Type": "application/json"}
+        status = hostile_requests.post(
+            replica,
+            f"/v2/models/{hostile_requests.MNIST}/infer",
+            hostile_requests.KILLER,
+            {"Content-Type": "application/json"},
         )
         deadline = crashed + job.restart_timeout_s
         while time.monotonic() < deadline and (status or not is_ready(replica, 1.0)):
