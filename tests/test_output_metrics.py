@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.config.spec import Tolerance
+from pipelines.config.spec import TensorSpec, Tolerance
+from pipelines.outputs.answers import Ragged, request_pairs
 from pipelines.outputs.metrics import compare_output, judge_output, merged
+from pipelines.outputs.validator import ExactComparison, ShapeMismatch, validate_output
 
 STRICT = Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1_agreement=1.0, min_top5_agreement=1.0)
 
@@ -118,3 +120,19 @@ def test_per_sample_scalars_are_one_vector_for_the_cosine() -> None:
     metrics = compare_output(served, reference, STRICT, classes=False)
     assert metrics.cosine == pytest.approx(1.0) and judge_output(metrics, STRICT).passed
     assert compare_output(-served, reference, STRICT, classes=False).cosine == pytest.approx(-1.0)
+
+
+def test_the_validator_names_a_shape_compares_integers_exactly_and_floats_by_their_differences() -> None:
+    """One validator for every check: request by request where an unbatched model's answers differ in shape
+    (`Ragged`), exact for an integer output, metrics (NaN/inf counted apart) for a floating-point one."""
+    indices = TensorSpec("idx", "INT64", (-1,))
+    ragged = Ragged([np.array([[0, 2]]), np.array([[1]])])
+    assert validate_output(indices, request_pairs(ragged, ragged)).exact == ExactComparison(0, 0, "")
+    off = validate_output(indices, request_pairs(Ragged([np.array([[0, 3]]), np.array([[1]])]), ragged)).exact
+    assert off == ExactComparison(1, 1, "first at [0, 1]: served 3, reference 2")
+    shorter = validate_output(indices, request_pairs(Ragged([np.array([[0, 2]]), np.array([[1, 4]])]), ragged))
+    assert shorter.shape == ShapeMismatch(1, (1, 2), (1, 1)) and shorter.samples == 2
+    scores = TensorSpec("y", "FP32", (2,))
+    reference = np.array([[1.0, -4.0], [2.0, np.inf]])
+    compared = validate_output(scores, request_pairs(reference + 0.5, reference))
+    assert compared.metrics.max_abs == 0.5 and compared.metrics.nonfinite == 1 and compared.scale == 4.0
