@@ -129,6 +129,22 @@ def test_an_fp16_output_may_differ_by_its_own_rounding() -> None:
         writing.self_check("the onnx export", source, rounded, inputs, fp32, 1e-4)
 
 
+def test_an_export_that_answers_nan_where_its_source_does_not_is_refused() -> None:
+    """NaN differs from every value: the self-check compares as parity does, which counts NaN/inf apart (its plain
+    max |difference| was NaN, which no limit is under, and the export passed)."""
+    inputs = {"x": np.ones((2, 3), dtype=np.float32)}
+    fp32 = [TensorSpec("y", "FP32", (3,))]
+
+    def source(feeds: dict) -> dict:
+        return {"y": feeds["x"]}
+
+    def broken(feeds: dict) -> dict:
+        return {"y": np.where(np.arange(3) == 1, np.nan, feeds["x"]).astype(np.float32)}
+
+    with pytest.raises(ArtifactError, match=r"or its source gives 2 NaN/inf values in output 'y'"):
+        writing.self_check("the onnx export", source, broken, inputs, fp32, 1e-4)
+
+
 def test_an_export_that_is_not_valid_onnx_is_one_line() -> None:
     """tf2onnx writes a Bitcast for a Keras argmax that opset 17 lacks: ONNX's checker refuses it, in one line (it was
     a traceback, exit 3)."""

@@ -7,9 +7,10 @@ import re
 import pytest
 from omegaconf import OmegaConf
 
+from pipelines.config import ensemble_parts
 from pipelines.config.spec import model_spec, served_specs
 from pipelines.core.errors import ConfigError
-from pipelines.model_repository import ensemble, standins, triton_config
+from pipelines.model_repository import standins, triton_config
 from pipelines.serving.settings import ServerSettings
 
 from conftest import CONF, compose_config
@@ -99,7 +100,7 @@ def test_every_model_option_gives_a_spec_and_a_config_its_server_can_honour(mode
     cfg = compose_config("parity", [f"model={model}", "catalog=gpu"])
     spec = model_spec(model, cfg.model)
     if spec.format == "ensemble":  # its configs come from its parts, in the catalog that serves its classifier
-        config = triton_config.ensemble(ensemble.parts(spec, served_specs(cfg.models)))
+        config = triton_config.ensemble(ensemble_parts.parts(spec, served_specs(cfg.models)))
     else:
         config = triton_config.build(spec)
         assert standins.refusals(config) == []

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from pipelines.config import ensemble_parts
 from pipelines.config.spec import served_specs
 from pipelines.core.errors import ConfigError
-from pipelines.model_repository import assembly, ensemble, triton_config
+from pipelines.model_repository import assembly, triton_config
 
 from conftest import ROOT, compose_config
 
@@ -22,7 +23,7 @@ def catalog():
 
 
 def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
-    parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
+    parts = ensemble_parts.parts(catalog["resnet50_ensemble"], catalog)
     classifier = catalog[parts.ensemble.ensemble.classifier]
     assert parts.classifier is classifier
     assert parts.preprocess.outputs[0].name == classifier.inputs[0].name
@@ -32,12 +33,12 @@ def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
 
 def test_ensemble_config_equals_the_hand_written_one(catalog) -> None:
     expected = triton_config.parse((EXPECTED / "resnet50_ensemble.config.pbtxt").read_text())
-    generated = triton_config.ensemble(ensemble.parts(catalog["resnet50_ensemble"], catalog))
+    generated = triton_config.ensemble(ensemble_parts.parts(catalog["resnet50_ensemble"], catalog))
     assert generated == expected, triton_config.to_text(generated)
 
 
 def test_step_configs_carry_their_settings(catalog) -> None:
-    parts = ensemble.parts(catalog["resnet50_ensemble"], catalog)
+    parts = ensemble_parts.parts(catalog["resnet50_ensemble"], catalog)
     pre = triton_config.ensemble_step(parts.preprocess, assembly.step_settings(parts, "preprocess"))
     # torchvision's evaluation transform of resnet50's IMAGENET1K_V2 weights (resize 232, not 256), as the network
     # config states it
@@ -66,7 +67,7 @@ def test_step_configs_carry_their_settings(catalog) -> None:
 def test_ensemble_needs_its_classifier_in_the_catalog(catalog) -> None:
     without = {k: v for k, v in catalog.items() if k != "resnet50_onnx"}
     with pytest.raises(ConfigError, match="does not serve"):
-        ensemble.parts(catalog["resnet50_ensemble"], without)
+        ensemble_parts.parts(catalog["resnet50_ensemble"], without)
 
 
 def test_top_k_must_match_output_dims(catalog) -> None:
@@ -74,18 +75,18 @@ def test_top_k_must_match_output_dims(catalog) -> None:
         catalog["resnet50_ensemble"], ensemble=dataclasses.replace(catalog["resnet50_ensemble"].ensemble, top_k=3)
     )
     with pytest.raises(ConfigError, match=r"dims \[3\]"):
-        ensemble.parts(spec, catalog)
+        ensemble_parts.parts(spec, catalog)
 
 
 def test_batch_beyond_the_classifier_is_refused(catalog) -> None:
     spec = dataclasses.replace(catalog["resnet50_ensemble"], max_batch_size=64)
     with pytest.raises(ConfigError, match="exceeds"):
-        ensemble.parts(spec, catalog)
+        ensemble_parts.parts(spec, catalog)
 
 
 def test_gpu_profile_ensemble_classifies_with_the_tensorrt_engine() -> None:
     gpu = served_specs(compose_config("repository", ["catalog=gpu"]).models)
-    parts = ensemble.parts(gpu["resnet50_ensemble"], gpu)
+    parts = ensemble_parts.parts(gpu["resnet50_ensemble"], gpu)
     assert parts.classifier.format == "tensorrt"
     assert parts.preprocess.outputs[0].name == parts.classifier.inputs[0].name
 
@@ -96,4 +97,4 @@ def test_an_ensemble_over_a_lossy_classifier_is_refused(catalog) -> None:
     spec = catalog["resnet50_ensemble"]
     over_int8 = dataclasses.replace(spec, ensemble=dataclasses.replace(spec.ensemble, classifier="resnet50_onnx_int8"))
     with pytest.raises(ConfigError, match="classifier 'resnet50_onnx_int8' is int8; an ensemble is proven against"):
-        ensemble.parts(over_int8, catalog)
+        ensemble_parts.parts(over_int8, catalog)

@@ -167,8 +167,8 @@ def client_cfg(endpoints, *overrides: str):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_client_classifies_a_photograph_like_the_framework(in_workspace: Path, running_triton, protocol: str) -> None:
+    from pipelines.config import ensemble_parts
     from pipelines.data import parity_inputs
-    from pipelines.model_repository import ensemble as ensemble_parts
     from pipelines.runners import reference
     from serve import client
 

@@ -11,9 +11,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipelines.comparison import comparator
-from pipelines.comparison.comparator import ALL_SAMPLES, Case, Prepared, Served
+from pipelines.comparison import lossy, parity_judge, parity_run
+from pipelines.comparison.parity_cases import ALL_SAMPLES, Case, Prepared, Served
 from pipelines.config.spec import model_spec
+from pipelines.outputs.answers import Ragged, concat, identical, request_pairs, take
 
 from conftest import compose_config
 
@@ -45,7 +46,7 @@ def served_copy(prepared: Prepared, protocols=("http", "http_json", "grpc")) -> 
 
 def test_exact_copies_pass_with_framework_accuracy() -> None:
     prepared = mnist_like()
-    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    report = parity_judge.evaluate(prepared, served_copy(prepared), SERVER)
     assert report.passed and report.failures == []
     assert report.accuracy == {"framework": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}  # 3 of 4 right
     assert report.protocol_agreement == {"http_json": True, "grpc": True}
@@ -60,7 +61,7 @@ def test_one_protocol_off_fails_with_the_tolerance_it_needed() -> None:
     prepared = mnist_like()
     served = served_copy(prepared)
     served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     assert not report.passed
     grpc = report.protocols["grpc"].outputs["probabilities"]
     assert grpc.metrics.max_abs == pytest.approx(0.01, rel=1e-3) and not grpc.passed
@@ -81,7 +82,7 @@ def test_an_answer_of_another_shape_fails_that_output_only() -> None:
     served = served_copy(prepared)
     doubled = served.outputs["grpc"][ALL_SAMPLES]["probabilities"]
     served.outputs["grpc"][ALL_SAMPLES]["probabilities"] = np.concatenate([doubled, doubled])
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     assert not report.passed and not report.protocols["grpc"].outputs["probabilities"].passed
     assert "grpc probabilities: Triton answered shape [9, 10], the reference [5, 10]" in report.failures  # both cases
     assert report.protocols["http"].outputs["probabilities"].passed
@@ -93,7 +94,7 @@ def test_served_accuracy_below_the_framework_fails() -> None:
     served = served_copy(prepared)
     for protocol in served.outputs.values():  # every protocol predicts 0 instead of 3 for the first digit
         protocol[ALL_SAMPLES]["probabilities"][0] = np.roll(protocol[ALL_SAMPLES]["probabilities"][0], -3)
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     assert report.accuracy["grpc"] == 0.5 and report.accuracy["framework"] == 0.75
     assert "served accuracy over grpc is 0.5000, framework 0.7500" in report.failures
 
@@ -124,7 +125,7 @@ def test_classification_strings_that_match_the_raw_logits_pass() -> None:
     prepared = labelled_prepared()
     served = served_copy_without_burst(prepared)
     served.classifications = {"http": {"logits": strings(TOP5)}}
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     assert report.passed, report.failures
     assert report.classification["http"]["logits"].passed
 
@@ -143,7 +144,7 @@ def test_classification_strings_that_disagree_fail(row: int, position: int, wron
     rows = [list(r) for r in TOP5]
     rows[row][position] = wrong
     served.classifications = {"http": {"logits": strings(rows)}}
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     assert not report.passed
     assert report.classification["http"]["logits"].problem.startswith(problem)
 
@@ -169,7 +170,7 @@ def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPa
         return {"logits": np.repeat(x.reshape(len(x), -1).mean(axis=1, keepdims=True), 1000, axis=1)}
 
     monkeypatch.setattr(reference, "load", lambda _spec: fake_framework)
-    prepared = comparator.prepare(spec, "unused.npz")
+    prepared = parity_run.prepare(spec, "unused.npz")
     assert calls == [spec.max_batch_size]  # 8 samples, max_batch_size 8: one pass (before: one per request per case)
     for case in [*prepared.cases, prepared.burst]:
         (x,) = case.inputs.values()
@@ -187,7 +188,7 @@ def test_reports_survive_json_both_ways() -> None:
     rows = [list(r) for r in TOP5]
     rows[0][0] = "3.000000:1:cat"
     served.classifications = {"http": {"logits": strings(rows)}}
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     data = json.loads(json.dumps(report.to_dict()))
     # the file's layout, as written by hand: what reports/parity/<model>.json holds
     assert set(data) == {
@@ -234,7 +235,7 @@ def test_reports_survive_json_both_ways() -> None:
 def test_headline_figures_are_the_worst_cases() -> None:
     """What `dvc metrics show` and the gate see of a report: a handful of figures, worst over protocols."""
     prepared = mnist_like()
-    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    report = parity_judge.evaluate(prepared, served_copy(prepared), SERVER)
     assert report.headline() == {
         "passed": True,
         "protocols_agree": True,
@@ -245,7 +246,7 @@ def test_headline_figures_are_the_worst_cases() -> None:
     }
     served = served_copy(prepared)
     served.outputs["grpc"][ALL_SAMPLES]["probabilities"][2, 4] += 0.01
-    figures = comparator.evaluate(prepared, served, SERVER).headline()
+    figures = parity_judge.evaluate(prepared, served, SERVER).headline()
     assert figures["passed"] is False and figures["protocols_agree"] is False
     # recorded as upper bounds on a power-of-two grid (comparison/recorded_figures.py): 0.01 -> 2^-7 = 0.0078 < 0.01
     assert figures["max_abs"] == 2**-6 and figures["needed_atol"] == 2**-6  # 0.01 and 0.0091: the power of two above
@@ -259,10 +260,10 @@ def test_tied_scores_may_be_ranked_either_way() -> None:
     served = served_copy_without_burst(prepared)
     rows = [["3.000000:1:bee", "2.000000:3:dog", "1.000000:4:eel", "0.500000:2:cat", "0.500000:0:ant"], TOP5[1]]
     served.classifications = {"http": {"logits": strings(rows)}}
-    assert comparator.evaluate(prepared, served, SERVER).passed
+    assert parity_judge.evaluate(prepared, served, SERVER).passed
     rows[0][4] = "0.500000:2:cat"  # the same class twice is not a top-5
     served.classifications = {"http": {"logits": strings(rows)}}
-    assert not comparator.evaluate(prepared, served, SERVER).classification["http"]["logits"].passed
+    assert not parity_judge.evaluate(prepared, served, SERVER).classification["http"]["logits"].passed
 
 
 def lossy_mnist(shift: float) -> Prepared:
@@ -279,7 +280,7 @@ def lossy_mnist(shift: float) -> Prepared:
 
 def test_a_lossy_model_is_judged_against_both_references_apart() -> None:
     prepared = lossy_mnist(0.02)
-    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    report = parity_judge.evaluate(prepared, served_copy(prepared), SERVER)
     assert report.passed, report.failures
     assert report.accuracy == {"own_file": 0.75, "http": 0.75, "http_json": 0.75, "grpc": 0.75}
     stats = report.lossy.outputs["probabilities"]
@@ -296,7 +297,7 @@ def test_a_lossy_model_is_judged_against_both_references_apart() -> None:
 
 def test_a_lossy_model_far_from_fp32_fails_with_each_broken_bound() -> None:
     prepared = lossy_mnist(0.6)  # moves the FP32 model's top class of the samples to class 0 (0.91 - 0.6 < 0.41)
-    report = comparator.evaluate(prepared, served_copy(prepared), SERVER)
+    report = parity_judge.evaluate(prepared, served_copy(prepared), SERVER)
     assert not report.passed and report.lossy.outputs["probabilities"].top1_agreement == 0.0
     failures = [f for f in report.failures if f.startswith("vs FP32 keras: ")]
     assert any("max |error| 0.6 > 0.5" in f for f in failures), failures
@@ -312,18 +313,16 @@ def test_a_lossy_model_whose_accuracy_drops_or_turns_nan_fails() -> None:
     fp32 = prepared.fp32["probabilities"]
     fp32[3] = np.roll(fp32[3], 6)  # the FP32 model gets sample 3's 7 right: 4 of 4, the served model 3 of 4
     served = served_copy(prepared)
-    report = comparator.evaluate(prepared, served, SERVER)
+    report = parity_judge.evaluate(prepared, served, SERVER)
     assert report.lossy.fp32_accuracy == 1.0 and report.lossy.served_accuracy == 0.75
     assert any("accuracy 0.7500 is 0.2500 below the FP32 model's 1.0000" in f for f in report.failures)
     for protocol in served.outputs.values():
         protocol[ALL_SAMPLES]["probabilities"][1, 1] = np.nan
-    assert any("NaN/Inf" in f for f in comparator.evaluate(prepared, served, SERVER).failures)
+    assert any("NaN/Inf" in f for f in parity_judge.evaluate(prepared, served, SERVER).failures)
 
 
 def test_an_output_collapsed_to_zero_is_as_far_as_cosine_goes() -> None:
     """A broken scale can zero a whole output: its cosine with the FP32 model's is 0, never a perfect 1."""
-    from pipelines.comparison import lossy
-
     fp32 = np.array([[1.0, 3.0, -2.0], [0.0, 0.0, 0.0]])
     stats = lossy.error_stats(np.zeros_like(fp32), fp32, classes=False)
     assert stats.cosine == 0.0  # sample 0: zero against non-zero; sample 1: both zero, alike
@@ -331,23 +330,21 @@ def test_an_output_collapsed_to_zero_is_as_far_as_cosine_goes() -> None:
 
 
 def test_a_drop_exactly_at_the_bound_passes() -> None:
-    from pipelines.comparison import lossy
-
     bounds = model_spec("mnist_onnx_int8", compose_config("parity", ["model=mnist_onnx_int8"]).model).lossy
     assert 0.978 - 0.973 > 0.005  # in floating point
-    assert lossy.judge({}, bounds, 0.978, 0.973) == []
-    assert lossy.judge({}, bounds, 0.978, 0.972)[0].startswith("accuracy 0.9720 is 0.0060 below")
+    assert lossy.judge_lossy({}, bounds, 0.978, 0.973) == []
+    assert lossy.judge_lossy({}, bounds, 0.978, 0.972)[0].startswith("accuracy 0.9720 is 0.0060 below")
 
 
 def test_answers_of_other_shapes_per_request_are_kept_apart_and_compared_request_by_request() -> None:
     """An unbatched model's data-dependent output (NonZero: [2, K], K per sample) cannot be one array: `concat`
     keeps each request's answer, a prefix of samples takes whole requests, and pairs are made request by request."""
     answers = [{"idx": np.zeros((1, 2, k), np.int64)} for k in (3, 5, 3)]
-    joined = comparator.concat(answers)["idx"]
-    assert isinstance(joined, comparator.Ragged) and [a.shape for a in joined] == [(1, 2, 3), (1, 2, 5), (1, 2, 3)]
-    assert comparator.concat(answers[:1])["idx"].shape == (1, 2, 3)  # one shape: an array, as before
-    assert [a.shape[2] for a in comparator._slice({"idx": joined}, 0, 2)["idx"]] == [3, 5]
-    pairs = comparator._request_pairs(joined, comparator.concat(answers)["idx"])
+    joined = concat(answers)["idx"]
+    assert isinstance(joined, Ragged) and [a.shape for a in joined] == [(1, 2, 3), (1, 2, 5), (1, 2, 3)]
+    assert concat(answers[:1])["idx"].shape == (1, 2, 3)  # one shape: an array, as before
+    assert [a.shape[2] for a in take({"idx": joined}, 0, 2)["idx"]] == [3, 5]
+    pairs = request_pairs(joined, concat(answers)["idx"])
     assert len(pairs) == 3 and all(g.shape == r.shape for g, r in pairs)
-    assert comparator._equal(joined, comparator.concat(answers)["idx"])
-    assert not comparator._equal(joined, comparator.concat([answers[0], answers[2], answers[1]])["idx"])
+    assert identical(joined, concat(answers)["idx"])
+    assert not identical(joined, concat([answers[0], answers[2], answers[1]])["idx"])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.comparison.output_metrics import OutputMetrics
 from pipelines.comparison.parity_report import OutputResult
 from pipelines.comparison.recorded_figures import error_figure
 from pipelines.merge_gate.rules import Thresholds, judge_gate
+from pipelines.outputs.metrics import OutputMetrics
 
 GATE = Thresholds(accuracy_drop=0.005, tolerance_growth=2.0, tolerance_floor=1e-6)  # conf/gate.yaml's
 

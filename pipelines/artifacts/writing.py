@@ -5,7 +5,8 @@ plain `model.export` has been reported to load in Triton's TensorFlow backend an
 triton-inference-server/server#7456); SavedModel -> ONNX with tf2onnx's CLI; PyTorch -> ONNX with
 the TorchScript exporter (a module) or the dynamo exporter (a torch.export program; the TorchScript
 exporter on its module where the dynamo one fails, as on transformers' T5). `self_check`
-runs the written file beside its source on the same inputs, as optimum's `validate_model_outputs` does.
+runs the written file beside its source on the same inputs, as optimum's `validate_model_outputs` does,
+and compares their outputs as parity does (`pipelines.outputs.validator`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from pipelines.artifacts import reproducible
 from pipelines.artifacts.io_signature import ArtifactSignature, require_match
 from pipelines.config.spec import NetworkSpec, TensorSpec
 from pipelines.core.errors import ArtifactError
+from pipelines.frameworks.tensorflow_import import tensorflow
+from pipelines.outputs.answers import concat, per_sample, request_pairs, take
+from pipelines.outputs.validator import validate_output
+from pipelines.runners.keras_models import output_names
 from pipelines.runners.reference import Runner
 
 log = logging.getLogger(__name__)
@@ -41,11 +46,8 @@ def keras_savedmodel(
     batch_axis: bool = True,
 ) -> None:
     """A SavedModel whose signature `signature` maps the spec's input names to its output names."""
-    from pipelines.runners.keras_models import output_names
-    from pipelines.runners.tensorflow_import import tensorflow
-
     tf = tensorflow()  # first, quietly: Keras imports it
-    import keras
+    import keras  # lazy: Keras imports TensorFlow (~15 s); Keras work only
 
     names = [t.name for t in outputs]
     returned = [names[0]] if len(names) == 1 else output_names(model)
@@ -86,7 +88,7 @@ def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, 
     """tf2onnx on the SavedModel's signature (its CLI is the documented, stable interface), with Keras kept out:
     a SavedModel converts without it, and TensorFlow's eager import of Keras doubles the start (8.8 s -> 5.2 s
     for the same, byte-identical ONNX file)."""
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     cmd = [
         sys.executable,
@@ -122,7 +124,7 @@ def savedmodel_onnx(savedmodel: Path, signature: str, opset: int, target: Path, 
 def require_valid_onnx(model: Any, what: str) -> None:
     """ONNX's own checker (full, with shape inference); one line when it refuses: an exporter wrote an op the opset
     lacks (tf2onnx's Bitcast for a Keras argmax), or a user's file is not valid ONNX."""
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -143,7 +145,7 @@ def torch_onnx(
     """A torch.nn.Module or TorchScript module (the TorchScript exporter, `dynamic_axes` from the spec), or a
     torch.export program (the dynamo exporter, which keeps the program's own dynamic dimensions; where it fails, as
     torch 2.13's does on transformers' T5, the TorchScript exporter on the program's module)."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     args = tuple(torch.from_numpy(np.ascontiguousarray(example[t.name])) for t in inputs)
     names = {"input_names": [t.name for t in inputs], "output_names": [t.name for t in outputs]}
@@ -201,7 +203,7 @@ def _program_module(program: Any) -> Any:
     size read as `x.size(d)` (a traced 0-dim tensor), while the program's `aten.sym_size.int` gives a plain int,
     which the trace would keep as a constant: sizes are read as `x.size(d)`, and the aten overloads they go to
     (`aten.view.default`, which takes ints only) become the Python functions that take traced sizes."""
-    import torch
+    import torch  # lazy: torch takes ~6 s to import; torch work only
 
     module = program.module()
     for weight in module.parameters():  # the exporter makes them constants, which must not require grad
@@ -287,37 +289,37 @@ def self_check(
     batched: bool = True,
 ) -> Check:
     """Run both on `inputs`; ArtifactError when an output differs by more than `limit` (integer, bool and string
-    outputs: at all; an FP16 output also by one FP16 step of its largest value, its own rounding), so that nothing
-    is written. Unbatched models run one sample at a time, and are compared sample by sample: an output whose
-    length depends on the data (NonZero, TopK with k an input) differs in shape between samples."""
+    outputs: at all; an FP16 output also by one FP16 step of its largest value, its own rounding) or holds NaN/inf,
+    so that nothing is written. Unbatched models run one sample at a time, and are compared sample by sample: an
+    output whose length depends on the data (NonZero, TopK with k an input) differs in shape between samples. The
+    comparison is parity's (`pipelines.outputs.validator`); the limit is this check's own."""
     count = len(next(iter(inputs.values())))
 
-    def runs(runner: Runner) -> list[Mapping[str, np.ndarray]]:
+    def run(runner: Runner) -> Mapping[str, Any]:
         if batched:
-            return [runner(inputs)]
-        return [runner({k: v[i] for k, v in inputs.items()}) for i in range(count)]
+            return runner(inputs)
+        one = per_sample(what, runner)
+        return concat([one(take(inputs, i, i + 1)) for i in range(count)])
 
-    expected, got = runs(source), runs(exported)
+    expected, got = run(source), run(exported)
     diffs: dict[str, float] = {}
     for tensor in outputs:
-        diffs[tensor.name], allowed = 0.0, 0.0
-        for sample, (want_all, have_all) in enumerate(zip(expected, got)):
-            want, have = np.asarray(want_all[tensor.name]), np.asarray(have_all[tensor.name])
-            if want.shape != have.shape:
-                where = "" if batched else f" for sample {sample}"
-                raise ArtifactError(
-                    f"{what}: output {tensor.name!r} has shape {list(have.shape)}, the source's "
-                    f"{list(want.shape)}{where}; nothing was written"
-                )
-            if tensor.exact:
-                diffs[tensor.name] += float(np.count_nonzero(want != have))
-                continue
-            wide = want.astype(np.float64)
-            diffs[tensor.name] = max(
-                diffs[tensor.name], float(np.max(np.abs(have.astype(np.float64) - wide), initial=0.0))
+        compared = validate_output(tensor, request_pairs(got[tensor.name], expected[tensor.name]))
+        if compared.shape is not None:
+            have, want = compared.shape.served, compared.shape.reference
+            where = "" if batched else f" for sample {compared.shape.pair}"
+            raise ArtifactError(
+                f"{what}: output {tensor.name!r} has shape {list(have if batched else have[1:])}, the source's "
+                f"{list(want if batched else want[1:])}{where}; nothing was written"
             )
-            step = np.finfo(np.float16).eps * float(np.max(np.abs(wide), initial=0.0)) if tensor.dtype == "FP16" else 0
-            allowed = max(allowed, limit + step)
+        allowed, metrics = 0.0, compared.metrics
+        if compared.exact is not None:
+            diffs[tensor.name] = float(compared.exact.differing_elements)
+        elif metrics is not None:
+            diffs[tensor.name] = metrics.max_abs
+            # an FP16 output may also differ by one FP16 step of its largest value: its own rounding
+            step = np.finfo(np.float16).eps * compared.scale if tensor.dtype == "FP16" else 0
+            allowed = limit + step
         log.info(
             "%s vs its source on %d samples, %s: %s %.3g (limit %g)",
             what,
@@ -327,6 +329,11 @@ def self_check(
             diffs[tensor.name],
             allowed,
         )
+        if metrics is not None and metrics.nonfinite:
+            raise ArtifactError(
+                f"{what} or its source gives {metrics.nonfinite} NaN/inf values in output {tensor.name!r}; "
+                "nothing was written"
+            )
         if diffs[tensor.name] > allowed:
             raise ArtifactError(
                 f"{what} differs from its source in output {tensor.name!r} by {diffs[tensor.name]:.3g} "

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tritonclient.utils import InferenceServerException
 
 from pipelines.artifacts import export_failure, quantization
-from pipelines.comparison import comparator, localize
+from pipelines.comparison import localize, parity_judge, parity_run
+from pipelines.comparison.parity_cases import Prepared
 from pipelines.comparison.parity_report import ParityReport
 from pipelines.config.selection import selected, whole_catalog
 from pipelines.config.spec import ModelSpec, served_specs
@@ -30,6 +31,7 @@ from pipelines.core.cli import compose, run_overrides
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, ModelNotServed, ServerError, checked_number
 from pipelines.data import parity_inputs
 from pipelines.model_repository import assembly, fingerprint
+from pipelines.outputs.answers import concat, unbatched
 from pipelines.runners.reference import onnxruntime_runner
 from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
@@ -92,7 +94,7 @@ class ParityJob:
             catalog=catalog,
             specs=specs,
             whole_catalog=whole_catalog(cfg),
-            protocols=comparator.check_protocols([str(p) for p in cfg.protocols]),
+            protocols=parity_run.check_protocols([str(p) for p in cfg.protocols]),
             server=server,
             front=FrontSettings.from_cfg(cfg.balancer),
             releases=cfg.triton_releases,
@@ -228,7 +230,7 @@ def check(job: ParityJob) -> list[ParityReport]:
     by_name = {r.model: dataclasses.replace(r, proof_key=keys[r.model]) for r in _proven(proving)} if exported else {}
     for spec in job.specs:
         if spec.name in failed:
-            by_name[spec.name] = comparator.export_failed(spec, job.server.kind, failed[spec.name])
+            by_name[spec.name] = parity_judge.export_failed(spec, job.server.kind, failed[spec.name])
     results = [kept.get(s.name) or by_name[s.name] for s in job.specs]
     for report in results:
         if report.model not in kept:
@@ -263,10 +265,10 @@ def _proven(job: ParityJob) -> list[ParityReport]:
     # first: an unreachable one fails in seconds, before any local artifact is read
     checked = provenance() if served is not None else {}
 
-    def prepare() -> list[comparator.Prepared | ReferenceFailed]:
+    def prepare() -> list[Prepared | ReferenceFailed]:
         return [_prepared(spec, job) for spec in job.specs]
 
-    early: list[Background[list[comparator.Prepared | ReferenceFailed]]] = []
+    early: list[Background[list[Prepared | ReferenceFailed]]] = []
 
     def loading() -> None:  # the framework references are computed while Triton loads its models
         early.append(Background(prepare, "references"))
@@ -289,12 +291,12 @@ def _proven(job: ParityJob) -> list[ParityReport]:
         for item in prepared:
             try:
                 if isinstance(item, ReferenceFailed):
-                    report = comparator.reference_failed(item.spec, server, item.reason)
+                    report = parity_judge.reference_failed(item.spec, server, item.reason)
                 else:
-                    collected = comparator.collect(item, endpoints, job.protocols, local)
-                    report = comparator.evaluate(item, collected, server)
+                    collected = parity_run.collect(item, endpoints, job.protocols, local)
+                    report = parity_judge.evaluate(item, collected, server)
             except ModelNotServed as exc:  # that model's failure: the others are still proven
-                report = comparator.not_served(item, server, str(exc))
+                report = parity_judge.not_served(item, server, str(exc))
             report = dataclasses.replace(report, artifacts=checked[item.spec.name])
             if item.spec.format == "tensorrt":  # the proof names the engines it was made with
                 engines = {cc: meta for cc, (_, meta) in plans.plans(item.spec.artifact).items()}
@@ -312,9 +314,9 @@ class ReferenceFailed:
     reason: str
 
 
-def _prepared(spec: ModelSpec, job: ParityJob) -> comparator.Prepared | ReferenceFailed:
+def _prepared(spec: ModelSpec, job: ParityJob) -> Prepared | ReferenceFailed:
     try:
-        return comparator.prepare(spec, job.data, job.catalog)
+        return parity_run.prepare(spec, job.data, job.catalog)
     except (ArtifactError, ConfigError, DataError) as exc:  # the user's files or settings: this model's failure
         return ReferenceFailed(spec, str(exc))
 
@@ -355,17 +357,17 @@ def localize_model(job: ParityJob) -> tuple[Any, Path]:
         reference_exposed = localize.expose(reference_file, work / "reference.onnx", batched)
         debug = localize.debug_spec(spec, work / "served.onnx", exposed)
         assembly.assemble([debug], work / "repository", job.instance_kind)
-        run_reference = comparator.unbatched(
+        run_reference = unbatched(
             spec, onnxruntime_runner(work / "reference.onnx", spec.inputs, [e.tensor for e in reference_exposed])
         )
         samples = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(len(next(iter(inputs.values()))))]
-        reference = comparator.concat([run_reference(sample) for sample in samples])
+        reference = concat([run_reference(sample) for sample in samples])
         with (
             serve(job.server, work / "repository", job.releases) as endpoints,
             ServedModel(debug, endpoints) as model,
         ):  # one sample per request: every activation travels back
-            infer = comparator.unbatched(debug, lambda arrays: model.infer("grpc", arrays))
-            served = comparator.concat([infer(sample) for sample in samples])
+            infer = unbatched(debug, lambda arrays: model.infer("grpc", arrays))
+            served = concat([infer(sample) for sample in samples])
     result = localize.compare(spec.name, reference_name, exposed, served, reference, job.localize.bound)
     if not result.layers:
         raise ArtifactError(f"no tensor of {spec.artifact} has a namesake in {reference_file}: nothing to compare")

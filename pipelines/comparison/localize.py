@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipelines.config import dtypes
 from pipelines.config.spec import ModelSpec, TensorSpec
+from pipelines.outputs.answers import request_pairs
+from pipelines.outputs.validator import validate_output
 
 log = logging.getLogger(__name__)
 ACTIVATION_DTYPES = ("FP32", "FP16")  # the activations compared: what an FP32, FP16 or INT8 (dequantized) file carries
@@ -92,10 +92,10 @@ class Localization:
 
     def plot(self, path: Path) -> None:
         """Relative error against depth, the bound as a line, the first tensor over it marked."""
-        import matplotlib
+        import matplotlib  # lazy: matplotlib takes ~2 s; plots only
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: matplotlib takes ~2 s; plots only
 
         fig, ax = plt.subplots(figsize=(8, 4))
         ax.plot(
@@ -134,7 +134,7 @@ def expose(source: Path, target: Path, batched: bool = True) -> list[Exposed]:
     Shapes come from ONNX shape inference; a tensor whose rank it cannot tell is left out. The model's own
     outputs are in the list (compared last, as the graph computes them) and stay outputs once.
     """
-    import onnx
+    import onnx  # lazy: onnx takes ~0.6 s; ONNX work only
 
     model = onnx.load(str(source))
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -183,11 +183,13 @@ def compare(
     model: str,
     reference_name: str,
     exposed: list[Exposed],
-    served: Mapping[str, np.ndarray],
-    reference: Mapping[str, np.ndarray],
+    served: Mapping[str, Any],
+    reference: Mapping[str, Any],
     bound: float,
 ) -> Localization:
-    """Each exposed tensor the reference also computes, in topological order, judged by its relative error."""
+    """Each exposed tensor the reference also computes, in topological order, judged by its relative error (its
+    largest difference, any NaN/inf one infinite, over its largest finite reference value). `served`, `reference`:
+    batch first, or request by request (`answers.Ragged`)."""
     result = Localization(model, reference_name, len(next(iter(served.values()))) if served else 0, bound)
     by_name = {e.tensor.name: e for e in exposed}
     names = set(by_name)
@@ -200,12 +202,11 @@ def compare(
         matched = name.removesuffix(DEQUANTIZED)
         if matched not in reference or name not in served:
             continue  # a tensor of the quantized graph only, or one the reference does not compute
-        got, want = np.asarray(served[name], np.float64), np.asarray(reference[matched], np.float64)
-        if got.shape != want.shape:
-            continue
-        scale = float(np.max(np.abs(want), initial=0.0))
-        diff = np.abs(got - want)
-        max_abs = float(np.max(np.where(np.isfinite(diff), diff, np.inf), initial=0.0))
+        compared = validate_output(item.tensor, request_pairs(served[name], reference[matched]))
+        if compared.metrics is None:
+            continue  # another shape: nothing element by element
+        max_abs = float("inf") if compared.metrics.nonfinite else compared.metrics.max_abs
+        scale = compared.scale
         relative = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
         producer = by_name.get(matched, item)  # the node that computed it, not the DequantizeLinear after it
         result.layers.append(

@@ -1,7 +1,7 @@
 """FP16 and INT8 models judged by what the model is for: against the FP32 framework model, not elementwise.
 
 A lossy model's served outputs are compared twice, and the report keeps the two apart: with its own
-file run in process (serving must add no error: the FP32 tolerance, `comparator`), and here with the
+file run in process (serving must add no error: the FP32 tolerance, `parity_judge`), and here with the
 FP32 framework model (the cost of the precision): task accuracy on labelled samples, agreement of the
 predicted classes, and error statistics in Polygraphy's terms (max, mean, median, 99th percentile of
 |error|), each against its own bound (`LossyBounds`). NaN or Inf always fail.
@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.comparison.output_metrics import agreement, min_cosine
 from pipelines.comparison.recorded_figures import recorded
 from pipelines.config.spec import LossyBounds
+from pipelines.outputs.answers import by_shape, request_pairs
+from pipelines.outputs.metrics import agreement, min_cosine, widen
+from pipelines.outputs.validator import first_mismatch
 
 OWN_FILE = "own_file"  # a lossy model's strict reference (its file in process), as reports name its accuracy
 
@@ -113,30 +115,36 @@ def accuracy_drop(fp32_accuracy: float | None, served_accuracy: float | None) ->
     return round(fp32_accuracy - served_accuracy, 9)
 
 
-def error_stats(served: np.ndarray, fp32: np.ndarray, classes: bool) -> ErrorStats:
-    """Error statistics of one output (batch first); `classes`: its last axis holds class scores."""
-    if served.shape != fp32.shape:
-        raise ValueError(f"shape mismatch: served {served.shape} vs FP32 {fp32.shape}")
-    s, r = served.astype(np.float64), fp32.astype(np.float64)
-    finite = np.isfinite(s) & np.isfinite(r)
-    nonfinite = int(finite.size - np.count_nonzero(finite))
-    diff = np.abs(s - r)[finite]
-    s, r = np.where(finite, s, 0.0), np.where(finite, r, 0.0)
-    top1, top5 = agreement(s, r) if classes else (None, None)
+def error_stats(served: Any, fp32: Any, classes: bool) -> ErrorStats:
+    """Error statistics of one output (batch first, or request by request: `answers.Ragged`); `classes`: its last
+    axis holds class scores."""
+    pairs = by_shape(request_pairs(served, fp32))
+    mismatch = first_mismatch(pairs)
+    if mismatch is not None:
+        raise ValueError(f"shape mismatch: served {mismatch.served} vs FP32 {mismatch.reference}")
+    widened = [widen(got, ref) for got, ref in pairs]
+    diff = np.concatenate([np.abs(w.served - w.reference)[w.finite] for w in widened])
+    count = sum(len(w.served) for w in widened)
+    top1 = top5 = None
+    if classes:  # over groups of samples of different shapes: each group's agreement, weighted by its samples
+        agreed = np.array([agreement(w.served, w.reference) for w in widened])
+        weights = [len(w.served) for w in widened]
+        top1, top5 = agreed[0] if len(agreed) == 1 else np.average(agreed, axis=0, weights=weights)
+        top1, top5 = float(top1), float(top5)
     return ErrorStats(
-        samples=len(s),
-        nonfinite=nonfinite,
+        samples=count,
+        nonfinite=sum(w.nonfinite for w in widened),
         max_abs=float(diff.max(initial=0.0)),
         mean_abs=float(diff.mean()) if diff.size else 0.0,
         median_abs=float(np.median(diff)) if diff.size else 0.0,
         p99_abs=float(np.percentile(diff, 99)) if diff.size else 0.0,
-        cosine=min_cosine(s, r),
+        cosine=min(min_cosine(w.served, w.reference) for w in widened),
         top1_agreement=top1,
         top5_agreement=top5,
     )
 
 
-def judge(
+def judge_lossy(
     stats: Mapping[str, ErrorStats],
     bounds: LossyBounds,
     fp32_accuracy: float | None = None,

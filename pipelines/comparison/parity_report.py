@@ -1,6 +1,6 @@
 """The parity report: typed results per model, protocol and output; JSON both ways; the printed table.
 
-`comparator.evaluate` builds a `ParityReport` (compare and judge in one place); the parity stage
+`parity_judge.evaluate` builds a `ParityReport` (compare and judge in one place); the parity stage
 writes `to_dict()` as `reports/parity/<model>.json` and `headline()` (the DVC metrics the gate reads)
 as `reports/parity_metrics/<model>.json`; `ParityReport.from_dict` reads a full report back, so a
 tool that consumes them works with the same types.
@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pipelines.comparison.lossy import OWN_FILE, LossyResult
-from pipelines.comparison.output_metrics import OutputMetrics
 from pipelines.comparison.recorded_figures import error_figure, recorded
 from pipelines.config.spec import Tolerance
+from pipelines.outputs.metrics import OutputMetrics
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from pipelines.artifacts import export_failure, io_signature
 
 from pipelines.data import labels
-from pipelines.model_repository import ensemble, standins, triton_config
+from pipelines.config import ensemble_parts
+from pipelines.model_repository import standins, triton_config
 from pipelines.core.atomic import atomic_path
 from pipelines.core.errors import ArtifactError, ConfigError, ServerError
 from pipelines.core.paths import project_path
@@ -84,7 +85,7 @@ def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO",
     return model_dir
 
 
-def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
+def write_ensemble(parts: ensemble_parts.Parts, root: Path) -> list[Path]:
     """The ensemble's pre- and post-processing models and the ensemble itself (its classifier is served on its own)."""
     written = []
     for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess")):
@@ -101,9 +102,9 @@ def write_ensemble(parts: ensemble.Parts, root: Path) -> list[Path]:
     return [*written, root / parts.ensemble.name]
 
 
-def step_settings(parts_: ensemble.Parts, role: str) -> dict[str, object]:
+def step_settings(parts_: ensemble_parts.Parts, role: str) -> dict[str, object]:
     """What a step's code needs beyond its tensors: the image transform and limits, or k and the labels file."""
-    assert parts_.ensemble.ensemble is not None  # ensemble.parts checked it
+    assert parts_.ensemble.ensemble is not None  # ensemble_parts.parts checked it
     if role == "preprocess":
         pre = parts_.ensemble.network.require_preprocessing("the ensemble's pre-processing step")
         return {**pre.settings(), "limits": parts_.ensemble.ensemble.image_limits.settings()}
@@ -156,7 +157,7 @@ def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tupl
     and the current step code, not an older copy.
     """
     if spec.format == "ensemble":
-        parts = ensemble.parts(spec, served)
+        parts = ensemble_parts.parts(spec, served)
         steps = [pair for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
                  for pair in ((Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
                               (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE))]
@@ -177,7 +178,7 @@ def expected_configs(spec: ModelSpec, served: Mapping[str, ModelSpec],
     """(path in the repository, the config the spec generates) of every config.pbtxt that serves `spec`: an
     ensemble's own, its steps' and its classifier's."""
     if spec.format == "ensemble":
-        parts = ensemble.parts(spec, served)
+        parts = ensemble_parts.parts(spec, served)
         steps = [(Path(step.name, CONFIG_FILENAME), triton_config.ensemble_step(step, step_settings(parts, role)))
                  for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))]
         return [(Path(spec.name, CONFIG_FILENAME), triton_config.ensemble(parts)), *steps,
@@ -250,7 +251,7 @@ def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIN
     with atomic_path(target, directory=True) as tmp:
         for spec in specs:
             if spec.format == "ensemble":
-                parts = ensemble.parts(spec, served)
+                parts = ensemble_parts.parts(spec, served)
                 log.info("%s: ensemble over %s", spec.name, parts.classifier.name)
                 write_ensemble(parts, tmp)
                 continue

@@ -22,7 +22,7 @@ from pipelines.data import labels
 from pipelines.model_repository.standins import INSTANCE_KINDS, default_filename
 
 if TYPE_CHECKING:
-    from pipelines.model_repository.ensemble import Parts
+    from pipelines.config.ensemble_parts import Parts
 
 PLATFORMS = {"savedmodel": "tensorflow_savedmodel", "onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 VERSION = "1"  # the one version directory every model is served from

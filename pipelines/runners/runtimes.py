@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipelines.config import ensemble_parts
 from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ConfigError
 from pipelines.runners import reference
@@ -25,9 +26,7 @@ def _savedmodel(spec: ModelSpec) -> Runner:
 
 
 def _ensemble(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
-    from pipelines.model_repository import ensemble
-
-    parts = ensemble.parts(spec, catalog)
+    parts = ensemble_parts.parts(spec, catalog)
     return reference.load_ensemble(parts, load(parts.classifier, catalog))
 
 

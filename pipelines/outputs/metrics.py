@@ -1,7 +1,8 @@
-"""Compare served outputs with the framework's, then judge them against a tolerance (Polygraphy-style).
+"""How far a floating-point output is from its reference, in figures, and judging them against a tolerance.
 
-run -> compare -> judge are separate: `compare_output` only measures, `judge` only decides, and
-both results serialise to JSON. The report also says which tolerance would have been needed.
+As in Polygraphy, measuring and deciding are separate: `compare_output` only measures, `judge_output` only decides,
+and both results serialise to JSON. The figures also say which tolerance would have been needed. `widen` is where
+every floating-point comparison starts (parity, lossy judging, localize, the export self-check).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from pipelines.config.spec import Tolerance
-from pipelines.data.images import top_k
 
 REL_EPSILON = 1e-6  # keeps the relative error finite where the reference is ~0
 
@@ -39,13 +39,39 @@ class OutputMetrics:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class OutputVerdict:
+    """One output's metrics judged against its tolerance: passed, or every gate it broke, one line each."""
+
     passed: bool
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Widened:
+    """Served and reference values as float64, NaN/inf elements (on either side) zeroed, and where they were."""
+
+    served: np.ndarray
+    reference: np.ndarray
+    finite: np.ndarray
+    nonfinite: int
+
+
+def widen(served: np.ndarray, reference: np.ndarray) -> Widened:
+    """Both sides as float64 with the elements that are NaN/inf on either side set to 0 (and counted): the figures
+    cover the finite rest, and a non-finite element is a failure of its own."""
+    if served.shape != reference.shape:
+        raise ValueError(f"shape mismatch: served {served.shape} vs reference {reference.shape}")
+    s, r = served.astype(np.float64), reference.astype(np.float64)
+    finite = np.isfinite(s) & np.isfinite(r)
+    nonfinite = int(finite.size - np.count_nonzero(finite))
+    if nonfinite:
+        s, r = np.where(finite, s, 0.0), np.where(finite, r, 0.0)
+    return Widened(s, r, finite, nonfinite)
+
+
 def _topk(values: np.ndarray, k: int) -> np.ndarray:
-    return top_k(values, k)[1]
+    """The indices of the k largest values per row, best first; ties keep the lower index."""
+    return np.argsort(-values, axis=-1, kind="stable")[..., :k]
 
 
 def min_cosine(served: np.ndarray, reference: np.ndarray) -> float:
@@ -74,14 +100,8 @@ def agreement(served: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
 
 def compare_output(served: np.ndarray, reference: np.ndarray, tol: Tolerance, classes: bool) -> OutputMetrics:
     """Metrics of `served` against `reference` (same shape, batch first). `classes`: last axis is class scores."""
-    if served.shape != reference.shape:
-        raise ValueError(f"shape mismatch: served {served.shape} vs reference {reference.shape}")
-    s = served.astype(np.float64)
-    r = reference.astype(np.float64)
-    finite = np.isfinite(s) & np.isfinite(r)
-    nonfinite = int(finite.size - np.count_nonzero(finite))
-    if nonfinite:
-        s, r = np.where(finite, s, 0.0), np.where(finite, r, 0.0)
+    widened = widen(served, reference)
+    s, r, nonfinite = widened.served, widened.reference, widened.nonfinite
     diff = np.abs(s - r)
     mag = np.abs(r)
     top1, top5 = agreement(s, r) if classes else (None, None)
@@ -141,7 +161,7 @@ def _needed_rtol(diff: np.ndarray, mag: np.ndarray, atol: float) -> float | None
     return float((excess[nonzero] / mag[nonzero]).max(initial=0.0))
 
 
-def judge(metrics: OutputMetrics, tol: Tolerance) -> Verdict:
+def judge_output(metrics: OutputMetrics, tol: Tolerance) -> OutputVerdict:
     """Pass when every element is within atol + rtol*|ref| and the similarity and ranking gates hold."""
     failures = []
     if metrics.nonfinite:
@@ -159,4 +179,4 @@ def judge(metrics: OutputMetrics, tol: Tolerance) -> Verdict:
         failures.append(f"top-1 agreement {metrics.top1_agreement:.4f} < {tol.min_top1_agreement}")
     if metrics.top5_agreement is not None and metrics.top5_agreement < tol.min_top5_agreement:
         failures.append(f"top-5 agreement {metrics.top5_agreement:.4f} < {tol.min_top5_agreement}")
-    return Verdict(passed=not failures, failures=failures)
+    return OutputVerdict(passed=not failures, failures=failures)

@@ -1,4 +1,5 @@
-"""The image-classification ensemble: raw encoded image -> pre-processing -> classifier -> post-processing.
+"""The image-classification ensemble as the specs of its steps, derived from its own model spec and its classifier's:
+raw encoded image -> pre-processing -> classifier -> post-processing.
 
     <name>_preprocess   Python backend: decode JPEG/PNG bytes, resize, centre-crop, normalise (pipelines/data/images.py)
     <classifier>        a served classifier of the same catalog (resnet50_onnx; resnet50_trt on GPU hosts)
@@ -12,10 +13,10 @@ model config, the classifier's tensors from its network.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
-from pipelines.core.errors import ConfigError
 from pipelines.config.spec import ModelSpec, ParitySettings, TensorSpec
+from pipelines.core.errors import ConfigError
 
 PREPROCESS, POSTPROCESS = "_preprocess", "_postprocess"
 
@@ -65,16 +66,38 @@ def parts(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> Parts:
     if not cls_out.labels or classifier.labels_file is None:
         raise ConfigError(f"ensemble {spec.name!r}: classifier {name!r} has no labelled output")
     if classifier.lossy is not None:  # its reference is the FP32 framework, judged at the ensemble's FP32 tolerance
-        raise ConfigError(f"ensemble {spec.name!r}: classifier {name!r} is {classifier.precision}; an ensemble is "
-                          "proven against its classifier's FP32 framework model, so it calls an FP32 classifier")
+        raise ConfigError(
+            f"ensemble {spec.name!r}: classifier {name!r} is {classifier.precision}; an ensemble is "
+            "proven against its classifier's FP32 framework model, so it calls an FP32 classifier"
+        )
     if spec.max_batch_size > classifier.max_batch_size:
-        raise ConfigError(f"ensemble {spec.name!r}: max_batch_size {spec.max_batch_size} exceeds "
-                          f"{name!r}'s {classifier.max_batch_size}")
-    common = dict(max_batch_size=spec.max_batch_size, dynamic_batching=spec.dynamic_batching, instance_count=1,
-                  parity=ParitySettings(), format="python", ensemble=None, tensorrt=None, extra_config="")
-    pre = dataclasses.replace(spec, name=spec.name + PREPROCESS, inputs=spec.inputs,
-                              outputs=(dataclasses.replace(cls_in, labels=False),),
-                              **{**common, "instance_count": spec.ensemble.decode_instances})
-    post = dataclasses.replace(spec, name=spec.name + POSTPROCESS, inputs=(dataclasses.replace(cls_out, labels=False),),
-                               outputs=spec.outputs, network=classifier.network, **common)
+        raise ConfigError(
+            f"ensemble {spec.name!r}: max_batch_size {spec.max_batch_size} exceeds "
+            f"{name!r}'s {classifier.max_batch_size}"
+        )
+    common = {
+        "max_batch_size": spec.max_batch_size,
+        "dynamic_batching": spec.dynamic_batching,
+        "instance_count": 1,
+        "parity": ParitySettings(),
+        "format": "python",
+        "ensemble": None,
+        "tensorrt": None,
+        "extra_config": "",
+    }
+    pre = dataclasses.replace(
+        spec,
+        name=spec.name + PREPROCESS,
+        inputs=spec.inputs,
+        outputs=(dataclasses.replace(cls_in, labels=False),),
+        **{**common, "instance_count": spec.ensemble.decode_instances},
+    )
+    post = dataclasses.replace(
+        spec,
+        name=spec.name + POSTPROCESS,
+        inputs=(dataclasses.replace(cls_out, labels=False),),
+        outputs=spec.outputs,
+        network=classifier.network,
+        **common,
+    )
     return Parts(spec, pre, classifier, post)
