@@ -16,7 +16,8 @@ import pytest
 
 from pipelines.artifacts import export_failure
 from pipelines.byom import spec_files
-from pipelines.config.spec import Sampling, TensorSpec
+from pipelines.config.network import Sampling
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError, ConfigError, DataError
 from pipelines.data import parity_inputs
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.comparison.output_metrics import compare_output, judge, merged
-from pipelines.config.spec import Tolerance
+from pipelines.config.tolerances import Tolerance
 
 STRICT = Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999, min_top1_agreement=1.0, min_top5_agreement=1.0)
 

@@ -25,7 +25,8 @@ import numpy as np
 
 from pipelines.artifacts import reproducible
 from pipelines.artifacts.io_signature import ArtifactSignature, require_match
-from pipelines.config.spec import NetworkSpec, TensorSpec
+from pipelines.config.network import NetworkSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError
 from pipelines.runners.reference import Runner
 

@@ -21,7 +21,10 @@ from omegaconf import DictConfig
 
 from pipelines.byom import conversion, sources
 from pipelines.config import dtypes
-from pipelines.config.spec import Preprocessing, TensorSpec, model_spec, network_spec
+from pipelines.config.network import network_spec
+from pipelines.config.preprocessing import Preprocessing
+from pipelines.config.spec import model_spec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import CONF_DIR, compose
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, checked_number

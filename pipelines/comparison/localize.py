@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import dtypes
-from pipelines.config.spec import ModelSpec, TensorSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 ACTIVATION_DTYPES = ("FP32", "FP16")  # the activations compared: what an FP32, FP16 or INT8 (dequantized) file carries

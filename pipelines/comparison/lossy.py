@@ -17,7 +17,7 @@ import numpy as np
 
 from pipelines.comparison.output_metrics import agreement, min_cosine
 from pipelines.comparison.recorded_figures import recorded
-from pipelines.config.spec import LossyBounds
+from pipelines.config.tolerances import LossyBounds
 
 OWN_FILE = "own_file"  # a lossy model's strict reference (its file in process), as reports name its accuracy
 

@@ -15,7 +15,8 @@ import dataclasses
 from typing import Mapping
 
 from pipelines.core.errors import ConfigError
-from pipelines.config.spec import ModelSpec, ParitySettings, TensorSpec
+from pipelines.config.spec import ModelSpec, ParitySettings
+from pipelines.config.tensors import TensorSpec
 
 PREPROCESS, POSTPROCESS = "_preprocess", "_postprocess"
 

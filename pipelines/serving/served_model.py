@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.config.spec import ModelSpec, TensorSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ModelNotServed, ServerError
 from pipelines.model_repository import triton_config
 from pipelines.serving.launcher import Endpoints, load_failures
