@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.byom import spec_files
+from pipelines.byom import added_index, derivation
 from pipelines.core.cli import hydra_main
 
 
-def run(cfg: Any) -> spec_files.Added:
-    request = spec_files.request(cfg)
-    result = spec_files.add(request)
+def run(cfg: Any) -> added_index.Added:
+    request = derivation.request(cfg)
+    result = added_index.add(request)
     print(result.summary(), flush=True)
     return result
 

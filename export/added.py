@@ -15,7 +15,7 @@ from typing import Any
 
 from pipelines.artifacts import export_failure, io_signature, writing
 from pipelines.byom import conversion, sources
-from pipelines.config.spec import NetworkSpec, network_spec
+from pipelines.config.network import NetworkSpec, network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ArtifactError, ConfigError, DataError

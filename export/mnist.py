@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import io_signature, writing
-from pipelines.config.spec import network_spec
+from pipelines.config.network import network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
 from pipelines.data import digits

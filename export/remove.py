@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipelines.byom import spec_files
+from pipelines.byom import added_index, derivation
 from pipelines.core.cli import hydra_main
 
 
 def run(cfg: Any) -> list[Path]:
     name = str(cfg.name)
-    removed, models = spec_files.remove(name)
+    removed, models = added_index.remove(name)
     paths = cfg.paths
     outputs = [
         Path(paths.added) / name,
@@ -33,7 +33,7 @@ def run(cfg: Any) -> list[Path]:
         elif path.exists():
             path.unlink()
             removed.append(path)
-    print(f"removed {name}: " + ", ".join(spec_files.shown(p) for p in removed), flush=True)
+    print(f"removed {name}: " + ", ".join(derivation.shown(p) for p in removed), flush=True)
     return removed
 
 

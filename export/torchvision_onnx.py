@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.artifacts import io_signature, reproducible, writing
-from pipelines.config.spec import network_spec
+from pipelines.config.network import network_spec
 from pipelines.core.atomic import atomic_path, write_json
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ConfigError

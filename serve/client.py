@@ -14,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipelines.config.spec import image_limits, model_spec
+from pipelines.config.preprocessing import image_limits
+from pipelines.config.spec import model_spec
 from pipelines.core.cli import hydra_main
-from pipelines.core.errors import ConfigError
+from pipelines.core.errors import ConfigError, checked_choice
 from pipelines.serving.classify import classify_ensemble, classify_tensor, read_image
 from pipelines.serving.launcher import serve
 from pipelines.serving.served_model import ServedModel
@@ -29,10 +30,9 @@ SHOW = ("metadata", "config")
 def run(cfg: Any) -> list[tuple[str, float]] | str:
     if cfg.model.name == "all":
         raise ConfigError("choose one model to classify with, e.g. model=resnet50_ensemble")
-    if cfg.protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
-    if cfg.show is not None and cfg.show not in SHOW:
-        raise ConfigError(f"show must be one of {', '.join(SHOW)}, got {cfg.show!r}")
+    checked_choice(cfg.protocol, PROTOCOLS, "protocol")
+    if cfg.show is not None:
+        checked_choice(cfg.show, SHOW, "show")
     spec = model_spec(str(cfg.model.name), cfg.model)
     if cfg.show is None:
         if not cfg.image:

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from pipelines.artifacts import export_failure
-from pipelines.byom import spec_files
-from pipelines.config.spec import Sampling, TensorSpec
+from pipelines.byom import added_index, derivation
+from pipelines.config.network import Sampling
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError, ConfigError, DataError
 from pipelines.data import parity_inputs
 
@@ -50,7 +51,7 @@ def conf_state() -> dict[str, str]:
 
 def attempt(**settings: object) -> None:
     overrides = [f"{k}={v}" for k, v in settings.items()]
-    spec_files.add(spec_files.request(compose_config("add", overrides)))
+    added_index.add(derivation.request(compose_config("add", overrides)))
 
 
 FLOAT, INT64, UINT16 = 1, 7, 4
@@ -87,7 +88,7 @@ def test_a_model_that_does_not_run_on_its_parity_inputs_is_refused_at_add_time(t
         attempt(source=source, name="mine", value_ranges="{tokens: [0, 10]}")
         assert "mine_onnx" in (ROOT / "conf/added.yaml").read_text()
     finally:
-        spec_files.remove("mine")
+        added_index.remove("mine")
     assert conf_state() == before
 
 
@@ -172,7 +173,7 @@ def test_a_failure_while_writing_puts_every_file_back(tmp_path: Path, monkeypatc
     def broken(*args: object) -> None:
         raise ConfigError("the written files do not compose")
 
-    monkeypatch.setattr(spec_files, "_validate", broken)
+    monkeypatch.setattr(added_index, "_validate", broken)
     before = conf_state()
     with pytest.raises(ConfigError, match="do not compose"):
         attempt(source=two_input_model(tmp_path / "m.onnx"), name="mine")

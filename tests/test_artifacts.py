@@ -11,7 +11,10 @@ import pytest
 from onnx import TensorProto, helper
 
 from pipelines.artifacts import io_signature, writing
-from pipelines.config.spec import ModelSpec, NetworkSpec, TensorSpec, Tolerance
+from pipelines.config.network import NetworkSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
+from pipelines.config.tolerances import Tolerance
 from pipelines.core.errors import ArtifactError
 
 

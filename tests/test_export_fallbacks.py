@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from pipelines.artifacts import writing
-from pipelines.config.spec import TensorSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError
 from pipelines.runners import reference
 

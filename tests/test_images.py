@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.config.spec import image_limits
+from pipelines.config.preprocessing import image_limits
 from pipelines.data import images, parity_inputs
 from pipelines.frameworks.torchvision_compat import import_torchvision
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config.spec import network_spec
+from pipelines.config.network import network_spec
 from pipelines.data import labels
 
 from conftest import compose_config

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.config.spec import TensorSpec, Tolerance
+from pipelines.config.tensors import TensorSpec
+from pipelines.config.tolerances import Tolerance
 from pipelines.outputs.answers import Ragged, request_pairs
 from pipelines.outputs.metrics import compare_output, judge_output, merged
 from pipelines.outputs.validator import ExactComparison, ShapeMismatch, validate_output

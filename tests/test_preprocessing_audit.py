@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from pipelines.config.spec import network_spec
+from pipelines.config.network import network_spec
 from pipelines.data import preprocessing_audit
 
 from conftest import compose_config

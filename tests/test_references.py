@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from pipelines.config.spec import TensorSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.runners import reference
 
 

@@ -20,7 +20,7 @@ from pipelines.frameworks.tensorflow_import import tensorflow
 tensorflow()
 import keras, torch
 from pipelines.artifacts import reproducible, writing
-from pipelines.config.spec import TensorSpec
+from pipelines.config.tensors import TensorSpec
 
 out = Path(sys.argv[1])
 keras.utils.set_random_seed(7)

@@ -7,7 +7,8 @@ import copy
 import numpy as np
 import pytest
 
-from pipelines.config.spec import model_spec, plain
+from pipelines.config.spec import model_spec
+from pipelines.config.spec_yaml import plain
 from pipelines.core.errors import ConfigError
 
 from conftest import compose_config

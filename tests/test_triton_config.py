@@ -92,8 +92,10 @@ def test_unknown_instance_kind_is_rejected() -> None:
 
 
 def test_a_layout_needs_three_dims() -> None:
-    with pytest.raises(ConfigError, match="layout must be one of NCHW, NHWC on 3 dims"):
+    with pytest.raises(ConfigError, match="layout must be one of NCHW, NHWC; got 'NCW'"):
         spec_of("mnist_onnx", "model.network.inputs.0.layout=NCW")
+    with pytest.raises(ConfigError, match=r"layout NCHW needs 3 dims, got \[10\]"):
+        spec_of("mnist_onnx", "+model.network.outputs.0.layout=NCHW")
 
 
 def test_a_per_sample_scalar_is_declared_dims_1_reshaped_to_nothing() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.artifacts import reproducible
-from pipelines.config.spec import NetworkSpec, network_spec
+from pipelines.config.network import NetworkSpec, network_spec
 from pipelines.core.atomic import atomic_path, write_json, write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ConfigError

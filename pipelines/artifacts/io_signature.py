@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import dtypes
-from pipelines.config.spec import ModelSpec, TensorSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError
 from pipelines.frameworks.tensorflow_import import tensorflow
 

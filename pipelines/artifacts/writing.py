@@ -26,7 +26,8 @@ import numpy as np
 
 from pipelines.artifacts import reproducible
 from pipelines.artifacts.io_signature import ArtifactSignature, require_match
-from pipelines.config.spec import NetworkSpec, TensorSpec
+from pipelines.config.network import NetworkSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError
 from pipelines.frameworks.tensorflow_import import tensorflow
 from pipelines.outputs.answers import concat, per_sample, request_pairs, take

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipelines.artifacts import writing
 from pipelines.byom import sources
-from pipelines.config.spec import NetworkSpec
+from pipelines.config.network import NetworkSpec
 from pipelines.core.errors import ArtifactError, ConfigError, DataError
 from pipelines.data import parity_inputs
 from pipelines.runners import keras_models, reference, torch_models

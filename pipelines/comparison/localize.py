@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import dtypes
-from pipelines.config.spec import ModelSpec, TensorSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.outputs.answers import request_pairs
 from pipelines.outputs.validator import validate_output
 

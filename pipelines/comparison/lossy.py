@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.comparison.recorded_figures import recorded
-from pipelines.config.spec import LossyBounds
+from pipelines.config.tolerances import LossyBounds
 from pipelines.outputs.answers import by_shape, request_pairs
 from pipelines.outputs.metrics import agreement, min_cosine, widen
 from pipelines.outputs.validator import first_mismatch

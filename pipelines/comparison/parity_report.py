@@ -14,7 +14,7 @@ from typing import Any
 
 from pipelines.comparison.lossy import OWN_FILE, LossyResult
 from pipelines.comparison.recorded_figures import error_figure, recorded
-from pipelines.config.spec import Tolerance
+from pipelines.config.tolerances import Tolerance
 from pipelines.outputs.metrics import OutputMetrics
 
 

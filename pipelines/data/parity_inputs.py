@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config.spec import ModelSpec, Preprocessing, Sampling, TensorSpec
+from pipelines.config.network import Sampling
+from pipelines.config.preprocessing import Preprocessing
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ConfigError, DataError
 from pipelines.data import digits, images
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.config.spec import NetworkSpec
+from pipelines.config.network import NetworkSpec
 from pipelines.frameworks.torchvision_compat import import_torchvision
 
 INTERPOLATION = "bilinear"  # what pipelines/data/images.py resizes with, on the client and in the ensemble's step

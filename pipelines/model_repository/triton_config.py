@@ -16,8 +16,9 @@ from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config import dtypes
-from pipelines.config.spec import ModelSpec, TensorSpec
-from pipelines.core.errors import ConfigError
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
+from pipelines.core.errors import ConfigError, checked_choice
 from pipelines.data import labels
 from pipelines.model_repository.standins import INSTANCE_KINDS, default_filename
 
@@ -72,8 +73,7 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
     `cc_plans` (TensorRT only): compute capability -> plan file name, when plans for several GPU
     architectures are served side by side (Triton picks one by `cc_model_filenames`).
     """
-    if instance_kind not in INSTANCE_KINDS:
-        raise ConfigError(f"instance_kind must be one of {', '.join(INSTANCE_KINDS)}, got {instance_kind!r}")
+    checked_choice(instance_kind, INSTANCE_KINDS, "instance_kind")
     if spec.format not in PLATFORMS:
         raise ConfigError(f"model {spec.name!r}: format {spec.format!r} has no Triton platform")
     config = mc.ModelConfig(name=spec.name, platform=PLATFORMS[spec.format], max_batch_size=spec.max_batch_size,

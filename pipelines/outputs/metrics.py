@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pipelines.config.spec import Tolerance
+from pipelines.config.tolerances import Tolerance
 
 REL_EPSILON = 1e-6  # keeps the relative error finite where the reference is ~0
 

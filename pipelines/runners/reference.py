@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config.spec import ModelSpec, NetworkSpec, TensorSpec
+from pipelines.config.network import NetworkSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ArtifactError, ConfigError
 from pipelines.data import images, labels
 from pipelines.frameworks.tensorflow_import import tensorflow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.config.spec import NetworkSpec
+from pipelines.config.network import NetworkSpec
 from pipelines.core.errors import ArtifactError, ConfigError
 from pipelines.data.parity_inputs import imagenet_like
 from pipelines.frameworks.torchvision_compat import import_torchvision

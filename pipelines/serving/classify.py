@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.config.spec import ImageLimits, ModelSpec
+from pipelines.config.preprocessing import ImageLimits
+from pipelines.config.spec import ModelSpec
 from pipelines.core.errors import ConfigError, DataError
 from pipelines.data import digits, images, parity_inputs
 from pipelines.serving.served_model import ServedModel, as_text, parse_classes

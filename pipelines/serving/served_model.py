@@ -19,7 +19,8 @@ import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.config.spec import ModelSpec, TensorSpec
+from pipelines.config.spec import ModelSpec
+from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ModelNotServed, ServerError
 from pipelines.model_repository import triton_config
 from pipelines.serving.launcher import Endpoints, load_failures

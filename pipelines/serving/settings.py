@@ -154,9 +154,7 @@ class ServerSettings:
 
     @classmethod
     def _from_cfg(cls, cfg: DictConfig) -> ServerSettings:
-        kind = str(cfg.kind)
-        if kind not in KINDS:
-            raise ConfigError(f"server.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        kind = checked_choice(str(cfg.kind), KINDS, "server.kind")
         if kind == "remote":
             return cls(
                 kind=kind,

@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from pipelines.artifacts import io_signature
 from pipelines.config.spec import ModelSpec, model_spec
 from pipelines.core.atomic import atomic_path, write_json, write_text
-from pipelines.core.errors import ArtifactError, ConfigError, HostError
+from pipelines.core.errors import ArtifactError, ConfigError, HostError, checked_choice
 from pipelines.trt import build, engine, host, loadability, plans
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,9 @@ class EngineJob:
         spec = model_spec(str(cfg.model.name), cfg.model)
         if spec.format != "tensorrt":
             raise ConfigError(f"model {spec.name!r} is {spec.format}; choose a TensorRT model (format: tensorrt)")
-        if str(cfg.builder) not in BUILDERS:
-            raise ConfigError(f"builder must be one of {', '.join(BUILDERS)}, got {cfg.builder!r}")
         return cls(
             spec=spec,
-            builder=str(cfg.builder),
+            builder=checked_choice(str(cfg.builder), BUILDERS, "builder"),
             timing_cache=Path(str(cfg.timing_cache)),
             tensorrt_image=str(cfg.tensorrt_image),
             triton_image=str(cfg.triton_image),
