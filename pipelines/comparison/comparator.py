@@ -31,7 +31,7 @@ from pipelines.core.errors import ConfigError, DataError
 from pipelines.data import images, labels, parity_inputs, preprocessing_audit
 from pipelines.model_repository import ensemble, standins
 from pipelines.runners import reference, runtimes
-from pipelines.serving.launcher import Endpoints
+from pipelines.serving.endpoints import Endpoints
 from pipelines.serving.served_model import BURST, PROTOCOLS, ServedModel, parse_classes
 
 log = logging.getLogger(__name__)

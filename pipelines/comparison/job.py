@@ -28,7 +28,8 @@ from pipelines.core.cli import compose, run_overrides
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, ModelNotServed, ServerError, checked_number
 from pipelines.model_repository import assembly, fingerprint
 from pipelines.serving.balancer import FrontSettings
-from pipelines.serving.launcher import Endpoints, serve
+from pipelines.serving.endpoints import Endpoints
+from pipelines.serving.launcher import serve
 from pipelines.serving.served_model import server_version
 from pipelines.serving.settings import ServerSettings
 from pipelines.trt import plans

@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from pipelines.config.spec import ModelSpec, TensorSpec
 from pipelines.core.errors import ModelNotServed, ServerError
 from pipelines.model_repository import triton_config
-from pipelines.serving.launcher import Endpoints, load_failures
+from pipelines.serving.endpoints import Endpoints, load_failures
 
 PROTOCOLS = ("http", "http_json", "grpc")  # http = binary tensors
 BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a protocol
