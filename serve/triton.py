@@ -17,7 +17,8 @@ from pipelines.core.atomic import write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ServerError
 from pipelines.serving.balancer import FrontSettings
-from pipelines.serving.launcher import Endpoints, serve
+from pipelines.serving.endpoints import Endpoints
+from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)

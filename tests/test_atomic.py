@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.core import scratch
 from pipelines.core.atomic import atomic_path, write_json
-from pipelines.serving import launcher
+from pipelines.serving import embedded
 
 
 def test_file_replaced_only_on_success(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_scratch_dirs_are_removed_and_swept(tmp_path: Path) -> None:
 def _fake_stub(backends: Path, region: str) -> subprocess.Popen:
     """A process that looks like a Python-backend stub run from `backends`: `<stub> <model file> <shm region>`
     (a copy of the Python interpreter under the stub's name, running a script that waits)."""
-    stub = backends / "python" / launcher.STUB
+    stub = backends / "python" / embedded.STUB
     stub.parent.mkdir(parents=True)
     shutil.copy2(os.path.realpath(sys.executable), stub)
     model = backends / "model.py"
@@ -131,7 +131,7 @@ def test_stubs_left_by_a_dead_tritonserver_are_stopped_and_their_shared_memory_f
     stub = _fake_stub(tmp_path / "backends", region)
     bystander = subprocess.Popen(["sleep", "600"])  # not run from that directory: left alone
     try:
-        assert launcher.reap_stubs(tmp_path / "backends") == 1
+        assert embedded.reap_stubs(tmp_path / "backends") == 1
         assert stub.wait(timeout=10) == -signal.SIGKILL  # it ignored nothing: SIGKILL
         assert not Path(f"/dev/shm/{region}").exists()
         assert bystander.poll() is None
@@ -148,7 +148,7 @@ def test_the_next_start_stops_what_a_killed_owner_left_running(tmp_path: Path) -
     region = f"triton_test_shm_region_{os.getpid()}_stale"
     stub = _fake_stub(stale / "backends", region)
     try:
-        with scratch.scratch_dir(tmp_path, "triton-backends-", launcher.reap_stubs):
+        with scratch.scratch_dir(tmp_path, "triton-backends-", embedded.reap_stubs):
             pass
         assert stub.wait(timeout=10) == -signal.SIGKILL and not stale.exists()
         assert not Path(f"/dev/shm/{region}").exists()

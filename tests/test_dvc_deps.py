@@ -22,7 +22,7 @@ PIPELINES = [ROOT / "dvc.yaml", ROOT / "gpu" / "dvc.yaml"]
 PACKAGES = ("pipelines", "train", "export", "serve", "evaluate")
 # Files a module copies or serves at run time rather than imports; each key must still name its files.
 RUNTIME_FILES = {
-    "pipelines/serving/launcher.py": ["serve/standin_backends"],
+    "pipelines/serving/embedded.py": ["serve/standin_backends"],
     "pipelines/model_repository/assembly.py": ["serve/ensemble_steps", "pipelines/data/images.py"],
 }
 

@@ -10,7 +10,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from pipelines.serving import served_model
-from pipelines.serving.launcher import load_failures
+from pipelines.serving.endpoints import load_failures
 
 
 @pytest.mark.parametrize("dtype, datatype", [(np.float32, "FP32"), (np.int64, "INT64"), (np.uint8, "UINT8")])

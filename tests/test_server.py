@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipelines.core.errors import ServerError
-from pipelines.serving import launcher
+from pipelines.serving import docker_server, embedded, front_exposure, launcher, server_process
+from pipelines.serving.endpoints import checked_port, free_ports, is_ready
 from pipelines.serving.settings import ServerSettings
 
 from conftest import compose_config, file_hashes, own_processes
@@ -89,13 +90,13 @@ def test_server_stops_when_the_caller_fails(tmp_path: Path, workspace: Path, gra
     repo = tmp_path / "repo"
     shutil.copytree(workspace / "model_repository" / "mnist_onnx", repo / "mnist_onnx")
     with pytest.raises(RuntimeError, match="caller failed"), launcher.serve(cfg, repo, graceful=graceful) as endpoints:
-        assert launcher.is_ready(endpoints.http)
+        assert is_ready(endpoints.http)
         assert len(tritonservers()) == 1
         stubs = stubs_and_regions()
         assert stubs and all(region.exists() for _, region in stubs)
         raise RuntimeError("caller failed")
     assert not tritonservers()
-    assert not launcher.is_ready(endpoints.http)
+    assert not is_ready(endpoints.http)
     for stub, region in stubs:
         assert not stub.is_running() or stub.status() == psutil.STATUS_ZOMBIE, stub
         assert not region.exists(), region
@@ -133,13 +134,13 @@ def test_a_port_left_in_time_wait_is_free(tmp_path: Path) -> None:
         accepted, _ = listener.accept()
         accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
         client.close()
-    assert launcher._port(port, "127.0.0.1") == port
+    assert checked_port(port, "127.0.0.1") == port
 
 
 def test_two_free_ports_are_never_the_same() -> None:
     """Chosen one at a time, the kernel handed out one port twice: the server got it for HTTP and gRPC and died."""
     for _ in range(200):
-        http, grpc = launcher.free_ports(2)
+        http, grpc = free_ports(2)
         assert http != grpc
 
 
@@ -150,14 +151,14 @@ def test_binding_beyond_loopback_is_a_decision_and_warned_about(caplog: pytest.L
     alone = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=none"]).balancer)
     for host in ("0.0.0.0", "192.0.2.7", "triton.example.com"):
         with pytest.raises(ConfigError, match=f"server.host={host} would serve beyond loopback"):
-            launcher.exposure(ServerSettings("local", host=host), alone)
+            front_exposure.exposure(ServerSettings("local", host=host), alone)
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
-        launcher.exposure(ServerSettings("local", host=host), alone)
+        front_exposure.exposure(ServerSettings("local", host=host), alone)
     assert not caplog.records
-    launcher.exposure(ServerSettings("local", host="0.0.0.0", expose=True), alone)
+    front_exposure.exposure(ServerSettings("local", host="0.0.0.0", expose=True), alone)
     assert "serving on 0.0.0.0, beyond loopback (server.expose=true): UNGUARDED" in caplog.text
     fronted = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=nginx"]).balancer)
-    launcher.exposure(ServerSettings("local", host="0.0.0.0", expose=True), fronted)
+    front_exposure.exposure(ServerSettings("local", host="0.0.0.0", expose=True), fronted)
     assert "behind nginx (balancer=nginx), the replicas on loopback" in caplog.text
     server = ServerSettings.from_cfg(compose_config("triton", ["server.host=0.0.0.0", "server.expose=true"]).server)
     replica = server.replica(0)
@@ -172,7 +173,7 @@ def test_empty_repository_is_refused_before_launch(tmp_path: Path) -> None:
 
 def test_docker_command_publishes_loopback_ports_and_mounts_the_repository_read_only(tmp_path: Path) -> None:
     cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker", "server.gpus=all"]).server)
-    cmd = launcher.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test", operator_key="s3cret")
+    cmd = docker_server.docker_command(cfg, tmp_path / "repo", 8000, 8001, "ttt-test", operator_key="s3cret")
     assert cmd[:3] == ["docker", "run", "--rm"]
     assert cmd[cmd.index("--gpus") : cmd.index("--gpus") + 2] == ["--gpus", "all"]
     assert "127.0.0.1:8000:8000" in cmd and "127.0.0.1:8001:8001" in cmd
@@ -190,8 +191,8 @@ def test_a_crash_is_named_by_its_own_lines_not_an_earlier_crashs(tmp_path: Path)
     earlier = "I1207 09:00:00 server.cc] started\nterminate called after throwing an instance of 'std::bad_alloc'\n"
     earlier += "  what():  std::bad_alloc\n"
     log.write_text(earlier + "I1207 09:00:07 server.cc] started again\n")
-    assert launcher._crash_cause(log) == "std::bad_alloc"
-    assert launcher._crash_cause(log, since=len(earlier.encode())) == ""
+    assert server_process._crash_cause(log) == "std::bad_alloc"
+    assert server_process._crash_cause(log, since=len(earlier.encode())) == ""
 
 
 IDENTITY_MODEL = """
@@ -226,7 +227,7 @@ def test_the_embedded_server_loads_the_directory_docker_mounts(tmp_path: Path) -
     docker = compose_config("triton", ["server=docker", f"paths.model_repository={repo}"])
     settings = ServerSettings.from_cfg(docker.server)
     repository = launcher.repository_for(settings, docker.model_repository)
-    cmd = launcher.docker_command(settings, repository, 1, 2, "n", operator_key="k")
+    cmd = docker_server.docker_command(settings, repository, 1, 2, "n", operator_key="k")
     assert cmd[cmd.index("-v") : cmd.index("-v") + 5] == [
         "-v",
         f"{repo.resolve()}:/models:ro",
@@ -237,7 +238,7 @@ def test_the_embedded_server_loads_the_directory_docker_mounts(tmp_path: Path) -
 
 
 def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(tmp_path: Path) -> None:
-    backends = launcher.EmbeddedTriton.find().backend_directory(tmp_path)
+    backends = embedded.EmbeddedTriton.find().backend_directory(tmp_path)
     files = {str(p.relative_to(backends)) for p in backends.rglob("*") if p.is_file()}
     for name in ("onnxruntime", "tensorflow", "tensorrt"):
         assert {f"{name}/model.py", f"{name}/standin_base.py", f"{name}/standins.py"} <= files
@@ -247,11 +248,11 @@ def test_backend_directory_holds_copies_of_the_python_backend_and_every_standin(
 
 def test_docker_without_gpus_asks_for_none(tmp_path: Path) -> None:
     cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker"]).server)
-    assert "--gpus" not in launcher.docker_command(cfg, tmp_path, 1, 2, "n", operator_key="k")
+    assert "--gpus" not in docker_server.docker_command(cfg, tmp_path, 1, 2, "n", operator_key="k")
 
 
 def test_docker_without_an_engine_is_one_line(tmp_path: Path) -> None:
-    if launcher._docker_engine_error() is None:
+    if docker_server._docker_engine_error() is None:
         pytest.skip("a Docker engine runs here")
     (tmp_path / "repo" / "m").mkdir(parents=True)
     cfg = ServerSettings.from_cfg(compose_config("triton", ["server=docker", f"paths.logs={tmp_path}"]).server)

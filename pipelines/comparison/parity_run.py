@@ -24,7 +24,7 @@ from pipelines.data import images, labels, parity_inputs, preprocessing_audit
 from pipelines.model_repository import standins
 from pipelines.outputs.answers import Arrays, concat, take, unbatched
 from pipelines.runners import reference, runtimes
-from pipelines.serving.launcher import Endpoints
+from pipelines.serving.endpoints import Endpoints
 from pipelines.serving.served_model import PROTOCOLS, ServedModel
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from pipelines.core import scratch
 from pipelines.core.cli import CONF_DIR
 from pipelines.core.errors import ServerError
 from pipelines.performance import flask_wire
-from pipelines.serving.launcher import free_port
+from pipelines.serving.endpoints import free_port
 
 
 @contextlib.contextmanager

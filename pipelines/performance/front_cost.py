@@ -26,7 +26,8 @@ from pipelines.config import dtypes
 from pipelines.core.errors import HostError
 from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
 from pipelines.serving import balancer
-from pipelines.serving.launcher import Endpoints, die_with_parent, free_ports, is_ready
+from pipelines.serving.endpoints import Endpoints, free_ports, is_ready
+from pipelines.serving.server_process import die_with_parent
 
 # the models measured: a small one (the front's fixed cost shows) and a large request (its cost per byte shows)
 MODELS = ("mnist_onnx", "resnet50_onnx")

@@ -23,7 +23,8 @@ from pipelines.core.errors import HostError, checked_number
 from pipelines.data import parity_inputs
 from pipelines.performance import front_cost, hostile, hostile_requests
 from pipelines.serving import balancer
-from pipelines.serving.launcher import is_ready, serve
+from pipelines.serving.endpoints import is_ready
+from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
 

@@ -22,7 +22,7 @@ from pipelines.performance.benchmark_report import CrossCheck
 from pipelines.performance.flask_process import flask_sender, flask_server
 from pipelines.performance.measurement import Bench, batch_of
 from pipelines.runners import runtimes
-from pipelines.serving.launcher import Endpoints
+from pipelines.serving.endpoints import Endpoints
 from pipelines.serving.served_model import ServedModel
 
 

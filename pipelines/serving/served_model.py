@@ -23,7 +23,7 @@ from pipelines.config.spec import ModelSpec
 from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ModelNotServed, ServerError
 from pipelines.model_repository import triton_config
-from pipelines.serving.launcher import Endpoints, load_failures
+from pipelines.serving.endpoints import Endpoints, load_failures
 
 PROTOCOLS = ("http", "http_json", "grpc")  # http = binary tensors
 BURST = "grpc_burst"  # concurrent single-sample gRPC requests, reported like a protocol
