@@ -24,6 +24,9 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Protocol
 
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
 from pipelines.core.errors import ServerError
 from pipelines.serving.settings import ServerSettings
 
@@ -258,9 +261,6 @@ def check_loaded(endpoints: Endpoints) -> None:
 
 def grpc_problem(grpc: str, timeout: float) -> str | None:
     """None when Triton answers over gRPC at `grpc`; else why not, in one printable line."""
-    import tritonclient.grpc as grpcclient  # lazy: gRPC's stack is slow to import; only gRPC checks need it
-    from tritonclient.utils import InferenceServerException
-
     try:
         live = grpcclient.InferenceServerClient(grpc).is_server_live(client_timeout=timeout)
     except InferenceServerException as exc:
