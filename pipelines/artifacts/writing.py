@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 import warnings
@@ -28,7 +27,7 @@ from pipelines.artifacts import reproducible
 from pipelines.artifacts.io_signature import ArtifactSignature, require_match
 from pipelines.config.network import NetworkSpec
 from pipelines.config.tensors import TensorSpec
-from pipelines.core.errors import ArtifactError
+from pipelines.core.errors import ArtifactError, first_line
 from pipelines.frameworks.tensorflow_import import tensorflow
 from pipelines.outputs.answers import concat, per_sample, request_pairs, take
 from pipelines.outputs.validator import validate_output
@@ -164,7 +163,7 @@ def torch_onnx(
                 model, args, str(target), dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, **names
             )
         except Exception as exc:  # the exporters' errors share no base class: name the exporter and its first line
-            raise ArtifactError(f"torch.onnx.export failed: {_first_line(exc)}") from exc
+            raise ArtifactError(f"torch.onnx.export failed: {first_line(exc)}") from exc
     else:
         for chatty in ("onnxscript", "onnx_ir"):  # the optimizer's INFO lines, under our INFO-level stage log
             logging.getLogger(chatty).setLevel(logging.WARNING)
@@ -186,12 +185,12 @@ def torch_onnx(
                     )
             except Exception as exc:
                 raise ArtifactError(
-                    f"torch.onnx.export failed: dynamo: {_first_line(dynamo_exc)}; TorchScript: {_first_line(exc)}"
+                    f"torch.onnx.export failed: dynamo: {first_line(dynamo_exc)}; TorchScript: {first_line(exc)}"
                 ) from exc
             log.warning(
                 "%s: written by the TorchScript exporter from the program's module; the dynamo exporter failed (%s)",
                 target.name,
-                _first_line(dynamo_exc),
+                first_line(dynamo_exc),
             )
     require_valid_onnx(str(target), "torch.onnx.export's export")
 
@@ -245,12 +244,6 @@ def _slice(tensor: Any, dim: int = 0, start: Any = None, end: Any = None, step: 
 
 # aten operators without a Python function of the same name, as the tracer takes them
 TRACEABLE = {"slice": _slice}
-
-
-def _first_line(exc: BaseException) -> str:
-    """The error's first line, without the terminal colours torch.onnx's messages carry."""
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 @dataclass(frozen=True)

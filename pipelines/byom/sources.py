@@ -17,7 +17,7 @@ import numpy as np
 
 from pipelines.artifacts import io_signature
 from pipelines.config import dtypes
-from pipelines.core.errors import ArtifactError
+from pipelines.core.errors import ArtifactError, first_line
 from pipelines.runners import keras_models, torch_models
 
 # kind -> the reference that runs it (pipelines/runners/reference.py) and the formats it is served as
@@ -122,7 +122,7 @@ def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signa
     except ArtifactError:
         raise
     except Exception as exc:  # Keras's load errors (bad zip, unknown layer) share no base class
-        raise ArtifactError(f"{path}: Keras cannot load it ({_first_line(exc)})") from exc
+        raise ArtifactError(f"{path}: Keras cannot load it ({first_line(exc)})") from exc
     inputs, outputs = keras_models.signature(model)
     return (
         [_tensor(n, d, s, path, strings=True) for n, d, s in inputs],
@@ -173,7 +173,7 @@ def _torchscript(
         with torch.no_grad():
             out = module(*[torch.from_numpy(a) for a in arrays])
     except Exception as exc:  # the module's own errors: the sample does not fit it
-        raise ArtifactError(f"{path}: running it on the sample failed ({_first_line(exc)})") from exc
+        raise ArtifactError(f"{path}: running it on the sample failed ({first_line(exc)})") from exc
     outs = out if isinstance(out, (list, tuple)) else [out]
     inputs = [_tensor(n, a.dtype.name, (-1, *a.shape[1:]), path) for n, a in zip(names, arrays)]
     outputs = [
@@ -181,8 +181,3 @@ def _torchscript(
         for i, o in enumerate(outs)
     ]
     return inputs, outputs
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

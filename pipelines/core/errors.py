@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -56,3 +57,10 @@ def checked_choice(value: Any, allowed: tuple[str, ...], what: str, where: str =
         prefix = f"{where}: " if where else ""
         raise ConfigError(f"{prefix}{what} must be one of {', '.join(allowed)}; got {value!r}")
     return str(value)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, as one-line messages quote a library's error: without the terminal colours some
+    (torch.onnx) carry; the exception's type where it says nothing."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

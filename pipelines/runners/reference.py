@@ -24,7 +24,7 @@ import numpy as np
 from pipelines.config.network import NetworkSpec
 from pipelines.config.spec import ModelSpec
 from pipelines.config.tensors import TensorSpec
-from pipelines.core.errors import ArtifactError, ConfigError
+from pipelines.core.errors import ArtifactError, ConfigError, first_line
 from pipelines.data import images, labels
 from pipelines.frameworks.tensorflow_import import tensorflow
 from pipelines.runners import keras_models, torch_models
@@ -197,7 +197,7 @@ def _lacks(exc: BaseException) -> str | None:
     frames = traceback.extract_tb(exc.__traceback__)
     own = bool(frames) and Path(frames[-1].filename).is_relative_to(Path(onnx.reference.__file__).parent)
     if own and (isinstance(exc, NotImplementedError) or (isinstance(exc, RuntimeError) and _LACKS.search(str(exc)))):
-        return _first_line(exc).rstrip(".")
+        return first_line(exc).rstrip(".")
     return None
 
 
@@ -209,7 +209,7 @@ def _fails_alone(exc: BaseException, spec: NetworkSpec, arrays: Mapping[str, np.
         onnxruntime_runner(spec.source, spec.inputs, spec.outputs, optimize=False)(arrays)
     except Exception:  # noqa: BLE001 - ONNX Runtime refuses them too: the inputs, not onnx.reference
         return None
-    return f"{type(exc).__name__}: {_first_line(exc)}".rstrip(".")
+    return f"{type(exc).__name__}: {first_line(exc)}".rstrip(".")
 
 
 def _instead(spec: NetworkSpec, refused: str) -> Runner:
@@ -226,7 +226,7 @@ def _instead(spec: NetworkSpec, refused: str) -> Runner:
     except Exception as exc:  # ONNX Runtime's errors share no base class: neither can run the model
         raise ArtifactError(
             f"{spec.source}: neither onnx.reference (it cannot run {refused}) nor ONNX Runtime "
-            f"({_first_line(exc)}) can run it"
+            f"({first_line(exc)}) can run it"
         ) from exc
 
 
@@ -266,11 +266,6 @@ def _onnx(spec: NetworkSpec) -> Runner:
         return {name: _bytes(out) if out.dtype == np.object_ else out for name, out in zip(names, got)}
 
     return run
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _tensorflow(spec: NetworkSpec) -> Runner:

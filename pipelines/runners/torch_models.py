@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config.network import NetworkSpec
-from pipelines.core.errors import ArtifactError, ConfigError
+from pipelines.core.errors import ArtifactError, ConfigError, first_line
 from pipelines.data.parity_inputs import imagenet_like
 from pipelines.frameworks.torchvision_compat import import_torchvision
 
@@ -88,7 +88,7 @@ def load_torch_export(path: Path) -> Any:
     try:
         return torch.export.load(str(path))
     except Exception as exc:  # torch's deserialization errors share no base class
-        raise ArtifactError(f"{path}: torch.export.load cannot read it ({_first_line(exc)})") from exc
+        raise ArtifactError(f"{path}: torch.export.load cannot read it ({first_line(exc)})") from exc
 
 
 def load_torchscript(path: Path) -> Any:
@@ -98,9 +98,4 @@ def load_torchscript(path: Path) -> Any:
     try:
         return torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # torch.jit's errors share no base class
-        raise ArtifactError(f"{path}: torch.jit.load cannot read it ({_first_line(exc)})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+        raise ArtifactError(f"{path}: torch.jit.load cannot read it ({first_line(exc)})") from exc
