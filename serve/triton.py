@@ -16,7 +16,7 @@ from typing import Any
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ServerError
-from pipelines.serving.balancer import FrontSettings
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
 from pipelines.serving.settings import ServerSettings
 

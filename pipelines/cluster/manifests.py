@@ -22,7 +22,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pipelines.core.errors import ConfigError, checked_number
-from pipelines.serving import balancer, guard
+from pipelines.serving import guard
+from pipelines.serving.front_conf import nginx_config
+from pipelines.serving.front_settings import FrontSettings
 
 PORTS = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
 MOUNT = "/models"  # where a volume-held repository is mounted
@@ -138,9 +140,9 @@ def _resources(s: DeploySettings):
     return k.V1ResourceRequirements(requests={"cpu": s.cpu, "memory": s.memory}, limits=limits)
 
 
-def front_config(limits: list[guard.ModelLimits], settings: balancer.FrontSettings) -> str:
+def front_config(limits: list[guard.ModelLimits], settings: FrontSettings) -> str:
     """The pod's nginx.conf: the pod's HTTP and gRPC ports, Triton on loopback behind them, logs to the container's."""
-    return balancer.nginx_config(
+    return nginx_config(
         settings,
         "0.0.0.0",
         PORTS[0][1],

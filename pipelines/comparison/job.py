@@ -27,7 +27,7 @@ from pipelines.core.background import Background
 from pipelines.core.cli import compose, run_overrides
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, ModelNotServed, ServerError, checked_number
 from pipelines.model_repository import assembly, fingerprint
-from pipelines.serving.balancer import FrontSettings
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import Endpoints, serve
 from pipelines.serving.served_model import server_version
 from pipelines.serving.settings import ServerSettings

@@ -22,13 +22,14 @@ from pipelines.core.errors import HostError, checked_number
 from pipelines.data import parity_inputs
 from pipelines.performance import front_cost, hostile
 from pipelines.serving import balancer
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import is_ready, serve
 from pipelines.serving.settings import ServerSettings
 
 
 @dataclass(frozen=True)
 class HardeningJob:
-    front: balancer.FrontSettings  # the front under test
+    front: FrontSettings  # the front under test
     server: ServerSettings
     repository: Path
     releases: Mapping[str, Any]
@@ -41,7 +42,7 @@ class HardeningJob:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> HardeningJob:
         return cls(
-            front=balancer.FrontSettings.from_cfg(cfg.balancer),
+            front=FrontSettings.from_cfg(cfg.balancer),
             server=ServerSettings.from_cfg(cfg.server),
             repository=Path(str(cfg.model_repository)),
             releases=cfg.triton_releases,

@@ -1,5 +1,7 @@
 """A running Triton: what a launch is told, typed once (`settings`: ServerSettings, TritonFlags), launched,
 reached and stopped (`launcher`: endpoints and server kinds), kept alive (`supervision`), run without root
-(`privileges`), fronted by nginx (`balancer`) that passes only inference and refuses what would crash it
-(`guard`), talked to over HTTP, JSON and gRPC (`served_model`), and asked to classify one image (`classify`).
+(`privileges`), fronted by nginx that passes only inference and refuses what would crash it (`guard`): its
+settings (`front_settings`), its nginx.conf (`front_conf`, `front_rules`, written in `nginx_syntax`) and the nginx
+process, run and watched (`balancer`); talked to over HTTP, JSON and gRPC (`served_model`), and asked to classify
+one image (`classify`).
 """

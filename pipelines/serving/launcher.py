@@ -42,6 +42,7 @@ from pipelines.core import scratch
 from pipelines.core.errors import ConfigError, ServerError
 from pipelines.model_repository import standins
 from pipelines.serving import balancer, guard, privileges
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.settings import ServerSettings, TritonFlags, new_operator_key
 from pipelines.serving.supervision import RestartPolicy, Supervised
 from pipelines.trt import loadability
@@ -674,7 +675,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure(server: ServerSettings, front: balancer.FrontSettings) -> None:
+def exposure(server: ServerSettings, front: FrontSettings) -> None:
     """Binding beyond loopback is a decision: refused unless `server.expose=true`, then warned about, naming the
     risk and whether a front stands between the network and Triton."""
     host = str(server.host)
@@ -697,7 +698,7 @@ def exposure(server: ServerSettings, front: balancer.FrontSettings) -> None:
 @contextlib.contextmanager
 def _serve_front(
     request: Launch,
-    front: balancer.FrontSettings,
+    front: FrontSettings,
     launch: Launcher,
 ) -> Iterator[Endpoints]:
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""
@@ -841,7 +842,7 @@ def serve(
     server: ServerSettings,
     repository: str | Path,
     releases: Mapping[str, Any] | None = None,
-    front: balancer.FrontSettings | None = None,
+    front: FrontSettings | None = None,
     started: Started = None,
     graceful: bool = False,
     supervise: bool = False,
@@ -857,7 +858,7 @@ def serve(
     `serve.triton`.
     """
     launchers: dict[str, Launcher] = {"local": _serve_local, "docker": _serve_docker, "remote": _serve_remote}
-    settings = (front or balancer.FrontSettings.alone()).resolved(server.kind)
+    settings = balancer.resolved_front(front or FrontSettings.alone(), server.kind)
     if server.launched:
         exposure(server, settings)
     elif settings.kind != "none":
