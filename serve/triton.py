@@ -16,8 +16,8 @@ from typing import Any
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import hydra_main
 from pipelines.core.errors import ServerError
-from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.endpoints import Endpoints
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 

@@ -43,7 +43,7 @@ class Import:
     target: str  # the imported module, absolute
     line: int
     top: bool  # at module level (an `if TYPE_CHECKING:` block or a `try` at module level counts)
-    marked: bool  # one of its lines carries `# lazy: <why>`
+    marked: bool  # its first line carries `# lazy: <why>`
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -85,8 +85,8 @@ def imports(
             targets = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known] or [base]
         else:
             continue
-        text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
-        marked = LAZY_MARK in text and bool(text.split(LAZY_MARK, 1)[1].split("\n", 1)[0].strip())
+        first = lines[node.lineno - 1]  # the statement's first line: where `grep "# lazy:"` finds it
+        marked = LAZY_MARK in first and bool(first.split(LAZY_MARK, 1)[1].strip())
         for target in targets:
             yield Import(module, target, node.lineno, id(node) in top_nodes, marked)
 

@@ -23,6 +23,8 @@ from tritonclient.utils import InferenceServerException
 
 from pipelines.core.errors import ConfigError
 from pipelines.serving import balancer, guard
+from pipelines.serving.front_conf import nginx_config
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
@@ -53,13 +55,13 @@ def front_cfg(tmp_path: Path, *overrides: str):
 )
 def test_bad_balancer_settings_are_one_line_errors(tmp_path: Path, override: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says.replace(".", r"\.")):
-        balancer.FrontSettings.from_cfg(front_cfg(tmp_path, override).balancer)
+        FrontSettings.from_cfg(front_cfg(tmp_path, override).balancer)
 
 
 def test_balancer_with_a_remote_server_is_refused(tmp_path: Path) -> None:
     cfg = front_cfg(tmp_path, "server=remote")
     with pytest.raises(ConfigError, match="server=remote launches nothing"):
-        serve(ServerSettings.from_cfg(cfg.server), tmp_path, front=balancer.FrontSettings.from_cfg(cfg.balancer))
+        serve(ServerSettings.from_cfg(cfg.server), tmp_path, front=FrontSettings.from_cfg(cfg.balancer))
 
 
 def test_cli_names_an_unknown_balancer_in_one_line() -> None:
@@ -89,11 +91,11 @@ def test_without_nginx_the_command_says_what_to_install(tmp_path: Path, monkeypa
 
 @needs_nginx
 def test_generated_configuration_is_the_expected_one_and_nginx_accepts_it(tmp_path: Path) -> None:
-    settings = balancer.FrontSettings.from_cfg(front_cfg(tmp_path, "balancer.replicas=2").balancer)
+    settings = FrontSettings.from_cfg(front_cfg(tmp_path, "balancer.replicas=2").balancer)
     work = tmp_path / "work"
     work.mkdir()
     mnist = guard.ModelLimits("mnist_onnx", (guard.InputLimit("image", 64 * 784, 4, 26),), rank=4)
-    text = balancer.nginx_config(
+    text = nginx_config(
         settings,
         "127.0.0.1",
         9000,
@@ -228,7 +230,7 @@ def test_body_over_the_models_limit_is_refused_before_any_replica(workspace: Pat
     # mnist_onnx's largest legal request: 64 images of 28x28 FP32 values as JSON text, 26 characters each,
     # and 64 KiB for the rest of the request (worked out by hand: tests/test_front.py)
     limit = 64 * 28 * 28 * 26 + 64 * 1024
-    server, settings = ServerSettings.from_cfg(cfg.server), balancer.FrontSettings.from_cfg(cfg.balancer)
+    server, settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
     with serve(server, small_repository(workspace, tmp_path / "repo"), front=settings) as front:
         (replica,) = front.members
         fits = digits(64)  # 200 KB: Triton answers
@@ -261,7 +263,7 @@ def test_a_replica_killed_under_load_loses_only_grpc_requests_in_flight(
     cfg = front_cfg(tmp_path, "balancer.replicas=2", "balancer.health_interval_s=0.2")
     batch = digits()
     outcomes: dict[str, list] = {"http": [], "grpc": []}
-    server, settings = ServerSettings.from_cfg(cfg.server), balancer.FrontSettings.from_cfg(cfg.balancer)
+    server, settings = ServerSettings.from_cfg(cfg.server), FrontSettings.from_cfg(cfg.balancer)
     with serve(server, small_repository(workspace, tmp_path / "repo"), front=settings) as front:
         expected = infer(httpclient, front.members[0], batch)  # Triton's answer, asked directly on a quiet replica
         stop = threading.Event()

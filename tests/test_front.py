@@ -36,7 +36,7 @@ from pipelines.config.spec import model_spec
 from pipelines.model_repository.triton_config import parse
 from pipelines.performance import hostile_requests
 from pipelines.serving import guard
-from pipelines.serving.balancer import FrontSettings
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.served_model import ServedModel
 from pipelines.serving.settings import ServerSettings

@@ -146,9 +146,9 @@ def test_two_free_ports_are_never_the_same() -> None:
 
 def test_binding_beyond_loopback_is_a_decision_and_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     from pipelines.core.errors import ConfigError
-    from pipelines.serving import balancer
+    from pipelines.serving.front_settings import FrontSettings
 
-    alone = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=none"]).balancer)
+    alone = FrontSettings.from_cfg(compose_config("triton", ["balancer=none"]).balancer)
     for host in ("0.0.0.0", "192.0.2.7", "triton.example.com"):
         with pytest.raises(ConfigError, match=f"server.host={host} would serve beyond loopback"):
             front_exposure.exposure(ServerSettings("local", host=host), alone)
@@ -157,7 +157,7 @@ def test_binding_beyond_loopback_is_a_decision_and_warned_about(caplog: pytest.L
     assert not caplog.records
     front_exposure.exposure(ServerSettings("local", host="0.0.0.0", expose=True), alone)
     assert "serving on 0.0.0.0, beyond loopback (server.expose=true): UNGUARDED" in caplog.text
-    fronted = balancer.FrontSettings.from_cfg(compose_config("triton", ["balancer=nginx"]).balancer)
+    fronted = FrontSettings.from_cfg(compose_config("triton", ["balancer=nginx"]).balancer)
     front_exposure.exposure(ServerSettings("local", host="0.0.0.0", expose=True), fronted)
     assert "behind nginx (balancer=nginx), the replicas on loopback" in caplog.text
     server = ServerSettings.from_cfg(compose_config("triton", ["server.host=0.0.0.0", "server.expose=true"]).server)

@@ -6,6 +6,7 @@ hand-edited artifact can never be served under a config that does not match it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,6 @@ class ArtifactSignature:
 
 def sha256(path: Path) -> str:
     """SHA-256 of a file, or of a directory's files (relative names and contents, in sorted order)."""
-    import hashlib
-
     path = Path(path)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]

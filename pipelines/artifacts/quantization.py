@@ -113,8 +113,8 @@ def to_int8(source_path: Path, target: Path, input_name: str, calibration: np.nd
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import (
-        quant_pre_process,  # lazy: ONNX Runtime takes ~0.5 s; ONNX runs only
+    from onnxruntime.quantization.shape_inference import (  # lazy: ONNX Runtime takes ~0.5 s; ONNX runs only
+        quant_pre_process,
     )
 
     class Reader(CalibrationDataReader):

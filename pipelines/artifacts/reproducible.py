@@ -65,8 +65,8 @@ def keras_export(model: Any) -> Iterator[None]:
     for number, variable in enumerate(v for v in model.variables if v.path.endswith("seed_generator_state")):
         variable.assign([number, 0])  # a random layer's state: used in training only, drawn at random on load
     try:
-        from keras.src.export import (
-            saved_model_export_archive as archive_module,  # lazy: Keras imports TensorFlow (~15 s); Keras work only
+        from keras.src.export import (  # lazy: Keras imports TensorFlow (~15 s); Keras work only
+            saved_model_export_archive as archive_module,
         )
     except ImportError:  # another Keras layout: the export works, not reproducibly (the test says so)
         log.warning("this Keras has no saved_model_export_archive: the SavedModel will not be byte-reproducible")

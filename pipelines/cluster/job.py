@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 
 from pipelines.cluster import kserve_api, manifests
 from pipelines.core.errors import ArtifactError, ConfigError
-from pipelines.serving import balancer, guard, launcher
+from pipelines.serving import guard, launcher
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.settings import ServerSettings, TritonFlags
 
 TARGETS = ("kubernetes", "kserve")
@@ -28,7 +29,7 @@ class DeployJob:
     target: str  # kubernetes | kserve
     settings: manifests.DeploySettings
     server_args: list[str]  # the tritonserver flags of every launch here, with what the repository's plans need
-    front: balancer.FrontSettings  # target=kubernetes: the nginx in each pod, before its one Triton
+    front: FrontSettings  # target=kubernetes: the nginx in each pod, before its one Triton
     kubernetes_version: str
     out: Path
 
@@ -55,7 +56,7 @@ class DeployJob:
             server_args=flags.args(
                 launcher.guard_plans(server, repository, cfg.triton_releases), f"$({manifests.OPERATOR_ENV})"
             ),
-            front=balancer.FrontSettings.from_cfg(cfg.front, "front"),
+            front=FrontSettings.from_cfg(cfg.front, "front"),
             kubernetes_version=str(cfg.kubernetes_version),
             out=Path(str(cfg.out)),
         )

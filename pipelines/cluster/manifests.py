@@ -19,10 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client as k
+from kubernetes.client import ApiClient
 from omegaconf import DictConfig
 
+from pipelines.cluster.kserve_api import api
 from pipelines.core.errors import ConfigError, checked_number
-from pipelines.serving import balancer, guard
+from pipelines.serving import guard
+from pipelines.serving.front_conf import nginx_config
+from pipelines.serving.front_settings import FrontSettings
 
 PORTS = (("http", 8000), ("grpc", 8001), ("metrics", 8002))
 MOUNT = "/models"  # where a volume-held repository is mounted
@@ -132,15 +137,13 @@ def _dns_name(value: str) -> str:
 
 
 def _resources(s: DeploySettings):
-    from kubernetes import client as k
-
     limits = {"memory": s.memory, **({GPU_RESOURCE: str(s.gpus)} if s.gpus else {})}
     return k.V1ResourceRequirements(requests={"cpu": s.cpu, "memory": s.memory}, limits=limits)
 
 
-def front_config(limits: list[guard.ModelLimits], settings: balancer.FrontSettings) -> str:
+def front_config(limits: list[guard.ModelLimits], settings: FrontSettings) -> str:
     """The pod's nginx.conf: the pod's HTTP and gRPC ports, Triton on loopback behind them, logs to the container's."""
-    return balancer.nginx_config(
+    return nginx_config(
         settings,
         "0.0.0.0",
         PORTS[0][1],
@@ -156,8 +159,6 @@ def front_config(limits: list[guard.ModelLimits], settings: balancer.FrontSettin
 
 
 def front_config_map(s: DeploySettings, nginx_conf: str):
-    from kubernetes import client as k
-
     return k.V1ConfigMap(
         api_version="v1",
         kind="ConfigMap",
@@ -172,24 +173,18 @@ OPERATOR_ENV = "TRITON_OPERATOR_KEY"  # Kubernetes substitutes `$(TRITON_OPERATO
 def operator_env(s: DeploySettings) -> list:
     """The restricted APIs' key from the Secret `<name>-operator-key` (key `key`), which the operator creates:
     never in a manifest (docs/deploy.md)."""
-    from kubernetes import client as k
-
     source = k.V1SecretKeySelector(name=f"{s.name}-operator-key", key="key")
     return [k.V1EnvVar(name=OPERATOR_ENV, value_from=k.V1EnvVarSource(secret_key_ref=source))]
 
 
 def container_security():
     """A container's least privilege: no privilege escalation, no Linux capability (both listen above 1024)."""
-    from kubernetes import client as k
-
     return k.V1SecurityContext(allow_privilege_escalation=False, capabilities=k.V1Capabilities(drop=["ALL"]))
 
 
 def deployment(s: DeploySettings, server_args: list[str]):
     """Triton's pods: the pinned image on loopback behind the nginx front, the repository from the object store or a
     claim, Triton's health probes (through the front: the kubelet reaches only the pod's ports)."""
-    from kubernetes import client as k
-
     front_port = PORTS[0][1]
     probe = lambda path, **timing: k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port=front_port), **timing)  # noqa: E731
     loopback = [f"--{name}-address=127.0.0.1" for name, _ in TRITON_IN_POD] + [
@@ -273,8 +268,6 @@ def deployment(s: DeploySettings, server_args: list[str]):
 
 
 def service(s: DeploySettings):
-    from kubernetes import client as k
-
     return k.V1Service(
         api_version="v1",
         kind="Service",
@@ -286,8 +279,6 @@ def service(s: DeploySettings):
 
 
 def autoscaler(s: DeploySettings):
-    from kubernetes import client as k
-
     metric = k.V2MetricSpec(
         type="Pods",
         pods=k.V2PodsMetricSource(
@@ -309,8 +300,6 @@ def autoscaler(s: DeploySettings):
 
 
 def disruption_budget(s: DeploySettings):
-    from kubernetes import client as k
-
     return k.V1PodDisruptionBudget(
         api_version="policy/v1",
         kind="PodDisruptionBudget",
@@ -323,9 +312,6 @@ def disruption_budget(s: DeploySettings):
 
 def inference_service(s: DeploySettings, runtime_version: str, server_args: list[str]):
     """A KServe InferenceService whose predictor is Triton (KServe's `kserve-tritonserver` runtime)."""
-    from kubernetes import client as k
-
-    from pipelines.cluster.kserve_api import api
 
     kserve = api()
     return kserve.V1beta1InferenceService(
@@ -353,17 +339,16 @@ def inference_service(s: DeploySettings, runtime_version: str, server_args: list
 def plain(obj: Any) -> dict:
     """The object as the API server reads it (camelCase keys, no nulls), by its own package's serializer."""
     if type(obj).__module__.startswith("kserve."):
-        from kserve.api_client import ApiClient as KServeClient
+        from kserve.api_client import ApiClient as KServeClient  # lazy: the KServe client: KServe manifests only
 
         return KServeClient().sanitize_for_serialization(obj)
-    from kubernetes.client import ApiClient
 
     return ApiClient().sanitize_for_serialization(obj)
 
 
 def validate(documents: list[dict], kubernetes_version: str) -> None:
     """Each core object against the Kubernetes schemas (kubernetes-validate, strict: unknown fields fail)."""
-    import kubernetes_validate
+    import kubernetes_validate  # lazy: manifest validation only
 
     for doc in documents:
         if doc.get("apiVersion", "").startswith("serving.kserve.io/"):

@@ -33,8 +33,8 @@ from pipelines.data import parity_inputs
 from pipelines.model_repository import assembly, fingerprint
 from pipelines.outputs.answers import concat, unbatched
 from pipelines.runners.reference import onnxruntime_runner
-from pipelines.serving.balancer import FrontSettings
 from pipelines.serving.endpoints import Endpoints
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.served_model import ServedModel, server_version
 from pipelines.serving.settings import ServerSettings

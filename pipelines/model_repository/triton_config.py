@@ -9,21 +9,19 @@ three through stand-in backends (`pipelines/model_repository/standins.py`).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config import dtypes
+from pipelines.config.ensemble_parts import Parts
 from pipelines.config.spec import ModelSpec
 from pipelines.config.tensors import TensorSpec
 from pipelines.core.errors import ConfigError, checked_choice
 from pipelines.data import labels
 from pipelines.model_repository.standins import INSTANCE_KINDS, default_filename
-
-if TYPE_CHECKING:
-    from pipelines.config.ensemble_parts import Parts
 
 PLATFORMS = {"savedmodel": "tensorflow_savedmodel", "onnx": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 VERSION = "1"  # the one version directory every model is served from

@@ -27,6 +27,7 @@ from pipelines.core.errors import HostError
 from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
 from pipelines.serving import balancer
 from pipelines.serving.endpoints import Endpoints, free_ports, is_ready
+from pipelines.serving.nginx_syntax import render_nginx, temp_paths
 from pipelines.serving.server_process import die_with_parent
 
 # the models measured: a small one (the front's fixed cost shows) and a large request (its cost per byte shows)
@@ -79,7 +80,7 @@ def bare_nginx(http: str, grpc: str) -> Iterator[tuple[str, str]]:
                 "http",
                 [
                     ("access_log", "off"),
-                    *balancer.temp_paths(work),
+                    *temp_paths(work),
                     ("client_max_body_size", 0),
                     ("upstream", "replica_http", [("server", http), ("keepalive", 8)]),
                     ("upstream", "replica_grpc", [("server", grpc), ("keepalive", 8)]),
@@ -100,7 +101,7 @@ def bare_nginx(http: str, grpc: str) -> Iterator[tuple[str, str]]:
                 ],
             ),
         ]
-        (work / "nginx.conf").write_text(balancer.render(conf) + "\n")
+        (work / "nginx.conf").write_text(render_nginx(conf) + "\n")
         cmd, preexec = die_with_parent(
             [binary, "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "error.log")], graceful=False
         )

@@ -24,13 +24,14 @@ from pipelines.data import parity_inputs
 from pipelines.performance import front_cost, hostile, hostile_requests
 from pipelines.serving import balancer
 from pipelines.serving.endpoints import is_ready
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 
 
 @dataclass(frozen=True)
 class HardeningJob:
-    front: balancer.FrontSettings  # the front under test
+    front: FrontSettings  # the front under test
     server: ServerSettings
     repository: Path
     releases: Mapping[str, Any]
@@ -43,7 +44,7 @@ class HardeningJob:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> HardeningJob:
         return cls(
-            front=balancer.FrontSettings.from_cfg(cfg.balancer),
+            front=FrontSettings.from_cfg(cfg.balancer),
             server=ServerSettings.from_cfg(cfg.server),
             repository=Path(str(cfg.model_repository)),
             releases=cfg.triton_releases,

@@ -24,7 +24,7 @@ from pipelines.model_repository import fingerprint
 from pipelines.performance.benchmark_report import ModelBenchmark, fp32_of, plot, precisions
 from pipelines.performance.measured_paths import measure_flask, measure_in_process, measure_triton, server_memory
 from pipelines.performance.measurement import Bench, LoadSettings, inputs_for
-from pipelines.serving.balancer import FrontSettings
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
 

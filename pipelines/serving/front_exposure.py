@@ -28,6 +28,7 @@ from pipelines.serving.endpoints import (
     run_log,
     wait_until_ready,
 )
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.server_process import die_with_parent
 from pipelines.serving.settings import ServerSettings
 
@@ -41,7 +42,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure(server: ServerSettings, front: balancer.FrontSettings) -> None:
+def exposure(server: ServerSettings, front: FrontSettings) -> None:
     """Binding beyond loopback is a decision: refused unless `server.expose=true`, then warned about, naming the
     risk and whether a front stands between the network and Triton."""
     host = str(server.host)
@@ -64,7 +65,7 @@ def exposure(server: ServerSettings, front: balancer.FrontSettings) -> None:
 @contextlib.contextmanager
 def serve_front(
     request: Launch,
-    front: balancer.FrontSettings,
+    front: FrontSettings,
     launch: Launcher,
 ) -> Iterator[Endpoints]:
     """`front.replicas` servers of this kind, each on free ports, behind nginx on the configured ports."""

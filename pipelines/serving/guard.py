@@ -3,7 +3,7 @@
 Triton 2.51 dies on requests that are small on the wire: a JSON inference request declaring a huge
 shape (90 bytes; `std::bad_alloc`, SIGABRT, every model gone; no upstream issue found) and a body of
 4 MiB or more labelled as a form post (SIGSEGV on any path; triton-inference-server/server#5840).
-It also reads every body whole before it refuses it. The nginx front (`pipelines/serving/balancer.py`)
+It also reads every body whole before it refuses it. The nginx front (`pipelines/serving/front_rules.py`)
 passes only what an inference client needs, and refuses, per model and before any replica sees the request:
 
 - a body larger than the model's largest legal request (binary or JSON, whichever is larger, plus

@@ -20,6 +20,7 @@ from pipelines.serving.docker_server import serve_docker
 from pipelines.serving.embedded import serve_local
 from pipelines.serving.endpoints import Endpoints, Launch, Launcher, Started
 from pipelines.serving.front_exposure import exposure, serve_front
+from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.remote_server import serve_remote
 from pipelines.serving.settings import ServerSettings, new_operator_key
 from pipelines.trt import loadability
@@ -57,7 +58,7 @@ def serve(
     server: ServerSettings,
     repository: str | Path,
     releases: Mapping[str, Any] | None = None,
-    front: balancer.FrontSettings | None = None,
+    front: FrontSettings | None = None,
     started: Started = None,
     graceful: bool = False,
     supervise: bool = False,
@@ -73,7 +74,7 @@ def serve(
     `serve.triton`.
     """
     launchers: dict[str, Launcher] = {"local": serve_local, "docker": serve_docker, "remote": serve_remote}
-    settings = (front or balancer.FrontSettings.alone()).resolved(server.kind)
+    settings = balancer.resolved_front(front or FrontSettings.alone(), server.kind)
     if server.launched:
         exposure(server, settings)
     elif settings.kind != "none":
