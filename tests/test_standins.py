@@ -150,3 +150,20 @@ def test_served_by_tells_a_standin_from_tritons_own_backend() -> None:
     native = standins.served_by(mc.ModelConfig(platform="tensorflow_savedmodel", backend="tensorflow"))
     assert native["implementation"] == "Triton's own tensorflow backend"
     assert standins.served_by(mc.ModelConfig(backend="python"))["implementation"] == "Triton's Python backend"
+
+
+def test_served_by_names_what_ran_each_step_of_an_ensemble() -> None:
+    ensemble = mc.ModelConfig(platform="ensemble")
+    for name in ("pre", "classify"):
+        ensemble.ensemble_scheduling.step.add(model_name=name)
+    steps = {
+        "pre": mc.ModelConfig(backend="python"),
+        "classify": mc.ModelConfig(platform="tensorflow_savedmodel", backend="tensorflow"),
+    }
+    described = standins.served_by(ensemble, step_config=steps.__getitem__)
+    assert described["implementation"] == "Triton's ensemble scheduler"
+    assert {step: b["implementation"] for step, b in described["steps"].items()} == {
+        "pre": "Triton's Python backend",
+        "classify": "Triton's own tensorflow backend",
+    }
+    assert "steps" not in standins.served_by(ensemble)  # no step configs asked for
