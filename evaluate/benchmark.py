@@ -16,7 +16,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from pipelines.core.cli import EXIT_FAILED, EXIT_OK, hydra_main
-from pipelines.performance.job import BenchmarkJob, measure, write
+from pipelines.performance.job import BenchmarkJob, measure_benchmarks, write_benchmarks
 
 
 def run(cfg: DictConfig) -> int:
@@ -31,14 +31,14 @@ def run(cfg: DictConfig) -> int:
             f"{', '.join(job.kept)}",
             flush=True,
         )
-    results = measure(job)
+    results = measure_benchmarks(job)
     for result in results:
         print(result.table() + "\n", flush=True)
     unanswered = [what for result in results for what in result.unanswered()]
     if unanswered:  # a dead server measures nothing: its null figures must not become the tracked ones
         print(f"benchmark FAILED (reports not written): {'; '.join(unanswered)}", flush=True)
         return EXIT_FAILED
-    write(results, job.reports, job.metrics, job.host, set(job.catalog) if job.whole_catalog else None)
+    write_benchmarks(results, job.reports, job.metrics, job.host, set(job.catalog) if job.whole_catalog else None)
     print(
         f"reports: {job.reports}/<model>.json (ratios); headline ratios: {job.metrics}/; this host's timings: "
         f"{job.host}/<model>.json, benchmark.md, benchmark.png, curves.json",

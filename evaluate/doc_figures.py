@@ -14,11 +14,11 @@ from omegaconf import DictConfig
 
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import EXIT_FAILED, EXIT_OK, hydra_main
-from pipelines.documentation.figures import Reports, marked, render
+from pipelines.documentation.figures import CommittedReports, marked, render
 
 
 def run(cfg: DictConfig) -> int:
-    reports = Reports(
+    reports = CommittedReports(
         Path(str(cfg.paths.hardening_report)),
         Path(str(cfg.paths.benchmark_reports)),
         Path(str(cfg.paths.parity_reports)),

@@ -14,12 +14,12 @@ from omegaconf import DictConfig
 
 from pipelines.core.atomic import write_json
 from pipelines.core.cli import EXIT_FAILED, hydra_main
-from pipelines.performance.hardening_check import HardeningJob, check, print_table
+from pipelines.performance.hardening_check import HardeningJob, check_hardening, print_table
 
 
 def run(cfg: DictConfig) -> dict | int:
     job = HardeningJob.from_cfg(cfg)
-    report = check(job)
+    report = check_hardening(job)
     write_json(job.out, report)
     print_table(report)
     return report if report["passed"] else EXIT_FAILED

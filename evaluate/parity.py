@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from pipelines.comparison.job import ParityJob, check, localize_model
+from pipelines.comparison.job import ParityJob, check_parity, localize_model
 from pipelines.config.selection import engines_outside
 from pipelines.core.cli import EXIT_FAILED, EXIT_OK, hydra_main
 
@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> int:
         print(result.table(), flush=True)
         print(f"reports: {out}/{job.specs[0].name}.json and .png", flush=True)
         return EXIT_FAILED if result.first is not None else EXIT_OK
-    reports = check(job)
+    reports = check_parity(job)
     for report in reports:
         print(report.table() + "\n", flush=True)
     if job.whole_catalog and (outside := engines_outside(job.catalog)):

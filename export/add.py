@@ -17,7 +17,7 @@ from pipelines.core.cli import hydra_main
 
 
 def run(cfg: Any) -> added_index.Added:
-    request = derivation.request(cfg)
+    request = derivation.request_from_config(cfg)
     result = added_index.add(request)
     print(result.summary(), flush=True)
     return result

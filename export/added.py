@@ -48,8 +48,8 @@ def run(cfg: Any) -> dict[str, Any]:
 
 
 def _export(cfg: Any, network: NetworkSpec) -> dict[str, Any]:
-    samples = conversion.inputs_for(network)
-    source_run = reference.load(network)
+    samples = conversion.sample_inputs(network)
+    source_run = reference.reference_runner(network)
     feeds = conversion.first_feeds(network, samples)
     conversion.require_runs(network, source_run, feeds)
     formats = [fmt for fmt in conversion.SERVED if fmt in network.artifacts]
@@ -77,7 +77,7 @@ def _export(cfg: Any, network: NetworkSpec) -> dict[str, Any]:
         "network": network.name,
         "source": Path(network.source).as_posix(),
         "kind": sources.kind_of(network.source),
-        "reference": reference.describe(network),
+        "reference": reference.describe_reference(network),
         "samples": samples.count,
         "inputs": "sample" if network.sampling and network.sampling.sample else "generated",
         "max_abs_diff": checks,  # per format and output (differing elements for integer/bool/string outputs)

@@ -29,7 +29,7 @@ def run(cfg: Any) -> dict[str, Any]:
             "FP16/INT8 ONNX models (those with `quantization:` settings)"
         )
     with atomic_path(spec.artifact) as tmp:
-        built = quantization.build(spec, tmp, str(cfg.paths.data))
+        built = quantization.build_quantized(spec, tmp, str(cfg.paths.data))
         io_signature.require_match(
             f"the {spec.precision} model",
             spec.inputs,

@@ -16,7 +16,7 @@ from pipelines.core.cli import hydra_main
 
 def run(cfg: Any) -> list[Path]:
     name = str(cfg.name)
-    removed, models = added_index.remove(name)
+    removed, models = added_index.remove_added(name)
     paths = cfg.paths
     outputs = [
         Path(paths.added) / name,

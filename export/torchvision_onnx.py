@@ -28,7 +28,7 @@ def run(cfg: Any) -> dict[str, Any]:
     name = network.name
     weights = None if cfg.weights is None else str(cfg.weights)
     log.info("building %s (%s)", network.arch, weights or f"seeded random init, seed {cfg.seed}")
-    model = torch_models.build(network, weights, int(cfg.seed))
+    model = torch_models.build_torchvision(network, weights, int(cfg.seed))
     pre = network.require_preprocessing("the export check")
     example = parity_inputs.imagenet_like(inputs[0], int(cfg.verify.batch_size), list(pre.mean), list(pre.std))
     onnx_path, state_dict_path = network.artifact("onnx"), network.artifact("state_dict")
@@ -53,7 +53,7 @@ def run(cfg: Any) -> dict[str, Any]:
         ).worst
         reproducible.torch_state_dict(model.state_dict(), sd_tmp)
         names = labels.torchvision_categories(network)
-        labels.write(labels_tmp, names)
+        labels.write_labels(labels_tmp, names)
     report = {
         "network": name,
         "arch": network.arch,

@@ -37,7 +37,7 @@ def app_for(model: str, source: str = "cpu"):
     from pipelines.runners import runtimes
 
     spec, catalog = specs_for(model, source)
-    run = runtimes.load(spec, catalog)
+    run = runtimes.served_runner(spec, catalog)
     app = Flask(__name__)
 
     @app.get("/ready")

@@ -51,7 +51,7 @@ def conf_state() -> dict[str, str]:
 
 def attempt(**settings: object) -> None:
     overrides = [f"{k}={v}" for k, v in settings.items()]
-    added_index.add(derivation.request(compose_config("add", overrides)))
+    added_index.add(derivation.request_from_config(compose_config("add", overrides)))
 
 
 FLOAT, INT64, UINT16 = 1, 7, 4
@@ -88,7 +88,7 @@ def test_a_model_that_does_not_run_on_its_parity_inputs_is_refused_at_add_time(t
         attempt(source=source, name="mine", value_ranges="{tokens: [0, 10]}")
         assert "mine_onnx" in (ROOT / "conf/added.yaml").read_text()
     finally:
-        added_index.remove("mine")
+        added_index.remove_added("mine")
     assert conf_state() == before
 
 

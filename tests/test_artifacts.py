@@ -47,15 +47,15 @@ def spec_for(path: Path, **changes) -> ModelSpec:
 
 def test_matching_onnx_passes(tmp_path: Path) -> None:
     path = identity_onnx(tmp_path / "m.onnx")
-    signature = io_signature.check(spec_for(path))
+    signature = io_signature.check_signature(spec_for(path))
     assert signature.inputs == (io_signature.ArtifactTensor("x", "FP32", (-1, 4)),)
 
 
 def test_fixed_batch_dimension_cannot_be_batched(tmp_path: Path) -> None:
     path = identity_onnx(tmp_path / "m.onnx", batch=1)
     with pytest.raises(ArtifactError, match="no dynamic batch dimension"):
-        io_signature.check(spec_for(path))
-    io_signature.check(
+        io_signature.check_signature(spec_for(path))
+    io_signature.check_signature(
         spec_for(
             path,
             max_batch_size=0,
@@ -68,15 +68,17 @@ def test_fixed_batch_dimension_cannot_be_batched(tmp_path: Path) -> None:
 def test_wrong_dtype_and_name_are_reported(tmp_path: Path) -> None:
     path = identity_onnx(tmp_path / "m.onnx", elem=TensorProto.FLOAT16)
     with pytest.raises(ArtifactError, match="dtype is FP16, spec says FP32"):
-        io_signature.check(spec_for(path))
+        io_signature.check_signature(spec_for(path))
     with pytest.raises(ArtifactError, match=r"inputs are \['x'\], spec says \['image'\]"):
-        io_signature.check(spec_for(identity_onnx(tmp_path / "n.onnx"), inputs=(TensorSpec("image", "FP32", (4,)),)))
+        io_signature.check_signature(
+            spec_for(identity_onnx(tmp_path / "n.onnx"), inputs=(TensorSpec("image", "FP32", (4,)),))
+        )
 
 
 def test_wrong_dims_are_reported(tmp_path: Path) -> None:
     path = identity_onnx(tmp_path / "m.onnx")
     with pytest.raises(ArtifactError, match=r"dims are \[4\], spec says \[5\]"):
-        io_signature.check(spec_for(path, outputs=(TensorSpec("y", "FP32", (5,)),)))
+        io_signature.check_signature(spec_for(path, outputs=(TensorSpec("y", "FP32", (5,)),)))
 
 
 def test_missing_and_corrupt_files_are_artifact_errors(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_every_kind_of_model_passes_parity_over_each_protocol(workspace: Path) -
     # per-sample scalars: declared [1] and reshaped to [] (Triton refuses a tensor without dims), proven per sample
     scores = json.loads((workspace / "reports" / "parity" / "scores_onnx.json").read_text())
     assert scores["protocols"]["grpc"]["outputs"]["score"]["samples"] > 1
-    served = triton_config.parse((workspace / "model_repository" / "scores_onnx" / "config.pbtxt").read_text())
+    served = triton_config.parse_config((workspace / "model_repository" / "scores_onnx" / "config.pbtxt").read_text())
     declared = {t.name: (list(t.dims), t.HasField("reshape") and list(t.reshape.shape)) for t in served.output}
     assert declared == {"Y": ([3], False), "label": ([1], []), "score": ([1], [])}
     assert [(t.name, list(t.dims), list(t.reshape.shape)) for t in served.input if t.HasField("reshape")] == [

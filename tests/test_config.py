@@ -102,7 +102,7 @@ def test_every_model_option_gives_a_spec_and_a_config_its_server_can_honour(mode
     if spec.format == "ensemble":  # its configs come from its parts, in the catalog that serves its classifier
         config = triton_config.ensemble(ensemble_parts.parts(spec, served_specs(cfg.models)))
     else:
-        config = triton_config.build(spec)
+        config = triton_config.model_config(spec)
         assert standins.refusals(config) == []
     assert config.name == model and config.max_batch_size == spec.max_batch_size
 

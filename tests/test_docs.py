@@ -140,10 +140,10 @@ def test_the_check_catches_a_stale_command(tmp_path: Path) -> None:
 
 
 def committed_reports():
-    from pipelines.documentation.figures import Reports
+    from pipelines.documentation.figures import CommittedReports
 
     paths = compose_config("doc_figures").paths
-    return Reports(
+    return CommittedReports(
         ROOT / paths.hardening_report,
         ROOT / paths.benchmark_reports,
         ROOT / paths.parity_reports,
@@ -159,14 +159,14 @@ def head_reports(tmp_path: Path):
     import dataclasses
     import subprocess
 
-    from pipelines.documentation.figures import Reports
+    from pipelines.documentation.figures import CommittedReports
 
     archive = subprocess.run(["git", "archive", "HEAD", "reports"], cwd=ROOT, capture_output=True, check=False)
     if archive.returncode != 0:
         return None
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
     here = committed_reports()
-    return Reports(*(tmp_path / Path(p).relative_to(ROOT) for p in dataclasses.astuple(here)))
+    return CommittedReports(*(tmp_path / Path(p).relative_to(ROOT) for p in dataclasses.astuple(here)))
 
 
 @pytest.mark.parametrize("document", FIGURED, ids=[d.name for d in FIGURED])
@@ -210,7 +210,7 @@ def test_a_report_of_another_version_is_one_line_not_a_crash(tmp_path: Path) -> 
     import shutil
 
     from pipelines.core.errors import ArtifactError
-    from pipelines.documentation.figures import Reports, render
+    from pipelines.documentation.figures import CommittedReports, render
 
     reports = committed_reports()
     parity = tmp_path / "parity"
@@ -220,8 +220,10 @@ def test_a_report_of_another_version_is_one_line_not_a_crash(tmp_path: Path) -> 
     (parity / "mnist_onnx_fp16.json").write_text(json.dumps(old))
     text = (ROOT / "docs" / "precisions.md").read_text()
     with pytest.raises(ArtifactError, match=r"mnist_onnx_fp16\.json: not a report this version reads .*served_by"):
-        render(text, Reports(reports.hardening, reports.benchmark, parity))
+        render(text, CommittedReports(reports.hardening, reports.benchmark, parity))
     hardening = tmp_path / "hardening.json"
     hardening.write_text(json.dumps({"restart": {}}))
     with pytest.raises(ArtifactError, match=r"hardening\.json: not a report this version reads .*cases"):
-        render((ROOT / "docs" / "hardening.md").read_text(), Reports(hardening, reports.benchmark, reports.parity))
+        render(
+            (ROOT / "docs" / "hardening.md").read_text(), CommittedReports(hardening, reports.benchmark, reports.parity)
+        )

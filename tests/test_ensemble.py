@@ -32,7 +32,7 @@ def test_parts_take_tensor_names_from_the_classifier(catalog) -> None:
 
 
 def test_ensemble_config_equals_the_hand_written_one(catalog) -> None:
-    expected = triton_config.parse((EXPECTED / "resnet50_ensemble.config.pbtxt").read_text())
+    expected = triton_config.parse_config((EXPECTED / "resnet50_ensemble.config.pbtxt").read_text())
     generated = triton_config.ensemble(ensemble_parts.parts(catalog["resnet50_ensemble"], catalog))
     assert generated == expected, triton_config.to_text(generated)
 

@@ -103,14 +103,14 @@ def test_an_onnx_model_onnx_reference_cannot_run_has_onnx_runtime_as_its_named_r
     )
     inputs = (TensorSpec("image", "FP32", (2, 5, 6)), TensorSpec("grid", "FP32", (4, 3, 2)))
     outputs = (TensorSpec("warped", "FP32", (2, 4, 3)),)
-    described = reference.describe(network(path, inputs, outputs))
+    described = reference.describe_reference(network(path, inputs, outputs))
     assert described.startswith("onnx (onnxruntime") and "GridSample mode 'bilinear': onnx/onnx#8431" in described
     rng = np.random.default_rng(0)
     arrays = {
         "image": rng.random((3, 2, 5, 6), np.float32),
         "grid": rng.uniform(-1, 1, (3, 4, 3, 2)).astype(np.float32),
     }
-    ours = reference.load(network(path, inputs, outputs))(arrays)["warped"]
+    ours = reference.reference_runner(network(path, inputs, outputs))(arrays)["warped"]
     np.testing.assert_allclose(ours, reference.onnxruntime_runner(path, inputs, outputs)(arrays)["warped"], atol=1e-6)
 
 
@@ -124,7 +124,7 @@ def test_what_onnx_reference_says_it_lacks_at_run_time_falls_back_and_bad_inputs
     )
     inputs, outputs = (TensorSpec("x", "FP32", (4,)),), (TensorSpec("y", "FP32", (4,)),)
     arrays = {"x": np.random.default_rng(0).random((2, 4), np.float32)}
-    ours = reference.load(network(path, inputs, outputs))(arrays)["y"]
+    ours = reference.reference_runner(network(path, inputs, outputs))(arrays)["y"]
     np.testing.assert_allclose(ours, reference.onnxruntime_runner(path, inputs, outputs)(arrays)["y"], atol=1e-6)
     assert "onnx.reference cannot run it: LayerNormalization not implemented" in reference.onnx_runtime_name(path)
 
@@ -142,8 +142,8 @@ def test_what_onnx_reference_says_it_lacks_at_run_time_falls_back_and_bad_inputs
     onnx.save(lookup, tmp_path / "lookup.onnx")
     spec = network(tmp_path / "lookup.onnx", (TensorSpec("ids", "INT64", (2,)),), (TensorSpec("rows", "FP32", (2, 2)),))
     with pytest.raises(IndexError):
-        reference.load(spec)({"ids": np.array([[0, 7]], np.int64)})
-    assert reference.describe(spec) == "onnx (onnx.reference)"
+        reference.reference_runner(spec)({"ids": np.array([[0, 7]], np.int64)})
+    assert reference.describe_reference(spec) == "onnx (onnx.reference)"
 
 
 def test_an_onnx_reference_bug_where_onnx_runtime_runs_the_same_inputs_falls_back(tmp_path: Path) -> None:
@@ -170,12 +170,12 @@ def test_an_onnx_reference_bug_where_onnx_runtime_runs_the_same_inputs_falls_bac
     onnx.save(model, tmp_path / "gather.onnx")
     spec = network(tmp_path / "gather.onnx", (TensorSpec("idx", "INT64", (7,)),), (TensorSpec("y", "INT64", (7,)),))
     arrays = {"idx": np.random.default_rng(0).integers(0, 80, (2, 7))}
-    assert reference.describe(spec) == "onnx (onnx.reference)"  # nothing known before it runs
-    np.testing.assert_array_equal(reference.load(spec)(arrays)["y"], arrays["idx"])  # the table is 0..79
-    assert "onnx.reference cannot run it: ValueError: cannot reshape array" in reference.describe(spec)
+    assert reference.describe_reference(spec) == "onnx (onnx.reference)"  # nothing known before it runs
+    np.testing.assert_array_equal(reference.reference_runner(spec)(arrays)["y"], arrays["idx"])  # the table is 0..79
+    assert "onnx.reference cannot run it: ValueError: cannot reshape array" in reference.describe_reference(spec)
 
     onnx.save(model, tmp_path / "again.onnx")  # another file: no fallback remembered for it
     spec = network(tmp_path / "again.onnx", (TensorSpec("idx", "INT64", (7,)),), (TensorSpec("y", "INT64", (7,)),))
     with pytest.raises(IndexError):  # onnx.reference's own error, as it raised it
-        reference.load(spec)({"idx": np.full((2, 7), 99, np.int64)})
-    assert reference.describe(spec) == "onnx (onnx.reference)"
+        reference.reference_runner(spec)({"idx": np.full((2, 7), 99, np.int64)})
+    assert reference.describe_reference(spec) == "onnx (onnx.reference)"

@@ -33,7 +33,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from pipelines.config.spec import model_spec
-from pipelines.model_repository.triton_config import parse
+from pipelines.model_repository.triton_config import parse_config
 from pipelines.performance import hostile_requests
 from pipelines.serving import guard
 from pipelines.serving.front_settings import FrontSettings
@@ -69,7 +69,7 @@ output { name: "labels" data_type: TYPE_STRING dims: [5] }
 
 
 def test_limits_are_each_models_largest_legal_request() -> None:
-    mnist = guard.model_limits(parse(MNIST_CONFIG), max_dynamic_dim=100, max_string_bytes=1000)
+    mnist = guard.model_limits(parse_config(MNIST_CONFIG), max_dynamic_dim=100, max_string_bytes=1000)
     # per input: the most elements, and the JSON characters one takes; JSON nests {request} [inputs] {input} and
     # the data as deep as [batch, 28, 28, 1]; a binary request's JSON header takes 64 KiB at most
     assert json.loads(mnist.table()) == {
@@ -81,7 +81,7 @@ def test_limits_are_each_models_largest_legal_request() -> None:
     # as JSON, each FP32 value takes at most 26 characters ("-2.2250738585072014e-308, "); binary takes 4
     assert mnist.max_body_bytes == 64 * 28 * 28 * 26 + 64 * 1024
     ensemble = guard.model_limits(
-        parse(ENSEMBLE_CONFIG), max_dynamic_dim=100, max_string_bytes=1000, max_json_string_bytes=100
+        parse_config(ENSEMBLE_CONFIG), max_dynamic_dim=100, max_string_bytes=1000, max_json_string_bytes=100
     )
     # as JSON, a string counts at most max_json_string_bytes (larger ones travel as binary data)
     assert json.loads(ensemble.table()) == {
@@ -625,7 +625,9 @@ def test_only_inference_passes_the_front_and_triton_keeps_its_management_apis_to
         assert hostile_requests.management_grpc(front.grpc) == ["PERMISSION_DENIED"] * 5
         assert hostile_requests.grpc_gzip(front.grpc) == ["UNIMPLEMENTED"]
         # straight to Triton's own ports, without the key: Triton refuses them itself
-        assert [hostile_requests.request(replica, *call) for call in hostile_requests.MANAGEMENT_HTTP] == [403] * 5
+        assert [hostile_requests.send_raw_request(replica, *call) for call in hostile_requests.MANAGEMENT_HTTP] == [
+            403
+        ] * 5
         assert hostile_requests.management_grpc(replica_grpc) == ["UNAVAILABLE"] * 5
         # with it (what parity and the benchmark send)
         key = front.operator

@@ -346,9 +346,9 @@ def test_labels_written_wrong_at_export_fail_parity(
     from pipelines.data import labels
 
     corrupt, problem = LABEL_CORRUPTIONS[corruption]
-    right = labels.write
+    right = labels.write_labels
     with monkeypatch.context() as patch:  # only the export writes labels: parity reads torchvision's own names
-        patch.setattr(labels, "write", lambda path, names: right(path, corrupt(names)))
+        patch.setattr(labels, "write_labels", lambda path, names: right(path, corrupt(names)))
         torchvision_onnx.run(
             compose_config(
                 "export_classifier",
@@ -431,7 +431,7 @@ def test_remote_server_and_served_config(in_workspace: Path, tmp_path: Path, run
         )
 
     before = requests()
-    (report,) = parity_job.check(parity_job.ParityJob.from_cfg(cfg))
+    (report,) = parity_job.check_parity(parity_job.ParityJob.from_cfg(cfg))
     # each distinct request once per protocol: batch_1, batch_7, and all samples in chunks of 64 (the first of
     # which is batch_64), over 3 protocols; then the burst, one request per sample
     settings, chunk = cfg.model.parity, cfg.model.max_batch_size
@@ -486,7 +486,7 @@ def test_a_remote_server_serving_other_settings_than_the_spec_is_refused(
         match=r"the server's mnist_onnx is not what the spec generates \("
         r"dynamic_batching.max_queue_delay_microseconds: 100, expected 5000000\)",
     ):
-        parity_job.check(parity_job.ParityJob.from_cfg(cfg))
+        parity_job.check_parity(parity_job.ParityJob.from_cfg(cfg))
     assert not (tmp_path / "reports").exists()
 
 

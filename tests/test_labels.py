@@ -46,11 +46,11 @@ def test_a_labels_file_is_audited_name_by_name(tmp_path: Path, corrupt, problem:
     path = tmp_path / "labels.txt"
     network = resnet50(path)
     path.write_text("\n".join(corrupt(labels.torchvision_categories(network))) + "\n")
-    audit = labels.audit(network)
+    audit = labels.audit_labels(network)
     assert audit.problem.endswith(problem) if problem else audit.problem == ""
     assert audit.expected[:4] == FIRST
 
 
 def test_a_network_without_torchvision_metadata_has_only_its_file(tmp_path: Path) -> None:
     network = dataclasses.replace(resnet50(tmp_path / "labels.txt"), labels_from=None)
-    assert labels.audit(network) == labels.LabelAudit("the labels file", None)
+    assert labels.audit_labels(network) == labels.LabelAudit("the labels file", None)

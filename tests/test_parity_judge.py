@@ -169,7 +169,7 @@ def test_the_reference_runs_once_per_distinct_input(monkeypatch: pytest.MonkeyPa
         calls.append(len(x))
         return {"logits": np.repeat(x.reshape(len(x), -1).mean(axis=1, keepdims=True), 1000, axis=1)}
 
-    monkeypatch.setattr(reference, "load", lambda _spec: fake_framework)
+    monkeypatch.setattr(reference, "reference_runner", lambda _spec: fake_framework)
     prepared = parity_run.prepare(spec, "unused.npz")
     assert calls == [spec.max_batch_size]  # 8 samples, max_batch_size 8: one pass (before: one per request per case)
     for case in [*prepared.cases, prepared.burst]:

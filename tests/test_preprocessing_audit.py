@@ -28,7 +28,7 @@ def network(name: str, *overrides: str):
 def test_the_classifiers_constants_are_their_weights_recipe(name: str) -> None:
     expected = preprocessing_audit.torchvision_transform(network(name))
     assert expected == {**RECIPES[name], "mean": MEAN, "std": STD, "interpolation": "bilinear"}
-    assert preprocessing_audit.audit(network(name)).problems == ()
+    assert preprocessing_audit.audit_preprocessing(network(name)).problems == ()
 
 
 @pytest.mark.parametrize(
@@ -45,10 +45,10 @@ def test_the_classifiers_constants_are_their_weights_recipe(name: str) -> None:
     ],
 )
 def test_a_wrong_constant_is_named(overrides: list[str], problem: str) -> None:
-    (found,) = preprocessing_audit.audit(network("resnet50", *overrides)).problems
+    (found,) = preprocessing_audit.audit_preprocessing(network("resnet50", *overrides)).problems
     assert found.startswith(problem) and "\n" not in found
 
 
 def test_a_network_without_metadata_or_preprocessing_is_not_audited() -> None:
-    assert preprocessing_audit.audit(dataclasses.replace(network("resnet50"), labels_from=None)) is None
-    assert preprocessing_audit.audit(dataclasses.replace(network("resnet50"), preprocessing=None)) is None
+    assert preprocessing_audit.audit_preprocessing(dataclasses.replace(network("resnet50"), labels_from=None)) is None
+    assert preprocessing_audit.audit_preprocessing(dataclasses.replace(network("resnet50"), preprocessing=None)) is None

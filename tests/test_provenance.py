@@ -115,7 +115,7 @@ def test_a_changed_check_never_writes_the_tracked_reports(
     cfg = compose_config("parity", ["model=mnist_onnx", *overrides])
     specs = selection.selected(cfg)
     where = parity_job.tracked_or_adhoc(cfg, specs, parity_job.profile_paths(cfg, specs)[1])
-    assert where == parity_job.Reports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
+    assert where == parity_job.ParityReports(Path("reports/parity_adhoc"), Path("reports/parity_adhoc/metrics"))
     out = capsys.readouterr().out
     assert change in out and "not to the tracked reports/parity/" in out
 
@@ -126,12 +126,12 @@ def test_the_configured_command_is_not_composed_twice(monkeypatch: pytest.Monkey
     cfg = compose_config("parity", ["model=all", "reuse=true"])
     monkeypatch.setattr(cli, "_COMMAND", ["parity", ["model=all", "reuse=true"]])
     monkeypatch.setattr(parity_job, "compose", lambda *a: pytest.fail("composed again"))
-    tracked = parity_job.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
+    tracked = parity_job.ParityReports(Path("reports/parity"), Path("reports/parity_metrics"))
     assert parity_job.tracked_or_adhoc(cfg, selection.selected(cfg), tracked) == tracked
 
 
 def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None:
-    tracked = parity_job.Reports(Path("reports/parity"), Path("reports/parity_metrics"))
+    tracked = parity_job.ParityReports(Path("reports/parity"), Path("reports/parity_metrics"))
     # how the server is run, not what it serves: ports, timeouts, logs, the account
     for overrides in ([], ["server.http_port=8000", "server.startup_timeout_s=5", "paths.logs=/tmp/x", "reuse=true"]):
         cfg = compose_config("parity", ["model=all", *overrides])
@@ -147,9 +147,9 @@ def test_the_configured_check_writes_the_tracked_reports(tmp_path: Path) -> None
         ],
     )
     specs = selection.selected(cfg)
-    chosen = parity_job.Reports(tmp_path, tmp_path / "figures")
+    chosen = parity_job.ParityReports(tmp_path, tmp_path / "figures")
     assert parity_job.tracked_or_adhoc(cfg, specs, parity_job.profile_paths(cfg, specs)[1]) == chosen
-    chosen = parity_job.Reports(tmp_path, tmp_path / "metrics")
+    chosen = parity_job.ParityReports(tmp_path, tmp_path / "metrics")
     # only the full reports' directory chosen: the headline figures go along, not into the tracked metrics
     cfg = compose_config("parity", ["model=mnist_onnx", f"paths.parity_reports={tmp_path}"])
     specs = selection.selected(cfg)

@@ -66,7 +66,7 @@ def test_a_keras_model_whose_outputs_are_a_dict_of_ops_is_named_by_its_keys() ->
     features = keras.Input((4,), name="x")
     hidden = keras.layers.Dense(3)(features)
     model = keras.Model(features, {"score": ops.max(hidden, axis=1), "label": ops.argmax(hidden, axis=1)})
-    _, outputs = keras_models.signature(model)
+    _, outputs = keras_models.keras_signature(model)
     called = model(np.ones((2, 4), np.float32))  # Keras's own answer: the dict a call returns
     assert {name for name, _, _ in outputs} == set(called) == {"score", "label"}
     for name, dtype, shape in outputs:

@@ -435,7 +435,7 @@ def test_the_embedded_server_serves_the_repository_files_unchanged(
         }
 
     for model in repo.iterdir():
-        on_disk = fields(triton_config.parse((model / "config.pbtxt").read_text()))
+        on_disk = fields(triton_config.parse_config((model / "config.pbtxt").read_text()))
         loaded = fields(client.get_model_config(model.name).config)
         # the same reading of both sides: not an empty one (every config names its model: triton_config checks it)
         assert ("name", model.name) in on_disk and ("name", model.name) in loaded, model.name

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.config.spec import model_spec
-from pipelines.config.spec_yaml import plain
+from pipelines.config.spec_yaml import plain_node
 from pipelines.core.errors import ConfigError
 
 from conftest import compose_config
@@ -16,7 +16,7 @@ from conftest import compose_config
 
 @pytest.fixture
 def mnist_cfg() -> dict:
-    return plain(compose_config("parity", ["model=mnist_onnx"]).model)
+    return plain_node(compose_config("parity", ["model=mnist_onnx"]).model)
 
 
 def test_spec_reads_tensors_from_the_network(mnist_cfg: dict) -> None:
@@ -108,7 +108,7 @@ def test_an_output_tolerance_overrides_only_what_it_names(mnist_cfg: dict) -> No
 
 @pytest.fixture
 def int8_cfg() -> dict:
-    return plain(compose_config("parity", ["model=mnist_onnx_int8"]).model)
+    return plain_node(compose_config("parity", ["model=mnist_onnx_int8"]).model)
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def spec_with(model: str, extra: str):
 @pytest.mark.parametrize(("model", "extra", "field"), REFUSED)
 def test_assembly_refuses_what_the_standin_cannot_honour(tmp_path: Path, model: str, extra: str, field: str) -> None:
     spec = spec_with(model, extra)
-    backend = standins.backend_of(triton_config.build(spec))
+    backend = standins.backend_of(triton_config.model_config(spec))
     with pytest.raises(ConfigError) as info:
         assembly.assemble([spec], tmp_path / "repo")
     message = str(info.value)
@@ -87,7 +87,7 @@ def test_assembly_refuses_what_the_standin_cannot_honour(tmp_path: Path, model: 
 
 @pytest.mark.parametrize(("model", "extra"), HONOURED)
 def test_fields_the_standin_honours_are_not_refused(model: str, extra: str) -> None:
-    assert standins.refusals(triton_config.build(spec_with(model, extra))) == []
+    assert standins.refusals(triton_config.model_config(spec_with(model, extra))) == []
 
 
 # Fields extra_config may not set (the spec owns them), so only a hand-edited config.pbtxt reaches a stand-in with them
@@ -107,7 +107,7 @@ HAND_EDITED = [
 
 @pytest.mark.parametrize(("model", "edit", "refused"), HAND_EDITED)
 def test_rules_for_hand_edited_fields(model: str, edit: str, refused: list[str]) -> None:
-    config = triton_config.build(spec_with(model, ""))
+    config = triton_config.model_config(spec_with(model, ""))
     if edit.startswith("instance_group"):
         config.ClearField("instance_group")
     text_format.Merge(edit, config)
@@ -118,7 +118,7 @@ def test_a_reshape_is_refused_except_a_per_sample_scalars() -> None:
     """A reshape to other dims is refused (not checked against Triton's backends here). The empty one that serves a
     per-sample scalar as dims [1] is honoured: the embedded Triton hands the stand-in [N] and the client [N, 1]
     (tests/test_byom_pipeline.py's scores_onnx), as its own backends do."""
-    config = triton_config.build(spec_with("mnist_onnx", ""))
+    config = triton_config.model_config(spec_with("mnist_onnx", ""))
     config.input[0].reshape.shape.extend([784])
     config.output[0].reshape.shape.extend([10, 1])
     assert standins.refusals(config) == ["input.reshape.shape", "output.reshape.shape"]
@@ -132,7 +132,7 @@ def test_every_generated_config_is_servable_by_its_standin() -> None:
     for name, cfg in gpu.models.items():
         spec = model_spec(name, cfg)
         if spec.format != "ensemble":
-            assert standins.refusals(triton_config.build(spec)) == [], name
+            assert standins.refusals(triton_config.model_config(spec)) == [], name
 
 
 def test_models_of_triton_itself_are_never_refused() -> None:
@@ -150,3 +150,20 @@ def test_served_by_tells_a_standin_from_tritons_own_backend() -> None:
     native = standins.served_by(mc.ModelConfig(platform="tensorflow_savedmodel", backend="tensorflow"))
     assert native["implementation"] == "Triton's own tensorflow backend"
     assert standins.served_by(mc.ModelConfig(backend="python"))["implementation"] == "Triton's Python backend"
+
+
+def test_served_by_names_what_ran_each_step_of_an_ensemble() -> None:
+    ensemble = mc.ModelConfig(platform="ensemble")
+    for name in ("pre", "classify"):
+        ensemble.ensemble_scheduling.step.add(model_name=name)
+    steps = {
+        "pre": mc.ModelConfig(backend="python"),
+        "classify": mc.ModelConfig(platform="tensorflow_savedmodel", backend="tensorflow"),
+    }
+    described = standins.served_by(ensemble, step_config=steps.__getitem__)
+    assert described["implementation"] == "Triton's ensemble scheduler"
+    assert {step: b["implementation"] for step, b in described["steps"].items()} == {
+        "pre": "Triton's Python backend",
+        "classify": "Triton's own tensorflow backend",
+    }
+    assert "steps" not in standins.served_by(ensemble)  # no step configs asked for

@@ -292,13 +292,13 @@ def test_version_compatible_plans_get_the_backend_option() -> None:
 
 def test_config_for_one_and_several_architectures() -> None:
     spec = trt_spec("resnet50_trt")
-    single = triton_config.build(spec, "KIND_AUTO", {"8.0": "model_sm80.plan"})
+    single = triton_config.model_config(spec, "KIND_AUTO", {"8.0": "model_sm80.plan"})
     assert single.platform == "tensorrt_plan" and single.default_model_filename == "model_sm80.plan"
     assert not single.cc_model_filenames
     assert single.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU  # an engine runs on a GPU
-    several = triton_config.build(spec, "KIND_AUTO", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
+    several = triton_config.model_config(spec, "KIND_AUTO", {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"})
     assert dict(several.cc_model_filenames) == {"8.0": "model_sm80.plan", "9.0": "model_sm90.plan"}
-    assert triton_config.parse(triton_config.to_text(several)) == several
+    assert triton_config.parse_config(triton_config.to_text(several)) == several
 
 
 IMAGE = Loader("the Triton image nvcr.io/nvidia/tritonserver:24.10-py3", "10.4.0")
@@ -310,7 +310,7 @@ def test_repository_serves_plans_the_image_can_load(tmp_path: Path) -> None:
     write_plan(spec.artifact, spec, "9.0")
     assembly.assemble([spec], tmp_path / "repo", "KIND_AUTO", IMAGE)
     model = tmp_path / "repo" / spec.name
-    config = triton_config.parse((model / "config.pbtxt").read_text())
+    config = triton_config.parse_config((model / "config.pbtxt").read_text())
     assert config.platform == "tensorrt_plan" and set(config.cc_model_filenames) == {"8.0", "9.0"}
     assert (model / "1" / config.default_model_filename).is_file()
     assert (model / "1" / "model_sm90.plan").read_bytes() == b"opaque engine bytes"

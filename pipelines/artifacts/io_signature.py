@@ -110,7 +110,7 @@ def read_signature(spec: ModelSpec) -> ArtifactSignature:
     raise ArtifactError(f"model {spec.name!r}: no signature reader for format {spec.format!r}")
 
 
-def mismatches(
+def signature_mismatches(
     inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], max_batch_size: int, signature: ArtifactSignature
 ) -> list[str]:
     """Every way the artifact disagrees with the spec's tensors (empty when it matches)."""
@@ -157,13 +157,13 @@ def require_match(
 ) -> ArtifactSignature:
     """`ArtifactError` listing every way `what` disagrees with the spec's tensors: the one artifact check that
     every exporter runs on what it wrote and the repository runs on what it serves."""
-    problems = mismatches(inputs, outputs, max_batch_size, signature)
+    problems = signature_mismatches(inputs, outputs, max_batch_size, signature)
     if problems:
         raise ArtifactError(f"{what} does not match its spec: " + "; ".join(problems))
     return signature
 
 
-def check(spec: ModelSpec, signature: ArtifactSignature | None = None) -> ArtifactSignature:
+def check_signature(spec: ModelSpec, signature: ArtifactSignature | None = None) -> ArtifactSignature:
     """Raise `ArtifactError` listing every mismatch between `spec` and its artifact."""
     signature = signature or read_signature(spec)
     return require_match(

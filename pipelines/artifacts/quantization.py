@@ -179,7 +179,7 @@ class Built:
         }
 
 
-def build(spec: ModelSpec, target: Path, data_path: str) -> Built:
+def build_quantized(spec: ModelSpec, target: Path, data_path: str) -> Built:
     """Write `spec`'s FP16 or INT8 model to `target` from its network's FP32 export."""
     src = source(spec)
     if not src.is_file():

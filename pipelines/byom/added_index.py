@@ -230,17 +230,17 @@ def _validate(name: str, models: tuple[str, ...]) -> None:
     and the source runs on its parity inputs, as its export will run it: a model that cannot get through is
     refused now, not in `dvc repro`. (Whether Triton loads the config is known only to a server: parity says.)"""
     network = network_spec(compose("export_added", [f"network={name}"]).network)
-    feeds = conversion.first_feeds(network, conversion.inputs_for(network))
-    conversion.require_runs(network, reference.load(network), feeds)
+    feeds = conversion.first_feeds(network, conversion.sample_inputs(network))
+    conversion.require_runs(network, reference.reference_runner(network), feeds)
     for model in models:  # composed as export.quantize composes one model: without the catalog (parity's config
         # composes every model it serves: seconds once dozens are added, for each add)
-        config = triton_config.build(model_spec(model, compose("quantize", [f"model={model}"]).model))
+        config = triton_config.model_config(model_spec(model, compose("quantize", [f"model={model}"]).model))
         refused = standins.refusal_message(config)
         if refused:
             raise ConfigError(refused)
 
 
-def remove(name: str) -> tuple[list[Path], list[str]]:
+def remove_added(name: str) -> tuple[list[Path], list[str]]:
     """Take an added network out: its spec files and its entry in conf/added.yaml. Returns the files and the
     served models removed."""
     models, networks = read_index()

@@ -23,7 +23,7 @@ SERVED = ("savedmodel", "onnx")  # the artifacts the stage writes, where the net
 TORCH_LOADERS = {"torch_export": torch_models.load_torch_export, "torchscript": torch_models.load_torchscript}
 
 
-def inputs_for(network: NetworkSpec) -> parity_inputs.ParityInputs:
+def sample_inputs(network: NetworkSpec) -> parity_inputs.ParityInputs:
     """The user's sample, checked against the spec, or inputs generated from it."""
     sampling = network.sampling
     if sampling is None:

@@ -45,7 +45,7 @@ class Request:
     dim_sizes: tuple[int, ...] = (8, 13)
 
 
-def request(cfg: DictConfig) -> Request:
+def request_from_config(cfg: DictConfig) -> Request:
     """Build the request from the composed config; a wrong type or value is one line."""
 
     def optional(key: str) -> Any:
@@ -123,7 +123,7 @@ def derive(req: Request, served: set[str]) -> Derived:
         if req.sample is not None and kind == "torchscript"
         else None
     )
-    source = sources.read(req.source, req.signature, raw)
+    source = sources.read_source(req.source, req.signature, raw)
     outputs_found = source.outputs
     if req.output_names is not None:
         if kind not in ("torch_export", "torchscript") or len(req.output_names) != len(outputs_found):

@@ -81,7 +81,7 @@ def kind_of(path: Path) -> str:
     )
 
 
-def read(path: Path, signature: str = "serving_default", sample: Any = None) -> Source:
+def read_source(path: Path, signature: str = "serving_default", sample: Any = None) -> Source:
     """The source and its declared tensors. `sample`: parity_inputs.ParityInputs, needed for TorchScript."""
     kind = kind_of(path)
     if kind == "keras":
@@ -123,7 +123,7 @@ def _keras(path: Path) -> tuple[list[io_signature.ArtifactTensor], list[io_signa
         raise
     except Exception as exc:  # Keras's load errors (bad zip, unknown layer) share no base class
         raise ArtifactError(f"{path}: Keras cannot load it ({first_line(exc)})") from exc
-    inputs, outputs = keras_models.signature(model)
+    inputs, outputs = keras_models.keras_signature(model)
     return (
         [_tensor(n, d, s, path, strings=True) for n, d, s in inputs],
         [_tensor(n, d, s, path, strings=True) for n, d, s in outputs],

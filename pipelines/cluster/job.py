@@ -79,7 +79,7 @@ def documents(job: DeployJob) -> list[dict]:
         ]
     else:
         objects = [manifests.inference_service(settings, runtime_version(settings.image), args)]
-    docs = [manifests.plain(o) for o in objects]
+    docs = [manifests.plain_manifest(o) for o in objects]
     manifests.validate(docs, job.kubernetes_version)
     if job.target == "kserve":
         kserve_fields(docs[0])

@@ -336,7 +336,7 @@ def inference_service(s: DeploySettings, runtime_version: str, server_args: list
     )
 
 
-def plain(obj: Any) -> dict:
+def plain_manifest(obj: Any) -> dict:
     """The object as the API server reads it (camelCase keys, no nulls), by its own package's serializer."""
     if type(obj).__module__.startswith("kserve."):
         from kserve.api_client import ApiClient as KServeClient  # lazy: the KServe client: KServe manifests only

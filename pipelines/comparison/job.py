@@ -2,7 +2,7 @@
 
 `ParityJob.from_cfg` is the one place the parity config is read: the models (the catalog and the chosen
 ones), the server and its front, where reports go (tracked, or ad hoc when the settings differ from conf/)
-and the localize settings. `check` runs the proof against one server; `localize_model` blames the first
+and the localize settings. `check_parity` runs the proof against one server; `localize_model` blames the first
 layer of one ONNX model. Neither reads the config again.
 """
 
@@ -42,7 +42,7 @@ from pipelines.trt import plans
 
 
 @dataclasses.dataclass(frozen=True)
-class Reports:
+class ParityReports:
     """Where a run's reports go: one full report per model, and its headline figures (the DVC metrics)."""
 
     full: Path
@@ -71,7 +71,7 @@ class ParityJob:
     front: FrontSettings
     releases: Mapping[str, Any]  # conf/triton_versions.yaml: which TensorRT each Triton image carries
     repository: Path
-    reports: Reports
+    reports: ParityReports
     adhoc: Path  # paths.parity_adhoc
     data: str  # paths.data
     instance_kind: str
@@ -109,13 +109,13 @@ class ParityJob:
         )
 
 
-def profile_paths(cfg: DictConfig, specs: list[ModelSpec]) -> tuple[Path, Reports]:
+def profile_paths(cfg: DictConfig, specs: list[ModelSpec]) -> tuple[Path, ParityReports]:
     """Repository and reports: a TensorRT model chosen by name is served from the GPU profile's repository."""
     if not whole_catalog(cfg) and any(s.format == "tensorrt" for s in specs):
-        return Path(cfg.paths.model_repository_gpu), Reports(
+        return Path(cfg.paths.model_repository_gpu), ParityReports(
             Path(cfg.paths.parity_reports_gpu), Path(cfg.paths.parity_metrics_gpu)
         )
-    return Path(cfg.model_repository), Reports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
+    return Path(cfg.model_repository), ParityReports(Path(cfg.parity_reports), Path(cfg.parity_metrics))
 
 
 # Overrides that choose what conf/ already defines, how much to re-prove or whether a failure stops the command, not
@@ -141,7 +141,7 @@ PROVING = (
 )
 
 
-def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) -> Reports:
+def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: ParityReports) -> ParityReports:
     """Where reports go: the tracked directories only when the check is the one conf/ defines.
 
     A run whose model settings or `PROVING` settings differ from conf/ (command-line overrides) proves
@@ -170,7 +170,7 @@ def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) 
     tracked = profile_paths(configured_cfg, specs)[1]
     if reports.full.resolve() != tracked.full.resolve():  # the user chose where reports go: the figures go along,
         if reports.metrics.resolve() == tracked.metrics.resolve():  # never into the tracked metrics alone
-            return Reports(reports.full, reports.full / "metrics")
+            return ParityReports(reports.full, reports.full / "metrics")
         return reports
     if not changes:
         return reports
@@ -180,7 +180,7 @@ def tracked_or_adhoc(cfg: DictConfig, specs: list[ModelSpec], reports: Reports) 
         f"tracked {reports.full}/",
         flush=True,
     )
-    return Reports(adhoc, adhoc / "metrics")
+    return ParityReports(adhoc, adhoc / "metrics")
 
 
 def _setting(cfg: DictConfig, key: str) -> Any:
@@ -202,7 +202,7 @@ def differences(configured: Any, run: Any, prefix: str = "") -> list[str]:
     ]
 
 
-def check(job: ParityJob) -> list[ParityReport]:
+def check_parity(job: ParityJob) -> list[ParityReport]:
     """Run parity for the job's models against one server; write and return their reports. A model whose export
     failed (pipelines/artifacts/export_failure.py) fails with the exporter's reason and is not served. With
     `job.reuse`, a passed report whose proof key still holds is kept as it is, and its model is not served."""

@@ -197,7 +197,7 @@ def _lossy(prepared: Prepared, served: dict[str, dict[str, Arrays]]) -> lossy.Lo
         fp32_accuracy = _class_accuracy(fp32[name], prepared.truth)
         served_accuracy = _class_accuracy(outputs[name], prepared.truth)
     return lossy.LossyResult(
-        reference.describe(spec.network),
+        reference.describe_reference(spec.network),
         protocol,
         stats,
         spec.lossy,

@@ -67,11 +67,11 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
     # the labels Triton answers with and the pre-processing constants (the classifier's, for an ensemble) against
     # torchvision's own metadata
     audited = parts.classifier.network if parts else spec.network
-    audit = labels.audit(audited) if labelled or parts else None
-    constants = preprocessing_audit.audit(audited)
+    audit = labels.audit_labels(audited) if labelled or parts else None
+    constants = preprocessing_audit.audit_preprocessing(audited)
     names = None
     if labelled:
-        names = audit.expected if audit is not None and audit.expected is not None else labels.read(spec.network)
+        names = audit.expected if audit is not None and audit.expected is not None else labels.read_labels(spec.network)
     judged_lossy = spec.lossy is not None  # its own file runs here, in ONNX Runtime; the FP32 model apart
     if parts:
         run_reference, described = reference.load_ensemble(parts), spec.reference
@@ -79,15 +79,15 @@ def prepare(spec: ModelSpec, data_path: str, catalog: Mapping[str, ModelSpec] | 
         own, described = runtimes.own_file(spec)
         run_reference = unbatched(spec, own)
     else:
-        run_reference, described = unbatched(spec, reference.load(spec)), ""
+        run_reference, described = unbatched(spec, reference.reference_runner(spec)), ""
     everything = concat([run_reference(part) for part in cases[-1].split()])  # once per distinct input
     # named once it ran: onnx.reference hands a model it cannot run to ONNX Runtime, and the name says so
-    described = described or reference.describe(spec.network)
+    described = described or reference.describe_reference(spec.network)
     log.info("%s: reference (%s) on %d samples", spec.name, described, total)
     fp32 = None
     if judged_lossy:
-        log.info("%s: FP32 %s on %d samples", spec.name, reference.describe(spec.network), total)
-        run_fp32 = unbatched(spec, reference.load(spec))
+        log.info("%s: FP32 %s on %d samples", spec.name, reference.describe_reference(spec.network), total)
+        run_fp32 = unbatched(spec, reference.reference_runner(spec))
         fp32 = concat([run_fp32(part) for part in cases[-1].split()])
     for case in [*cases, *([burst_case] if burst_case else [])]:
         case.reference = (
@@ -115,17 +115,6 @@ def skipped_protocols(spec: ModelSpec, protocols: list[str]) -> dict[str, str]:
     return {}
 
 
-def served_by(model: ServedModel, config: Any, local: bool) -> dict[str, Any]:
-    """What ran a model (and, for an ensemble, each of its steps), as Triton reports it."""
-    backend = standins.served_by(config, local)
-    if config.platform == "ensemble":
-        backend["steps"] = {
-            step.model_name: standins.served_by(model.served_config(step.model_name), local)
-            for step in config.ensemble_scheduling.step
-        }
-    return backend
-
-
 def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], local: bool = False) -> Served:
     """Send every case over every usable protocol, ask for classifications, burst, run the pre-processing step.
 
@@ -138,7 +127,7 @@ def collect(prepared: Prepared, endpoints: Endpoints, protocols: list[str], loca
     burst = prepared.burst
     preprocessing = preprocessing_step(prepared, endpoints) if prepared.parts is not None else None
     with ServedModel(spec, endpoints) as model:
-        backend = served_by(model, model.check_ready(), local)
+        backend = standins.served_by(model.check_ready(), local, model.served_config)
         all_samples = prepared.case(ALL_SAMPLES)
         for protocol in protocols:
             start = time.perf_counter()

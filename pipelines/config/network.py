@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config.preprocessing import Preprocessing, preprocessing_from
-from pipelines.config.spec_yaml import known_keys, plain, validated
+from pipelines.config.spec_yaml import known_keys, plain_node, validated
 from pipelines.config.tensors import TensorSpec, tensor_specs
 from pipelines.core.errors import ConfigError, checked_choice
 
@@ -86,7 +86,7 @@ class NetworkSpec:
 
 def network_spec(cfg: Mapping[str, Any]) -> NetworkSpec:
     """Build and validate a network's spec from its composed config (`conf/network/<name>.yaml`)."""
-    return validated(f"network {plain(cfg).get('name', '?')!r}", network_from_plain, cfg)
+    return validated(f"network {plain_node(cfg).get('name', '?')!r}", network_from_plain, cfg)
 
 
 def network_from_plain(cfg: dict[str, Any]) -> NetworkSpec:

@@ -21,7 +21,7 @@ from pipelines.core.errors import ConfigError
 Built = TypeVar("Built")
 
 
-def plain(node: object) -> Any:
+def plain_node(node: object) -> Any:
     """A resolved plain-Python copy of an OmegaConf node (interpolations such as `${paths.x}` applied); anything
     else as it is."""
     if isinstance(node, (DictConfig, ListConfig)):
@@ -32,7 +32,7 @@ def plain(node: object) -> Any:
 def validated(what: str, build: Callable[[Any], Built], node: object) -> Built:
     """Run a builder on a plain copy; a missing key or a value of the wrong type is a one-line ConfigError."""
     try:
-        return build(plain(node))
+        return build(plain_node(node))
     except (KeyError, TypeError, ValueError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ConfigError(f"{what}: invalid config ({detail})") from exc

@@ -42,7 +42,7 @@ def atomic_path(
         else:
             os.replace(tmp, target)
     except BaseException:
-        scratch.remove(tmp)
+        scratch.remove_path(tmp)
         raise
 
 
@@ -56,14 +56,14 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     """Swap a finished directory into place; the old one is removed only after the swap."""
     if target.exists() or target.is_symlink():
         old = target.with_name(f".{target.name}.old-{os.getpid()}-")
-        scratch.remove(old)
+        scratch.remove_path(old)
         os.replace(target, old)
         try:
             os.replace(tmp, target)
         except BaseException:
             os.replace(old, target)  # put the previous directory back
             raise
-        scratch.remove(old)
+        scratch.remove_path(old)
     else:
         os.replace(tmp, target)
 

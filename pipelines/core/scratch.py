@@ -44,12 +44,12 @@ def sweep(parent: Path, prefix: str, before_removal: Callable[[Path], object] | 
             if match and not pid_alive(int(match.group(1))):
                 if before_removal is not None:
                     before_removal(entry)
-                remove(entry)
+                remove_path(entry)
                 removed.append(entry)
     return removed
 
 
-def remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -72,4 +72,4 @@ def scratch_dir(parent: Path, prefix: str, before_removal: Callable[[Path], obje
     finally:
         if before_removal is not None:
             before_removal(path)
-        remove(path)
+        remove_path(path)

@@ -21,7 +21,7 @@ from pipelines.frameworks.torchvision_compat import import_torchvision
 FILENAME = "labels.txt"  # beside a labelled model's config.pbtxt (its output's label_filename)
 
 
-def read(network: NetworkSpec) -> list[str]:
+def read_labels(network: NetworkSpec) -> list[str]:
     """The labels file (written by the export stage): one name per class of the labelled output."""
     labelled = [t for t in network.outputs if t.labels]
     if not labelled or network.labels_file is None:
@@ -34,7 +34,7 @@ def read(network: NetworkSpec) -> list[str]:
     return names
 
 
-def write(path: Path, names: list[str]) -> None:
+def write_labels(path: Path, names: list[str]) -> None:
     """One name per line, in class order (atomically)."""
     write_text(path, "\n".join(names) + "\n")
 
@@ -57,7 +57,7 @@ class LabelAudit:
     problem: str = ""  # one line; empty when the file holds exactly the expected names in order
 
 
-def audit(network: NetworkSpec) -> LabelAudit:
+def audit_labels(network: NetworkSpec) -> LabelAudit:
     """Compare the network's labels file with torchvision's category names, name by name."""
     expected = torchvision_categories(network)
     where = str(network.labels_file)

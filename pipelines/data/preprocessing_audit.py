@@ -45,7 +45,7 @@ def torchvision_transform(network: NetworkSpec) -> dict[str, Any] | None:
     }
 
 
-def audit(network: NetworkSpec) -> PreprocessingAudit | None:
+def audit_preprocessing(network: NetworkSpec) -> PreprocessingAudit | None:
     """None where the network declares no pre-processing or its source has no metadata to check it with."""
     expected = torchvision_transform(network) if network.preprocessing is not None else None
     if expected is None or network.preprocessing is None:

@@ -24,7 +24,7 @@ MARK = re.compile(r"(<!-- figures:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /fi
 
 
 @dataclass(frozen=True)
-class Reports:
+class CommittedReports:
     """Where the committed reports are."""
 
     hardening: Path  # reports/hardening.json
@@ -51,7 +51,7 @@ def _report(path: Path, parse: Callable[[dict[str, Any]], T]) -> T:
         ) from None
 
 
-def hardening(reports: Reports) -> str:
+def hardening(reports: CommittedReports) -> str:
     """reports/hardening.json: what each hostile request got, and the good requests beside it."""
     return _report(reports.hardening, _hardening_table)
 
@@ -107,7 +107,7 @@ def _hardening_table(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def precision_costs(reports: Reports) -> str:
+def precision_costs(reports: CommittedReports) -> str:
     """reports/benchmark/: each lossy model beside its FP32 model (size, latency, throughput, as ratios)."""
     records = [_report(p, _benchmark_record) for p in sorted(reports.benchmark.glob("*.json"))]
     return recorded_precisions(records)
@@ -120,7 +120,7 @@ def _benchmark_record(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in ("model", "precision", "artifact_bytes")} | {"vs_fp32": data.get("vs_fp32")}
 
 
-def precision_quality(reports: Reports) -> str:
+def precision_quality(reports: CommittedReports) -> str:
     """reports/parity/: what each lossy model's served answers lost against its FP32 model."""
     rows = [
         "| model | reference | accuracy, FP32 -> served | top-1 agreement "
@@ -147,17 +147,17 @@ def precision_quality(reports: Reports) -> str:
     return "\n".join(rows)
 
 
-def compatibility_summary(reports: Reports) -> str:
+def compatibility_summary(reports: CommittedReports) -> str:
     """reports/compatibility.json: per family, how many architectures went through and where the others stopped."""
     return _report(_compatibility_path(reports), _summary_table)
 
 
-def compatibility_models(reports: Reports) -> str:
+def compatibility_models(reports: CommittedReports) -> str:
     """reports/compatibility.json: per model, source, tensors, what was proven, its worst error and times."""
     return _report(_compatibility_path(reports), _models_table)
 
 
-def _compatibility_path(reports: Reports) -> Path:
+def _compatibility_path(reports: CommittedReports) -> Path:
     if reports.compatibility is None:
         raise ArtifactError("no compatibility report given (paths.compatibility_report)")
     return reports.compatibility
@@ -221,7 +221,7 @@ def _models_table(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-FIGURES: dict[str, Callable[[Reports], str]] = {
+FIGURES: dict[str, Callable[[CommittedReports], str]] = {
     "compatibility_summary": compatibility_summary,
     "compatibility_models": compatibility_models,
     "hardening": hardening,
@@ -230,7 +230,7 @@ FIGURES: dict[str, Callable[[Reports], str]] = {
 }
 
 
-def render(text: str, reports: Reports, where: str = "the document") -> str:
+def render(text: str, reports: CommittedReports, where: str = "the document") -> str:
     """The document with every marked table rendered afresh from the reports."""
 
     def table(match: re.Match) -> str:

@@ -146,11 +146,11 @@ def read_dirs(root: Path, directories: list[str]) -> dict[str, dict[str, Any]]:
     figures: dict[str, dict[str, Any]] = {}
     for directory in directories:
         for path in sorted((root / directory).glob("*.json")):
-            figures[f"{Path(directory).name}/{path.stem}"] = parse(path.read_text(), str(path))
+            figures[f"{Path(directory).name}/{path.stem}"] = parse_figures(path.read_text(), str(path))
     return figures
 
 
-def parse(text: str, where: str) -> dict[str, Any]:
+def parse_figures(text: str, where: str) -> dict[str, Any]:
     try:
         figures = json.loads(text)
     except ValueError as exc:
@@ -178,7 +178,7 @@ def at_revision(rev: str, directories: list[str]) -> dict[str, dict[str, Any]]:
         fs = DVCFileSystem(".", rev=rev)
         found = {d: sorted(p for p in fs.find(d) if p.endswith(".json")) for d in directories if fs.isdir(d)}
         return {
-            f"{Path(d).name}/{Path(p).stem}": parse(fs.read_text(p), f"{p} at {rev[:12]}")
+            f"{Path(d).name}/{Path(p).stem}": parse_figures(fs.read_text(p), f"{p} at {rev[:12]}")
             for d, paths in found.items()
             for p in paths
         }

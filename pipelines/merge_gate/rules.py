@@ -27,7 +27,7 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class Row:
+class GateRow:
     model: str
     figure: str
     baseline: Any
@@ -37,7 +37,7 @@ class Row:
 
 @dataclass
 class GateVerdict:
-    rows: list[Row] = field(default_factory=list)
+    rows: list[GateRow] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -79,7 +79,7 @@ def judge_gate(baseline: Headlines, now: Headlines, limits: Thresholds) -> GateV
         before, after = baseline.get(model), now.get(model)
         if after is None:
             verdict.failures.append(f"{model}: served in the baseline, gone now")
-            verdict.rows.append(Row(model, "served", True, False, "FAIL"))
+            verdict.rows.append(GateRow(model, "served", True, False, "FAIL"))
             continue
         failed: dict[str, str] = {}
         if not after.get("passed", False):
@@ -118,7 +118,7 @@ def judge_gate(baseline: Headlines, now: Headlines, limits: Thresholds) -> GateV
         for figure in FIGURES:
             if figure in after or (before and figure in before):
                 verdict.rows.append(
-                    Row(
+                    GateRow(
                         model,
                         figure,
                         None if before is None else before.get(figure),
@@ -152,7 +152,7 @@ def judge_serving(baseline: Headlines, now: Headlines, limits: Thresholds) -> Ga
                 failed[figure] = f"{figure} {a:.3g} is under 1/{growth:g} of the baseline's {b:.3g}"
         for figure in dict.fromkeys([*before, *after]):  # the headline's figures, in its order
             verdict.rows.append(
-                Row(model, figure, before.get(figure), after.get(figure), "FAIL" if figure in failed else "ok")
+                GateRow(model, figure, before.get(figure), after.get(figure), "FAIL" if figure in failed else "ok")
             )
         verdict.failures += [f"{model}: {reason}" for reason in failed.values()]
     return verdict

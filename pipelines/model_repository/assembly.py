@@ -66,16 +66,15 @@ def _copy_plans(spec: ModelSpec, version_dir: Path, loader: Loader | None) -> di
     return cc_plans
 
 
-def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO",
-                loader: Loader | None = None) -> Path:
+def write_model(spec: ModelSpec, root: Path, instance_kind: str = "KIND_AUTO", loader: Loader | None = None) -> Path:
     """Write one model directory under `root` and validate what was written."""
-    config = triton_config.build(spec, instance_kind)  # config errors before any copying
+    config = triton_config.model_config(spec, instance_kind)  # config errors before any copying
     _refuse_what_standins_cannot_honour(config)
     model_dir = root / spec.name
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True)
     if spec.format == "tensorrt":
-        config = triton_config.build(spec, instance_kind, _copy_plans(spec, version_dir, loader))
+        config = triton_config.model_config(spec, instance_kind, _copy_plans(spec, version_dir, loader))
     else:
         _copy_artifact(spec.artifact, version_dir / config.default_model_filename)
     if any(t.labels for t in spec.outputs):
@@ -119,7 +118,7 @@ def _refuse_what_standins_cannot_honour(config: mc.ModelConfig) -> None:
 
 def _labels(spec: ModelSpec) -> Path:
     """The model's labels file, one label per class of its labelled output."""
-    labels.read(spec.network)  # exists, one label per class
+    labels.read_labels(spec.network)  # exists, one label per class
     assert spec.labels_file is not None
     return spec.labels_file
 
@@ -128,7 +127,7 @@ def _write_config(model_dir: Path, config: mc.ModelConfig, spec: ModelSpec) -> N
     """Write the config, then check what was written: it parses and agrees with the spec."""
     path = model_dir / CONFIG_FILENAME
     path.write_text(triton_config.to_text(config))
-    problems = triton_config.mismatches(triton_config.parse(path.read_text()), spec)
+    problems = triton_config.config_mismatches(triton_config.parse_config(path.read_text()), spec)
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
 
@@ -143,7 +142,7 @@ def _check_artifact(model_dir: Path, spec: ModelSpec, config: mc.ModelConfig) ->
         return
     served = ModelSpec(**{**spec.__dict__, "artifact": model_dir / VERSION / config.default_model_filename})
     try:
-        io_signature.check(served)
+        io_signature.check_signature(served)
     except ArtifactError as exc:  # name the file the user has, not its copy in a temporary repository
         raise ArtifactError(str(exc).replace(str(served.artifact), str(spec.artifact))) from exc
 
@@ -158,14 +157,22 @@ def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tupl
     """
     if spec.format == "ensemble":
         parts = ensemble_parts.parts(spec, served)
-        steps = [pair for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
-                 for pair in ((Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
-                              (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE))]
+        steps = [
+            pair
+            for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
+            for pair in (
+                (Path(step.name, VERSION, PYTHON_MODEL_FILENAME), ENSEMBLE_STEPS / f"{role}.py"),
+                (Path(step.name, VERSION, IMAGES_MODULE.name), IMAGES_MODULE),
+            )
+        ]
         label_copy = (Path(parts.postprocess.name, VERSION, labels.FILENAME), _labels(parts.classifier))
         return [*steps, label_copy, *served_copies(parts.classifier, served)]
     if spec.format == "tensorrt":
-        copies = [(Path(spec.name, VERSION, f.name), f) for plan, _ in trt_plans.plans(spec.artifact).values()
-                  for f in (plan, plan.with_suffix(".json"))]
+        copies = [
+            (Path(spec.name, VERSION, f.name), f)
+            for plan, _ in trt_plans.plans(spec.artifact).values()
+            for f in (plan, plan.with_suffix(".json"))
+        ]
     else:
         copies = [(Path(spec.name, VERSION, triton_config.artifact_filename(spec)), spec.artifact)]
     if any(t.labels for t in spec.outputs):
@@ -173,23 +180,36 @@ def served_copies(spec: ModelSpec, served: Mapping[str, ModelSpec]) -> list[tupl
     return copies
 
 
-def expected_configs(spec: ModelSpec, served: Mapping[str, ModelSpec],
-                     instance_kind: str = "KIND_AUTO") -> list[tuple[Path, mc.ModelConfig]]:
+def expected_configs(
+    spec: ModelSpec, served: Mapping[str, ModelSpec], instance_kind: str = "KIND_AUTO"
+) -> list[tuple[Path, mc.ModelConfig]]:
     """(path in the repository, the config the spec generates) of every config.pbtxt that serves `spec`: an
     ensemble's own, its steps' and its classifier's."""
     if spec.format == "ensemble":
         parts = ensemble_parts.parts(spec, served)
-        steps = [(Path(step.name, CONFIG_FILENAME), triton_config.ensemble_step(step, step_settings(parts, role)))
-                 for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))]
-        return [(Path(spec.name, CONFIG_FILENAME), triton_config.ensemble(parts)), *steps,
-                *expected_configs(parts.classifier, served, instance_kind)]
-    cc_plans = {cc: plan.name for cc, (plan, _) in trt_plans.plans(spec.artifact).items()} \
-        if spec.format == "tensorrt" else None
-    return [(Path(spec.name, CONFIG_FILENAME), triton_config.build(spec, instance_kind, cc_plans))]
+        steps = [
+            (Path(step.name, CONFIG_FILENAME), triton_config.ensemble_step(step, step_settings(parts, role)))
+            for step, role in ((parts.preprocess, "preprocess"), (parts.postprocess, "postprocess"))
+        ]
+        return [
+            (Path(spec.name, CONFIG_FILENAME), triton_config.ensemble(parts)),
+            *steps,
+            *expected_configs(parts.classifier, served, instance_kind),
+        ]
+    cc_plans = (
+        {cc: plan.name for cc, (plan, _) in trt_plans.plans(spec.artifact).items()}
+        if spec.format == "tensorrt"
+        else None
+    )
+    return [(Path(spec.name, CONFIG_FILENAME), triton_config.model_config(spec, instance_kind, cc_plans))]
 
 
-def check_served_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], fetch: Callable[[str], mc.ModelConfig],
-                         instance_kind: str = "KIND_AUTO") -> None:
+def check_served_configs(
+    spec: ModelSpec,
+    served: Mapping[str, ModelSpec],
+    fetch: Callable[[str], mc.ModelConfig],
+    instance_kind: str = "KIND_AUTO",
+) -> None:
     """ServerError (one line, the differing fields) when a running server's config of `spec` (or of its ensemble's
     steps and classifier) differs from the spec's in any field the spec sets: for a remote server, whose files
     cannot be read here. `fetch`: a model name -> the config that server reports."""
@@ -197,12 +217,15 @@ def check_served_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], fetch
         differences = triton_config.served_differences(config, fetch(config.name))
         if differences:
             shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-            raise ServerError(f"the server's {relative.parent} is not what the spec generates ({shown}): it serves "
-                              "other settings than those proven; deploy the repository this checkout builds")
+            raise ServerError(
+                f"the server's {relative.parent} is not what the spec generates ({shown}): it serves "
+                "other settings than those proven; deploy the repository this checkout builds"
+            )
 
 
-def check_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path,
-                  instance_kind: str = "KIND_AUTO") -> None:
+def check_configs(
+    spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path, instance_kind: str = "KIND_AUTO"
+) -> None:
     """ArtifactError (one line, the differing fields) when a config.pbtxt in the repository is not the one the
     spec generates, field for field: a served copy edited by hand (a queue delay raised from 100 us to 5 s
     passed parity before) must not become the tracked proof."""
@@ -210,11 +233,13 @@ def check_configs(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: 
         path = Path(repository) / relative
         if not path.is_file():
             raise ArtifactError(f"{path} not found: rebuild the repository (`dvc repro repository`)")
-        differences = triton_config.field_differences(config, triton_config.parse(path.read_text()))
+        differences = triton_config.field_differences(config, triton_config.parse_config(path.read_text()))
         if differences:
             shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
-            raise ArtifactError(f"{path} is not what the spec generates ({shown}): Triton would serve other "
-                                "settings than those proven; rebuild the repository (`dvc repro repository`)")
+            raise ArtifactError(
+                f"{path} is not what the spec generates ({shown}): Triton would serve other "
+                "settings than those proven; rebuild the repository (`dvc repro repository`)"
+            )
 
 
 def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Path | None) -> list[dict[str, str]]:
@@ -235,13 +260,15 @@ def provenance(spec: ModelSpec, served: Mapping[str, ModelSpec], repository: Pat
             if (served_digest := io_signature.sha256(copy)) != digest:
                 raise ArtifactError(
                     f"{copy} is not the current {project_path(source)} (sha256 {served_digest[:12]} vs {digest[:12]}): "
-                    "Triton would serve an older copy; rebuild the repository (`dvc repro repository`)")
+                    "Triton would serve an older copy; rebuild the repository (`dvc repro repository`)"
+                )
         records.append({"served": relative.as_posix(), "source": project_path(source), "sha256": digest})
     return records
 
 
-def assemble(specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIND_AUTO",
-             loader: Loader | None = None) -> Path:
+def assemble(
+    specs: Iterable[ModelSpec], target: Path, instance_kind: str = "KIND_AUTO", loader: Loader | None = None
+) -> Path:
     """Build every model into a temporary directory, then swap it into `target`.
 
     `loader`: what will load the TensorRT plans (the pinned image), for the version guard.

@@ -14,7 +14,7 @@ so it imports nothing of the project: only the standard library and Triton's mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -171,31 +171,39 @@ def refusal_message(config: mc.ModelConfig) -> str | None:
     )
 
 
-def served_by(config: mc.ModelConfig, local: bool = False) -> dict[str, str]:
+def served_by(
+    config: mc.ModelConfig, local: bool = False, step_config: Callable[[str], mc.ModelConfig] | None = None
+) -> dict[str, Any]:
     """What ran a model, from the config Triton itself reports for it.
 
     Triton reports `runtime: "model.py"` for a Python-based backend: a stand-in. A C++ backend
     (Triton's own, on an NGC image) reports its library or nothing. `local`: the stand-in runs in
-    this environment, so the version of its runtime package is known.
+    this environment, so the version of its runtime package is known. `step_config` (a step's name -> the
+    config Triton serves for it): an ensemble's report also says what ran each of its steps.
     """
     backend = backend_of(config)
     if config.platform == "ensemble":
         implementation = "Triton's ensemble scheduler"
     elif config.runtime == PYTHON_BASED_RUNTIME and backend in STANDINS:
-        implementation = f"{backend} stand-in ({PYTHON_BASED_RUNTIME}): {describe(backend, local)}"
+        implementation = f"{backend} stand-in ({PYTHON_BASED_RUNTIME}): {describe_standin(backend, local)}"
     elif backend == "python":
         implementation = "Triton's Python backend"
     else:
         implementation = f"Triton's own {backend} backend" + (f" ({config.runtime})" if config.runtime else "")
-    return {
+    described: dict[str, Any] = {
         "platform": config.platform,
         "backend": backend,
         "runtime": config.runtime,
         "implementation": implementation,
     }
+    if config.platform == "ensemble" and step_config is not None:
+        described["steps"] = {
+            step.model_name: served_by(step_config(step.model_name), local) for step in config.ensemble_scheduling.step
+        }
+    return described
 
 
-def describe(backend: str, local: bool = True) -> str:
+def describe_standin(backend: str, local: bool = True) -> str:
     """'ONNX Runtime 1.32.0 on the CPU': what a stand-in runs (the version where it runs in this environment)."""
     runtime, where = STANDINS[backend]["runs"]
     version = _version(STANDINS[backend]["package"]) if local else None

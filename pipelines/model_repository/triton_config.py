@@ -65,7 +65,9 @@ def _tensor_text(dtype: str, dims: tuple[int, ...], reshape: tuple[int, ...] | N
     return f"{dtype} {list(dims)}" + ("" if reshape is None else f" reshaped to {list(reshape)}")
 
 
-def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[str, str] | None = None) -> mc.ModelConfig:
+def model_config(
+    spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[str, str] | None = None
+) -> mc.ModelConfig:
     """The complete config of a model served from its artifact; Triton needs no auto-completion for it.
 
     `cc_plans` (TensorRT only): compute capability -> plan file name, when plans for several GPU
@@ -74,8 +76,12 @@ def build(spec: ModelSpec, instance_kind: str = "KIND_AUTO", cc_plans: Mapping[s
     checked_choice(instance_kind, INSTANCE_KINDS, "instance_kind")
     if spec.format not in PLATFORMS:
         raise ConfigError(f"model {spec.name!r}: format {spec.format!r} has no Triton platform")
-    config = mc.ModelConfig(name=spec.name, platform=PLATFORMS[spec.format], max_batch_size=spec.max_batch_size,
-                            default_model_filename=artifact_filename(spec))
+    config = mc.ModelConfig(
+        name=spec.name,
+        platform=PLATFORMS[spec.format],
+        max_batch_size=spec.max_batch_size,
+        default_model_filename=artifact_filename(spec),
+    )
     if spec.format == "savedmodel":
         config.parameters["TF_SIGNATURE_DEF"].string_value = spec.network.signature
     if spec.format == "tensorrt":
@@ -101,8 +107,19 @@ def _dynamic_batching(config: mc.ModelConfig, spec: ModelSpec) -> None:
 
 
 # Fields the spec sets: extra_config may not set them too (a repeated one would be appended, not replaced)
-SPEC_FIELDS = ("name", "platform", "backend", "max_batch_size", "input", "output", "default_model_filename",
-               "cc_model_filenames", "dynamic_batching", "instance_group", "ensemble_scheduling")
+SPEC_FIELDS = (
+    "name",
+    "platform",
+    "backend",
+    "max_batch_size",
+    "input",
+    "output",
+    "default_model_filename",
+    "cc_model_filenames",
+    "dynamic_batching",
+    "instance_group",
+    "ensemble_scheduling",
+)
 
 
 def _with_extra(config: mc.ModelConfig, spec: ModelSpec) -> mc.ModelConfig:
@@ -115,8 +132,10 @@ def _with_extra(config: mc.ModelConfig, spec: ModelSpec) -> mc.ModelConfig:
         raise ConfigError(f"model {spec.name!r}: extra_config does not parse: {exc}") from exc
     owned = [field.name for field, _ in extra.ListFields() if field.name in SPEC_FIELDS]
     if owned:
-        raise ConfigError(f"model {spec.name!r}: extra_config sets {', '.join(owned)}, which come from the model's "
-                          "spec (conf/model/, conf/network/): change them there")
+        raise ConfigError(
+            f"model {spec.name!r}: extra_config sets {', '.join(owned)}, which come from the model's "
+            "spec (conf/model/, conf/network/): change them there"
+        )
     for key in set(extra.parameters) & set(config.parameters):
         raise ConfigError(f"model {spec.name!r}: extra_config sets parameter {key}, which comes from the spec")
     config.MergeFrom(extra)
@@ -157,7 +176,7 @@ def to_text(config: mc.ModelConfig) -> str:
     return text_format.MessageToString(config)
 
 
-def parse(text: str) -> mc.ModelConfig:
+def parse_config(text: str) -> mc.ModelConfig:
     """Parse config.pbtxt text; raises ConfigError with the parser's line and column."""
     try:
         return text_format.Parse(text, mc.ModelConfig())
@@ -190,7 +209,7 @@ def served_differences(expected: Message, served: Message, path: str = "") -> li
 
     A running server reports its config completed (backend beside platform, instance names, defaults),
     so only what `expected` sets is compared: a remote server cannot serve other settings than those proven
-    for any field the spec decides. Fields left at their defaults are `mismatches`' to check (names, dims, batch)."""
+    for any field the spec decides. Fields left at their defaults are `config_mismatches`' to check (names, dims, batch)."""
     out: list[str] = []
     for field, want in expected.ListFields():
         where = f"{path}.{field.name}" if path else field.name
@@ -217,14 +236,20 @@ def served_differences(expected: Message, served: Message, path: str = "") -> li
 
 def _proto_text(value: object) -> str:
     if hasattr(value, "items"):  # a protobuf map
-        return str(dict(sorted((k, text_format.MessageToString(v, as_one_line=True) if hasattr(v, "ListFields")
-                                else v) for k, v in value.items())))
+        return str(
+            dict(
+                sorted(
+                    (k, text_format.MessageToString(v, as_one_line=True) if hasattr(v, "ListFields") else v)
+                    for k, v in value.items()
+                )
+            )
+        )
     if isinstance(value, (list, tuple)) or type(value).__name__.startswith("Repeated"):
         return str(list(value))
     return repr(value)
 
 
-def mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
+def config_mismatches(config: mc.ModelConfig, spec: ModelSpec) -> list[str]:
     """Where a (parsed or served) config disagrees with the spec: names, dtypes, dims, layout, max_batch_size."""
     problems = []
     if config.name != spec.name:

@@ -24,7 +24,7 @@ import tritonclient.http as httpclient
 
 from pipelines.config import dtypes
 from pipelines.core.errors import HostError
-from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse_config
 from pipelines.serving import balancer
 from pipelines.serving.endpoints import Endpoints, free_ports, is_ready
 from pipelines.serving.nginx_syntax import render_nginx, temp_paths
@@ -145,7 +145,7 @@ def _sender(
 
 def _batch_of_one(config_file: Path) -> dict[str, np.ndarray]:
     """Random data for each input of a served config, batch 1 (the model's own names, dtypes and dims)."""
-    config, rng = parse(config_file.read_text()), np.random.default_rng(0)
+    config, rng = parse_config(config_file.read_text()), np.random.default_rng(0)
     batch = [1] if config.max_batch_size > 0 else []
     return {
         t.name: rng.random([*batch, *t.dims]).astype(dtypes.to_numpy(dtypes.from_config_enum(t.data_type)))
@@ -156,7 +156,7 @@ def _batch_of_one(config_file: Path) -> dict[str, np.ndarray]:
 SLOT_S = 0.1  # each side's turn: short, so that the 2 cores' drift (seconds long) falls on all sides alike
 
 
-def measure(endpoints: Endpoints, repository: Path, seconds: float) -> list[FrontCost]:
+def measure_front_cost(endpoints: Endpoints, repository: Path, seconds: float) -> list[FrontCost]:
     """Each model of `MODELS` that `repository` serves, each protocol: about `seconds` of requests per side."""
     rounds = max(2, round(seconds / SLOT_S))
     direct = {"http": endpoints.members[0], "grpc": endpoints.member_grpc[0]}

@@ -1,7 +1,7 @@
 """The hardening check: the requests that hurt Triton 2.51 sent through the front while good requests are timed,
 then the crash straight on a server's own port and its supervised return (`python -m evaluate.hardening`).
 
-`HardeningJob.from_cfg` is the one place its config is read; `check` serves the repository as `serve.triton`
+`HardeningJob.from_cfg` is the one place its config is read; `check_hardening` serves the repository as `serve.triton`
 does (one supervised server behind the nginx front), runs each case of `hostile` and returns the report.
 """
 
@@ -73,7 +73,7 @@ def _servers() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True) if p.name() == "tritonserver"}
 
 
-def check(job: HardeningJob) -> dict:
+def check_hardening(job: HardeningJob) -> dict:
     """Every case through the front, then the crash and the return; the report (`passed` says whether no hostile
     request got past the front, no good request failed and the server came back)."""
     settings = job.front
@@ -82,7 +82,7 @@ def check(job: HardeningJob) -> dict:
     with serve(job.server, job.repository, job.releases, settings, graceful=True, supervise=True) as front:
         (replica,) = front.members[:1]
         print("the front's cost: good requests straight to Triton, through the front and a bare nginx ...", flush=True)
-        costs = front_cost.measure(front, job.repository, job.front_cost_s)
+        costs = front_cost.measure_front_cost(front, job.repository, job.front_cost_s)
         target = hostile.Target(front.http, front.grpc, replica, front.member_grpc[0])
         results = []
         for case in hostile.cases():

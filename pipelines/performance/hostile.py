@@ -39,7 +39,7 @@ from pipelines.performance.hostile_requests import (
     grpc_gzip,
     management_grpc,
     post,
-    request,
+    send_raw_request,
     zero_chunks,
     zeros_png,
 )
@@ -130,7 +130,7 @@ def cases() -> list[Hostile]:
         Hostile(
             "management_http",
             "shared memory, logging, repository, statistics and trace over HTTP",
-            lambda t: [request(t.http, *call) for call in MANAGEMENT_HTTP],
+            lambda t: [send_raw_request(t.http, *call) for call in MANAGEMENT_HTTP],
         ),
         Hostile(
             "management_grpc",
@@ -141,7 +141,7 @@ def cases() -> list[Hostile]:
         Hostile(
             "management_http_direct",
             "the same over HTTP straight to Triton's port, without the operator key",
-            lambda t: [request(t.server_http, *call) for call in MANAGEMENT_HTTP],
+            lambda t: [send_raw_request(t.server_http, *call) for call in MANAGEMENT_HTTP],
             direct=True,
         ),
         Hostile(

@@ -63,7 +63,7 @@ def binary_bytes_request(images: list[bytes], name: str = "image") -> tuple[byte
     }
 
 
-def request(
+def send_raw_request(
     address: str,
     method: str,
     path: str,
@@ -99,7 +99,7 @@ def request(
 def post(
     address: str, path: str, body: bytes | Iterable[bytes], headers: dict[str, str], length: int | None = None
 ) -> int:
-    return request(address, "POST", path, body, headers, length)
+    return send_raw_request(address, "POST", path, body, headers, length)
 
 
 def zero_chunks(total: int, chunk: int = MIB) -> Iterator[bytes]:

@@ -2,7 +2,7 @@
 
 `BenchmarkJob.from_cfg` is the one place the benchmark config is read: the load settings, the models
 (the catalog and the measured ones), the server and its front, the inputs and where reports go.
-`measure` runs every path for every model against one server; `write` writes the reports. Neither
+`measure_benchmarks` runs every path for every model against one server; `write_benchmarks` writes the reports. Neither
 reads the config again.
 """
 
@@ -23,7 +23,7 @@ from pipelines.core.atomic import atomic_path, prune_reports, write_json, write_
 from pipelines.model_repository import fingerprint
 from pipelines.performance.benchmark_report import ModelBenchmark, fp32_of, plot, precisions
 from pipelines.performance.measured_paths import measure_flask, measure_in_process, measure_triton, server_memory
-from pipelines.performance.measurement import Bench, LoadSettings, inputs_for
+from pipelines.performance.measurement import Bench, LoadSettings, benchmark_inputs
 from pipelines.serving.front_settings import FrontSettings
 from pipelines.serving.launcher import serve
 from pipelines.serving.settings import ServerSettings
@@ -129,7 +129,7 @@ def launched_server(server: ServerSettings) -> ServerSettings:
     return dataclasses.replace(explicit, flags=dataclasses.replace(explicit.flags, restricted_apis=restricted))
 
 
-def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
+def measure_benchmarks(job: BenchmarkJob) -> list[ModelBenchmark]:
     """Every chosen path of every model: the local ones first, one model at a time, then Triton's on one server."""
     settings, specs = job.load, job.specs
     if not specs:  # every report kept (reuse=true): no server to start
@@ -137,7 +137,7 @@ def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
     kind = job.server.kind
     here = kind != "remote" and job.front.kind == "none"  # the server is this host's own, unbalanced
     bench = Bench(settings, specs, dict(job.catalog))
-    arrays = {spec.name: inputs_for(spec, job.data) for spec in specs}
+    arrays = {spec.name: benchmark_inputs(spec, job.data) for spec in specs}
     try:
         for spec in specs:
             if spec.format == "tensorrt":
@@ -179,7 +179,9 @@ def measure(job: BenchmarkJob) -> list[ModelBenchmark]:
     ]
 
 
-def write(results: list[ModelBenchmark], out: Path, metrics: Path, host: Path, served: set[str] | None = None) -> None:
+def write_benchmarks(
+    results: list[ModelBenchmark], out: Path, metrics: Path, host: Path, served: set[str] | None = None
+) -> None:
     """Each model's committed report (ratios), headline and this host's report (timings); then the table, plot and
     curves of every model this host measured, in `host`. `served` (a model=all run): the reports of any other model,
     kept from an earlier run (DVC's persist), go."""

@@ -28,7 +28,7 @@ from pipelines.serving.served_model import ServedModel
 
 def measure_in_process(bench: Bench, spec: ModelSpec, arrays: dict[str, np.ndarray]) -> None:
     before = psutil.Process().memory_info().rss
-    run = runtimes.load(spec, bench.catalog)
+    run = runtimes.served_runner(spec, bench.catalog)
     run(batch_of(arrays, 1))  # first call: lazy initialisation out of the figures
     bench.memory[spec.name]["in_process (model loaded)"] = (psutil.Process().memory_info().rss - before) / 2**20
     bench.sweep(spec, "in_process", lambda b, _: lambda: run(batch_of(arrays, b)))
@@ -141,7 +141,7 @@ def cross_check(bench: Bench, spec: ModelSpec, endpoints: Endpoints) -> None:
     rows = []
     for level in bench.settings.concurrency:
         try:
-            rows += perf_analyzer.measure(
+            rows += perf_analyzer.run_perf_analyzer(
                 spec.name, endpoints.grpc, "grpc", 1, [level], bench.settings.perf_analyzer_interval_ms
             )
         except HostError as exc:

@@ -81,7 +81,7 @@ class Progress:
         self.bar.close()
 
 
-def inputs_for(spec: ModelSpec, data: str) -> dict[str, np.ndarray]:
+def benchmark_inputs(spec: ModelSpec, data: str) -> dict[str, np.ndarray]:
     """`max_batch_size` samples of the model's parity inputs: every path gets the same ones."""
     return parity_inputs.for_model(spec, max(spec.max_batch_size, 1), data).arrays
 

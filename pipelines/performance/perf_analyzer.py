@@ -82,7 +82,7 @@ def install(home: Path = HOME) -> Path:
 
 
 @dataclass(frozen=True)
-class Row:
+class PerfAnalyzerRow:
     """perf_analyzer's figures at one concurrency (its CSV, in microseconds)."""
 
     concurrency: int
@@ -104,7 +104,7 @@ def find(home: Path = HOME) -> Path:
     return binary
 
 
-def measure(
+def run_perf_analyzer(
     model: str,
     url: str,
     protocol: str,
@@ -114,7 +114,7 @@ def measure(
     shared_memory: str = "none",
     input_data: str = "random",
     home: Path = HOME,
-) -> list[Row]:
+) -> list[PerfAnalyzerRow]:
     """perf_analyzer at each concurrency (its own stability rules, in time windows of `interval_ms`)."""
     binary = find(home)
     with tempfile.TemporaryDirectory(prefix="perf_analyzer-") as tmp:
@@ -158,7 +158,7 @@ def measure(
                 (row,) = list(csv.DictReader(fh))[:1]
             us = lambda key, row=row: float(row.get(key) or 0) / 1e3  # noqa: E731 - microseconds to ms
             rows.append(
-                Row(
+                PerfAnalyzerRow(
                     int(row["Concurrency"]),
                     float(row["Inferences/Second"]),
                     us("p50 latency"),

@@ -33,7 +33,9 @@ def output_names(model: Any) -> list[str]:
     return [t._keras_history.operation.name for t in model.outputs]
 
 
-def signature(model: Any) -> tuple[list[tuple[str, str, tuple[int, ...]]], list[tuple[str, str, tuple[int, ...]]]]:
+def keras_signature(
+    model: Any,
+) -> tuple[list[tuple[str, str, tuple[int, ...]]], list[tuple[str, str, tuple[int, ...]]]]:
     """(name, numpy dtype name, shape with -1 where open) of each input and output, as the model declares them."""
 
     def shape(t: Any) -> tuple[int, ...]:

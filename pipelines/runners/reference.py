@@ -62,7 +62,7 @@ def keras_runner(model: Any, spec: NetworkSpec) -> Runner:
 
 
 def _torch(spec: NetworkSpec) -> Runner:
-    return torch_runner(torch_models.build(spec, str(spec.artifact("state_dict"))), spec)
+    return torch_runner(torch_models.build_torchvision(spec, str(spec.artifact("state_dict"))), spec)
 
 
 def torch_runner(module: Any, spec: NetworkSpec) -> Runner:
@@ -214,7 +214,7 @@ def _fails_alone(exc: BaseException, spec: NetworkSpec, arrays: Mapping[str, np.
 
 def _instead(spec: NetworkSpec, refused: str) -> Runner:
     """ONNX Runtime, optimizations off, as the reference of a model onnx.reference cannot run; recorded, so that the
-    reference's name (`describe`) says so."""
+    reference's name (`describe_reference`) says so."""
     _REFUSED[str(Path(spec.source).resolve())] = refused
     log.warning(
         "%s: onnx.reference cannot run %s; ONNX Runtime (optimizations off) is its reference instead",
@@ -272,7 +272,7 @@ def _tensorflow(spec: NetworkSpec) -> Runner:
     return savedmodel_runner(spec.source, spec.signature, spec.inputs, spec.outputs)
 
 
-def describe(network: NetworkSpec) -> str:
+def describe_reference(network: NetworkSpec) -> str:
     """What computes the reference, as the report names it."""
     if network.reference == "onnx":
         return f"onnx ({onnx_runtime_name(network.source)})"
@@ -294,10 +294,10 @@ def load_ensemble(parts: Any, classify: Runner | None = None) -> Runner:
 
     `classify`: another runner for the classifier step (the benchmark's in-process runtime); default its framework.
     """
-    classify = classify or load(parts.classifier)
+    classify = classify or reference_runner(parts.classifier)
     settings = parts.ensemble.network.require_preprocessing("the ensemble's reference").settings()
     (cls_in,), (cls_out,) = parts.classifier.inputs, parts.classifier.outputs
-    names = np.array([name.encode() for name in labels.read(parts.classifier.network)], dtype=np.object_)
+    names = np.array([name.encode() for name in labels.read_labels(parts.classifier.network)], dtype=np.object_)
     k = parts.ensemble.ensemble.top_k
 
     def run(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -308,7 +308,7 @@ def load_ensemble(parts: Any, classify: Runner | None = None) -> Runner:
     return run
 
 
-def load(spec: ModelSpec | NetworkSpec) -> Runner:
+def reference_runner(spec: ModelSpec | NetworkSpec) -> Runner:
     """A function from input arrays to output arrays, keyed by the network's tensor names."""
     network = spec.network if isinstance(spec, ModelSpec) else spec
     if network.reference not in LOADERS:

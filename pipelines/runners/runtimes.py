@@ -27,7 +27,7 @@ def _savedmodel(spec: ModelSpec) -> Runner:
 
 def _ensemble(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
     parts = ensemble_parts.parts(spec, catalog)
-    return reference.load_ensemble(parts, load(parts.classifier, catalog))
+    return reference.load_ensemble(parts, served_runner(parts.classifier, catalog))
 
 
 def own_file(spec: ModelSpec) -> tuple[Runner, str]:
@@ -40,7 +40,7 @@ def own_file(spec: ModelSpec) -> tuple[Runner, str]:
     return _onnx(spec), "its own file in onnxruntime, in process"
 
 
-def load(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
+def served_runner(spec: ModelSpec, catalog: Mapping[str, ModelSpec]) -> Runner:
     """A function from input arrays to output arrays running `spec`'s served artifact here."""
     if spec.format == "onnx":
         return _onnx(spec)

@@ -11,7 +11,7 @@ from pipelines.data.parity_inputs import imagenet_like
 from pipelines.frameworks.torchvision_compat import import_torchvision
 
 
-def build(network: NetworkSpec, weights: str | None = None, seed: int = 0) -> Any:
+def build_torchvision(network: NetworkSpec, weights: str | None = None, seed: int = 0) -> Any:
     """An eval-mode model: seeded random init (`weights=None`), a torchvision weight name, or a state-dict path."""
     import torch  # lazy: torch takes ~6 s to import; torch work only
 

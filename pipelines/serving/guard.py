@@ -32,7 +32,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config import dtypes
 from pipelines.core.errors import ConfigError
-from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse_config
 
 HEADER_ROOM = 64 << 10  # the request's JSON around the data: names, shapes, parameters, requested outputs
 JSON_NUMBER_CHARS = 26  # the longest number a client writes, with json.dumps' separator: "-2.2250738585072014e-308, "
@@ -125,7 +125,7 @@ def repository_limits(
     limits = []
     for config_file in sorted(Path(repository).glob(f"*/{CONFIG_FILENAME}")):
         try:
-            config = parse(config_file.read_text())
+            config = parse_config(config_file.read_text())
         except ConfigError as exc:
             raise ConfigError(f"{config_file}: {exc}") from None
         if config.name and config.name != config_file.parent.name:

@@ -148,7 +148,7 @@ class ServedModel:
             raise ServerError(f"Triton at {self.endpoints.http} does not serve a ready {self.spec.name!r}{loaded}")
         with self._talking(f"reading the config of {self.spec.name!r}"):
             config = self.grpc.get_model_config(self.spec.name).config
-        problems = triton_config.mismatches(config, self.spec)
+        problems = triton_config.config_mismatches(config, self.spec)
         if problems:
             raise ServerError(
                 f"Triton serves {self.spec.name!r} with a config that disagrees with the spec ({'; '.join(problems)}): "

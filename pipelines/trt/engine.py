@@ -55,7 +55,7 @@ def io_of(engine: Any) -> list[dict[str, Any]]:
     return io
 
 
-def build(settings: BuildSettings, timing_cache: bytes | None = None) -> Engine:
+def build_serialized_engine(settings: BuildSettings, timing_cache: bytes | None = None) -> Engine:
     """ONNX -> serialized engine with one optimization profile, detailed profiling and a timing cache."""
     import tensorrt as trt  # lazy: TensorRT exists only on GPU hosts
 

@@ -59,7 +59,7 @@ class EngineJob:
 
 def _build_python(settings: build.BuildSettings, cache_path: Path) -> tuple[bytes, str, list, str, str | None]:
     cache = cache_path.read_bytes() if cache_path.is_file() else None
-    built = engine.build(settings, cache)
+    built = engine.build_serialized_engine(settings, cache)
     with atomic_path(cache_path) as tmp:
         tmp.write_bytes(built.timing_cache)
     return built.plan, built.layers_json, built.io, str(host.tensorrt_version()), engine.cuda_version()

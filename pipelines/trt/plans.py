@@ -101,7 +101,7 @@ def plans(directory: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     return found
 
 
-def signature(meta: Mapping[str, Any]) -> ArtifactSignature:
+def plan_signature(meta: Mapping[str, Any]) -> ArtifactSignature:
     """The engine's own I/O as recorded at build time; the batch axis is -1 (dynamic) when profiled."""
 
     def tensors(mode: str) -> tuple[ArtifactTensor, ...]:
@@ -116,7 +116,7 @@ def signature(meta: Mapping[str, Any]) -> ArtifactSignature:
 
 def plan_problems(spec: ModelSpec, meta: Mapping) -> list[str]:
     """How a plan's recorded I/O, profile and precision disagree with the spec."""
-    problems = io_signature.mismatches(spec.inputs, spec.outputs, spec.max_batch_size, signature(meta))
+    problems = io_signature.signature_mismatches(spec.inputs, spec.outputs, spec.max_batch_size, plan_signature(meta))
     problems += profile_problems(spec, meta)
     if meta.get("precision") != spec.precision:
         problems.append(f"plan precision is {meta.get('precision')}, spec says {spec.precision}")

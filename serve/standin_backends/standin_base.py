@@ -102,7 +102,7 @@ class StandIn:
             raise pb_utils.TritonModelException(str(exc)) from exc
         pb_utils.Logger.log_info(
             f"{args['model_instance_name']}: {self.backend} stand-in serving "
-            f"{os.path.basename(path)} with {standins.describe(self.backend)}"
+            f"{os.path.basename(path)} with {standins.describe_standin(self.backend)}"
         )
 
     def execute(self, requests):
