@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.artifacts import export_failure, io_signature
-
-from pipelines.data import labels
 from pipelines.config import ensemble_parts
-from pipelines.model_repository import standins, triton_config
+from pipelines.config.spec import ModelSpec
 from pipelines.core.atomic import atomic_path
 from pipelines.core.errors import ArtifactError, ConfigError, ServerError
 from pipelines.core.paths import project_path
-from pipelines.config.spec import ModelSpec
+from pipelines.data import labels
+from pipelines.model_repository import standins, triton_config
+from pipelines.model_repository.triton_config import CONFIG_FILENAME, PYTHON_MODEL_FILENAME, VERSION
 from pipelines.trt import plans as trt_plans
 from pipelines.trt.loadability import Loader
-from pipelines.model_repository.triton_config import CONFIG_FILENAME, PYTHON_MODEL_FILENAME, VERSION
 
 log = logging.getLogger(__name__)
 

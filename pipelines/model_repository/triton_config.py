@@ -9,7 +9,7 @@ three through stand-in backends (`pipelines/model_repository/standins.py`).
 from __future__ import annotations
 
 import json
-from typing import Mapping
+from collections.abc import Mapping
 
 from google.protobuf import text_format
 from google.protobuf.message import Message
@@ -209,7 +209,8 @@ def served_differences(expected: Message, served: Message, path: str = "") -> li
 
     A running server reports its config completed (backend beside platform, instance names, defaults),
     so only what `expected` sets is compared: a remote server cannot serve other settings than those proven
-    for any field the spec decides. Fields left at their defaults are `config_mismatches`' to check (names, dims, batch)."""
+    for any field the spec decides. Fields left at their defaults are `config_mismatches`' to check (names, dims,
+    batch)."""
     out: list[str] = []
     for field, want in expected.ListFields():
         where = f"{path}.{field.name}" if path else field.name
