@@ -10,8 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pipelines.byom import added_index, derivation
+from pipelines.byom import added_index
 from pipelines.core.cli import hydra_main
+from pipelines.core.paths import project_path
 
 
 def run(cfg: Any) -> list[Path]:
@@ -33,7 +34,7 @@ def run(cfg: Any) -> list[Path]:
         elif path.exists():
             path.unlink()
             removed.append(path)
-    print(f"removed {name}: " + ", ".join(derivation.shown(p) for p in removed), flush=True)
+    print(f"removed {name}: " + ", ".join(project_path(p) for p in removed), flush=True)
     return removed
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.byom import conversion
-from pipelines.byom.derivation import ROOT, Derived, Request, derive, shown
+from pipelines.byom.derivation import Derived, Request, derive
 from pipelines.config.network import NetworkSpec, Sampling, network_spec
 from pipelines.config.spec import DynamicBatching, ModelSpec, ParitySettings, model_spec
 from pipelines.config.spec_yaml import partial_yaml_data, yaml_data
@@ -28,6 +28,7 @@ from pipelines.config.tolerances import Tolerance
 from pipelines.core.atomic import write_text
 from pipelines.core.cli import CONF_DIR, compose
 from pipelines.core.errors import ConfigError
+from pipelines.core.paths import project_path
 from pipelines.model_repository import standins, triton_config
 from pipelines.runners import reference
 
@@ -71,18 +72,12 @@ class Added:
             "  outputs:",
             *map(tensor, d.outputs),
             *(f"  note: {n}" for n in d.notes),
-            "  wrote: " + ", ".join(shown(f) for f in self.files),
+            "  wrote: " + ", ".join(project_path(f) for f in self.files),
             f"  served as: {', '.join(d.models)}",
             "next: `dvc repro` exports, serves and checks it; "
             f"`python -m evaluate.parity model={d.models[0]}` checks one",
         ]
         return "\n".join(lines)
-
-
-def _project_path(path: Path) -> str:
-    """A path as the spec files record it: relative to the project where it lies inside it (clones agree)."""
-    resolved = path.resolve()
-    return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(resolved)
 
 
 def read_index() -> tuple[list[str], dict[str, dict[str, str]]]:
@@ -134,7 +129,7 @@ def add(req: Request) -> Added:
     network_file = CONF_DIR / "network" / f"{req.name}.yaml"
     if network_file.exists() or req.name in read_index()[1]:
         raise ConfigError(
-            f"a network named {req.name!r} exists already ({shown(network_file)}): choose another "
+            f"a network named {req.name!r} exists already ({project_path(network_file)}): choose another "
             f"name, or `python -m export.remove name={req.name}` first"
         )
     derived = derive(req, served_names())
@@ -144,8 +139,8 @@ def add(req: Request) -> Added:
     )
     models_before, networks = read_index()
     networks[req.name] = {
-        "source": _project_path(req.source),
-        "sample": _project_path(req.sample) if req.sample else f"conf/network/{req.name}.yaml",
+        "source": project_path(req.source),
+        "sample": project_path(req.sample) if req.sample else f"conf/network/{req.name}.yaml",
     }
     files[INDEX] = index_text([*models_before, *derived.models], networks)
     with transaction(list(files)):
@@ -159,7 +154,7 @@ def _network_text(req: Request, derived: Derived) -> str:
     """The network's file: a `NetworkSpec` as YAML, under a header saying where it came from."""
     folder = "${paths.added}/" + req.name
     artifacts = {
-        "keras" if derived.source.reference == "keras" else "source": Path(_project_path(req.source)),
+        "keras" if derived.source.reference == "keras" else "source": Path(project_path(req.source)),
         "inputs": Path(f"{folder}/inputs.npz"),
     }
     artifacts.update(
@@ -178,14 +173,14 @@ def _network_text(req: Request, derived: Derived) -> str:
         class_output=derived.class_output,
         batch_axis=derived.max_batch_size > 0,
         sampling=Sampling(
-            sample=None if req.sample is None else Path(_project_path(req.sample)),
+            sample=None if req.sample is None else Path(project_path(req.sample)),
             count=req.samples,
             value_ranges=req.value_ranges,
             dim_sizes=req.dim_sizes,
         ),
     )
     header = (
-        f"# Added by `python -m export.add` from {_project_path(req.source)} ({derived.kind}); tensors read from "
+        f"# Added by `python -m export.add` from {project_path(req.source)} ({derived.kind}); tensors read from "
         "its own signature.\n# Edit freely (value_ranges, class_output); "
         f"`python -m export.remove name={req.name}` takes it out.\n"
     )

@@ -17,11 +17,10 @@ from pipelines.byom import sources
 from pipelines.config import dtypes
 from pipelines.config.preprocessing import Preprocessing
 from pipelines.config.tensors import TensorSpec
-from pipelines.core.cli import CONF_DIR
 from pipelines.core.errors import ArtifactError, ConfigError, DataError, checked_number
+from pipelines.core.paths import project_path
 from pipelines.data import parity_inputs
 
-ROOT = CONF_DIR.parent
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 DEFAULT_MAX_BATCH = 8
@@ -82,12 +81,6 @@ def request_from_config(cfg: DictConfig) -> Request:
         value_ranges=ranges,
         dim_sizes=tuple(checked_number(d, "dim_sizes", int, 1) for d in cfg.dim_sizes) or Request.dim_sizes,
     )
-
-
-def shown(path: Path) -> str:
-    """A path as messages show it: relative to the project where it lies inside it."""
-    resolved = Path(path).resolve()
-    return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(path)
 
 
 @dataclass(frozen=True)
@@ -170,7 +163,7 @@ def derive(req: Request, served: set[str]) -> Derived:
         inputs, preprocessing = _image_input(inputs, batched)
         count = parity_inputs.read_images(req.sample, inputs[0], preprocessing).count  # every image decodes
         notes.append(
-            f"parity inputs: the {count} images of {shown(req.sample)}, through ImageNet's evaluation "
+            f"parity inputs: the {count} images of {project_path(req.sample)}, through ImageNet's evaluation "
             f"transform (resize {preprocessing.resize}, crop {preprocessing.crop}), input {inputs[0].name!r} "
             f"laid out {inputs[0].layout}"
         )

@@ -26,7 +26,7 @@ from pipelines.config import ensemble_parts
 from pipelines.config.spec import ModelSpec
 from pipelines.core.atomic import atomic_path
 from pipelines.core.errors import ArtifactError, ConfigError, ServerError
-from pipelines.core.paths import project_path
+from pipelines.core.paths import PROJECT_ROOT, project_path
 from pipelines.data import labels
 from pipelines.model_repository import standins, triton_config
 from pipelines.model_repository.triton_config import CONFIG_FILENAME, PYTHON_MODEL_FILENAME, VERSION
@@ -35,7 +35,7 @@ from pipelines.trt.loadability import Loader
 
 log = logging.getLogger(__name__)
 
-ENSEMBLE_STEPS = Path(__file__).resolve().parents[2] / "serve" / "ensemble_steps"  # preprocess.py, postprocess.py
+ENSEMBLE_STEPS = PROJECT_ROOT / "serve" / "ensemble_steps"  # preprocess.py, postprocess.py
 IMAGES_MODULE = Path(__file__).resolve().parents[1] / "data" / "images.py"  # shared with the client-side reference
 
 

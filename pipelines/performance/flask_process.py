@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipelines.config.spec import ModelSpec
 from pipelines.core import scratch
-from pipelines.core.cli import CONF_DIR
 from pipelines.core.errors import ServerError
+from pipelines.core.paths import PROJECT_ROOT
 from pipelines.performance import flask_wire
 from pipelines.serving.endpoints import free_port
 
@@ -40,7 +40,7 @@ def flask_server(spec: ModelSpec, models: DictConfig, logs: Path) -> Iterator[tu
         specs = work / "models.yaml"
         OmegaConf.save(models, specs, resolve=True)
         env = dict(
-            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(CONF_DIR.parent), os.environ.get("PYTHONPATH")]))
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "serve.flask_baseline", spec.name, str(port), str(specs)],

@@ -27,6 +27,7 @@ import numpy
 
 from pipelines.core import scratch
 from pipelines.core.errors import ServerError
+from pipelines.core.paths import PROJECT_ROOT
 from pipelines.model_repository import standins
 from pipelines.serving import privileges
 from pipelines.serving.endpoints import (
@@ -45,7 +46,7 @@ from pipelines.serving.supervision import RestartPolicy, Supervised
 
 log = logging.getLogger(__name__)
 
-STANDIN_BACKENDS = Path(__file__).resolve().parents[2] / "serve" / "standin_backends"
+STANDIN_BACKENDS = PROJECT_ROOT / "serve" / "standin_backends"
 STANDIN_BASE = STANDIN_BACKENDS / "standin_base.py"
 STANDIN_RULES = Path(standins.__file__)
 

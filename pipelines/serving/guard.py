@@ -32,12 +32,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from pipelines.config import dtypes
 from pipelines.core.errors import ConfigError
+from pipelines.core.paths import PROJECT_ROOT
 from pipelines.model_repository.triton_config import CONFIG_FILENAME, parse_config
 
 HEADER_ROOM = 64 << 10  # the request's JSON around the data: names, shapes, parameters, requested outputs
 JSON_NUMBER_CHARS = 26  # the longest number a client writes, with json.dumps' separator: "-2.2250738585072014e-308, "
 STRING_OVERHEAD = 8  # a BYTES element's quotes and comma (binary: its 4-byte length) and a few escapes
-GUARD_SCRIPT = Path(__file__).resolve().parents[2] / "serve" / "front" / "guard.js"
+GUARD_SCRIPT = PROJECT_ROOT / "serve" / "front" / "guard.js"
 
 
 @dataclass(frozen=True)
