@@ -71,12 +71,15 @@ def imports(
     `known`, else as the package."""
     lines = source.splitlines()
     tree = ast.parse(source)
-    top_nodes: set[int] = set()
-    for node in tree.body:  # module level, also inside module-level if/try blocks
-        for inner in ast.walk(node):
-            if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-                break
-            top_nodes.add(id(inner))
+    top_nodes: set[int] = set()  # at module level, also inside module-level if/try/with blocks
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                top_nodes.add(id(child))
+                visit(child)
+
+    visit(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
