@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,16 @@ def test_the_check_refuses_a_function_level_import(body, expected):
 def test_a_marked_heavy_import_inside_a_function_passes():
     sources = {"pipelines.core.x": "def f():\n    import torch  # lazy: torch takes seconds to import\n"}
     assert violations(sources, pipelines.FLOORS, set()) == []
+
+
+def test_every_module_is_named_in_its_package_docstring():
+    """Each package's `__init__.py` says what it owns: a module it does not name is one a reader cannot find."""
+    unnamed = []
+    for init in sorted((ROOT / "pipelines").glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        unnamed += [
+            f"{init.parent.name}/{m.stem}"
+            for m in sorted(init.parent.glob("*.py"))
+            if m.stem != "__init__" and f"`{m.stem}`" not in doc
+        ]
+    assert not unnamed, f"not named in their package's docstring: {unnamed}"
