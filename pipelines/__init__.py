@@ -10,7 +10,8 @@ imported inside a function, each marked `# lazy: <why>`. `tests/test_import_grap
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("core",),  # errors, the CLI wrapper, atomic writes: nothing here knows about models
     ("config", "frameworks"),  # the typed model spec and selection; quiet, CPU-safe framework imports
-    ("data", "outputs"),  # what models are fed and called; how their outputs are judged
+    ("data",),  # what models are fed and what their answers are called
+    ("outputs",),  # how a model's outputs are paired and judged
     ("runners",),  # models in process
     ("artifacts",),  # served files
     ("trt",),  # TensorRT engines

@@ -9,7 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# Frameworks that cost seconds to import or are optional extras: the only imports allowed inside a function.
+# Frameworks that cost seconds to import or are optional where the code runs: the only imports allowed inside a
+# function.
 HEAVY = frozenset(
     {
         "torch",
@@ -30,6 +31,7 @@ HEAVY = frozenset(
         "onnxconverter_common",
         "tritonclient",
         "dvc",
+        "PIL",  # not heavy, but absent from the Triton image the ensemble's post-processing step runs in
     }
 )
 LAZY_MARK = "# lazy:"

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 # the request parameter naming the client (its address): the front sets the header, Triton forwards it to the
 # pre-processing step as a parameter (--http/grpc-header-forward-pattern), the step keeps a pixel budget per value
@@ -64,6 +63,11 @@ def decode(data: bytes, limits: Mapping[str, Any] | None = None) -> Any:
 
 def _opened(data: bytes, limits: Mapping[str, Any] | None) -> Any:
     """The image with only its header read, checked against the limits."""
+    from PIL import (  # lazy: the post-processing step runs in a Triton image without Pillow
+        Image,
+        UnidentifiedImageError,
+    )
+
     if not data:
         raise ImageDecodeError("is empty")
     if limits and len(data) > int(limits["max_bytes"]):
@@ -124,6 +128,8 @@ def decode_request(
 def _pillow_limit(limits: Mapping[str, Any] | None) -> Iterator[None]:
     """With our own limits, Pillow's decompression-bomb check (met while it reads the header) steps aside: ours
     come next, from the same header, and name the configured limit rather than Pillow's."""
+    from PIL import Image  # lazy: the post-processing step runs in a Triton image without Pillow
+
     if not limits:
         yield
         return
@@ -150,6 +156,8 @@ def _check_size(size: tuple[int, int], limits: Mapping[str, Any]) -> None:
 
 def imagenet_tensor(image: Any, resize: int, crop: int, mean: list[float], std: list[float]) -> np.ndarray:
     """Shorter side to `resize` (bilinear), centre crop `crop`, scale to [0, 1], normalise: float32 CHW."""
+    from PIL import Image  # lazy: the post-processing step runs in a Triton image without Pillow
+
     width, height = image.size  # sizes and offsets rounded as torchvision's Resize and CenterCrop do
     size = (resize, int(resize * height / width)) if width <= height else (int(resize * width / height), resize)
     image = image.resize(size, Image.BILINEAR)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from pipelines.config.tolerances import Tolerance
+from pipelines.data.images import top_k
 
 REL_EPSILON = 1e-6  # keeps the relative error finite where the reference is ~0
 
@@ -69,11 +70,6 @@ def widen(served: np.ndarray, reference: np.ndarray) -> Widened:
     return Widened(s, r, finite, nonfinite)
 
 
-def _topk(values: np.ndarray, k: int) -> np.ndarray:
-    """The indices of the k largest values per row, best first; ties keep the lower index."""
-    return np.argsort(-values, axis=-1, kind="stable")[..., :k]
-
-
 def min_cosine(served: np.ndarray, reference: np.ndarray) -> float:
     """The lowest cosine similarity of a sample (batch first, flattened): identical zero samples 1, a zero sample
     against a non-zero one 0 (an output collapsed by a broken scale is as far as it gets). Samples of one element
@@ -92,9 +88,11 @@ def min_cosine(served: np.ndarray, reference: np.ndarray) -> float:
 
 def agreement(served: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """Top-1 and top-5 agreement of class scores (last axis): the same first class; the same five, any order."""
-    top1 = float(np.mean(_topk(served, 1) == _topk(reference, 1)))
+    top1 = float(np.mean(top_k(served, 1)[1] == top_k(reference, 1)[1]))
     k = min(5, served.shape[-1])
-    same5 = [set(a) == set(b) for a, b in zip(_topk(served, k).reshape(-1, k), _topk(reference, k).reshape(-1, k))]
+    same5 = [
+        set(a) == set(b) for a, b in zip(top_k(served, k)[1].reshape(-1, k), top_k(reference, k)[1].reshape(-1, k))
+    ]
     return top1, float(np.mean(same5))
 
 
